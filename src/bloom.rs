@@ -1,0 +1,126 @@
+//! The in-memory "surely new" filter in front of the index.
+//!
+//! A chunk the filter has never seen is new for certain, so its index lookup
+//! is skipped; a chunk it may have seen goes to RocksDB. The filter has no
+//! false negatives (an inserted id always tests positive) and about a 1%
+//! false-positive rate, growing as chunks are added.
+//!
+//! The filter is an optimisation, never the truth. It is saved beside the
+//! index as
+//!
+//! ```text
+//! "DDBLOOM\x01" chunk_count:u64 sha256(chunk_count ‖ payload)[32] payload
+//! ```
+//!
+//! and thrown away and rebuilt from the index when the file is missing,
+//! damaged, or was saved for a different number of indexed chunks (a crash
+//! between an index commit and the next save).
+
+use growable_bloom_filter::GrowableBloom;
+use sha2::{Digest, Sha256};
+
+use crate::codec::{Put, Reader};
+use crate::error::Result;
+use crate::id::ChunkId;
+
+const MAGIC: &[u8; 8] = b"DDBLOOM\x01";
+/// Target false-positive rate.
+pub const FALSE_POSITIVE_RATE: f64 = 0.01;
+
+/// The filter plus the number of indexed chunks it reflects.
+#[derive(Clone, Debug)]
+pub struct Bloom {
+    filter: GrowableBloom,
+    chunks: u64,
+}
+
+impl Bloom {
+    /// An empty filter sized for about `expected` chunks (it grows past that).
+    pub fn new(expected: u64) -> Self {
+        let expected = expected.clamp(100_000, 1 << 32) as usize;
+        Bloom {
+            filter: GrowableBloom::new(FALSE_POSITIVE_RATE, expected),
+            chunks: 0,
+        }
+    }
+
+    /// False means `id` was certainly never inserted.
+    pub fn may_contain(&self, id: &ChunkId) -> bool {
+        self.filter.contains(id.as_bytes())
+    }
+
+    /// Records a newly indexed chunk.
+    pub fn insert(&mut self, id: &ChunkId) {
+        self.filter.insert(id.as_bytes());
+        self.chunks += 1;
+    }
+
+    /// Number of indexed chunks this filter reflects.
+    pub fn chunks(&self) -> u64 {
+        self.chunks
+    }
+
+    /// Serialises with a checksum.
+    pub fn encode(&self) -> Vec<u8> {
+        let payload = postcard::to_stdvec(&self.filter).expect("serialising to memory cannot fail");
+        let mut out = Vec::with_capacity(payload.len() + 48);
+        out.extend_from_slice(MAGIC);
+        out.put_u64(self.chunks);
+        out.extend_from_slice(&checksum(self.chunks, &payload));
+        out.extend_from_slice(&payload);
+        out
+    }
+
+    /// Decodes a saved filter; an `Err` means the file is damaged.
+    pub fn decode(bytes: &[u8], location: &str) -> Result<Self> {
+        let mut r = Reader::new(bytes, "bloom filter", location);
+        if r.take(8)? != MAGIC {
+            return Err(r.error("bad magic"));
+        }
+        let chunks = r.u64()?;
+        let sum = r.take(32)?;
+        let payload = r.take(r.remaining())?;
+        if checksum(chunks, payload).as_slice() != sum {
+            return Err(crate::Error::corrupt("bloom filter", location, "checksum mismatch"));
+        }
+        let filter = postcard::from_bytes(payload)
+            .map_err(|e| crate::Error::corrupt("bloom filter", location, e.to_string()))?;
+        Ok(Bloom { filter, chunks })
+    }
+}
+
+/// SHA-256 over the count and the payload, so neither can rot unnoticed.
+fn checksum(chunks: u64, payload: &[u8]) -> [u8; 32] {
+    let mut h = Sha256::new();
+    h.update(chunks.to_le_bytes());
+    h.update(payload);
+    h.finalize().into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn save_load_round_trip_keeps_members_and_count() {
+        let mut b = Bloom::new(1000);
+        let ids: Vec<_> = (0..1000u32).map(|i| ChunkId::of(&i.to_le_bytes())).collect();
+        ids.iter().for_each(|id| b.insert(id));
+        let back = Bloom::decode(&b.encode(), "t").unwrap();
+        assert_eq!(back.chunks(), 1000);
+        assert!(ids.iter().all(|id| back.may_contain(id)));
+    }
+
+    #[test]
+    fn damaged_filter_files_are_refused() {
+        let mut b = Bloom::new(10);
+        b.insert(&ChunkId::of(b"x"));
+        let good = b.encode();
+        for i in [0, 9, 20, good.len() - 1] {
+            let mut bad = good.clone();
+            bad[i] ^= 0x40;
+            assert!(Bloom::decode(&bad, "t").is_err(), "flip at {i}");
+        }
+        assert!(Bloom::decode(&good[..good.len() - 1], "t").is_err());
+    }
+}

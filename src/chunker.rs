@@ -1,0 +1,239 @@
+//! Cutting a byte stream into chunks.
+//!
+//! Two modes, chosen at `init` and stored in the repository config:
+//!
+//! * [`ChunkerConfig::Fixed`]: every chunk is `size` bytes, the last one
+//!   shorter. Cheapest to compute, but one inserted byte shifts every later
+//!   boundary, so nothing after an insertion deduplicates.
+//! * [`ChunkerConfig::FastCdc`]: content-defined boundaries from the
+//!   `fastcdc` crate's v2020 streaming chunker (gear hash with normalized
+//!   chunking, level 1). A boundary depends only on the bytes just before it,
+//!   so an insertion disturbs only the chunk or two around it. Chunks are at
+//!   least `min` and at most `max` bytes, `avg` on average.
+//!
+//! Owns cutting only: no hashing, no I/O policy. Memory is bounded by `max`
+//! (or `size`) whatever the stream length; a stream is never read whole.
+
+use std::io::{self, Read};
+
+use fastcdc::v2020::StreamCDC;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+/// Smallest chunk size any mode accepts (the fastcdc crate's floor).
+pub const MIN_CHUNK: u32 = 64;
+/// Largest chunk size any mode accepts (the fastcdc crate's ceiling).
+pub const MAX_CHUNK: u32 = 16 * 1024 * 1024;
+
+/// How a repository cuts data; stored in its config.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "mode", rename_all = "lowercase")]
+pub enum ChunkerConfig {
+    /// Fixed-size chunks.
+    Fixed {
+        /// Bytes per chunk.
+        size: u32,
+    },
+    /// FastCDC content-defined chunks.
+    #[serde(rename = "fastcdc")]
+    FastCdc {
+        /// Smallest chunk (except a stream's last).
+        min: u32,
+        /// Target average; a power of two.
+        avg: u32,
+        /// Largest chunk.
+        max: u32,
+    },
+}
+
+impl Default for ChunkerConfig {
+    fn default() -> Self {
+        ChunkerConfig::fastcdc(64 * 1024)
+    }
+}
+
+impl ChunkerConfig {
+    /// FastCDC with `min = avg / 4` and `max = avg * 4`, the spread the
+    /// FastCDC paper recommends. Call [`validate`](Self::validate) before use.
+    pub fn fastcdc(avg: u32) -> Self {
+        ChunkerConfig::FastCdc {
+            min: avg / 4,
+            avg,
+            max: avg.saturating_mul(4),
+        }
+    }
+
+    /// Refuses sizes the chunker cannot honour, with a message saying why.
+    pub fn validate(&self) -> Result<()> {
+        let in_range = |what: &'static str, v: u32| {
+            if v < MIN_CHUNK || v > MAX_CHUNK {
+                Err(Error::invalid(
+                    what,
+                    format!("{v} bytes is outside {MIN_CHUNK} B ..= 16 MiB"),
+                ))
+            } else {
+                Ok(())
+            }
+        };
+        match *self {
+            ChunkerConfig::Fixed { size } => in_range("chunk size", size),
+            ChunkerConfig::FastCdc { min, avg, max } => {
+                in_range("minimum chunk size", min)?;
+                in_range("average chunk size", avg)?;
+                in_range("maximum chunk size", max)?;
+                if !avg.is_power_of_two() {
+                    return Err(Error::invalid(
+                        "average chunk size",
+                        format!("{avg} is not a power of two"),
+                    ));
+                }
+                if avg < 256 || avg > 4 * 1024 * 1024 {
+                    return Err(Error::invalid(
+                        "average chunk size",
+                        format!("{avg} is outside 256 B ..= 4 MiB"),
+                    ));
+                }
+                if max < 1024 {
+                    return Err(Error::invalid(
+                        "maximum chunk size",
+                        format!("{max} is below 1 KiB"),
+                    ));
+                }
+                if min > avg || avg > max {
+                    return Err(Error::invalid(
+                        "chunk sizes",
+                        format!("need min <= avg <= max, got {min} / {avg} / {max}"),
+                    ));
+                }
+                if min % 2 != 0 || max % 2 != 0 {
+                    return Err(Error::invalid(
+                        "chunk sizes",
+                        format!("min and max must be even, got {min} / {max}"),
+                    ));
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// The largest chunk this configuration can produce.
+    pub fn max_chunk(&self) -> u32 {
+        match *self {
+            ChunkerConfig::Fixed { size } => size,
+            ChunkerConfig::FastCdc { max, .. } => max,
+        }
+    }
+
+    /// Cuts `source` into chunks. The configuration must be valid.
+    pub fn chunks<R: Read>(&self, source: R) -> Chunks<R> {
+        match *self {
+            ChunkerConfig::Fixed { size } => Chunks::Fixed {
+                source,
+                size: size as usize,
+                done: false,
+            },
+            ChunkerConfig::FastCdc { min, avg, max } => Chunks::FastCdc(StreamCDC::new(
+                source,
+                min as usize,
+                avg as usize,
+                max as usize,
+            )),
+        }
+    }
+}
+
+impl std::fmt::Display for ChunkerConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ChunkerConfig::Fixed { size } => write!(f, "fixed {size} B"),
+            ChunkerConfig::FastCdc { min, avg, max } => {
+                write!(f, "fastcdc min {min} B, avg {avg} B, max {max} B")
+            }
+        }
+    }
+}
+
+/// An iterator of chunks (raw bytes, in order) over a reader.
+pub enum Chunks<R: Read> {
+    /// Fixed-size cutting.
+    Fixed {
+        /// The stream.
+        source: R,
+        /// Bytes per chunk.
+        size: usize,
+        /// The stream has ended.
+        done: bool,
+    },
+    /// FastCDC cutting.
+    FastCdc(StreamCDC<R>),
+}
+
+impl<R: Read> Iterator for Chunks<R> {
+    type Item = io::Result<Vec<u8>>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        match self {
+            Chunks::Fixed { source, size, done } => {
+                if *done {
+                    return None;
+                }
+                let mut buf = vec![0u8; *size];
+                let mut filled = 0;
+                while filled < buf.len() {
+                    match source.read(&mut buf[filled..]) {
+                        Ok(0) => {
+                            *done = true;
+                            break;
+                        }
+                        Ok(n) => filled += n,
+                        Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                        Err(e) => {
+                            *done = true;
+                            return Some(Err(e));
+                        }
+                    }
+                }
+                if filled == 0 {
+                    return None;
+                }
+                buf.truncate(filled);
+                Some(Ok(buf))
+            }
+            Chunks::FastCdc(cdc) => cdc
+                .next()
+                .map(|r| r.map(|c| c.data).map_err(io::Error::from)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bad_sizes_are_refused_with_a_reason() {
+        let bad = [
+            ChunkerConfig::Fixed { size: 0 },
+            ChunkerConfig::Fixed { size: MAX_CHUNK + 1 },
+            ChunkerConfig::FastCdc { min: 8192, avg: 4096, max: 16384 },
+            ChunkerConfig::FastCdc { min: 1024, avg: 5000, max: 16384 },
+            ChunkerConfig::FastCdc { min: 1024, avg: 4096, max: 2048 },
+            ChunkerConfig::FastCdc { min: 0, avg: 4096, max: 16384 },
+            ChunkerConfig::fastcdc(1 << 30),
+        ];
+        for config in bad {
+            let err = config.validate().unwrap_err().to_string();
+            assert!(err.starts_with("invalid "), "{config:?}: {err}");
+        }
+        ChunkerConfig::default().validate().unwrap();
+        ChunkerConfig::Fixed { size: 65536 }.validate().unwrap();
+    }
+
+    #[test]
+    fn empty_input_has_no_chunks_in_either_mode() {
+        for config in [ChunkerConfig::Fixed { size: 4096 }, ChunkerConfig::fastcdc(4096)] {
+            assert_eq!(config.chunks(&b""[..]).count(), 0);
+        }
+    }
+}

@@ -1,0 +1,102 @@
+//! Content ids: the 32-byte SHA-256 of an object's raw bytes.
+//!
+//! Owns the [`ChunkId`] type, its hex form and the one function that computes
+//! it. Does not know where chunks live. Invariant: an id is always the
+//! SHA-256 of the uncompressed bytes, so any reader can check what it got.
+
+use std::fmt;
+use std::str::FromStr;
+
+use sha2::{Digest, Sha256};
+
+use crate::error::{Error, Result};
+
+/// The SHA-256 of a chunk's (or tree's, or blob's) raw bytes.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ChunkId(pub [u8; 32]);
+
+impl ChunkId {
+    /// Hashes `data` (uses SHA-NI where the CPU has it).
+    pub fn of(data: &[u8]) -> Self {
+        ChunkId(Sha256::digest(data).into())
+    }
+
+    /// The raw 32 bytes.
+    pub fn as_bytes(&self) -> &[u8; 32] {
+        &self.0
+    }
+
+    /// Lower-case hex, 64 characters.
+    pub fn to_hex(&self) -> String {
+        hex::encode(self.0)
+    }
+
+    /// Reads an id from exactly 32 bytes.
+    pub fn from_slice(bytes: &[u8]) -> Option<Self> {
+        Some(ChunkId(bytes.try_into().ok()?))
+    }
+
+    /// The first 8 bytes as a big-endian integer: the id's position on the ring.
+    pub fn ring_position(&self) -> u64 {
+        let mut first = [0u8; 8];
+        first.copy_from_slice(&self.0[..8]);
+        u64::from_be_bytes(first)
+    }
+}
+
+impl fmt::Display for ChunkId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.to_hex())
+    }
+}
+
+impl fmt::Debug for ChunkId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "ChunkId({})", &self.to_hex()[..16])
+    }
+}
+
+impl FromStr for ChunkId {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Self> {
+        let mut out = [0u8; 32];
+        hex::decode_to_slice(s, &mut out)
+            .map_err(|e| Error::invalid("chunk id", format!("{s:?} is not 64 hex digits: {e}")))?;
+        Ok(ChunkId(out))
+    }
+}
+
+impl serde::Serialize for ChunkId {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.serialize_str(&self.to_hex())
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for ChunkId {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sha256_of_abc_matches_the_standard_vector() {
+        assert_eq!(
+            ChunkId::of(b"abc").to_hex(),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+    }
+
+    #[test]
+    fn hex_round_trips_and_bad_hex_is_refused() {
+        let id = ChunkId::of(b"x");
+        assert_eq!(id.to_hex().parse::<ChunkId>().unwrap(), id);
+        assert!("zz".parse::<ChunkId>().is_err());
+        assert!("ab".repeat(31).parse::<ChunkId>().is_err());
+    }
+}

@@ -1,0 +1,362 @@
+//! The RocksDB index: chunk id → location, packs, snapshots, metadata.
+//!
+//! Column families:
+//!
+//! | family      | key                | value                          |
+//! |-------------|--------------------|--------------------------------|
+//! | `chunks`    | chunk id (32)      | [`Location`] (33 bytes)        |
+//! | `packs`     | pack id (16)       | [`PackInfo`] (53 bytes)        |
+//! | `snapshots` | snapshot id (32)   | the snapshot record's bytes    |
+//! | `meta`      | ASCII name         | small values (Bloom counters)  |
+//!
+//! The index is derived data: everything in it can be rebuilt from the
+//! packs' trailers and the `snapshots/` folder. Invariant: a pack's chunk
+//! entries and its pack entry are committed in one synced write batch, and
+//! only after the pack itself is durable, so the index never points at bytes
+//! that a crash could take away.
+
+use std::path::{Path, PathBuf};
+
+use rocksdb::{BlockBasedOptions, ColumnFamily, Options, WriteBatch, WriteOptions, DB};
+
+use crate::codec::{Put, Reader};
+use crate::error::{Error, Result};
+use crate::id::ChunkId;
+use crate::ring::ShardId;
+use crate::store::{PackEntry, PackId};
+
+const CHUNKS: &str = "chunks";
+const PACKS: &str = "packs";
+const SNAPSHOTS: &str = "snapshots";
+const META: &str = "meta";
+const FAMILIES: [&str; 4] = [CHUNKS, PACKS, SNAPSHOTS, META];
+
+/// Where a chunk's bytes are.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Location {
+    /// The pack holding it.
+    pub pack: PackId,
+    /// Offset of its record in the pack.
+    pub offset: u64,
+    /// Uncompressed length.
+    pub raw_len: u32,
+    /// Stored length.
+    pub stored_len: u32,
+    /// Pack record flags.
+    pub flags: u8,
+}
+
+impl Location {
+    /// The location of a pack entry.
+    pub fn of(pack: PackId, e: &PackEntry) -> Self {
+        Location {
+            pack,
+            offset: e.offset,
+            raw_len: e.raw_len,
+            stored_len: e.stored_len,
+            flags: e.flags,
+        }
+    }
+
+    /// Encodes as 33 bytes.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut v = Vec::with_capacity(33);
+        v.extend_from_slice(&self.pack.0);
+        v.put_u64(self.offset);
+        v.put_u32(self.raw_len);
+        v.put_u32(self.stored_len);
+        v.put_u8(self.flags);
+        v
+    }
+
+    /// Decodes an index value; `location` names it in errors.
+    pub fn decode(bytes: &[u8], location: &str) -> Result<Self> {
+        let mut r = Reader::new(bytes, "index entry", location);
+        let mut pack = [0u8; 16];
+        pack.copy_from_slice(r.take(16)?);
+        let loc = Location {
+            pack: PackId(pack),
+            offset: r.u64()?,
+            raw_len: r.u32()?,
+            stored_len: r.u32()?,
+            flags: r.u8()?,
+        };
+        r.finish()?;
+        Ok(loc)
+    }
+}
+
+/// What the index knows of a pack: its shard and what it holds.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PackInfo {
+    /// The shard it lives on.
+    pub shard: ShardId,
+    /// Its length in bytes, trailer included.
+    pub size: u64,
+    /// File-data chunks in it.
+    pub data_chunks: u32,
+    /// Their uncompressed bytes.
+    pub data_raw: u64,
+    /// Their stored bytes.
+    pub data_stored: u64,
+    /// Tree objects in it.
+    pub tree_objects: u32,
+    /// Their uncompressed bytes.
+    pub tree_raw: u64,
+    /// Their stored bytes.
+    pub tree_stored: u64,
+}
+
+impl PackInfo {
+    /// Summarises a sealed pack's entries.
+    pub fn of(shard: ShardId, size: u64, entries: &[PackEntry]) -> Self {
+        let mut info = PackInfo {
+            shard,
+            size,
+            ..Default::default()
+        };
+        for e in entries {
+            if e.flags & crate::store::pack::flags::TREE != 0 {
+                info.tree_objects += 1;
+                info.tree_raw += u64::from(e.raw_len);
+                info.tree_stored += u64::from(e.stored_len);
+            } else {
+                info.data_chunks += 1;
+                info.data_raw += u64::from(e.raw_len);
+                info.data_stored += u64::from(e.stored_len);
+            }
+        }
+        info
+    }
+
+    fn encode(&self) -> Vec<u8> {
+        let mut v = Vec::with_capacity(53);
+        v.put_u8(1);
+        v.put_u32(self.shard.0);
+        v.put_u64(self.size);
+        v.put_u32(self.data_chunks);
+        v.put_u64(self.data_raw);
+        v.put_u64(self.data_stored);
+        v.put_u32(self.tree_objects);
+        v.put_u64(self.tree_raw);
+        v.put_u64(self.tree_stored);
+        v
+    }
+
+    /// Decodes an index value; `location` names it in errors.
+    pub fn decode(bytes: &[u8], location: &str) -> Result<Self> {
+        let mut r = Reader::new(bytes, "pack index entry", location);
+        if r.u8()? != 1 {
+            return Err(r.error("unknown version"));
+        }
+        let info = PackInfo {
+            shard: ShardId(r.u32()?),
+            size: r.u64()?,
+            data_chunks: r.u32()?,
+            data_raw: r.u64()?,
+            data_stored: r.u64()?,
+            tree_objects: r.u32()?,
+            tree_raw: r.u64()?,
+            tree_stored: r.u64()?,
+        };
+        r.finish()?;
+        Ok(info)
+    }
+}
+
+/// The open index.
+pub struct Index {
+    db: DB,
+    path: PathBuf,
+}
+
+impl Index {
+    /// Opens (creating if `create`) the index at `path`. Read-only opens can
+    /// run beside a writer: they see the state as of their opening.
+    pub fn open(path: &Path, read_only: bool, create: bool) -> Result<Self> {
+        let mut opts = Options::default();
+        opts.create_if_missing(create);
+        opts.create_missing_column_families(!read_only);
+        opts.set_max_background_jobs(2);
+        opts.set_keep_log_file_num(2);
+        let mut table = BlockBasedOptions::default();
+        // Keys are random hashes: a per-file Bloom filter saves a disk read
+        // on most misses, and whole-key filtering is all point lookups need.
+        table.set_bloom_filter(10.0, false);
+        table.set_cache_index_and_filter_blocks(true);
+        table.set_block_cache(&rocksdb::Cache::new_lru_cache(64 << 20));
+        opts.set_block_based_table_factory(&table);
+        let db = if read_only {
+            DB::open_cf_for_read_only(&opts, path, FAMILIES, false)
+        } else {
+            DB::open_cf(&opts, path, FAMILIES)
+        }
+        .map_err(|e| Error::Index {
+            path: path.to_path_buf(),
+            message: e.into_string(),
+        })?;
+        Ok(Index {
+            db,
+            path: path.to_path_buf(),
+        })
+    }
+
+    fn err(&self, e: rocksdb::Error) -> Error {
+        Error::Index {
+            path: self.path.clone(),
+            message: e.into_string(),
+        }
+    }
+
+    fn cf(&self, name: &str) -> &ColumnFamily {
+        self.db.cf_handle(name).expect("column family created at open")
+    }
+
+    /// The location of `id`, if indexed.
+    pub fn chunk(&self, id: &ChunkId) -> Result<Option<Location>> {
+        match self.db.get_pinned_cf(self.cf(CHUNKS), id.as_bytes()).map_err(|e| self.err(e))? {
+            Some(v) => Ok(Some(Location::decode(&v, &id.to_hex())?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Locations of many ids in one batched read, in the same order.
+    pub fn chunks(&self, ids: &[ChunkId]) -> Result<Vec<Option<Location>>> {
+        let cf = self.cf(CHUNKS);
+        let keys = ids.iter().map(|id| id.as_bytes().as_slice());
+        self.db
+            .batched_multi_get_cf(cf, keys, false)
+            .into_iter()
+            .zip(ids)
+            .map(|(r, id)| match r.map_err(|e| self.err(e))? {
+                Some(v) => Ok(Some(Location::decode(&v, &id.to_hex())?)),
+                None => Ok(None),
+            })
+            .collect()
+    }
+
+    /// Commits a durable pack's entries and summary in one synced batch.
+    pub fn commit_pack(&self, pack: PackId, info: &PackInfo, entries: &[PackEntry]) -> Result<()> {
+        let mut batch = WriteBatch::default();
+        let chunks = self.cf(CHUNKS);
+        for e in entries {
+            batch.put_cf(chunks, e.id.as_bytes(), Location::of(pack, e).encode());
+        }
+        batch.put_cf(self.cf(PACKS), pack.0, info.encode());
+        let mut opts = WriteOptions::default();
+        opts.set_sync(true);
+        self.db.write_opt(batch, &opts).map_err(|e| self.err(e))
+    }
+
+    /// Every pack the index knows.
+    pub fn packs(&self) -> Result<Vec<(PackId, PackInfo)>> {
+        let mut out = Vec::new();
+        for item in self.db.iterator_cf(self.cf(PACKS), rocksdb::IteratorMode::Start) {
+            let (k, v) = item.map_err(|e| self.err(e))?;
+            let id: [u8; 16] = k
+                .as_ref()
+                .try_into()
+                .map_err(|_| Error::corrupt("pack index key", hex::encode(&k), "not 16 bytes"))?;
+            let pack = PackId(id);
+            out.push((pack, PackInfo::decode(&v, &pack.to_hex())?));
+        }
+        Ok(out)
+    }
+
+    /// Calls `f` with every indexed chunk id (for rebuilding the Bloom filter).
+    pub fn for_each_chunk_id(&self, mut f: impl FnMut(ChunkId)) -> Result<()> {
+        for item in self.db.iterator_cf(self.cf(CHUNKS), rocksdb::IteratorMode::Start) {
+            let (k, _) = item.map_err(|e| self.err(e))?;
+            let id = ChunkId::from_slice(&k)
+                .ok_or_else(|| Error::corrupt("chunk index key", hex::encode(&k), "not 32 bytes"))?;
+            f(id);
+        }
+        Ok(())
+    }
+
+    /// Stores a snapshot record (synced).
+    pub fn put_snapshot(&self, id: &ChunkId, record: &[u8]) -> Result<()> {
+        let mut opts = WriteOptions::default();
+        opts.set_sync(true);
+        self.db
+            .put_cf_opt(self.cf(SNAPSHOTS), id.as_bytes(), record, &opts)
+            .map_err(|e| self.err(e))
+    }
+
+    /// Every snapshot record, by id.
+    pub fn snapshots(&self) -> Result<Vec<(ChunkId, Vec<u8>)>> {
+        let mut out = Vec::new();
+        for item in self.db.iterator_cf(self.cf(SNAPSHOTS), rocksdb::IteratorMode::Start) {
+            let (k, v) = item.map_err(|e| self.err(e))?;
+            let id = ChunkId::from_slice(&k)
+                .ok_or_else(|| Error::corrupt("snapshot index key", hex::encode(&k), "not 32 bytes"))?;
+            out.push((id, v.to_vec()));
+        }
+        Ok(out)
+    }
+
+    /// A metadata counter (0 when absent).
+    pub fn counter(&self, name: &str) -> Result<u64> {
+        match self.db.get_cf(self.cf(META), name).map_err(|e| self.err(e))? {
+            Some(v) => {
+                let mut r = Reader::new(&v, "index counter", name);
+                let n = r.u64()?;
+                r.finish()?;
+                Ok(n)
+            }
+            None => Ok(0),
+        }
+    }
+
+    /// Adds to metadata counters in one write.
+    pub fn add_counters(&self, deltas: &[(&str, u64)]) -> Result<()> {
+        let mut batch = WriteBatch::default();
+        for &(name, delta) in deltas {
+            let value = self.counter(name)?.saturating_add(delta);
+            batch.put_cf(self.cf(META), name, value.to_le_bytes());
+        }
+        self.db.write(batch).map_err(|e| self.err(e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn committed_pack_entries_are_found_and_counted() {
+        let dir = tempfile::tempdir().unwrap();
+        let index = Index::open(dir.path(), false, true).unwrap();
+        let pack = PackId::random();
+        let entries: Vec<PackEntry> = (0..3u8)
+            .map(|i| PackEntry {
+                id: ChunkId::of(&[i]),
+                offset: 8 + u64::from(i) * 100,
+                raw_len: 50,
+                stored_len: 40,
+                flags: 0,
+            })
+            .collect();
+        let info = PackInfo::of(ShardId(2), 400, &entries);
+        index.commit_pack(pack, &info, &entries).unwrap();
+        let loc = index.chunk(&entries[1].id).unwrap().unwrap();
+        assert_eq!(loc, Location::of(pack, &entries[1]));
+        let many = index.chunks(&[entries[2].id, ChunkId::of(b"absent")]).unwrap();
+        assert_eq!(many, vec![Some(Location::of(pack, &entries[2])), None]);
+        assert_eq!(index.packs().unwrap(), vec![(pack, info)]);
+        assert_eq!(info.data_chunks, 3);
+        assert_eq!(info.data_raw, 150);
+        let mut n = 0;
+        index.for_each_chunk_id(|_| n += 1).unwrap();
+        assert_eq!(n, 3);
+    }
+
+    #[test]
+    fn damaged_index_values_are_errors_not_panics() {
+        assert!(Location::decode(&[0u8; 32], "x").is_err());
+        assert!(Location::decode(&[0u8; 34], "x").is_err());
+        assert!(PackInfo::decode(&[2u8; 61], "x").is_err());
+        let loc = Location { pack: PackId([7; 16]), offset: 9, raw_len: 3, stored_len: 2, flags: 1 };
+        assert_eq!(Location::decode(&loc.encode(), "x").unwrap(), loc);
+    }
+}

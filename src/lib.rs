@@ -1,0 +1,45 @@
+//! `dedup`: a content-addressable, deduplicating storage engine.
+//!
+//! Point it at directory trees; each distinct block of data is stored once,
+//! any snapshot comes back byte for byte, and reports say what was saved and
+//! where. The path of a byte:
+//!
+//! ```text
+//! file ─► chunker (fixed | FastCDC) ─► SHA-256 id ─► Bloom filter ─► RocksDB index
+//!      new chunk ─► consistent-hash ring ─► shard ─► pack (zstd) ─► fsync ─► index commit
+//! ```
+//!
+//! ```no_run
+//! use dedup::{InitOptions, Quiet, Repository};
+//!
+//! let repo = Repository::init("/tmp/repo", &InitOptions::default())?;
+//! let outcome = repo.ingest(&["/home/me/src".into()], &Quiet)?;
+//! println!("snapshot {} ({} new bytes)", outcome.id, outcome.record.summary.new_bytes);
+//! repo.restore(&outcome.id, "/tmp/restored".as_ref(), &Quiet)?;
+//! println!("{}", repo.report()?);
+//! # Ok::<(), dedup::Error>(())
+//! ```
+//!
+//! The on-disk format and the invariants are in `docs/design.md`.
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod bloom;
+pub mod chunker;
+mod codec;
+pub mod config;
+pub mod error;
+pub mod id;
+pub mod index;
+pub mod repo;
+pub mod ring;
+pub mod snapshot;
+pub mod store;
+
+pub use chunker::ChunkerConfig;
+pub use config::{Compression, Config, InitOptions};
+pub use error::{Error, Result};
+pub use id::ChunkId;
+pub use repo::{IngestOutcome, Progress, Quiet, Report, Repository, RestoreOutcome};
+pub use snapshot::{IngestSummary, SnapshotId, SnapshotRecord};

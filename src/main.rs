@@ -1,0 +1,386 @@
+//! The `dedup` command line: parse arguments, draw progress, print, and map
+//! errors to exit codes (0 ok, 1 problems found, 2 error). Everything else
+//! is library code.
+
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{bail, Context};
+use clap::{Parser, Subcommand, ValueEnum};
+use dedup::repo::report::human_bytes;
+use dedup::{ChunkerConfig, Compression, InitOptions, Progress, Repository};
+use indicatif::{ProgressBar, ProgressStyle};
+
+#[derive(Parser)]
+#[command(name = "dedup", version, about = "Content-addressable deduplicating storage", long_about = None)]
+struct Cli {
+    /// Repository folder [default: $DEDUP_REPO, else a repository in your data folder]
+    #[arg(long, global = true, env = "DEDUP_REPO")]
+    repo: Option<PathBuf>,
+    /// No progress bars or warnings on stderr
+    #[arg(long, short, global = true)]
+    quiet: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum ChunkerMode {
+    Fastcdc,
+    Fixed,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum CompressionArg {
+    Zstd,
+    None,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Create a repository
+    Init {
+        /// Chunking mode
+        #[arg(long, value_enum, default_value = "fastcdc")]
+        chunker: ChunkerMode,
+        /// FastCDC average chunk size (a power of two) [default: 64KiB]
+        #[arg(long, value_parser = parse_size)]
+        avg_size: Option<u32>,
+        /// FastCDC minimum chunk size [default: avg / 4]
+        #[arg(long, value_parser = parse_size)]
+        min_size: Option<u32>,
+        /// FastCDC maximum chunk size [default: avg * 4]
+        #[arg(long, value_parser = parse_size)]
+        max_size: Option<u32>,
+        /// Fixed chunk size [default: 64KiB]
+        #[arg(long, value_parser = parse_size)]
+        size: Option<u32>,
+        /// Number of shards inside the repository
+        #[arg(long, default_value_t = 4, conflicts_with = "shard")]
+        shards: u32,
+        /// A shard folder anywhere (repeat for several)
+        #[arg(long)]
+        shard: Vec<PathBuf>,
+        /// Per-chunk compression
+        #[arg(long, value_enum, default_value = "zstd")]
+        compression: CompressionArg,
+        /// Pack target size
+        #[arg(long, value_parser = parse_size, default_value = "16MiB")]
+        pack_size: u32,
+    },
+    /// Store directories (or files) as a new snapshot
+    Ingest {
+        /// What to store
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+        /// Print the snapshot record as JSON
+        #[arg(long)]
+        json: bool,
+    },
+    /// List snapshots
+    Snapshots {
+        /// JSON output
+        #[arg(long)]
+        json: bool,
+    },
+    /// Restore a snapshot into an empty or absent folder
+    Restore {
+        /// Snapshot id, unique id prefix, or `latest`
+        snapshot: String,
+        /// Destination folder
+        dest: PathBuf,
+    },
+    /// Dedup report for the repository or one snapshot
+    Report {
+        /// Snapshot id, prefix or `latest` (default: the whole repository)
+        snapshot: Option<String>,
+        /// JSON output
+        #[arg(long)]
+        json: bool,
+    },
+    /// Store one file's bytes as a blob; prints its content id
+    Put {
+        /// The file
+        file: PathBuf,
+    },
+    /// Write a blob's bytes to stdout
+    Get {
+        /// Content id (64 hex digits)
+        id: String,
+    },
+}
+
+/// Parses `4096`, `16K`, `16KiB`, `1MiB`, `2G` (binary units).
+fn parse_size(s: &str) -> Result<u32, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (digits, unit) = s.split_at(split);
+    let n: u64 = digits.parse().map_err(|_| format!("{s:?} is not a size like 4096, 64KiB or 1MiB"))?;
+    let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" | "kib" => 1 << 10,
+        "m" | "mb" | "mib" => 1 << 20,
+        "g" | "gb" | "gib" => 1 << 30,
+        other => return Err(format!("unknown size unit {other:?} (use B, KiB, MiB or GiB)")),
+    };
+    n.checked_mul(mult)
+        .and_then(|v| u32::try_from(v).ok())
+        .ok_or_else(|| format!("{s} is too large"))
+}
+
+/// Progress on stderr: a bar when stderr is a terminal, warnings always
+/// (unless `--quiet`).
+struct Bar {
+    bar: Option<ProgressBar>,
+    quiet: bool,
+}
+
+impl Bar {
+    fn new(quiet: bool, verb: &str) -> Self {
+        let bar = (!quiet && std::io::stderr().is_terminal()).then(|| {
+            let bar = ProgressBar::new(0);
+            bar.set_style(
+                ProgressStyle::with_template(&format!(
+                    "{verb} {{bar:30}} {{bytes}}/{{total_bytes}} {{bytes_per_sec}} eta {{eta}}"
+                ))
+                .expect("valid template"),
+            );
+            bar
+        });
+        Bar { bar, quiet }
+    }
+
+    fn finish(&self) {
+        if let Some(bar) = &self.bar {
+            bar.finish_and_clear();
+        }
+    }
+}
+
+impl Progress for Bar {
+    fn set_total(&self, bytes: u64) {
+        if let Some(bar) = &self.bar {
+            bar.set_length(bytes);
+        }
+    }
+    fn advance(&self, bytes: u64) {
+        if let Some(bar) = &self.bar {
+            bar.inc(bytes);
+        }
+    }
+    fn warn(&self, message: &str) {
+        if self.quiet {
+            return;
+        }
+        match &self.bar {
+            Some(bar) => bar.suspend(|| eprintln!("dedup: warning: {message}")),
+            None => eprintln!("dedup: warning: {message}"),
+        }
+    }
+}
+
+fn default_repo() -> anyhow::Result<PathBuf> {
+    let base = dirs::data_dir().context("no data folder for this user; pass --repo or set DEDUP_REPO")?;
+    Ok(base.join("dedup").join("repo"))
+}
+
+fn print_json(value: &impl serde::Serialize) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    serde_json::to_writer_pretty(&mut out, value)?;
+    writeln!(out)?;
+    Ok(())
+}
+
+fn run(cli: Cli) -> anyhow::Result<u8> {
+    let (repo_path, is_default) = match &cli.repo {
+        Some(p) => (p.clone(), false),
+        None => (default_repo()?, true),
+    };
+    let open_ro = |p: &Path| Repository::open_read_only(p).with_context(|| format!("opening {}", p.display()));
+    match cli.command {
+        Command::Init { chunker, avg_size, min_size, max_size, size, shards, shard, compression, pack_size } => {
+            let chunker = match chunker {
+                ChunkerMode::Fixed => {
+                    if avg_size.is_some() || min_size.is_some() || max_size.is_some() {
+                        bail!("--avg-size, --min-size and --max-size are for --chunker fastcdc; use --size");
+                    }
+                    ChunkerConfig::Fixed { size: size.unwrap_or(64 * 1024) }
+                }
+                ChunkerMode::Fastcdc => {
+                    if size.is_some() {
+                        bail!("--size is for --chunker fixed; use --avg-size");
+                    }
+                    let avg = avg_size.unwrap_or(64 * 1024);
+                    ChunkerConfig::FastCdc {
+                        min: min_size.unwrap_or(avg / 4),
+                        avg,
+                        max: max_size.unwrap_or(avg.saturating_mul(4)),
+                    }
+                }
+            };
+            let opts = InitOptions {
+                chunker,
+                compression: match compression {
+                    CompressionArg::Zstd => Compression::Zstd,
+                    CompressionArg::None => Compression::None,
+                },
+                shard_paths: shard,
+                shards,
+                pack_size,
+            };
+            let repo = Repository::init(&repo_path, &opts)?;
+            println!(
+                "created repository {} ({}, {} shards, compression {:?})",
+                repo.root().display(),
+                repo.config().chunker,
+                repo.config().shards.len(),
+                repo.config().compression
+            );
+            Ok(0)
+        }
+        Command::Ingest { paths, json } => {
+            let repo = match Repository::open(&repo_path) {
+                Err(dedup::Error::NoRepository(_)) if is_default => {
+                    let repo = Repository::init(&repo_path, &InitOptions::default())?;
+                    if !cli.quiet {
+                        eprintln!("dedup: created the default repository at {}", repo_path.display());
+                    }
+                    repo
+                }
+                other => other?,
+            };
+            let bar = Bar::new(cli.quiet, "ingest");
+            let outcome = repo.ingest(&paths, &bar);
+            bar.finish();
+            let outcome = outcome?;
+            let s = &outcome.record.summary;
+            if json {
+                print_json(&serde_json::json!({ "id": outcome.id, "record": outcome.record }))?;
+            } else {
+                println!("snapshot {} saved", outcome.id);
+                println!(
+                    "  {} files, {} folders, {} symlinks: {}",
+                    s.files,
+                    s.dirs,
+                    s.symlinks,
+                    human_bytes(s.logical_bytes)
+                );
+                println!(
+                    "  new:    {} in {} objects ({} on disk)",
+                    human_bytes(s.new_bytes),
+                    s.new_chunks,
+                    human_bytes(s.new_stored_bytes)
+                );
+                println!("  reused: {}", human_bytes(s.reused_bytes));
+                println!(
+                    "  time:   {:.2} s ({}/s)",
+                    s.seconds,
+                    human_bytes((s.logical_bytes as f64 / s.seconds.max(1e-9)) as u64)
+                );
+            }
+            if !s.skipped.is_empty() {
+                eprintln!("dedup: {} entries were skipped:", s.skipped.len());
+                for sk in &s.skipped {
+                    eprintln!("  {}: {}", sk.path, sk.reason);
+                }
+                return Ok(1);
+            }
+            Ok(0)
+        }
+        Command::Snapshots { json } => {
+            let repo = open_ro(&repo_path)?;
+            let snaps = repo.snapshots()?;
+            if json {
+                let list: Vec<_> = snaps
+                    .iter()
+                    .map(|(id, r)| serde_json::json!({ "id": id, "record": r }))
+                    .collect();
+                print_json(&list)?;
+            } else {
+                println!("{:<16}  {:<20}  {:>10}  {:>10}  paths", "id", "time", "size", "new");
+                for (id, r) in &snaps {
+                    println!(
+                        "{:<16}  {:<20}  {:>10}  {:>10}  {}",
+                        &id.to_hex()[..16],
+                        r.time,
+                        human_bytes(r.summary.logical_bytes),
+                        human_bytes(r.summary.new_stored_bytes),
+                        r.paths.join(" ")
+                    );
+                }
+            }
+            Ok(0)
+        }
+        Command::Restore { snapshot, dest } => {
+            let repo = open_ro(&repo_path)?;
+            let (id, _) = repo.resolve_snapshot(&snapshot)?;
+            let bar = Bar::new(cli.quiet, "restore");
+            let outcome = repo.restore(&id, &dest, &bar);
+            bar.finish();
+            let outcome = outcome?;
+            println!(
+                "restored snapshot {} into {}: {} files ({}), {} folders, {} symlinks",
+                &id.to_hex()[..16],
+                dest.display(),
+                outcome.files,
+                human_bytes(outcome.bytes),
+                outcome.dirs,
+                outcome.symlinks
+            );
+            if !outcome.failed.is_empty() {
+                eprintln!("dedup: {} files could not be restored:", outcome.failed.len());
+                for f in &outcome.failed {
+                    eprintln!("  {f}");
+                }
+                return Ok(1);
+            }
+            Ok(0)
+        }
+        Command::Report { snapshot, json } => {
+            let repo = open_ro(&repo_path)?;
+            let report = match snapshot {
+                Some(s) => {
+                    let (id, _) = repo.resolve_snapshot(&s)?;
+                    repo.snapshot_report(&id)?
+                }
+                None => repo.report()?,
+            };
+            if json {
+                print_json(&report)?;
+            } else {
+                print!("{report}");
+            }
+            Ok(0)
+        }
+        Command::Put { file } => {
+            let repo = Repository::open(&repo_path)?;
+            let data = std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
+            println!("{}", repo.put(&data)?);
+            Ok(0)
+        }
+        Command::Get { id } => {
+            let repo = open_ro(&repo_path)?;
+            let data = repo.get(&id.parse()?)?;
+            std::io::stdout().lock().write_all(&data)?;
+            Ok(0)
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => ExitCode::from(code),
+        Err(err) => {
+            // A closed pipe (`dedup get .. | head`) is not an error.
+            if let Some(io) = err.downcast_ref::<std::io::Error>() {
+                if io.kind() == std::io::ErrorKind::BrokenPipe {
+                    return ExitCode::SUCCESS;
+                }
+            }
+            eprintln!("dedup: error: {err:#}");
+            ExitCode::from(2)
+        }
+    }
+}

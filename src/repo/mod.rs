@@ -1,0 +1,320 @@
+//! The front door: create, open, and use a repository.
+//!
+//! [`Repository`] wires the parts together (config, index, Bloom filter,
+//! ring, shards) and holds the writer lock. Ingest, restore and reports live
+//! in their own files beside this one. The command line is a thin layer over
+//! this type; a program embedding `dedup` uses the same calls.
+//!
+//! A repository opened with [`Repository::open`] is the one writer (it holds
+//! `lock`); any number of [`Repository::open_read_only`] handles may read at
+//! the same time, each seeing the index as of its opening.
+
+mod ingest;
+mod lock;
+mod report;
+mod restore;
+mod writer;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+
+pub use ingest::IngestOutcome;
+pub use lock::LockHolder;
+pub use report::{Report, ShardReport};
+pub use restore::RestoreOutcome;
+
+use crate::bloom::Bloom;
+use crate::config::{Config, InitOptions};
+use crate::error::{Error, IoContext, Result};
+use crate::id::ChunkId;
+use crate::index::{Index, Location, PackInfo};
+use crate::ring::{Ring, ShardId};
+use crate::snapshot::{SnapshotId, SnapshotRecord};
+use crate::store::pack::{flags, RECORD_HEADER};
+use crate::store::{is_not_found, Backend, LocalBackend, PackId};
+use lock::WriteLock;
+use writer::ObjectWriter;
+
+/// Receives progress from long operations. All methods default to nothing.
+pub trait Progress: Sync {
+    /// The total bytes the operation expects to handle, once known.
+    fn set_total(&self, _bytes: u64) {}
+    /// `bytes` more were handled.
+    fn advance(&self, _bytes: u64) {}
+    /// A non-fatal problem (an unreadable file that is skipped, say).
+    fn warn(&self, _message: &str) {}
+}
+
+/// A [`Progress`] that ignores everything.
+pub struct Quiet;
+impl Progress for Quiet {}
+
+/// One shard as opened.
+pub(crate) struct Shard {
+    id: ShardId,
+    backend: Arc<dyn Backend>,
+}
+
+/// An open repository.
+pub struct Repository {
+    root: PathBuf,
+    config: Config,
+    files: LocalBackend,
+    index: Index,
+    shards: Vec<Shard>,
+    ring: Ring,
+    bloom: RwLock<Bloom>,
+    packs: RwLock<HashMap<PackId, ShardId>>,
+    _lock: Option<WriteLock>,
+}
+
+const CONFIG: &str = "config";
+const BLOOM: &str = "bloom";
+const INDEX_DIR: &str = "index";
+
+impl Repository {
+    /// Creates a repository at `path` (absent or an empty directory) and
+    /// opens it for writing.
+    pub fn init(path: impl AsRef<Path>, opts: &InitOptions) -> Result<Self> {
+        let root = path.as_ref().to_path_buf();
+        let config = Config::new(opts)?;
+        if root.join(CONFIG).exists() {
+            return Err(Error::AlreadyExists(root));
+        }
+        if root.exists() && std::fs::read_dir(&root).at(&root)?.next().is_some() {
+            return Err(Error::invalid(
+                "repository path",
+                format!("{} exists and is not empty", root.display()),
+            ));
+        }
+        let files = LocalBackend::create(&root)?;
+        for shard in &config.shards {
+            LocalBackend::create(config.shard_dir(&root, shard))?;
+        }
+        std::fs::create_dir_all(root.join("snapshots")).at(root.join("snapshots"))?;
+        Index::open(&root.join(INDEX_DIR), false, true)?;
+        // The config goes last: a folder without one is not a repository, so
+        // a crash during init leaves nothing that looks half-made.
+        files.put(CONFIG, &config.encode())?;
+        Self::open(&root)
+    }
+
+    /// Opens an existing repository as its one writer.
+    pub fn open(path: impl AsRef<Path>) -> Result<Self> {
+        Self::open_with(path.as_ref(), false)
+    }
+
+    /// Opens an existing repository for reading only; works while a writer
+    /// is active.
+    pub fn open_read_only(path: impl AsRef<Path>) -> Result<Self> {
+        Self::open_with(path.as_ref(), true)
+    }
+
+    fn open_with(root: &Path, read_only: bool) -> Result<Self> {
+        let config_path = root.join(CONFIG);
+        let bytes = match std::fs::read(&config_path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(Error::NoRepository(root.to_path_buf()))
+            }
+            Err(e) => return Err(Error::io(config_path, e)),
+        };
+        let config = Config::decode(&bytes, &config_path)?;
+        let ring = config.ring().expect("checked by Config::decode");
+        let lock = if read_only { None } else { Some(WriteLock::acquire(root)?) };
+        let files = LocalBackend::open(root)?;
+        let index_dir = root.join(INDEX_DIR);
+        if !index_dir.join("CURRENT").exists() {
+            return Err(Error::Index {
+                path: index_dir,
+                message: "missing".into(),
+            });
+        }
+        let index = Index::open(&index_dir, read_only, false)?;
+        let mut shards = Vec::new();
+        for s in &config.shards {
+            let dir = config.shard_dir(root, s);
+            let backend = LocalBackend::open(&dir)?;
+            shards.push(Shard {
+                id: s.id,
+                backend: Arc::new(backend),
+            });
+        }
+        let packs = index.packs()?.into_iter().map(|(id, info)| (id, info.shard)).collect();
+        let repo = Repository {
+            root: root.to_path_buf(),
+            config,
+            files,
+            index,
+            shards,
+            ring,
+            bloom: RwLock::new(Bloom::new(0)),
+            packs: RwLock::new(packs),
+            _lock: lock,
+        };
+        if !read_only {
+            repo.adopt_snapshot_files()?;
+            repo.load_bloom()?;
+        }
+        Ok(repo)
+    }
+
+    /// The repository's folder.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Its configuration.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Snapshot files written by an ingest that crashed before it could copy
+    /// them into the index are complete (their chunks were indexed first), so
+    /// they are adopted.
+    fn adopt_snapshot_files(&self) -> Result<()> {
+        let known: std::collections::HashSet<_> = self.index.snapshots()?.into_iter().map(|(id, _)| id).collect();
+        for key in self.files.list("snapshots/")? {
+            let Ok(id) = key.trim_start_matches("snapshots/").parse::<SnapshotId>() else {
+                continue;
+            };
+            if !known.contains(&id) {
+                let bytes = self.files.get(&key)?;
+                SnapshotRecord::decode(&bytes, &id)?;
+                self.index.put_snapshot(&id, &bytes)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Number of objects (chunks and trees) in the index, from pack summaries.
+    fn indexed_objects(&self) -> Result<u64> {
+        Ok(self
+            .index
+            .packs()?
+            .iter()
+            .map(|(_, p)| u64::from(p.data_chunks) + u64::from(p.tree_objects))
+            .sum())
+    }
+
+    /// Loads the saved filter, or rebuilds it from the index when it is
+    /// missing, damaged, or stale.
+    fn load_bloom(&self) -> Result<()> {
+        let expected = self.indexed_objects()?;
+        let saved = match self.files.get(BLOOM) {
+            Ok(bytes) => Bloom::decode(&bytes, &self.root.join(BLOOM).display().to_string()).ok(),
+            Err(e) if is_not_found(&e) => None,
+            Err(e) => return Err(e),
+        };
+        let bloom = match saved {
+            Some(b) if b.chunks() == expected => b,
+            _ => {
+                let mut b = Bloom::new(expected * 2);
+                self.index.for_each_chunk_id(|id| b.insert(&id))?;
+                b
+            }
+        };
+        *self.bloom.write().expect("bloom lock") = bloom;
+        Ok(())
+    }
+
+    /// Writes the filter beside the index.
+    fn save_bloom(&self) -> Result<()> {
+        let bytes = self.bloom.read().expect("bloom lock").encode();
+        self.files.put(BLOOM, &bytes)
+    }
+
+    fn shard(&self, id: ShardId) -> Result<&Shard> {
+        self.shards
+            .iter()
+            .find(|s| s.id == id)
+            .ok_or_else(|| Error::corrupt("index", id.to_string(), "names a shard the config does not list"))
+    }
+
+    fn pack_shard(&self, pack: &PackId) -> Result<&Shard> {
+        let shard = self.packs.read().expect("packs lock").get(pack).copied();
+        match shard {
+            Some(s) => self.shard(s),
+            None => Err(Error::corrupt("index", pack.to_hex(), "chunk points at a pack the index does not list")),
+        }
+    }
+
+    /// Decodes one stored record's bytes and checks them against `id`.
+    fn open_record(&self, id: &ChunkId, loc: &Location, stored: &[u8]) -> Result<Vec<u8>> {
+        let raw = if loc.flags & flags::ZSTD != 0 {
+            zstd::bulk::decompress(stored, loc.raw_len as usize)
+                .map_err(|e| Error::corrupt("chunk", format!("{id} in pack {}", loc.pack), e.to_string()))?
+        } else {
+            stored.to_vec()
+        };
+        let found = ChunkId::of(&raw);
+        if found != *id || raw.len() != loc.raw_len as usize {
+            return Err(Error::ChunkMismatch {
+                id: *id,
+                found,
+                location: format!("pack {}", loc.pack),
+            });
+        }
+        Ok(raw)
+    }
+
+    /// Reads and checks one object (chunk, tree or blob) by id.
+    pub fn read_object(&self, id: &ChunkId) -> Result<Vec<u8>> {
+        let loc = self.index.chunk(id)?.ok_or(Error::MissingChunk(*id))?;
+        let shard = self.pack_shard(&loc.pack)?;
+        let stored = shard
+            .backend
+            .get_range(&loc.pack.key(), loc.offset + RECORD_HEADER, loc.stored_len as usize)?;
+        self.open_record(id, &loc, &stored)
+    }
+
+    /// Stores `data` as one object and returns its content id. Storing the
+    /// same bytes twice stores them once. Use [`ingest`](Self::ingest) for
+    /// files and trees; this is the plain key-value door.
+    pub fn put(&self, data: &[u8]) -> Result<ChunkId> {
+        let writer = ObjectWriter::new(self);
+        let id = writer.store(data.to_vec(), false)?;
+        writer.finish()?;
+        self.save_bloom()?;
+        Ok(id)
+    }
+
+    /// The bytes stored under `id`, checked against it.
+    pub fn get(&self, id: &ChunkId) -> Result<Vec<u8>> {
+        self.read_object(id)
+    }
+
+    /// Every snapshot, oldest first.
+    pub fn snapshots(&self) -> Result<Vec<(SnapshotId, SnapshotRecord)>> {
+        let mut out = Vec::new();
+        for (id, bytes) in self.index.snapshots()? {
+            out.push((id, SnapshotRecord::decode(&bytes, &id)?));
+        }
+        out.sort_by_key(|(id, r)| (r.time_unix_ns, *id));
+        Ok(out)
+    }
+
+    /// Finds a snapshot by `latest`, a full id, or a unique id prefix.
+    pub fn resolve_snapshot(&self, spec: &str) -> Result<(SnapshotId, SnapshotRecord)> {
+        let mut all = self.snapshots()?;
+        if spec == "latest" {
+            return all.pop().ok_or(Error::NoSnapshots);
+        }
+        let spec_lower = spec.to_ascii_lowercase();
+        if spec_lower.is_empty() || !spec_lower.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(Error::UnknownSnapshot(spec.to_string()));
+        }
+        let mut matches = all.into_iter().filter(|(id, _)| id.to_hex().starts_with(&spec_lower));
+        match (matches.next(), matches.next()) {
+            (Some(one), None) => Ok(one),
+            (Some(_), Some(_)) => Err(Error::AmbiguousSnapshot(spec.to_string())),
+            (None, _) => Err(Error::UnknownSnapshot(spec.to_string())),
+        }
+    }
+
+    /// What the index knows about every pack.
+    pub(crate) fn pack_infos(&self) -> Result<Vec<(PackId, PackInfo)>> {
+        self.index.packs()
+    }
+}

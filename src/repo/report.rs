@@ -1,0 +1,265 @@
+//! Dedup-ratio reports: what was stored, what it cost, and where it went.
+//!
+//! The repository report sums the pack summaries in the index (no scan of
+//! chunks); a snapshot report walks that snapshot's trees and counts its
+//! distinct chunks. Both fill the same [`Report`], so `--json` consumers see
+//! one shape.
+
+use std::collections::{HashMap, HashSet};
+use std::fmt;
+
+use serde::Serialize;
+
+use crate::error::{Error, Result};
+use crate::id::ChunkId;
+use crate::repo::Repository;
+use crate::ring::ShardId;
+use crate::snapshot::{BloomStats, EntryKind, SnapshotId};
+
+/// One shard's share.
+#[derive(Clone, Debug, Serialize)]
+pub struct ShardReport {
+    /// Stable shard id.
+    pub id: ShardId,
+    /// Where it lives.
+    pub path: String,
+    /// Configured weight.
+    pub weight: u32,
+    /// Chunks (file data) on it.
+    pub chunks: u64,
+    /// Bytes on it as stored (packs, trees included).
+    pub bytes: u64,
+    /// Its fraction of all stored bytes.
+    pub share: f64,
+    /// The fraction its weight asks for.
+    pub target_share: f64,
+}
+
+/// A dedup report for the whole repository or one snapshot.
+#[derive(Clone, Debug, Serialize)]
+pub struct Report {
+    /// `repository`, or the snapshot id.
+    pub scope: String,
+    /// Snapshots covered.
+    pub snapshots: u64,
+    /// Files covered (with repeats across snapshots).
+    pub files: u64,
+    /// Bytes of file content covered.
+    pub logical_bytes: u64,
+    /// Chunk references (with repeats).
+    pub total_chunks: u64,
+    /// Distinct data chunks.
+    pub unique_chunks: u64,
+    /// Their uncompressed bytes.
+    pub unique_bytes: u64,
+    /// Bytes on disk for them (after compression; for the repository, every
+    /// pack byte, trees and pack trailers included).
+    pub stored_bytes: u64,
+    /// `logical_bytes / unique_bytes`: what deduplication alone saved.
+    pub dedup_ratio: f64,
+    /// `logical_bytes / stored_bytes`: deduplication and compression together.
+    pub total_ratio: f64,
+    /// `1 - stored / unique` for the data chunks: what compression saved.
+    pub compression_saving: f64,
+    /// `unique_bytes / unique_chunks`.
+    pub average_chunk_size: f64,
+    /// Tree objects (directory listings).
+    pub tree_objects: u64,
+    /// Pack files.
+    pub packs: u64,
+    /// Bloom filter effectiveness over all ingests (repository scope).
+    pub bloom: BloomStats,
+    /// Per-shard distribution.
+    pub shards: Vec<ShardReport>,
+}
+
+fn ratio(a: u64, b: u64) -> f64 {
+    if b == 0 {
+        if a == 0 {
+            1.0
+        } else {
+            f64::INFINITY
+        }
+    } else {
+        a as f64 / b as f64
+    }
+}
+
+impl Repository {
+    fn shard_reports(&self, per_shard: &HashMap<ShardId, (u64, u64)>) -> Vec<ShardReport> {
+        let total_bytes: u64 = per_shard.values().map(|v| v.1).sum();
+        let total_weight: u64 = self.config.shards.iter().map(|s| u64::from(s.weight)).sum();
+        self.config
+            .shards
+            .iter()
+            .map(|s| {
+                let (chunks, bytes) = per_shard.get(&s.id).copied().unwrap_or_default();
+                ShardReport {
+                    id: s.id,
+                    path: self.config.shard_dir(&self.root, s).display().to_string(),
+                    weight: s.weight,
+                    chunks,
+                    bytes,
+                    share: ratio(bytes, total_bytes).min(1.0),
+                    target_share: ratio(u64::from(s.weight), total_weight),
+                }
+            })
+            .collect()
+    }
+
+    /// The report for the whole repository.
+    pub fn report(&self) -> Result<Report> {
+        let snapshots = self.snapshots()?;
+        let packs = self.pack_infos()?;
+        let mut per_shard: HashMap<ShardId, (u64, u64)> = HashMap::new();
+        let (mut unique_chunks, mut unique_bytes, mut data_stored, mut stored, mut trees) = (0, 0, 0, 0, 0);
+        for (_, p) in &packs {
+            unique_chunks += u64::from(p.data_chunks);
+            unique_bytes += p.data_raw;
+            data_stored += p.data_stored;
+            stored += p.size;
+            trees += u64::from(p.tree_objects);
+            let e = per_shard.entry(p.shard).or_default();
+            e.0 += u64::from(p.data_chunks);
+            e.1 += p.size;
+        }
+        let logical: u64 = snapshots.iter().map(|(_, r)| r.summary.logical_bytes).sum();
+        Ok(Report {
+            scope: "repository".into(),
+            snapshots: snapshots.len() as u64,
+            files: snapshots.iter().map(|(_, r)| r.summary.files).sum(),
+            logical_bytes: logical,
+            total_chunks: snapshots.iter().map(|(_, r)| r.summary.total_chunks).sum(),
+            unique_chunks,
+            unique_bytes,
+            stored_bytes: stored,
+            dedup_ratio: ratio(logical, unique_bytes),
+            total_ratio: ratio(logical, stored),
+            compression_saving: 1.0 - ratio(data_stored, unique_bytes).min(1.0),
+            average_chunk_size: if unique_chunks == 0 { 0.0 } else { unique_bytes as f64 / unique_chunks as f64 },
+            tree_objects: trees,
+            packs: packs.len() as u64,
+            bloom: BloomStats {
+                lookups: self.index.counter("bloom.lookups")?,
+                skipped: self.index.counter("bloom.skipped")?,
+                false_positives: self.index.counter("bloom.false_positives")?,
+            },
+            shards: self.shard_reports(&per_shard),
+        })
+    }
+
+    /// The report for one snapshot: its distinct chunks and what they cost.
+    pub fn snapshot_report(&self, id: &SnapshotId) -> Result<Report> {
+        let (id, record) = self.resolve_snapshot(&id.to_hex())?;
+        let mut distinct: HashMap<ChunkId, u32> = HashMap::new();
+        let mut seen_trees = HashSet::new();
+        let (mut files, mut logical, mut refs) = (0u64, 0u64, 0u64);
+        let mut stack = vec![record.tree];
+        while let Some(tree_id) = stack.pop() {
+            // A subtree seen before is walked again: its files count again,
+            // its chunks are already in `distinct`.
+            seen_trees.insert(tree_id);
+            for entry in self.read_tree(&tree_id)?.entries {
+                match entry.kind {
+                    EntryKind::File { size, chunks } => {
+                        files += 1;
+                        logical += size;
+                        refs += chunks.len() as u64;
+                        distinct.extend(chunks);
+                    }
+                    EntryKind::Dir { tree } => stack.push(tree),
+                    EntryKind::Symlink { .. } => {}
+                }
+            }
+        }
+        let ids: Vec<ChunkId> = distinct.keys().copied().collect();
+        let mut per_shard: HashMap<ShardId, (u64, u64)> = HashMap::new();
+        let (mut unique_bytes, mut stored) = (0u64, 0u64);
+        for batch in ids.chunks(4096) {
+            for (id, loc) in batch.iter().zip(self.index.chunks(batch)?) {
+                let loc = loc.ok_or(Error::MissingChunk(*id))?;
+                unique_bytes += u64::from(loc.raw_len);
+                stored += u64::from(loc.stored_len);
+                let e = per_shard.entry(self.pack_shard(&loc.pack)?.id).or_default();
+                e.0 += 1;
+                e.1 += u64::from(loc.stored_len);
+            }
+        }
+        Ok(Report {
+            scope: id.to_hex(),
+            snapshots: 1,
+            files,
+            logical_bytes: logical,
+            total_chunks: refs,
+            unique_chunks: ids.len() as u64,
+            unique_bytes,
+            stored_bytes: stored,
+            dedup_ratio: ratio(logical, unique_bytes),
+            total_ratio: ratio(logical, stored),
+            compression_saving: 1.0 - ratio(stored, unique_bytes).min(1.0),
+            average_chunk_size: if ids.is_empty() { 0.0 } else { unique_bytes as f64 / ids.len() as f64 },
+            tree_objects: seen_trees.len() as u64,
+            packs: 0,
+            bloom: record.summary.bloom,
+            shards: self.shard_reports(&per_shard),
+        })
+    }
+}
+
+/// Bytes for people: `1.5 GiB`.
+pub fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
+    let mut v = n as f64;
+    let mut unit = 0;
+    while v >= 1024.0 && unit + 1 < UNITS.len() {
+        v /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", UNITS[unit])
+    }
+}
+
+impl fmt::Display for Report {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "scope:              {}", self.scope)?;
+        writeln!(f, "snapshots:          {}", self.snapshots)?;
+        writeln!(f, "files:              {}", self.files)?;
+        writeln!(f, "logical size:       {} ({} B)", human_bytes(self.logical_bytes), self.logical_bytes)?;
+        writeln!(f, "unique data:        {} in {} chunks (average {})", human_bytes(self.unique_bytes), self.unique_chunks, human_bytes(self.average_chunk_size as u64))?;
+        writeln!(f, "stored on disk:     {} ({} B)", human_bytes(self.stored_bytes), self.stored_bytes)?;
+        writeln!(f, "chunk references:   {}", self.total_chunks)?;
+        writeln!(f, "dedup ratio:        {:.2}x", self.dedup_ratio)?;
+        writeln!(f, "compression saving: {:.1}%", self.compression_saving * 100.0)?;
+        writeln!(f, "overall ratio:      {:.2}x (logical / stored)", self.total_ratio)?;
+        writeln!(f, "trees:              {}", self.tree_objects)?;
+        if self.packs > 0 {
+            writeln!(f, "packs:              {}", self.packs)?;
+        }
+        let b = &self.bloom;
+        writeln!(
+            f,
+            "bloom filter:       {} lookups, {} index reads skipped ({:.1}%), {} false positives",
+            b.lookups,
+            b.skipped,
+            ratio(b.skipped, b.lookups) * 100.0,
+            b.false_positives
+        )?;
+        writeln!(f, "shards:")?;
+        for s in &self.shards {
+            writeln!(
+                f,
+                "  {}  {:>10}  {:>8} chunks  {:5.1}% (target {:5.1}%)  {}",
+                s.id,
+                human_bytes(s.bytes),
+                s.chunks,
+                s.share * 100.0,
+                s.target_share * 100.0,
+                s.path
+            )?;
+        }
+        Ok(())
+    }
+}

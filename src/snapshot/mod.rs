@@ -1,0 +1,8 @@
+//! Trees, file entries and snapshot records, and their encodings. Restoring
+//! them is `repo`'s job.
+
+pub mod record;
+pub mod tree;
+
+pub use record::{BloomStats, IngestSummary, Skipped, SnapshotId, SnapshotRecord};
+pub use tree::{Entry, EntryKind, Tree};

@@ -1,0 +1,144 @@
+//! Snapshot records: what one `ingest` produced.
+//!
+//! A record is a small JSON document (so a person can read it with `cat`)
+//! naming the root tree and carrying the ingest's summary. Its id is the
+//! SHA-256 of its bytes; it is written to `snapshots/<id>` and copied into
+//! the index. Written only after every chunk and tree it reaches is indexed
+//! (invariant 3), never modified afterwards.
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::id::ChunkId;
+
+/// The record format this build writes and reads.
+pub const RECORD_VERSION: u32 = 1;
+
+/// A snapshot's id: the SHA-256 of its record.
+pub type SnapshotId = ChunkId;
+
+/// One snapshot.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SnapshotRecord {
+    /// Record format version.
+    pub version: u32,
+    /// When the ingest started, RFC 3339 UTC.
+    pub time: String,
+    /// The same instant as nanoseconds since the epoch (for sorting).
+    pub time_unix_ns: u128,
+    /// The machine that ran the ingest.
+    pub hostname: String,
+    /// The paths given to ingest, as given.
+    pub paths: Vec<String>,
+    /// The root tree.
+    pub tree: ChunkId,
+    /// What the ingest found and stored.
+    pub summary: IngestSummary,
+}
+
+/// Counters from one ingest.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct IngestSummary {
+    /// Regular files stored.
+    pub files: u64,
+    /// Directories stored (the roots included).
+    pub dirs: u64,
+    /// Symbolic links stored.
+    pub symlinks: u64,
+    /// Bytes of file content seen.
+    pub logical_bytes: u64,
+    /// File-data chunk references in the snapshot (with repeats).
+    pub total_chunks: u64,
+    /// Chunks (and trees) this ingest added to the repository.
+    pub new_chunks: u64,
+    /// Uncompressed bytes this ingest added.
+    pub new_bytes: u64,
+    /// Bytes this ingest added on disk, after compression.
+    pub new_stored_bytes: u64,
+    /// Bytes of file content that were already stored.
+    pub reused_bytes: u64,
+    /// Wall-clock seconds the ingest took.
+    pub seconds: f64,
+    /// Filter effectiveness during this ingest.
+    pub bloom: BloomStats,
+    /// Entries left out, each with the reason.
+    pub skipped: Vec<Skipped>,
+}
+
+/// How often the Bloom filter spared an index lookup.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BloomStats {
+    /// Chunk ids checked against the filter.
+    pub lookups: u64,
+    /// Ids the filter called surely new (index lookup skipped).
+    pub skipped: u64,
+    /// Ids the filter called maybe-seen that the index did not have.
+    pub false_positives: u64,
+}
+
+/// An entry ingest could not store.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Skipped {
+    /// Its path, lossily printed.
+    pub path: String,
+    /// Why.
+    pub reason: String,
+}
+
+impl SnapshotRecord {
+    /// The record's bytes and id.
+    pub fn encode(&self) -> (SnapshotId, Vec<u8>) {
+        let bytes = serde_json::to_vec_pretty(self).expect("a record always serialises");
+        (ChunkId::of(&bytes), bytes)
+    }
+
+    /// Decodes a record and checks it hashes to `id`.
+    pub fn decode(bytes: &[u8], id: &SnapshotId) -> Result<Self> {
+        let found = ChunkId::of(bytes);
+        if found != *id {
+            return Err(Error::corrupt(
+                "snapshot record",
+                id.to_hex(),
+                format!("contents hash to {found}"),
+            ));
+        }
+        let record: SnapshotRecord = serde_json::from_slice(bytes)
+            .map_err(|e| Error::corrupt("snapshot record", id.to_hex(), e.to_string()))?;
+        if record.version != RECORD_VERSION {
+            return Err(Error::corrupt(
+                "snapshot record",
+                id.to_hex(),
+                format!("unknown record version {}", record.version),
+            ));
+        }
+        Ok(record)
+    }
+
+    /// The key of a record file in the repository.
+    pub fn key(id: &SnapshotId) -> String {
+        format!("snapshots/{}", id.to_hex())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_round_trip_and_tampering_is_caught() {
+        let rec = SnapshotRecord {
+            version: RECORD_VERSION,
+            time: "2026-01-01T00:00:00Z".into(),
+            time_unix_ns: 1,
+            hostname: "h".into(),
+            paths: vec!["/x".into()],
+            tree: ChunkId::of(b"t"),
+            summary: IngestSummary::default(),
+        };
+        let (id, bytes) = rec.encode();
+        assert_eq!(SnapshotRecord::decode(&bytes, &id).unwrap(), rec);
+        let mut bad = bytes.clone();
+        bad[10] ^= 1;
+        assert!(SnapshotRecord::decode(&bad, &id).is_err());
+    }
+}

@@ -1,0 +1,285 @@
+//! The pack file format: many chunks in one append-only, self-describing file.
+//!
+//! ```text
+//! pack    = header record* trailer footer
+//! header  = "DDPACK\0\x01"                                  8 bytes
+//! record  = id[32] raw_len:u32 stored_len:u32 flags:u8 bytes[stored_len]
+//! trailer = entry*                                          49 bytes each
+//! entry   = id[32] offset:u64 raw_len:u32 stored_len:u32 flags:u8
+//! footer  = count:u32 crc32(trailer ‖ count):u32 "DDPKEND\x01"   16 bytes
+//! ```
+//!
+//! Integers are little-endian. `offset` is where the entry's record starts;
+//! its bytes begin [`RECORD_HEADER`] bytes later. Each record repeats its id
+//! and lengths, so a pack whose trailer is damaged can still be walked from
+//! the front. A pack is built in memory up to its target size, then sealed
+//! (trailer appended) and written once, durably; it is never modified after.
+
+use crate::codec::{Put, Reader};
+use crate::error::{Error, Result};
+use crate::id::ChunkId;
+
+/// First bytes of every pack.
+pub const PACK_MAGIC: &[u8; 8] = b"DDPACK\0\x01";
+/// Last bytes of every pack.
+pub const FOOTER_MAGIC: &[u8; 8] = b"DDPKEND\x01";
+/// Bytes of a record before its data.
+pub const RECORD_HEADER: u64 = 32 + 4 + 4 + 1;
+/// Bytes of one trailer entry.
+pub const ENTRY_SIZE: usize = 32 + 8 + 4 + 4 + 1;
+/// Bytes of the footer.
+pub const FOOTER_SIZE: usize = 4 + 4 + 8;
+
+/// Record flags.
+pub mod flags {
+    /// The stored bytes are zstd-compressed.
+    pub const ZSTD: u8 = 1;
+    /// The object is a tree (directory listing), not file data.
+    pub const TREE: u8 = 2;
+    /// All flags this version knows.
+    pub const KNOWN: u8 = ZSTD | TREE;
+}
+
+/// A pack's name: 16 random bytes, shown as 32 hex digits.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct PackId(pub [u8; 16]);
+
+impl PackId {
+    /// A fresh random id (never derived from content, so a retried write of
+    /// different bytes can never collide with an existing pack).
+    pub fn random() -> Self {
+        let mut bytes = [0u8; 16];
+        getrandom::fill(&mut bytes).expect("the operating system's random source failed");
+        PackId(bytes)
+    }
+
+    /// Hex form.
+    pub fn to_hex(&self) -> String {
+        hex::encode(self.0)
+    }
+
+    /// The pack's key inside its shard: spread over 256 folders.
+    pub fn key(&self) -> String {
+        let hex = self.to_hex();
+        format!("{}/{hex}.pack", &hex[..2])
+    }
+
+    /// Parses a key made by [`PackId::key`].
+    pub fn from_key(key: &str) -> Option<Self> {
+        let name = key.rsplit('/').next()?.strip_suffix(".pack")?;
+        let mut bytes = [0u8; 16];
+        hex::decode_to_slice(name, &mut bytes).ok()?;
+        Some(PackId(bytes))
+    }
+}
+
+impl std::fmt::Display for PackId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.to_hex())
+    }
+}
+
+impl std::fmt::Debug for PackId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "PackId({})", self.to_hex())
+    }
+}
+
+/// One chunk's place in a pack.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PackEntry {
+    /// The chunk.
+    pub id: ChunkId,
+    /// Where its record starts.
+    pub offset: u64,
+    /// Uncompressed length.
+    pub raw_len: u32,
+    /// Length as stored.
+    pub stored_len: u32,
+    /// [`flags`] bits.
+    pub flags: u8,
+}
+
+impl PackEntry {
+    /// Where the stored bytes begin.
+    pub fn data_offset(&self) -> u64 {
+        self.offset + RECORD_HEADER
+    }
+}
+
+/// A pack being filled in memory.
+#[derive(Debug)]
+pub struct PackBuilder {
+    buf: Vec<u8>,
+    entries: Vec<PackEntry>,
+}
+
+impl Default for PackBuilder {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl PackBuilder {
+    /// An empty pack (header only).
+    pub fn new() -> Self {
+        PackBuilder {
+            buf: PACK_MAGIC.to_vec(),
+            entries: Vec::new(),
+        }
+    }
+
+    /// Appends a record.
+    pub fn add(&mut self, id: ChunkId, raw_len: u32, flags: u8, stored: &[u8]) {
+        let offset = self.buf.len() as u64;
+        let stored_len = stored.len() as u32;
+        self.buf.put_id(&id);
+        self.buf.put_u32(raw_len);
+        self.buf.put_u32(stored_len);
+        self.buf.put_u8(flags);
+        self.buf.extend_from_slice(stored);
+        self.entries.push(PackEntry {
+            id,
+            offset,
+            raw_len,
+            stored_len,
+            flags,
+        });
+    }
+
+    /// Bytes so far (without the trailer).
+    pub fn len(&self) -> usize {
+        self.buf.len()
+    }
+
+    /// True when no record was added.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// Appends trailer and footer; returns the finished bytes and entries.
+    pub fn seal(self) -> (Vec<u8>, Vec<PackEntry>) {
+        let PackBuilder { mut buf, entries } = self;
+        let trailer_start = buf.len();
+        for e in &entries {
+            buf.put_id(&e.id);
+            buf.put_u64(e.offset);
+            buf.put_u32(e.raw_len);
+            buf.put_u32(e.stored_len);
+            buf.put_u8(e.flags);
+        }
+        buf.put_u32(entries.len() as u32);
+        let crc = crc32fast::hash(&buf[trailer_start..]);
+        buf.put_u32(crc);
+        buf.extend_from_slice(FOOTER_MAGIC);
+        (buf, entries)
+    }
+}
+
+/// Reads the entry count from a pack's last [`FOOTER_SIZE`] bytes and
+/// returns how many bytes the trailer plus footer take.
+pub fn trailer_len(footer: &[u8], location: &str) -> Result<usize> {
+    let mut r = Reader::new(footer, "pack footer", location);
+    let count = r.u32()? as usize;
+    let _crc = r.u32()?;
+    if r.take(8)? != FOOTER_MAGIC {
+        return Err(r.error("bad footer magic"));
+    }
+    r.finish()?;
+    Ok(count.saturating_mul(ENTRY_SIZE).saturating_add(FOOTER_SIZE))
+}
+
+/// Decodes a trailer plus footer (the last [`trailer_len`] bytes of a pack of
+/// `pack_len` bytes), checking the checksum and that every entry lies inside
+/// the pack's record area.
+pub fn parse_trailer(tail: &[u8], pack_len: u64, location: &str) -> Result<Vec<PackEntry>> {
+    if tail.len() < FOOTER_SIZE {
+        return Err(Error::corrupt("pack trailer", location, "shorter than a footer"));
+    }
+    let (body, footer) = tail.split_at(tail.len() - FOOTER_SIZE);
+    let expected = trailer_len(footer, location)?;
+    if expected != tail.len() {
+        return Err(Error::corrupt(
+            "pack trailer",
+            location,
+            format!("footer announces {expected} bytes of trailer, have {}", tail.len()),
+        ));
+    }
+    let stored_crc = u32::from_le_bytes(footer[4..8].try_into().expect("4 bytes"));
+    let crc = crc32fast::hash(&tail[..body.len() + 4]);
+    if crc != stored_crc {
+        return Err(Error::corrupt("pack trailer", location, "checksum mismatch"));
+    }
+    let records_end = pack_len.saturating_sub(tail.len() as u64);
+    let mut r = Reader::new(body, "pack trailer", location);
+    let mut entries = Vec::with_capacity(body.len() / ENTRY_SIZE);
+    while r.remaining() > 0 {
+        let e = PackEntry {
+            id: r.id()?,
+            offset: r.u64()?,
+            raw_len: r.u32()?,
+            stored_len: r.u32()?,
+            flags: r.u8()?,
+        };
+        let end = e.data_offset().checked_add(u64::from(e.stored_len));
+        if e.offset < PACK_MAGIC.len() as u64 || end.is_none_or(|end| end > records_end) {
+            return Err(r.error(format!("entry for {} lies outside the pack", e.id)));
+        }
+        if e.flags & !flags::KNOWN != 0 {
+            return Err(r.error(format!("entry for {} has unknown flags {:#x}", e.id, e.flags)));
+        }
+        entries.push(e);
+    }
+    Ok(entries)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> (Vec<u8>, Vec<PackEntry>) {
+        let mut b = PackBuilder::new();
+        for (i, data) in [&b"alpha"[..], b"", b"gamma gamma"].iter().enumerate() {
+            b.add(ChunkId::of(data), data.len() as u32, (i as u8) & flags::TREE, data);
+        }
+        b.seal()
+    }
+
+    #[test]
+    fn sealed_pack_trailer_round_trips_and_points_at_the_data() {
+        let (bytes, entries) = sample();
+        let footer = &bytes[bytes.len() - FOOTER_SIZE..];
+        let tail_len = trailer_len(footer, "t").unwrap();
+        let parsed = parse_trailer(&bytes[bytes.len() - tail_len..], bytes.len() as u64, "t").unwrap();
+        assert_eq!(parsed, entries);
+        let e = &parsed[2];
+        let start = e.data_offset() as usize;
+        assert_eq!(&bytes[start..start + e.stored_len as usize], b"gamma gamma");
+    }
+
+    #[test]
+    fn every_single_bit_flip_in_the_trailer_is_detected() {
+        let (bytes, _) = sample();
+        let tail_len = trailer_len(&bytes[bytes.len() - FOOTER_SIZE..], "t").unwrap();
+        let start = bytes.len() - tail_len;
+        for i in start..bytes.len() {
+            for bit in 0..8 {
+                let mut bad = bytes.clone();
+                bad[i] ^= 1 << bit;
+                let footer = &bad[bad.len() - FOOTER_SIZE..];
+                let ok = trailer_len(footer, "t")
+                    .ok()
+                    .filter(|&n| n <= bad.len())
+                    .and_then(|n| parse_trailer(&bad[bad.len() - n..], bad.len() as u64, "t").ok());
+                assert!(ok.is_none(), "flip of bit {bit} in byte {i} went unnoticed");
+            }
+        }
+    }
+
+    #[test]
+    fn pack_keys_round_trip() {
+        let id = PackId::random();
+        assert_eq!(PackId::from_key(&id.key()), Some(id));
+        assert_eq!(PackId::from_key("ab/nothex.pack"), None);
+    }
+}
