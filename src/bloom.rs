@@ -81,7 +81,11 @@ impl Bloom {
         let sum = r.take(32)?;
         let payload = r.take(r.remaining())?;
         if checksum(chunks, payload).as_slice() != sum {
-            return Err(crate::Error::corrupt("bloom filter", location, "checksum mismatch"));
+            return Err(crate::Error::corrupt(
+                "bloom filter",
+                location,
+                "checksum mismatch",
+            ));
         }
         let filter = postcard::from_bytes(payload)
             .map_err(|e| crate::Error::corrupt("bloom filter", location, e.to_string()))?;
@@ -104,7 +108,9 @@ mod tests {
     #[test]
     fn save_load_round_trip_keeps_members_and_count() {
         let mut b = Bloom::new(1000);
-        let ids: Vec<_> = (0..1000u32).map(|i| ChunkId::of(&i.to_le_bytes())).collect();
+        let ids: Vec<_> = (0..1000u32)
+            .map(|i| ChunkId::of(&i.to_le_bytes()))
+            .collect();
         ids.iter().for_each(|id| b.insert(id));
         let back = Bloom::decode(&b.encode(), "t").unwrap();
         assert_eq!(back.chunks(), 1000);

@@ -215,11 +215,29 @@ mod tests {
     fn bad_sizes_are_refused_with_a_reason() {
         let bad = [
             ChunkerConfig::Fixed { size: 0 },
-            ChunkerConfig::Fixed { size: MAX_CHUNK + 1 },
-            ChunkerConfig::FastCdc { min: 8192, avg: 4096, max: 16384 },
-            ChunkerConfig::FastCdc { min: 1024, avg: 5000, max: 16384 },
-            ChunkerConfig::FastCdc { min: 1024, avg: 4096, max: 2048 },
-            ChunkerConfig::FastCdc { min: 0, avg: 4096, max: 16384 },
+            ChunkerConfig::Fixed {
+                size: MAX_CHUNK + 1,
+            },
+            ChunkerConfig::FastCdc {
+                min: 8192,
+                avg: 4096,
+                max: 16384,
+            },
+            ChunkerConfig::FastCdc {
+                min: 1024,
+                avg: 5000,
+                max: 16384,
+            },
+            ChunkerConfig::FastCdc {
+                min: 1024,
+                avg: 4096,
+                max: 2048,
+            },
+            ChunkerConfig::FastCdc {
+                min: 0,
+                avg: 4096,
+                max: 16384,
+            },
             ChunkerConfig::fastcdc(1 << 30),
         ];
         for config in bad {
@@ -232,7 +250,10 @@ mod tests {
 
     #[test]
     fn empty_input_has_no_chunks_in_either_mode() {
-        for config in [ChunkerConfig::Fixed { size: 4096 }, ChunkerConfig::fastcdc(4096)] {
+        for config in [
+            ChunkerConfig::Fixed { size: 4096 },
+            ChunkerConfig::fastcdc(4096),
+        ] {
             assert_eq!(config.chunks(&b""[..]).count(), 0);
         }
     }

@@ -93,11 +93,17 @@ impl Config {
     pub fn new(opts: &InitOptions) -> Result<Self> {
         opts.chunker.validate()?;
         if !(64 * 1024..=1 << 30).contains(&opts.pack_size) {
-            return Err(Error::invalid("pack size", "must be between 64 KiB and 1 GiB"));
+            return Err(Error::invalid(
+                "pack size",
+                "must be between 64 KiB and 1 GiB",
+            ));
         }
         let shards: Vec<ShardConfig> = if opts.shard_paths.is_empty() {
             if !(1..=256).contains(&opts.shards) {
-                return Err(Error::invalid("shard count", format!("{} is outside 1..=256", opts.shards)));
+                return Err(Error::invalid(
+                    "shard count",
+                    format!("{} is outside 1..=256", opts.shards),
+                ));
             }
             (0..opts.shards)
                 .map(|i| ShardConfig {
@@ -113,10 +119,15 @@ impl Config {
                 let abs = std::path::absolute(p).map_err(|e| Error::io(p, e))?;
                 let path = abs
                     .to_str()
-                    .ok_or_else(|| Error::invalid("shard path", format!("{} is not UTF-8", abs.display())))?
+                    .ok_or_else(|| {
+                        Error::invalid("shard path", format!("{} is not UTF-8", abs.display()))
+                    })?
                     .to_string();
                 if !seen.insert(path.clone()) {
-                    return Err(Error::invalid("shard path", format!("{path} is given twice")));
+                    return Err(Error::invalid(
+                        "shard path",
+                        format!("{path} is given twice"),
+                    ));
                 }
                 out.push(ShardConfig {
                     id: ShardId(i as u32),
@@ -152,8 +163,8 @@ impl Config {
     /// parse error.
     pub fn decode(bytes: &[u8], path: &Path) -> Result<Self> {
         let location = path.display().to_string();
-        let value: serde_json::Value =
-            serde_json::from_slice(bytes).map_err(|e| Error::corrupt("config", &location, e.to_string()))?;
+        let value: serde_json::Value = serde_json::from_slice(bytes)
+            .map_err(|e| Error::corrupt("config", &location, e.to_string()))?;
         let found = value.get("format_version").and_then(|v| v.as_u64());
         match found {
             Some(v) if v == u64::from(FORMAT_VERSION) => {}
@@ -166,14 +177,18 @@ impl Config {
             }
             None => return Err(Error::corrupt("config", &location, "no format_version")),
         }
-        let config: Config =
-            serde_json::from_value(value).map_err(|e| Error::corrupt("config", &location, e.to_string()))?;
+        let config: Config = serde_json::from_value(value)
+            .map_err(|e| Error::corrupt("config", &location, e.to_string()))?;
         config
             .chunker
             .validate()
             .map_err(|e| Error::corrupt("config", &location, e.to_string()))?;
         if config.ring().is_none() {
-            return Err(Error::corrupt("config", &location, "no shard has a weight above 0"));
+            return Err(Error::corrupt(
+                "config",
+                &location,
+                "no shard has a weight above 0",
+            ));
         }
         Ok(config)
     }
@@ -199,9 +214,15 @@ mod tests {
         let c = Config::new(&InitOptions::default()).unwrap();
         let p = Path::new("/r/config");
         assert_eq!(Config::decode(&c.encode(), p).unwrap(), c);
-        let newer = String::from_utf8(c.encode()).unwrap().replace("\"format_version\": 1", "\"format_version\": 7");
+        let newer = String::from_utf8(c.encode())
+            .unwrap()
+            .replace("\"format_version\": 1", "\"format_version\": 7");
         match Config::decode(newer.as_bytes(), p) {
-            Err(Error::FormatVersion { expected: 1, found: 7, .. }) => {}
+            Err(Error::FormatVersion {
+                expected: 1,
+                found: 7,
+                ..
+            }) => {}
             other => panic!("{other:?}"),
         }
         assert!(Config::decode(b"{not json", p).is_err());

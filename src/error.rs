@@ -134,7 +134,11 @@ impl Error {
     }
 
     /// A decode failure of on-disk bytes.
-    pub fn corrupt(what: &'static str, location: impl Into<String>, reason: impl Into<String>) -> Self {
+    pub fn corrupt(
+        what: &'static str,
+        location: impl Into<String>,
+        reason: impl Into<String>,
+    ) -> Self {
         Error::Corrupt {
             what,
             location: location.into(),

@@ -164,6 +164,41 @@ impl PackInfo {
     }
 }
 
+/// Changes applied to the index in one atomic write.
+pub struct Batch<'i> {
+    index: &'i Index,
+    inner: WriteBatch,
+}
+
+impl Batch<'_> {
+    /// Points every entry at `pack` and records the pack's summary.
+    pub fn put_pack(&mut self, pack: PackId, info: &PackInfo, entries: &[PackEntry]) {
+        let chunks = self.index.cf(CHUNKS);
+        for e in entries {
+            self.inner
+                .put_cf(chunks, e.id.as_bytes(), Location::of(pack, e).encode());
+        }
+        self.inner
+            .put_cf(self.index.cf(PACKS), pack.0, info.encode());
+    }
+
+    /// Forgets a chunk.
+    pub fn delete_chunk(&mut self, id: &ChunkId) {
+        self.inner.delete_cf(self.index.cf(CHUNKS), id.as_bytes());
+    }
+
+    /// Forgets a pack's summary.
+    pub fn delete_pack(&mut self, pack: &PackId) {
+        self.inner.delete_cf(self.index.cf(PACKS), pack.0);
+    }
+
+    /// Stores a snapshot record.
+    pub fn put_snapshot(&mut self, id: &ChunkId, record: &[u8]) {
+        self.inner
+            .put_cf(self.index.cf(SNAPSHOTS), id.as_bytes(), record);
+    }
+}
+
 /// The open index.
 pub struct Index {
     db: DB,
@@ -209,12 +244,18 @@ impl Index {
     }
 
     fn cf(&self, name: &str) -> &ColumnFamily {
-        self.db.cf_handle(name).expect("column family created at open")
+        self.db
+            .cf_handle(name)
+            .expect("column family created at open")
     }
 
     /// The location of `id`, if indexed.
     pub fn chunk(&self, id: &ChunkId) -> Result<Option<Location>> {
-        match self.db.get_pinned_cf(self.cf(CHUNKS), id.as_bytes()).map_err(|e| self.err(e))? {
+        match self
+            .db
+            .get_pinned_cf(self.cf(CHUNKS), id.as_bytes())
+            .map_err(|e| self.err(e))?
+        {
             Some(v) => Ok(Some(Location::decode(&v, &id.to_hex())?)),
             None => Ok(None),
         }
@@ -237,21 +278,42 @@ impl Index {
 
     /// Commits a durable pack's entries and summary in one synced batch.
     pub fn commit_pack(&self, pack: PackId, info: &PackInfo, entries: &[PackEntry]) -> Result<()> {
-        let mut batch = WriteBatch::default();
-        let chunks = self.cf(CHUNKS);
-        for e in entries {
-            batch.put_cf(chunks, e.id.as_bytes(), Location::of(pack, e).encode());
+        let mut batch = self.batch();
+        batch.put_pack(pack, info, entries);
+        self.commit(batch)
+    }
+
+    /// An empty batch of changes, applied atomically by [`commit`](Self::commit).
+    pub fn batch(&self) -> Batch<'_> {
+        Batch {
+            index: self,
+            inner: WriteBatch::default(),
         }
-        batch.put_cf(self.cf(PACKS), pack.0, info.encode());
+    }
+
+    /// Applies a batch atomically and durably (the write-ahead log is synced).
+    pub fn commit(&self, batch: Batch<'_>) -> Result<()> {
         let mut opts = WriteOptions::default();
         opts.set_sync(true);
-        self.db.write_opt(batch, &opts).map_err(|e| self.err(e))
+        self.db
+            .write_opt(batch.inner, &opts)
+            .map_err(|e| self.err(e))
+    }
+
+    /// Removes a snapshot record (synced).
+    pub fn delete_snapshot(&self, id: &ChunkId) -> Result<()> {
+        let mut batch = self.batch();
+        batch.inner.delete_cf(self.cf(SNAPSHOTS), id.as_bytes());
+        self.commit(batch)
     }
 
     /// Every pack the index knows.
     pub fn packs(&self) -> Result<Vec<(PackId, PackInfo)>> {
         let mut out = Vec::new();
-        for item in self.db.iterator_cf(self.cf(PACKS), rocksdb::IteratorMode::Start) {
+        for item in self
+            .db
+            .iterator_cf(self.cf(PACKS), rocksdb::IteratorMode::Start)
+        {
             let (k, v) = item.map_err(|e| self.err(e))?;
             let id: [u8; 16] = k
                 .as_ref()
@@ -265,10 +327,14 @@ impl Index {
 
     /// Calls `f` with every indexed chunk id (for rebuilding the Bloom filter).
     pub fn for_each_chunk_id(&self, mut f: impl FnMut(ChunkId)) -> Result<()> {
-        for item in self.db.iterator_cf(self.cf(CHUNKS), rocksdb::IteratorMode::Start) {
+        for item in self
+            .db
+            .iterator_cf(self.cf(CHUNKS), rocksdb::IteratorMode::Start)
+        {
             let (k, _) = item.map_err(|e| self.err(e))?;
-            let id = ChunkId::from_slice(&k)
-                .ok_or_else(|| Error::corrupt("chunk index key", hex::encode(&k), "not 32 bytes"))?;
+            let id = ChunkId::from_slice(&k).ok_or_else(|| {
+                Error::corrupt("chunk index key", hex::encode(&k), "not 32 bytes")
+            })?;
             f(id);
         }
         Ok(())
@@ -276,20 +342,22 @@ impl Index {
 
     /// Stores a snapshot record (synced).
     pub fn put_snapshot(&self, id: &ChunkId, record: &[u8]) -> Result<()> {
-        let mut opts = WriteOptions::default();
-        opts.set_sync(true);
-        self.db
-            .put_cf_opt(self.cf(SNAPSHOTS), id.as_bytes(), record, &opts)
-            .map_err(|e| self.err(e))
+        let mut batch = self.batch();
+        batch.put_snapshot(id, record);
+        self.commit(batch)
     }
 
     /// Every snapshot record, by id.
     pub fn snapshots(&self) -> Result<Vec<(ChunkId, Vec<u8>)>> {
         let mut out = Vec::new();
-        for item in self.db.iterator_cf(self.cf(SNAPSHOTS), rocksdb::IteratorMode::Start) {
+        for item in self
+            .db
+            .iterator_cf(self.cf(SNAPSHOTS), rocksdb::IteratorMode::Start)
+        {
             let (k, v) = item.map_err(|e| self.err(e))?;
-            let id = ChunkId::from_slice(&k)
-                .ok_or_else(|| Error::corrupt("snapshot index key", hex::encode(&k), "not 32 bytes"))?;
+            let id = ChunkId::from_slice(&k).ok_or_else(|| {
+                Error::corrupt("snapshot index key", hex::encode(&k), "not 32 bytes")
+            })?;
             out.push((id, v.to_vec()));
         }
         Ok(out)
@@ -297,7 +365,11 @@ impl Index {
 
     /// A metadata counter (0 when absent).
     pub fn counter(&self, name: &str) -> Result<u64> {
-        match self.db.get_cf(self.cf(META), name).map_err(|e| self.err(e))? {
+        match self
+            .db
+            .get_cf(self.cf(META), name)
+            .map_err(|e| self.err(e))?
+        {
             Some(v) => {
                 let mut r = Reader::new(&v, "index counter", name);
                 let n = r.u64()?;
@@ -341,7 +413,9 @@ mod tests {
         index.commit_pack(pack, &info, &entries).unwrap();
         let loc = index.chunk(&entries[1].id).unwrap().unwrap();
         assert_eq!(loc, Location::of(pack, &entries[1]));
-        let many = index.chunks(&[entries[2].id, ChunkId::of(b"absent")]).unwrap();
+        let many = index
+            .chunks(&[entries[2].id, ChunkId::of(b"absent")])
+            .unwrap();
         assert_eq!(many, vec![Some(Location::of(pack, &entries[2])), None]);
         assert_eq!(index.packs().unwrap(), vec![(pack, info)]);
         assert_eq!(info.data_chunks, 3);
@@ -356,7 +430,13 @@ mod tests {
         assert!(Location::decode(&[0u8; 32], "x").is_err());
         assert!(Location::decode(&[0u8; 34], "x").is_err());
         assert!(PackInfo::decode(&[2u8; 61], "x").is_err());
-        let loc = Location { pack: PackId([7; 16]), offset: 9, raw_len: 3, stored_len: 2, flags: 1 };
+        let loc = Location {
+            pack: PackId([7; 16]),
+            offset: 9,
+            raw_len: 3,
+            stored_len: 2,
+            flags: 1,
+        };
         assert_eq!(Location::decode(&loc.encode(), "x").unwrap(), loc);
     }
 }

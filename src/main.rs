@@ -21,6 +21,9 @@ struct Cli {
     /// No progress bars or warnings on stderr
     #[arg(long, short, global = true)]
     quiet: bool,
+    /// When another process is writing, wait up to this many seconds for it
+    #[arg(long, global = true, value_name = "SECONDS", default_value_t = 0)]
+    wait_lock: u64,
     #[command(subcommand)]
     command: Command,
 }
@@ -35,6 +38,12 @@ enum ChunkerMode {
 enum CompressionArg {
     Zstd,
     None,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum RepairWhat {
+    /// The RocksDB index and the Bloom filter
+    Index,
 }
 
 #[derive(Subcommand)]
@@ -99,6 +108,39 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Check snapshots, trees, index and packs (and, with --read-data, every byte)
+    Verify {
+        /// Re-read and re-hash every chunk
+        #[arg(long, conflicts_with = "read_data_subset")]
+        read_data: bool,
+        /// Re-read and re-hash a random share of the packs, e.g. 10%
+        #[arg(long, value_name = "N%", value_parser = parse_percent)]
+        read_data_subset: Option<f64>,
+        /// JSON output
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove snapshot records (their data is reclaimed by gc)
+    Forget {
+        /// Snapshot ids, prefixes or `latest`
+        #[arg(required = true)]
+        snapshots: Vec<String>,
+    },
+    /// Reclaim space that no snapshot reaches
+    Gc {
+        /// Print what would be freed, change nothing
+        #[arg(long)]
+        dry_run: bool,
+        /// JSON output
+        #[arg(long)]
+        json: bool,
+    },
+    /// Rebuild derived state from the packs and snapshot records
+    Repair {
+        /// What to rebuild
+        #[arg(value_enum)]
+        what: RepairWhat,
+    },
     /// Store one file's bytes as a blob; prints its content id
     Put {
         /// The file
@@ -116,17 +158,50 @@ fn parse_size(s: &str) -> Result<u32, String> {
     let s = s.trim();
     let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
     let (digits, unit) = s.split_at(split);
-    let n: u64 = digits.parse().map_err(|_| format!("{s:?} is not a size like 4096, 64KiB or 1MiB"))?;
+    let n: u64 = digits
+        .parse()
+        .map_err(|_| format!("{s:?} is not a size like 4096, 64KiB or 1MiB"))?;
     let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
         "" | "b" => 1,
         "k" | "kb" | "kib" => 1 << 10,
         "m" | "mb" | "mib" => 1 << 20,
         "g" | "gb" | "gib" => 1 << 30,
-        other => return Err(format!("unknown size unit {other:?} (use B, KiB, MiB or GiB)")),
+        other => {
+            return Err(format!(
+                "unknown size unit {other:?} (use B, KiB, MiB or GiB)"
+            ))
+        }
     };
     n.checked_mul(mult)
         .and_then(|v| u32::try_from(v).ok())
         .ok_or_else(|| format!("{s} is too large"))
+}
+
+/// Parses `10%` or `10` as 0.10.
+fn parse_percent(s: &str) -> Result<f64, String> {
+    let n: f64 = s
+        .trim()
+        .trim_end_matches('%')
+        .parse()
+        .map_err(|_| format!("{s:?} is not a percentage like 10%"))?;
+    if !(0.0..=100.0).contains(&n) || n == 0.0 {
+        return Err(format!("{s} is outside (0%, 100%]"));
+    }
+    Ok(n / 100.0)
+}
+
+/// Opens the repository as its writer, waiting up to `wait` seconds for
+/// another writer to finish.
+fn open_writer(path: &Path, wait: u64) -> dedup::Result<Repository> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(wait);
+    loop {
+        match Repository::open(path) {
+            Err(dedup::Error::Locked { .. }) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(200));
+            }
+            other => return other,
+        }
+    }
 }
 
 /// Progress on stderr: a bar when stderr is a terminal, warnings always
@@ -181,7 +256,8 @@ impl Progress for Bar {
 }
 
 fn default_repo() -> anyhow::Result<PathBuf> {
-    let base = dirs::data_dir().context("no data folder for this user; pass --repo or set DEDUP_REPO")?;
+    let base =
+        dirs::data_dir().context("no data folder for this user; pass --repo or set DEDUP_REPO")?;
     Ok(base.join("dedup").join("repo"))
 }
 
@@ -197,15 +273,29 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
         Some(p) => (p.clone(), false),
         None => (default_repo()?, true),
     };
-    let open_ro = |p: &Path| Repository::open_read_only(p).with_context(|| format!("opening {}", p.display()));
+    let open_ro = |p: &Path| {
+        Repository::open_read_only(p).with_context(|| format!("opening {}", p.display()))
+    };
     match cli.command {
-        Command::Init { chunker, avg_size, min_size, max_size, size, shards, shard, compression, pack_size } => {
+        Command::Init {
+            chunker,
+            avg_size,
+            min_size,
+            max_size,
+            size,
+            shards,
+            shard,
+            compression,
+            pack_size,
+        } => {
             let chunker = match chunker {
                 ChunkerMode::Fixed => {
                     if avg_size.is_some() || min_size.is_some() || max_size.is_some() {
                         bail!("--avg-size, --min-size and --max-size are for --chunker fastcdc; use --size");
                     }
-                    ChunkerConfig::Fixed { size: size.unwrap_or(64 * 1024) }
+                    ChunkerConfig::Fixed {
+                        size: size.unwrap_or(64 * 1024),
+                    }
                 }
                 ChunkerMode::Fastcdc => {
                     if size.is_some() {
@@ -240,11 +330,14 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
             Ok(0)
         }
         Command::Ingest { paths, json } => {
-            let repo = match Repository::open(&repo_path) {
+            let repo = match open_writer(&repo_path, cli.wait_lock) {
                 Err(dedup::Error::NoRepository(_)) if is_default => {
                     let repo = Repository::init(&repo_path, &InitOptions::default())?;
                     if !cli.quiet {
-                        eprintln!("dedup: created the default repository at {}", repo_path.display());
+                        eprintln!(
+                            "dedup: created the default repository at {}",
+                            repo_path.display()
+                        );
                     }
                     repo
                 }
@@ -298,7 +391,10 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
                     .collect();
                 print_json(&list)?;
             } else {
-                println!("{:<16}  {:<20}  {:>10}  {:>10}  paths", "id", "time", "size", "new");
+                println!(
+                    "{:<16}  {:<20}  {:>10}  {:>10}  paths",
+                    "id", "time", "size", "new"
+                );
                 for (id, r) in &snaps {
                     println!(
                         "{:<16}  {:<20}  {:>10}  {:>10}  {}",
@@ -329,7 +425,10 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
                 outcome.symlinks
             );
             if !outcome.failed.is_empty() {
-                eprintln!("dedup: {} files could not be restored:", outcome.failed.len());
+                eprintln!(
+                    "dedup: {} files could not be restored:",
+                    outcome.failed.len()
+                );
                 for f in &outcome.failed {
                     eprintln!("  {f}");
                 }
@@ -353,9 +452,106 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
             }
             Ok(0)
         }
+        Command::Verify {
+            read_data,
+            read_data_subset,
+            json,
+        } => {
+            let repo = open_ro(&repo_path)?;
+            let share = if read_data {
+                1.0
+            } else {
+                read_data_subset.unwrap_or(0.0)
+            };
+            let bar = Bar::new(cli.quiet, "verify");
+            let report = repo.verify(share, &bar);
+            bar.finish();
+            let report = report?;
+            if json {
+                print_json(&report)?;
+            } else {
+                println!(
+                    "checked {} snapshots, {} trees, {} chunks, {} packs; re-hashed {} chunks in {} packs",
+                    report.snapshots, report.trees, report.chunks, report.packs, report.chunks_read, report.packs_read
+                );
+                for p in &report.problems {
+                    println!("{}: {}", p.kind, p.message);
+                    if let Some(pack) = &p.pack {
+                        println!("  pack {pack}");
+                    }
+                    for f in &p.files {
+                        println!("  breaks {f}");
+                    }
+                }
+                if report.is_clean() {
+                    println!("no problems found");
+                } else {
+                    println!("{} problems found", report.problems.len());
+                }
+            }
+            Ok(if report.is_clean() { 0 } else { 1 })
+        }
+        Command::Forget { snapshots } => {
+            let repo = open_writer(&repo_path, cli.wait_lock)?;
+            let ids = snapshots
+                .iter()
+                .map(|s| repo.resolve_snapshot(s).map(|(id, _)| id))
+                .collect::<dedup::Result<Vec<_>>>()?;
+            repo.forget(&ids)?;
+            for id in ids {
+                println!("forgot snapshot {id}");
+            }
+            Ok(0)
+        }
+        Command::Gc { dry_run, json } => {
+            let repo = open_writer(&repo_path, cli.wait_lock)?;
+            let report = repo.gc(dry_run, &Bar::new(cli.quiet, "gc"))?;
+            if json {
+                print_json(&report)?;
+            } else {
+                let verb = if dry_run { "would free" } else { "freed" };
+                println!(
+                    "{verb} {} : {} packs deleted, {} rewritten, {} orphan packs, {} dead objects ({} live objects in {} packs)",
+                    human_bytes(report.bytes_freed),
+                    report.packs_deleted,
+                    report.packs_rewritten,
+                    report.orphan_packs,
+                    report.objects_removed,
+                    report.live_objects,
+                    report.packs
+                );
+                for p in &report.unreadable_packs {
+                    println!("skipped unreadable pack {p} (run `dedup verify`)");
+                }
+            }
+            Ok(0)
+        }
+        Command::Repair {
+            what: RepairWhat::Index,
+        } => {
+            let (_repo, report) = Repository::repair_index(&repo_path)?;
+            println!(
+                "rebuilt the index: {} packs, {} objects, {} snapshots",
+                report.packs, report.objects, report.snapshots
+            );
+            for p in &report.salvaged_packs {
+                println!("salvaged damaged pack {p}");
+            }
+            for u in &report.unusable {
+                println!("could not use {u}");
+            }
+            Ok(
+                if report.unusable.is_empty() && report.salvaged_packs.is_empty() {
+                    0
+                } else {
+                    1
+                },
+            )
+        }
         Command::Put { file } => {
-            let repo = Repository::open(&repo_path)?;
-            let data = std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
+            let repo = open_writer(&repo_path, cli.wait_lock)?;
+            let data =
+                std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
             println!("{}", repo.put(&data)?);
             Ok(0)
         }

@@ -17,7 +17,19 @@ use sha2::{Digest, Sha256};
 pub const DEFAULT_VNODES: u32 = 256;
 
 /// A shard's stable identity: never reused, survives renames of its path.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    Default,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    serde::Serialize,
+    serde::Deserialize,
+)]
 #[serde(transparent)]
 pub struct ShardId(pub u32);
 
@@ -92,7 +104,10 @@ mod tests {
             let old: Vec<_> = (0..n).map(|s| (ShardId(s), 1)).collect();
             let mut new = old.clone();
             new.push((ShardId(n), 1));
-            let (a, b) = (Ring::new(&old, DEFAULT_VNODES).unwrap(), Ring::new(&new, DEFAULT_VNODES).unwrap());
+            let (a, b) = (
+                Ring::new(&old, DEFAULT_VNODES).unwrap(),
+                Ring::new(&new, DEFAULT_VNODES).unwrap(),
+            );
             let total = 200_000;
             let mut moved = 0;
             for id in ids(total) {
@@ -104,13 +119,21 @@ mod tests {
             }
             let share = moved as f64 / total as f64;
             let ideal = 1.0 / (n + 1) as f64;
-            assert!(share > 0.8 * ideal && share < 1.2 * ideal, "n={n}: moved {share}, ideal {ideal}");
+            assert!(
+                share > 0.8 * ideal && share < 1.2 * ideal,
+                "n={n}: moved {share}, ideal {ideal}"
+            );
         }
     }
 
     #[test]
     fn each_shard_holds_its_weights_share_within_ten_percent() {
-        let shards = [(ShardId(0), 1), (ShardId(1), 2), (ShardId(2), 1), (ShardId(3), 4)];
+        let shards = [
+            (ShardId(0), 1),
+            (ShardId(1), 2),
+            (ShardId(2), 1),
+            (ShardId(3), 4),
+        ];
         let ring = Ring::new(&shards, DEFAULT_VNODES).unwrap();
         let total = 200_000;
         let mut counts: HashMap<ShardId, u32> = HashMap::new();
@@ -121,7 +144,10 @@ mod tests {
         for (shard, weight) in shards {
             let expected = total as f64 * weight as f64 / weight_sum as f64;
             let got = counts[&shard] as f64;
-            assert!((got - expected).abs() < 0.1 * expected, "{shard}: {got} vs {expected}");
+            assert!(
+                (got - expected).abs() < 0.1 * expected,
+                "{shard}: {got} vs {expected}"
+            );
         }
     }
 

@@ -25,6 +25,7 @@ use crate::repo::writer::ObjectWriter;
 use crate::repo::{Progress, Repository};
 use crate::snapshot::record::RECORD_VERSION;
 use crate::snapshot::{Entry, EntryKind, IngestSummary, Skipped, SnapshotId, SnapshotRecord, Tree};
+use crate::store::Backend;
 
 /// Bytes of chunks gathered before hashing and storing them in parallel.
 const BATCH_BYTES: usize = 8 << 20;
@@ -40,14 +41,26 @@ pub struct IngestOutcome {
 
 /// A walked filesystem entry.
 enum Node {
-    File { path: PathBuf, meta: Metadata },
-    Dir { meta: Metadata, children: Vec<(Vec<u8>, Node)> },
-    Symlink { meta: Metadata, target: Vec<u8> },
+    File {
+        path: PathBuf,
+        meta: Metadata,
+    },
+    Dir {
+        meta: Metadata,
+        children: Vec<(Vec<u8>, Node)>,
+    },
+    Symlink {
+        meta: Metadata,
+        target: Vec<u8>,
+    },
 }
 
 /// What reading one file produced.
 enum FileResult {
-    Stored { chunks: Vec<(ChunkId, u32)>, size: u64 },
+    Stored {
+        chunks: Vec<(ChunkId, u32)>,
+        size: u64,
+    },
     Unreadable(String),
 }
 
@@ -60,7 +73,8 @@ struct Walk<'p> {
 impl Walk<'_> {
     fn skip(&mut self, path: &Path, reason: impl Into<String>) {
         let reason = reason.into();
-        self.progress.warn(&format!("skipping {}: {reason}", path.display()));
+        self.progress
+            .warn(&format!("skipping {}: {reason}", path.display()));
         self.skipped.push(Skipped {
             path: path.display().to_string(),
             reason,
@@ -78,10 +92,12 @@ impl Walk<'_> {
             })
         } else if ft.is_symlink() {
             match fs::read_link(path) {
-                Ok(t) if !t.as_os_str().is_empty() && t.as_os_str().len() <= u16::MAX as usize => Some(Node::Symlink {
-                    meta,
-                    target: t.as_os_str().as_bytes().to_vec(),
-                }),
+                Ok(t) if !t.as_os_str().is_empty() && t.as_os_str().len() <= u16::MAX as usize => {
+                    Some(Node::Symlink {
+                        meta,
+                        target: t.as_os_str().as_bytes().to_vec(),
+                    })
+                }
                 Ok(_) => {
                     self.skip(path, "symlink target is empty or too long");
                     None
@@ -193,9 +209,17 @@ impl Repository {
         let mut results = results.into_iter();
         let root_tree = if let [(_, Some(Node::Dir { .. }))] = roots.as_slice() {
             let (_, node) = roots.pop().expect("one root");
-            let Some(Node::Dir { children, .. }) = node else { unreachable!() };
+            let Some(Node::Dir { children, .. }) = node else {
+                unreachable!()
+            };
             summary.dirs += 1;
-            self.store_tree(&writer, children, &mut results, &mut walk.skipped, &mut summary)?
+            self.store_tree(
+                &writer,
+                children,
+                &mut results,
+                &mut walk.skipped,
+                &mut summary,
+            )?
         } else {
             let mut seen = std::collections::HashSet::new();
             let mut children = Vec::new();
@@ -203,14 +227,23 @@ impl Repository {
                 if !seen.insert(name.clone()) {
                     return Err(Error::invalid(
                         "ingest paths",
-                        format!("two paths share the name {:?}", String::from_utf8_lossy(&name)),
+                        format!(
+                            "two paths share the name {:?}",
+                            String::from_utf8_lossy(&name)
+                        ),
                     ));
                 }
                 if let Some(node) = node {
                     children.push((name, node));
                 }
             }
-            self.store_tree(&writer, children, &mut results, &mut walk.skipped, &mut summary)?
+            self.store_tree(
+                &writer,
+                children,
+                &mut results,
+                &mut walk.skipped,
+                &mut summary,
+            )?
         };
         let stats = writer.finish()?;
 
@@ -258,21 +291,23 @@ impl Repository {
         let mut tree = Tree::default();
         for (name, node) in children {
             let (meta, kind) = match node {
-                Node::File { path, meta } => match results.next().expect("one result per walked file") {
-                    FileResult::Stored { chunks, size } => {
-                        summary.files += 1;
-                        summary.logical_bytes += size;
-                        summary.total_chunks += chunks.len() as u64;
-                        (meta, EntryKind::File { size, chunks })
+                Node::File { path, meta } => {
+                    match results.next().expect("one result per walked file") {
+                        FileResult::Stored { chunks, size } => {
+                            summary.files += 1;
+                            summary.logical_bytes += size;
+                            summary.total_chunks += chunks.len() as u64;
+                            (meta, EntryKind::File { size, chunks })
+                        }
+                        FileResult::Unreadable(reason) => {
+                            skipped.push(Skipped {
+                                path: path.display().to_string(),
+                                reason,
+                            });
+                            continue;
+                        }
                     }
-                    FileResult::Unreadable(reason) => {
-                        skipped.push(Skipped {
-                            path: path.display().to_string(),
-                            reason,
-                        });
-                        continue;
-                    }
-                },
+                }
                 Node::Dir { meta, children } => {
                     summary.dirs += 1;
                     let tree = self.store_tree(writer, children, results, skipped, summary)?;

@@ -53,7 +53,8 @@ impl WriteLock {
         for _ in 0..2 {
             match OpenOptions::new().write(true).create_new(true).open(&path) {
                 Ok(mut f) => {
-                    f.write_all(&serde_json::to_vec(&me).expect("serialises")).at(&path)?;
+                    f.write_all(&serde_json::to_vec(&me).expect("serialises"))
+                        .at(&path)?;
                     f.sync_all().at(&path)?;
                     return Ok(WriteLock { path });
                 }
@@ -62,11 +63,19 @@ impl WriteLock {
                         .ok()
                         .and_then(|b| serde_json::from_slice::<LockHolder>(&b).ok());
                     match holder {
-                        Some(h) if h.host == me.host && !Path::new(&format!("/proc/{}", h.pid)).exists() => {
+                        Some(h)
+                            if h.host == me.host
+                                && !Path::new(&format!("/proc/{}", h.pid)).exists() =>
+                        {
                             // The holder died without releasing: take over.
                             fs::remove_file(&path).at(&path)?;
                         }
-                        Some(h) => return Err(Error::Locked { path, holder: h.to_string() }),
+                        Some(h) => {
+                            return Err(Error::Locked {
+                                path,
+                                holder: h.to_string(),
+                            })
+                        }
                         None => {
                             return Err(Error::Locked {
                                 path,

@@ -9,20 +9,26 @@
 //! `lock`); any number of [`Repository::open_read_only`] handles may read at
 //! the same time, each seeing the index as of its opening.
 
+mod gc;
 mod ingest;
 mod lock;
-mod report;
+mod repair;
+pub mod report;
 mod restore;
+mod verify;
 mod writer;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 
+pub use gc::GcReport;
 pub use ingest::IngestOutcome;
 pub use lock::LockHolder;
+pub use repair::RepairReport;
 pub use report::{Report, ShardReport};
 pub use restore::RestoreOutcome;
+pub use verify::{Problem, VerifyReport};
 
 use crate::bloom::Bloom;
 use crate::config::{Config, InitOptions};
@@ -69,9 +75,9 @@ pub struct Repository {
     _lock: Option<WriteLock>,
 }
 
-const CONFIG: &str = "config";
-const BLOOM: &str = "bloom";
-const INDEX_DIR: &str = "index";
+pub(crate) const CONFIG: &str = "config";
+pub(crate) const BLOOM: &str = "bloom";
+pub(crate) const INDEX_DIR: &str = "index";
 
 impl Repository {
     /// Creates a repository at `path` (absent or an empty directory) and
@@ -122,7 +128,11 @@ impl Repository {
         };
         let config = Config::decode(&bytes, &config_path)?;
         let ring = config.ring().expect("checked by Config::decode");
-        let lock = if read_only { None } else { Some(WriteLock::acquire(root)?) };
+        let lock = if read_only {
+            None
+        } else {
+            Some(WriteLock::acquire(root)?)
+        };
         let files = LocalBackend::open(root)?;
         let index_dir = root.join(INDEX_DIR);
         if !index_dir.join("CURRENT").exists() {
@@ -141,7 +151,11 @@ impl Repository {
                 backend: Arc::new(backend),
             });
         }
-        let packs = index.packs()?.into_iter().map(|(id, info)| (id, info.shard)).collect();
+        let packs = index
+            .packs()?
+            .into_iter()
+            .map(|(id, info)| (id, info.shard))
+            .collect();
         let repo = Repository {
             root: root.to_path_buf(),
             config,
@@ -174,7 +188,12 @@ impl Repository {
     /// them into the index are complete (their chunks were indexed first), so
     /// they are adopted.
     fn adopt_snapshot_files(&self) -> Result<()> {
-        let known: std::collections::HashSet<_> = self.index.snapshots()?.into_iter().map(|(id, _)| id).collect();
+        let known: std::collections::HashSet<_> = self
+            .index
+            .snapshots()?
+            .into_iter()
+            .map(|(id, _)| id)
+            .collect();
         for key in self.files.list("snapshots/")? {
             let Ok(id) = key.trim_start_matches("snapshots/").parse::<SnapshotId>() else {
                 continue;
@@ -207,15 +226,20 @@ impl Repository {
             Err(e) if is_not_found(&e) => None,
             Err(e) => return Err(e),
         };
-        let bloom = match saved {
-            Some(b) if b.chunks() == expected => b,
-            _ => {
-                let mut b = Bloom::new(expected * 2);
-                self.index.for_each_chunk_id(|id| b.insert(&id))?;
-                b
+        match saved {
+            Some(b) if b.chunks() == expected => {
+                *self.bloom.write().expect("bloom lock") = b;
+                Ok(())
             }
-        };
-        *self.bloom.write().expect("bloom lock") = bloom;
+            _ => self.rebuild_bloom(),
+        }
+    }
+
+    /// Refills the filter from every id in the index.
+    fn rebuild_bloom(&self) -> Result<()> {
+        let mut b = Bloom::new(self.indexed_objects()? * 2);
+        self.index.for_each_chunk_id(|id| b.insert(&id))?;
+        *self.bloom.write().expect("bloom lock") = b;
         Ok(())
     }
 
@@ -226,47 +250,37 @@ impl Repository {
     }
 
     fn shard(&self, id: ShardId) -> Result<&Shard> {
-        self.shards
-            .iter()
-            .find(|s| s.id == id)
-            .ok_or_else(|| Error::corrupt("index", id.to_string(), "names a shard the config does not list"))
+        self.shards.iter().find(|s| s.id == id).ok_or_else(|| {
+            Error::corrupt(
+                "index",
+                id.to_string(),
+                "names a shard the config does not list",
+            )
+        })
     }
 
     fn pack_shard(&self, pack: &PackId) -> Result<&Shard> {
         let shard = self.packs.read().expect("packs lock").get(pack).copied();
         match shard {
             Some(s) => self.shard(s),
-            None => Err(Error::corrupt("index", pack.to_hex(), "chunk points at a pack the index does not list")),
+            None => Err(Error::corrupt(
+                "index",
+                pack.to_hex(),
+                "chunk points at a pack the index does not list",
+            )),
         }
-    }
-
-    /// Decodes one stored record's bytes and checks them against `id`.
-    fn open_record(&self, id: &ChunkId, loc: &Location, stored: &[u8]) -> Result<Vec<u8>> {
-        let raw = if loc.flags & flags::ZSTD != 0 {
-            zstd::bulk::decompress(stored, loc.raw_len as usize)
-                .map_err(|e| Error::corrupt("chunk", format!("{id} in pack {}", loc.pack), e.to_string()))?
-        } else {
-            stored.to_vec()
-        };
-        let found = ChunkId::of(&raw);
-        if found != *id || raw.len() != loc.raw_len as usize {
-            return Err(Error::ChunkMismatch {
-                id: *id,
-                found,
-                location: format!("pack {}", loc.pack),
-            });
-        }
-        Ok(raw)
     }
 
     /// Reads and checks one object (chunk, tree or blob) by id.
     pub fn read_object(&self, id: &ChunkId) -> Result<Vec<u8>> {
         let loc = self.index.chunk(id)?.ok_or(Error::MissingChunk(*id))?;
         let shard = self.pack_shard(&loc.pack)?;
-        let stored = shard
-            .backend
-            .get_range(&loc.pack.key(), loc.offset + RECORD_HEADER, loc.stored_len as usize)?;
-        self.open_record(id, &loc, &stored)
+        let stored = shard.backend.get_range(
+            &loc.pack.key(),
+            loc.offset + RECORD_HEADER,
+            loc.stored_len as usize,
+        )?;
+        open_record(id, &loc, &stored)
     }
 
     /// Stores `data` as one object and returns its content id. Storing the
@@ -276,6 +290,9 @@ impl Repository {
         let writer = ObjectWriter::new(self);
         let id = writer.store(data.to_vec(), false)?;
         writer.finish()?;
+        // The marker makes the blob a garbage-collection root; it is written
+        // after the blob is indexed, and survives an index rebuild.
+        self.files.put(&format!("blobs/{id}"), b"")?;
         self.save_bloom()?;
         Ok(id)
     }
@@ -305,7 +322,9 @@ impl Repository {
         if spec_lower.is_empty() || !spec_lower.bytes().all(|b| b.is_ascii_hexdigit()) {
             return Err(Error::UnknownSnapshot(spec.to_string()));
         }
-        let mut matches = all.into_iter().filter(|(id, _)| id.to_hex().starts_with(&spec_lower));
+        let mut matches = all
+            .into_iter()
+            .filter(|(id, _)| id.to_hex().starts_with(&spec_lower));
         match (matches.next(), matches.next()) {
             (Some(one), None) => Ok(one),
             (Some(_), Some(_)) => Err(Error::AmbiguousSnapshot(spec.to_string())),
@@ -317,4 +336,24 @@ impl Repository {
     pub(crate) fn pack_infos(&self) -> Result<Vec<(PackId, PackInfo)>> {
         self.index.packs()
     }
+}
+
+/// Decodes one stored record's bytes and checks them against `id`.
+pub(crate) fn open_record(id: &ChunkId, loc: &Location, stored: &[u8]) -> Result<Vec<u8>> {
+    let raw = if loc.flags & flags::ZSTD != 0 {
+        zstd::bulk::decompress(stored, loc.raw_len as usize).map_err(|e| {
+            Error::corrupt("chunk", format!("{id} in pack {}", loc.pack), e.to_string())
+        })?
+    } else {
+        stored.to_vec()
+    };
+    let found = ChunkId::of(&raw);
+    if found != *id || raw.len() != loc.raw_len as usize {
+        return Err(Error::ChunkMismatch {
+            id: *id,
+            found,
+            location: format!("pack {}", loc.pack),
+        });
+    }
+    Ok(raw)
 }

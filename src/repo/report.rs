@@ -112,7 +112,8 @@ impl Repository {
         let snapshots = self.snapshots()?;
         let packs = self.pack_infos()?;
         let mut per_shard: HashMap<ShardId, (u64, u64)> = HashMap::new();
-        let (mut unique_chunks, mut unique_bytes, mut data_stored, mut stored, mut trees) = (0, 0, 0, 0, 0);
+        let (mut unique_chunks, mut unique_bytes, mut data_stored, mut stored, mut trees) =
+            (0, 0, 0, 0, 0);
         for (_, p) in &packs {
             unique_chunks += u64::from(p.data_chunks);
             unique_bytes += p.data_raw;
@@ -136,7 +137,11 @@ impl Repository {
             dedup_ratio: ratio(logical, unique_bytes),
             total_ratio: ratio(logical, stored),
             compression_saving: 1.0 - ratio(data_stored, unique_bytes).min(1.0),
-            average_chunk_size: if unique_chunks == 0 { 0.0 } else { unique_bytes as f64 / unique_chunks as f64 },
+            average_chunk_size: if unique_chunks == 0 {
+                0.0
+            } else {
+                unique_bytes as f64 / unique_chunks as f64
+            },
             tree_objects: trees,
             packs: packs.len() as u64,
             bloom: BloomStats {
@@ -197,7 +202,11 @@ impl Repository {
             dedup_ratio: ratio(logical, unique_bytes),
             total_ratio: ratio(logical, stored),
             compression_saving: 1.0 - ratio(stored, unique_bytes).min(1.0),
-            average_chunk_size: if ids.is_empty() { 0.0 } else { unique_bytes as f64 / ids.len() as f64 },
+            average_chunk_size: if ids.is_empty() {
+                0.0
+            } else {
+                unique_bytes as f64 / ids.len() as f64
+            },
             tree_objects: seen_trees.len() as u64,
             packs: 0,
             bloom: record.summary.bloom,
@@ -227,13 +236,37 @@ impl fmt::Display for Report {
         writeln!(f, "scope:              {}", self.scope)?;
         writeln!(f, "snapshots:          {}", self.snapshots)?;
         writeln!(f, "files:              {}", self.files)?;
-        writeln!(f, "logical size:       {} ({} B)", human_bytes(self.logical_bytes), self.logical_bytes)?;
-        writeln!(f, "unique data:        {} in {} chunks (average {})", human_bytes(self.unique_bytes), self.unique_chunks, human_bytes(self.average_chunk_size as u64))?;
-        writeln!(f, "stored on disk:     {} ({} B)", human_bytes(self.stored_bytes), self.stored_bytes)?;
+        writeln!(
+            f,
+            "logical size:       {} ({} B)",
+            human_bytes(self.logical_bytes),
+            self.logical_bytes
+        )?;
+        writeln!(
+            f,
+            "unique data:        {} in {} chunks (average {})",
+            human_bytes(self.unique_bytes),
+            self.unique_chunks,
+            human_bytes(self.average_chunk_size as u64)
+        )?;
+        writeln!(
+            f,
+            "stored on disk:     {} ({} B)",
+            human_bytes(self.stored_bytes),
+            self.stored_bytes
+        )?;
         writeln!(f, "chunk references:   {}", self.total_chunks)?;
         writeln!(f, "dedup ratio:        {:.2}x", self.dedup_ratio)?;
-        writeln!(f, "compression saving: {:.1}%", self.compression_saving * 100.0)?;
-        writeln!(f, "overall ratio:      {:.2}x (logical / stored)", self.total_ratio)?;
+        writeln!(
+            f,
+            "compression saving: {:.1}%",
+            self.compression_saving * 100.0
+        )?;
+        writeln!(
+            f,
+            "overall ratio:      {:.2}x (logical / stored)",
+            self.total_ratio
+        )?;
         writeln!(f, "trees:              {}", self.tree_objects)?;
         if self.packs > 0 {
             writeln!(f, "packs:              {}", self.packs)?;

@@ -67,7 +67,12 @@ impl Repository {
     /// Restores `snapshot` into `dest`, which must be absent or empty.
     /// Files that fail (a damaged chunk, say) are listed in the outcome's
     /// `failed`; the rest are restored.
-    pub fn restore(&self, snapshot: &SnapshotId, dest: &Path, progress: &dyn Progress) -> Result<RestoreOutcome> {
+    pub fn restore(
+        &self,
+        snapshot: &SnapshotId,
+        dest: &Path,
+        progress: &dyn Progress,
+    ) -> Result<RestoreOutcome> {
         let record = self.resolve_snapshot(&snapshot.to_hex())?.1;
         match fs::read_dir(dest) {
             Ok(mut it) => {
@@ -75,7 +80,9 @@ impl Repository {
                     return Err(Error::DestinationNotEmpty(dest.to_path_buf()));
                 }
             }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => fs::create_dir_all(dest).at(dest)?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                fs::create_dir_all(dest).at(dest)?
+            }
             Err(e) => return Err(Error::io(dest, e)),
         }
         let mut plan = Plan {
@@ -117,7 +124,9 @@ impl Repository {
             }
         }
         for (path, entry) in &plan.links {
-            let EntryKind::Symlink { target } = &entry.kind else { unreachable!() };
+            let EntryKind::Symlink { target } = &entry.kind else {
+                unreachable!()
+            };
             std::os::unix::fs::symlink(std::ffi::OsStr::from_bytes(target), path).at(path)?;
             set_times(path, entry, true)?;
             outcome.symlinks += 1;
@@ -156,7 +165,9 @@ impl Repository {
 
     /// Writes one file; returns its length.
     fn restore_file(&self, path: &Path, entry: &Entry, progress: &dyn Progress) -> Result<u64> {
-        let EntryKind::File { size, chunks } = &entry.kind else { unreachable!() };
+        let EntryKind::File { size, chunks } = &entry.kind else {
+            unreachable!()
+        };
         let mut file = OpenOptions::new()
             .write(true)
             .create_new(true)
@@ -174,7 +185,11 @@ impl Repository {
             let mut end = first.offset + RECORD_HEADER + u64::from(first.stored_len);
             while j < ids.len() {
                 match locations[j] {
-                    Some(l) if l.pack == first.pack && l.offset == end && end - first.offset < MAX_READ => {
+                    Some(l)
+                        if l.pack == first.pack
+                            && l.offset == end
+                            && end - first.offset < MAX_READ =>
+                    {
                         end = l.offset + RECORD_HEADER + u64::from(l.stored_len);
                         j += 1;
                     }
@@ -182,14 +197,16 @@ impl Repository {
                 }
             }
             let shard = self.pack_shard(&first.pack)?;
-            let bytes = shard
-                .backend
-                .get_range(&first.pack.key(), first.offset, (end - first.offset) as usize)?;
+            let bytes = shard.backend.get_range(
+                &first.pack.key(),
+                first.offset,
+                (end - first.offset) as usize,
+            )?;
             for k in i..j {
                 let loc: Location = locations[k].expect("checked when building the run");
                 let start = (loc.offset - first.offset + RECORD_HEADER) as usize;
                 let stored = &bytes[start..start + loc.stored_len as usize];
-                let raw = self.open_record(&ids[k], &loc, stored)?;
+                let raw = crate::repo::open_record(&ids[k], &loc, stored)?;
                 file.write_all(&raw).at(path)?;
                 progress.advance(raw.len() as u64);
             }

@@ -53,7 +53,11 @@ impl<'r> ObjectWriter<'r> {
         ObjectWriter {
             repo,
             pending: Mutex::new(HashSet::new()),
-            open: repo.shards.iter().map(|_| Mutex::new(PackBuilder::new())).collect(),
+            open: repo
+                .shards
+                .iter()
+                .map(|_| Mutex::new(PackBuilder::new()))
+                .collect(),
             new_objects: AtomicU64::new(0),
             new_raw: AtomicU64::new(0),
             new_data_raw: AtomicU64::new(0),
@@ -143,7 +147,11 @@ impl<'r> ObjectWriter<'r> {
         let id = PackId::random();
         shard.backend.put(&id.key(), &bytes)?;
         let info = PackInfo::of(shard.id, bytes.len() as u64, &entries);
-        self.repo.packs.write().expect("packs lock").insert(id, shard.id);
+        self.repo
+            .packs
+            .write()
+            .expect("packs lock")
+            .insert(id, shard.id);
         self.repo.index.commit_pack(id, &info, &entries)?;
         let mut bloom = self.repo.bloom.write().expect("bloom lock");
         let mut pending = self.pending.lock().expect("pending lock");

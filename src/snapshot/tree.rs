@@ -164,7 +164,9 @@ impl Tree {
                         chunks.push((id, len));
                     }
                     if total != size {
-                        return Err(r.error(format!("chunks add up to {total} bytes, file says {size}")));
+                        return Err(
+                            r.error(format!("chunks add up to {total} bytes, file says {size}"))
+                        );
                     }
                     EntryKind::File { size, chunks }
                 }
@@ -210,7 +212,12 @@ mod tests {
     fn crafted_names_that_could_escape_are_refused_at_decode() {
         for name in [&b""[..], b".", b"..", b"/etc", b"a/../../x", b"nul\0"] {
             let tree = Tree {
-                entries: vec![entry(name, EntryKind::Symlink { target: b"x".to_vec() })],
+                entries: vec![entry(
+                    name,
+                    EntryKind::Symlink {
+                        target: b"x".to_vec(),
+                    },
+                )],
             };
             let err = Tree::decode(&tree.encode(), "t").unwrap_err().to_string();
             assert!(err.contains("corrupt tree"), "{name:?}: {err}");
@@ -219,7 +226,12 @@ mod tests {
 
     #[test]
     fn duplicate_names_are_refused() {
-        let e = entry(b"a", EntryKind::Dir { tree: ChunkId::of(b"") });
+        let e = entry(
+            b"a",
+            EntryKind::Dir {
+                tree: ChunkId::of(b""),
+            },
+        );
         let tree = Tree {
             entries: vec![e.clone(), e],
         };
@@ -229,7 +241,13 @@ mod tests {
     #[test]
     fn file_size_must_match_its_chunks() {
         let tree = Tree {
-            entries: vec![entry(b"f", EntryKind::File { size: 10, chunks: vec![(ChunkId::of(b"x"), 9)] })],
+            entries: vec![entry(
+                b"f",
+                EntryKind::File {
+                    size: 10,
+                    chunks: vec![(ChunkId::of(b"x"), 9)],
+                },
+            )],
         };
         assert!(Tree::decode(&tree.encode(), "t").is_err());
     }

@@ -50,7 +50,10 @@ impl LocalBackend {
     fn path(&self, key: &str) -> Result<PathBuf> {
         // Keys come from the engine, but refuse anything that could leave the
         // root rather than trust every caller.
-        if key.is_empty() || key.starts_with('/') || key.split('/').any(|c| c.is_empty() || c == "..") {
+        if key.is_empty()
+            || key.starts_with('/')
+            || key.split('/').any(|c| c.is_empty() || c == "..")
+        {
             return Err(Error::invalid("storage key", format!("{key:?}")));
         }
         Ok(self.root.join(key))
@@ -80,7 +83,12 @@ impl Backend for LocalBackend {
         tmp.push(format!(".{}{TMP_SUFFIX}", std::process::id()));
         let tmp = PathBuf::from(tmp);
         let result = (|| {
-            let mut file = OpenOptions::new().write(true).create(true).truncate(true).open(&tmp).at(&tmp)?;
+            let mut file = OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .open(&tmp)
+                .at(&tmp)?;
             file.write_all(data).at(&tmp)?;
             file.sync_all().at(&tmp)?;
             fs::rename(&tmp, &path).at(&path)?;

@@ -194,7 +194,11 @@ pub fn trailer_len(footer: &[u8], location: &str) -> Result<usize> {
 /// the pack's record area.
 pub fn parse_trailer(tail: &[u8], pack_len: u64, location: &str) -> Result<Vec<PackEntry>> {
     if tail.len() < FOOTER_SIZE {
-        return Err(Error::corrupt("pack trailer", location, "shorter than a footer"));
+        return Err(Error::corrupt(
+            "pack trailer",
+            location,
+            "shorter than a footer",
+        ));
     }
     let (body, footer) = tail.split_at(tail.len() - FOOTER_SIZE);
     let expected = trailer_len(footer, location)?;
@@ -202,13 +206,20 @@ pub fn parse_trailer(tail: &[u8], pack_len: u64, location: &str) -> Result<Vec<P
         return Err(Error::corrupt(
             "pack trailer",
             location,
-            format!("footer announces {expected} bytes of trailer, have {}", tail.len()),
+            format!(
+                "footer announces {expected} bytes of trailer, have {}",
+                tail.len()
+            ),
         ));
     }
     let stored_crc = u32::from_le_bytes(footer[4..8].try_into().expect("4 bytes"));
     let crc = crc32fast::hash(&tail[..body.len() + 4]);
     if crc != stored_crc {
-        return Err(Error::corrupt("pack trailer", location, "checksum mismatch"));
+        return Err(Error::corrupt(
+            "pack trailer",
+            location,
+            "checksum mismatch",
+        ));
     }
     let records_end = pack_len.saturating_sub(tail.len() as u64);
     let mut r = Reader::new(body, "pack trailer", location);
@@ -226,11 +237,71 @@ pub fn parse_trailer(tail: &[u8], pack_len: u64, location: &str) -> Result<Vec<P
             return Err(r.error(format!("entry for {} lies outside the pack", e.id)));
         }
         if e.flags & !flags::KNOWN != 0 {
-            return Err(r.error(format!("entry for {} has unknown flags {:#x}", e.id, e.flags)));
+            return Err(r.error(format!(
+                "entry for {} has unknown flags {:#x}",
+                e.id, e.flags
+            )));
         }
         entries.push(e);
     }
     Ok(entries)
+}
+
+/// Reads a pack's entries from its trailer through `backend`.
+pub fn read_entries(backend: &dyn crate::store::Backend, key: &str) -> Result<Vec<PackEntry>> {
+    let location = format!("{}/{key}", backend.location());
+    let size = backend.size(key)?;
+    if size < (PACK_MAGIC.len() + FOOTER_SIZE) as u64 {
+        return Err(Error::corrupt(
+            "pack",
+            location,
+            format!("only {size} bytes long"),
+        ));
+    }
+    let footer = backend.get_range(key, size - FOOTER_SIZE as u64, FOOTER_SIZE)?;
+    let tail_len = trailer_len(&footer, &location)?;
+    if tail_len as u64 > size - PACK_MAGIC.len() as u64 {
+        return Err(Error::corrupt(
+            "pack trailer",
+            location,
+            "longer than the pack",
+        ));
+    }
+    let tail = backend.get_range(key, size - tail_len as u64, tail_len)?;
+    parse_trailer(&tail, size, &location)
+}
+
+/// Walks a pack's records from the front, for packs whose trailer is lost.
+/// Stops at the first record that does not decode or whose bytes do not
+/// hash to its id (`check` returns false); returns the good ones.
+pub fn scan_records(bytes: &[u8], check: impl Fn(&PackEntry, &[u8]) -> bool) -> Vec<PackEntry> {
+    let mut out = Vec::new();
+    if !bytes.starts_with(PACK_MAGIC) {
+        return out;
+    }
+    let mut r = Reader::new(&bytes[PACK_MAGIC.len()..], "pack record", "scan");
+    loop {
+        let offset = (PACK_MAGIC.len() + (bytes.len() - PACK_MAGIC.len() - r.remaining())) as u64;
+        let Ok(id) = r.id() else { break };
+        let (Ok(raw_len), Ok(stored_len), Ok(bits)) = (r.u32(), r.u32(), r.u8()) else {
+            break;
+        };
+        let Ok(data) = r.take(stored_len as usize) else {
+            break;
+        };
+        let e = PackEntry {
+            id,
+            offset,
+            raw_len,
+            stored_len,
+            flags: bits,
+        };
+        if bits & !flags::KNOWN != 0 || !check(&e, data) {
+            break;
+        }
+        out.push(e);
+    }
+    out
 }
 
 #[cfg(test)]
@@ -240,7 +311,12 @@ mod tests {
     fn sample() -> (Vec<u8>, Vec<PackEntry>) {
         let mut b = PackBuilder::new();
         for (i, data) in [&b"alpha"[..], b"", b"gamma gamma"].iter().enumerate() {
-            b.add(ChunkId::of(data), data.len() as u32, (i as u8) & flags::TREE, data);
+            b.add(
+                ChunkId::of(data),
+                data.len() as u32,
+                (i as u8) & flags::TREE,
+                data,
+            );
         }
         b.seal()
     }
@@ -250,7 +326,8 @@ mod tests {
         let (bytes, entries) = sample();
         let footer = &bytes[bytes.len() - FOOTER_SIZE..];
         let tail_len = trailer_len(footer, "t").unwrap();
-        let parsed = parse_trailer(&bytes[bytes.len() - tail_len..], bytes.len() as u64, "t").unwrap();
+        let parsed =
+            parse_trailer(&bytes[bytes.len() - tail_len..], bytes.len() as u64, "t").unwrap();
         assert_eq!(parsed, entries);
         let e = &parsed[2];
         let start = e.data_offset() as usize;

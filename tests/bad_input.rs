@@ -1,0 +1,318 @@
+//! Bad input: every case gets a clear message naming the path or id and a
+//! non-zero exit, and nothing already stored is lost.
+
+mod common;
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+
+use common::*;
+
+fn repo_with_snapshot(tmp: &Path) -> (std::path::PathBuf, std::path::PathBuf) {
+    let (src, repo) = (tmp.join("src"), tmp.join("repo"));
+    make_tree(&src, 11);
+    ok(dedup(&repo).args(["init", "--compression", "none"]));
+    ok(dedup(&repo).arg("ingest").arg(&src));
+    (src, repo)
+}
+
+fn assert_restores(repo: &Path, src: &Path, out: &Path) {
+    ok(dedup(repo).args(["restore", "latest"]).arg(out));
+    assert_eq!(describe(src), describe(out));
+}
+
+#[test]
+fn a_missing_input_path_is_named_and_nothing_is_lost() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (src, repo) = repo_with_snapshot(tmp.path());
+    let missing = tmp.path().join("no-such-dir");
+    let r = run(dedup(&repo).arg("ingest").arg(&missing));
+    assert_eq!(r.code, 2);
+    assert!(r.stderr.contains(missing.to_str().unwrap()), "{}", r.stderr);
+    assert_eq!(
+        json(dedup(&repo).args(["snapshots", "--json"]))
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    assert_restores(&repo, &src, &tmp.path().join("out"));
+}
+
+#[test]
+fn sockets_and_fifos_are_skipped_with_a_warning_and_never_hang() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (src, repo) = (tmp.path().join("src"), tmp.path().join("repo"));
+    fs::create_dir(&src).unwrap();
+    fs::write(src.join("kept"), b"kept").unwrap();
+    let status = std::process::Command::new("mkfifo")
+        .arg(src.join("pipe"))
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let _socket = std::os::unix::net::UnixListener::bind(src.join("sock")).unwrap();
+    ok(dedup(&repo).arg("init"));
+    let r = run(dedup(&repo).arg("ingest").arg(&src));
+    assert_eq!(r.code, 1, "skipped entries make the exit 1: {}", r.stderr);
+    assert!(
+        r.stderr.contains("pipe") && r.stderr.contains("FIFO"),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        r.stderr.contains("sock") && r.stderr.contains("socket"),
+        "{}",
+        r.stderr
+    );
+    let out = tmp.path().join("out");
+    ok(dedup(&repo).args(["restore", "latest"]).arg(&out));
+    assert_eq!(fs::read(out.join("kept")).unwrap(), b"kept");
+    assert!(!out.join("pipe").exists());
+}
+
+/// Runs `dedup` as an unprivileged user when the tests run as root, since
+/// root reads files whatever their mode.
+/// The binary is copied beside the test's files first: the build folder
+/// may sit where that user cannot reach.
+fn as_unprivileged(repo: &Path) -> std::process::Command {
+    if euid_is_root() {
+        let bin = repo.parent().unwrap().join("dedup-bin");
+        if !bin.exists() {
+            fs::copy(env!("CARGO_BIN_EXE_dedup"), &bin).unwrap();
+            fs::set_permissions(&bin, fs::Permissions::from_mode(0o755)).unwrap();
+        }
+        let mut c = std::process::Command::new("setpriv");
+        c.args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+            .arg(&bin)
+            .arg("--repo")
+            .arg(repo)
+            .env_remove("DEDUP_REPO");
+        c
+    } else {
+        dedup(repo)
+    }
+}
+
+fn euid_is_root() -> bool {
+    fs::read_to_string("/proc/self/status")
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("Uid:"))
+        .and_then(|l| l.split_whitespace().nth(1).map(|e| e == "0"))
+        .unwrap_or(false)
+}
+
+fn open_up(path: &Path) {
+    fs::set_permissions(path, fs::Permissions::from_mode(0o777)).unwrap();
+}
+
+#[test]
+fn an_unreadable_file_is_skipped_listed_and_the_snapshot_still_finishes() {
+    let tmp = tempfile::tempdir().unwrap();
+    open_up(tmp.path());
+    let (src, repo) = (tmp.path().join("src"), tmp.path().join("repo"));
+    fs::create_dir(&src).unwrap();
+    fs::write(src.join("readable"), b"fine").unwrap();
+    fs::write(src.join("secret"), b"no").unwrap();
+    fs::set_permissions(src.join("secret"), fs::Permissions::from_mode(0o000)).unwrap();
+    fs::create_dir(src.join("locked-dir")).unwrap();
+    fs::write(src.join("locked-dir/inside"), b"x").unwrap();
+    fs::set_permissions(src.join("locked-dir"), fs::Permissions::from_mode(0o000)).unwrap();
+    for p in [&src, &src.join("readable")] {
+        fs::set_permissions(p, fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    ok(as_unprivileged(&repo).arg("init"));
+    let r = run(as_unprivileged(&repo).arg("ingest").arg(&src));
+    assert_eq!(r.code, 1, "{}\n{}", r.stdout, r.stderr);
+    assert!(r.stderr.contains("secret"), "{}", r.stderr);
+    assert!(r.stderr.contains("locked-dir"), "{}", r.stderr);
+    assert!(
+        r.stdout.contains("snapshot "),
+        "the snapshot is still saved: {}",
+        r.stdout
+    );
+    let list = json(as_unprivileged(&repo).args(["snapshots", "--json"]));
+    let skipped = &list[0]["record"]["summary"]["skipped"];
+    assert_eq!(skipped.as_array().unwrap().len(), 2, "{skipped}");
+}
+
+#[test]
+fn unknown_snapshots_missing_repositories_and_newer_formats_are_clear_errors() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (_src, repo) = repo_with_snapshot(tmp.path());
+
+    let r = run(dedup(&repo)
+        .args(["restore", "deadbeef"])
+        .arg(tmp.path().join("o")));
+    assert_eq!(r.code, 2);
+    assert!(
+        r.stderr.contains("no snapshot matches \"deadbeef\""),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        !tmp.path().join("o").exists(),
+        "nothing written for an unknown snapshot"
+    );
+
+    let r = run(dedup(&repo).args(["report", "not-hex"]));
+    assert_eq!(r.code, 2);
+    assert!(r.stderr.contains("not-hex"), "{}", r.stderr);
+
+    let nowhere = tmp.path().join("nowhere");
+    let r = run(dedup(&nowhere).arg("snapshots"));
+    assert_eq!(r.code, 2);
+    assert!(
+        r.stderr.contains("no dedup repository at") && r.stderr.contains("nowhere"),
+        "{}",
+        r.stderr
+    );
+    let r = run(dedup(&nowhere).arg("ingest").arg(tmp.path()));
+    assert_eq!(r.code, 2, "an explicit --repo is never created implicitly");
+    assert!(!nowhere.exists());
+
+    let config = repo.join("config");
+    let text = fs::read_to_string(&config).unwrap();
+    fs::write(
+        &config,
+        text.replace("\"format_version\": 1", "\"format_version\": 99"),
+    )
+    .unwrap();
+    let r = run(dedup(&repo).arg("snapshots"));
+    assert_eq!(r.code, 2);
+    assert!(
+        r.stderr.contains("format version 99") && r.stderr.contains("reads version 1"),
+        "{}",
+        r.stderr
+    );
+    fs::write(&config, text).unwrap();
+    ok(dedup(&repo).arg("snapshots"));
+}
+
+#[test]
+fn restore_refuses_a_non_empty_destination() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (_src, repo) = repo_with_snapshot(tmp.path());
+    let out = tmp.path().join("out");
+    fs::create_dir(&out).unwrap();
+    fs::write(out.join("precious"), b"keep me").unwrap();
+    let r = run(dedup(&repo).args(["restore", "latest"]).arg(&out));
+    assert_eq!(r.code, 2);
+    assert!(r.stderr.contains("not empty"), "{}", r.stderr);
+    assert_eq!(fs::read(out.join("precious")).unwrap(), b"keep me");
+}
+
+#[test]
+fn a_chunk_whose_bytes_do_not_match_its_id_is_named_with_its_file() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (src, repo) = (tmp.path().join("src"), tmp.path().join("repo"));
+    fs::create_dir(&src).unwrap();
+    let marker = b"UNIQUE-MARKER-0123456789-".repeat(200);
+    fs::write(src.join("victim.txt"), &marker).unwrap();
+    fs::write(src.join("bystander.txt"), b"unharmed").unwrap();
+    ok(dedup(&repo).args(["init", "--compression", "none"]));
+    ok(dedup(&repo).arg("ingest").arg(&src));
+    // Flip one byte inside the victim's stored bytes.
+    let mut flipped = false;
+    for pack in packs(&repo) {
+        let mut bytes = fs::read(&pack).unwrap();
+        if let Some(pos) = bytes.windows(marker.len()).position(|w| w == &marker[..]) {
+            bytes[pos + 100] ^= 0xff;
+            fs::write(&pack, bytes).unwrap();
+            flipped = true;
+        }
+    }
+    assert!(flipped, "the marker is stored uncompressed in some pack");
+    let out = tmp.path().join("out");
+    let r = run(dedup(&repo).args(["restore", "latest"]).arg(&out));
+    assert_eq!(r.code, 1, "a partial restore exits 1: {}", r.stderr);
+    let id = dedup::ChunkId::of(&marker).to_hex();
+    assert!(
+        r.stderr.contains("victim.txt") && r.stderr.contains(&id),
+        "{}",
+        r.stderr
+    );
+    assert!(r.stderr.contains("does not match"), "{}", r.stderr);
+    assert_eq!(fs::read(out.join("bystander.txt")).unwrap(), b"unharmed");
+}
+
+#[test]
+fn bad_chunker_sizes_and_options_are_refused_before_anything_is_created() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cases: &[(&[&str], &str)] = &[
+        (&["--avg-size", "5000"], "not a power of two"),
+        (&["--avg-size", "0"], "outside"),
+        (
+            &["--avg-size", "64KiB", "--min-size", "128KiB"],
+            "min <= avg <= max",
+        ),
+        (&["--chunker", "fixed", "--size", "0"], "outside"),
+        (&["--chunker", "fixed", "--size", "1GiB"], "outside"),
+        (&["--chunker", "fixed", "--avg-size", "16KiB"], "--size"),
+        (&["--avg-size", "12XB"], "unknown size unit"),
+        (&["--shards", "0"], "shard count"),
+    ];
+    for (i, (args, message)) in cases.iter().enumerate() {
+        let repo = tmp.path().join(format!("r{i}"));
+        let r = run(dedup(&repo).arg("init").args(*args));
+        assert_eq!(r.code, 2, "{args:?}: {}", r.stderr);
+        assert!(r.stderr.contains(message), "{args:?}: {}", r.stderr);
+        assert!(
+            !repo.join("config").exists(),
+            "{args:?} created a repository"
+        );
+    }
+    let repo = tmp.path().join("ok");
+    ok(dedup(&repo).arg("init"));
+    let r = run(dedup(&repo).arg("init"));
+    assert_eq!(r.code, 2);
+    assert!(r.stderr.contains("already exists"), "{}", r.stderr);
+}
+
+#[test]
+fn a_crafted_tree_with_an_escaping_name_is_refused_and_nothing_is_written_outside() {
+    use dedup::snapshot::{Entry, EntryKind, Tree};
+    let tmp = tempfile::tempdir().unwrap();
+    let repo = tmp.path().join("repo");
+    ok(dedup(&repo).arg("init"));
+    // Store a hostile tree through the library's blob door, then point a
+    // crafted snapshot record at it.
+    let tree = Tree {
+        entries: vec![Entry {
+            name: b"../escaped".to_vec(),
+            mode: 0o644,
+            mtime_s: 0,
+            mtime_ns: 0,
+            kind: EntryKind::Symlink {
+                target: b"/etc/passwd".to_vec(),
+            },
+        }],
+    };
+    let tree_id = {
+        let r = dedup::Repository::open(&repo).unwrap();
+        r.put(&tree.encode()).unwrap()
+    };
+    let record = dedup::SnapshotRecord {
+        version: 1,
+        time: "2026-01-01T00:00:00Z".into(),
+        time_unix_ns: 1,
+        hostname: "attacker".into(),
+        paths: vec!["/".into()],
+        tree: tree_id,
+        summary: Default::default(),
+    };
+    let (id, bytes) = record.encode();
+    fs::write(repo.join("snapshots").join(id.to_hex()), bytes).unwrap();
+    // Opening as a writer adopts the record into the index.
+    drop(dedup::Repository::open(&repo).unwrap());
+    let out = tmp.path().join("dest/inner");
+    let r = run(dedup(&repo).args(["restore", &id.to_hex()]).arg(&out));
+    assert_eq!(r.code, 2);
+    assert!(
+        r.stderr.contains("corrupt tree") && r.stderr.contains("../escaped"),
+        "{}",
+        r.stderr
+    );
+    assert!(!tmp.path().join("dest/escaped").exists());
+}

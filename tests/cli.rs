@@ -1,0 +1,277 @@
+//! The command line on generated trees: ingest, restore, dedup, reports.
+
+mod common;
+
+use std::fs;
+
+use common::*;
+
+fn init(repo: &std::path::Path, args: &[&str]) {
+    ok(dedup(repo).arg("init").args(args));
+}
+
+#[test]
+fn ingest_then_restore_is_identical_in_contents_modes_times_links_and_odd_names() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (src, repo, out) = (
+        tmp.path().join("src"),
+        tmp.path().join("repo"),
+        tmp.path().join("out"),
+    );
+    make_tree(&src, 1);
+    init(&repo, &[]);
+    let r = ok(dedup(&repo).arg("ingest").arg(&src));
+    let id = snapshot_id(&r.stdout);
+    ok(dedup(&repo).args(["restore", &id]).arg(&out));
+    assert_eq!(describe(&src), describe(&out));
+    // And by `latest`, into a folder that exists but is empty.
+    let out2 = tmp.path().join("out2");
+    fs::create_dir(&out2).unwrap();
+    ok(dedup(&repo).args(["restore", "latest"]).arg(&out2));
+    assert_eq!(describe(&src), describe(&out2));
+}
+
+#[test]
+fn fixed_mode_without_compression_restores_identically_too() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (src, repo, out) = (
+        tmp.path().join("src"),
+        tmp.path().join("repo"),
+        tmp.path().join("out"),
+    );
+    make_tree(&src, 2);
+    init(
+        &repo,
+        &[
+            "--chunker",
+            "fixed",
+            "--size",
+            "4KiB",
+            "--compression",
+            "none",
+            "--shards",
+            "3",
+        ],
+    );
+    ok(dedup(&repo).arg("ingest").arg(&src));
+    ok(dedup(&repo).args(["restore", "latest"]).arg(&out));
+    assert_eq!(describe(&src), describe(&out));
+}
+
+#[test]
+fn a_second_ingest_of_the_same_tree_stores_no_new_data() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (src, repo) = (tmp.path().join("src"), tmp.path().join("repo"));
+    make_tree(&src, 3);
+    init(&repo, &[]);
+    let first = json(dedup(&repo).args(["ingest", "--json"]).arg(&src));
+    let second = json(dedup(&repo).args(["ingest", "--json"]).arg(&src));
+    let s1 = &first["record"]["summary"];
+    let s2 = &second["record"]["summary"];
+    assert!(s1["new_bytes"].as_u64().unwrap() > 3_000_000);
+    // Nothing changed, so even the trees are the same objects.
+    assert_eq!(s2["new_bytes"].as_u64().unwrap(), 0, "{s2}");
+    assert_eq!(s2["reused_bytes"], s2["logical_bytes"]);
+    assert_eq!(first["record"]["tree"], second["record"]["tree"]);
+    let report = json(dedup(&repo).args(["report", "--json"]));
+    assert_eq!(report["snapshots"], 2);
+    let ratio = report["dedup_ratio"].as_f64().unwrap();
+    assert!(
+        ratio > 1.9,
+        "two identical snapshots dedup about 2x, got {ratio}"
+    );
+}
+
+/// New chunks after inserting one byte at the front of a 16 MiB file.
+fn new_chunks_after_front_insert(init_args: &[&str]) -> (u64, u64) {
+    let tmp = tempfile::tempdir().unwrap();
+    let (src, repo) = (tmp.path().join("src"), tmp.path().join("repo"));
+    fs::create_dir(&src).unwrap();
+    let data = random_bytes(42, 16 << 20);
+    fs::write(src.join("big"), &data).unwrap();
+    init(&repo, init_args);
+    let first = json(dedup(&repo).args(["ingest", "--json"]).arg(&src));
+    let mut shifted = vec![b'!'];
+    shifted.extend_from_slice(&data);
+    fs::write(src.join("big"), &shifted).unwrap();
+    let second = json(dedup(&repo).args(["ingest", "--json"]).arg(&src));
+    let total = first["record"]["summary"]["total_chunks"].as_u64().unwrap();
+    // New objects minus the two trees (root listing changed).
+    let new = second["record"]["summary"]["new_chunks"].as_u64().unwrap() - 1;
+    (new, total)
+}
+
+#[test]
+fn one_byte_inserted_at_the_front_costs_a_few_chunks_with_fastcdc_and_nearly_all_with_fixed() {
+    let (new, total) = new_chunks_after_front_insert(&["--avg-size", "16KiB"]);
+    assert!(total > 500, "{total}");
+    assert!(new <= 3, "fastcdc: {new} of {total} chunks were new");
+    let (new, total) = new_chunks_after_front_insert(&["--chunker", "fixed", "--size", "16KiB"]);
+    assert!(
+        new as f64 >= 0.99 * total as f64,
+        "fixed: only {new} of {total} chunks were new"
+    );
+}
+
+#[test]
+fn report_json_has_the_documented_keys_and_consistent_shards() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (src, repo) = (tmp.path().join("src"), tmp.path().join("repo"));
+    make_tree(&src, 4);
+    init(&repo, &["--avg-size", "4KiB"]);
+    ok(dedup(&repo).arg("ingest").arg(&src));
+    let r = json(dedup(&repo).args(["report", "--json"]));
+    for key in [
+        "logical_bytes",
+        "stored_bytes",
+        "unique_chunks",
+        "total_chunks",
+        "dedup_ratio",
+        "average_chunk_size",
+        "compression_saving",
+        "bloom",
+        "shards",
+    ] {
+        assert!(r.get(key).is_some(), "missing {key} in {r}");
+    }
+    let shards = r["shards"].as_array().unwrap();
+    assert_eq!(shards.len(), 4);
+    let chunks: u64 = shards.iter().map(|s| s["chunks"].as_u64().unwrap()).sum();
+    let bytes: u64 = shards.iter().map(|s| s["bytes"].as_u64().unwrap()).sum();
+    assert_eq!(chunks, r["unique_chunks"].as_u64().unwrap());
+    assert_eq!(bytes, r["stored_bytes"].as_u64().unwrap());
+    assert!(
+        shards.iter().all(|s| s["chunks"].as_u64().unwrap() > 0),
+        "every shard gets chunks: {r}"
+    );
+    // Every chunk reference was looked up; a fresh repository's new chunks
+    // were nearly all called "surely new" by the filter.
+    let bloom = &r["bloom"];
+    let lookups = bloom["lookups"].as_u64().unwrap();
+    let skipped = bloom["skipped"].as_u64().unwrap();
+    assert!(lookups >= r["total_chunks"].as_u64().unwrap(), "{bloom}");
+    assert!(skipped + bloom["false_positives"].as_u64().unwrap() <= lookups);
+    assert!(
+        skipped as f64 >= 0.9 * r["unique_chunks"].as_u64().unwrap() as f64,
+        "{bloom}"
+    );
+    // The snapshot report agrees on what the one snapshot holds.
+    let s = json(dedup(&repo).args(["report", "latest", "--json"]));
+    assert_eq!(s["logical_bytes"], r["logical_bytes"]);
+    assert_eq!(s["unique_chunks"], r["unique_chunks"]);
+    // Human output names the ratio.
+    assert!(ok(dedup(&repo).arg("report"))
+        .stdout
+        .contains("dedup ratio"));
+    let list = json(dedup(&repo).args(["snapshots", "--json"]));
+    assert_eq!(list.as_array().unwrap().len(), 1);
+}
+
+#[test]
+fn shards_outside_the_repository_receive_the_packs() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (src, repo, out) = (
+        tmp.path().join("src"),
+        tmp.path().join("repo"),
+        tmp.path().join("out"),
+    );
+    let (a, b) = (tmp.path().join("disk-a"), tmp.path().join("disk-b"));
+    make_tree(&src, 5);
+    init(
+        &repo,
+        &[
+            "--shard",
+            a.to_str().unwrap(),
+            "--shard",
+            b.to_str().unwrap(),
+            "--avg-size",
+            "4KiB",
+        ],
+    );
+    ok(dedup(&repo).arg("ingest").arg(&src));
+    for d in [&a, &b] {
+        let n = walkdir_count(d);
+        assert!(n > 0, "{} holds no pack", d.display());
+    }
+    assert!(!repo.join("shards").exists());
+    ok(dedup(&repo).args(["restore", "latest"]).arg(&out));
+    assert_eq!(describe(&src), describe(&out));
+}
+
+fn walkdir_count(dir: &std::path::Path) -> usize {
+    fs::read_dir(dir)
+        .unwrap()
+        .map(|e| {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                walkdir_count(&p)
+            } else {
+                usize::from(p.extension().is_some_and(|x| x == "pack"))
+            }
+        })
+        .sum()
+}
+
+#[test]
+fn several_paths_are_stored_under_their_names() {
+    let tmp = tempfile::tempdir().unwrap();
+    let repo = tmp.path().join("repo");
+    let (a, b) = (tmp.path().join("alpha"), tmp.path().join("beta.txt"));
+    fs::create_dir(&a).unwrap();
+    fs::write(a.join("x"), b"x").unwrap();
+    fs::write(&b, b"beta").unwrap();
+    init(&repo, &[]);
+    ok(dedup(&repo).arg("ingest").arg(&a).arg(&b));
+    let out = tmp.path().join("out");
+    ok(dedup(&repo).args(["restore", "latest"]).arg(&out));
+    assert_eq!(fs::read(out.join("alpha/x")).unwrap(), b"x");
+    assert_eq!(fs::read(out.join("beta.txt")).unwrap(), b"beta");
+}
+
+#[test]
+fn put_and_get_a_blob_by_content_id() {
+    let tmp = tempfile::tempdir().unwrap();
+    let repo = tmp.path().join("repo");
+    init(&repo, &[]);
+    let file = tmp.path().join("blob");
+    let data = random_bytes(9, 100_000);
+    fs::write(&file, &data).unwrap();
+    let id = ok(dedup(&repo).arg("put").arg(&file))
+        .stdout
+        .trim()
+        .to_string();
+    assert_eq!(id, dedup::ChunkId::of(&data).to_hex());
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_dedup"))
+        .arg("--repo")
+        .arg(&repo)
+        .args(["get", &id])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert_eq!(out.stdout, data);
+}
+
+#[test]
+fn the_default_repository_is_created_on_first_ingest_in_the_data_folder() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    fs::create_dir(&src).unwrap();
+    fs::write(src.join("f"), b"content").unwrap();
+    let home = tmp.path().join("home");
+    let run_here = |args: &[&str]| {
+        let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_dedup"));
+        c.env_remove("DEDUP_REPO")
+            .env("HOME", &home)
+            .env("XDG_DATA_HOME", home.join("data"))
+            .args(args);
+        c
+    };
+    ok(run_here(&["ingest"]).arg(&src));
+    assert!(home.join("data/dedup/repo/config").exists());
+    let r = ok(&mut run_here(&["report"]));
+    assert!(r.stdout.contains("snapshots:          1"), "{}", r.stdout);
+    // $DEDUP_REPO wins over the default, and must exist.
+    let r = run(run_here(&["snapshots"]).env("DEDUP_REPO", tmp.path().join("nope")));
+    assert_eq!(r.code, 2);
+    assert!(r.stderr.contains("no dedup repository at"), "{}", r.stderr);
+}

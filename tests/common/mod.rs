@@ -1,0 +1,181 @@
+//! Helpers for tests that run the real `dedup` binary in temp folders.
+#![allow(dead_code)]
+
+use std::ffi::OsStr;
+use std::fs;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use rand::{Rng, RngCore, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+/// The binary under test.
+pub fn dedup(repo: &Path) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_dedup"));
+    cmd.arg("--repo").arg(repo).env_remove("DEDUP_REPO");
+    cmd
+}
+
+/// Runs and returns the output, with both streams printed on failure.
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+pub fn run(cmd: &mut Command) -> Run {
+    let Output {
+        status,
+        stdout,
+        stderr,
+    } = cmd.output().expect("the dedup binary runs");
+    Run {
+        code: status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&stderr).into_owned(),
+    }
+}
+
+/// Runs and insists on exit 0.
+pub fn ok(cmd: &mut Command) -> Run {
+    let r = run(cmd);
+    assert_eq!(
+        r.code, 0,
+        "command failed\nstdout:\n{}\nstderr:\n{}",
+        r.stdout, r.stderr
+    );
+    r
+}
+
+/// Seeded random bytes.
+pub fn random_bytes(seed: u64, len: usize) -> Vec<u8> {
+    let mut v = vec![0u8; len];
+    ChaCha8Rng::seed_from_u64(seed).fill_bytes(&mut v);
+    v
+}
+
+/// Builds a tree with every kind of entry restore must reproduce.
+pub fn make_tree(root: &Path, seed: u64) {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    fs::create_dir_all(root.join("src/deep/er/still")).unwrap();
+    fs::create_dir_all(root.join("empty-dir")).unwrap();
+    fs::write(root.join("empty-file"), b"").unwrap();
+    fs::write(root.join("src/small.txt"), b"hello, dedup\n").unwrap();
+    for i in 0..40 {
+        let len = rng.gen_range(0..20_000);
+        let mut data = random_bytes(seed * 1000 + i, len);
+        if i % 3 == 0 {
+            data = format!("line {i}\n").repeat(len / 8 + 1).into_bytes();
+        }
+        fs::write(root.join(format!("src/deep/file-{i:02}.dat")), &data).unwrap();
+    }
+    fs::write(
+        root.join("src/deep/er/still/big.bin"),
+        random_bytes(seed + 7, 3_000_000),
+    )
+    .unwrap();
+    // Names that are not UTF-8, with spaces, newlines, and leading dashes.
+    fs::write(root.join(OsStr::from_bytes(b"latin1-\xe9t\xe9")), b"bytes").unwrap();
+    fs::write(root.join("with space\nand newline"), b"odd").unwrap();
+    fs::write(root.join("-dash"), b"dash").unwrap();
+    // Symlinks: relative, absolute, dangling, to a folder: stored, not followed.
+    std::os::unix::fs::symlink("src/small.txt", root.join("link-rel")).unwrap();
+    std::os::unix::fs::symlink("/etc/hostname", root.join("link-abs")).unwrap();
+    std::os::unix::fs::symlink("does/not/exist", root.join("link-dangling")).unwrap();
+    std::os::unix::fs::symlink("src", root.join("link-dir")).unwrap();
+    // Modes and times.
+    let exe = root.join("src/run.sh");
+    fs::write(&exe, b"#!/bin/sh\necho hi\n").unwrap();
+    fs::set_permissions(&exe, fs::Permissions::from_mode(0o750)).unwrap();
+    fs::set_permissions(
+        root.join("src/small.txt"),
+        fs::Permissions::from_mode(0o400),
+    )
+    .unwrap();
+    fs::set_permissions(root.join("empty-dir"), fs::Permissions::from_mode(0o700)).unwrap();
+    let t = filetime::FileTime::from_unix_time(1_234_567_890, 123_456_789);
+    filetime::set_file_mtime(root.join("src/deep/file-01.dat"), t).unwrap();
+    filetime::set_symlink_file_times(root.join("link-rel"), t, t).unwrap();
+    filetime::set_file_mtime(root.join("empty-dir"), t).unwrap();
+}
+
+/// One line per entry: kind, path, mode, mtime, and content hash or target.
+pub fn describe(root: &Path) -> Vec<String> {
+    fn walk(root: &Path, dir: &Path, out: &mut Vec<String>) {
+        let mut names: Vec<_> = fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        names.sort();
+        for name in names {
+            let path = dir.join(&name);
+            let rel = path
+                .strip_prefix(root)
+                .unwrap()
+                .as_os_str()
+                .as_bytes()
+                .escape_ascii()
+                .to_string();
+            let m = fs::symlink_metadata(&path).unwrap();
+            let what = if m.file_type().is_symlink() {
+                format!("link -> {}", fs::read_link(&path).unwrap().display())
+            } else if m.is_dir() {
+                "dir".to_string()
+            } else {
+                format!("file {}", dedup::ChunkId::of(&fs::read(&path).unwrap()))
+            };
+            let mode = if m.file_type().is_symlink() {
+                0
+            } else {
+                m.mode() & 0o7777
+            };
+            out.push(format!(
+                "{rel} {what} mode={mode:o} mtime={}.{:09}",
+                m.mtime(),
+                m.mtime_nsec()
+            ));
+            if m.is_dir() {
+                walk(root, &path, out);
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(root, root, &mut out);
+    out
+}
+
+/// Parses the snapshot id from `ingest` output.
+pub fn snapshot_id(stdout: &str) -> String {
+    stdout
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("snapshot ")
+                .and_then(|r| r.split_whitespace().next())
+        })
+        .unwrap_or_else(|| panic!("no snapshot id in {stdout:?}"))
+        .to_string()
+}
+
+/// `report --json` (or any JSON command) parsed.
+pub fn json(cmd: &mut Command) -> serde_json::Value {
+    serde_json::from_str(&ok(cmd).stdout).expect("valid JSON")
+}
+
+/// Every pack file under a repository's shards.
+pub fn packs(repo: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![repo.join("shards")];
+    while let Some(d) = stack.pop() {
+        for e in fs::read_dir(&d).into_iter().flatten() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p.extension() == Some(OsStr::new("pack")) {
+                out.push(p);
+            }
+        }
+    }
+    out
+}
