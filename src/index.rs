@@ -16,6 +16,7 @@
 //! that a crash could take away.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use rocksdb::{BlockBasedOptions, ColumnFamily, Options, WriteBatch, WriteOptions, DB};
 
@@ -23,7 +24,7 @@ use crate::codec::{Put, Reader};
 use crate::error::{Error, Result};
 use crate::id::ChunkId;
 use crate::ring::ShardId;
-use crate::store::{PackEntry, PackId};
+use crate::store::{FaultPlan, PackEntry, PackId};
 
 const CHUNKS: &str = "chunks";
 const PACKS: &str = "packs";
@@ -203,6 +204,7 @@ impl Batch<'_> {
 pub struct Index {
     db: DB,
     path: PathBuf,
+    faults: Option<Arc<FaultPlan>>,
 }
 
 impl Index {
@@ -233,7 +235,14 @@ impl Index {
         Ok(Index {
             db,
             path: path.to_path_buf(),
+            faults: None,
         })
+    }
+
+    /// Counts each commit as a step of `plan` (for crash tests).
+    pub fn with_faults(mut self, plan: Arc<FaultPlan>) -> Self {
+        self.faults = Some(plan);
+        self
     }
 
     fn err(&self, e: rocksdb::Error) -> Error {
@@ -293,6 +302,10 @@ impl Index {
 
     /// Applies a batch atomically and durably (the write-ahead log is synced).
     pub fn commit(&self, batch: Batch<'_>) -> Result<()> {
+        if let Some(plan) = &self.faults {
+            plan.step("index commit")
+                .map_err(|e| Error::io(&self.path, e))?;
+        }
         let mut opts = WriteOptions::default();
         opts.set_sync(true);
         self.db
@@ -382,12 +395,12 @@ impl Index {
 
     /// Adds to metadata counters in one write.
     pub fn add_counters(&self, deltas: &[(&str, u64)]) -> Result<()> {
-        let mut batch = WriteBatch::default();
+        let mut batch = self.batch();
         for &(name, delta) in deltas {
             let value = self.counter(name)?.saturating_add(delta);
-            batch.put_cf(self.cf(META), name, value.to_le_bytes());
+            batch.inner.put_cf(self.cf(META), name, value.to_le_bytes());
         }
-        self.db.write(batch).map_err(|e| self.err(e))
+        self.commit(batch)
     }
 }
 

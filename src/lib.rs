@@ -41,5 +41,8 @@ pub use chunker::ChunkerConfig;
 pub use config::{Compression, Config, InitOptions};
 pub use error::{Error, Result};
 pub use id::ChunkId;
-pub use repo::{IngestOutcome, Progress, Quiet, Report, Repository, RestoreOutcome};
+pub use repo::{
+    GcReport, IngestOutcome, OpenOptions, Progress, Quiet, RepairReport, Report, Repository,
+    RestoreOutcome, VerifyReport,
+};
 pub use snapshot::{IngestSummary, SnapshotId, SnapshotRecord};

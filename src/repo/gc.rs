@@ -22,7 +22,7 @@ use crate::index::PackInfo;
 use crate::repo::{Progress, Repository};
 use crate::snapshot::{EntryKind, SnapshotId, SnapshotRecord};
 use crate::store::pack::{read_entries, RECORD_HEADER};
-use crate::store::{Backend, PackBuilder, PackEntry, PackId};
+use crate::store::{PackBuilder, PackEntry, PackId};
 
 /// A pack is rewritten when less than this share of its records' bytes is live.
 const REWRITE_BELOW: f64 = 0.5;

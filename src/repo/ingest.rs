@@ -25,7 +25,6 @@ use crate::repo::writer::ObjectWriter;
 use crate::repo::{Progress, Repository};
 use crate::snapshot::record::RECORD_VERSION;
 use crate::snapshot::{Entry, EntryKind, IngestSummary, Skipped, SnapshotId, SnapshotRecord, Tree};
-use crate::store::Backend;
 
 /// Bytes of chunks gathered before hashing and storing them in parallel.
 const BATCH_BYTES: usize = 8 << 20;

@@ -38,7 +38,7 @@ use crate::index::{Index, Location, PackInfo};
 use crate::ring::{Ring, ShardId};
 use crate::snapshot::{SnapshotId, SnapshotRecord};
 use crate::store::pack::{flags, RECORD_HEADER};
-use crate::store::{is_not_found, Backend, LocalBackend, PackId};
+use crate::store::{is_not_found, Backend, FaultPlan, LocalBackend, PackId};
 use lock::WriteLock;
 use writer::ObjectWriter;
 
@@ -56,6 +56,15 @@ pub trait Progress: Sync {
 pub struct Quiet;
 impl Progress for Quiet {}
 
+/// How to open a repository.
+#[derive(Clone, Debug, Default)]
+pub struct OpenOptions {
+    /// Read only: no lock, no writes; works beside a writer.
+    pub read_only: bool,
+    /// Inject I/O faults (crash tests).
+    pub faults: Option<Arc<FaultPlan>>,
+}
+
 /// One shard as opened.
 pub(crate) struct Shard {
     id: ShardId,
@@ -66,7 +75,7 @@ pub(crate) struct Shard {
 pub struct Repository {
     root: PathBuf,
     config: Config,
-    files: LocalBackend,
+    files: Arc<dyn Backend>,
     index: Index,
     shards: Vec<Shard>,
     ring: Ring,
@@ -108,16 +117,25 @@ impl Repository {
 
     /// Opens an existing repository as its one writer.
     pub fn open(path: impl AsRef<Path>) -> Result<Self> {
-        Self::open_with(path.as_ref(), false)
+        Self::open_with(path, &OpenOptions::default())
     }
 
     /// Opens an existing repository for reading only; works while a writer
     /// is active.
     pub fn open_read_only(path: impl AsRef<Path>) -> Result<Self> {
-        Self::open_with(path.as_ref(), true)
+        Self::open_with(
+            path,
+            &OpenOptions {
+                read_only: true,
+                ..Default::default()
+            },
+        )
     }
 
-    fn open_with(root: &Path, read_only: bool) -> Result<Self> {
+    /// Opens with explicit options.
+    pub fn open_with(path: impl AsRef<Path>, opts: &OpenOptions) -> Result<Self> {
+        let root = path.as_ref();
+        let read_only = opts.read_only;
         let config_path = root.join(CONFIG);
         let bytes = match std::fs::read(&config_path) {
             Ok(b) => b,
@@ -133,19 +151,26 @@ impl Repository {
         } else {
             Some(WriteLock::acquire(root)?)
         };
-        let files = LocalBackend::open(root)?;
+        let with_faults = |b: LocalBackend| match &opts.faults {
+            Some(plan) => b.with_faults(plan.clone()),
+            None => b,
+        };
+        let files = with_faults(LocalBackend::open(root)?);
         let index_dir = root.join(INDEX_DIR);
         if !index_dir.join("CURRENT").exists() {
             return Err(Error::Index {
                 path: index_dir,
-                message: "missing".into(),
+                message: "missing (`dedup repair index` rebuilds it from the packs)".into(),
             });
         }
-        let index = Index::open(&index_dir, read_only, false)?;
+        let mut index = Index::open(&index_dir, read_only, false)?;
+        if let Some(plan) = &opts.faults {
+            index = index.with_faults(plan.clone());
+        }
         let mut shards = Vec::new();
         for s in &config.shards {
             let dir = config.shard_dir(root, s);
-            let backend = LocalBackend::open(&dir)?;
+            let backend = with_faults(LocalBackend::open(&dir)?);
             shards.push(Shard {
                 id: s.id,
                 backend: Arc::new(backend),
@@ -159,7 +184,7 @@ impl Repository {
         let repo = Repository {
             root: root.to_path_buf(),
             config,
-            files,
+            files: Arc::new(files),
             index,
             shards,
             ring,

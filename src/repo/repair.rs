@@ -17,7 +17,7 @@ use crate::repo::lock::WriteLock;
 use crate::repo::{Repository, BLOOM, CONFIG, INDEX_DIR};
 use crate::snapshot::{SnapshotId, SnapshotRecord};
 use crate::store::pack::{read_entries, scan_records};
-use crate::store::{Backend, LocalBackend, PackId};
+use crate::store::{Backend, LocalBackend, PackBuilder, PackId};
 
 /// What a rebuild found.
 #[derive(Clone, Debug, Default, Serialize)]
@@ -66,30 +66,46 @@ impl Repository {
                     let Some(pack) = PackId::from_key(&key) else {
                         continue;
                     };
-                    let entries = match read_entries(&backend, &key) {
-                        Ok(e) => e,
-                        Err(_) => {
-                            let bytes = backend.get(&key)?;
-                            let salvaged = scan_records(&bytes, |e, stored| {
-                                crate::repo::open_record(&e.id, &Location::of(pack, e), stored)
-                                    .is_ok()
-                            });
-                            report.salvaged_packs.push(format!(
-                                "{}/{key} ({} records kept)",
-                                backend.location(),
-                                salvaged.len()
-                            ));
-                            salvaged
-                        }
-                    };
-                    if entries.is_empty() {
-                        report
-                            .unusable
-                            .push(format!("{}/{key}: no readable records", backend.location()));
+                    if let Ok(entries) = read_entries(&backend, &key) {
+                        let info = PackInfo::of(shard.id, backend.size(&key)?, &entries);
+                        index.commit_pack(pack, &info, &entries)?;
+                        report.packs += 1;
+                        report.objects += entries.len() as u64;
                         continue;
                     }
-                    let info = PackInfo::of(shard.id, backend.size(&key)?, &entries);
-                    index.commit_pack(pack, &info, &entries)?;
+                    // A damaged trailer: keep every record that still hashes
+                    // to its id, in a new pack, then drop the damaged one.
+                    let bytes = backend.get(&key)?;
+                    let salvaged = scan_records(&bytes, |e, stored| {
+                        crate::repo::open_record(&e.id, &Location::of(pack, e), stored).is_ok()
+                    });
+                    let place = format!("{}/{key}", backend.location());
+                    if salvaged.is_empty() {
+                        report
+                            .unusable
+                            .push(format!("{place}: no readable records"));
+                        continue;
+                    }
+                    let mut builder = PackBuilder::new();
+                    for e in &salvaged {
+                        let start = e.data_offset() as usize;
+                        builder.add(
+                            e.id,
+                            e.raw_len,
+                            e.flags,
+                            &bytes[start..start + e.stored_len as usize],
+                        );
+                    }
+                    let (new_bytes, entries) = builder.seal();
+                    let new_pack = PackId::random();
+                    backend.put(&new_pack.key(), &new_bytes)?;
+                    let info = PackInfo::of(shard.id, new_bytes.len() as u64, &entries);
+                    index.commit_pack(new_pack, &info, &entries)?;
+                    backend.delete(&key)?;
+                    report.salvaged_packs.push(format!(
+                        "{place} ({} records kept in pack {new_pack})",
+                        entries.len()
+                    ));
                     report.packs += 1;
                     report.objects += entries.len() as u64;
                 }

@@ -21,7 +21,7 @@ use crate::index::Location;
 use crate::repo::{Progress, Repository, BLOOM};
 use crate::snapshot::{EntryKind, SnapshotId};
 use crate::store::pack::{parse_trailer, trailer_len, FOOTER_SIZE};
-use crate::store::{is_not_found, Backend, PackId};
+use crate::store::{is_not_found, PackId};
 
 /// One thing found wrong.
 #[derive(Clone, Debug, Serialize)]
@@ -238,6 +238,25 @@ impl Repository {
     fn snapshots_lenient(&self, report: &mut VerifyReport) -> Result<Vec<(SnapshotId, ChunkId)>> {
         let mut out = Vec::new();
         for (id, bytes) in self.index.snapshots()? {
+            // The file is what a rebuilt index would use: it must agree.
+            let key = crate::snapshot::SnapshotRecord::key(&id);
+            match self.files.get(&key) {
+                Ok(file) if file == bytes => {}
+                Ok(_) => report.problems.push(Problem {
+                    kind: "damaged-snapshot",
+                    message: format!("{key} differs from the index's copy"),
+                    chunk: Some(id),
+                    pack: None,
+                    files: vec![],
+                }),
+                Err(e) => report.problems.push(Problem {
+                    kind: "damaged-snapshot",
+                    message: format!("{key}: {e}"),
+                    chunk: Some(id),
+                    pack: None,
+                    files: vec![],
+                }),
+            }
             match crate::snapshot::SnapshotRecord::decode(&bytes, &id) {
                 Ok(r) => out.push((id, r.tree)),
                 Err(e) => report.problems.push(Problem {

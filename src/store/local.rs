@@ -11,6 +11,8 @@ use std::path::{Path, PathBuf};
 
 use crate::error::{Error, IoContext, Result};
 use crate::store::backend::Backend;
+use crate::store::faults::FaultPlan;
+use std::sync::Arc;
 
 /// Suffix of unfinished writes.
 const TMP_SUFFIX: &str = ".tmp";
@@ -19,6 +21,7 @@ const TMP_SUFFIX: &str = ".tmp";
 #[derive(Clone, Debug)]
 pub struct LocalBackend {
     root: PathBuf,
+    faults: Option<Arc<FaultPlan>>,
 }
 
 impl LocalBackend {
@@ -26,7 +29,7 @@ impl LocalBackend {
     pub fn create(root: impl Into<PathBuf>) -> Result<Self> {
         let root = root.into();
         fs::create_dir_all(&root).at(&root)?;
-        Ok(LocalBackend { root })
+        Ok(LocalBackend { root, faults: None })
     }
 
     /// A backend over an existing directory.
@@ -39,7 +42,20 @@ impl LocalBackend {
                 std::io::Error::new(std::io::ErrorKind::NotADirectory, "not a directory"),
             ));
         }
-        Ok(LocalBackend { root })
+        Ok(LocalBackend { root, faults: None })
+    }
+
+    /// Routes every durable step through `plan` (for crash tests).
+    pub fn with_faults(mut self, plan: Arc<FaultPlan>) -> Self {
+        self.faults = Some(plan);
+        self
+    }
+
+    fn step(&self, what: &str, path: &Path) -> Result<()> {
+        match &self.faults {
+            Some(plan) => plan.step(what).at(path),
+            None => Ok(()),
+        }
     }
 
     /// The directory this backend lives in.
@@ -150,6 +166,7 @@ impl Backend for LocalBackend {
 
     fn delete(&self, key: &str) -> Result<()> {
         let path = self.path(key)?;
+        self.step("delete", &path)?;
         match fs::remove_file(&path) {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(Error::io(&path, e)),
             _ => Ok(()),

@@ -1,0 +1,112 @@
+//! One writer at a time; readers beside it; stale locks taken over.
+
+mod common;
+
+use std::fs;
+
+use common::*;
+
+fn lock_file(repo: &std::path::Path, pid: u32) {
+    let host = gethostname();
+    fs::write(
+        repo.join("lock"),
+        format!(r#"{{"pid":{pid},"host":"{host}","since":"2026-01-01T00:00:00Z"}}"#),
+    )
+    .unwrap();
+}
+
+fn gethostname() -> String {
+    fs::read_to_string("/proc/sys/kernel/hostname")
+        .unwrap()
+        .trim()
+        .to_string()
+}
+
+#[test]
+fn a_second_writer_is_told_who_holds_the_lock_and_exits_2() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (repo, src) = (tmp.path().join("repo"), tmp.path().join("src"));
+    make_tree(&src, 31);
+    ok(dedup(&repo).arg("init"));
+    let holder = dedup::Repository::open(&repo).unwrap();
+    for args in [
+        &["ingest", src.to_str().unwrap()][..],
+        &["gc"],
+        &["forget", "latest"],
+    ] {
+        let r = run(dedup(&repo).args(args));
+        assert_eq!(r.code, 2, "{args:?}: {}", r.stderr);
+        let me = format!("locked by pid {} on {}", std::process::id(), gethostname());
+        assert!(r.stderr.contains(&me), "{args:?}: {}", r.stderr);
+    }
+    // Readers work while the writer holds the lock.
+    ok(dedup(&repo).arg("snapshots"));
+    ok(dedup(&repo).arg("report"));
+    ok(dedup(&repo).arg("verify"));
+    drop(holder);
+    ok(dedup(&repo).arg("ingest").arg(&src));
+}
+
+#[test]
+fn a_lock_left_by_a_dead_process_is_taken_over() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (repo, src) = (tmp.path().join("repo"), tmp.path().join("src"));
+    make_tree(&src, 32);
+    ok(dedup(&repo).arg("init"));
+    let mut child = std::process::Command::new("true").spawn().unwrap();
+    let dead = child.id();
+    child.wait().unwrap();
+    lock_file(&repo, dead);
+    ok(dedup(&repo).arg("ingest").arg(&src));
+    assert!(!repo.join("lock").exists(), "released after use");
+}
+
+#[test]
+fn wait_lock_waits_for_the_holder_to_finish() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (repo, src) = (tmp.path().join("repo"), tmp.path().join("src"));
+    make_tree(&src, 33);
+    ok(dedup(&repo).arg("init"));
+    let mut sleeper = std::process::Command::new("sleep")
+        .arg("1")
+        .spawn()
+        .unwrap();
+    lock_file(&repo, sleeper.id());
+    let r = run(dedup(&repo).arg("ingest").arg(&src));
+    assert_eq!(r.code, 2, "without --wait-lock it fails at once");
+    let waiter = std::thread::spawn({
+        let (repo, src) = (repo.clone(), src.clone());
+        move || run(dedup(&repo).args(["--wait-lock", "30", "ingest"]).arg(&src))
+    });
+    sleeper.wait().unwrap();
+    let r = waiter.join().unwrap();
+    assert_eq!(r.code, 0, "{}", r.stderr);
+}
+
+#[test]
+fn readers_work_while_an_ingest_runs() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (repo, src) = (tmp.path().join("repo"), tmp.path().join("src"));
+    fs::create_dir(&src).unwrap();
+    for i in 0..6 {
+        fs::write(src.join(format!("f{i}")), random_bytes(100 + i, 8 << 20)).unwrap();
+    }
+    ok(dedup(&repo).arg("init"));
+    ok(dedup(&repo)
+        .arg("ingest")
+        .arg(tmp.path().join("repo/shards")));
+    let mut ingest = dedup(&repo).arg("ingest").arg(&src).spawn().unwrap();
+    let mut reads = 0;
+    while ingest.try_wait().unwrap().is_none() && reads < 20 {
+        ok(dedup(&repo).arg("snapshots"));
+        ok(dedup(&repo)
+            .args(["restore", "latest"])
+            .arg(tmp.path().join(format!("o{reads}"))));
+        reads += 1;
+    }
+    assert!(ingest.wait().unwrap().success());
+    assert!(
+        reads > 0,
+        "the ingest finished before any read could overlap it"
+    );
+}

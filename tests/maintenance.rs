@@ -1,0 +1,321 @@
+//! verify, forget, gc and repair on real repositories, healthy and damaged.
+
+mod common;
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use common::*;
+
+struct Fixture {
+    _tmp: tempfile::TempDir,
+    root: PathBuf,
+    repo: PathBuf,
+    src: PathBuf,
+}
+
+/// A repository (small packs, small chunks) holding one snapshot of a
+/// generated tree.
+fn fixture(compression: &str) -> Fixture {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().to_path_buf();
+    let (src, repo) = (root.join("src"), root.join("repo"));
+    make_tree(&src, 21);
+    ok(dedup(&repo).args([
+        "init",
+        "--compression",
+        compression,
+        "--avg-size",
+        "4KiB",
+        "--pack-size",
+        "64KiB",
+    ]));
+    ok(dedup(&repo).arg("ingest").arg(&src));
+    Fixture {
+        _tmp: tmp,
+        root,
+        repo,
+        src,
+    }
+}
+
+fn restores_identically(f: &Fixture, snapshot: &str, src: &Path) {
+    let out = f.root.join(format!("out-{}", rand_suffix()));
+    ok(dedup(&f.repo).args(["restore", snapshot]).arg(&out));
+    assert_eq!(describe(src), describe(&out));
+}
+
+fn rand_suffix() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    N.fetch_add(1, Ordering::SeqCst)
+}
+
+#[test]
+fn verify_is_clean_on_a_healthy_repository() {
+    let f = fixture("none");
+    let r = ok(dedup(&f.repo).args(["verify", "--read-data"]));
+    assert!(r.stdout.contains("no problems found"), "{}", r.stdout);
+    let j = json(dedup(&f.repo).args(["verify", "--read-data", "--json"]));
+    assert!(j["chunks_read"].as_u64().unwrap() > 100);
+    assert_eq!(j["problems"].as_array().unwrap().len(), 0);
+    let j = json(dedup(&f.repo).args(["verify", "--read-data-subset", "50%", "--json"]));
+    let (read, all) = (
+        j["packs_read"].as_u64().unwrap(),
+        j["packs"].as_u64().unwrap(),
+    );
+    assert!(
+        read > 0 && read < all,
+        "a 50% subset reads some packs, not all: {read} of {all}"
+    );
+}
+
+#[test]
+fn read_data_names_a_damaged_chunk_its_pack_and_the_files_it_breaks() {
+    let f = fixture("none");
+    // Flip a byte of src/small.txt's only chunk, stored uncompressed.
+    let needle = b"hello, dedup\n";
+    let mut hit = None;
+    for pack in packs(&f.repo) {
+        let mut bytes = fs::read(&pack).unwrap();
+        if let Some(pos) = bytes.windows(needle.len()).position(|w| w == needle) {
+            bytes[pos] ^= 1;
+            fs::write(&pack, bytes).unwrap();
+            hit = Some(pack);
+        }
+    }
+    let pack = hit.expect("the file's bytes are in a pack");
+    // Structure alone cannot see a flipped data byte ...
+    ok(dedup(&f.repo).arg("verify"));
+    // ... re-hashing can.
+    let r = run(dedup(&f.repo).args(["verify", "--read-data"]));
+    assert_eq!(r.code, 1, "{}", r.stdout);
+    let id = dedup::ChunkId::of(needle).to_hex();
+    let pack_name = pack.file_stem().unwrap().to_str().unwrap();
+    assert!(
+        r.stdout.contains("damaged-chunk") && r.stdout.contains(&id),
+        "{}",
+        r.stdout
+    );
+    assert!(r.stdout.contains(pack_name), "{}", r.stdout);
+    assert!(r.stdout.contains(":src/small.txt"), "{}", r.stdout);
+}
+
+#[test]
+fn a_missing_pack_is_found_by_structure_alone() {
+    let f = fixture("none");
+    let victim = packs(&f.repo).into_iter().next().unwrap();
+    fs::remove_file(&victim).unwrap();
+    let j = json_any(dedup(&f.repo).args(["verify", "--json"]), 1);
+    let kinds: Vec<&str> = j["problems"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["kind"].as_str().unwrap())
+        .collect();
+    assert!(kinds.contains(&"missing-pack"), "{kinds:?}");
+    let broken: usize = j["problems"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["files"].as_array().unwrap().len())
+        .sum();
+    assert!(broken > 0, "the files that lose data are named: {j}");
+}
+
+fn json_any(cmd: &mut std::process::Command, code: i32) -> serde_json::Value {
+    let r = run(cmd);
+    assert_eq!(r.code, code, "{}\n{}", r.stdout, r.stderr);
+    serde_json::from_str(&r.stdout).unwrap()
+}
+
+#[test]
+fn a_truncated_pack_a_damaged_bloom_file_and_a_damaged_record_are_findings() {
+    let f = fixture("none");
+    let victim = packs(&f.repo).into_iter().next().unwrap();
+    let len = fs::metadata(&victim).unwrap().len();
+    fs::OpenOptions::new()
+        .write(true)
+        .open(&victim)
+        .unwrap()
+        .set_len(len - 7)
+        .unwrap();
+    let bloom = f.repo.join("bloom");
+    let mut b = fs::read(&bloom).unwrap();
+    let mid = b.len() / 2;
+    b[mid] ^= 0x10;
+    fs::write(&bloom, b).unwrap();
+    let snap = fs::read_dir(f.repo.join("snapshots"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let mut rec = fs::read(&snap).unwrap();
+    rec[5] ^= 0x01;
+    fs::write(&snap, rec).unwrap();
+    let j = json_any(dedup(&f.repo).args(["verify", "--json"]), 1);
+    let kinds: Vec<&str> = j["problems"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["kind"].as_str().unwrap())
+        .collect();
+    for k in ["damaged-pack", "damaged-bloom", "damaged-snapshot"] {
+        assert!(kinds.contains(&k), "{k} not in {kinds:?}");
+    }
+}
+
+#[test]
+fn a_damaged_bloom_file_is_rebuilt_by_the_next_writer() {
+    let f = fixture("none");
+    fs::write(f.repo.join("bloom"), b"garbage").unwrap();
+    fs::write(f.src.join("new-file"), b"new content").unwrap();
+    ok(dedup(&f.repo).arg("ingest").arg(&f.src));
+    ok(dedup(&f.repo).args(["verify", "--read-data"]));
+    restores_identically(&f, "latest", &f.src);
+}
+
+#[test]
+fn a_damaged_config_or_a_missing_shard_folder_is_a_clear_error() {
+    let f = fixture("none");
+    let config = f.repo.join("config");
+    let good = fs::read(&config).unwrap();
+    fs::write(&config, &good[..good.len() / 2]).unwrap();
+    let r = run(dedup(&f.repo).arg("snapshots"));
+    assert_eq!(r.code, 2);
+    assert!(r.stderr.contains("corrupt config"), "{}", r.stderr);
+    fs::write(&config, &good).unwrap();
+    fs::rename(f.repo.join("shards/02"), f.root.join("moved")).unwrap();
+    let r = run(dedup(&f.repo).arg("snapshots"));
+    assert_eq!(r.code, 2);
+    assert!(r.stderr.contains("shards/02"), "{}", r.stderr);
+    fs::rename(f.root.join("moved"), f.repo.join("shards/02")).unwrap();
+    ok(dedup(&f.repo).args(["verify", "--read-data"]));
+}
+
+#[test]
+fn forget_then_gc_reclaims_space_and_keeps_every_other_snapshot() {
+    let f = fixture("none");
+    let first = json(dedup(&f.repo).args(["snapshots", "--json"]))[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // A second, different tree.
+    let src2 = f.root.join("src2");
+    make_tree(&src2, 22);
+    ok(dedup(&f.repo).arg("ingest").arg(&src2));
+    let before = json(dedup(&f.repo).args(["report", "--json"]))["stored_bytes"]
+        .as_u64()
+        .unwrap();
+    ok(dedup(&f.repo).args(["forget", &first[..10]]));
+    assert_eq!(
+        json(dedup(&f.repo).args(["snapshots", "--json"]))
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+
+    let listing = |repo: &Path| {
+        let mut p = packs(repo);
+        p.sort();
+        p
+    };
+    let packs_before = listing(&f.repo);
+    let dry = json(dedup(&f.repo).args(["gc", "--dry-run", "--json"]));
+    assert!(dry["bytes_freed"].as_u64().unwrap() > 1_000_000, "{dry}");
+    assert_eq!(listing(&f.repo), packs_before, "a dry run touches nothing");
+
+    let done = json(dedup(&f.repo).args(["gc", "--json"]));
+    assert_eq!(done["bytes_freed"], dry["bytes_freed"]);
+    assert_eq!(done["packs_deleted"], dry["packs_deleted"]);
+    let after = json(dedup(&f.repo).args(["report", "--json"]))["stored_bytes"]
+        .as_u64()
+        .unwrap();
+    assert!(after < before, "{after} < {before}");
+    ok(dedup(&f.repo).args(["verify", "--read-data"]));
+    restores_identically(&f, "latest", &src2);
+    // A second gc finds nothing more to do.
+    let again = json(dedup(&f.repo).args(["gc", "--json"]));
+    assert_eq!(again["bytes_freed"], 0, "{again}");
+}
+
+#[test]
+fn gc_deletes_packs_left_by_a_crashed_ingest_and_keeps_blobs() {
+    let f = fixture("none");
+    let blob = f.root.join("blob");
+    fs::write(&blob, random_bytes(5, 50_000)).unwrap();
+    let id = ok(dedup(&f.repo).arg("put").arg(&blob))
+        .stdout
+        .trim()
+        .to_string();
+    // An orphan: a pack file no index entry knows.
+    let orphan = f
+        .repo
+        .join("shards/00/ab/abababababababababababababababab.pack");
+    fs::create_dir_all(orphan.parent().unwrap()).unwrap();
+    fs::write(&orphan, b"DDPACK\0\x01 left by a crash").unwrap();
+    let r = json(dedup(&f.repo).args(["gc", "--json"]));
+    assert_eq!(r["orphan_packs"], 1, "{r}");
+    assert!(!orphan.exists());
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_dedup"))
+        .arg("--repo")
+        .arg(&f.repo)
+        .args(["get", &id])
+        .output()
+        .unwrap();
+    assert_eq!(out.stdout, fs::read(&blob).unwrap(), "a blob is a gc root");
+    restores_identically(&f, "latest", &f.src);
+}
+
+#[test]
+fn repair_rebuilds_the_index_and_bloom_from_packs_and_records() {
+    let f = fixture("zstd");
+    let src2 = f.root.join("src2");
+    make_tree(&src2, 23);
+    ok(dedup(&f.repo).arg("ingest").arg(&src2));
+    let snaps = json(dedup(&f.repo).args(["snapshots", "--json"]));
+    let report_before = json(dedup(&f.repo).args(["report", "--json"]));
+    fs::remove_dir_all(f.repo.join("index")).unwrap();
+    fs::remove_file(f.repo.join("bloom")).unwrap();
+    let r = run(dedup(&f.repo).arg("snapshots"));
+    assert_eq!(r.code, 2);
+    assert!(
+        r.stderr.contains("repair index"),
+        "the error says what to do: {}",
+        r.stderr
+    );
+    let r = ok(dedup(&f.repo).args(["repair", "index"]));
+    assert!(r.stdout.contains("2 snapshots"), "{}", r.stdout);
+    assert!(f.repo.join("bloom").exists());
+    let report_after = json(dedup(&f.repo).args(["report", "--json"]));
+    for k in [
+        "unique_chunks",
+        "unique_bytes",
+        "stored_bytes",
+        "logical_bytes",
+    ] {
+        assert_eq!(report_before[k], report_after[k], "{k}");
+    }
+    ok(dedup(&f.repo).args(["verify", "--read-data"]));
+    restores_identically(&f, snaps[0]["id"].as_str().unwrap(), &f.src);
+    restores_identically(&f, snaps[1]["id"].as_str().unwrap(), &src2);
+}
+
+#[test]
+fn repair_salvages_a_pack_whose_trailer_is_damaged() {
+    let f = fixture("none");
+    let victim = packs(&f.repo).into_iter().next().unwrap();
+    let mut bytes = fs::read(&victim).unwrap();
+    let n = bytes.len();
+    bytes[n - 20] ^= 0xff; // inside the trailer
+    fs::write(&victim, bytes).unwrap();
+    fs::remove_dir_all(f.repo.join("index")).unwrap();
+    let r = run(dedup(&f.repo).args(["repair", "index"]));
+    assert_eq!(r.code, 1, "salvage is reported: {}", r.stdout);
+    assert!(r.stdout.contains("salvaged damaged pack"), "{}", r.stdout);
+    // Every record was intact, so nothing is lost.
+    ok(dedup(&f.repo).args(["verify"]));
+    restores_identically(&f, "latest", &f.src);
+}
