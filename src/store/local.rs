@@ -99,6 +99,7 @@ impl Backend for LocalBackend {
         tmp.push(format!(".{}{TMP_SUFFIX}", std::process::id()));
         let tmp = PathBuf::from(tmp);
         let result = (|| {
+            self.step("write", &tmp)?;
             let mut file = OpenOptions::new()
                 .write(true)
                 .create(true)
@@ -106,8 +107,11 @@ impl Backend for LocalBackend {
                 .open(&tmp)
                 .at(&tmp)?;
             file.write_all(data).at(&tmp)?;
+            self.step("fsync", &tmp)?;
             file.sync_all().at(&tmp)?;
+            self.step("rename", &path)?;
             fs::rename(&tmp, &path).at(&path)?;
+            self.step("fsync dir", &dir)?;
             sync_dir(&dir)
         })();
         if result.is_err() {

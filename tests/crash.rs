@@ -1,0 +1,235 @@
+//! Crash safety: fail every I/O step of an ingest and of a gc in turn, and
+//! kill real `dedup ingest` processes with SIGKILL at 30 points in time.
+//! After each, the repository opens, verifies clean, every snapshot that
+//! completed before restores byte-identical, and a new ingest succeeds.
+
+mod common;
+
+use std::fs;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Instant;
+
+use common::*;
+use dedup::store::FaultPlan;
+use dedup::{OpenOptions, Quiet, Repository};
+
+fn copy_dir(from: &Path, to: &Path) {
+    let status = std::process::Command::new("cp")
+        .arg("-a")
+        .arg(from)
+        .arg(to)
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+/// Opens `repo` normally and checks everything the crash tests promise.
+fn check_after_crash(repo: &Path, expected: &[(String, &Path)], scratch: &Path) {
+    let r = Repository::open(repo).expect("the repository opens after a crash");
+    let v = r.verify(1.0, &Quiet).unwrap();
+    assert!(v.is_clean(), "verify after crash: {:?}", v.problems);
+    for (i, (id, src)) in expected.iter().enumerate() {
+        let (sid, _) = r
+            .resolve_snapshot(id)
+            .expect("a completed snapshot survives");
+        let out = scratch.join(format!("restore-{i}"));
+        let _ = fs::remove_dir_all(&out);
+        let outcome = r.restore(&sid, &out, &Quiet).unwrap();
+        assert!(outcome.failed.is_empty(), "{:?}", outcome.failed);
+        assert_eq!(describe(src), describe(&out));
+        fs::remove_dir_all(&out).unwrap();
+    }
+}
+
+#[test]
+fn a_fault_at_any_io_step_of_an_ingest_loses_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (src, base) = (tmp.path().join("src"), tmp.path().join("base"));
+    make_tree(&src, 41);
+    Repository::init(
+        &base,
+        &dedup::InitOptions {
+            pack_size: 64 * 1024,
+            chunker: dedup::ChunkerConfig::fastcdc(4096),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let first = Repository::open(&base)
+        .unwrap()
+        .ingest(&[src.clone()], &Quiet)
+        .unwrap();
+    let first_id = first.id.to_hex();
+    let first_src = tmp.path().join("first-src");
+    copy_dir(&src, &first_src);
+    // The second ingest stores new data: a changed big file and a new one.
+    fs::write(
+        src.join("src/deep/er/still/big.bin"),
+        random_bytes(99, 700_000),
+    )
+    .unwrap();
+    fs::write(src.join("added"), random_bytes(98, 300_000)).unwrap();
+
+    let mut n = 0;
+    loop {
+        let repo = tmp.path().join(format!("r{n}"));
+        copy_dir(&base, &repo);
+        let plan = Arc::new(FaultPlan::fail_at(n));
+        let result = Repository::open_with(
+            &repo,
+            &OpenOptions {
+                faults: Some(plan.clone()),
+                ..Default::default()
+            },
+        )
+        .and_then(|r| r.ingest(&[src.clone()], &Quiet));
+        let mut expected = vec![(first_id.clone(), first_src.as_path())];
+        let completed = match &result {
+            Ok(outcome) => {
+                assert!(
+                    !plan.tripped(),
+                    "an ingest that hit a fault must not report success"
+                );
+                expected.push((outcome.id.to_hex(), src.as_path()));
+                true
+            }
+            Err(e) => {
+                assert!(e.to_string().contains("injected fault"), "step {n}: {e}");
+                false
+            }
+        };
+        drop(result);
+        check_after_crash(&repo, &expected, tmp.path());
+        // And the interrupted work can be redone.
+        let again = Repository::open(&repo)
+            .unwrap()
+            .ingest(&[src.clone()], &Quiet)
+            .unwrap();
+        check_after_crash(&repo, &[(again.id.to_hex(), src.as_path())], tmp.path());
+        fs::remove_dir_all(&repo).unwrap();
+        if completed {
+            break;
+        }
+        n += 1;
+    }
+    assert!(
+        n > 20,
+        "the ingest took only {n} I/O steps; the test covers too little"
+    );
+}
+
+#[test]
+fn a_fault_at_any_io_step_of_a_gc_loses_nothing_live() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (a, b, base) = (
+        tmp.path().join("a"),
+        tmp.path().join("b"),
+        tmp.path().join("base"),
+    );
+    make_tree(&a, 51);
+    make_tree(&b, 52);
+    let kept;
+    {
+        let repo = Repository::init(
+            &base,
+            &dedup::InitOptions {
+                pack_size: 64 * 1024,
+                chunker: dedup::ChunkerConfig::fastcdc(4096),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        let gone = repo.ingest(&[a.clone()], &Quiet).unwrap();
+        kept = repo.ingest(&[b.clone()], &Quiet).unwrap().id.to_hex();
+        repo.forget(&[gone.id]).unwrap();
+    }
+    let mut n = 0;
+    loop {
+        let repo = tmp.path().join(format!("g{n}"));
+        copy_dir(&base, &repo);
+        let plan = Arc::new(FaultPlan::fail_at(n));
+        let result = Repository::open_with(
+            &repo,
+            &OpenOptions {
+                faults: Some(plan.clone()),
+                ..Default::default()
+            },
+        )
+        .and_then(|r| r.gc(false, &Quiet));
+        let completed = result.is_ok();
+        if let Err(e) = &result {
+            assert!(e.to_string().contains("injected fault"), "step {n}: {e}");
+        }
+        drop(result);
+        check_after_crash(&repo, &[(kept.clone(), b.as_path())], tmp.path());
+        // A gc after the crash finishes the job.
+        Repository::open(&repo).unwrap().gc(false, &Quiet).unwrap();
+        check_after_crash(&repo, &[(kept.clone(), b.as_path())], tmp.path());
+        fs::remove_dir_all(&repo).unwrap();
+        if completed {
+            break;
+        }
+        n += 1;
+    }
+    assert!(n > 10, "the gc took only {n} I/O steps");
+}
+
+#[test]
+fn sigkill_at_thirty_points_during_an_ingest_loses_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (src, repo) = (tmp.path().join("src"), tmp.path().join("repo"));
+    make_tree(&src, 61);
+    ok(dedup(&repo).args(["init", "--avg-size", "4KiB", "--pack-size", "256KiB"]));
+    let first = snapshot_id(&ok(dedup(&repo).arg("ingest").arg(&src)).stdout);
+    let first_src = tmp.path().join("first");
+    copy_dir(&src, &first_src);
+
+    // Time one full ingest of fresh data to spread the kills over it.
+    let fresh = |i: u64| {
+        for f in 0..4 {
+            fs::write(
+                src.join(format!("fresh-{f}")),
+                random_bytes(1000 * i + f, 2 << 20),
+            )
+            .unwrap();
+        }
+    };
+    fresh(0);
+    let t = Instant::now();
+    ok(dedup(&repo).arg("ingest").arg(&src));
+    let full = t.elapsed();
+
+    let mut killed = 0;
+    for i in 1..=30u64 {
+        fresh(i);
+        let mut child = dedup(&repo)
+            .arg("ingest")
+            .arg(&src)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(full.mul_f64(i as f64 / 30.0));
+        if child.try_wait().unwrap().is_none() {
+            killed += 1;
+        }
+        child.kill().ok();
+        child.wait().unwrap();
+        let r = run(dedup(&repo).args(["verify", "--read-data"]));
+        assert_eq!(r.code, 0, "after kill {i}: {}\n{}", r.stdout, r.stderr);
+        let out = tmp.path().join(format!("out{i}"));
+        ok(dedup(&repo).args(["restore", &first]).arg(&out));
+        assert_eq!(describe(&first_src), describe(&out), "after kill {i}");
+        fs::remove_dir_all(&out).unwrap();
+    }
+    assert!(
+        killed >= 15,
+        "only {killed} of 30 kills landed during an ingest"
+    );
+    // A dead writer's lock is taken over and the ingest completes.
+    ok(dedup(&repo).arg("ingest").arg(&src));
+    let out = tmp.path().join("final");
+    ok(dedup(&repo).args(["restore", "latest"]).arg(&out));
+    assert_eq!(describe(&src), describe(&out));
+}
