@@ -8,6 +8,7 @@
 //! | `packs`     | pack id (16)       | [`PackInfo`] (53 bytes)        |
 //! | `snapshots` | snapshot id (32)   | the snapshot record's bytes    |
 //! | `meta`      | ASCII name         | small values (Bloom counters)  |
+//! | `files`     | absolute path      | file cache entry (`filecache`) |
 //!
 //! The index is derived data: everything in it can be rebuilt from the
 //! packs' trailers and the `snapshots/` folder. Invariant: a pack's chunk
@@ -30,7 +31,8 @@ const CHUNKS: &str = "chunks";
 const PACKS: &str = "packs";
 const SNAPSHOTS: &str = "snapshots";
 const META: &str = "meta";
-const FAMILIES: [&str; 4] = [CHUNKS, PACKS, SNAPSHOTS, META];
+const FILES: &str = "files";
+const FAMILIES: [&str; 5] = [CHUNKS, PACKS, SNAPSHOTS, META, FILES];
 
 /// Where a chunk's bytes are.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -374,6 +376,28 @@ impl Index {
             out.push((id, v.to_vec()));
         }
         Ok(out)
+    }
+
+    /// File cache values for many paths, in order.
+    pub fn cached_files(&self, paths: &[Vec<u8>]) -> Result<Vec<Option<Vec<u8>>>> {
+        let cf = self.cf(FILES);
+        self.db
+            .batched_multi_get_cf(cf, paths.iter().map(|p| p.as_slice()), false)
+            .into_iter()
+            .map(|r| r.map(|v| v.map(|v| v.to_vec())).map_err(|e| self.err(e)))
+            .collect()
+    }
+
+    /// Stores file cache values. Not synced: losing them costs only a re-read.
+    pub fn cache_files(&self, entries: &[(Vec<u8>, Vec<u8>)]) -> Result<()> {
+        if entries.is_empty() {
+            return Ok(());
+        }
+        let mut batch = WriteBatch::default();
+        for (k, v) in entries {
+            batch.put_cf(self.cf(FILES), k, v);
+        }
+        self.db.write(batch).map_err(|e| self.err(e))
     }
 
     /// A metadata counter (0 when absent).

@@ -30,6 +30,7 @@ pub mod chunker;
 mod codec;
 pub mod config;
 pub mod error;
+pub mod filecache;
 pub mod id;
 pub mod index;
 pub mod repo;
@@ -42,7 +43,7 @@ pub use config::{Compression, Config, InitOptions};
 pub use error::{Error, Result};
 pub use id::ChunkId;
 pub use repo::{
-    GcReport, IngestOutcome, OpenOptions, Progress, Quiet, RepairReport, Report, Repository,
-    RestoreOutcome, VerifyReport,
+    GcReport, IngestOptions, IngestOutcome, OpenOptions, Progress, Quiet, RepairReport, Report,
+    Repository, RestoreOutcome, VerifyReport,
 };
 pub use snapshot::{IngestSummary, SnapshotId, SnapshotRecord};

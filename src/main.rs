@@ -86,6 +86,9 @@ enum Command {
         /// Print the snapshot record as JSON
         #[arg(long)]
         json: bool,
+        /// Re-read every file, even those unchanged since the last ingest
+        #[arg(long)]
+        rehash: bool,
     },
     /// List snapshots
     Snapshots {
@@ -329,7 +332,11 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
             );
             Ok(0)
         }
-        Command::Ingest { paths, json } => {
+        Command::Ingest {
+            paths,
+            json,
+            rehash,
+        } => {
             let repo = match open_writer(&repo_path, cli.wait_lock) {
                 Err(dedup::Error::NoRepository(_)) if is_default => {
                     let repo = Repository::init(&repo_path, &InitOptions::default())?;
@@ -344,7 +351,10 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
                 other => other?,
             };
             let bar = Bar::new(cli.quiet, "ingest");
-            let outcome = repo.ingest(&paths, &bar);
+            let opts = dedup::IngestOptions {
+                file_cache: !rehash,
+            };
+            let outcome = repo.ingest_with(&paths, &opts, &bar);
             bar.finish();
             let outcome = outcome?;
             let s = &outcome.record.summary;
@@ -366,6 +376,12 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
                     human_bytes(s.new_stored_bytes)
                 );
                 println!("  reused: {}", human_bytes(s.reused_bytes));
+                if s.unchanged_files > 0 {
+                    println!(
+                        "  unchanged since the last ingest (not re-read): {} files",
+                        s.unchanged_files
+                    );
+                }
                 println!(
                     "  time:   {:.2} s ({}/s)",
                     s.seconds,

@@ -275,3 +275,76 @@ fn the_default_repository_is_created_on_first_ingest_in_the_data_folder() {
     assert_eq!(r.code, 2);
     assert!(r.stderr.contains("no dedup repository at"), "{}", r.stderr);
 }
+
+#[test]
+fn unchanged_files_are_not_reread_and_any_change_is_noticed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (src, repo) = (tmp.path().join("src"), tmp.path().join("repo"));
+    make_tree(&src, 7);
+    init(&repo, &[]);
+    let first = json(dedup(&repo).args(["ingest", "--json"]).arg(&src));
+    let files = first["record"]["summary"]["files"].as_u64().unwrap();
+    assert_eq!(first["record"]["summary"]["unchanged_files"], 0);
+    let second = json(dedup(&repo).args(["ingest", "--json"]).arg(&src));
+    assert_eq!(
+        second["record"]["summary"]["unchanged_files"]
+            .as_u64()
+            .unwrap(),
+        files
+    );
+    assert_eq!(first["record"]["tree"], second["record"]["tree"]);
+
+    // Same size and mtime, new content: the change time gives it away.
+    let victim = src.join("src/deep/file-05.dat");
+    let meta = fs::metadata(&victim).unwrap();
+    let mut data = fs::read(&victim).unwrap();
+    data[0] ^= 1;
+    fs::write(&victim, &data).unwrap();
+    filetime::set_file_mtime(
+        &victim,
+        filetime::FileTime::from_last_modification_time(&meta),
+    )
+    .unwrap();
+    let third = json(dedup(&repo).args(["ingest", "--json"]).arg(&src));
+    assert_eq!(
+        third["record"]["summary"]["unchanged_files"]
+            .as_u64()
+            .unwrap(),
+        files - 1
+    );
+    let out = tmp.path().join("out");
+    ok(dedup(&repo).args(["restore", "latest"]).arg(&out));
+    assert_eq!(describe(&src), describe(&out));
+
+    // --rehash reads everything again, and finds the same tree.
+    let fourth = json(
+        dedup(&repo)
+            .args(["ingest", "--json", "--rehash"])
+            .arg(&src),
+    );
+    assert_eq!(fourth["record"]["summary"]["unchanged_files"], 0);
+    assert_eq!(fourth["record"]["tree"], third["record"]["tree"]);
+}
+
+#[test]
+fn a_file_cache_entry_whose_chunks_were_collected_is_not_trusted() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (src, repo) = (tmp.path().join("src"), tmp.path().join("repo"));
+    make_tree(&src, 8);
+    init(&repo, &[]);
+    ok(dedup(&repo).arg("ingest").arg(&src));
+    let id = json(dedup(&repo).args(["snapshots", "--json"]))[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    ok(dedup(&repo).args(["forget", &id]));
+    ok(dedup(&repo).arg("gc"));
+    let again = json(dedup(&repo).args(["ingest", "--json"]).arg(&src));
+    // Every chunk was collected: only the empty file, which has none, is
+    // taken from the cache.
+    assert_eq!(again["record"]["summary"]["unchanged_files"], 1);
+    let out = tmp.path().join("out");
+    ok(dedup(&repo).args(["restore", "latest"]).arg(&out));
+    assert_eq!(describe(&src), describe(&out));
+    ok(dedup(&repo).args(["verify", "--read-data"]));
+}

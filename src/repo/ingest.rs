@@ -20,6 +20,7 @@ use std::time::{Instant, SystemTime};
 use rayon::prelude::*;
 
 use crate::error::{Error, IoContext, Result};
+use crate::filecache::{self, FileStamp};
 use crate::id::ChunkId;
 use crate::repo::writer::ObjectWriter;
 use crate::repo::{Progress, Repository};
@@ -56,15 +57,40 @@ enum Node {
 
 /// What reading one file produced.
 enum FileResult {
+    /// Read (or, with `reused`, taken from the file cache).
     Stored {
         chunks: Vec<(ChunkId, u32)>,
         size: u64,
+        reused: bool,
+        /// The size read differs from the size the walk saw.
+        changed: bool,
     },
     Unreadable(String),
 }
 
+/// A regular file found by the walk.
+struct FileJob {
+    path: PathBuf,
+    stamp: FileStamp,
+}
+
+/// Options for [`Repository::ingest_with`].
+#[derive(Clone, Debug)]
+pub struct IngestOptions {
+    /// Reuse the chunk lists of files whose size, times, inode and device
+    /// are unchanged since they were last read (see `filecache`). On by
+    /// default; off re-reads and re-hashes everything.
+    pub file_cache: bool,
+}
+
+impl Default for IngestOptions {
+    fn default() -> Self {
+        IngestOptions { file_cache: true }
+    }
+}
+
 struct Walk<'p> {
-    files: Vec<(PathBuf, u64)>,
+    files: Vec<FileJob>,
     skipped: Vec<Skipped>,
     progress: &'p dyn Progress,
 }
@@ -84,7 +110,10 @@ impl Walk<'_> {
     fn node(&mut self, path: &Path, meta: Metadata) -> Option<Node> {
         let ft = meta.file_type();
         if ft.is_file() {
-            self.files.push((path.to_path_buf(), meta.len()));
+            self.files.push(FileJob {
+                path: path.to_path_buf(),
+                stamp: FileStamp::of(&meta),
+            });
             Some(Node::File {
                 path: path.to_path_buf(),
                 meta,
@@ -166,6 +195,16 @@ impl Repository {
     /// Files that cannot be read are skipped, listed in the summary's
     /// `skipped`, and reported through `progress`; everything else is stored.
     pub fn ingest(&self, paths: &[PathBuf], progress: &dyn Progress) -> Result<IngestOutcome> {
+        self.ingest_with(paths, &IngestOptions::default(), progress)
+    }
+
+    /// [`ingest`](Self::ingest) with options.
+    pub fn ingest_with(
+        &self,
+        paths: &[PathBuf],
+        opts: &IngestOptions,
+        progress: &dyn Progress,
+    ) -> Result<IngestOutcome> {
         let started = Instant::now();
         let start_time = SystemTime::now();
         if paths.is_empty() {
@@ -177,12 +216,14 @@ impl Repository {
             progress,
         };
         let mut roots = Vec::new();
-        for path in paths {
-            let meta = fs::symlink_metadata(path).at(path)?;
+        for given in paths {
+            // Walk by absolute path: it is also the file cache's key.
+            let path = &std::path::absolute(given).at(given)?;
+            let meta = fs::symlink_metadata(path).at(given)?;
             if meta.is_dir() {
-                fs::read_dir(path).at(path)?;
+                fs::read_dir(path).at(given)?;
             } else if meta.is_file() {
-                File::open(path).at(path)?;
+                File::open(path).at(given)?;
             }
             let name = path
                 .canonicalize()
@@ -194,15 +235,51 @@ impl Repository {
             roots.push((name, node));
         }
 
-        let total: u64 = walk.files.iter().map(|(_, len)| len).sum();
+        let total: u64 = walk.files.iter().map(|f| f.stamp.size).sum();
         progress.set_total(total);
+        let cached = if opts.file_cache {
+            self.cached_chunk_lists(&walk.files)?
+        } else {
+            vec![None; walk.files.len()]
+        };
         let writer = ObjectWriter::new(self);
         let chunker = self.config.chunker;
         let results: Vec<FileResult> = walk
             .files
             .par_iter()
-            .map(|(path, _)| store_file(&writer, chunker, path, progress))
+            .zip(cached)
+            .map(|(job, cached)| match cached {
+                Some(chunks) => {
+                    progress.advance(job.stamp.size);
+                    Ok(FileResult::Stored {
+                        chunks,
+                        size: job.stamp.size,
+                        reused: true,
+                        changed: false,
+                    })
+                }
+                None => store_file(&writer, chunker, job, progress),
+            })
             .collect::<Result<_>>()?;
+        // Files read this time become the cache for the next ingest. Only
+        // after `writer.finish` are their chunks indexed, so this waits.
+        let fresh_cache: Vec<(Vec<u8>, Vec<u8>)> = walk
+            .files
+            .iter()
+            .zip(&results)
+            .filter_map(|(job, r)| match r {
+                FileResult::Stored {
+                    chunks,
+                    reused: false,
+                    changed: false,
+                    ..
+                } => Some((
+                    job.path.as_os_str().as_bytes().to_vec(),
+                    filecache::encode(&job.stamp, chunks),
+                )),
+                _ => None,
+            })
+            .collect();
 
         let mut summary = IngestSummary::default();
         let mut results = results.into_iter();
@@ -245,6 +322,7 @@ impl Repository {
             )?
         };
         let stats = writer.finish()?;
+        self.index.cache_files(&fresh_cache)?;
 
         summary.new_chunks = stats.new_objects;
         summary.new_bytes = stats.new_raw;
@@ -292,8 +370,17 @@ impl Repository {
             let (meta, kind) = match node {
                 Node::File { path, meta } => {
                     match results.next().expect("one result per walked file") {
-                        FileResult::Stored { chunks, size } => {
+                        FileResult::Stored {
+                            chunks,
+                            size,
+                            reused,
+                            changed,
+                        } => {
                             summary.files += 1;
+                            summary.unchanged_files += u64::from(reused);
+                            if changed {
+                                summary.changed.push(path.display().to_string());
+                            }
                             summary.logical_bytes += size;
                             summary.total_chunks += chunks.len() as u64;
                             (meta, EntryKind::File { size, chunks })
@@ -333,12 +420,16 @@ impl Repository {
 
 /// Reads one file through the chunker and stores its chunks. I/O errors on
 /// the file are not fatal (the file is skipped); repository errors are.
+///
+/// Cutting is sequential, but while one batch of chunks is hashed, looked up
+/// and compressed on the pool, the next batch is read and cut.
 fn store_file(
     writer: &ObjectWriter<'_>,
     chunker: crate::chunker::ChunkerConfig,
-    path: &Path,
+    job: &FileJob,
     progress: &dyn Progress,
 ) -> Result<FileResult> {
+    let path = &job.path;
     // O_NONBLOCK: should the file have been swapped for a FIFO since the
     // walk, opening it must not hang. O_NOFOLLOW: nor follow a new symlink.
     let file = match fs::OpenOptions::new()
@@ -349,35 +440,101 @@ fn store_file(
         Ok(f) => f,
         Err(e) => return Ok(unreadable(path, e, progress)),
     };
-    let mut chunks = Vec::new();
-    let mut size = 0u64;
-    let mut batch: Vec<Vec<u8>> = Vec::new();
-    let mut batch_bytes = 0;
-    let mut flush = |batch: &mut Vec<Vec<u8>>| -> Result<()> {
-        let lens: Vec<u32> = batch.iter().map(|c| c.len() as u32).collect();
-        let ids: Vec<ChunkId> = std::mem::take(batch)
-            .into_par_iter()
-            .map(|data| writer.store(data, false))
-            .collect::<Result<_>>()?;
-        chunks.extend(ids.into_iter().zip(lens));
-        Ok(())
+    let mut cutter = chunker.chunks(file);
+    let mut next_batch = || -> std::io::Result<Vec<Vec<u8>>> {
+        let mut batch = Vec::new();
+        let mut bytes = 0;
+        while bytes < BATCH_BYTES {
+            match cutter.next() {
+                Some(chunk) => {
+                    let chunk = chunk?;
+                    bytes += chunk.len();
+                    batch.push(chunk);
+                }
+                None => break,
+            }
+        }
+        Ok(batch)
     };
-    for chunk in chunker.chunks(file) {
-        let chunk = match chunk {
-            Ok(c) => c,
+    let store_batch = |batch: Vec<Vec<u8>>| -> Result<Vec<(ChunkId, u32)>> {
+        batch
+            .into_par_iter()
+            .map(|data| {
+                let len = data.len() as u32;
+                progress.advance(u64::from(len));
+                Ok((writer.store(data, false)?, len))
+            })
+            .collect()
+    };
+    let mut chunks = Vec::new();
+    let mut batch = match next_batch() {
+        Ok(b) => b,
+        Err(e) => return Ok(unreadable(path, e, progress)),
+    };
+    while !batch.is_empty() {
+        let (stored, next) = rayon::join(|| store_batch(batch), &mut next_batch);
+        chunks.extend(stored?);
+        batch = match next {
+            Ok(b) => b,
             Err(e) => return Ok(unreadable(path, e, progress)),
         };
-        size += chunk.len() as u64;
-        batch_bytes += chunk.len();
-        progress.advance(chunk.len() as u64);
-        batch.push(chunk);
-        if batch_bytes >= BATCH_BYTES {
-            flush(&mut batch)?;
-            batch_bytes = 0;
-        }
     }
-    flush(&mut batch)?;
-    Ok(FileResult::Stored { chunks, size })
+    let size: u64 = chunks.iter().map(|c| u64::from(c.1)).sum();
+    let changed = size != job.stamp.size;
+    if changed {
+        progress.warn(&format!(
+            "{} changed while being read ({} bytes expected, {size} read); stored as read",
+            path.display(),
+            job.stamp.size
+        ));
+    }
+    Ok(FileResult::Stored {
+        chunks,
+        size,
+        reused: false,
+        changed,
+    })
+}
+
+impl Repository {
+    /// For each file, its chunk list from the file cache when its stamp is
+    /// unchanged and every chunk is still indexed.
+    fn cached_chunk_lists(&self, files: &[FileJob]) -> Result<Vec<Option<Vec<(ChunkId, u32)>>>> {
+        let keys: Vec<Vec<u8>> = files
+            .iter()
+            .map(|f| f.path.as_os_str().as_bytes().to_vec())
+            .collect();
+        let mut out = Vec::with_capacity(files.len());
+        for (job, value) in files.iter().zip(self.index.cached_files(&keys)?) {
+            // A damaged entry only costs a re-read.
+            let hit = value
+                .and_then(|v| filecache::decode(&v, &job.path.display().to_string()).ok())
+                .filter(|(stamp, _)| *stamp == job.stamp)
+                .map(|(_, chunks)| chunks);
+            out.push(hit);
+        }
+        // gc may have dropped chunks since: check they are all still there.
+        let ids: Vec<ChunkId> = out.iter().flatten().flatten().map(|c| c.0).collect();
+        let mut missing = std::collections::HashSet::new();
+        for batch in ids.chunks(4096) {
+            for (id, loc) in batch.iter().zip(self.index.chunks(batch)?) {
+                if loc.is_none() {
+                    missing.insert(*id);
+                }
+            }
+        }
+        if !missing.is_empty() {
+            for entry in &mut out {
+                if entry
+                    .as_ref()
+                    .is_some_and(|c| c.iter().any(|(id, _)| missing.contains(id)))
+                {
+                    *entry = None;
+                }
+            }
+        }
+        Ok(out)
+    }
 }
 
 fn unreadable(path: &Path, e: std::io::Error, progress: &dyn Progress) -> FileResult {

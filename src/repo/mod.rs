@@ -23,7 +23,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 
 pub use gc::GcReport;
-pub use ingest::IngestOutcome;
+pub use ingest::{IngestOptions, IngestOutcome};
 pub use lock::LockHolder;
 pub use repair::RepairReport;
 pub use report::{Report, ShardReport};

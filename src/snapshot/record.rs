@@ -63,6 +63,12 @@ pub struct IngestSummary {
     pub bloom: BloomStats,
     /// Entries left out, each with the reason.
     pub skipped: Vec<Skipped>,
+    /// Files whose chunk lists came from the file cache (not re-read).
+    #[serde(default)]
+    pub unchanged_files: u64,
+    /// Files whose size changed while they were read (stored as read).
+    #[serde(default)]
+    pub changed: Vec<String>,
 }
 
 /// How often the Bloom filter spared an index lookup.
