@@ -1,0 +1,143 @@
+#!/usr/bin/env bash
+# Side-by-side: dedup against restic and borg on the same generated corpora.
+#
+#   benches/compare.sh [WORKDIR]        (default WORKDIR: /tmp/dedup-compare)
+#
+# Needs restic, borg and GNU time; installs nothing. On Debian:
+#   apt-get install -y restic borgbackup time
+# Corpora (seeded, see examples/gen_corpus.rs), scaled by SCALE (default 1):
+#   small : 50 000 small files of mixed sizes and kinds, then 3 more versions
+#           (~2% of files edited, ~1% added, ~0.5% deleted each), changed in
+#           place as a real backup source is;
+#   shift : 4 files of 256 MiB, then 2 versions with blocks inserted and
+#           deleted at random places (content shifts);
+#   huge  : one 2 GiB file.
+# For each tool and corpus it prints: ingest seconds (all versions, new
+# data), re-ingest seconds (the last version again, unchanged), restore
+# seconds (last version), stored bytes, peak memory (largest RSS of any step),
+# then dedup's ratio to each peer. Peers run with their defaults, encryption
+# off where the tool allows (borg: --encryption none; restic cannot: a
+# password is set). Everything runs from the page cache.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+WORK="${1:-/tmp/dedup-compare}"
+SCALE="${SCALE:-1}"
+
+missing=()
+command -v restic >/dev/null || missing+=(restic)
+command -v borg >/dev/null || missing+=(borgbackup)
+[ -x /usr/bin/time ] || missing+=(time)
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "compare.sh needs: ${missing[*]} (Debian: apt-get install -y ${missing[*]})" >&2
+  exit 1
+fi
+source scripts/setup.sh
+cargo build --release --locked --quiet --bin dedup --example gen_corpus
+DEDUP="$CARGO_TARGET_DIR/release/dedup"
+GEN="$CARGO_TARGET_DIR/release/examples/gen_corpus"
+export RESTIC_PASSWORD=compare BORG_UNKNOWN_UNENCRYPTED_REPO_ACCESS_IS_OK=yes BORG_RELOCATED_REPO_ACCESS_IS_OK=yes
+export RESTIC_CACHE_DIR="$WORK/restic-cache" BORG_BASE_DIR="$WORK/borg-base"
+
+scaled() { python3 -c "print(max(1, int($1 * $SCALE)))" 2>/dev/null || echo "$1"; }
+rm -rf "$WORK"
+mkdir -p "$WORK/base"
+echo "generating corpora in $WORK (SCALE=$SCALE) ..." >&2
+"$GEN" small "$WORK/base/small" "$(scaled 50000)"
+"$GEN" large "$WORK/base/shift" 4 "$(scaled 256)"
+"$GEN" huge "$WORK/base/huge" "$(scaled 2048)"
+versions_small=4
+versions_shift=3
+versions_huge=1
+
+# run CMD...: times CMD, adds its seconds to $secs, keeps the peak RSS in $peak.
+run() {
+  if ! /usr/bin/time -f "TIME %e %M" "$@" >/dev/null 2>"$WORK/last.err"; then
+    echo "failed: $*" >&2
+    cat "$WORK/last.err" >&2
+    exit 1
+  fi
+  local s m
+  read -r _ s m < <(grep '^TIME' "$WORK/last.err" | tail -1)
+  secs=$(awk -v a="$secs" -v b="$s" 'BEGIN { print a + b }')
+  if [ "$m" -gt "$peak" ]; then peak=$m; fi
+}
+
+backup() { # tool repo archive-name
+  case $1 in
+    dedup) run "$DEDUP" --repo "$2" --quiet ingest "$WORK/live" ;;
+    restic) run restic -r "$2" --quiet backup "$WORK/live" ;;
+    borg) run env -C "$WORK" borg create "$2::$3" live ;;
+  esac
+}
+
+declare -A RESULT
+for corpus in small shift huge; do
+  versions_var="versions_$corpus"
+  versions=${!versions_var}
+  for tool in dedup restic borg; do
+    repo="$WORK/repo-$tool-$corpus"
+    rm -rf "$WORK/live" "$repo"
+    cp -al "$WORK/base/$corpus" "$WORK/live"
+    case $tool in
+      dedup) "$DEDUP" --repo "$repo" init >/dev/null ;;
+      restic) restic -r "$repo" --quiet init >/dev/null ;;
+      borg) borg init --encryption none "$repo" ;;
+    esac
+    peak=0
+    secs=0
+    for v in $(seq 1 "$versions"); do
+      if [ "$v" -gt 1 ]; then
+        case $corpus in
+          small) "$GEN" mutate "$WORK/live" "$v" ;;
+          shift) "$GEN" shift "$WORK/live" "$v" ;;
+        esac
+      fi
+      backup "$tool" "$repo" "v$v"
+    done
+    ingest=$secs
+    secs=0
+    backup "$tool" "$repo" again
+    reingest=$secs
+    stored=$(du -sb "$repo" | cut -f1)
+    out="$WORK/out"
+    rm -rf "$out"
+    mkdir -p "$out"
+    secs=0
+    case $tool in
+      dedup) run "$DEDUP" --repo "$repo" --quiet restore latest "$out/live" ;;
+      restic) run restic -r "$repo" --quiet restore latest --target "$out" ;;
+      borg) run env -C "$out" borg extract "$repo::again" ;;
+    esac
+    restore=$secs
+    # Check the restore is the same tree (restic nests the absolute path).
+    restored=$(find "$out" -type d -name live -print -quit)
+    if ! diff -r -q "$WORK/live" "$restored" >/dev/null; then
+      echo "WARNING: $tool restore of $corpus differs from the source" >&2
+    fi
+    rm -rf "$out"
+    RESULT[$corpus,$tool]="$ingest $reingest $restore $stored $peak"
+    echo "  $corpus/$tool: ingest ${ingest}s re-ingest ${reingest}s restore ${restore}s stored $stored B peak $((peak / 1024)) MiB" >&2
+  done
+  rm -rf "$WORK/live"
+done
+
+echo
+printf '%-7s %-7s %10s %12s %10s %14s %10s\n' corpus tool "ingest s" "re-ingest s" "restore s" "stored MiB" "peak MiB"
+for corpus in small shift huge; do
+  for tool in dedup restic borg; do
+    read -r i r s b p <<<"${RESULT[$corpus,$tool]}"
+    printf '%-7s %-7s %10.2f %12.2f %10.2f %14.1f %10d\n' "$corpus" "$tool" "$i" "$r" "$s" "$(awk -v b="$b" 'BEGIN{print b/1048576}')" $((p / 1024))
+  done
+done
+echo
+echo "dedup's advantage (peer / dedup: above 1 means dedup is faster or smaller)"
+printf '%-7s %-7s %10s %12s %10s %14s %10s\n' corpus peer ingest re-ingest restore stored peak
+for corpus in small shift huge; do
+  read -r di dr ds db dp <<<"${RESULT[$corpus,dedup]}"
+  for tool in restic borg; do
+    read -r i r s b p <<<"${RESULT[$corpus,$tool]}"
+    awk -v c="$corpus" -v t="$tool" -v i="$i" -v r="$r" -v s="$s" -v b="$b" -v p="$p" \
+        -v di="$di" -v dr="$dr" -v ds="$ds" -v db="$db" -v dp="$dp" 'function q(a, d) { return d > 0 ? a / d : 0 }
+      BEGIN { printf "%-7s %-7s %9.1fx %11.1fx %9.1fx %13.2fx %9.2fx\n", c, t, q(i, di), q(r, dr), q(s, ds), q(b, db), q(p, dp) }'
+  done
+done

@@ -1,0 +1,251 @@
+//! Throughput benchmarks: chunking, hashing, index lookups, end-to-end.
+//!
+//! Run: `cargo bench --bench throughput` (figures land in
+//! `target/criterion/`). Inputs are seeded, so runs compare. The index
+//! benches build a RocksDB of 100 thousand and of 10 million chunks once
+//! (set `DEDUP_BENCH_BIG` to another count; the 10 million build takes a
+//! few minutes) and time a Bloom check plus index lookup, and a lookup plus
+//! insert, per chunk, for ids present and absent.
+//!
+//! Comparing: run once on the base commit and once on yours; criterion
+//! prints the change. For peers (restic, borg) use `benches/compare.sh`.
+
+use std::hint::black_box;
+
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use dedup::bloom::Bloom;
+use dedup::index::{Index, PackInfo};
+use dedup::ring::ShardId;
+use dedup::store::{PackEntry, PackId};
+use dedup::{ChunkId, ChunkerConfig, InitOptions, Quiet, Repository};
+use rand::{RngCore, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use rayon::prelude::*;
+
+fn seeded(len: usize) -> Vec<u8> {
+    let mut v = vec![0u8; len];
+    ChaCha8Rng::seed_from_u64(7).fill_bytes(&mut v);
+    v
+}
+
+fn chunking(c: &mut Criterion) {
+    let data = seeded(64 << 20);
+    let mut g = c.benchmark_group("chunking");
+    g.sample_size(10)
+        .throughput(Throughput::Bytes(data.len() as u64));
+    for (name, config) in [
+        ("fastcdc-64k", ChunkerConfig::fastcdc(64 * 1024)),
+        ("fixed-64k", ChunkerConfig::Fixed { size: 64 * 1024 }),
+    ] {
+        g.bench_function(name, |b| {
+            b.iter(|| {
+                config
+                    .chunks(&data[..])
+                    .map(|c| c.unwrap().len())
+                    .sum::<usize>()
+            })
+        });
+    }
+    g.finish();
+}
+
+fn hashing(c: &mut Criterion) {
+    let data = seeded(64 << 20);
+    let mut g = c.benchmark_group("sha256");
+    g.sample_size(10)
+        .throughput(Throughput::Bytes(data.len() as u64));
+    g.bench_function("one-core", |b| {
+        b.iter(|| {
+            data.chunks(64 * 1024)
+                .map(|c| ChunkId::of(c).0[0])
+                .fold(0u8, |a, x| a ^ x)
+        })
+    });
+    g.bench_function("all-cores", |b| {
+        b.iter(|| {
+            data.par_chunks(64 * 1024)
+                .map(|c| ChunkId::of(c).0[0])
+                .reduce(|| 0, |a, x| a ^ x)
+        })
+    });
+    g.finish();
+}
+
+fn random_ids(seed: u64, n: usize) -> Vec<ChunkId> {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    (0..n)
+        .map(|_| {
+            let mut id = [0u8; 32];
+            rng.fill_bytes(&mut id);
+            ChunkId(id)
+        })
+        .collect()
+}
+
+/// An index holding `n` chunks, with its Bloom filter.
+fn filled_index(dir: &std::path::Path, n: usize) -> (Index, Bloom) {
+    let index = Index::open(dir, false, true).unwrap();
+    let mut bloom = Bloom::new(n as u64);
+    let mut rng = ChaCha8Rng::seed_from_u64(1);
+    let per_pack = 100_000;
+    let mut done = 0;
+    while done < n {
+        let count = per_pack.min(n - done);
+        let entries: Vec<PackEntry> = (0..count)
+            .map(|i| {
+                let mut id = [0u8; 32];
+                rng.fill_bytes(&mut id);
+                PackEntry {
+                    id: ChunkId(id),
+                    offset: 8 + i as u64 * 100,
+                    raw_len: 65536,
+                    stored_len: 30000,
+                    flags: 1,
+                }
+            })
+            .collect();
+        entries.iter().for_each(|e| bloom.insert(&e.id));
+        let pack = PackId::random();
+        index
+            .commit_pack(pack, &PackInfo::of(ShardId(0), 1 << 24, &entries), &entries)
+            .unwrap();
+        done += count;
+    }
+    (index, bloom)
+}
+
+fn lookups(c: &mut Criterion) {
+    let big: usize = std::env::var("DEDUP_BENCH_BIG")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(10_000_000);
+    let mut g = c.benchmark_group("index");
+    g.sample_size(10);
+    for n in [100_000usize, big] {
+        let dir = tempfile::tempdir().unwrap();
+        let (index, mut bloom) = filled_index(dir.path(), n);
+        // Present ids: regenerate the same sequence the fill used.
+        let mut rng = ChaCha8Rng::seed_from_u64(1);
+        let present: Vec<ChunkId> = (0..10_000.min(n))
+            .map(|_| {
+                let mut id = [0u8; 32];
+                rng.fill_bytes(&mut id);
+                ChunkId(id)
+            })
+            .collect();
+        let absent = random_ids(99, 10_000);
+        g.throughput(Throughput::Elements(10_000));
+        g.bench_with_input(BenchmarkId::new("bloom+get present", n), &n, |b, _| {
+            b.iter(|| {
+                present
+                    .iter()
+                    .filter(|id| bloom.may_contain(id) && index.chunk(id).unwrap().is_some())
+                    .count()
+            })
+        });
+        g.bench_with_input(BenchmarkId::new("bloom+get absent", n), &n, |b, _| {
+            b.iter(|| {
+                absent
+                    .iter()
+                    .filter(|id| bloom.may_contain(id) && index.chunk(id).unwrap().is_some())
+                    .count()
+            })
+        });
+        g.bench_with_input(BenchmarkId::new("multi_get present", n), &n, |b, _| {
+            b.iter(|| index.chunks(&present).unwrap().iter().flatten().count())
+        });
+        // Lookup, then insert the new ones in one committed batch: what an
+        // ingest of new data does per chunk.
+        let mut round = 0u64;
+        g.bench_with_input(BenchmarkId::new("lookup+insert new", n), &n, |b, _| {
+            b.iter(|| {
+                round += 1;
+                let fresh = random_ids(1000 + round, 10_000);
+                let new: Vec<PackEntry> = fresh
+                    .iter()
+                    .filter(|id| !bloom.may_contain(id) || index.chunk(id).unwrap().is_none())
+                    .enumerate()
+                    .map(|(i, id)| PackEntry {
+                        id: *id,
+                        offset: 8 + i as u64 * 100,
+                        raw_len: 65536,
+                        stored_len: 30000,
+                        flags: 1,
+                    })
+                    .collect();
+                new.iter().for_each(|e| bloom.insert(&e.id));
+                index
+                    .commit_pack(
+                        PackId::random(),
+                        &PackInfo::of(ShardId(0), 1 << 24, &new),
+                        &new,
+                    )
+                    .unwrap();
+                black_box(new.len())
+            })
+        });
+    }
+    g.finish();
+}
+
+fn end_to_end(c: &mut Criterion) {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    std::fs::create_dir(&src).unwrap();
+    let mut rng = ChaCha8Rng::seed_from_u64(3);
+    let mut total = 0u64;
+    for i in 0..200 {
+        let mut data = vec![0u8; 4096 + (rng.next_u32() as usize % 300_000)];
+        rng.fill_bytes(&mut data);
+        total += data.len() as u64;
+        std::fs::write(src.join(format!("f{i}")), data).unwrap();
+    }
+    let mut g = c.benchmark_group("end-to-end");
+    g.sample_size(10).throughput(Throughput::Bytes(total));
+    let mut n = 0;
+    g.bench_function("ingest new", |b| {
+        b.iter(|| {
+            n += 1;
+            let repo = Repository::init(tmp.path().join(format!("r{n}")), &InitOptions::default())
+                .unwrap();
+            repo.ingest(&[src.clone()], &Quiet)
+                .unwrap()
+                .record
+                .summary
+                .new_bytes
+        })
+    });
+    let repo = Repository::init(tmp.path().join("keep"), &InitOptions::default()).unwrap();
+    let snap = repo.ingest(&[src.clone()], &Quiet).unwrap().id;
+    g.bench_function("re-ingest unchanged", |b| {
+        b.iter(|| {
+            repo.ingest(&[src.clone()], &Quiet)
+                .unwrap()
+                .record
+                .summary
+                .files
+        })
+    });
+    g.bench_function("re-ingest --rehash", |b| {
+        let opts = dedup::IngestOptions { file_cache: false };
+        b.iter(|| {
+            repo.ingest_with(&[src.clone()], &opts, &Quiet)
+                .unwrap()
+                .record
+                .summary
+                .files
+        })
+    });
+    g.bench_function("restore", |b| {
+        b.iter(|| {
+            n += 1;
+            repo.restore(&snap, &tmp.path().join(format!("o{n}")), &Quiet)
+                .unwrap()
+                .bytes
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, chunking, hashing, lookups, end_to_end);
+criterion_main!(benches);
