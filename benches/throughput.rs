@@ -190,6 +190,8 @@ fn lookups(c: &mut Criterion) {
 
 fn end_to_end(c: &mut Criterion) {
     let tmp = tempfile::tempdir().unwrap();
+    // Keep the benchmark repositories' file caches out of ~/.cache.
+    std::env::set_var("XDG_CACHE_HOME", tmp.path().join("cache"));
     let src = tmp.path().join("src");
     std::fs::create_dir(&src).unwrap();
     let mut rng = ChaCha8Rng::seed_from_u64(3);

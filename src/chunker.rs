@@ -125,6 +125,20 @@ impl ChunkerConfig {
         }
     }
 
+    /// Chunk lengths for bytes already in memory: the same boundaries
+    /// [`chunks`](Self::chunks) finds in a stream of them (a property test
+    /// holds the two together), without the stream's copying.
+    pub fn cut_slice(&self, data: &[u8]) -> Vec<usize> {
+        match *self {
+            ChunkerConfig::Fixed { size } => data.chunks(size as usize).map(<[u8]>::len).collect(),
+            ChunkerConfig::FastCdc { min, avg, max } => {
+                fastcdc::v2020::FastCDC::new(data, min as usize, avg as usize, max as usize)
+                    .map(|c| c.length)
+                    .collect()
+            }
+        }
+    }
+
     /// Cuts `source` into chunks. The configuration must be valid.
     pub fn chunks<R: Read>(&self, source: R) -> Chunks<R> {
         match *self {

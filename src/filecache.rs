@@ -1,9 +1,14 @@
 //! The file cache: what a file's chunks were the last time it was read.
 //!
 //! Re-ingesting an unchanged tree should not re-read it. For every file it
-//! reads, ingest records (in the index's `files` family, keyed by the file's
-//! absolute path) the file's size, modification time, change time, inode and
-//! device, and its chunk list. The next ingest reuses the chunk list only
+//! reads, ingest records (keyed by the file's absolute path) the file's size,
+//! modification time, change time, inode and device, and its chunk list.
+//!
+//! Paths, inodes and devices belong to the machine that read them, not to
+//! the repository, so the cache lives in this machine's cache folder
+//! (`~/.cache/dedup/files-<hash of the repository path>`, a small RocksDB),
+//! like restic's. It is an optimisation only: deleting it costs one full
+//! re-read. The next ingest reuses the chunk list only
 //! when all five match and every chunk is still indexed; anything else (a
 //! write, a `touch`, a rename over it, a restore from elsewhere, a gc that
 //! dropped a chunk) sends the file through the chunker again. The change
@@ -17,6 +22,9 @@
 
 use std::fs::Metadata;
 use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+use rocksdb::{Options, WriteBatch, DB};
 
 use crate::codec::{Put, Reader};
 use crate::error::Result;
@@ -48,6 +56,59 @@ impl FileStamp {
             ino: meta.ino(),
             dev: meta.dev(),
         }
+    }
+}
+
+/// The cache database of one repository on this machine.
+pub struct FileCache {
+    db: DB,
+}
+
+impl FileCache {
+    /// Where the cache of the repository at `root` lives, if this machine
+    /// has a cache folder.
+    pub fn default_dir(root: &Path) -> Option<PathBuf> {
+        let root = std::path::absolute(root).ok()?;
+        let tag = ChunkId::of(root.as_os_str().as_encoded_bytes()).to_hex();
+        Some(
+            dirs::cache_dir()?
+                .join("dedup")
+                .join(format!("files-{}", &tag[..16])),
+        )
+    }
+
+    /// Opens (creating) the cache at `dir`.
+    pub fn open(dir: &Path) -> Result<Self> {
+        std::fs::create_dir_all(dir).map_err(|e| crate::Error::io(dir, e))?;
+        let mut opts = Options::default();
+        opts.create_if_missing(true);
+        opts.set_keep_log_file_num(1);
+        let db = DB::open(&opts, dir).map_err(|e| crate::Error::Index {
+            path: dir.to_path_buf(),
+            message: e.into_string(),
+        })?;
+        Ok(FileCache { db })
+    }
+
+    /// Cache values for many paths, in order. A read error counts as a miss.
+    pub fn get_many(&self, keys: &[Vec<u8>]) -> Vec<Option<Vec<u8>>> {
+        self.db
+            .multi_get(keys)
+            .into_iter()
+            .map(|r| r.ok().flatten())
+            .collect()
+    }
+
+    /// Stores cache values (not synced: losing them costs only a re-read).
+    pub fn put_many(&self, entries: &[(Vec<u8>, Vec<u8>)]) -> Result<()> {
+        let mut batch = WriteBatch::default();
+        for (k, v) in entries {
+            batch.put(k, v);
+        }
+        self.db.write(batch).map_err(|e| crate::Error::Index {
+            path: self.db.path().to_path_buf(),
+            message: e.into_string(),
+        })
     }
 }
 

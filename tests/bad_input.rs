@@ -272,6 +272,7 @@ fn bad_chunker_sizes_and_options_are_refused_before_anything_is_created() {
 
 #[test]
 fn a_crafted_tree_with_an_escaping_name_is_refused_and_nothing_is_written_outside() {
+    private_cache_dir();
     use dedup::snapshot::{Entry, EntryKind, Tree};
     let tmp = tempfile::tempdir().unwrap();
     let repo = tmp.path().join("repo");

@@ -263,6 +263,7 @@ fn the_default_repository_is_created_on_first_ingest_in_the_data_folder() {
         c.env_remove("DEDUP_REPO")
             .env("HOME", &home)
             .env("XDG_DATA_HOME", home.join("data"))
+            .env("XDG_CACHE_HOME", home.join("cache"))
             .args(args);
         c
     };

@@ -44,6 +44,7 @@ fn check_after_crash(repo: &Path, expected: &[(String, &Path)], scratch: &Path) 
 
 #[test]
 fn a_fault_at_any_io_step_of_an_ingest_loses_nothing() {
+    private_cache_dir();
     let tmp = tempfile::tempdir().unwrap();
     let (src, base) = (tmp.path().join("src"), tmp.path().join("base"));
     make_tree(&src, 41);
@@ -121,6 +122,7 @@ fn a_fault_at_any_io_step_of_an_ingest_loses_nothing() {
 
 #[test]
 fn a_fault_at_any_io_step_of_a_gc_loses_nothing_live() {
+    private_cache_dir();
     let tmp = tempfile::tempdir().unwrap();
     let (a, b, base) = (
         tmp.path().join("a"),

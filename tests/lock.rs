@@ -24,6 +24,7 @@ fn gethostname() -> String {
 
 #[test]
 fn a_second_writer_is_told_who_holds_the_lock_and_exits_2() {
+    private_cache_dir();
     let tmp = tempfile::tempdir().unwrap();
     let (repo, src) = (tmp.path().join("repo"), tmp.path().join("src"));
     make_tree(&src, 31);

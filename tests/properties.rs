@@ -125,3 +125,13 @@ proptest! {
         }
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    #[test]
+    fn cutting_in_memory_finds_the_same_boundaries_as_the_stream(config in chunker(), data in data()) {
+        let streamed: Vec<usize> = config.chunks(&data[..]).map(|c| c.unwrap().len()).collect();
+        prop_assert_eq!(config.cut_slice(&data), streamed);
+    }
+}

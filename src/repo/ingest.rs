@@ -12,6 +12,7 @@
 //! gives the same root tree id.
 
 use std::fs::{self, File, Metadata};
+use std::io::{Read, Seek};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
@@ -20,7 +21,7 @@ use std::time::{Instant, SystemTime};
 use rayon::prelude::*;
 
 use crate::error::{Error, IoContext, Result};
-use crate::filecache::{self, FileStamp};
+use crate::filecache::{self, FileCache, FileStamp};
 use crate::id::ChunkId;
 use crate::repo::writer::ObjectWriter;
 use crate::repo::{Progress, Repository};
@@ -29,6 +30,8 @@ use crate::snapshot::{Entry, EntryKind, IngestSummary, Skipped, SnapshotId, Snap
 
 /// Bytes of chunks gathered before hashing and storing them in parallel.
 const BATCH_BYTES: usize = 8 << 20;
+/// Files up to this size are read whole and cut in memory.
+const SMALL_FILE: u64 = 1 << 20;
 
 /// The result of one ingest.
 #[derive(Clone, Debug)]
@@ -237,8 +240,8 @@ impl Repository {
 
         let total: u64 = walk.files.iter().map(|f| f.stamp.size).sum();
         progress.set_total(total);
-        let cached = if opts.file_cache {
-            self.cached_chunk_lists(&walk.files)?
+        let cached = if let (true, Some(cache)) = (opts.file_cache, &self.file_cache) {
+            self.cached_chunk_lists(cache, &walk.files)?
         } else {
             vec![None; walk.files.len()]
         };
@@ -322,7 +325,9 @@ impl Repository {
             )?
         };
         let stats = writer.finish()?;
-        self.index.cache_files(&fresh_cache)?;
+        if let Some(cache) = &self.file_cache {
+            cache.put_many(&fresh_cache)?;
+        }
 
         summary.new_chunks = stats.new_objects;
         summary.new_bytes = stats.new_raw;
@@ -414,7 +419,7 @@ impl Repository {
             });
         }
         tree.sort();
-        writer.store(tree.encode(), true)
+        writer.store(&tree.encode(), true)
     }
 }
 
@@ -440,6 +445,29 @@ fn store_file(
         Ok(f) => f,
         Err(e) => return Ok(unreadable(path, e, progress)),
     };
+    // Small files (most of a typical tree) are read whole and cut in
+    // memory: no streaming buffer to fill, no batches to pipeline.
+    let mut file = file;
+    if job.stamp.size <= SMALL_FILE {
+        let mut data = Vec::with_capacity(job.stamp.size as usize);
+        if let Err(e) = (&mut file).take(SMALL_FILE + 1).read_to_end(&mut data) {
+            return Ok(unreadable(path, e, progress));
+        }
+        if data.len() as u64 <= SMALL_FILE {
+            let mut chunks = Vec::new();
+            let mut at = 0;
+            for len in chunker.cut_slice(&data) {
+                chunks.push((writer.store(&data[at..at + len], false)?, len as u32));
+                at += len;
+            }
+            progress.advance(data.len() as u64);
+            return Ok(stored(job, chunks, progress));
+        }
+        // It grew past the small-file size while being read: stream it.
+        if let Err(e) = file.seek(std::io::SeekFrom::Start(0)) {
+            return Ok(unreadable(path, e, progress));
+        }
+    }
     let mut cutter = chunker.chunks(file);
     let mut next_batch = || -> std::io::Result<Vec<Vec<u8>>> {
         let mut batch = Vec::new();
@@ -462,7 +490,7 @@ fn store_file(
             .map(|data| {
                 let len = data.len() as u32;
                 progress.advance(u64::from(len));
-                Ok((writer.store(data, false)?, len))
+                Ok((writer.store(&data, false)?, len))
             })
             .collect()
     };
@@ -479,6 +507,13 @@ fn store_file(
             Err(e) => return Ok(unreadable(path, e, progress)),
         };
     }
+    Ok(stored(job, chunks, progress))
+}
+
+/// The result for a file read completely; warns when its size changed
+/// since the walk.
+fn stored(job: &FileJob, chunks: Vec<(ChunkId, u32)>, progress: &dyn Progress) -> FileResult {
+    let path = &job.path;
     let size: u64 = chunks.iter().map(|c| u64::from(c.1)).sum();
     let changed = size != job.stamp.size;
     if changed {
@@ -488,24 +523,28 @@ fn store_file(
             job.stamp.size
         ));
     }
-    Ok(FileResult::Stored {
+    FileResult::Stored {
         chunks,
         size,
         reused: false,
         changed,
-    })
+    }
 }
 
 impl Repository {
     /// For each file, its chunk list from the file cache when its stamp is
     /// unchanged and every chunk is still indexed.
-    fn cached_chunk_lists(&self, files: &[FileJob]) -> Result<Vec<Option<Vec<(ChunkId, u32)>>>> {
+    fn cached_chunk_lists(
+        &self,
+        cache: &FileCache,
+        files: &[FileJob],
+    ) -> Result<Vec<Option<Vec<(ChunkId, u32)>>>> {
         let keys: Vec<Vec<u8>> = files
             .iter()
             .map(|f| f.path.as_os_str().as_bytes().to_vec())
             .collect();
         let mut out = Vec::with_capacity(files.len());
-        for (job, value) in files.iter().zip(self.index.cached_files(&keys)?) {
+        for (job, value) in files.iter().zip(cache.get_many(&keys)) {
             // A damaged entry only costs a re-read.
             let hit = value
                 .and_then(|v| filecache::decode(&v, &job.path.display().to_string()).ok())

@@ -33,6 +33,7 @@ pub use verify::{Problem, VerifyReport};
 use crate::bloom::Bloom;
 use crate::config::{Config, InitOptions};
 use crate::error::{Error, IoContext, Result};
+use crate::filecache::FileCache;
 use crate::id::ChunkId;
 use crate::index::{Index, Location, PackInfo};
 use crate::ring::{Ring, ShardId};
@@ -63,6 +64,9 @@ pub struct OpenOptions {
     pub read_only: bool,
     /// Inject I/O faults (crash tests).
     pub faults: Option<Arc<FaultPlan>>,
+    /// Where this machine keeps its file cache for the repository; `None`
+    /// means the default under the user's cache folder.
+    pub cache_dir: Option<PathBuf>,
 }
 
 /// One shard as opened.
@@ -81,6 +85,8 @@ pub struct Repository {
     ring: Ring,
     bloom: RwLock<Bloom>,
     packs: RwLock<HashMap<PackId, ShardId>>,
+    /// This machine's file cache for this repository (writers only).
+    file_cache: Option<FileCache>,
     _lock: Option<WriteLock>,
 }
 
@@ -190,6 +196,15 @@ impl Repository {
             ring,
             bloom: RwLock::new(Bloom::new(0)),
             packs: RwLock::new(packs),
+            // A cache that cannot be opened only costs re-reading files.
+            file_cache: if read_only {
+                None
+            } else {
+                opts.cache_dir
+                    .clone()
+                    .or_else(|| FileCache::default_dir(root))
+                    .and_then(|dir| FileCache::open(&dir).ok())
+            },
             _lock: lock,
         };
         if !read_only {
@@ -313,7 +328,7 @@ impl Repository {
     /// files and trees; this is the plain key-value door.
     pub fn put(&self, data: &[u8]) -> Result<ChunkId> {
         let writer = ObjectWriter::new(self);
-        let id = writer.store(data.to_vec(), false)?;
+        let id = writer.store(data, false)?;
         writer.finish()?;
         // The marker makes the blob a garbage-collection root; it is written
         // after the blob is indexed, and survives an index rebuild.

@@ -10,9 +10,8 @@
 //! with `O_EXCL | O_NOFOLLOW` inside folders this restore just made.
 
 use std::fs::{self, OpenOptions};
-use std::io::Write;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{FileExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use filetime::FileTime;
@@ -168,7 +167,7 @@ impl Repository {
         let EntryKind::File { size, chunks } = &entry.kind else {
             unreachable!()
         };
-        let mut file = OpenOptions::new()
+        let file = OpenOptions::new()
             .write(true)
             .create_new(true)
             .mode(0o600)
@@ -177,10 +176,12 @@ impl Repository {
             .at(path)?;
         let ids: Vec<ChunkId> = chunks.iter().map(|(id, _)| *id).collect();
         let locations = self.index.chunks(&ids)?;
-        let mut i = 0;
+        // Runs of chunks whose records lie back to back in one pack, each
+        // fetched with one read: (first chunk, end chunk, file offset).
+        let mut runs = Vec::new();
+        let (mut i, mut file_offset) = (0, 0u64);
         while i < ids.len() {
             let first = locations[i].ok_or(Error::MissingChunk(ids[i]))?;
-            // Extend the run while the next chunk's record directly follows.
             let mut j = i + 1;
             let mut end = first.offset + RECORD_HEADER + u64::from(first.stored_len);
             while j < ids.len() {
@@ -196,23 +197,34 @@ impl Repository {
                     _ => break,
                 }
             }
-            let shard = self.pack_shard(&first.pack)?;
-            let bytes = shard.backend.get_range(
-                &first.pack.key(),
-                first.offset,
-                (end - first.offset) as usize,
-            )?;
-            for k in i..j {
-                let loc: Location = locations[k].expect("checked when building the run");
-                let start = (loc.offset - first.offset + RECORD_HEADER) as usize;
-                let stored = &bytes[start..start + loc.stored_len as usize];
-                let raw = crate::repo::open_record(&ids[k], &loc, stored)?;
-                file.write_all(&raw).at(path)?;
-                progress.advance(raw.len() as u64);
-            }
+            runs.push((i, j, file_offset));
+            file_offset += chunks[i..j].iter().map(|c| u64::from(c.1)).sum::<u64>();
             i = j;
         }
-        file.flush().at(path)?;
+        // Runs are independent: a large file is fetched, decompressed,
+        // checked and written (at its offset) on every core.
+        runs.par_iter()
+            .try_for_each(|&(i, j, mut offset)| -> Result<()> {
+                let first = locations[i].expect("checked when building the run");
+                let last = locations[j - 1].expect("checked when building the run");
+                let end = last.offset + RECORD_HEADER + u64::from(last.stored_len);
+                let shard = self.pack_shard(&first.pack)?;
+                let bytes = shard.backend.get_range(
+                    &first.pack.key(),
+                    first.offset,
+                    (end - first.offset) as usize,
+                )?;
+                for k in i..j {
+                    let loc: Location = locations[k].expect("checked when building the run");
+                    let start = (loc.offset - first.offset + RECORD_HEADER) as usize;
+                    let stored = &bytes[start..start + loc.stored_len as usize];
+                    let raw = crate::repo::open_record(&ids[k], &loc, stored)?;
+                    file.write_all_at(&raw, offset).at(path)?;
+                    offset += raw.len() as u64;
+                    progress.advance(raw.len() as u64);
+                }
+                Ok(())
+            })?;
         drop(file);
         fs::set_permissions(path, fs::Permissions::from_mode(entry.mode)).at(path)?;
         set_times(path, entry, false)?;

@@ -11,6 +11,7 @@
 //! store it once. An id stays pending until its pack is committed, so a
 //! concurrent lookup always finds it in one of the two places.
 
+use std::borrow::Cow;
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Mutex;
@@ -94,22 +95,22 @@ impl<'r> ObjectWriter<'r> {
     }
 
     /// Stores `data` unless already present; returns its id.
-    pub fn store(&self, data: Vec<u8>, tree: bool) -> Result<ChunkId> {
-        let id = ChunkId::of(&data);
+    pub fn store(&self, data: &[u8], tree: bool) -> Result<ChunkId> {
+        let id = ChunkId::of(data);
         if self.known_or_claim(id)? {
             return Ok(id);
         }
         let mut flag = if tree { flags::TREE } else { 0 };
         let raw_len = data.len() as u32;
-        let stored = match self.repo.config.compression {
-            Compression::Zstd => match zstd::bulk::compress(&data, self.repo.config.zstd_level) {
+        let stored: Cow<'_, [u8]> = match self.repo.config.compression {
+            Compression::Zstd => match zstd::bulk::compress(data, self.repo.config.zstd_level) {
                 Ok(c) if c.len() < data.len() => {
                     flag |= flags::ZSTD;
-                    c
+                    Cow::Owned(c)
                 }
-                _ => data,
+                _ => Cow::Borrowed(data),
             },
-            Compression::None => data,
+            Compression::None => Cow::Borrowed(data),
         };
         self.new_objects.fetch_add(1, Relaxed);
         self.new_raw.fetch_add(u64::from(raw_len), Relaxed);

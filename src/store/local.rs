@@ -5,9 +5,12 @@
 //! then fsync the folder so the rename itself survives a crash. Temporary
 //! files end in `.tmp`; a crash can leave one behind, and listing skips them.
 
+use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
-use std::io::{Read, Seek, SeekFrom, Write};
+use std::io::Write;
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 
 use crate::error::{Error, IoContext, Result};
 use crate::store::backend::Backend;
@@ -17,11 +20,19 @@ use std::sync::Arc;
 /// Suffix of unfinished writes.
 const TMP_SUFFIX: &str = ".tmp";
 
+/// Open read handles kept for ranged reads; beyond this many, all are
+/// dropped and reopened on demand.
+const MAX_HANDLES: usize = 256;
+
 /// A backend rooted at a directory.
 #[derive(Clone, Debug)]
 pub struct LocalBackend {
     root: PathBuf,
     faults: Option<Arc<FaultPlan>>,
+    /// Files opened by `get_range`, so restoring many small files does not
+    /// open the same pack once per file. Values are never modified in
+    /// place, so a cached handle always reads the current bytes.
+    handles: Arc<Mutex<HashMap<PathBuf, Arc<File>>>>,
 }
 
 impl LocalBackend {
@@ -29,7 +40,11 @@ impl LocalBackend {
     pub fn create(root: impl Into<PathBuf>) -> Result<Self> {
         let root = root.into();
         fs::create_dir_all(&root).at(&root)?;
-        Ok(LocalBackend { root, faults: None })
+        Ok(LocalBackend {
+            root,
+            faults: None,
+            handles: Arc::default(),
+        })
     }
 
     /// A backend over an existing directory.
@@ -42,7 +57,11 @@ impl LocalBackend {
                 std::io::Error::new(std::io::ErrorKind::NotADirectory, "not a directory"),
             ));
         }
-        Ok(LocalBackend { root, faults: None })
+        Ok(LocalBackend {
+            root,
+            faults: None,
+            handles: Arc::default(),
+        })
     }
 
     /// Routes every durable step through `plan` (for crash tests).
@@ -127,10 +146,26 @@ impl Backend for LocalBackend {
 
     fn get_range(&self, key: &str, offset: u64, len: usize) -> Result<Vec<u8>> {
         let path = self.path(key)?;
-        let mut file = File::open(&path).at(&path)?;
-        file.seek(SeekFrom::Start(offset)).at(&path)?;
+        let cached = self
+            .handles
+            .lock()
+            .expect("handles lock")
+            .get(&path)
+            .cloned();
+        let file = match cached {
+            Some(f) => f,
+            None => {
+                let f = Arc::new(File::open(&path).at(&path)?);
+                let mut handles = self.handles.lock().expect("handles lock");
+                if handles.len() >= MAX_HANDLES {
+                    handles.clear();
+                }
+                handles.insert(path.clone(), f.clone());
+                f
+            }
+        };
         let mut buf = vec![0u8; len];
-        file.read_exact(&mut buf).at(&path)?;
+        file.read_exact_at(&mut buf, offset).at(&path)?;
         Ok(buf)
     }
 
@@ -171,6 +206,7 @@ impl Backend for LocalBackend {
     fn delete(&self, key: &str) -> Result<()> {
         let path = self.path(key)?;
         self.step("delete", &path)?;
+        self.handles.lock().expect("handles lock").remove(&path);
         match fs::remove_file(&path) {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(Error::io(&path, e)),
             _ => Ok(()),

@@ -15,6 +15,8 @@ use rand_chacha::ChaCha8Rng;
 pub fn dedup(repo: &Path) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_dedup"));
     cmd.arg("--repo").arg(repo).env_remove("DEDUP_REPO");
+    // The machine's file cache goes beside the repository, not in ~/.cache.
+    cmd.env("XDG_CACHE_HOME", repo.with_extension("cache"));
     cmd
 }
 
@@ -47,6 +49,15 @@ pub fn ok(cmd: &mut Command) -> Run {
         r.stdout, r.stderr
     );
     r
+}
+
+/// Points this test process's file caches (library calls) into a temporary
+/// folder instead of the user's cache folder.
+pub fn private_cache_dir() {
+    static DIR: std::sync::OnceLock<tempfile::TempDir> = std::sync::OnceLock::new();
+    let dir = DIR.get_or_init(|| tempfile::tempdir().unwrap());
+    // Every test sets the same value, so racing setters agree.
+    std::env::set_var("XDG_CACHE_HOME", dir.path());
 }
 
 /// Seeded random bytes.
