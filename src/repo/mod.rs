@@ -378,10 +378,29 @@ impl Repository {
     }
 }
 
+thread_local! {
+    /// One zstd decompression context per thread, reused across chunks.
+    static DECOMPRESSOR: std::cell::RefCell<Option<zstd::bulk::Decompressor<'static>>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// Decompresses a chunk of at most `capacity` raw bytes.
+fn decompress(stored: &[u8], capacity: usize) -> std::io::Result<Vec<u8>> {
+    DECOMPRESSOR.with(|cell| {
+        let mut slot = cell.borrow_mut();
+        if slot.is_none() {
+            *slot = Some(zstd::bulk::Decompressor::new()?);
+        }
+        slot.as_mut()
+            .expect("just set")
+            .decompress(stored, capacity)
+    })
+}
+
 /// Decodes one stored record's bytes and checks them against `id`.
 pub(crate) fn open_record(id: &ChunkId, loc: &Location, stored: &[u8]) -> Result<Vec<u8>> {
     let raw = if loc.flags & flags::ZSTD != 0 {
-        zstd::bulk::decompress(stored, loc.raw_len as usize).map_err(|e| {
+        decompress(stored, loc.raw_len as usize).map_err(|e| {
             Error::corrupt("chunk", format!("{id} in pack {}", loc.pack), e.to_string())
         })?
     } else {
