@@ -63,11 +63,17 @@ impl Bloom {
     /// Serialises with a checksum.
     pub fn encode(&self) -> Vec<u8> {
         let payload = postcard::to_stdvec(&self.filter).expect("serialising to memory cannot fail");
+        Self::frame(self.chunks, &payload)
+    }
+
+    /// Wraps a payload in the file's header and checksum (the fuzz target
+    /// uses this to reach the payload decoder with arbitrary bytes).
+    pub fn frame(chunks: u64, payload: &[u8]) -> Vec<u8> {
         let mut out = Vec::with_capacity(payload.len() + 48);
         out.extend_from_slice(MAGIC);
-        out.put_u64(self.chunks);
-        out.extend_from_slice(&checksum(self.chunks, &payload));
-        out.extend_from_slice(&payload);
+        out.put_u64(chunks);
+        out.extend_from_slice(&checksum(chunks, payload));
+        out.extend_from_slice(payload);
         out
     }
 

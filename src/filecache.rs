@@ -24,6 +24,7 @@ use std::fs::Metadata;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
+#[cfg(feature = "engine")]
 use rocksdb::{Options, WriteBatch, DB};
 
 use crate::codec::{Put, Reader};
@@ -60,10 +61,12 @@ impl FileStamp {
 }
 
 /// The cache database of one repository on this machine.
+#[cfg(feature = "engine")]
 pub struct FileCache {
     db: DB,
 }
 
+#[cfg(feature = "engine")]
 impl FileCache {
     /// Where the cache of the repository at `root` lives, if this machine
     /// has a cache folder.

@@ -18,6 +18,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+#[cfg(feature = "engine")]
 use rocksdb::{BlockBasedOptions, ColumnFamily, Options, WriteBatch, WriteOptions, DB};
 
 use crate::codec::{Put, Reader};
@@ -166,11 +167,13 @@ impl PackInfo {
 }
 
 /// Changes applied to the index in one atomic write.
+#[cfg(feature = "engine")]
 pub struct Batch<'i> {
     index: &'i Index,
     inner: WriteBatch,
 }
 
+#[cfg(feature = "engine")]
 impl Batch<'_> {
     /// Points every entry at `pack` and records the pack's summary.
     pub fn put_pack(&mut self, pack: PackId, info: &PackInfo, entries: &[PackEntry]) {
@@ -201,12 +204,14 @@ impl Batch<'_> {
 }
 
 /// The open index.
+#[cfg(feature = "engine")]
 pub struct Index {
     db: DB,
     path: PathBuf,
     faults: Option<Arc<FaultPlan>>,
 }
 
+#[cfg(feature = "engine")]
 impl Index {
     /// Opens (creating if `create`) the index at `path`. Read-only opens can
     /// run beside a writer: they see the state as of their opening.
@@ -413,6 +418,7 @@ mod tests {
     use super::*;
 
     #[test]
+    #[cfg(feature = "engine")]
     fn committed_pack_entries_are_found_and_counted() {
         let dir = tempfile::tempdir().unwrap();
         let index = Index::open(dir.path(), false, true).unwrap();
