@@ -17,6 +17,15 @@ pub(crate) trait Put {
     fn put_u64(&mut self, v: u64);
     fn put_i64(&mut self, v: i64);
     fn put_id(&mut self, id: &ChunkId);
+
+    /// Writes a `count:u32 (id[32] len:u32)*` chunk list.
+    fn put_chunk_list(&mut self, chunks: &[(ChunkId, u32)]) {
+        self.put_u32(chunks.len() as u32);
+        for (id, len) in chunks {
+            self.put_id(id);
+            self.put_u32(*len);
+        }
+    }
 }
 
 impl Put for Vec<u8> {
@@ -120,6 +129,20 @@ impl<'a> Reader<'a> {
             )));
         }
         Ok(n)
+    }
+
+    /// A `count:u32 (id[32] len:u32)*` chunk list and the sum of its lengths.
+    pub fn chunk_list(&mut self) -> Result<(Vec<(ChunkId, u32)>, u64)> {
+        let n = self.count(36)?;
+        let mut chunks = Vec::with_capacity(n);
+        let mut total = 0u64;
+        for _ in 0..n {
+            let id = self.id()?;
+            let len = self.u32()?;
+            total += u64::from(len);
+            chunks.push((id, len));
+        }
+        Ok((chunks, total))
     }
 
     /// Fails unless every byte was consumed.

@@ -126,11 +126,7 @@ pub fn encode(stamp: &FileStamp, chunks: &[(ChunkId, u32)]) -> Vec<u8> {
     v.put_u32(stamp.ctime.1);
     v.put_u64(stamp.ino);
     v.put_u64(stamp.dev);
-    v.put_u32(chunks.len() as u32);
-    for (id, len) in chunks {
-        v.put_id(id);
-        v.put_u32(*len);
-    }
+    v.put_chunk_list(chunks);
     v
 }
 
@@ -147,15 +143,7 @@ pub fn decode(bytes: &[u8], location: &str) -> Result<(FileStamp, Vec<(ChunkId, 
         ino: r.u64()?,
         dev: r.u64()?,
     };
-    let n = r.count(36)?;
-    let mut chunks = Vec::with_capacity(n);
-    let mut total = 0u64;
-    for _ in 0..n {
-        let id = r.id()?;
-        let len = r.u32()?;
-        total += u64::from(len);
-        chunks.push((id, len));
-    }
+    let (chunks, total) = r.chunk_list()?;
     r.finish()?;
     if total != stamp.size {
         return Err(crate::Error::corrupt(

@@ -192,7 +192,7 @@ fn sigkill_at_thirty_points_during_an_ingest_loses_nothing() {
         for f in 0..4 {
             fs::write(
                 src.join(format!("fresh-{f}")),
-                random_bytes(1000 * i + f, 2 << 20),
+                random_bytes(1000 * i + f, 4 << 20),
             )
             .unwrap();
         }
@@ -212,7 +212,9 @@ fn sigkill_at_thirty_points_during_an_ingest_loses_nothing() {
             .stderr(std::process::Stdio::null())
             .spawn()
             .unwrap();
-        std::thread::sleep(full.mul_f64(i as f64 / 30.0));
+        // Spread over the first 80% of a full run, so that a slower run
+        // (a busy machine) still finds the kill landing inside it.
+        std::thread::sleep(full.mul_f64(0.8 * i as f64 / 30.0));
         if child.try_wait().unwrap().is_none() {
             killed += 1;
         }

@@ -21,8 +21,8 @@ use crate::id::ChunkId;
 use crate::index::PackInfo;
 use crate::repo::{Progress, Repository};
 use crate::snapshot::{EntryKind, SnapshotId, SnapshotRecord};
-use crate::store::pack::{read_entries, RECORD_HEADER};
-use crate::store::{PackBuilder, PackEntry, PackId};
+use crate::store::pack::{read_entries, repack, RECORD_HEADER};
+use crate::store::{PackEntry, PackId};
 
 /// A pack is rewritten when less than this share of its records' bytes is live.
 const REWRITE_BELOW: f64 = 0.5;
@@ -153,29 +153,14 @@ impl Repository {
             } else if (live_bytes as f64) < REWRITE_BELOW * all_bytes as f64 {
                 report.packs_rewritten += 1;
                 report.objects_removed += dead_indexed.len() as u64;
-                let mut builder = PackBuilder::new();
                 let bytes = shard.backend.get(&pack.key())?;
-                for e in &live_entries {
-                    let start = e.data_offset() as usize;
-                    builder.add(
-                        e.id,
-                        e.raw_len,
-                        e.flags,
-                        &bytes[start..start + e.stored_len as usize],
-                    );
-                }
-                let (new_bytes, new_entries) = builder.seal();
+                let (new_bytes, new_entries) = repack(&bytes, &live_entries);
                 report.bytes_freed += info.size.saturating_sub(new_bytes.len() as u64);
                 if !dry_run {
                     // The copies are re-checked before the old pack goes.
                     for e in &new_entries {
                         let loc = crate::index::Location::of(*pack, e);
-                        let start = e.data_offset() as usize;
-                        crate::repo::open_record(
-                            &e.id,
-                            &loc,
-                            &new_bytes[start..start + e.stored_len as usize],
-                        )?;
+                        crate::repo::open_record(&e.id, &loc, e.stored(&new_bytes))?;
                     }
                     let new_id = PackId::random();
                     known.insert(new_id);

@@ -16,8 +16,8 @@ use crate::index::{Index, Location, PackInfo};
 use crate::repo::lock::WriteLock;
 use crate::repo::{Repository, BLOOM, CONFIG, INDEX_DIR};
 use crate::snapshot::{SnapshotId, SnapshotRecord};
-use crate::store::pack::{read_entries, scan_records};
-use crate::store::{Backend, LocalBackend, PackBuilder, PackId};
+use crate::store::pack::{read_entries, repack, scan_records};
+use crate::store::{Backend, LocalBackend, PackId};
 
 /// What a rebuild found.
 #[derive(Clone, Debug, Default, Serialize)]
@@ -86,17 +86,7 @@ impl Repository {
                             .push(format!("{place}: no readable records"));
                         continue;
                     }
-                    let mut builder = PackBuilder::new();
-                    for e in &salvaged {
-                        let start = e.data_offset() as usize;
-                        builder.add(
-                            e.id,
-                            e.raw_len,
-                            e.flags,
-                            &bytes[start..start + e.stored_len as usize],
-                        );
-                    }
-                    let (new_bytes, entries) = builder.seal();
+                    let (new_bytes, entries) = repack(&bytes, &salvaged);
                     let new_pack = PackId::random();
                     backend.put(&new_pack.key(), &new_bytes)?;
                     let info = PackInfo::of(shard.id, new_bytes.len() as u64, &entries);

@@ -308,9 +308,7 @@ impl Repository {
         for e in entries {
             report.chunks_read += 1;
             let loc = Location::of(pack, &e);
-            let start = e.data_offset() as usize;
-            let stored = &bytes[start..start + e.stored_len as usize];
-            if let Err(err) = crate::repo::open_record(&e.id, &loc, stored) {
+            if let Err(err) = crate::repo::open_record(&e.id, &loc, e.stored(&bytes)) {
                 // Only damage to the copy the index uses breaks anything.
                 let indexed = self.index.chunk(&e.id)?;
                 if indexed == Some(loc) {

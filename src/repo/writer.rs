@@ -116,6 +116,11 @@ impl<'r> ObjectWriter<'r> {
     }
 
     /// True when `id` is already stored or being stored; otherwise claims it.
+    ///
+    /// One narrow race remains, and it is harmless: if another thread's pack
+    /// holding `id` is committed (Bloom insert, then pending removal) between
+    /// our Bloom check and our claim, we store `id` a second time. Both copies
+    /// are valid; the index points at the later one and gc reclaims the other.
     fn known_or_claim(&self, id: ChunkId) -> Result<bool> {
         self.lookups.fetch_add(1, Relaxed);
         if self.pending.lock().expect("pending lock").contains(&id) {

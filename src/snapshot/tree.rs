@@ -103,11 +103,7 @@ impl Tree {
                 EntryKind::File { size, chunks } => {
                     v.put_u8(0);
                     v.put_u64(*size);
-                    v.put_u32(chunks.len() as u32);
-                    for (id, len) in chunks {
-                        v.put_id(id);
-                        v.put_u32(*len);
-                    }
+                    v.put_chunk_list(chunks);
                 }
                 EntryKind::Dir { tree } => {
                     v.put_u8(1);
@@ -154,15 +150,7 @@ impl Tree {
             let kind = match r.u8()? {
                 0 => {
                     let size = r.u64()?;
-                    let n = r.count(36)?;
-                    let mut chunks = Vec::with_capacity(n);
-                    let mut total = 0u64;
-                    for _ in 0..n {
-                        let id = r.id()?;
-                        let len = r.u32()?;
-                        total += u64::from(len);
-                        chunks.push((id, len));
-                    }
+                    let (chunks, total) = r.chunk_list()?;
                     if total != size {
                         return Err(
                             r.error(format!("chunks add up to {total} bytes, file says {size}"))

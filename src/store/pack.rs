@@ -105,6 +105,23 @@ impl PackEntry {
     pub fn data_offset(&self) -> u64 {
         self.offset + RECORD_HEADER
     }
+
+    /// This entry's stored bytes within a whole pack's bytes. The entry must
+    /// come from that pack (parsed trailers are checked to lie inside it).
+    pub fn stored<'p>(&self, pack: &'p [u8]) -> &'p [u8] {
+        let start = self.data_offset() as usize;
+        &pack[start..start + self.stored_len as usize]
+    }
+}
+
+/// A new sealed pack holding `entries` copied, as stored, out of the pack
+/// `bytes` (gc keeps a pack's live records this way, repair the intact ones).
+pub fn repack(bytes: &[u8], entries: &[PackEntry]) -> (Vec<u8>, Vec<PackEntry>) {
+    let mut builder = PackBuilder::new();
+    for e in entries {
+        builder.add(e.id, e.raw_len, e.flags, e.stored(bytes));
+    }
+    builder.seal()
 }
 
 /// A pack being filled in memory.
