@@ -322,6 +322,17 @@ impl Index {
             .map_err(|e| self.err(e))
     }
 
+    /// Moves everything committed so far from the write-ahead log into table
+    /// files. A writer does this when it closes, so the next writer has no
+    /// log to replay at open: replaying (and deleting) it would race with
+    /// read-only openers, which could then miss the replayed data.
+    pub fn flush(&self) -> Result<()> {
+        for name in FAMILIES {
+            self.db.flush_cf(self.cf(name)).map_err(|e| self.err(e))?;
+        }
+        Ok(())
+    }
+
     /// Removes a snapshot record (synced).
     pub fn delete_snapshot(&self, id: &ChunkId) -> Result<()> {
         let mut batch = self.batch();

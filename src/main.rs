@@ -40,6 +40,32 @@ enum CompressionArg {
     None,
 }
 
+#[derive(Subcommand)]
+enum ShardAction {
+    /// Shards with their weight, chunks, bytes and share
+    List,
+    /// Add a shard folder (nothing moves until `rebalance`)
+    Add {
+        /// The folder
+        path: PathBuf,
+        /// Relative share of chunks
+        #[arg(long, default_value_t = 1)]
+        weight: u32,
+    },
+    /// Drain a shard onto the others, then drop it
+    Remove {
+        /// Shard id (see `shard list`)
+        id: u32,
+    },
+    /// Change a shard's weight (nothing moves until `rebalance`)
+    SetWeight {
+        /// Shard id
+        id: u32,
+        /// New weight (0: receives nothing new)
+        weight: u32,
+    },
+}
+
 #[derive(Clone, Copy, ValueEnum)]
 enum RepairWhat {
     /// The RocksDB index and the Bloom filter
@@ -143,6 +169,20 @@ enum Command {
         /// What to rebuild
         #[arg(value_enum)]
         what: RepairWhat,
+    },
+    /// List, add, re-weight or remove shards
+    Shard {
+        #[command(subcommand)]
+        action: ShardAction,
+    },
+    /// Move chunks whose shard on the current ring changed (then gc)
+    Rebalance {
+        /// Print what would move, change nothing
+        #[arg(long)]
+        dry_run: bool,
+        /// JSON output
+        #[arg(long)]
+        json: bool,
     },
     /// Store one file's bytes as a blob; prints its content id
     Put {
@@ -276,9 +316,7 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
         Some(p) => (p.clone(), false),
         None => (default_repo()?, true),
     };
-    let open_ro = |p: &Path| {
-        Repository::open_read_only(p).with_context(|| format!("opening {}", p.display()))
-    };
+    let open_ro = |p: &Path| Repository::open_read_only(p);
     match cli.command {
         Command::Init {
             chunker,
@@ -564,6 +602,76 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
                 },
             )
         }
+        Command::Shard { action } => {
+            match action {
+                ShardAction::List => {
+                    let repo = open_ro(&repo_path)?;
+                    for s in repo.report()?.shards {
+                        println!(
+                            "{}  weight {:>3}  {:>10}  {:>8} chunks  {:5.1}% (target {:5.1}%)  {}",
+                            s.id,
+                            s.weight,
+                            human_bytes(s.bytes),
+                            s.chunks,
+                            s.share * 100.0,
+                            s.target_share * 100.0,
+                            s.path
+                        );
+                    }
+                }
+                ShardAction::Add { path, weight } => {
+                    let mut repo = open_writer(&repo_path, cli.wait_lock)?;
+                    let id = repo.add_shard(&path, weight)?;
+                    println!(
+                        "added shard {id} at {} (run `dedup rebalance` to move chunks onto it)",
+                        path.display()
+                    );
+                }
+                ShardAction::SetWeight { id, weight } => {
+                    let mut repo = open_writer(&repo_path, cli.wait_lock)?;
+                    repo.set_shard_weight(dedup::ring::ShardId(id), weight)?;
+                    println!("shard {id:02} now has weight {weight} (run `dedup rebalance` to move chunks)");
+                }
+                ShardAction::Remove { id } => {
+                    let mut repo = open_writer(&repo_path, cli.wait_lock)?;
+                    let report =
+                        repo.remove_shard(dedup::ring::ShardId(id), &Bar::new(cli.quiet, "drain"))?;
+                    println!(
+                        "removed shard {id:02}: moved {} chunks ({}) to the others",
+                        report.moved_objects,
+                        human_bytes(report.moved_bytes)
+                    );
+                }
+            }
+            Ok(0)
+        }
+        Command::Rebalance { dry_run, json } => {
+            let repo = open_writer(&repo_path, cli.wait_lock)?;
+            let report = repo.rebalance(dry_run, &Bar::new(cli.quiet, "rebalance"))?;
+            if json {
+                print_json(&report)?;
+            } else {
+                let verb = if dry_run { "would move" } else { "moved" };
+                println!(
+                    "{verb} {} of {} chunks ({:.1}%), {}",
+                    report.moved_objects,
+                    report.total_objects,
+                    100.0 * report.moved_objects as f64 / report.total_objects.max(1) as f64,
+                    human_bytes(report.moved_bytes)
+                );
+                for s in &report.shards {
+                    println!(
+                        "  shard {}: {} chunks ({}) out, {} chunks ({}) in",
+                        s.id,
+                        s.chunks_out,
+                        human_bytes(s.bytes_out),
+                        s.chunks_in,
+                        human_bytes(s.bytes_in)
+                    );
+                }
+            }
+            Ok(0)
+        }
         Command::Put { file } => {
             let repo = open_writer(&repo_path, cli.wait_lock)?;
             let data =
@@ -591,7 +699,19 @@ fn main() -> ExitCode {
                     return ExitCode::SUCCESS;
                 }
             }
-            eprintln!("dedup: error: {err:#}");
+            // Each cause once: the library's messages already include the
+            // OS error they wrap.
+            let mut message = String::new();
+            for cause in err.chain() {
+                let text = cause.to_string();
+                if !message.contains(&text) {
+                    if !message.is_empty() {
+                        message.push_str(": ");
+                    }
+                    message.push_str(&text);
+                }
+            }
+            eprintln!("dedup: error: {message}");
             ExitCode::from(2)
         }
     }

@@ -93,9 +93,9 @@ fn readers_work_while_an_ingest_runs() {
         fs::write(src.join(format!("f{i}")), random_bytes(100 + i, 8 << 20)).unwrap();
     }
     ok(dedup(&repo).arg("init"));
-    ok(dedup(&repo)
-        .arg("ingest")
-        .arg(tmp.path().join("repo/shards")));
+    let first = tmp.path().join("first");
+    make_tree(&first, 34);
+    ok(dedup(&repo).arg("ingest").arg(&first));
     let mut ingest = dedup(&repo).arg("ingest").arg(&src).spawn().unwrap();
     let mut reads = 0;
     while ingest.try_wait().unwrap().is_none() && reads < 20 {

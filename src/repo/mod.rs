@@ -15,6 +15,7 @@ mod lock;
 mod repair;
 pub mod report;
 mod restore;
+mod shards;
 mod verify;
 mod writer;
 
@@ -28,6 +29,7 @@ pub use lock::LockHolder;
 pub use repair::RepairReport;
 pub use report::{Report, ShardReport};
 pub use restore::RestoreOutcome;
+pub use shards::{RebalanceReport, ShardMoves};
 pub use verify::{Problem, VerifyReport};
 
 use crate::bloom::Bloom;
@@ -395,6 +397,15 @@ fn decompress(stored: &[u8], capacity: usize) -> std::io::Result<Vec<u8>> {
             .expect("just set")
             .decompress(stored, capacity)
     })
+}
+
+impl Drop for Repository {
+    fn drop(&mut self) {
+        if self._lock.is_some() {
+            // Best effort: a crash skips this, and is still safe.
+            let _ = self.index.flush();
+        }
+    }
 }
 
 /// Decodes one stored record's bytes and checks them against `id`.

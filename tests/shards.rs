@@ -1,0 +1,109 @@
+//! Growing and shrinking the shard set: add + rebalance moves about
+//! 1/(N+1) of the chunks, only to the new shard; remove drains a shard.
+
+mod common;
+
+use std::fs;
+
+use common::*;
+
+#[test]
+fn add_a_shard_rebalance_then_remove_one_and_everything_restores() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (src, repo) = (tmp.path().join("src"), tmp.path().join("repo"));
+    make_tree(&src, 71);
+    fs::write(src.join("more.bin"), random_bytes(72, 6 << 20)).unwrap();
+    ok(dedup(&repo).args([
+        "init",
+        "--shards",
+        "2",
+        "--avg-size",
+        "4KiB",
+        "--pack-size",
+        "256KiB",
+    ]));
+    ok(dedup(&repo).arg("ingest").arg(&src));
+    let before = json(dedup(&repo).args(["report", "--json"]));
+    let objects =
+        before["unique_chunks"].as_u64().unwrap() + before["tree_objects"].as_u64().unwrap();
+
+    let extra = tmp.path().join("disk-c");
+    ok(dedup(&repo).arg("shard").arg("add").arg(&extra));
+    let packs_before = packs(&repo).len();
+    let dry = json(dedup(&repo).args(["rebalance", "--dry-run", "--json"]));
+    assert_eq!(packs(&repo).len(), packs_before, "a dry run moves nothing");
+    let moved = dry["moved_objects"].as_u64().unwrap();
+    assert_eq!(dry["total_objects"].as_u64().unwrap(), objects);
+    let share = moved as f64 / objects as f64;
+    assert!(
+        share > 0.8 / 3.0 && share < 1.2 / 3.0,
+        "moved {share} of the chunks, ideal 1/3"
+    );
+    for s in dry["shards"].as_array().unwrap() {
+        if s["id"] == 2 {
+            assert_eq!(
+                s["chunks_in"].as_u64().unwrap(),
+                moved,
+                "everything moves to the new shard"
+            );
+        } else {
+            assert_eq!(s["chunks_in"], 0, "nothing moves between old shards: {s}");
+        }
+    }
+    let done = json(dedup(&repo).args(["rebalance", "--json"]));
+    assert_eq!(done["moved_objects"], dry["moved_objects"]);
+    let after = json(dedup(&repo).args(["report", "--json"]));
+    let new_shard = &after["shards"][2];
+    // The old copies were reclaimed: every chunk is counted once.
+    assert_eq!(after["unique_chunks"], before["unique_chunks"]);
+    assert_eq!(after["unique_bytes"], before["unique_bytes"]);
+    assert!(new_shard["chunks"].as_u64().unwrap() > 0);
+    ok(dedup(&repo).args(["verify", "--read-data"]));
+    let out = tmp.path().join("out1");
+    ok(dedup(&repo).args(["restore", "latest"]).arg(&out));
+    assert_eq!(describe(&src), describe(&out));
+    // Nothing moves twice.
+    let again = json(dedup(&repo).args(["rebalance", "--dry-run", "--json"]));
+    assert_eq!(again["moved_objects"], 0);
+
+    // Remove shard 00: drained, dropped from the config, nothing left on it.
+    ok(dedup(&repo).args(["shard", "remove", "0"]));
+    let report = json(dedup(&repo).args(["report", "--json"]));
+    let ids: Vec<u64> = report["shards"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["id"].as_u64().unwrap())
+        .collect();
+    assert_eq!(ids, vec![1, 2]);
+    assert!(
+        packs(&repo)
+            .iter()
+            .all(|p| !p.starts_with(repo.join("shards/00"))),
+        "shard 00 still holds packs"
+    );
+    ok(dedup(&repo).args(["verify", "--read-data"]));
+    let out = tmp.path().join("out2");
+    ok(dedup(&repo).args(["restore", "latest"]).arg(&out));
+    assert_eq!(describe(&src), describe(&out));
+    // New data goes only to the remaining shards.
+    fs::write(src.join("newer.bin"), random_bytes(73, 1 << 20)).unwrap();
+    ok(dedup(&repo).arg("ingest").arg(&src));
+    assert!(packs(&repo)
+        .iter()
+        .all(|p| !p.starts_with(repo.join("shards/00"))));
+}
+
+#[test]
+fn shard_changes_that_would_leave_no_weight_are_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let repo = tmp.path().join("repo");
+    ok(dedup(&repo).args(["init", "--shards", "1"]));
+    let r = run(dedup(&repo).args(["shard", "set-weight", "0", "0"]));
+    assert_eq!(r.code, 2);
+    assert!(r.stderr.contains("weight above 0"), "{}", r.stderr);
+    let r = run(dedup(&repo).args(["shard", "set-weight", "7", "1"]));
+    assert_eq!(r.code, 2);
+    assert!(r.stderr.contains("no shard 07"), "{}", r.stderr);
+    ok(dedup(&repo).args(["shard", "list"]));
+}
