@@ -4,9 +4,12 @@
 //! Three phases. (1) Walk: read directory listings and metadata, sorted by
 //! name, without following symlinks; entries that cannot be stored (sockets,
 //! FIFOs, devices, unreadable folders) are skipped with a warning. (2) Files
-//! in parallel (rayon): each is cut by the chunker as a stream, and its
-//! chunks are hashed, looked up and compressed in parallel batches, so one
-//! large file still uses every core while memory stays bounded. (3) Trees
+//! in parallel (rayon): a file unchanged since the last ingest takes its
+//! chunk list from the file cache (see `filecache`); a small one is read
+//! whole and cut in memory; a large one is cut as a stream while the
+//! previous batch of its chunks is hashed, looked up and compressed on the
+//! pool, so one large file still uses every core and memory stays bounded
+//! (about two 8 MiB batches per file in flight). (3) Trees
 //! bottom-up, then the snapshot record, written only after every pack is
 //! committed (invariant 3). Output is deterministic: the same tree always
 //! gives the same root tree id.
