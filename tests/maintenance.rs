@@ -256,9 +256,18 @@ fn gc_deletes_packs_left_by_a_crashed_ingest_and_keeps_blobs() {
         .join("shards/00/ab/abababababababababababababababab.pack");
     fs::create_dir_all(orphan.parent().unwrap()).unwrap();
     fs::write(&orphan, b"DDPACK\0\x01 left by a crash").unwrap();
+    let unfinished = f
+        .repo
+        .join("shards/01/cd/cdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcd.pack.4242.tmp");
+    fs::create_dir_all(unfinished.parent().unwrap()).unwrap();
+    fs::write(&unfinished, b"half a pack").unwrap();
     let r = json(dedup(&f.repo).args(["gc", "--json"]));
     assert_eq!(r["orphan_packs"], 1, "{r}");
     assert!(!orphan.exists());
+    assert!(
+        !unfinished.exists(),
+        "temporary files of interrupted writes are swept"
+    );
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_dedup"))
         .arg("--repo")
         .arg(&f.repo)

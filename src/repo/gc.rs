@@ -181,8 +181,10 @@ impl Repository {
             }
         }
         // Pack files nothing indexes: written by an ingest that crashed
-        // before its commit, or by a gc that crashed before its delete.
+        // before its commit, or by a gc that crashed before its delete; and
+        // temporary files of writes a crash interrupted.
         for shard in &self.shards {
+            report.bytes_freed += shard.backend.sweep_unfinished(dry_run)?;
             for key in shard.backend.list("")? {
                 let Some(pack) = PackId::from_key(&key) else {
                     continue;

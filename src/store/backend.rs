@@ -36,6 +36,14 @@ pub trait Backend: Send + Sync {
 
     /// Removes `key`; removing an absent key is not an error.
     fn delete(&self, key: &str) -> Result<()>;
+
+    /// Removes what interrupted `put`s left behind and returns the bytes
+    /// freed (with `dry_run`, only counts them). Only safe while no `put`
+    /// runs, that is under the writer lock. Backends whose puts are atomic
+    /// leave nothing and keep this default.
+    fn sweep_unfinished(&self, _dry_run: bool) -> Result<u64> {
+        Ok(0)
+    }
 }
 
 /// True when `err` says the thing asked for does not exist.

@@ -203,6 +203,28 @@ impl Backend for LocalBackend {
         Ok(out)
     }
 
+    fn sweep_unfinished(&self, dry_run: bool) -> Result<u64> {
+        let mut freed = 0;
+        let mut stack = vec![self.root.clone()];
+        while let Some(dir) = stack.pop() {
+            for entry in fs::read_dir(&dir).at(&dir)? {
+                let entry = entry.at(&dir)?;
+                let path = entry.path();
+                let kind = entry.file_type().at(&path)?;
+                if kind.is_dir() {
+                    stack.push(path);
+                } else if kind.is_file() && path.to_string_lossy().ends_with(TMP_SUFFIX) {
+                    freed += entry.metadata().at(&path)?.len();
+                    if !dry_run {
+                        self.step("delete", &path)?;
+                        fs::remove_file(&path).at(&path)?;
+                    }
+                }
+            }
+        }
+        Ok(freed)
+    }
+
     fn delete(&self, key: &str) -> Result<()> {
         let path = self.path(key)?;
         self.step("delete", &path)?;
