@@ -210,7 +210,7 @@ fn end_to_end(c: &mut Criterion) {
             n += 1;
             let repo = Repository::init(tmp.path().join(format!("r{n}")), &InitOptions::default())
                 .unwrap();
-            repo.ingest(&[src.clone()], &Quiet)
+            repo.ingest(std::slice::from_ref(&src), &Quiet)
                 .unwrap()
                 .record
                 .summary
@@ -218,10 +218,10 @@ fn end_to_end(c: &mut Criterion) {
         })
     });
     let repo = Repository::init(tmp.path().join("keep"), &InitOptions::default()).unwrap();
-    let snap = repo.ingest(&[src.clone()], &Quiet).unwrap().id;
+    let snap = repo.ingest(std::slice::from_ref(&src), &Quiet).unwrap().id;
     g.bench_function("re-ingest unchanged", |b| {
         b.iter(|| {
-            repo.ingest(&[src.clone()], &Quiet)
+            repo.ingest(std::slice::from_ref(&src), &Quiet)
                 .unwrap()
                 .record
                 .summary
@@ -231,7 +231,7 @@ fn end_to_end(c: &mut Criterion) {
     g.bench_function("re-ingest --rehash", |b| {
         let opts = dedup::IngestOptions { file_cache: false };
         b.iter(|| {
-            repo.ingest_with(&[src.clone()], &opts, &Quiet)
+            repo.ingest_with(std::slice::from_ref(&src), &opts, &Quiet)
                 .unwrap()
                 .record
                 .summary

@@ -17,7 +17,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let work = tempfile::tempdir()?;
     let repo = Repository::init(work.path().join("repo"), &InitOptions::default())?;
 
-    let first = repo.ingest(&[source.clone()], &Quiet)?;
+    let first = repo.ingest(std::slice::from_ref(&source), &Quiet)?;
     let second = repo.ingest(&[source], &Quiet)?;
     println!(
         "snapshot {}: {} bytes, {} new\nsnapshot {}: {} bytes, {} new",

@@ -67,7 +67,7 @@ impl ChunkerConfig {
     /// Refuses sizes the chunker cannot honour, with a message saying why.
     pub fn validate(&self) -> Result<()> {
         let in_range = |what: &'static str, v: u32| {
-            if v < MIN_CHUNK || v > MAX_CHUNK {
+            if !(MIN_CHUNK..=MAX_CHUNK).contains(&v) {
                 Err(Error::invalid(
                     what,
                     format!("{v} bytes is outside {MIN_CHUNK} B ..= 16 MiB"),
@@ -88,7 +88,7 @@ impl ChunkerConfig {
                         format!("{avg} is not a power of two"),
                     ));
                 }
-                if avg < 256 || avg > 4 * 1024 * 1024 {
+                if !(256..=4 * 1024 * 1024).contains(&avg) {
                     return Err(Error::invalid(
                         "average chunk size",
                         format!("{avg} is outside 256 B ..= 4 MiB"),

@@ -59,7 +59,7 @@ fn a_fault_at_any_io_step_of_an_ingest_loses_nothing() {
     .unwrap();
     let first = Repository::open(&base)
         .unwrap()
-        .ingest(&[src.clone()], &Quiet)
+        .ingest(std::slice::from_ref(&src), &Quiet)
         .unwrap();
     let first_id = first.id.to_hex();
     let first_src = tmp.path().join("first-src");
@@ -84,7 +84,7 @@ fn a_fault_at_any_io_step_of_an_ingest_loses_nothing() {
                 ..Default::default()
             },
         )
-        .and_then(|r| r.ingest(&[src.clone()], &Quiet));
+        .and_then(|r| r.ingest(std::slice::from_ref(&src), &Quiet));
         let mut expected = vec![(first_id.clone(), first_src.as_path())];
         let completed = match &result {
             Ok(outcome) => {
@@ -105,7 +105,7 @@ fn a_fault_at_any_io_step_of_an_ingest_loses_nothing() {
         // And the interrupted work can be redone.
         let again = Repository::open(&repo)
             .unwrap()
-            .ingest(&[src.clone()], &Quiet)
+            .ingest(std::slice::from_ref(&src), &Quiet)
             .unwrap();
         check_after_crash(&repo, &[(again.id.to_hex(), src.as_path())], tmp.path());
         fs::remove_dir_all(&repo).unwrap();
@@ -142,8 +142,12 @@ fn a_fault_at_any_io_step_of_a_gc_loses_nothing_live() {
             },
         )
         .unwrap();
-        let gone = repo.ingest(&[a.clone()], &Quiet).unwrap();
-        kept = repo.ingest(&[b.clone()], &Quiet).unwrap().id.to_hex();
+        let gone = repo.ingest(std::slice::from_ref(&a), &Quiet).unwrap();
+        kept = repo
+            .ingest(std::slice::from_ref(&b), &Quiet)
+            .unwrap()
+            .id
+            .to_hex();
         repo.forget(&[gone.id]).unwrap();
     }
     let mut n = 0;

@@ -31,6 +31,9 @@ use crate::repo::{Progress, Repository};
 use crate::snapshot::record::RECORD_VERSION;
 use crate::snapshot::{Entry, EntryKind, IngestSummary, Skipped, SnapshotId, SnapshotRecord, Tree};
 
+/// A file's chunks in order: `(id, length)`.
+type ChunkList = Vec<(ChunkId, u32)>;
+
 /// Bytes of chunks gathered before hashing and storing them in parallel.
 const BATCH_BYTES: usize = 8 << 20;
 /// Files up to this size are read whole and cut in memory.
@@ -541,7 +544,7 @@ impl Repository {
         &self,
         cache: &FileCache,
         files: &[FileJob],
-    ) -> Result<Vec<Option<Vec<(ChunkId, u32)>>>> {
+    ) -> Result<Vec<Option<ChunkList>>> {
         let keys: Vec<Vec<u8>> = files
             .iter()
             .map(|f| f.path.as_os_str().as_bytes().to_vec())
