@@ -233,7 +233,19 @@ impl Index {
         table.set_block_cache(&rocksdb::Cache::new_lru_cache(128 << 20));
         opts.set_block_based_table_factory(&table);
         let db = if read_only {
-            DB::open_cf_for_read_only(&opts, path, FAMILIES, false)
+            // A read-only open lists the writer's log files and then reads
+            // them; the writer may flush and delete one in between. That
+            // race is transient: try again on a fresh listing.
+            let mut attempt = 0;
+            loop {
+                match DB::open_cf_for_read_only(&opts, path, FAMILIES, false) {
+                    Err(e) if attempt < 20 && e.kind() == rocksdb::ErrorKind::IOError => {
+                        attempt += 1;
+                        std::thread::sleep(std::time::Duration::from_millis(25));
+                    }
+                    other => break other,
+                }
+            }
         } else {
             DB::open_cf(&opts, path, FAMILIES)
         }
