@@ -226,6 +226,16 @@ fn several_paths_are_stored_under_their_names() {
     ok(dedup(&repo).args(["restore", "latest"]).arg(&out));
     assert_eq!(fs::read(out.join("alpha/x")).unwrap(), b"x");
     assert_eq!(fs::read(out.join("beta.txt")).unwrap(), b"beta");
+    // Two paths with the same base name cannot share the root.
+    let other = tmp.path().join("elsewhere/alpha");
+    fs::create_dir_all(&other).unwrap();
+    let r = run(dedup(&repo).arg("ingest").arg(&a).arg(&other));
+    assert_eq!(r.code, 2);
+    assert!(
+        r.stderr.contains("two paths share the name \"alpha\""),
+        "{}",
+        r.stderr
+    );
 }
 
 #[test]

@@ -243,6 +243,18 @@ impl Repository {
             let node = walk.node(path, meta);
             roots.push((name, node));
         }
+        if roots.len() > 1 {
+            let mut seen = std::collections::HashSet::new();
+            if let Some((name, _)) = roots.iter().find(|(name, _)| !seen.insert(name.clone())) {
+                return Err(Error::invalid(
+                    "ingest paths",
+                    format!(
+                        "two paths share the name {:?}",
+                        String::from_utf8_lossy(name)
+                    ),
+                ));
+            }
+        }
 
         let total: u64 = walk.files.iter().map(|f| f.stamp.size).sum();
         progress.set_total(total);
@@ -292,44 +304,27 @@ impl Repository {
 
         let mut summary = IngestSummary::default();
         let mut results = results.into_iter();
-        let root_tree = if let [(_, Some(Node::Dir { .. }))] = roots.as_slice() {
-            let (_, node) = roots.pop().expect("one root");
-            let Some(Node::Dir { children, .. }) = node else {
-                unreachable!()
-            };
-            summary.dirs += 1;
-            self.store_tree(
-                &writer,
-                children,
-                &mut results,
-                &mut walk.skipped,
-                &mut summary,
-            )?
-        } else {
-            let mut seen = std::collections::HashSet::new();
-            let mut children = Vec::new();
-            for (name, node) in roots {
-                if !seen.insert(name.clone()) {
-                    return Err(Error::invalid(
-                        "ingest paths",
-                        format!(
-                            "two paths share the name {:?}",
-                            String::from_utf8_lossy(&name)
-                        ),
-                    ));
+        // One folder is the snapshot's root; anything else sits under its name.
+        let children = match roots.as_slice() {
+            [(_, Some(Node::Dir { .. }))] => match roots.pop() {
+                Some((_, Some(Node::Dir { children, .. }))) => {
+                    summary.dirs += 1;
+                    children
                 }
-                if let Some(node) = node {
-                    children.push((name, node));
-                }
-            }
-            self.store_tree(
-                &writer,
-                children,
-                &mut results,
-                &mut walk.skipped,
-                &mut summary,
-            )?
+                _ => unreachable!("matched just above"),
+            },
+            _ => roots
+                .into_iter()
+                .filter_map(|(name, node)| Some((name, node?)))
+                .collect(),
         };
+        let root_tree = self.store_tree(
+            &writer,
+            children,
+            &mut results,
+            &mut walk.skipped,
+            &mut summary,
+        )?;
         let stats = writer.finish()?;
         if let Some(cache) = &self.file_cache {
             cache.put_many(&fresh_cache)?;
