@@ -673,6 +673,15 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
             Ok(0)
         }
         Command::Put { file } => {
+            let len = std::fs::metadata(&file)
+                .with_context(|| format!("reading {}", file.display()))?
+                .len();
+            if len > dedup::repo::MAX_BLOB {
+                bail!(
+                    "{}: {len} bytes is more than put takes (1 GiB); store it with `dedup ingest`",
+                    file.display()
+                );
+            }
             let repo = open_writer(&repo_path, cli.wait_lock)?;
             let data =
                 std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;

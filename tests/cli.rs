@@ -359,3 +359,18 @@ fn a_file_cache_entry_whose_chunks_were_collected_is_not_trusted() {
     assert_eq!(describe(&src), describe(&out));
     ok(dedup(&repo).args(["verify", "--read-data"]));
 }
+
+#[test]
+fn put_refuses_a_blob_larger_than_it_takes_before_reading_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let repo = tmp.path().join("repo");
+    init(&repo, &[]);
+    let big = tmp.path().join("big");
+    // Sparse: 2 GiB that costs no disk.
+    fs::File::create(&big).unwrap().set_len(2 << 30).unwrap();
+    let r = run(dedup(&repo).arg("put").arg(&big));
+    assert_eq!(r.code, 2);
+    assert!(r.stderr.contains("more than put takes"), "{}", r.stderr);
+    let report = json(dedup(&repo).args(["report", "--json"]));
+    assert_eq!(report["unique_chunks"], 0);
+}

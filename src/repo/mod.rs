@@ -92,6 +92,10 @@ pub struct Repository {
     _lock: Option<WriteLock>,
 }
 
+/// The largest blob [`Repository::put`] stores (a blob is one object, held
+/// in memory whole).
+pub const MAX_BLOB: u64 = 1 << 30;
+
 pub(crate) const CONFIG: &str = "config";
 pub(crate) const BLOOM: &str = "bloom";
 pub(crate) const INDEX_DIR: &str = "index";
@@ -327,8 +331,18 @@ impl Repository {
 
     /// Stores `data` as one object and returns its content id. Storing the
     /// same bytes twice stores them once. Use [`ingest`](Self::ingest) for
-    /// files and trees; this is the plain key-value door.
+    /// files and trees; this is the plain key-value door, for blobs of up
+    /// to [`MAX_BLOB`] bytes.
     pub fn put(&self, data: &[u8]) -> Result<ChunkId> {
+        if data.len() as u64 > MAX_BLOB {
+            return Err(Error::invalid(
+                "blob",
+                format!(
+                    "{} bytes is more than put takes (1 GiB); store large data with ingest",
+                    data.len()
+                ),
+            ));
+        }
         let writer = ObjectWriter::new(self);
         let id = writer.store(data, false)?;
         writer.finish()?;
