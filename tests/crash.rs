@@ -24,6 +24,17 @@ fn copy_dir(from: &Path, to: &Path) {
     assert!(status.success());
 }
 
+/// Opens `repo` as its writer with every durable step going through `plan`.
+fn open_faulty(repo: &Path, plan: &Arc<FaultPlan>) -> dedup::Result<Repository> {
+    Repository::open_with(
+        repo,
+        &OpenOptions {
+            faults: Some(plan.clone()),
+            ..Default::default()
+        },
+    )
+}
+
 /// Opens `repo` normally and checks everything the crash tests promise.
 fn check_after_crash(repo: &Path, expected: &[(String, &Path)], scratch: &Path) {
     let r = Repository::open(repo).expect("the repository opens after a crash");
@@ -77,14 +88,8 @@ fn a_fault_at_any_io_step_of_an_ingest_loses_nothing() {
         let repo = tmp.path().join(format!("r{n}"));
         copy_dir(&base, &repo);
         let plan = Arc::new(FaultPlan::fail_at(n));
-        let result = Repository::open_with(
-            &repo,
-            &OpenOptions {
-                faults: Some(plan.clone()),
-                ..Default::default()
-            },
-        )
-        .and_then(|r| r.ingest(std::slice::from_ref(&src), &Quiet));
+        let result =
+            open_faulty(&repo, &plan).and_then(|r| r.ingest(std::slice::from_ref(&src), &Quiet));
         let mut expected = vec![(first_id.clone(), first_src.as_path())];
         let completed = match &result {
             Ok(outcome) => {
@@ -155,14 +160,7 @@ fn a_fault_at_any_io_step_of_a_gc_loses_nothing_live() {
         let repo = tmp.path().join(format!("g{n}"));
         copy_dir(&base, &repo);
         let plan = Arc::new(FaultPlan::fail_at(n));
-        let result = Repository::open_with(
-            &repo,
-            &OpenOptions {
-                faults: Some(plan.clone()),
-                ..Default::default()
-            },
-        )
-        .and_then(|r| r.gc(false, &Quiet));
+        let result = open_faulty(&repo, &plan).and_then(|r| r.gc(false, &Quiet));
         let completed = result.is_ok();
         if let Err(e) = &result {
             assert!(e.to_string().contains("injected fault"), "step {n}: {e}");

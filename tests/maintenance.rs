@@ -107,13 +107,8 @@ fn a_missing_pack_is_found_by_structure_alone() {
     let victim = packs(&f.repo).into_iter().next().unwrap();
     fs::remove_file(&victim).unwrap();
     let j = json_any(dedup(&f.repo).args(["verify", "--json"]), 1);
-    let kinds: Vec<&str> = j["problems"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| p["kind"].as_str().unwrap())
-        .collect();
-    assert!(kinds.contains(&"missing-pack"), "{kinds:?}");
+    let kinds = problem_kinds(&j);
+    assert!(kinds.iter().any(|k| k == "missing-pack"), "{kinds:?}");
     let broken: usize = j["problems"]
         .as_array()
         .unwrap()
@@ -121,6 +116,16 @@ fn a_missing_pack_is_found_by_structure_alone() {
         .map(|p| p["files"].as_array().unwrap().len())
         .sum();
     assert!(broken > 0, "the files that lose data are named: {j}");
+}
+
+/// The `kind` of every problem in `verify --json` output.
+fn problem_kinds(report: &serde_json::Value) -> Vec<String> {
+    report["problems"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["kind"].as_str().unwrap().to_string())
+        .collect()
 }
 
 fn json_any(cmd: &mut std::process::Command, code: i32) -> serde_json::Value {
@@ -155,14 +160,9 @@ fn a_truncated_pack_a_damaged_bloom_file_and_a_damaged_record_are_findings() {
     rec[5] ^= 0x01;
     fs::write(&snap, rec).unwrap();
     let j = json_any(dedup(&f.repo).args(["verify", "--json"]), 1);
-    let kinds: Vec<&str> = j["problems"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| p["kind"].as_str().unwrap())
-        .collect();
+    let kinds = problem_kinds(&j);
     for k in ["damaged-pack", "damaged-bloom", "damaged-snapshot"] {
-        assert!(kinds.contains(&k), "{k} not in {kinds:?}");
+        assert!(kinds.iter().any(|x| x == k), "{k} not in {kinds:?}");
     }
 }
 
