@@ -1,7 +1,20 @@
 #!/usr/bin/env bash
-# The whole test suite in one command (unit, property, CLI and golden tests).
+# The whole test suite in one command (unit, property, CLI, golden, crash and
+# object-store tests).
 #   scripts/test.sh
+# The object-store tests run a real S3 server, s3s-fs; the first run installs
+# it into ~/.cache/dedup-tools (a few minutes, once per machine).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/setup.sh
+
+tools="$HOME/.cache/dedup-tools"
+if [ -z "${DEDUP_S3S_FS:-}" ]; then
+  if [ ! -x "$tools/bin/s3s-fs" ]; then
+    echo "test: installing s3s-fs 0.14.1 (S3 server for the object-store tests) into $tools" >&2
+    env -u CARGO_TARGET_DIR cargo install s3s-fs@0.14.1 --features binary --locked --root "$tools"
+  fi
+  export DEDUP_S3S_FS="$tools/bin/s3s-fs"
+fi
+
 cargo test --locked "$@"

@@ -5,7 +5,8 @@
 //! when shards change). Every reader agrees on where new chunks go because
 //! the ring is derived from this file alone.
 
-use std::path::{Path, PathBuf};
+use std::collections::BTreeMap;
+use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
@@ -34,10 +35,71 @@ pub enum Compression {
 pub struct ShardConfig {
     /// Stable id, never reused.
     pub id: ShardId,
-    /// A directory; relative paths are inside the repository.
+    /// A directory (relative paths are inside the repository), or an
+    /// object-store location `s3://bucket/prefix`.
     pub path: String,
     /// Relative share of new chunks (0 = receives none).
     pub weight: u32,
+    /// Object-store settings (`endpoint`, `region`, `retry_timeout`, ...);
+    /// they override the `AWS_*` environment variables.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub options: BTreeMap<String, String>,
+}
+
+/// The URL scheme of object-store shards.
+pub const OBJECT_STORE_SCHEME: &str = "s3://";
+
+impl ShardConfig {
+    /// True for an `s3://` shard.
+    pub fn is_object_store(&self) -> bool {
+        self.path.starts_with(OBJECT_STORE_SCHEME)
+    }
+
+    /// Where the shard lives, for people: its URL, or its folder resolved
+    /// against the repository root.
+    pub fn location(&self, root: &Path) -> String {
+        if self.is_object_store() {
+            self.path.clone()
+        } else {
+            root.join(&self.path).display().to_string()
+        }
+    }
+
+    /// The options as they may be shown: values of secret settings (keys
+    /// naming a secret, token or password) are replaced.
+    pub fn shown_options(&self) -> BTreeMap<String, String> {
+        self.options
+            .iter()
+            .map(|(k, v)| {
+                let key = k.to_ascii_lowercase();
+                let secret = ["secret", "token", "password"]
+                    .iter()
+                    .any(|s| key.contains(s));
+                let shown = if secret { "(hidden)" } else { v.as_str() };
+                (k.clone(), shown.to_string())
+            })
+            .collect()
+    }
+
+    /// A shard location as the config stores it: an `s3://` URL with its
+    /// trailing slashes removed, or a folder made absolute.
+    pub fn normalise(spec: &str) -> Result<String> {
+        if spec.starts_with(OBJECT_STORE_SCHEME) {
+            #[cfg(feature = "s3")]
+            crate::store::object::parse_url(spec)?;
+            return Ok(spec.trim_end_matches('/').to_string());
+        }
+        if spec.contains("://") {
+            return Err(Error::invalid(
+                "shard",
+                format!("{spec}: only folders and s3:// locations are supported"),
+            ));
+        }
+        let abs = std::path::absolute(spec).map_err(|e| Error::io(spec, e))?;
+        abs.to_str()
+            .map(str::to_string)
+            .ok_or_else(|| Error::invalid("shard path", format!("{} is not UTF-8", abs.display())))
+    }
 }
 
 /// The whole config file.
@@ -68,8 +130,11 @@ pub struct InitOptions {
     pub chunker: ChunkerConfig,
     /// Compression.
     pub compression: Compression,
-    /// Shard directories; empty means `shards` shards inside the repository.
-    pub shard_paths: Vec<PathBuf>,
+    /// Shard folders or `s3://bucket/prefix` locations; empty means
+    /// `shards` shards inside the repository.
+    pub shard_locations: Vec<String>,
+    /// Settings for every object-store shard among `shard_locations`.
+    pub shard_options: BTreeMap<String, String>,
     /// Number of shards inside the repository when no paths are given.
     pub shards: u32,
     /// Pack target size in bytes.
@@ -81,7 +146,8 @@ impl Default for InitOptions {
         InitOptions {
             chunker: ChunkerConfig::default(),
             compression: Compression::Zstd,
-            shard_paths: Vec::new(),
+            shard_locations: Vec::new(),
+            shard_options: BTreeMap::new(),
             shards: 4,
             pack_size: DEFAULT_PACK_SIZE,
         }
@@ -98,7 +164,7 @@ impl Config {
                 "must be between 64 KiB and 1 GiB",
             ));
         }
-        let shards: Vec<ShardConfig> = if opts.shard_paths.is_empty() {
+        let shards: Vec<ShardConfig> = if opts.shard_locations.is_empty() {
             if !(1..=256).contains(&opts.shards) {
                 return Err(Error::invalid(
                     "shard count",
@@ -110,19 +176,15 @@ impl Config {
                     id: ShardId(i),
                     path: format!("shards/{i:02}"),
                     weight: 1,
+                    options: BTreeMap::new(),
                 })
                 .collect()
         } else {
             let mut seen = std::collections::HashSet::new();
             let mut out = Vec::new();
-            for (i, p) in opts.shard_paths.iter().enumerate() {
-                let abs = std::path::absolute(p).map_err(|e| Error::io(p, e))?;
-                let path = abs
-                    .to_str()
-                    .ok_or_else(|| {
-                        Error::invalid("shard path", format!("{} is not UTF-8", abs.display()))
-                    })?
-                    .to_string();
+            for (i, spec) in opts.shard_locations.iter().enumerate() {
+                let path = ShardConfig::normalise(spec)?;
+                let remote = path.starts_with(OBJECT_STORE_SCHEME);
                 if !seen.insert(path.clone()) {
                     return Err(Error::invalid(
                         "shard path",
@@ -133,6 +195,11 @@ impl Config {
                     id: ShardId(i as u32),
                     path,
                     weight: 1,
+                    options: if remote {
+                        opts.shard_options.clone()
+                    } else {
+                        BTreeMap::new()
+                    },
                 });
             }
             out
@@ -198,11 +265,6 @@ impl Config {
         let shards: Vec<_> = self.shards.iter().map(|s| (s.id, s.weight)).collect();
         Ring::new(&shards, self.vnodes.clamp(1, 4096))
     }
-
-    /// A shard's directory, resolved against the repository root.
-    pub fn shard_dir(&self, root: &Path, shard: &ShardConfig) -> PathBuf {
-        root.join(&shard.path)
-    }
 }
 
 #[cfg(test)]
@@ -226,5 +288,28 @@ mod tests {
             other => panic!("{other:?}"),
         }
         assert!(Config::decode(b"{not json", p).is_err());
+    }
+
+    #[test]
+    fn shard_secrets_are_hidden_when_shown() {
+        let mut s = ShardConfig {
+            id: ShardId(3),
+            path: "s3://bkt/p".into(),
+            weight: 1,
+            options: BTreeMap::new(),
+        };
+        for (k, v) in [
+            ("endpoint", "http://127.0.0.1:9"),
+            ("secret_access_key", "hunter2"),
+            ("AWS_SESSION_TOKEN", "tok"),
+        ] {
+            s.options.insert(k.into(), v.into());
+        }
+        let shown = s.shown_options();
+        assert_eq!(shown["endpoint"], "http://127.0.0.1:9");
+        assert_eq!(shown["secret_access_key"], "(hidden)");
+        assert_eq!(shown["AWS_SESSION_TOKEN"], "(hidden)");
+        assert!(s.is_object_store());
+        assert_eq!(s.location(Path::new("/r")), "s3://bkt/p");
     }
 }

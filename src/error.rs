@@ -114,6 +114,16 @@ pub enum Error {
         holder: String,
     },
 
+    /// An object store failed after its retries, or could not be reached,
+    /// or refused a request (credentials, missing bucket, ...).
+    #[error("object store {location}: {message}")]
+    ObjectStore {
+        /// The shard URL (`s3://bucket/prefix`).
+        location: String,
+        /// What was being done and the store's answer.
+        message: String,
+    },
+
     /// The RocksDB index reported an error.
     #[error("index {path}: {message}")]
     Index {

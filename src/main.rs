@@ -44,13 +44,18 @@ enum CompressionArg {
 enum ShardAction {
     /// Shards with their weight, chunks, bytes and share
     List,
-    /// Add a shard folder (nothing moves until `rebalance`)
+    /// Add a shard (nothing moves until `rebalance`)
     Add {
-        /// The folder
-        path: PathBuf,
+        /// An empty folder, or s3://bucket/prefix on an S3-compatible store
+        location: String,
         /// Relative share of chunks
         #[arg(long, default_value_t = 1)]
         weight: u32,
+        /// An object-store setting, such as endpoint=http://127.0.0.1:9000
+        /// or region=eu-west-1 (repeatable; overrides the AWS_* environment
+        /// variables; secrets are better left in the environment)
+        #[arg(long = "option", value_name = "KEY=VALUE", value_parser = parse_option)]
+        options: Vec<(String, String)>,
     },
     /// Drain a shard onto the others, then drop it
     Remove {
@@ -94,9 +99,14 @@ enum Command {
         /// Number of shards inside the repository
         #[arg(long, default_value_t = 4, conflicts_with = "shard")]
         shards: u32,
-        /// A shard folder anywhere (repeat for several)
+        /// A shard: a folder anywhere or s3://bucket/prefix (repeat for several)
         #[arg(long)]
-        shard: Vec<PathBuf>,
+        shard: Vec<String>,
+        /// An object-store setting for the s3:// shards, such as
+        /// endpoint=http://127.0.0.1:9000 or region=eu-west-1 (repeatable;
+        /// overrides the AWS_* environment variables)
+        #[arg(long = "shard-option", value_name = "KEY=VALUE", value_parser = parse_option)]
+        shard_option: Vec<(String, String)>,
         /// Per-chunk compression
         #[arg(long, value_enum, default_value = "zstd")]
         compression: CompressionArg,
@@ -197,6 +207,35 @@ enum Command {
 }
 
 /// Parses `4096`, `16K`, `16KiB`, `1MiB`, `2G` (binary units).
+/// One line for a rebalance, then one per shard with chunks going or coming.
+fn print_moves(verb: &str, report: &dedup::repo::RebalanceReport) {
+    println!(
+        "{verb} {} of {} chunks ({:.1}%), {}",
+        report.moved_objects,
+        report.total_objects,
+        100.0 * report.moved_objects as f64 / report.total_objects.max(1) as f64,
+        human_bytes(report.moved_bytes)
+    );
+    for s in &report.shards {
+        println!(
+            "  shard {}: {} chunks ({}) out, {} chunks ({}) in",
+            s.id,
+            s.chunks_out,
+            human_bytes(s.bytes_out),
+            s.chunks_in,
+            human_bytes(s.bytes_in)
+        );
+    }
+}
+
+/// `KEY=VALUE`, for object-store settings.
+fn parse_option(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.is_empty() => Ok((k.trim().to_string(), v.to_string())),
+        _ => Err(format!("{s:?} is not KEY=VALUE")),
+    }
+}
+
 fn parse_size(s: &str) -> Result<u32, String> {
     let s = s.trim();
     let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
@@ -326,6 +365,7 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
             size,
             shards,
             shard,
+            shard_option,
             compression,
             pack_size,
         } => {
@@ -356,7 +396,8 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
                     CompressionArg::Zstd => Compression::Zstd,
                     CompressionArg::None => Compression::None,
                 },
-                shard_paths: shard,
+                shard_locations: shard,
+                shard_options: shard_option.into_iter().collect(),
                 shards,
                 pack_size,
             };
@@ -607,24 +648,36 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
                 ShardAction::List => {
                     let repo = open_ro(&repo_path)?;
                     for s in repo.report()?.shards {
+                        let options: Vec<String> =
+                            s.options.iter().map(|(k, v)| format!("{k}={v}")).collect();
                         println!(
-                            "{}  weight {:>3}  {:>10}  {:>8} chunks  {:5.1}% (target {:5.1}%)  {}",
+                            "{}  weight {:>3}  {:>10}  {:>8} chunks  {:5.1}% (target {:5.1}%)  {}{}",
                             s.id,
                             s.weight,
                             human_bytes(s.bytes),
                             s.chunks,
                             s.share * 100.0,
                             s.target_share * 100.0,
-                            s.path
+                            s.path,
+                            if options.is_empty() {
+                                String::new()
+                            } else {
+                                format!("  ({})", options.join(", "))
+                            }
                         );
                     }
                 }
-                ShardAction::Add { path, weight } => {
+                ShardAction::Add {
+                    location,
+                    weight,
+                    options,
+                } => {
                     let mut repo = open_writer(&repo_path, cli.wait_lock)?;
-                    let id = repo.add_shard(&path, weight)?;
+                    let id = repo.add_shard(&location, weight, options.into_iter().collect())?;
+                    let shard = repo.config().shards.iter().find(|s| s.id == id);
                     println!(
                         "added shard {id} at {} (run `dedup rebalance` to move chunks onto it)",
-                        path.display()
+                        shard.map(|s| s.location(repo.root())).unwrap_or(location)
                     );
                 }
                 ShardAction::SetWeight { id, weight } => {
@@ -647,28 +700,23 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
         }
         Command::Rebalance { dry_run, json } => {
             let repo = open_writer(&repo_path, cli.wait_lock)?;
-            let report = repo.rebalance(dry_run, &Bar::new(cli.quiet, "rebalance"))?;
+            // The plan first (only pack trailers are read), then the moves.
+            let plan = repo.rebalance(true, &Bar::new(cli.quiet, "plan"))?;
+            if json && dry_run {
+                print_json(&plan)?;
+                return Ok(0);
+            }
+            if !json {
+                print_moves("would move", &plan);
+            }
+            if dry_run || plan.moved_objects == 0 {
+                return Ok(0);
+            }
+            let done = repo.rebalance(false, &Bar::new(cli.quiet, "rebalance"))?;
             if json {
-                print_json(&report)?;
+                print_json(&done)?;
             } else {
-                let verb = if dry_run { "would move" } else { "moved" };
-                println!(
-                    "{verb} {} of {} chunks ({:.1}%), {}",
-                    report.moved_objects,
-                    report.total_objects,
-                    100.0 * report.moved_objects as f64 / report.total_objects.max(1) as f64,
-                    human_bytes(report.moved_bytes)
-                );
-                for s in &report.shards {
-                    println!(
-                        "  shard {}: {} chunks ({}) out, {} chunks ({}) in",
-                        s.id,
-                        s.chunks_out,
-                        human_bytes(s.bytes_out),
-                        s.chunks_in,
-                        human_bytes(s.bytes_in)
-                    );
-                }
+                print_moves("moved", &done);
             }
             Ok(0)
         }

@@ -11,18 +11,7 @@ use common::*;
 fn add_a_shard_rebalance_then_remove_one_and_everything_restores() {
     let tmp = tempfile::tempdir().unwrap();
     let (src, repo) = (tmp.path().join("src"), tmp.path().join("repo"));
-    make_tree(&src, 71);
-    fs::write(src.join("more.bin"), random_bytes(72, 6 << 20)).unwrap();
-    ok(dedup(&repo).args([
-        "init",
-        "--shards",
-        "2",
-        "--avg-size",
-        "4KiB",
-        "--pack-size",
-        "256KiB",
-    ]));
-    ok(dedup(&repo).arg("ingest").arg(&src));
+    two_shards_holding_a_tree(&repo, &src, 71);
     let before = json(dedup(&repo).args(["report", "--json"]));
     let objects =
         before["unique_chunks"].as_u64().unwrap() + before["tree_objects"].as_u64().unwrap();

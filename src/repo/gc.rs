@@ -109,8 +109,11 @@ impl Repository {
             report.packs += 1;
             progress.advance(1);
             let shard = self.shard(info.shard)?;
-            let entries = match read_entries(shard.backend.as_ref(), &pack.key()) {
+            let entries = match read_entries(shard.backend.as_ref(), &pack.key(), Some(info.size)) {
                 Ok(e) => e,
+                // An unreachable store would make every pack on it look
+                // unreadable; stop and let the user retry.
+                Err(e @ crate::Error::ObjectStore { .. }) => return Err(e),
                 Err(e) => {
                     progress.warn(&format!("gc skips pack {pack}: {e}"));
                     report.unreadable_packs.push(pack.to_hex());

@@ -33,7 +33,7 @@ pub use shards::{RebalanceReport, ShardMoves};
 pub use verify::{Problem, VerifyReport};
 
 use crate::bloom::Bloom;
-use crate::config::{Config, InitOptions};
+use crate::config::{Config, InitOptions, ShardConfig};
 use crate::error::{Error, IoContext, Result};
 use crate::filecache::FileCache;
 use crate::id::ChunkId;
@@ -41,7 +41,7 @@ use crate::index::{Index, Location, PackInfo};
 use crate::ring::{Ring, ShardId};
 use crate::snapshot::{SnapshotId, SnapshotRecord};
 use crate::store::pack::{flags, RECORD_HEADER};
-use crate::store::{is_not_found, Backend, FaultPlan, LocalBackend, PackId};
+use crate::store::{is_not_found, open_shard, Backend, FaultPlan, LocalBackend, PackId};
 use lock::WriteLock;
 use writer::ObjectWriter;
 
@@ -115,10 +115,14 @@ impl Repository {
                 format!("{} exists and is not empty", root.display()),
             ));
         }
-        let files = LocalBackend::create(&root)?;
-        for shard in &config.shards {
-            LocalBackend::create(config.shard_dir(&root, shard))?;
+        // Object stores first: they may refuse (unreachable, bad settings)
+        // before anything is created on disk.
+        let mut shards: Vec<_> = config.shards.iter().collect();
+        shards.sort_by_key(|s| !s.is_object_store());
+        for shard in shards {
+            check_new_shard(&root, shard)?;
         }
+        let files = LocalBackend::create(&root)?;
         std::fs::create_dir_all(root.join("snapshots")).at(root.join("snapshots"))?;
         Index::open(&root.join(INDEX_DIR), false, true)?;
         // The config goes last: a folder without one is not a repository, so
@@ -163,11 +167,10 @@ impl Repository {
         } else {
             Some(WriteLock::acquire(root)?)
         };
-        let with_faults = |b: LocalBackend| match &opts.faults {
-            Some(plan) => b.with_faults(plan.clone()),
-            None => b,
-        };
-        let files = with_faults(LocalBackend::open(root)?);
+        let mut files = LocalBackend::open(root)?;
+        if let Some(plan) = &opts.faults {
+            files = files.with_faults(plan.clone());
+        }
         let index_dir = root.join(INDEX_DIR);
         if !index_dir.join("CURRENT").exists() {
             return Err(Error::Index {
@@ -181,11 +184,9 @@ impl Repository {
         }
         let mut shards = Vec::new();
         for s in &config.shards {
-            let dir = config.shard_dir(root, s);
-            let backend = with_faults(LocalBackend::open(&dir)?);
             shards.push(Shard {
                 id: s.id,
-                backend: Arc::new(backend),
+                backend: open_shard(root, s, false, opts.faults.as_ref())?,
             });
         }
         let packs = index
@@ -420,6 +421,31 @@ impl Drop for Repository {
             let _ = self.index.flush();
         }
     }
+}
+
+/// Opens (creating a folder) a shard that is about to join the repository,
+/// and refuses it if it already holds packs: they would belong to another
+/// repository, and `gc` here would delete them as unindexed. For an object
+/// store this is also the moment its settings are first tried, so a wrong
+/// endpoint, bucket or credential is reported now, not in the middle of an
+/// ingest.
+pub(crate) fn check_new_shard(root: &Path, shard: &ShardConfig) -> Result<Arc<dyn Backend>> {
+    let backend = open_shard(root, shard, true, None)?;
+    if backend
+        .list("")?
+        .iter()
+        .any(|k| PackId::from_key(k).is_some())
+    {
+        return Err(Error::invalid(
+            "shard",
+            format!(
+                "{} already holds packs (of another repository, or of a removed shard); \
+                 give an empty folder or prefix",
+                backend.location()
+            ),
+        ));
+    }
+    Ok(backend)
 }
 
 /// Decodes one stored record's bytes and checks them against `id`.

@@ -17,7 +17,7 @@ use crate::repo::lock::WriteLock;
 use crate::repo::{Repository, BLOOM, CONFIG, INDEX_DIR};
 use crate::snapshot::{SnapshotId, SnapshotRecord};
 use crate::store::pack::{read_entries, repack, scan_records};
-use crate::store::{Backend, LocalBackend, PackId};
+use crate::store::{open_shard, Backend, LocalBackend, PackId};
 
 /// What a rebuild found.
 #[derive(Clone, Debug, Default, Serialize)]
@@ -60,13 +60,13 @@ impl Repository {
             }
             let index = Index::open(&index_dir, false, true)?;
             for shard in &config.shards {
-                let dir = config.shard_dir(root, shard);
-                let backend = LocalBackend::open(&dir)?;
+                let backend = open_shard(root, shard, false, None)?;
+                let backend = backend.as_ref();
                 for key in backend.list("")? {
                     let Some(pack) = PackId::from_key(&key) else {
                         continue;
                     };
-                    if let Ok(entries) = read_entries(&backend, &key) {
+                    if let Ok(entries) = read_entries(backend, &key, None) {
                         let info = PackInfo::of(shard.id, backend.size(&key)?, &entries);
                         index.commit_pack(pack, &info, &entries)?;
                         report.packs += 1;

@@ -5,7 +5,7 @@
 //! distinct chunks. Both fill the same [`Report`], so `--json` consumers see
 //! one shape.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
 
 use serde::Serialize;
@@ -21,8 +21,11 @@ use crate::snapshot::{BloomStats, EntryKind, SnapshotId};
 pub struct ShardReport {
     /// Stable shard id.
     pub id: ShardId,
-    /// Where it lives.
+    /// Where it lives: a folder or an `s3://` URL.
     pub path: String,
+    /// Object-store settings, secrets hidden.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub options: BTreeMap<String, String>,
     /// Configured weight.
     pub weight: u32,
     /// Chunks (file data) on it.
@@ -96,7 +99,8 @@ impl Repository {
                 let (chunks, bytes) = per_shard.get(&s.id).copied().unwrap_or_default();
                 ShardReport {
                     id: s.id,
-                    path: self.config.shard_dir(&self.root, s).display().to_string(),
+                    path: s.location(&self.root),
+                    options: s.shown_options(),
                     weight: s.weight,
                     chunks,
                     bytes,

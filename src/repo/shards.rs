@@ -12,18 +12,16 @@
 //! and drops it from the config once nothing in the index lives there.
 
 use std::collections::BTreeMap;
-use std::path::Path;
-use std::sync::Arc;
 
 use serde::Serialize;
 
 use crate::config::{Config, ShardConfig};
 use crate::error::{Error, Result};
 use crate::index::PackInfo;
-use crate::repo::{Progress, Repository, Shard, CONFIG};
+use crate::repo::{check_new_shard, Progress, Repository, Shard, CONFIG};
 use crate::ring::ShardId;
 use crate::store::pack::{read_entries, repack};
-use crate::store::{LocalBackend, PackEntry, PackId};
+use crate::store::{PackEntry, PackId};
 
 /// What a rebalance moves (or, in a dry run, would move) for one shard.
 #[derive(Clone, Debug, Default, Serialize)]
@@ -68,7 +66,7 @@ impl Repository {
         for s in &config.shards {
             let backend = match self.shards.iter().find(|old| old.id == s.id) {
                 Some(old) => old.backend.clone(),
-                None => Arc::new(LocalBackend::create(config.shard_dir(&self.root, s))?),
+                None => check_new_shard(&self.root, s)?,
             };
             shards.push(Shard { id: s.id, backend });
         }
@@ -79,19 +77,23 @@ impl Repository {
         Ok(())
     }
 
-    /// Adds a shard folder with `weight`; returns its id. Nothing moves
-    /// until [`rebalance`](Self::rebalance).
-    pub fn add_shard(&mut self, path: &Path, weight: u32) -> Result<ShardId> {
-        let abs = std::path::absolute(path).map_err(|e| Error::io(path, e))?;
-        let path = abs
-            .to_str()
-            .ok_or_else(|| Error::invalid("shard path", format!("{} is not UTF-8", abs.display())))?
-            .to_string();
+    /// Adds a shard with `weight` and returns its id. `location` is a
+    /// folder or an `s3://bucket/prefix`; `options` are object-store
+    /// settings (see [`ShardConfig::options`]). The location must hold no
+    /// packs yet, and an object store must answer. Nothing moves until
+    /// [`rebalance`](Self::rebalance).
+    pub fn add_shard(
+        &mut self,
+        location: &str,
+        weight: u32,
+        options: BTreeMap<String, String>,
+    ) -> Result<ShardId> {
+        let path = ShardConfig::normalise(location)?;
         if self
             .config
             .shards
             .iter()
-            .any(|s| self.config.shard_dir(&self.root, s) == abs)
+            .any(|s| s.location(&self.root) == path)
         {
             return Err(Error::invalid(
                 "shard path",
@@ -107,7 +109,12 @@ impl Repository {
                 .unwrap_or(0),
         );
         let mut config = self.config.clone();
-        config.shards.push(ShardConfig { id, path, weight });
+        config.shards.push(ShardConfig {
+            id,
+            path,
+            weight,
+            options,
+        });
         self.replace_config(config)?;
         Ok(id)
     }
@@ -158,7 +165,7 @@ impl Repository {
         for (pack, info) in &packs {
             progress.advance(1);
             let source = self.shard(info.shard)?;
-            let entries = read_entries(source.backend.as_ref(), &pack.key())?;
+            let entries = read_entries(source.backend.as_ref(), &pack.key(), Some(info.size))?;
             let ids: Vec<_> = entries.iter().map(|e| e.id).collect();
             let mut leaving: BTreeMap<ShardId, Vec<PackEntry>> = BTreeMap::new();
             let mut staying = Vec::new();

@@ -98,8 +98,15 @@ impl Repository {
         for (pack, info) in &packs {
             report.packs += 1;
             let shard = self.shard(info.shard)?;
-            match crate::store::pack::read_entries(shard.backend.as_ref(), &pack.key()) {
+            match crate::store::pack::read_entries(
+                shard.backend.as_ref(),
+                &pack.key(),
+                Some(info.size),
+            ) {
                 Ok(_) => {}
+                // A store that cannot be reached says nothing about the
+                // data: stop instead of reporting every pack on it damaged.
+                Err(e @ crate::Error::ObjectStore { .. }) => return Err(e),
                 Err(e) => {
                     let kind = if is_not_found(&e) {
                         "missing-pack"

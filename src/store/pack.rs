@@ -264,10 +264,26 @@ pub fn parse_trailer(tail: &[u8], pack_len: u64, location: &str) -> Result<Vec<P
     Ok(entries)
 }
 
-/// Reads a pack's entries from its trailer through `backend`.
-pub fn read_entries(backend: &dyn crate::store::Backend, key: &str) -> Result<Vec<PackEntry>> {
+/// How much of a pack's end [`read_entries`] fetches first: enough for the
+/// trailer of a full pack of average-sized chunks, so one read usually
+/// does.
+const TAIL_GUESS: usize = 64 * 1024;
+
+/// Reads a pack's entries from its trailer through `backend`. `known_size`
+/// is the pack's length when the index knows it: then one ranged read
+/// usually suffices, which matters on an object store, where each request
+/// is a round trip. A pack whose real length differs fails to read or to
+/// decode, as a damaged one should.
+pub fn read_entries(
+    backend: &dyn crate::store::Backend,
+    key: &str,
+    known_size: Option<u64>,
+) -> Result<Vec<PackEntry>> {
     let location = format!("{}/{key}", backend.location());
-    let size = backend.size(key)?;
+    let size = match known_size {
+        Some(size) => size,
+        None => backend.size(key)?,
+    };
     if size < (PACK_MAGIC.len() + FOOTER_SIZE) as u64 {
         return Err(Error::corrupt(
             "pack",
@@ -275,8 +291,9 @@ pub fn read_entries(backend: &dyn crate::store::Backend, key: &str) -> Result<Ve
             format!("only {size} bytes long"),
         ));
     }
-    let footer = backend.get_range(key, size - FOOTER_SIZE as u64, FOOTER_SIZE)?;
-    let tail_len = trailer_len(&footer, &location)?;
+    let first = size.min(TAIL_GUESS as u64);
+    let mut tail = backend.get_range(key, size - first, first as usize)?;
+    let tail_len = trailer_len(&tail[tail.len() - FOOTER_SIZE..], &location)?;
     if tail_len as u64 > size - PACK_MAGIC.len() as u64 {
         return Err(Error::corrupt(
             "pack trailer",
@@ -284,8 +301,10 @@ pub fn read_entries(backend: &dyn crate::store::Backend, key: &str) -> Result<Ve
             "longer than the pack",
         ));
     }
-    let tail = backend.get_range(key, size - tail_len as u64, tail_len)?;
-    parse_trailer(&tail, size, &location)
+    if tail_len > tail.len() {
+        tail = backend.get_range(key, size - tail_len as u64, tail_len)?;
+    }
+    parse_trailer(&tail[tail.len() - tail_len..], size, &location)
 }
 
 /// Walks a pack's records from the front, for packs whose trailer is lost.

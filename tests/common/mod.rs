@@ -8,6 +8,8 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+pub mod s3;
+
 use rand::{Rng, RngCore, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -169,6 +171,24 @@ pub fn snapshot_id(stdout: &str) -> String {
         .to_string()
 }
 
+/// A repository with two shards, small chunks and small packs (so a
+/// rebalance has many packs to split), holding one snapshot of a tree made
+/// from `seed` at `src`.
+pub fn two_shards_holding_a_tree(repo: &Path, src: &Path, seed: u64) {
+    make_tree(src, seed);
+    fs::write(src.join("more.bin"), random_bytes(seed + 1, 6 << 20)).unwrap();
+    ok(dedup(repo).args([
+        "init",
+        "--shards",
+        "2",
+        "--avg-size",
+        "4KiB",
+        "--pack-size",
+        "256KiB",
+    ]));
+    ok(dedup(repo).arg("ingest").arg(src));
+}
+
 /// `report --json` (or any JSON command) parsed.
 pub fn json(cmd: &mut Command) -> serde_json::Value {
     serde_json::from_str(&ok(cmd).stdout).expect("valid JSON")
@@ -176,8 +196,13 @@ pub fn json(cmd: &mut Command) -> serde_json::Value {
 
 /// Every pack file under a repository's shards.
 pub fn packs(repo: &Path) -> Vec<PathBuf> {
+    packs_under(&repo.join("shards"))
+}
+
+/// Every pack file under `dir`, at any depth.
+pub fn packs_under(dir: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
-    let mut stack = vec![repo.join("shards")];
+    let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
         for e in fs::read_dir(&d).into_iter().flatten() {
             let p = e.unwrap().path();

@@ -1,0 +1,314 @@
+//! A [`Backend`] over a prefix of an S3-compatible object store (AWS S3,
+//! MinIO, Garage, Ceph RGW, s3s-fs, ...), through the `object_store` crate.
+//!
+//! The store is the distributed engine; this file only maps the backend's
+//! five calls onto it:
+//!
+//! - `put` is a create-only PUT (`If-None-Match: *`). Pack keys are random,
+//!   so a key that already exists means something is wrong, never that a
+//!   value should be replaced. An S3 PUT is atomic: a reader sees the whole
+//!   object or none, so nothing is left to sweep after a crash.
+//! - `get_range` is a ranged GET, so restore fetches only the records it
+//!   needs out of a pack.
+//! - Transient failures (connection refused or reset, 5xx, throttling) are
+//!   retried by `object_store` with exponential backoff, for at most
+//!   `max_retries` tries within `retry_timeout`; after that the error names
+//!   the store and what was being done. The caller commits nothing to the
+//!   index for a pack whose upload failed.
+//!
+//! Settings come from the standard `AWS_*` environment variables first
+//! (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_REGION`,
+//! `AWS_ENDPOINT`, `AWS_ALLOW_HTTP`, ...), then from the shard's options in
+//! the repository config, which win. Secrets are never printed:
+//! [`ShardConfig::shown_options`](crate::config::ShardConfig::shown_options)
+//! hides them wherever options are shown, and this type's `Debug` shows only
+//! the URL.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::str::FromStr;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use futures::TryStreamExt;
+use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
+use object_store::path::Path as StorePath;
+use object_store::{BackoffConfig, ObjectStore, PutMode, PutOptions, PutPayload, RetryConfig};
+
+use crate::error::{Error, Result};
+use crate::store::backend::Backend;
+
+/// The URL scheme of object-store shards.
+pub const SCHEME: &str = "s3://";
+
+/// Options this crate reads itself; every other option is handed to
+/// `object_store`'s S3 builder (`endpoint`, `region`, `allow_http`, ...).
+const RETRY_TIMEOUT: &str = "retry_timeout";
+const MAX_RETRIES: &str = "max_retries";
+
+/// One runtime for every object-store call in the process. The engine is
+/// synchronous (rayon threads), so each call blocks on its future here.
+fn runtime() -> &'static tokio::runtime::Runtime {
+    static RUNTIME: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
+    RUNTIME.get_or_init(|| {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("dedup-s3")
+            .enable_all()
+            .build()
+            .expect("cannot start the object-store runtime")
+    })
+}
+
+/// Splits `s3://bucket/some/prefix` into the bucket and the prefix.
+pub fn parse_url(url: &str) -> Result<(String, String)> {
+    let rest = url
+        .strip_prefix(SCHEME)
+        .ok_or_else(|| Error::invalid("shard URL", format!("{url:?} does not start with s3://")))?;
+    let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+    let prefix = prefix.trim_matches('/');
+    let bucket_ok = (3..=63).contains(&bucket.len())
+        && bucket
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.');
+    if !bucket_ok {
+        return Err(Error::invalid(
+            "shard URL",
+            format!("{bucket:?} in {url} is not a valid bucket name"),
+        ));
+    }
+    if prefix.split('/').any(|c| c == "." || c == "..") || prefix.contains("//") {
+        return Err(Error::invalid(
+            "shard URL",
+            format!("the prefix of {url} has empty, '.' or '..' parts"),
+        ));
+    }
+    Ok((bucket.to_string(), prefix.to_string()))
+}
+
+/// A backend over `s3://bucket/prefix`.
+pub struct ObjectStoreBackend {
+    url: String,
+    prefix: String,
+    store: Arc<dyn ObjectStore>,
+}
+
+impl std::fmt::Debug for ObjectStoreBackend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The store's own Debug would show credentials.
+        f.debug_struct("ObjectStoreBackend")
+            .field("url", &self.url)
+            .finish()
+    }
+}
+
+impl ObjectStoreBackend {
+    /// Configures a client for `url`; nothing is contacted yet.
+    pub fn new(url: &str, options: &BTreeMap<String, String>) -> Result<Self> {
+        let (bucket, prefix) = parse_url(url)?;
+        let mut builder = AmazonS3Builder::from_env().with_bucket_name(&bucket);
+        let mut retry = RetryConfig {
+            backoff: BackoffConfig::default(),
+            max_retries: 10,
+            retry_timeout: Duration::from_secs(180),
+        };
+        for (key, value) in options {
+            match key.as_str() {
+                RETRY_TIMEOUT => {
+                    retry.retry_timeout = humantime::parse_duration(value).map_err(|e| {
+                        Error::invalid("shard option", format!("{key}={value}: {e}"))
+                    })?;
+                }
+                MAX_RETRIES => {
+                    retry.max_retries = value.parse().map_err(|e| {
+                        Error::invalid("shard option", format!("{key}={value}: {e}"))
+                    })?;
+                }
+                _ => {
+                    let k =
+                        AmazonS3ConfigKey::from_str(&key.to_ascii_lowercase()).map_err(|_| {
+                            Error::invalid("shard option", format!("unknown option {key:?}"))
+                        })?;
+                    builder = builder.with_config(k, value);
+                }
+            }
+        }
+        // An endpoint given as http:// is a deliberate choice (a store on
+        // this machine or network); allow it without a second setting.
+        let endpoint = builder.get_config_value(&AmazonS3ConfigKey::Endpoint);
+        if endpoint.is_some_and(|e| e.starts_with("http://")) {
+            builder = builder.with_allow_http(true);
+        }
+        let store = builder
+            .with_retry(retry)
+            .build()
+            .map_err(|e| store_error(url, "cannot configure", &e))?;
+        Ok(ObjectStoreBackend {
+            url: url.trim_end_matches('/').to_string(),
+            prefix,
+            store: Arc::new(store),
+        })
+    }
+
+    fn path(&self, key: &str) -> Result<StorePath> {
+        if key.is_empty()
+            || key.starts_with('/')
+            || key.split('/').any(|c| c.is_empty() || c == "..")
+        {
+            return Err(Error::invalid("storage key", format!("{key:?}")));
+        }
+        let full = if self.prefix.is_empty() {
+            key.to_string()
+        } else {
+            format!("{}/{key}", self.prefix)
+        };
+        StorePath::parse(&full).map_err(|e| Error::invalid("storage key", e.to_string()))
+    }
+
+    fn block_on<T>(&self, fut: impl Future<Output = T>) -> T {
+        runtime().block_on(fut)
+    }
+
+    /// Maps a failed call on `key` to the crate's error.
+    fn error(&self, doing: &str, key: &str, err: object_store::Error) -> Error {
+        match err {
+            object_store::Error::NotFound { .. } => Error::io(
+                format!("{}/{key}", self.url),
+                std::io::Error::new(std::io::ErrorKind::NotFound, "no such object"),
+            ),
+            e => store_error(&self.url, &format!("{doing} {key}"), &e),
+        }
+    }
+}
+
+fn store_error(url: &str, doing: &str, err: &object_store::Error) -> Error {
+    Error::ObjectStore {
+        location: url.to_string(),
+        message: format!("{doing}: {err}"),
+    }
+}
+
+impl Backend for ObjectStoreBackend {
+    fn location(&self) -> String {
+        self.url.clone()
+    }
+
+    fn put(&self, key: &str, data: &[u8]) -> Result<()> {
+        let path = self.path(key)?;
+        let opts = PutOptions {
+            mode: PutMode::Create,
+            ..Default::default()
+        };
+        let payload = PutPayload::from(data.to_vec());
+        match self.block_on(self.store.put_opts(&path, payload, opts)) {
+            Ok(_) => Ok(()),
+            Err(object_store::Error::AlreadyExists { .. }) => Err(Error::ObjectStore {
+                location: self.url.clone(),
+                message: format!("cannot upload {key}: an object with that name already exists"),
+            }),
+            Err(e) => Err(self.error("cannot upload", key, e)),
+        }
+    }
+
+    fn get(&self, key: &str) -> Result<Vec<u8>> {
+        let path = self.path(key)?;
+        self.block_on(async {
+            let got = self.store.get(&path).await?;
+            got.bytes().await
+        })
+        .map(|b| b.to_vec())
+        .map_err(|e| self.error("cannot read", key, e))
+    }
+
+    fn get_range(&self, key: &str, offset: u64, len: usize) -> Result<Vec<u8>> {
+        let path = self.path(key)?;
+        let range = offset..offset + len as u64;
+        let bytes = self
+            .block_on(self.store.get_range(&path, range))
+            .map_err(|e| self.error("cannot read", key, e))?;
+        if bytes.len() != len {
+            return Err(Error::io(
+                format!("{}/{key}", self.url),
+                std::io::Error::new(
+                    std::io::ErrorKind::UnexpectedEof,
+                    format!("asked for {len} bytes at {offset}, got {}", bytes.len()),
+                ),
+            ));
+        }
+        Ok(bytes.to_vec())
+    }
+
+    fn size(&self, key: &str) -> Result<u64> {
+        let path = self.path(key)?;
+        self.block_on(self.store.head(&path))
+            .map(|m| m.size)
+            .map_err(|e| self.error("cannot stat", key, e))
+    }
+
+    fn list(&self, prefix: &str) -> Result<Vec<String>> {
+        let root = (!self.prefix.is_empty()).then(|| StorePath::from(self.prefix.as_str()));
+        let metas: Vec<_> = self
+            .block_on(self.store.list(root.as_ref()).try_collect())
+            .map_err(|e| self.error("cannot list", prefix, e))?;
+        let strip = if self.prefix.is_empty() {
+            String::new()
+        } else {
+            format!("{}/", self.prefix)
+        };
+        Ok(metas
+            .into_iter()
+            .filter_map(|m| {
+                let key = m
+                    .location
+                    .as_ref()
+                    .strip_prefix(strip.as_str())?
+                    .to_string();
+                key.starts_with(prefix).then_some(key)
+            })
+            .collect())
+    }
+
+    fn delete(&self, key: &str) -> Result<()> {
+        let path = self.path(key)?;
+        match self.block_on(self.store.delete(&path)) {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(self.error("cannot delete", key, e)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_split_into_bucket_and_prefix() {
+        assert_eq!(
+            parse_url("s3://my-bucket/a/b/").unwrap(),
+            ("my-bucket".into(), "a/b".into())
+        );
+        assert_eq!(parse_url("s3://bkt").unwrap(), ("bkt".into(), "".into()));
+        for bad in [
+            "http://x/y",
+            "s3://",
+            "s3://Upper/x",
+            "s3://b/../x",
+            "s3://bkt/a//b",
+        ] {
+            assert!(parse_url(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn secrets_stay_out_of_debug_and_unknown_options_are_refused() {
+        let mut o = BTreeMap::new();
+        o.insert("endpoint".to_string(), "http://127.0.0.1:9".to_string());
+        o.insert("access_key_id".to_string(), "AKID".to_string());
+        o.insert("secret_access_key".to_string(), "hunter2".to_string());
+        let backend = ObjectStoreBackend::new("s3://bkt/p", &o).unwrap();
+        assert!(!format!("{backend:?}").contains("hunter2"));
+        o.insert("colour".to_string(), "blue".to_string());
+        let err = ObjectStoreBackend::new("s3://bkt/p", &o).unwrap_err();
+        assert!(err.to_string().contains("colour"), "{err}");
+    }
+}

@@ -1,0 +1,119 @@
+//! An S3-compatible server for tests: `s3s-fs`, a real S3 implementation
+//! over a folder, on 127.0.0.1. Each [`S3Server`] runs its own process on a
+//! free port; tests stop and restart it to play a store that goes away.
+
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub const ACCESS_KEY: &str = "dedup-test-access";
+pub const SECRET_KEY: &str = "dedup-test-secret-d0-not-print";
+pub const BUCKET: &str = "dedup-test";
+
+/// The `s3s-fs` binary: `$DEDUP_S3S_FS`, else where `scripts/test.sh`
+/// installs it, else the `PATH`.
+fn binary() -> PathBuf {
+    if let Some(p) = std::env::var_os("DEDUP_S3S_FS") {
+        return PathBuf::from(p);
+    }
+    if let Some(home) = std::env::var_os("HOME") {
+        let p = Path::new(&home).join(".cache/dedup-tools/bin/s3s-fs");
+        if p.exists() {
+            return p;
+        }
+    }
+    let found = std::env::var_os("PATH").and_then(|path| {
+        std::env::split_paths(&path)
+            .map(|d| d.join("s3s-fs"))
+            .find(|p| p.exists())
+    });
+    found.unwrap_or_else(|| {
+        panic!(
+            "s3s-fs not found: run scripts/test.sh, which installs it, or \
+             `cargo install s3s-fs@0.14.1 --features binary --locked --root ~/.cache/dedup-tools`"
+        )
+    })
+}
+
+pub struct S3Server {
+    pub root: PathBuf,
+    pub port: u16,
+    child: Option<Child>,
+}
+
+impl S3Server {
+    /// Starts a server storing into `root` (created, with the test bucket).
+    pub fn start(root: &Path) -> S3Server {
+        std::fs::create_dir_all(root.join(BUCKET)).unwrap();
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut server = S3Server {
+            root: root.to_path_buf(),
+            port,
+            child: None,
+        };
+        server.restart();
+        server
+    }
+
+    /// `http://127.0.0.1:PORT`.
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// The folder where the server keeps `s3://BUCKET/prefix`.
+    pub fn dir(&self, prefix: &str) -> PathBuf {
+        self.root.join(BUCKET).join(prefix)
+    }
+
+    /// Kills the server at once (SIGKILL), as a crash or a cut cable would.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts it again on the same port and folder; returns once it accepts
+    /// connections.
+    pub fn restart(&mut self) {
+        self.kill();
+        let child = Command::new(binary())
+            .args(["--host", "127.0.0.1", "--port", &self.port.to_string()])
+            .args(["--access-key", ACCESS_KEY, "--secret-key", SECRET_KEY])
+            .arg(&self.root)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("s3s-fs starts");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(Instant::now() < deadline, "s3s-fs did not start listening");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Sets the credentials and region a client needs in `cmd`'s
+    /// environment (the endpoint goes in the shard's options).
+    pub fn env(&self, cmd: &mut Command) {
+        for (k, _) in std::env::vars_os() {
+            if k.to_string_lossy().starts_with("AWS_") {
+                cmd.env_remove(k);
+            }
+        }
+        cmd.env("AWS_ACCESS_KEY_ID", ACCESS_KEY)
+            .env("AWS_SECRET_ACCESS_KEY", SECRET_KEY)
+            .env("AWS_REGION", "us-east-1");
+    }
+}
+
+impl Drop for S3Server {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}

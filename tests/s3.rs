@@ -1,0 +1,286 @@
+//! Shards on an S3-compatible object store, against a real S3 server
+//! (`s3s-fs`) on 127.0.0.1 that each test starts, kills and restarts.
+
+mod common;
+
+use std::fs;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::s3::{S3Server, SECRET_KEY};
+use common::*;
+
+/// The binary, with the server's credentials in its environment.
+fn dedup_s3(repo: &Path, server: &S3Server) -> Command {
+    let mut cmd = dedup(repo);
+    server.env(&mut cmd);
+    cmd
+}
+
+/// Shard options that point at `server` and give up quickly when it is
+/// gone (the default retry budget is three minutes).
+fn options(server: &S3Server, flag: &str) -> Vec<String> {
+    [
+        format!("endpoint={}", server.endpoint()),
+        "retry_timeout=3s".to_string(),
+        "max_retries=4".to_string(),
+    ]
+    .into_iter()
+    .flat_map(|o| [flag.to_string(), o])
+    .collect()
+}
+
+#[test]
+fn two_local_shards_and_one_on_s3_restore_identically() {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = S3Server::start(&tmp.path().join("s3"));
+    let (src, repo) = (tmp.path().join("src"), tmp.path().join("repo"));
+    make_tree(&src, 81);
+    fs::write(src.join("more.bin"), random_bytes(82, 4 << 20)).unwrap();
+    let url = format!("s3://{}/repo-one", common::s3::BUCKET);
+    ok(dedup_s3(&repo, &server)
+        .args(["init", "--avg-size", "16KiB", "--pack-size", "256KiB"])
+        .arg("--shard")
+        .arg(tmp.path().join("disk-a"))
+        .arg("--shard")
+        .arg(tmp.path().join("disk-b"))
+        .args(["--shard", &url])
+        .args(options(&server, "--shard-option")));
+    ok(dedup_s3(&repo, &server).arg("ingest").arg(&src));
+
+    // About a third of the packs went to the store, as objects.
+    let remote = packs_under(&server.dir("repo-one"));
+    let local = packs_under(&tmp.path().join("disk-a")).len()
+        + packs_under(&tmp.path().join("disk-b")).len();
+    assert!(
+        !remote.is_empty() && local > 0,
+        "{} remote, {local} local",
+        remote.len()
+    );
+    let report = json(dedup_s3(&repo, &server).args(["report", "--json"]));
+    let s3_shard = &report["shards"][2];
+    assert_eq!(s3_shard["path"], url.as_str());
+    let share = s3_shard["share"].as_f64().unwrap();
+    assert!((0.2..0.47).contains(&share), "the S3 shard holds {share}");
+
+    ok(dedup_s3(&repo, &server).args(["verify", "--read-data"]));
+    let out = tmp.path().join("out");
+    ok(dedup_s3(&repo, &server)
+        .args(["restore", "latest"])
+        .arg(&out));
+    assert_eq!(describe(&src), describe(&out));
+
+    // The endpoint is shown; a secret kept in the config is not.
+    ok(dedup_s3(&repo, &server).args([
+        "shard",
+        "add",
+        &format!("s3://{}/repo-two", common::s3::BUCKET),
+        "--weight",
+        "0",
+        "--option",
+        &format!("endpoint={}", server.endpoint()),
+        "--option",
+        &format!("secret_access_key={SECRET_KEY}"),
+    ]));
+    let list = ok(dedup_s3(&repo, &server).args(["shard", "list"]));
+    assert!(list.stdout.contains(&server.endpoint()), "{}", list.stdout);
+    assert!(list.stdout.contains("(hidden)"), "{}", list.stdout);
+    let report = ok(dedup_s3(&repo, &server).args(["report", "--json"]));
+    for text in [&list.stdout, &list.stderr, &report.stdout] {
+        assert!(!text.contains(SECRET_KEY), "secret printed:\n{text}");
+    }
+}
+
+#[test]
+fn a_store_killed_mid_ingest_fails_clearly_and_loses_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut server = S3Server::start(&tmp.path().join("s3"));
+    let (src, repo) = (tmp.path().join("src"), tmp.path().join("repo"));
+    make_tree(&src, 91);
+    let url = format!("s3://{}/crash", common::s3::BUCKET);
+    ok(dedup_s3(&repo, &server)
+        .args(["init", "--avg-size", "16KiB", "--pack-size", "256KiB"])
+        .arg("--shard")
+        .arg(tmp.path().join("disk-a"))
+        .args(["--shard", &url])
+        .args(options(&server, "--shard-option")));
+    ok(dedup_s3(&repo, &server).arg("ingest").arg(&src));
+    let first = describe(&src);
+
+    // A second, larger ingest; the server dies once it has taken a few of
+    // the new packs.
+    let before = packs_under(&server.dir("crash")).len();
+    let big = tmp.path().join("big");
+    fs::create_dir_all(&big).unwrap();
+    for i in 0..8 {
+        fs::write(
+            big.join(format!("part-{i}.bin")),
+            random_bytes(100 + i, 4 << 20),
+        )
+        .unwrap();
+    }
+    let child = dedup_s3(&repo, &server)
+        .arg("--quiet")
+        .arg("ingest")
+        .arg(&big)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while packs_under(&server.dir("crash")).len() < before + 5 {
+        assert!(Instant::now() < deadline, "no upload reached the server");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    server.kill();
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "stderr: {stderr}");
+    assert!(
+        stderr.contains(&format!("object store {url}: cannot upload")),
+        "unclear error: {stderr}"
+    );
+    assert!(!stderr.contains(SECRET_KEY), "{stderr}");
+
+    // Reading what is on the local shard still works while the store is
+    // down; a read that needs the store fails with the same kind of message.
+    let r = run(dedup_s3(&repo, &server).args(["verify", "--read-data"]));
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(
+        r.stderr.contains(&format!("object store {url}")),
+        "{}",
+        r.stderr
+    );
+
+    // Back up: the repository is consistent, the first snapshot intact, and
+    // the interrupted ingest succeeds when run again.
+    server.restart();
+    ok(dedup_s3(&repo, &server).args(["verify", "--read-data"]));
+    let out1 = tmp.path().join("out1");
+    ok(dedup_s3(&repo, &server)
+        .args(["restore", "latest"])
+        .arg(&out1));
+    assert_eq!(first, describe(&out1));
+    ok(dedup_s3(&repo, &server).arg("ingest").arg(&big));
+    let out2 = tmp.path().join("out2");
+    ok(dedup_s3(&repo, &server)
+        .args(["restore", "latest"])
+        .arg(&out2));
+    assert_eq!(describe(&big), describe(&out2));
+    // Packs the failed run finished uploading were indexed one by one, so
+    // the retry reused them; gc reads every pack and finds none unreadable.
+    let gc = json(dedup_s3(&repo, &server).args(["gc", "--json"]));
+    assert_eq!(gc["unreadable_packs"], serde_json::json!([]), "{gc}");
+    ok(dedup_s3(&repo, &server).args(["verify", "--read-data"]));
+}
+
+#[test]
+fn grow_onto_s3_then_shrink_back_and_everything_restores() {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = S3Server::start(&tmp.path().join("s3"));
+    let (src, repo) = (tmp.path().join("src"), tmp.path().join("repo"));
+    two_shards_holding_a_tree(&repo, &src, 101);
+    let url = format!("s3://{}/grow", common::s3::BUCKET);
+
+    // Grow: about a third of the chunks move, all of them onto the store.
+    ok(dedup_s3(&repo, &server)
+        .args(["shard", "add", &url])
+        .args(options(&server, "--option")));
+    let done = json(dedup_s3(&repo, &server).args(["rebalance", "--json"]));
+    let share = done["moved_objects"].as_f64().unwrap() / done["total_objects"].as_f64().unwrap();
+    assert!(
+        share > 0.8 / 3.0 && share < 1.2 / 3.0,
+        "moved {share}, ideal 1/3"
+    );
+    for s in done["shards"].as_array().unwrap() {
+        let expected_in = if s["id"] == 2 {
+            done["moved_objects"].clone()
+        } else {
+            0.into()
+        };
+        assert_eq!(s["chunks_in"], expected_in, "{s}");
+    }
+    assert!(!packs_under(&server.dir("grow")).is_empty());
+    ok(dedup_s3(&repo, &server).args(["verify", "--read-data"]));
+    let out = tmp.path().join("out1");
+    ok(dedup_s3(&repo, &server)
+        .args(["restore", "latest"])
+        .arg(&out));
+    assert_eq!(describe(&src), describe(&out));
+
+    // Shrink: remove a local shard, then the object-store one.
+    ok(dedup_s3(&repo, &server).args(["shard", "remove", "0"]));
+    let out = tmp.path().join("out2");
+    ok(dedup_s3(&repo, &server)
+        .args(["restore", "latest"])
+        .arg(&out));
+    assert_eq!(describe(&src), describe(&out));
+    ok(dedup_s3(&repo, &server).args(["shard", "remove", "2"]));
+    assert_eq!(
+        packs_under(&server.dir("grow")),
+        Vec::<std::path::PathBuf>::new(),
+        "the store still holds packs"
+    );
+    ok(dedup(&repo).args(["verify", "--read-data"]));
+    let out = tmp.path().join("out3");
+    ok(dedup(&repo).args(["restore", "latest"]).arg(&out));
+    assert_eq!(describe(&src), describe(&out));
+
+    // A prefix that already holds packs is refused: gc here would delete
+    // another repository's data.
+    let other = tmp.path().join("other");
+    ok(dedup_s3(&other, &server)
+        .args([
+            "init",
+            "--shard",
+            &format!("s3://{}/taken", common::s3::BUCKET),
+        ])
+        .args(options(&server, "--shard-option")));
+    ok(dedup_s3(&other, &server).arg("ingest").arg(&src));
+    let r = run(dedup_s3(&repo, &server)
+        .args([
+            "shard",
+            "add",
+            &format!("s3://{}/taken", common::s3::BUCKET),
+        ])
+        .args(options(&server, "--option")));
+    assert_eq!(r.code, 2);
+    assert!(r.stderr.contains("already holds packs"), "{}", r.stderr);
+}
+
+#[test]
+fn an_unreachable_or_misconfigured_store_is_refused_when_added() {
+    let tmp = tempfile::tempdir().unwrap();
+    let repo = tmp.path().join("repo");
+    ok(dedup(&repo).args(["init", "--shards", "1"]));
+    // Nothing listens on port 1.
+    let r = run(dedup(&repo).args([
+        "shard",
+        "add",
+        "s3://nowhere/x",
+        "--option",
+        "endpoint=http://127.0.0.1:1",
+        "--option",
+        "retry_timeout=1s",
+    ]));
+    assert_eq!(r.code, 2);
+    assert!(
+        r.stderr.contains("object store s3://nowhere/x"),
+        "{}",
+        r.stderr
+    );
+    let r = run(dedup(&repo).args(["shard", "add", "s3://nowhere/x", "--option", "colour=blue"]));
+    assert_eq!(r.code, 2);
+    assert!(
+        r.stderr.contains("unknown option \"colour\""),
+        "{}",
+        r.stderr
+    );
+    let r = run(dedup(&repo).args(["shard", "add", "ftp://host/x"]));
+    assert_eq!(r.code, 2);
+    assert!(r.stderr.contains("only folders and s3://"), "{}", r.stderr);
+    // None of these changed the config.
+    let report = json(dedup(&repo).args(["report", "--json"]));
+    assert_eq!(report["shards"].as_array().unwrap().len(), 1);
+}
