@@ -18,6 +18,8 @@ fn add_a_shard_rebalance_then_remove_one_and_everything_restores() {
 
     let extra = tmp.path().join("disk-c");
     ok(dedup(&repo).arg("shard").arg("add").arg(&extra));
+    let added = json(dedup(&repo).args(["report", "--json"]));
+    assert_eq!(added["shard_imbalance"], 1.0, "the new shard is empty");
     let packs_before = packs(&repo).len();
     let dry = json(dedup(&repo).args(["rebalance", "--dry-run", "--json"]));
     assert_eq!(packs(&repo).len(), packs_before, "a dry run moves nothing");
@@ -43,6 +45,9 @@ fn add_a_shard_rebalance_then_remove_one_and_everything_restores() {
     assert_eq!(done["moved_objects"], dry["moved_objects"]);
     let after = json(dedup(&repo).args(["report", "--json"]));
     let new_shard = &after["shards"][2];
+    let imbalance = after["shard_imbalance"].as_f64().unwrap();
+    eprintln!("imbalance after rebalance: {imbalance}");
+    assert!(imbalance < 0.3, "still {imbalance} from the weights");
     // The old copies were reclaimed: every chunk is counted once.
     assert_eq!(after["unique_chunks"], before["unique_chunks"]);
     assert_eq!(after["unique_bytes"], before["unique_bytes"]);

@@ -74,6 +74,24 @@ pub struct Report {
     pub bloom: BloomStats,
     /// Per-shard distribution.
     pub shards: Vec<ShardReport>,
+    /// How far the shards are from their weights: the largest
+    /// `|share / target_share - 1|` over shards with a weight, and 1.0 for
+    /// a shard that holds bytes but has no weight (it is being drained).
+    /// 0 is perfect; rebalancing after a shard change brings it back to
+    /// what the ring's hashing gives (a few percent).
+    pub shard_imbalance: f64,
+}
+
+/// See [`Report::shard_imbalance`].
+fn imbalance(shards: &[ShardReport]) -> f64 {
+    shards
+        .iter()
+        .map(|s| match (s.target_share > 0.0, s.bytes > 0) {
+            (true, _) => (s.share / s.target_share - 1.0).abs(),
+            (false, true) => 1.0,
+            (false, false) => 0.0,
+        })
+        .fold(0.0, f64::max)
 }
 
 fn ratio(a: u64, b: u64) -> f64 {
@@ -129,6 +147,7 @@ impl Repository {
             e.1 += p.size;
         }
         let logical: u64 = snapshots.iter().map(|(_, r)| r.summary.logical_bytes).sum();
+        let shards = self.shard_reports(&per_shard);
         Ok(Report {
             scope: "repository".into(),
             snapshots: snapshots.len() as u64,
@@ -153,7 +172,8 @@ impl Repository {
                 skipped: self.index.counter("bloom.skipped")?,
                 false_positives: self.index.counter("bloom.false_positives")?,
             },
-            shards: self.shard_reports(&per_shard),
+            shard_imbalance: imbalance(&shards),
+            shards,
         })
     }
 
@@ -194,6 +214,7 @@ impl Repository {
                 e.1 += u64::from(loc.stored_len);
             }
         }
+        let shards = self.shard_reports(&per_shard);
         Ok(Report {
             scope: id.to_hex(),
             snapshots: 1,
@@ -214,7 +235,8 @@ impl Repository {
             tree_objects: seen_trees.len() as u64,
             packs: 0,
             bloom: record.summary.bloom,
-            shards: self.shard_reports(&per_shard),
+            shard_imbalance: imbalance(&shards),
+            shards,
         })
     }
 }
@@ -284,7 +306,11 @@ impl fmt::Display for Report {
             ratio(b.skipped, b.lookups) * 100.0,
             b.false_positives
         )?;
-        writeln!(f, "shards:")?;
+        writeln!(
+            f,
+            "shards:             {:.1}% from their weights at most",
+            self.shard_imbalance * 100.0
+        )?;
         for s in &self.shards {
             writeln!(
                 f,

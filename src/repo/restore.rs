@@ -27,6 +27,11 @@ use crate::store::pack::RECORD_HEADER;
 /// Largest single ranged read when coalescing neighbouring chunks.
 const MAX_READ: u64 = 16 << 20;
 
+/// Files restored at once when some packs live on an object store: there
+/// each read mostly waits on the network, so many more than one per core
+/// keep the link busy.
+const REMOTE_READERS: usize = 32;
+
 /// What a restore did.
 #[derive(Clone, Debug, Default)]
 pub struct RestoreOutcome {
@@ -100,11 +105,26 @@ impl Repository {
                 .sum(),
         );
 
-        let results: Vec<(PathBuf, Result<u64>)> = plan
-            .files
-            .par_iter()
-            .map(|(path, entry)| (path.clone(), self.restore_file(path, entry, progress)))
-            .collect();
+        let restore_files = || -> Vec<(PathBuf, Result<u64>)> {
+            plan.files
+                .par_iter()
+                .map(|(path, entry)| (path.clone(), self.restore_file(path, entry, progress)))
+                .collect()
+        };
+        let remote = self.config.shards.iter().any(|s| s.is_object_store());
+        let pool = remote
+            .then(|| {
+                rayon::ThreadPoolBuilder::new()
+                    .num_threads(REMOTE_READERS)
+                    .thread_name(|i| format!("dedup-restore-{i}"))
+                    .build()
+                    .ok()
+            })
+            .flatten();
+        let results = match pool {
+            Some(pool) => pool.install(restore_files),
+            None => restore_files(),
+        };
         let mut outcome = RestoreOutcome {
             dirs: plan.dirs.len() as u64,
             ..Default::default()
