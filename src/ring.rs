@@ -98,9 +98,13 @@ mod tests {
         (0..n).map(|i| ChunkId::of(&i.to_le_bytes()))
     }
 
+    /// A million ids, as the ring's contract is stated for.
+    const MANY: u32 = 1_000_000;
+
     #[test]
     fn adding_a_shard_moves_about_one_over_n_plus_one_and_only_to_it() {
-        for n in [2u32, 4, 8] {
+        let all: Vec<ChunkId> = ids(MANY).collect();
+        for n in [1u32, 2, 3, 4, 8, 16] {
             let old: Vec<_> = (0..n).map(|s| (ShardId(s), 1)).collect();
             let mut new = old.clone();
             new.push((ShardId(n), 1));
@@ -108,10 +112,10 @@ mod tests {
                 Ring::new(&old, DEFAULT_VNODES).unwrap(),
                 Ring::new(&new, DEFAULT_VNODES).unwrap(),
             );
-            let total = 200_000;
+            let total = all.len();
             let mut moved = 0;
-            for id in ids(total) {
-                let (from, to) = (a.locate(&id), b.locate(&id));
+            for id in &all {
+                let (from, to) = (a.locate(id), b.locate(id));
                 if from != to {
                     assert_eq!(to, ShardId(n), "a chunk moved between old shards");
                     moved += 1;
@@ -128,26 +132,30 @@ mod tests {
 
     #[test]
     fn each_shard_holds_its_weights_share_within_ten_percent() {
-        let shards = [
+        let all: Vec<ChunkId> = ids(MANY).collect();
+        let weighted = vec![
             (ShardId(0), 1),
             (ShardId(1), 2),
             (ShardId(2), 1),
             (ShardId(3), 4),
         ];
-        let ring = Ring::new(&shards, DEFAULT_VNODES).unwrap();
-        let total = 200_000;
-        let mut counts: HashMap<ShardId, u32> = HashMap::new();
-        for id in ids(total) {
-            *counts.entry(ring.locate(&id)).or_default() += 1;
-        }
-        let weight_sum: u32 = shards.iter().map(|s| s.1).sum();
-        for (shard, weight) in shards {
-            let expected = total as f64 * weight as f64 / weight_sum as f64;
-            let got = counts[&shard] as f64;
-            assert!(
-                (got - expected).abs() < 0.1 * expected,
-                "{shard}: {got} vs {expected}"
-            );
+        let equal = |n: u32| (0..n).map(|s| (ShardId(s), 1)).collect::<Vec<_>>();
+        for shards in [weighted, equal(2), equal(5), equal(8), equal(16)] {
+            let ring = Ring::new(&shards, DEFAULT_VNODES).unwrap();
+            let mut counts: HashMap<ShardId, u32> = HashMap::new();
+            for id in &all {
+                *counts.entry(ring.locate(id)).or_default() += 1;
+            }
+            let weight_sum: u32 = shards.iter().map(|s| s.1).sum();
+            for &(shard, weight) in &shards {
+                let expected = all.len() as f64 * weight as f64 / weight_sum as f64;
+                let got = counts[&shard] as f64;
+                assert!(
+                    (got - expected).abs() < 0.1 * expected,
+                    "{} shards, {shard}: {got} vs {expected}",
+                    shards.len()
+                );
+            }
         }
     }
 

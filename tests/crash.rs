@@ -1,4 +1,5 @@
-//! Crash safety: fail every I/O step of an ingest and of a gc in turn, and
+//! Crash safety: fail every I/O step of an ingest, a gc and a rebalance in
+//! turn, and
 //! kill real `dedup ingest` processes with SIGKILL at 30 points in time.
 //! After each, the repository opens, verifies clean, every snapshot that
 //! completed before restores byte-identical, and a new ingest succeeds.
@@ -177,6 +178,66 @@ fn a_fault_at_any_io_step_of_a_gc_loses_nothing_live() {
         n += 1;
     }
     assert!(n > 10, "the gc took only {n} I/O steps");
+}
+
+#[test]
+fn a_fault_at_any_io_step_of_a_rebalance_loses_nothing() {
+    private_cache_dir();
+    let tmp = tempfile::tempdir().unwrap();
+    let (src, base) = (tmp.path().join("src"), tmp.path().join("base"));
+    make_tree(&src, 61);
+    let snapshot;
+    {
+        // Three shards inside the repository (so each copy below has its
+        // own); the third gets nothing until it is given a weight. Large
+        // packs keep the number of steps (and the test's time) down.
+        let mut repo = Repository::init(
+            &base,
+            &dedup::InitOptions {
+                pack_size: 1 << 20,
+                chunker: dedup::ChunkerConfig::fastcdc(4096),
+                shards: 3,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        repo.set_shard_weight(dedup::ring::ShardId(2), 0).unwrap();
+        snapshot = repo
+            .ingest(std::slice::from_ref(&src), &Quiet)
+            .unwrap()
+            .id
+            .to_hex();
+        repo.set_shard_weight(dedup::ring::ShardId(2), 1).unwrap();
+        let plan = repo.rebalance(true, &Quiet).unwrap();
+        assert!(plan.moved_objects > 0);
+    }
+    let mut n = 0;
+    loop {
+        let repo = tmp.path().join(format!("b{n}"));
+        copy_dir(&base, &repo);
+        let plan = Arc::new(FaultPlan::fail_at(n));
+        let result = open_faulty(&repo, &plan).and_then(|r| r.rebalance(false, &Quiet));
+        let completed = result.is_ok();
+        if let Err(e) = &result {
+            assert!(e.to_string().contains("injected fault"), "step {n}: {e}");
+        }
+        drop(result);
+        check_after_crash(&repo, &[(snapshot.clone(), src.as_path())], tmp.path());
+        // A rebalance after the crash finishes the job, and then nothing
+        // is left to move.
+        let r = Repository::open(&repo).unwrap();
+        r.rebalance(false, &Quiet).unwrap();
+        assert_eq!(r.rebalance(true, &Quiet).unwrap().moved_objects, 0);
+        drop(r);
+        check_after_crash(&repo, &[(snapshot.clone(), src.as_path())], tmp.path());
+        fs::remove_dir_all(&repo).unwrap();
+        if completed {
+            break;
+        }
+        n += 1;
+    }
+    eprintln!("rebalance: {n} I/O steps");
+    assert!(n > 10, "the rebalance took only {n} I/O steps");
 }
 
 #[test]
