@@ -284,3 +284,51 @@ fn an_unreachable_or_misconfigured_store_is_refused_when_added() {
     let report = json(dedup(&repo).args(["report", "--json"]));
     assert_eq!(report["shards"].as_array().unwrap().len(), 1);
 }
+
+#[test]
+fn a_damaged_record_fails_only_its_file_when_neighbours_are_read_together() {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = S3Server::start(&tmp.path().join("s3"));
+    let (src, repo) = (tmp.path().join("src"), tmp.path().join("repo"));
+    fs::create_dir(&src).unwrap();
+    let marker = b"UNIQUE-MARKER-0123456789-".repeat(200);
+    fs::write(src.join("victim.txt"), &marker).unwrap();
+    for i in 0..20 {
+        fs::write(
+            src.join(format!("bystander-{i:02}.txt")),
+            format!("unharmed {i}"),
+        )
+        .unwrap();
+    }
+    let url = format!("s3://{}/damaged", common::s3::BUCKET);
+    ok(dedup_s3(&repo, &server)
+        .args(["init", "--compression", "none", "--shard", &url])
+        .args(options(&server, "--shard-option")));
+    ok(dedup_s3(&repo, &server).arg("ingest").arg(&src));
+    // Flip one byte of the victim's record where the server keeps it.
+    let mut flipped = false;
+    for pack in packs_under(&server.dir("damaged")) {
+        let mut bytes = fs::read(&pack).unwrap();
+        if let Some(pos) = bytes.windows(marker.len()).position(|w| w == &marker[..]) {
+            bytes[pos + 100] ^= 0xff;
+            fs::write(&pack, bytes).unwrap();
+            flipped = true;
+        }
+    }
+    assert!(flipped, "the marker is stored uncompressed in some pack");
+    let out = tmp.path().join("out");
+    let r = run(dedup_s3(&repo, &server)
+        .args(["restore", "latest"])
+        .arg(&out));
+    assert_eq!(r.code, 1, "a partial restore exits 1: {}", r.stderr);
+    assert!(r.stderr.contains("victim.txt"), "{}", r.stderr);
+    assert!(r.stderr.contains("does not match"), "{}", r.stderr);
+    for i in 0..20 {
+        let name = format!("bystander-{i:02}.txt");
+        assert!(!r.stderr.contains(&name), "{name} failed too: {}", r.stderr);
+        assert_eq!(
+            fs::read_to_string(out.join(&name)).unwrap(),
+            format!("unharmed {i}")
+        );
+    }
+}
