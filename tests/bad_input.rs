@@ -214,16 +214,7 @@ fn a_chunk_whose_bytes_do_not_match_its_id_is_named_with_its_file() {
     ok(dedup(&repo).args(["init", "--compression", "none"]));
     ok(dedup(&repo).arg("ingest").arg(&src));
     // Flip one byte inside the victim's stored bytes.
-    let mut flipped = false;
-    for pack in packs(&repo) {
-        let mut bytes = fs::read(&pack).unwrap();
-        if let Some(pos) = bytes.windows(marker.len()).position(|w| w == &marker[..]) {
-            bytes[pos + 100] ^= 0xff;
-            fs::write(&pack, bytes).unwrap();
-            flipped = true;
-        }
-    }
-    assert!(flipped, "the marker is stored uncompressed in some pack");
+    flip_a_byte_of(&marker, &packs(&repo));
     let out = tmp.path().join("out");
     let r = run(dedup(&repo).args(["restore", "latest"]).arg(&out));
     assert_eq!(r.code, 1, "a partial restore exits 1: {}", r.stderr);

@@ -1,6 +1,6 @@
 //! Crash safety: fail every I/O step of an ingest, a gc and a rebalance in
-//! turn, and
-//! kill real `dedup ingest` processes with SIGKILL at 30 points in time.
+//! turn, and kill real `dedup ingest` processes with SIGKILL at 30 points,
+//! from their start to their last packs.
 //! After each, the repository opens, verifies clean, every snapshot that
 //! completed before restores byte-identical, and a new ingest succeeds.
 
@@ -52,6 +52,36 @@ fn check_after_crash(repo: &Path, expected: &[(String, &Path)], scratch: &Path) 
         assert_eq!(describe(src), describe(&out));
         fs::remove_dir_all(&out).unwrap();
     }
+}
+
+/// Runs `op` on copies of `base` with a fault at I/O step 0, 1, 2, ...
+/// until one copy completes. After each, the copy must pass
+/// [`check_after_crash`] for `expected`, `redo` must succeed on it, and it
+/// must pass again. Returns the number of steps `op` took.
+fn fail_each_step_in_turn(
+    base: &Path,
+    expected: &[(String, &Path)],
+    scratch: &Path,
+    op: impl Fn(&Repository) -> dedup::Result<()>,
+    redo: impl Fn(&Repository),
+) -> u64 {
+    for n in 0.. {
+        let repo = scratch.join(format!("step-{n}"));
+        copy_dir(base, &repo);
+        let plan = Arc::new(FaultPlan::fail_at(n));
+        let result = open_faulty(&repo, &plan).and_then(|r| op(&r));
+        if let Err(e) = &result {
+            assert!(e.to_string().contains("injected fault"), "step {n}: {e}");
+        }
+        check_after_crash(&repo, expected, scratch);
+        redo(&Repository::open(&repo).unwrap());
+        check_after_crash(&repo, expected, scratch);
+        fs::remove_dir_all(&repo).unwrap();
+        if result.is_ok() {
+            return n;
+        }
+    }
+    unreachable!()
 }
 
 #[test]
@@ -156,28 +186,17 @@ fn a_fault_at_any_io_step_of_a_gc_loses_nothing_live() {
             .to_hex();
         repo.forget(&[gone.id]).unwrap();
     }
-    let mut n = 0;
-    loop {
-        let repo = tmp.path().join(format!("g{n}"));
-        copy_dir(&base, &repo);
-        let plan = Arc::new(FaultPlan::fail_at(n));
-        let result = open_faulty(&repo, &plan).and_then(|r| r.gc(false, &Quiet));
-        let completed = result.is_ok();
-        if let Err(e) = &result {
-            assert!(e.to_string().contains("injected fault"), "step {n}: {e}");
-        }
-        drop(result);
-        check_after_crash(&repo, &[(kept.clone(), b.as_path())], tmp.path());
+    let steps = fail_each_step_in_turn(
+        &base,
+        &[(kept, b.as_path())],
+        tmp.path(),
+        |r| r.gc(false, &Quiet).map(drop),
         // A gc after the crash finishes the job.
-        Repository::open(&repo).unwrap().gc(false, &Quiet).unwrap();
-        check_after_crash(&repo, &[(kept.clone(), b.as_path())], tmp.path());
-        fs::remove_dir_all(&repo).unwrap();
-        if completed {
-            break;
-        }
-        n += 1;
-    }
-    assert!(n > 10, "the gc took only {n} I/O steps");
+        |r| {
+            r.gc(false, &Quiet).unwrap();
+        },
+    );
+    assert!(steps > 10, "the gc took only {steps} I/O steps");
 }
 
 #[test]
@@ -211,33 +230,19 @@ fn a_fault_at_any_io_step_of_a_rebalance_loses_nothing() {
         let plan = repo.rebalance(true, &Quiet).unwrap();
         assert!(plan.moved_objects > 0);
     }
-    let mut n = 0;
-    loop {
-        let repo = tmp.path().join(format!("b{n}"));
-        copy_dir(&base, &repo);
-        let plan = Arc::new(FaultPlan::fail_at(n));
-        let result = open_faulty(&repo, &plan).and_then(|r| r.rebalance(false, &Quiet));
-        let completed = result.is_ok();
-        if let Err(e) = &result {
-            assert!(e.to_string().contains("injected fault"), "step {n}: {e}");
-        }
-        drop(result);
-        check_after_crash(&repo, &[(snapshot.clone(), src.as_path())], tmp.path());
+    let steps = fail_each_step_in_turn(
+        &base,
+        &[(snapshot, src.as_path())],
+        tmp.path(),
+        |r| r.rebalance(false, &Quiet).map(drop),
         // A rebalance after the crash finishes the job, and then nothing
         // is left to move.
-        let r = Repository::open(&repo).unwrap();
-        r.rebalance(false, &Quiet).unwrap();
-        assert_eq!(r.rebalance(true, &Quiet).unwrap().moved_objects, 0);
-        drop(r);
-        check_after_crash(&repo, &[(snapshot.clone(), src.as_path())], tmp.path());
-        fs::remove_dir_all(&repo).unwrap();
-        if completed {
-            break;
-        }
-        n += 1;
-    }
-    eprintln!("rebalance: {n} I/O steps");
-    assert!(n > 10, "the rebalance took only {n} I/O steps");
+        |r| {
+            r.rebalance(false, &Quiet).unwrap();
+            assert_eq!(r.rebalance(true, &Quiet).unwrap().moved_objects, 0);
+        },
+    );
+    assert!(steps > 10, "the rebalance took only {steps} I/O steps");
 }
 
 #[test]
@@ -250,7 +255,7 @@ fn sigkill_at_thirty_points_during_an_ingest_loses_nothing() {
     let first_src = tmp.path().join("first");
     copy_dir(&src, &first_src);
 
-    // Time one full ingest of fresh data to spread the kills over it.
+    // Each round ingests 16 MiB of fresh data: about 64 new packs.
     let fresh = |i: u64| {
         for f in 0..4 {
             fs::write(
@@ -260,14 +265,13 @@ fn sigkill_at_thirty_points_during_an_ingest_loses_nothing() {
             .unwrap();
         }
     };
-    fresh(0);
-    let t = Instant::now();
-    ok(dedup(&repo).arg("ingest").arg(&src));
-    let full = t.elapsed();
-
     let mut killed = 0;
     for i in 1..=30u64 {
         fresh(i);
+        // Kill points are spread by progress, not time, so that a busy or
+        // an idle machine puts them at the same places: round i waits for
+        // 2(i-1) new packs (0: as soon as it starts, 58: near the end).
+        let target = packs(&repo).len() + 2 * (i as usize - 1);
         let mut child = dedup(&repo)
             .arg("ingest")
             .arg(&src)
@@ -275,9 +279,13 @@ fn sigkill_at_thirty_points_during_an_ingest_loses_nothing() {
             .stderr(std::process::Stdio::null())
             .spawn()
             .unwrap();
-        // Spread over the first 80% of a full run, so that a slower run
-        // (a busy machine) still finds the kill landing inside it.
-        std::thread::sleep(full.mul_f64(0.8 * i as f64 / 30.0));
+        let deadline = Instant::now() + std::time::Duration::from_secs(60);
+        while packs(&repo).len() < target
+            && child.try_wait().unwrap().is_none()
+            && Instant::now() < deadline
+        {
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
         if child.try_wait().unwrap().is_none() {
             killed += 1;
         }
@@ -290,6 +298,7 @@ fn sigkill_at_thirty_points_during_an_ingest_loses_nothing() {
         assert_eq!(describe(&first_src), describe(&out), "after kill {i}");
         fs::remove_dir_all(&out).unwrap();
     }
+    eprintln!("{killed} of 30 kills landed during an ingest");
     assert!(
         killed >= 15,
         "only {killed} of 30 kills landed during an ingest"

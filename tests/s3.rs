@@ -306,16 +306,7 @@ fn a_damaged_record_fails_only_its_file_when_neighbours_are_read_together() {
         .args(options(&server, "--shard-option")));
     ok(dedup_s3(&repo, &server).arg("ingest").arg(&src));
     // Flip one byte of the victim's record where the server keeps it.
-    let mut flipped = false;
-    for pack in packs_under(&server.dir("damaged")) {
-        let mut bytes = fs::read(&pack).unwrap();
-        if let Some(pos) = bytes.windows(marker.len()).position(|w| w == &marker[..]) {
-            bytes[pos + 100] ^= 0xff;
-            fs::write(&pack, bytes).unwrap();
-            flipped = true;
-        }
-    }
-    assert!(flipped, "the marker is stored uncompressed in some pack");
+    flip_a_byte_of(&marker, &packs_under(&server.dir("damaged")));
     let out = tmp.path().join("out");
     let r = run(dedup_s3(&repo, &server)
         .args(["restore", "latest"])

@@ -3,7 +3,11 @@
 //! Trees are read and checked first (every name is one safe component, see
 //! `snapshot::tree`), folders are created as they are met, then files are
 //! written in parallel. Within a file, chunks that sit next to each other in
-//! the same pack are fetched with one ranged read. Every chunk is checked
+//! the same pack are fetched with one ranged read. When packs live on an
+//! object store, where every read is a network round trip, a restore also
+//! keeps [`REMOTE_READERS`] reads in flight, reads each level of folders in
+//! parallel, and fetches small files whose records lie near each other in
+//! one pack with one read for the batch. Every chunk is checked
 //! against its id before it is written (invariant 6). Symlinks are made
 //! last and folders get their modes and times last, deepest first, so
 //! nothing is ever written through a link (invariant 7): files are created

@@ -189,6 +189,21 @@ pub fn two_shards_holding_a_tree(repo: &Path, src: &Path, seed: u64) {
     ok(dedup(repo).arg("ingest").arg(src));
 }
 
+/// Flips one byte inside the stored copy of `marker` (a chunk stored
+/// uncompressed) in whichever of `packs` holds it.
+pub fn flip_a_byte_of(marker: &[u8], packs: &[PathBuf]) {
+    let mut flipped = false;
+    for pack in packs {
+        let mut bytes = fs::read(pack).unwrap();
+        if let Some(pos) = bytes.windows(marker.len()).position(|w| w == marker) {
+            bytes[pos + marker.len() / 2] ^= 0xff;
+            fs::write(pack, bytes).unwrap();
+            flipped = true;
+        }
+    }
+    assert!(flipped, "the marker is stored uncompressed in some pack");
+}
+
 /// `report --json` (or any JSON command) parsed.
 pub fn json(cmd: &mut Command) -> serde_json::Value {
     serde_json::from_str(&ok(cmd).stdout).expect("valid JSON")
