@@ -21,7 +21,7 @@ use crate::id::ChunkId;
 use crate::index::PackInfo;
 use crate::repo::{Progress, Repository};
 use crate::snapshot::{EntryKind, SnapshotId, SnapshotRecord};
-use crate::store::pack::{read_entries, repack, RECORD_HEADER};
+use crate::store::pack::{repack, RECORD_HEADER};
 use crate::store::{PackEntry, PackId};
 
 /// A pack is rewritten when less than this share of its records' bytes is live.
@@ -69,23 +69,16 @@ impl Repository {
     /// Every object reachable from a snapshot or a stored blob.
     fn live_set(&self) -> Result<HashSet<ChunkId>> {
         let mut live = HashSet::new();
-        for (_, record) in self.snapshots()? {
-            let mut stack = vec![record.tree];
-            while let Some(id) = stack.pop() {
-                if !live.insert(id) {
-                    continue;
-                }
-                for e in self.read_tree(&id)?.entries {
-                    match e.kind {
-                        EntryKind::File { chunks, .. } => {
-                            live.extend(chunks.into_iter().map(|c| c.0))
-                        }
-                        EntryKind::Dir { tree } => stack.push(tree),
-                        EntryKind::Symlink { .. } => {}
-                    }
+        let roots: Vec<ChunkId> = self.snapshots()?.iter().map(|(_, r)| r.tree).collect();
+        self.walk_trees(roots, |id, tree| {
+            live.insert(id);
+            for e in tree?.entries {
+                if let EntryKind::File { chunks, .. } = e.kind {
+                    live.extend(chunks.into_iter().map(|c| c.0));
                 }
             }
-        }
+            Ok(())
+        })?;
         for key in self.files.list("blobs/")? {
             if let Ok(id) = key.trim_start_matches("blobs/").parse::<ChunkId>() {
                 live.insert(id);
@@ -105,11 +98,11 @@ impl Repository {
         let packs = self.index.packs()?;
         let mut known: HashSet<PackId> = packs.iter().map(|(p, _)| *p).collect();
         progress.set_total(packs.len() as u64);
-        for (pack, info) in &packs {
+        for (pack, info, entries) in self.trailers(&packs) {
             report.packs += 1;
             progress.advance(1);
             let shard = self.shard(info.shard)?;
-            let entries = match read_entries(shard.backend.as_ref(), &pack.key(), Some(info.size)) {
+            let entries = match entries {
                 Ok(e) => e,
                 // An unreachable store would make every pack on it look
                 // unreadable; stop and let the user retry.

@@ -17,6 +17,7 @@ pub mod report;
 mod restore;
 mod shards;
 mod verify;
+mod walk;
 mod writer;
 
 use std::collections::HashMap;
@@ -40,9 +41,11 @@ use crate::id::ChunkId;
 use crate::index::{Index, Location, PackInfo};
 use crate::ring::{Ring, ShardId};
 use crate::snapshot::{SnapshotId, SnapshotRecord};
-use crate::store::pack::{flags, RECORD_HEADER};
+use crate::store::pack::{flags, read_entries, RECORD_HEADER};
+use crate::store::PackEntry;
 use crate::store::{is_not_found, open_shard, Backend, FaultPlan, LocalBackend, PackId};
 use lock::WriteLock;
+use rayon::prelude::*;
 use writer::ObjectWriter;
 
 /// Receives progress from long operations. All methods default to nothing.
@@ -392,6 +395,65 @@ impl Repository {
     /// What the index knows about every pack.
     pub(crate) fn pack_infos(&self) -> Result<Vec<(PackId, PackInfo)>> {
         self.index.packs()
+    }
+
+    /// A pool for I/O-bound work when some shard is an object store: there
+    /// each read mostly waits on the network, so many more reads than
+    /// cores should be in flight. `None` (use the global pool) otherwise.
+    pub(crate) fn io_pool(&self) -> Option<rayon::ThreadPool> {
+        if !self.config.shards.iter().any(|s| s.is_object_store()) {
+            return None;
+        }
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(REMOTE_READERS)
+            .thread_name(|i| format!("dedup-io-{i}"))
+            .build()
+            .ok()
+    }
+
+    /// Every pack's entries, read from its trailer, in the order of
+    /// `packs`. Trailers are read ahead in parallel, a batch at a time, so
+    /// that walking the packs of an object store is not one round trip
+    /// after another.
+    pub(crate) fn trailers<'a>(
+        &'a self,
+        packs: &'a [(PackId, PackInfo)],
+    ) -> impl Iterator<Item = (&'a PackId, &'a PackInfo, Result<Vec<PackEntry>>)> + 'a {
+        let pool = self.io_pool();
+        packs.chunks(TRAILER_BATCH).flat_map(move |batch| {
+            let read = || -> Vec<Result<Vec<PackEntry>>> {
+                batch
+                    .par_iter()
+                    .map(|(pack, info)| {
+                        let shard = self.shard(info.shard)?;
+                        read_entries(shard.backend.as_ref(), &pack.key(), Some(info.size))
+                    })
+                    .collect()
+            };
+            let entries = in_pool(pool.as_ref(), read);
+            batch
+                .iter()
+                .zip(entries)
+                .map(|((pack, info), entries)| (pack, info, entries))
+        })
+    }
+}
+
+/// Reads in flight at once on object stores (see [`Repository::io_pool`]).
+pub(crate) const REMOTE_READERS: usize = 32;
+
+/// Pack trailers read ahead at a time by [`Repository::trailers`].
+const TRAILER_BATCH: usize = 256;
+
+/// Runs `f` on `pool` when there is one (its parallel iterators then use
+/// that pool's threads), else on the global pool.
+pub(crate) fn in_pool<T: Send>(
+    pool: Option<&rayon::ThreadPool>,
+    f: impl FnOnce() -> T + Send,
+) -> T {
+    match pool {
+        Some(pool) => pool.install(f),
+        None => f(),
     }
 }
 

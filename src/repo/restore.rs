@@ -5,7 +5,7 @@
 //! written in parallel. Within a file, chunks that sit next to each other in
 //! the same pack are fetched with one ranged read. When packs live on an
 //! object store, where every read is a network round trip, a restore also
-//! keeps [`REMOTE_READERS`] reads in flight, reads each level of folders in
+//! keeps 32 reads in flight (`Repository::io_pool`), reads each level of folders in
 //! parallel, and fetches small files whose records lie near each other in
 //! one pack with one read for the batch. Every chunk is checked
 //! against its id before it is written (invariant 6). Symlinks are made
@@ -24,17 +24,12 @@ use rayon::prelude::*;
 use crate::error::{Error, IoContext, Result};
 use crate::id::ChunkId;
 use crate::index::Location;
-use crate::repo::{Progress, Repository};
+use crate::repo::{in_pool, Progress, Repository};
 use crate::snapshot::{Entry, EntryKind, SnapshotId, Tree};
 use crate::store::pack::RECORD_HEADER;
 
 /// Largest single ranged read when coalescing neighbouring chunks.
 const MAX_READ: u64 = 16 << 20;
-
-/// Files restored at once when some packs live on an object store: there
-/// each read mostly waits on the network, so many more than one per core
-/// keep the link busy.
-const REMOTE_READERS: usize = 32;
 
 /// What a restore did.
 #[derive(Clone, Debug, Default)]
@@ -113,15 +108,6 @@ fn finish_file(path: &Path, entry: &Entry) -> Result<()> {
     set_times(path, entry, false)
 }
 
-/// Runs `f` on `pool` when there is one (its parallel iterators then use
-/// that pool's threads), else on the global pool.
-fn in_pool<T: Send>(pool: Option<&rayon::ThreadPool>, f: impl FnOnce() -> T + Send) -> T {
-    match pool {
-        Some(pool) => pool.install(f),
-        None => f(),
-    }
-}
-
 fn set_times(path: &Path, e: &Entry, link: bool) -> Result<()> {
     let t = FileTime::from_unix_time(e.mtime_s, e.mtime_ns);
     if link {
@@ -158,16 +144,8 @@ impl Repository {
             }
             Err(e) => return Err(Error::io(dest, e)),
         }
-        let remote = self.config.shards.iter().any(|s| s.is_object_store());
-        let pool = remote
-            .then(|| {
-                rayon::ThreadPoolBuilder::new()
-                    .num_threads(REMOTE_READERS)
-                    .thread_name(|i| format!("dedup-restore-{i}"))
-                    .build()
-                    .ok()
-            })
-            .flatten();
+        let pool = self.io_pool();
+        let remote = pool.is_some();
         let mut plan = Plan {
             dirs: Vec::new(),
             files: Vec::new(),

@@ -20,7 +20,7 @@ use crate::error::{Error, Result};
 use crate::index::PackInfo;
 use crate::repo::{check_new_shard, Progress, Repository, Shard, CONFIG};
 use crate::ring::ShardId;
-use crate::store::pack::{read_entries, repack};
+use crate::store::pack::repack;
 use crate::store::{PackEntry, PackId};
 
 /// What a rebalance moves (or, in a dry run, would move) for one shard.
@@ -162,10 +162,10 @@ impl Repository {
             ..Default::default()
         };
         progress.set_total(packs.len() as u64);
-        for (pack, info) in &packs {
+        for (pack, info, entries) in self.trailers(&packs) {
             progress.advance(1);
             let source = self.shard(info.shard)?;
-            let entries = read_entries(source.backend.as_ref(), &pack.key(), Some(info.size))?;
+            let entries = entries?;
             let ids: Vec<_> = entries.iter().map(|e| e.id).collect();
             let mut leaving: BTreeMap<ShardId, Vec<PackEntry>> = BTreeMap::new();
             let mut staying = Vec::new();

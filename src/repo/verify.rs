@@ -95,14 +95,9 @@ impl Repository {
         // Packs: present, trailer intact.
         let packs = self.index.packs()?;
         let mut bad_packs: HashMap<PackId, String> = HashMap::new();
-        for (pack, info) in &packs {
+        for (pack, info, entries) in self.trailers(&packs) {
             report.packs += 1;
-            let shard = self.shard(info.shard)?;
-            match crate::store::pack::read_entries(
-                shard.backend.as_ref(),
-                &pack.key(),
-                Some(info.size),
-            ) {
+            match entries {
                 Ok(_) => {}
                 // A store that cannot be reached says nothing about the
                 // data: stop instead of reporting every pack on it damaged.
@@ -127,34 +122,24 @@ impl Repository {
 
         // Snapshots and trees; collect referenced chunks.
         let mut referenced: HashSet<ChunkId> = HashSet::new();
-        let mut seen_trees: HashSet<ChunkId> = HashSet::new();
         let snapshots = self.snapshots_lenient(&mut report)?;
-        for (_, tree) in &snapshots {
-            report.snapshots += 1;
-            let mut stack = vec![*tree];
-            while let Some(id) = stack.pop() {
-                if !seen_trees.insert(id) {
-                    continue;
-                }
-                match self.read_tree(&id) {
-                    Ok(tree) => {
-                        for e in tree.entries {
-                            match e.kind {
-                                EntryKind::File { chunks, .. } => {
-                                    referenced.extend(chunks.into_iter().map(|c| c.0))
-                                }
-                                EntryKind::Dir { tree } => stack.push(tree),
-                                EntryKind::Symlink { .. } => {}
-                            }
+        report.snapshots = snapshots.len() as u64;
+        self.walk_trees(snapshots.iter().map(|(_, tree)| *tree), |id, tree| {
+            report.trees += 1;
+            match tree {
+                Ok(tree) => {
+                    for e in tree.entries {
+                        if let EntryKind::File { chunks, .. } = e.kind {
+                            referenced.extend(chunks.into_iter().map(|c| c.0));
                         }
                     }
-                    Err(e) => {
-                        bad.insert(id, ("damaged-tree", e.to_string(), None));
-                    }
+                }
+                Err(e) => {
+                    bad.insert(id, ("damaged-tree", e.to_string(), None));
                 }
             }
-        }
-        report.trees = seen_trees.len() as u64;
+            Ok(())
+        })?;
         report.chunks = referenced.len() as u64;
 
         let ids: Vec<ChunkId> = referenced.into_iter().collect();
