@@ -8,7 +8,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::s3::{S3Server, SECRET_KEY};
+use common::s3::{Fault, FlakyProxy, S3Server, SECRET_KEY};
 use common::*;
 
 /// The binary, with the server's credentials in its environment.
@@ -322,4 +322,49 @@ fn a_damaged_record_fails_only_its_file_when_neighbours_are_read_together() {
             format!("unharmed {i}")
         );
     }
+}
+
+#[test]
+fn uploads_cut_off_or_stalled_mid_flight_are_retried() {
+    for (fault, name) in [(Fault::Cut, "cut"), (Fault::Stall, "stall")] {
+        upload_through_a_flaky_network(fault, name);
+    }
+}
+
+fn upload_through_a_flaky_network(fault: Fault, name: &str) {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = S3Server::start(&tmp.path().join("s3"));
+    let proxy = FlakyProxy::start(server.port, 2, fault);
+    let (src, repo) = (tmp.path().join("src"), tmp.path().join("repo"));
+    fs::create_dir(&src).unwrap();
+    for i in 0..4 {
+        fs::write(
+            src.join(format!("f{i}.bin")),
+            random_bytes(200 + i, 2 << 20),
+        )
+        .unwrap();
+    }
+    let url = format!("s3://{}/{name}", common::s3::BUCKET);
+    ok(dedup_s3(&repo, &server).args([
+        "init",
+        "--pack-size",
+        "512KiB",
+        "--shard",
+        &url,
+        "--shard-option",
+        &format!("endpoint={}", proxy.endpoint()),
+        "--shard-option",
+        "retry_timeout=30s",
+        // A stalled upload times out after 2 s instead of 30.
+        "--shard-option",
+        "timeout=2s",
+    ]));
+    ok(dedup_s3(&repo, &server).arg("ingest").arg(&src));
+    assert_eq!(proxy.cuts_left(), 0, "{name}: the proxy spoiled no upload");
+    ok(dedup_s3(&repo, &server).args(["verify", "--read-data"]));
+    let out = tmp.path().join("out");
+    ok(dedup_s3(&repo, &server)
+        .args(["restore", "latest"])
+        .arg(&out));
+    assert_eq!(describe(&src), describe(&out));
 }

@@ -28,7 +28,7 @@ use std::collections::BTreeMap;
 use std::future::Future;
 use std::str::FromStr;
 use std::sync::{Arc, OnceLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures::TryStreamExt;
 use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
@@ -86,11 +86,18 @@ pub fn parse_url(url: &str) -> Result<(String, String)> {
     Ok((bucket.to_string(), prefix.to_string()))
 }
 
+/// First wait before [`ObjectStoreBackend::put`] tries an upload again.
+const INITIAL_BACKOFF: Duration = Duration::from_millis(100);
+/// Longest wait between two tries.
+const MAX_BACKOFF: Duration = Duration::from_secs(15);
+
 /// A backend over `s3://bucket/prefix`.
 pub struct ObjectStoreBackend {
     url: String,
     prefix: String,
     store: Arc<dyn ObjectStore>,
+    /// How hard uploads are retried (the client retries other requests).
+    retry: RetryConfig,
 }
 
 impl std::fmt::Debug for ObjectStoreBackend {
@@ -108,7 +115,11 @@ impl ObjectStoreBackend {
         let (bucket, prefix) = parse_url(url)?;
         let mut builder = AmazonS3Builder::from_env().with_bucket_name(&bucket);
         let mut retry = RetryConfig {
-            backoff: BackoffConfig::default(),
+            backoff: BackoffConfig {
+                init_backoff: INITIAL_BACKOFF,
+                max_backoff: MAX_BACKOFF,
+                base: 2.0,
+            },
             max_retries: 10,
             retry_timeout: Duration::from_secs(180),
         };
@@ -140,13 +151,14 @@ impl ObjectStoreBackend {
             builder = builder.with_allow_http(true);
         }
         let store = builder
-            .with_retry(retry)
+            .with_retry(retry.clone())
             .build()
             .map_err(|e| store_error(url, "cannot configure", &e))?;
         Ok(ObjectStoreBackend {
             url: url.trim_end_matches('/').to_string(),
             prefix,
             store: Arc::new(store),
+            retry,
         })
     }
 
@@ -200,14 +212,45 @@ impl Backend for ObjectStoreBackend {
             ..Default::default()
         };
         let payload = PutPayload::from(data.to_vec());
-        match self.block_on(self.store.put_opts(&path, payload, opts)) {
-            Ok(_) => Ok(()),
-            Err(object_store::Error::AlreadyExists { .. }) => Err(Error::ObjectStore {
-                location: self.url.clone(),
-                message: format!("cannot upload {key}: an object with that name already exists"),
-            }),
-            Err(e) => Err(self.error("cannot upload", key, e)),
+        // `object_store` retries a create-only PUT only when it surely did
+        // not reach the store (refused connections, 5xx). A PUT cut off
+        // mid-flight (a reset or a timed-out connection) is retried here,
+        // within the same time budget; if an earlier attempt did land, the
+        // retry finds the object there, and its length tells whether it is
+        // this pack (keys are random, so nothing else has this name).
+        let started = Instant::now();
+        let mut backoff = INITIAL_BACKOFF;
+        for attempt in 0.. {
+            let result = self.block_on(self.store.put_opts(&path, payload.clone(), opts.clone()));
+            let err = match result {
+                Ok(_) => return Ok(()),
+                Err(e) => e,
+            };
+            match err {
+                object_store::Error::AlreadyExists { .. } => {
+                    let landed = attempt > 0 && self.size(key).ok() == Some(data.len() as u64);
+                    return if landed {
+                        Ok(())
+                    } else {
+                        Err(Error::ObjectStore {
+                            location: self.url.clone(),
+                            message: format!(
+                                "cannot upload {key}: an object with that name already exists"
+                            ),
+                        })
+                    };
+                }
+                object_store::Error::Generic { .. }
+                    if attempt < self.retry.max_retries
+                        && started.elapsed() + backoff < self.retry.retry_timeout =>
+                {
+                    std::thread::sleep(backoff);
+                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                }
+                e => return Err(self.error("cannot upload", key, e)),
+            }
         }
+        unreachable!("the loop returns")
     }
 
     fn get(&self, key: &str) -> Result<Vec<u8>> {

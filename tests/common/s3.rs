@@ -117,3 +117,85 @@ impl Drop for S3Server {
         self.kill();
     }
 }
+
+/// What [`FlakyProxy`] does to a request it picks.
+#[derive(Clone, Copy)]
+pub enum Fault {
+    /// Closes the connection at once.
+    Cut,
+    /// Stops passing bytes and holds the connection open for a while, so
+    /// that the client times out.
+    Stall,
+}
+
+/// A TCP proxy in front of a server that spoils the next `cuts` large
+/// requests (once 64 KiB of a request body have passed), as a flaky
+/// network would: for testing that uploads cut off mid-flight are retried.
+pub struct FlakyProxy {
+    pub port: u16,
+    cuts_left: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl FlakyProxy {
+    pub fn start(upstream: u16, cuts: usize, fault: Fault) -> FlakyProxy {
+        use std::io::{Read, Write};
+        use std::sync::atomic::Ordering::SeqCst;
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let cuts_left = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(cuts));
+        let left = cuts_left.clone();
+        std::thread::spawn(move || {
+            for client in listener.incoming() {
+                let Ok(client) = client else { return };
+                let Ok(server) = TcpStream::connect(("127.0.0.1", upstream)) else {
+                    continue;
+                };
+                let (mut c_in, mut s_out) =
+                    (client.try_clone().unwrap(), server.try_clone().unwrap());
+                let (mut s_in, mut c_out) = (server, client);
+                let left = left.clone();
+                std::thread::spawn(move || {
+                    let mut buf = [0u8; 16 * 1024];
+                    let mut passed = 0usize;
+                    loop {
+                        let n = match c_in.read(&mut buf) {
+                            Ok(0) | Err(_) => break,
+                            Ok(n) => n,
+                        };
+                        passed += n;
+                        let cut = passed > 64 * 1024
+                            && left
+                                .fetch_update(SeqCst, SeqCst, |l| l.checked_sub(1))
+                                .is_ok();
+                        if cut {
+                            if let Fault::Stall = fault {
+                                std::thread::sleep(Duration::from_secs(8));
+                            }
+                            break;
+                        }
+                        if s_out.write_all(&buf[..n]).is_err() {
+                            break;
+                        }
+                    }
+                    let _ = c_in.shutdown(std::net::Shutdown::Both);
+                    let _ = s_out.shutdown(std::net::Shutdown::Both);
+                });
+                std::thread::spawn(move || {
+                    let _ = std::io::copy(&mut s_in, &mut c_out);
+                    let _ = c_out.shutdown(std::net::Shutdown::Both);
+                });
+            }
+        });
+        FlakyProxy { port, cuts_left }
+    }
+
+    /// `http://127.0.0.1:PORT`.
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// Cuts not yet made.
+    pub fn cuts_left(&self) -> usize {
+        self.cuts_left.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
