@@ -204,6 +204,12 @@ impl Config {
             }
             out
         };
+        if !opts.shard_options.is_empty() && !shards.iter().any(ShardConfig::is_object_store) {
+            return Err(Error::invalid(
+                "shard options",
+                "they are for s3:// shards, and none is given",
+            ));
+        }
         let mut id = [0u8; 16];
         getrandom::fill(&mut id).expect("the operating system's random source failed");
         Ok(Config {

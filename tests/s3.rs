@@ -280,6 +280,14 @@ fn an_unreachable_or_misconfigured_store_is_refused_when_added() {
     let r = run(dedup(&repo).args(["shard", "add", "ftp://host/x"]));
     assert_eq!(r.code, 2);
     assert!(r.stderr.contains("only folders and s3://"), "{}", r.stderr);
+    let r = run(dedup(&repo).args(["shard", "add", "s3://x"]));
+    assert_eq!(r.code, 2);
+    assert!(r.stderr.contains("not a valid bucket name"), "{}", r.stderr);
+    let other = tmp.path().join("other");
+    let r = run(dedup(&other).args(["init", "--shard-option", "region=eu-west-1"]));
+    assert_eq!(r.code, 2);
+    assert!(r.stderr.contains("for s3:// shards"), "{}", r.stderr);
+    assert!(!other.join("config").exists());
     // None of these changed the config.
     let report = json(dedup(&repo).args(["report", "--json"]));
     assert_eq!(report["shards"].as_array().unwrap().len(), 1);
