@@ -333,8 +333,12 @@ fn a_damaged_record_fails_only_its_file_when_neighbours_are_read_together() {
 }
 
 #[test]
-fn uploads_cut_off_or_stalled_mid_flight_are_retried() {
-    for (fault, name) in [(Fault::Cut, "cut"), (Fault::Stall, "stall")] {
+fn uploads_cut_off_stalled_or_unanswered_are_retried() {
+    for (fault, name) in [
+        (Fault::Cut, "cut"),
+        (Fault::Stall, "stall"),
+        (Fault::DropResponse, "unanswered"),
+    ] {
         upload_through_a_flaky_network(fault, name);
     }
 }

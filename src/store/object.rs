@@ -212,12 +212,12 @@ impl Backend for ObjectStoreBackend {
             ..Default::default()
         };
         let payload = PutPayload::from(data.to_vec());
-        // `object_store` retries a create-only PUT only when it surely did
-        // not reach the store (refused connections, 5xx). A PUT cut off
-        // mid-flight (a reset or a timed-out connection) is retried here,
-        // within the same time budget; if an earlier attempt did land, the
-        // retry finds the object there, and its length tells whether it is
-        // this pack (keys are random, so nothing else has this name).
+        // `object_store` retries a create-only PUT only for some failures
+        // (refused or reset connections, 5xx); one that timed out or was
+        // interrupted is retried here, within the same time budget. When an
+        // earlier attempt landed but its answer was lost, a retry finds the
+        // object there, and its length tells whether it is this pack (keys
+        // are random 128-bit ids, so nothing else has this name).
         let started = Instant::now();
         let mut backoff = INITIAL_BACKOFF;
         for attempt in 0.. {
@@ -227,8 +227,10 @@ impl Backend for ObjectStoreBackend {
                 Err(e) => e,
             };
             match err {
+                // Also on the first call: the client's own retries can
+                // meet an earlier attempt that landed unanswered.
                 object_store::Error::AlreadyExists { .. } => {
-                    let landed = attempt > 0 && self.size(key).ok() == Some(data.len() as u64);
+                    let landed = self.size(key).ok() == Some(data.len() as u64);
                     return if landed {
                         Ok(())
                     } else {

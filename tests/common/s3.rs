@@ -126,6 +126,9 @@ pub enum Fault {
     /// Stops passing bytes and holds the connection open for a while, so
     /// that the client times out.
     Stall,
+    /// Passes the whole request on, then closes the connection instead of
+    /// passing the answer back: the upload landed, the client cannot know.
+    DropResponse,
 }
 
 /// A TCP proxy in front of a server that spoils the next `cuts` large
@@ -154,24 +157,32 @@ impl FlakyProxy {
                     (client.try_clone().unwrap(), server.try_clone().unwrap());
                 let (mut s_in, mut c_out) = (server, client);
                 let left = left.clone();
+                let drop_answer = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+                let dropping = drop_answer.clone();
                 std::thread::spawn(move || {
                     let mut buf = [0u8; 16 * 1024];
-                    let mut passed = 0usize;
+                    let (mut passed, mut chosen) = (0usize, false);
                     loop {
                         let n = match c_in.read(&mut buf) {
                             Ok(0) | Err(_) => break,
                             Ok(n) => n,
                         };
                         passed += n;
-                        let cut = passed > 64 * 1024
+                        if !chosen
+                            && passed > 64 * 1024
                             && left
                                 .fetch_update(SeqCst, SeqCst, |l| l.checked_sub(1))
-                                .is_ok();
-                        if cut {
-                            if let Fault::Stall = fault {
-                                std::thread::sleep(Duration::from_secs(8));
+                                .is_ok()
+                        {
+                            chosen = true;
+                            match fault {
+                                Fault::Cut => break,
+                                Fault::Stall => {
+                                    std::thread::sleep(Duration::from_secs(8));
+                                    break;
+                                }
+                                Fault::DropResponse => dropping.store(true, SeqCst),
                             }
-                            break;
                         }
                         if s_out.write_all(&buf[..n]).is_err() {
                             break;
@@ -181,7 +192,12 @@ impl FlakyProxy {
                     let _ = s_out.shutdown(std::net::Shutdown::Both);
                 });
                 std::thread::spawn(move || {
-                    let _ = std::io::copy(&mut s_in, &mut c_out);
+                    let mut buf = [0u8; 16 * 1024];
+                    while let Ok(n @ 1..) = s_in.read(&mut buf) {
+                        if drop_answer.load(SeqCst) || c_out.write_all(&buf[..n]).is_err() {
+                            break;
+                        }
+                    }
                     let _ = c_out.shutdown(std::net::Shutdown::Both);
                 });
             }
