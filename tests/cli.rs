@@ -374,3 +374,22 @@ fn put_refuses_a_blob_larger_than_it_takes_before_reading_it() {
     let report = json(dedup(&repo).args(["report", "--json"]));
     assert_eq!(report["unique_chunks"], 0);
 }
+
+#[test]
+fn a_snapshot_report_counts_a_repeated_folder_twice_and_its_tree_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (src, repo) = (tmp.path().join("src"), tmp.path().join("repo"));
+    for copy in ["a", "b"] {
+        fs::create_dir_all(src.join(copy).join("inner")).unwrap();
+        fs::write(src.join(copy).join("one.bin"), random_bytes(7, 100_000)).unwrap();
+        fs::write(src.join(copy).join("inner/two.txt"), b"twice").unwrap();
+    }
+    ok(dedup(&repo).arg("init"));
+    ok(dedup(&repo).arg("ingest").arg(&src));
+    let s = json(dedup(&repo).args(["report", "latest", "--json"]));
+    assert_eq!(s["files"], 4, "{s}");
+    assert_eq!(s["logical_bytes"], 2 * (100_000 + 5), "{s}");
+    // The root, and `a` = `b` and their `inner`, stored once each.
+    assert_eq!(s["tree_objects"], 3, "{s}");
+    assert_eq!(s["unique_bytes"], 100_000 + 5, "{s}");
+}

@@ -5,7 +5,7 @@
 //! distinct chunks. Both fill the same [`Report`], so `--json` consumers see
 //! one shape.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 
 use serde::Serialize;
@@ -180,27 +180,29 @@ impl Repository {
     /// The report for one snapshot: its distinct chunks and what they cost.
     pub fn snapshot_report(&self, id: &SnapshotId) -> Result<Report> {
         let (id, record) = self.resolve_snapshot(&id.to_hex())?;
+        // Each distinct tree is read once (in parallel, see `walk_trees`)
+        // and summed up; a subtree that appears twice in the snapshot
+        // counts twice in files and bytes, once in `distinct`.
         let mut distinct: HashMap<ChunkId, u32> = HashMap::new();
-        let mut seen_trees = HashSet::new();
-        let (mut files, mut logical, mut refs) = (0u64, 0u64, 0u64);
-        let mut stack = vec![record.tree];
-        while let Some(tree_id) = stack.pop() {
-            // A subtree seen before is walked again: its files count again,
-            // its chunks are already in `distinct`.
-            seen_trees.insert(tree_id);
-            for entry in self.read_tree(&tree_id)?.entries {
+        let mut trees: HashMap<ChunkId, TreeSums> = HashMap::new();
+        self.walk_trees([record.tree], |id, tree| {
+            let mut sums = TreeSums::default();
+            for entry in tree?.entries {
                 match entry.kind {
                     EntryKind::File { size, chunks } => {
-                        files += 1;
-                        logical += size;
-                        refs += chunks.len() as u64;
+                        sums.files += 1;
+                        sums.logical += size;
+                        sums.refs += chunks.len() as u64;
                         distinct.extend(chunks);
                     }
-                    EntryKind::Dir { tree } => stack.push(tree),
+                    EntryKind::Dir { tree } => sums.children.push(tree),
                     EntryKind::Symlink { .. } => {}
                 }
             }
-        }
+            trees.insert(id, sums);
+            Ok(())
+        })?;
+        let (files, logical, refs) = subtree_sums(&record.tree, &trees, &mut HashMap::new());
         let ids: Vec<ChunkId> = distinct.keys().copied().collect();
         let mut per_shard: HashMap<ShardId, (u64, u64)> = HashMap::new();
         let (mut unique_bytes, mut stored) = (0u64, 0u64);
@@ -232,13 +234,42 @@ impl Repository {
             } else {
                 unique_bytes as f64 / ids.len() as f64
             },
-            tree_objects: seen_trees.len() as u64,
+            tree_objects: trees.len() as u64,
             packs: 0,
             bloom: record.summary.bloom,
             shard_imbalance: imbalance(&shards),
             shards,
         })
     }
+}
+
+/// What one tree holds directly.
+#[derive(Default)]
+struct TreeSums {
+    files: u64,
+    logical: u64,
+    refs: u64,
+    children: Vec<ChunkId>,
+}
+
+/// Files, logical bytes and chunk references under tree `id`, counting a
+/// subtree as often as it appears; `memo` keeps each subtree's sums.
+fn subtree_sums(
+    id: &ChunkId,
+    trees: &HashMap<ChunkId, TreeSums>,
+    memo: &mut HashMap<ChunkId, (u64, u64, u64)>,
+) -> (u64, u64, u64) {
+    if let Some(sums) = memo.get(id) {
+        return *sums;
+    }
+    let own = &trees[id];
+    let mut sums = (own.files, own.logical, own.refs);
+    for child in &own.children {
+        let c = subtree_sums(child, trees, memo);
+        sums = (sums.0 + c.0, sums.1 + c.1, sums.2 + c.2);
+    }
+    memo.insert(*id, sums);
+    sums
 }
 
 /// Bytes for people: `1.5 GiB`.
