@@ -140,6 +140,12 @@ impl ObjectStoreBackend {
                         AmazonS3ConfigKey::from_str(&key.to_ascii_lowercase()).map_err(|_| {
                             Error::invalid("shard option", format!("unknown option {key:?}"))
                         })?;
+                    if k == AmazonS3ConfigKey::Bucket {
+                        return Err(Error::invalid(
+                            "shard option",
+                            format!("{key}: the bucket is the first part of the shard's URL"),
+                        ));
+                    }
                     builder = builder.with_config(k, value);
                 }
             }
@@ -355,5 +361,9 @@ mod tests {
         o.insert("colour".to_string(), "blue".to_string());
         let err = ObjectStoreBackend::new("s3://bkt/p", &o).unwrap_err();
         assert!(err.to_string().contains("colour"), "{err}");
+        o.remove("colour");
+        o.insert("bucket".to_string(), "other".to_string());
+        let err = ObjectStoreBackend::new("s3://bkt/p", &o).unwrap_err();
+        assert!(err.to_string().contains("shard's URL"), "{err}");
     }
 }
