@@ -65,11 +65,7 @@ fn two_local_shards_and_one_on_s3_restore_identically() {
     assert!((0.2..0.47).contains(&share), "the S3 shard holds {share}");
 
     ok(dedup_s3(&repo, &server).args(["verify", "--read-data"]));
-    let out = tmp.path().join("out");
-    ok(dedup_s3(&repo, &server)
-        .args(["restore", "latest"])
-        .arg(&out));
-    assert_eq!(describe(&src), describe(&out));
+    assert_restores(dedup_s3(&repo, &server), &src, &tmp.path().join("out"));
 
     // The endpoint is shown; a secret kept in the config is not.
     ok(dedup_s3(&repo, &server).args([
@@ -163,11 +159,7 @@ fn a_store_killed_mid_ingest_fails_clearly_and_loses_nothing() {
         .arg(&out1));
     assert_eq!(first, describe(&out1));
     ok(dedup_s3(&repo, &server).arg("ingest").arg(&big));
-    let out2 = tmp.path().join("out2");
-    ok(dedup_s3(&repo, &server)
-        .args(["restore", "latest"])
-        .arg(&out2));
-    assert_eq!(describe(&big), describe(&out2));
+    assert_restores(dedup_s3(&repo, &server), &big, &tmp.path().join("out2"));
     // Packs the failed run finished uploading were indexed one by one, so
     // the retry reused them; gc reads every pack and finds none unreadable.
     let gc = json(dedup_s3(&repo, &server).args(["gc", "--json"]));
@@ -203,19 +195,11 @@ fn grow_onto_s3_then_shrink_back_and_everything_restores() {
     }
     assert!(!packs_under(&server.dir("grow")).is_empty());
     ok(dedup_s3(&repo, &server).args(["verify", "--read-data"]));
-    let out = tmp.path().join("out1");
-    ok(dedup_s3(&repo, &server)
-        .args(["restore", "latest"])
-        .arg(&out));
-    assert_eq!(describe(&src), describe(&out));
+    assert_restores(dedup_s3(&repo, &server), &src, &tmp.path().join("out1"));
 
     // Shrink: remove a local shard, then the object-store one.
     ok(dedup_s3(&repo, &server).args(["shard", "remove", "0"]));
-    let out = tmp.path().join("out2");
-    ok(dedup_s3(&repo, &server)
-        .args(["restore", "latest"])
-        .arg(&out));
-    assert_eq!(describe(&src), describe(&out));
+    assert_restores(dedup_s3(&repo, &server), &src, &tmp.path().join("out2"));
     ok(dedup_s3(&repo, &server).args(["shard", "remove", "2"]));
     assert_eq!(
         packs_under(&server.dir("grow")),
@@ -223,9 +207,7 @@ fn grow_onto_s3_then_shrink_back_and_everything_restores() {
         "the store still holds packs"
     );
     ok(dedup(&repo).args(["verify", "--read-data"]));
-    let out = tmp.path().join("out3");
-    ok(dedup(&repo).args(["restore", "latest"]).arg(&out));
-    assert_eq!(describe(&src), describe(&out));
+    assert_restores(dedup(&repo), &src, &tmp.path().join("out3"));
 
     // A prefix that already holds packs is refused: gc here would delete
     // another repository's data.
@@ -374,9 +356,5 @@ fn upload_through_a_flaky_network(fault: Fault, name: &str) {
     ok(dedup_s3(&repo, &server).arg("ingest").arg(&src));
     assert_eq!(proxy.cuts_left(), 0, "{name}: the proxy spoiled no upload");
     ok(dedup_s3(&repo, &server).args(["verify", "--read-data"]));
-    let out = tmp.path().join("out");
-    ok(dedup_s3(&repo, &server)
-        .args(["restore", "latest"])
-        .arg(&out));
-    assert_eq!(describe(&src), describe(&out));
+    assert_restores(dedup_s3(&repo, &server), &src, &tmp.path().join("out"));
 }

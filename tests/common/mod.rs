@@ -204,6 +204,13 @@ pub fn flip_a_byte_of(marker: &[u8], packs: &[PathBuf]) {
     assert!(flipped, "the marker is stored uncompressed in some pack");
 }
 
+/// Restores the latest snapshot with `cmd` (a `dedup` command for the
+/// repository) into `out`, and checks that it matches `src`.
+pub fn assert_restores(mut cmd: Command, src: &Path, out: &Path) {
+    ok(cmd.args(["restore", "latest"]).arg(out));
+    assert_eq!(describe(src), describe(out), "{} differs", out.display());
+}
+
 /// `report --json` (or any JSON command) parsed.
 pub fn json(cmd: &mut Command) -> serde_json::Value {
     serde_json::from_str(&ok(cmd).stdout).expect("valid JSON")
