@@ -56,38 +56,35 @@ struct Plan {
 /// in one read (the bytes between are read and dropped).
 const MAX_GAP: u64 = 256 << 10;
 
-/// How a restore's files are read: batches of small files fetched with one
-/// read each, and files read on their own.
-struct ReadPlan<'a> {
-    batches: Vec<Vec<SmallFile<'a>>>,
-    singles: Vec<&'a (PathBuf, Entry)>,
-}
-
-/// A file whose chunks lie back to back in one pack.
-struct SmallFile<'a> {
+/// A file to restore, with where its chunks are.
+struct Located<'a> {
     path: &'a Path,
     entry: &'a Entry,
     ids: Vec<ChunkId>,
     locations: Vec<Location>,
+    /// Its chunks grouped into runs, each fetched with one read.
+    runs: Vec<Run>,
 }
 
-impl SmallFile<'_> {
-    /// The pack offset just past its last record.
-    fn end(&self) -> u64 {
-        let last = self.locations[self.locations.len() - 1];
-        last.offset + RECORD_HEADER + u64::from(last.stored_len)
+/// Chunks `start..end` of a file, whose records lie back to back in one
+/// pack, to be written from `file_offset` on.
+struct Run {
+    start: usize,
+    end: usize,
+    file_offset: u64,
+}
+
+/// The pack offset just past `loc`'s record.
+fn record_end(loc: &Location) -> u64 {
+    loc.offset + RECORD_HEADER + u64::from(loc.stored_len)
+}
+
+impl Located<'_> {
+    /// The pack offsets `run`'s records span.
+    fn span(&self, run: &Run) -> (u64, u64) {
+        let first = &self.locations[run.start];
+        (first.offset, record_end(&self.locations[run.end - 1]))
     }
-}
-
-/// How many runs of back-to-back records in one pack `locs` make.
-fn runs_of(locs: &[Location]) -> usize {
-    1 + locs
-        .windows(2)
-        .filter(|w| {
-            let end = w[0].offset + RECORD_HEADER + u64::from(w[0].stored_len);
-            w[1].pack != w[0].pack || w[1].offset != end
-        })
-        .count()
 }
 
 /// Creates a file to restore into: never an existing entry, never
@@ -102,10 +99,37 @@ fn create_file(path: &Path) -> Result<fs::File> {
         .at(path)
 }
 
-/// Gives a restored file its mode and times.
-fn finish_file(path: &Path, entry: &Entry) -> Result<()> {
+/// Gives a restored file its mode and times; returns its length.
+fn finish_file(path: &Path, entry: &Entry) -> Result<u64> {
     fs::set_permissions(path, fs::Permissions::from_mode(entry.mode)).at(path)?;
-    set_times(path, entry, false)
+    set_times(path, entry, false)?;
+    match entry.kind {
+        EntryKind::File { size, .. } => Ok(size),
+        _ => Ok(0),
+    }
+}
+
+/// Writes `run` of `f` into `file` from `bytes`, which hold the pack from
+/// offset `base` on; each record is checked against its id first.
+fn write_run(
+    file: &fs::File,
+    f: &Located<'_>,
+    run: &Run,
+    base: u64,
+    bytes: &[u8],
+    progress: &dyn Progress,
+) -> Result<()> {
+    let mut offset = run.file_offset;
+    for k in run.start..run.end {
+        let loc = &f.locations[k];
+        let start = (loc.offset - base + RECORD_HEADER) as usize;
+        let stored = &bytes[start..start + loc.stored_len as usize];
+        let raw = crate::repo::open_record(&f.ids[k], loc, stored)?;
+        file.write_all_at(&raw, offset).at(f.path)?;
+        offset += raw.len() as u64;
+        progress.advance(raw.len() as u64);
+    }
+    Ok(())
 }
 
 fn set_times(path: &Path, e: &Entry, link: bool) -> Result<()> {
@@ -145,7 +169,6 @@ impl Repository {
             Err(e) => return Err(Error::io(dest, e)),
         }
         let pool = self.io_pool();
-        let remote = pool.is_some();
         let mut plan = Plan {
             dirs: Vec::new(),
             files: Vec::new(),
@@ -162,28 +185,15 @@ impl Repository {
                 .sum(),
         );
 
-        // From an object store, small files whose records lie near each
-        // other in one pack are fetched together: one request for many
-        // files instead of one each.
-        let ReadPlan { batches, singles } = if remote {
-            self.batch_small_files(&plan.files)?
-        } else {
-            ReadPlan {
-                batches: Vec::new(),
-                singles: plan.files.iter().collect(),
-            }
-        };
         let results: Vec<(PathBuf, Result<u64>)> = in_pool(pool.as_ref(), || {
-            let mut out: Vec<_> = batches
-                .par_iter()
-                .flat_map_iter(|batch| self.restore_batch(batch, progress))
-                .collect();
-            out.par_extend(
-                singles
+            if pool.is_some() {
+                self.restore_remote(&plan.files, progress)
+            } else {
+                plan.files
                     .par_iter()
-                    .map(|(path, entry)| (path.clone(), self.restore_file(path, entry, progress))),
-            );
-            out
+                    .map(|(path, entry)| (path.clone(), self.restore_file(path, entry, progress)))
+                    .collect()
+            }
         });
         let mut outcome = RestoreOutcome {
             dirs: plan.dirs.len() as u64,
@@ -256,163 +266,157 @@ impl Repository {
         Ok(())
     }
 
-    /// Splits `files` into batches of one-run files whose records lie close
-    /// together in one pack (each batch is one ranged read) and the files
-    /// restored one by one.
-    fn batch_small_files<'a>(&self, files: &'a [(PathBuf, Entry)]) -> Result<ReadPlan<'a>> {
-        let mut small = Vec::new();
-        let mut singles = Vec::new();
-        for file in files {
-            let EntryKind::File { chunks, .. } = &file.1.kind else {
-                unreachable!()
-            };
-            let ids: Vec<ChunkId> = chunks.iter().map(|(id, _)| *id).collect();
-            let locations = self.index.chunks(&ids)?;
-            let runs = match locations.iter().copied().collect::<Option<Vec<Location>>>() {
-                Some(locs) if !locs.is_empty() => runs_of(&locs),
-                _ => 0, // empty, or a chunk is missing: the single path reports it
-            };
-            if runs == 1 {
-                let locations: Vec<Location> = locations.into_iter().flatten().collect();
-                small.push(SmallFile {
-                    path: &file.0,
-                    entry: &file.1,
-                    ids,
-                    locations,
-                });
-            } else {
-                singles.push(file);
+    /// Looks up where `entry`'s chunks are and groups them into runs; an
+    /// error names the first chunk the index does not have.
+    fn locate<'a>(&self, path: &'a Path, entry: &'a Entry) -> Result<Located<'a>> {
+        let EntryKind::File { chunks, .. } = &entry.kind else {
+            unreachable!()
+        };
+        let ids: Vec<ChunkId> = chunks.iter().map(|(id, _)| *id).collect();
+        let locations = ids
+            .iter()
+            .zip(self.index.chunks(&ids)?)
+            .map(|(id, loc)| loc.ok_or(Error::MissingChunk(*id)))
+            .collect::<Result<Vec<Location>>>()?;
+        let mut runs = Vec::new();
+        let (mut start, mut file_offset) = (0, 0u64);
+        while start < ids.len() {
+            let first = locations[start];
+            let mut end = start + 1;
+            while end < ids.len() {
+                let next = locations[end];
+                let joined = record_end(&locations[end - 1]);
+                if next.pack != first.pack
+                    || next.offset != joined
+                    || joined - first.offset >= MAX_READ
+                {
+                    break;
+                }
+                end += 1;
+            }
+            runs.push(Run {
+                start,
+                end,
+                file_offset,
+            });
+            file_offset += chunks[start..end]
+                .iter()
+                .map(|c| u64::from(c.1))
+                .sum::<u64>();
+            start = end;
+        }
+        Ok(Located {
+            path,
+            entry,
+            ids,
+            locations,
+            runs,
+        })
+    }
+
+    /// Writes one file; returns its length.
+    fn restore_file(&self, path: &Path, entry: &Entry, progress: &dyn Progress) -> Result<u64> {
+        self.restore_located(&self.locate(path, entry)?, progress)
+    }
+
+    /// Writes one located file, its runs fetched in parallel (a large
+    /// file is fetched, decompressed, checked and written on every core).
+    fn restore_located(&self, f: &Located<'_>, progress: &dyn Progress) -> Result<u64> {
+        let file = create_file(f.path)?;
+        f.runs.par_iter().try_for_each(|run| -> Result<()> {
+            let (start, end) = f.span(run);
+            let pack = f.locations[run.start].pack;
+            let bytes = self.pack_shard(&pack)?.backend.get_range(
+                &pack.key(),
+                start,
+                (end - start) as usize,
+            )?;
+            write_run(&file, f, run, start, &bytes, progress)
+        })?;
+        drop(file);
+        finish_file(f.path, f.entry)
+    }
+
+    /// From an object store, where each read is a round trip: small files
+    /// (one run) whose records lie near each other in one pack are fetched
+    /// together, one read for many files; the rest one by one.
+    fn restore_remote(
+        &self,
+        files: &[(PathBuf, Entry)],
+        progress: &dyn Progress,
+    ) -> Vec<(PathBuf, Result<u64>)> {
+        let located: Vec<Result<Located<'_>>> = files
+            .par_iter()
+            .map(|(path, entry)| self.locate(path, entry))
+            .collect();
+        let mut out = Vec::new();
+        let (mut small, mut rest) = (Vec::new(), Vec::new());
+        for ((path, _), f) in files.iter().zip(located) {
+            match f {
+                Err(e) => out.push((path.clone(), Err(e))),
+                Ok(f) if f.runs.len() == 1 => small.push(f),
+                Ok(f) => rest.push(f),
             }
         }
         small.sort_by_key(|f| (f.locations[0].pack, f.locations[0].offset));
-        let mut batches: Vec<Vec<SmallFile<'a>>> = Vec::new();
-        for file in small {
-            let start = file.locations[0].offset;
-            let joins = batches.last().is_some_and(|b: &Vec<SmallFile>| {
-                let (first, last) = (&b[0], &b[b.len() - 1]);
-                first.locations[0].pack == file.locations[0].pack
-                    && start >= last.end()
-                    && start - last.end() <= MAX_GAP
-                    && file.end() - first.locations[0].offset <= MAX_READ
+        let mut batches: Vec<Vec<Located<'_>>> = Vec::new();
+        for f in small {
+            let (start, end) = f.span(&f.runs[0]);
+            let joins = batches.last().is_some_and(|b| {
+                let batch_start = b[0].span(&b[0].runs[0]).0;
+                let last = &b[b.len() - 1];
+                let last_end = last.span(&last.runs[0]).1;
+                b[0].locations[0].pack == f.locations[0].pack
+                    && start >= last_end
+                    && start - last_end <= MAX_GAP
+                    && end - batch_start <= MAX_READ
             });
-            if joins {
-                batches.last_mut().expect("checked").push(file);
-            } else {
-                batches.push(vec![file]);
+            match batches.last_mut() {
+                Some(batch) if joins => batch.push(f),
+                _ => batches.push(vec![f]),
             }
         }
-        Ok(ReadPlan { batches, singles })
+        out.par_extend(
+            batches
+                .par_iter()
+                .flat_map_iter(|batch| self.restore_batch(batch, progress)),
+        );
+        out.par_extend(
+            rest.par_iter()
+                .map(|f| (f.path.to_path_buf(), self.restore_located(f, progress))),
+        );
+        out
     }
 
-    /// Restores a batch of small files from one ranged read.
+    /// Restores a batch of one-run files from one ranged read.
     fn restore_batch(
         &self,
-        batch: &[SmallFile<'_>],
+        batch: &[Located<'_>],
         progress: &dyn Progress,
     ) -> Vec<(PathBuf, Result<u64>)> {
-        let first = batch[0].locations[0];
-        let span = batch[batch.len() - 1].end() - first.offset;
-        let bytes = self.pack_shard(&first.pack).and_then(|shard| {
+        let start = batch[0].span(&batch[0].runs[0]).0;
+        let last = &batch[batch.len() - 1];
+        let end = last.span(&last.runs[0]).1;
+        let pack = batch[0].locations[0].pack;
+        let bytes = self.pack_shard(&pack).and_then(|shard| {
             shard
                 .backend
-                .get_range(&first.pack.key(), first.offset, span as usize)
+                .get_range(&pack.key(), start, (end - start) as usize)
         });
         batch
             .iter()
             .map(|f| {
                 let result = match &bytes {
-                    Ok(bytes) => self.write_small_file(f, first.offset, bytes, progress),
+                    Ok(bytes) => create_file(f.path).and_then(|file| {
+                        write_run(&file, f, &f.runs[0], start, bytes, progress)?;
+                        drop(file);
+                        finish_file(f.path, f.entry)
+                    }),
                     // Each file on its own then, and with its own error.
-                    Err(_) => self.restore_file(f.path, f.entry, progress),
+                    Err(_) => self.restore_located(f, progress),
                 };
                 (f.path.to_path_buf(), result)
             })
             .collect()
-    }
-
-    /// Writes one file of a batch from the batch's bytes (which start at
-    /// pack offset `base`).
-    fn write_small_file(
-        &self,
-        f: &SmallFile<'_>,
-        base: u64,
-        bytes: &[u8],
-        progress: &dyn Progress,
-    ) -> Result<u64> {
-        let file = create_file(f.path)?;
-        let mut offset = 0;
-        for (id, loc) in f.ids.iter().zip(&f.locations) {
-            let start = (loc.offset - base + RECORD_HEADER) as usize;
-            let stored = &bytes[start..start + loc.stored_len as usize];
-            let raw = crate::repo::open_record(id, loc, stored)?;
-            file.write_all_at(&raw, offset).at(f.path)?;
-            offset += raw.len() as u64;
-            progress.advance(raw.len() as u64);
-        }
-        drop(file);
-        finish_file(f.path, f.entry)?;
-        Ok(offset)
-    }
-
-    /// Writes one file; returns its length.
-    fn restore_file(&self, path: &Path, entry: &Entry, progress: &dyn Progress) -> Result<u64> {
-        let EntryKind::File { size, chunks } = &entry.kind else {
-            unreachable!()
-        };
-        let file = create_file(path)?;
-        let ids: Vec<ChunkId> = chunks.iter().map(|(id, _)| *id).collect();
-        let locations = self.index.chunks(&ids)?;
-        // Runs of chunks whose records lie back to back in one pack, each
-        // fetched with one read: (first chunk, end chunk, file offset).
-        let mut runs = Vec::new();
-        let (mut i, mut file_offset) = (0, 0u64);
-        while i < ids.len() {
-            let first = locations[i].ok_or(Error::MissingChunk(ids[i]))?;
-            let mut j = i + 1;
-            let mut end = first.offset + RECORD_HEADER + u64::from(first.stored_len);
-            while j < ids.len() {
-                match locations[j] {
-                    Some(l)
-                        if l.pack == first.pack
-                            && l.offset == end
-                            && end - first.offset < MAX_READ =>
-                    {
-                        end = l.offset + RECORD_HEADER + u64::from(l.stored_len);
-                        j += 1;
-                    }
-                    _ => break,
-                }
-            }
-            runs.push((i, j, file_offset));
-            file_offset += chunks[i..j].iter().map(|c| u64::from(c.1)).sum::<u64>();
-            i = j;
-        }
-        // Runs are independent: a large file is fetched, decompressed,
-        // checked and written (at its offset) on every core.
-        runs.par_iter()
-            .try_for_each(|&(i, j, mut offset)| -> Result<()> {
-                let first = locations[i].expect("checked when building the run");
-                let last = locations[j - 1].expect("checked when building the run");
-                let end = last.offset + RECORD_HEADER + u64::from(last.stored_len);
-                let shard = self.pack_shard(&first.pack)?;
-                let bytes = shard.backend.get_range(
-                    &first.pack.key(),
-                    first.offset,
-                    (end - first.offset) as usize,
-                )?;
-                for k in i..j {
-                    let loc: Location = locations[k].expect("checked when building the run");
-                    let start = (loc.offset - first.offset + RECORD_HEADER) as usize;
-                    let stored = &bytes[start..start + loc.stored_len as usize];
-                    let raw = crate::repo::open_record(&ids[k], &loc, stored)?;
-                    file.write_all_at(&raw, offset).at(path)?;
-                    offset += raw.len() as u64;
-                    progress.advance(raw.len() as u64);
-                }
-                Ok(())
-            })?;
-        drop(file);
-        finish_file(path, entry)?;
-        Ok(*size)
     }
 }
