@@ -27,8 +27,7 @@ fn ingest_then_restore_is_identical_in_contents_modes_times_links_and_odd_names(
     // And by `latest`, into a folder that exists but is empty.
     let out2 = tmp.path().join("out2");
     fs::create_dir(&out2).unwrap();
-    ok(dedup(&repo).args(["restore", "latest"]).arg(&out2));
-    assert_eq!(describe(&src), describe(&out2));
+    assert_restores(dedup(&repo), &src, &out2);
 }
 
 #[test]
@@ -54,8 +53,7 @@ fn fixed_mode_without_compression_restores_identically_too() {
         ],
     );
     ok(dedup(&repo).arg("ingest").arg(&src));
-    ok(dedup(&repo).args(["restore", "latest"]).arg(&out));
-    assert_eq!(describe(&src), describe(&out));
+    assert_restores(dedup(&repo), &src, &out);
 }
 
 #[test]
@@ -194,8 +192,7 @@ fn shards_outside_the_repository_receive_the_packs() {
         assert!(n > 0, "{} holds no pack", d.display());
     }
     assert!(!repo.join("shards").exists());
-    ok(dedup(&repo).args(["restore", "latest"]).arg(&out));
-    assert_eq!(describe(&src), describe(&out));
+    assert_restores(dedup(&repo), &src, &out);
 }
 
 fn walkdir_count(dir: &std::path::Path) -> usize {
@@ -324,8 +321,7 @@ fn unchanged_files_are_not_reread_and_any_change_is_noticed() {
         files - 1
     );
     let out = tmp.path().join("out");
-    ok(dedup(&repo).args(["restore", "latest"]).arg(&out));
-    assert_eq!(describe(&src), describe(&out));
+    assert_restores(dedup(&repo), &src, &out);
 
     // --rehash reads everything again, and finds the same tree.
     let fourth = json(
@@ -355,8 +351,7 @@ fn a_file_cache_entry_whose_chunks_were_collected_is_not_trusted() {
     // taken from the cache.
     assert_eq!(again["record"]["summary"]["unchanged_files"], 1);
     let out = tmp.path().join("out");
-    ok(dedup(&repo).args(["restore", "latest"]).arg(&out));
-    assert_eq!(describe(&src), describe(&out));
+    assert_restores(dedup(&repo), &src, &out);
     ok(dedup(&repo).args(["verify", "--read-data"]));
 }
 

@@ -25,6 +25,17 @@ fn copy_dir(from: &Path, to: &Path) {
     assert!(status.success());
 }
 
+/// Settings for a repository with 4 KiB chunks, so that a small tree makes
+/// many chunks (and I/O steps).
+fn small_chunks(pack_size: u32, shards: u32) -> dedup::InitOptions {
+    dedup::InitOptions {
+        pack_size,
+        chunker: dedup::ChunkerConfig::fastcdc(4096),
+        shards,
+        ..Default::default()
+    }
+}
+
 /// Opens `repo` as its writer with every durable step going through `plan`.
 fn open_faulty(repo: &Path, plan: &Arc<FaultPlan>) -> dedup::Result<Repository> {
     Repository::open_with(
@@ -90,15 +101,7 @@ fn a_fault_at_any_io_step_of_an_ingest_loses_nothing() {
     let tmp = tempfile::tempdir().unwrap();
     let (src, base) = (tmp.path().join("src"), tmp.path().join("base"));
     make_tree(&src, 41);
-    Repository::init(
-        &base,
-        &dedup::InitOptions {
-            pack_size: 64 * 1024,
-            chunker: dedup::ChunkerConfig::fastcdc(4096),
-            ..Default::default()
-        },
-    )
-    .unwrap();
+    Repository::init(&base, &small_chunks(64 * 1024, 4)).unwrap();
     let first = Repository::open(&base)
         .unwrap()
         .ingest(std::slice::from_ref(&src), &Quiet)
@@ -169,15 +172,7 @@ fn a_fault_at_any_io_step_of_a_gc_loses_nothing_live() {
     make_tree(&b, 52);
     let kept;
     {
-        let repo = Repository::init(
-            &base,
-            &dedup::InitOptions {
-                pack_size: 64 * 1024,
-                chunker: dedup::ChunkerConfig::fastcdc(4096),
-                ..Default::default()
-            },
-        )
-        .unwrap();
+        let repo = Repository::init(&base, &small_chunks(64 * 1024, 4)).unwrap();
         let gone = repo.ingest(std::slice::from_ref(&a), &Quiet).unwrap();
         kept = repo
             .ingest(std::slice::from_ref(&b), &Quiet)
@@ -210,16 +205,7 @@ fn a_fault_at_any_io_step_of_a_rebalance_loses_nothing() {
         // Three shards inside the repository (so each copy below has its
         // own); the third gets nothing until it is given a weight. Large
         // packs keep the number of steps (and the test's time) down.
-        let mut repo = Repository::init(
-            &base,
-            &dedup::InitOptions {
-                pack_size: 1 << 20,
-                chunker: dedup::ChunkerConfig::fastcdc(4096),
-                shards: 3,
-                ..Default::default()
-            },
-        )
-        .unwrap();
+        let mut repo = Repository::init(&base, &small_chunks(1 << 20, 3)).unwrap();
         repo.set_shard_weight(dedup::ring::ShardId(2), 0).unwrap();
         snapshot = repo
             .ingest(std::slice::from_ref(&src), &Quiet)
@@ -306,6 +292,5 @@ fn sigkill_at_thirty_points_during_an_ingest_loses_nothing() {
     // A dead writer's lock is taken over and the ingest completes.
     ok(dedup(&repo).arg("ingest").arg(&src));
     let out = tmp.path().join("final");
-    ok(dedup(&repo).args(["restore", "latest"]).arg(&out));
-    assert_eq!(describe(&src), describe(&out));
+    assert_restores(dedup(&repo), &src, &out);
 }

@@ -24,8 +24,7 @@ fn symlink_loops_are_stored_as_links_and_never_followed() {
     symlink("..", src.join("up")).unwrap();
     ok(dedup(&repo).arg("init"));
     ok(dedup(&repo).arg("ingest").arg(&src));
-    ok(dedup(&repo).args(["restore", "latest"]).arg(&out));
-    assert_eq!(describe(&src), describe(&out));
+    assert_restores(dedup(&repo), &src, &out);
 }
 
 #[test]
@@ -52,8 +51,7 @@ fn a_sparse_file_costs_almost_nothing_and_restores_identically() {
         stored < 64 << 10,
         "256 MiB of zeros stored in {stored} bytes"
     );
-    ok(dedup(&repo).args(["restore", "latest"]).arg(&out));
-    assert_eq!(describe(&src), describe(&out));
+    assert_restores(dedup(&repo), &src, &out);
 }
 
 #[test]

@@ -54,8 +54,7 @@ fn add_a_shard_rebalance_then_remove_one_and_everything_restores() {
     assert!(new_shard["chunks"].as_u64().unwrap() > 0);
     ok(dedup(&repo).args(["verify", "--read-data"]));
     let out = tmp.path().join("out1");
-    ok(dedup(&repo).args(["restore", "latest"]).arg(&out));
-    assert_eq!(describe(&src), describe(&out));
+    assert_restores(dedup(&repo), &src, &out);
     // Nothing moves twice.
     let again = json(dedup(&repo).args(["rebalance", "--dry-run", "--json"]));
     assert_eq!(again["moved_objects"], 0);
@@ -78,8 +77,7 @@ fn add_a_shard_rebalance_then_remove_one_and_everything_restores() {
     );
     ok(dedup(&repo).args(["verify", "--read-data"]));
     let out = tmp.path().join("out2");
-    ok(dedup(&repo).args(["restore", "latest"]).arg(&out));
-    assert_eq!(describe(&src), describe(&out));
+    assert_restores(dedup(&repo), &src, &out);
     // New data goes only to the remaining shards.
     fs::write(src.join("newer.bin"), random_bytes(73, 1 << 20)).unwrap();
     ok(dedup(&repo).arg("ingest").arg(&src));
