@@ -700,17 +700,18 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
         }
         Command::Rebalance { dry_run, json } => {
             let repo = open_writer(&repo_path, cli.wait_lock)?;
-            // The plan first (only pack trailers are read), then the moves.
-            let plan = repo.rebalance(true, &Bar::new(cli.quiet, "plan"))?;
-            if json && dry_run {
-                print_json(&plan)?;
-                return Ok(0);
-            }
-            if !json {
-                print_moves("would move", &plan);
-            }
-            if dry_run || plan.moved_objects == 0 {
-                return Ok(0);
+            // People see the plan first (only pack trailers are read), then
+            // the moves; JSON gets one or the other.
+            if dry_run || !json {
+                let plan = repo.rebalance(true, &Bar::new(cli.quiet, "plan"))?;
+                if json {
+                    print_json(&plan)?;
+                } else {
+                    print_moves("would move", &plan);
+                }
+                if dry_run || plan.moved_objects == 0 {
+                    return Ok(0);
+                }
             }
             let done = repo.rebalance(false, &Bar::new(cli.quiet, "rebalance"))?;
             if json {

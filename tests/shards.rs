@@ -58,6 +58,11 @@ fn add_a_shard_rebalance_then_remove_one_and_everything_restores() {
     // Nothing moves twice.
     let again = json(dedup(&repo).args(["rebalance", "--dry-run", "--json"]));
     assert_eq!(again["moved_objects"], 0);
+    let human = ok(dedup(&repo).arg("rebalance")).stdout;
+    assert!(
+        human.starts_with("would move 0 of") && !human.contains("moved"),
+        "the plan, and no moves: {human}"
+    );
 
     // Remove shard 00: drained, dropped from the config, nothing left on it.
     ok(dedup(&repo).args(["shard", "remove", "0"]));
