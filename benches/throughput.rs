@@ -14,7 +14,7 @@ use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use dedup::bloom::Bloom;
-use dedup::index::{Index, PackInfo};
+use dedup::index::{Access, Index, PackInfo};
 use dedup::ring::ShardId;
 use dedup::store::{PackEntry, PackId};
 use dedup::{ChunkId, ChunkerConfig, InitOptions, Quiet, Repository};
@@ -84,7 +84,7 @@ fn random_ids(seed: u64, n: usize) -> Vec<ChunkId> {
 
 /// An index holding `n` chunks, with its Bloom filter.
 fn filled_index(dir: &std::path::Path, n: usize) -> (Index, Bloom) {
-    let index = Index::open(dir, false, true).unwrap();
+    let index = Index::open(dir, Access::Create).unwrap();
     let mut bloom = Bloom::new(n as u64);
     let mut rng = ChaCha8Rng::seed_from_u64(1);
     let per_pack = 100_000;

@@ -49,19 +49,36 @@ pub enum ChunkerConfig {
 
 impl Default for ChunkerConfig {
     fn default() -> Self {
-        ChunkerConfig::fastcdc(64 * 1024)
+        ChunkerConfig::fastcdc(DEFAULT_CHUNK)
     }
 }
 
+/// The chunk size (fixed) or average chunk size (FastCDC) when none is given.
+pub const DEFAULT_CHUNK: u32 = 64 * 1024;
+
 impl ChunkerConfig {
+    /// FastCDC with whichever sizes are given; the rest default as in
+    /// [`fastcdc`](Self::fastcdc), around an average of [`DEFAULT_CHUNK`].
+    pub fn fastcdc_with(avg: Option<u32>, min: Option<u32>, max: Option<u32>) -> Self {
+        let avg = avg.unwrap_or(DEFAULT_CHUNK);
+        ChunkerConfig::FastCdc {
+            min: min.unwrap_or(avg / 4),
+            avg,
+            max: max.unwrap_or(avg.saturating_mul(4)),
+        }
+    }
+
+    /// Fixed-size chunks of `size`, or of [`DEFAULT_CHUNK`] bytes.
+    pub fn fixed(size: Option<u32>) -> Self {
+        ChunkerConfig::Fixed {
+            size: size.unwrap_or(DEFAULT_CHUNK),
+        }
+    }
+
     /// FastCDC with `min = avg / 4` and `max = avg * 4`, the spread the
     /// FastCDC paper recommends. Call [`validate`](Self::validate) before use.
     pub fn fastcdc(avg: u32) -> Self {
-        ChunkerConfig::FastCdc {
-            min: avg / 4,
-            avg,
-            max: avg.saturating_mul(4),
-        }
+        Self::fastcdc_with(Some(avg), None, None)
     }
 
     /// Refuses sizes the chunker cannot honour, with a message saying why.

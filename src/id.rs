@@ -1,6 +1,6 @@
 //! Content ids: the 32-byte SHA-256 of an object's raw bytes.
 //!
-//! Owns the [`ChunkId`] type, its hex form and the one function that computes
+//! Owns the [`ChunkId`] and [`SnapshotId`] types, its hex form and the one function that computes
 //! it. Does not know where chunks live. Invariant: an id is always the
 //! SHA-256 of the uncompressed bytes, so any reader can check what it got.
 
@@ -11,72 +11,93 @@ use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result};
 
-/// The SHA-256 of a chunk's (or tree's, or blob's) raw bytes.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct ChunkId(pub [u8; 32]);
+/// A 32-byte SHA-256 content id type: hex form, parsing, serde as hex.
+macro_rules! content_id {
+    ($(#[$doc:meta])* $name:ident, $what:literal) => {
+        $(#[$doc])*
+        #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub struct $name(pub [u8; 32]);
+
+        impl $name {
+            /// Hashes `data` (uses SHA-NI where the CPU has it).
+            pub fn of(data: &[u8]) -> Self {
+                $name(Sha256::digest(data).into())
+            }
+
+            /// The raw 32 bytes.
+            pub fn as_bytes(&self) -> &[u8; 32] {
+                &self.0
+            }
+
+            /// Lower-case hex, 64 characters.
+            pub fn to_hex(&self) -> String {
+                hex::encode(self.0)
+            }
+
+            /// Reads an id from exactly 32 bytes.
+            pub fn from_slice(bytes: &[u8]) -> Option<Self> {
+                Some($name(bytes.try_into().ok()?))
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.to_hex())
+            }
+        }
+
+        impl fmt::Debug for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(f, "{}({})", stringify!($name), &self.to_hex()[..16])
+            }
+        }
+
+        impl FromStr for $name {
+            type Err = Error;
+
+            fn from_str(s: &str) -> Result<Self> {
+                let mut out = [0u8; 32];
+                hex::decode_to_slice(s, &mut out).map_err(|e| {
+                    Error::invalid($what, format!("{s:?} is not 64 hex digits: {e}"))
+                })?;
+                Ok($name(out))
+            }
+        }
+
+        impl serde::Serialize for $name {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+                s.serialize_str(&self.to_hex())
+            }
+        }
+
+        impl<'de> serde::Deserialize<'de> for $name {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+                let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+                s.parse().map_err(serde::de::Error::custom)
+            }
+        }
+    };
+}
+
+content_id!(
+    /// The SHA-256 of a chunk's (or tree's, or blob's) raw bytes.
+    ChunkId,
+    "chunk id"
+);
+
+content_id!(
+    /// A snapshot's id: the SHA-256 of its record's bytes. A type of its
+    /// own, so a snapshot id is never looked up as a chunk or the reverse.
+    SnapshotId,
+    "snapshot id"
+);
 
 impl ChunkId {
-    /// Hashes `data` (uses SHA-NI where the CPU has it).
-    pub fn of(data: &[u8]) -> Self {
-        ChunkId(Sha256::digest(data).into())
-    }
-
-    /// The raw 32 bytes.
-    pub fn as_bytes(&self) -> &[u8; 32] {
-        &self.0
-    }
-
-    /// Lower-case hex, 64 characters.
-    pub fn to_hex(&self) -> String {
-        hex::encode(self.0)
-    }
-
-    /// Reads an id from exactly 32 bytes.
-    pub fn from_slice(bytes: &[u8]) -> Option<Self> {
-        Some(ChunkId(bytes.try_into().ok()?))
-    }
-
     /// The first 8 bytes as a big-endian integer: the id's position on the ring.
     pub fn ring_position(&self) -> u64 {
         let mut first = [0u8; 8];
         first.copy_from_slice(&self.0[..8]);
         u64::from_be_bytes(first)
-    }
-}
-
-impl fmt::Display for ChunkId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.to_hex())
-    }
-}
-
-impl fmt::Debug for ChunkId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "ChunkId({})", &self.to_hex()[..16])
-    }
-}
-
-impl FromStr for ChunkId {
-    type Err = Error;
-
-    fn from_str(s: &str) -> Result<Self> {
-        let mut out = [0u8; 32];
-        hex::decode_to_slice(s, &mut out)
-            .map_err(|e| Error::invalid("chunk id", format!("{s:?} is not 64 hex digits: {e}")))?;
-        Ok(ChunkId(out))
-    }
-}
-
-impl serde::Serialize for ChunkId {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
-        s.serialize_str(&self.to_hex())
-    }
-}
-
-impl<'de> serde::Deserialize<'de> for ChunkId {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
-        let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
-        s.parse().map_err(serde::de::Error::custom)
     }
 }
 
@@ -98,5 +119,11 @@ mod tests {
         assert_eq!(id.to_hex().parse::<ChunkId>().unwrap(), id);
         assert!("zz".parse::<ChunkId>().is_err());
         assert!("ab".repeat(31).parse::<ChunkId>().is_err());
+        let snapshot = SnapshotId::of(b"x");
+        assert_eq!(snapshot.to_hex().parse::<SnapshotId>().unwrap(), snapshot);
+        assert_eq!(
+            format!("{snapshot:?}"),
+            format!("SnapshotId({})", &id.to_hex()[..16])
+        );
     }
 }

@@ -15,8 +15,9 @@
 //! only after the pack itself is durable, so the index never points at bytes
 //! that a crash could take away.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 #[cfg(feature = "engine")]
 use rocksdb::{BlockBasedOptions, ColumnFamily, Options, WriteBatch, WriteOptions, DB};
@@ -25,7 +26,9 @@ use crate::codec::{Put, Reader};
 use crate::error::{Error, Result};
 use crate::id::ChunkId;
 use crate::ring::ShardId;
-use crate::store::{FaultPlan, PackEntry, PackId};
+use crate::snapshot::SnapshotId;
+use crate::store::record::ObjectKind;
+use crate::store::{Fs, PackEntry, PackId, PackStore};
 
 const CHUNKS: &str = "chunks";
 const PACKS: &str = "packs";
@@ -33,55 +36,52 @@ const SNAPSHOTS: &str = "snapshots";
 const META: &str = "meta";
 const FAMILIES: [&str; 4] = [CHUNKS, PACKS, SNAPSHOTS, META];
 
-/// Where a chunk's bytes are.
+/// Ids looked up in one batched read by [`Index::chunks`].
+pub const LOOKUP_BATCH: usize = 4096;
+
+/// Where an object's bytes are: its pack, and its entry there.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Location {
     /// The pack holding it.
     pub pack: PackId,
-    /// Offset of its record in the pack.
-    pub offset: u64,
-    /// Uncompressed length.
-    pub raw_len: u32,
-    /// Stored length.
-    pub stored_len: u32,
-    /// Pack record flags.
-    pub flags: u8,
+    /// Its record in that pack.
+    pub entry: PackEntry,
 }
 
 impl Location {
-    /// The location of a pack entry.
-    pub fn of(pack: PackId, e: &PackEntry) -> Self {
-        Location {
-            pack,
-            offset: e.offset,
-            raw_len: e.raw_len,
-            stored_len: e.stored_len,
-            flags: e.flags,
-        }
-    }
-
-    /// Encodes as 33 bytes.
+    /// Encodes as 33 bytes (the id is the key, so it is not repeated).
     pub fn encode(&self) -> Vec<u8> {
+        let e = &self.entry;
         let mut v = Vec::with_capacity(33);
         v.extend_from_slice(&self.pack.0);
-        v.put_u64(self.offset);
-        v.put_u32(self.raw_len);
-        v.put_u32(self.stored_len);
-        v.put_u8(self.flags);
+        v.put_u64(e.offset);
+        v.put_u32(e.raw_len);
+        v.put_u32(e.stored_len);
+        v.put_u8(e.flags);
         v
     }
 
-    /// Decodes an index value; `location` names it in errors.
-    pub fn decode(bytes: &[u8], location: &str) -> Result<Self> {
-        let mut r = Reader::new(bytes, "index entry", location);
+    /// True when this is where `entry` of `pack` lies: the index uses that
+    /// copy (a pack may also hold copies the index has moved away from).
+    pub fn is(&self, pack: &PackId, entry: &PackEntry) -> bool {
+        self.pack == *pack && self.entry.offset == entry.offset
+    }
+
+    /// Decodes the index value stored under `id`.
+    pub fn decode(id: ChunkId, bytes: &[u8]) -> Result<Self> {
+        let location = id.to_hex();
+        let mut r = Reader::new(bytes, "index entry", &location);
         let mut pack = [0u8; 16];
         pack.copy_from_slice(r.take(16)?);
         let loc = Location {
             pack: PackId(pack),
-            offset: r.u64()?,
-            raw_len: r.u32()?,
-            stored_len: r.u32()?,
-            flags: r.u8()?,
+            entry: PackEntry {
+                id,
+                offset: r.u64()?,
+                raw_len: r.u32()?,
+                stored_len: r.u32()?,
+                flags: r.u8()?,
+            },
         };
         r.finish()?;
         Ok(loc)
@@ -118,7 +118,7 @@ impl PackInfo {
             ..Default::default()
         };
         for e in entries {
-            if e.flags & crate::store::pack::flags::TREE != 0 {
+            if e.kind() == ObjectKind::Tree {
                 info.tree_objects += 1;
                 info.tree_raw += u64::from(e.raw_len);
                 info.tree_stored += u64::from(e.stored_len);
@@ -166,24 +166,64 @@ impl PackInfo {
     }
 }
 
-/// Changes applied to the index in one atomic write.
+/// Changes applied to the index in one atomic write by [`Index::commit`].
+///
+/// Packs enter and leave the repository only through a batch, in the one
+/// order that survives a crash at any instant (invariants 2 and 5):
+/// [`publish_pack`](Self::publish_pack) writes a new pack durably before
+/// the batch can point at it, the commit switches every entry over at once,
+/// and only after it are the files of
+/// [`retire_pack`](Self::retire_pack)ed packs deleted. The index keeps its
+/// pack-to-shard map in step; no caller touches it.
 #[cfg(feature = "engine")]
 pub struct Batch<'i> {
     index: &'i Index,
     inner: WriteBatch,
+    published: Vec<(PackId, ShardId)>,
+    retired: Vec<(PackId, Arc<dyn PackStore>)>,
 }
 
 #[cfg(feature = "engine")]
 impl Batch<'_> {
-    /// Points every entry at `pack` and records the pack's summary.
-    pub fn put_pack(&mut self, pack: PackId, info: &PackInfo, entries: &[PackEntry]) {
+    /// Writes a sealed pack (`bytes`, holding `entries`) durably to
+    /// `backend`, shard `shard`, under a fresh id, and points every entry
+    /// at it once the batch commits. Returns the new pack's id.
+    pub fn publish_pack(
+        &mut self,
+        shard: ShardId,
+        backend: &dyn PackStore,
+        bytes: &[u8],
+        entries: &[PackEntry],
+    ) -> Result<PackId> {
+        let pack = PackId::random();
+        backend.create(&pack.key(), bytes)?;
+        self.index_pack(
+            pack,
+            &PackInfo::of(shard, bytes.len() as u64, entries),
+            entries,
+        );
+        Ok(pack)
+    }
+
+    /// Points every entry at `pack`, which is already durable, and records
+    /// the pack's summary.
+    pub fn index_pack(&mut self, pack: PackId, info: &PackInfo, entries: &[PackEntry]) {
         let chunks = self.index.cf(CHUNKS);
         for e in entries {
-            self.inner
-                .put_cf(chunks, e.id.as_bytes(), Location::of(pack, e).encode());
+            let loc = Location { pack, entry: *e };
+            self.inner.put_cf(chunks, e.id.as_bytes(), loc.encode());
         }
         self.inner
             .put_cf(self.index.cf(PACKS), pack.0, info.encode());
+        self.published.push((pack, info.shard));
+    }
+
+    /// Forgets `pack` when the batch commits, and then deletes its file
+    /// from `backend`. Entries still pointing into it must be deleted
+    /// ([`delete_chunk`](Self::delete_chunk)) or re-pointed in this batch.
+    pub fn retire_pack(&mut self, pack: PackId, backend: Arc<dyn PackStore>) {
+        self.inner.delete_cf(self.index.cf(PACKS), pack.0);
+        self.retired.push((pack, backend));
     }
 
     /// Forgets a chunk.
@@ -191,16 +231,22 @@ impl Batch<'_> {
         self.inner.delete_cf(self.index.cf(CHUNKS), id.as_bytes());
     }
 
-    /// Forgets a pack's summary.
-    pub fn delete_pack(&mut self, pack: &PackId) {
-        self.inner.delete_cf(self.index.cf(PACKS), pack.0);
-    }
-
     /// Stores a snapshot record.
-    pub fn put_snapshot(&mut self, id: &ChunkId, record: &[u8]) {
+    pub fn put_snapshot(&mut self, id: &SnapshotId, record: &[u8]) {
         self.inner
             .put_cf(self.index.cf(SNAPSHOTS), id.as_bytes(), record);
     }
+}
+
+/// How [`Index::open`] opens.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Access {
+    /// Reads only, beside any writer.
+    ReadOnly,
+    /// Reads and writes an existing index.
+    ReadWrite,
+    /// Reads and writes, creating the index when absent.
+    Create,
 }
 
 /// The open index.
@@ -208,14 +254,20 @@ impl Batch<'_> {
 pub struct Index {
     db: DB,
     path: PathBuf,
-    faults: Option<Arc<FaultPlan>>,
+    /// Told before each commit, so crash tests see commits among the
+    /// file system's durable steps.
+    crash_points: Option<Arc<dyn Fs>>,
+    /// Every indexed pack's shard: what a read needs to find a pack.
+    packs: RwLock<HashMap<PackId, ShardId>>,
 }
 
 #[cfg(feature = "engine")]
 impl Index {
-    /// Opens (creating if `create`) the index at `path`. Read-only opens can
-    /// run beside a writer: they see the state as of their opening.
-    pub fn open(path: &Path, read_only: bool, create: bool) -> Result<Self> {
+    /// Opens the index at `path` for `access`. Read-only opens can run
+    /// beside a writer: they see the state as of their opening.
+    pub fn open(path: &Path, access: Access) -> Result<Self> {
+        let read_only = access == Access::ReadOnly;
+        let create = access == Access::Create;
         let mut opts = Options::default();
         opts.create_if_missing(create);
         opts.create_missing_column_families(!read_only);
@@ -253,16 +305,25 @@ impl Index {
             path: path.to_path_buf(),
             message: e.into_string(),
         })?;
-        Ok(Index {
+        let mut index = Index {
             db,
             path: path.to_path_buf(),
-            faults: None,
-        })
+            crash_points: None,
+            packs: RwLock::default(),
+        };
+        let packs = index
+            .packs()?
+            .into_iter()
+            .map(|(id, info)| (id, info.shard));
+        index.packs = RwLock::new(packs.collect());
+        Ok(index)
     }
 
-    /// Counts each commit as a step of `plan` (for crash tests).
-    pub fn with_faults(mut self, plan: Arc<FaultPlan>) -> Self {
-        self.faults = Some(plan);
+    /// Calls `fs`'s [`crash_point`](Fs::crash_point) before each commit,
+    /// so a file system that counts durable steps (crash tests) counts
+    /// index commits among them.
+    pub fn with_crash_points(mut self, fs: Arc<dyn Fs>) -> Self {
+        self.crash_points = Some(fs);
         self
     }
 
@@ -286,30 +347,42 @@ impl Index {
             .get_pinned_cf(self.cf(CHUNKS), id.as_bytes())
             .map_err(|e| self.err(e))?
         {
-            Some(v) => Ok(Some(Location::decode(&v, &id.to_hex())?)),
+            Some(v) => Ok(Some(Location::decode(*id, &v)?)),
             None => Ok(None),
         }
     }
 
-    /// Locations of many ids in one batched read, in the same order.
+    /// The shard holding `pack`, when the index knows the pack.
+    pub fn pack_shard(&self, pack: &PackId) -> Option<ShardId> {
+        self.packs.read().expect("packs lock").get(pack).copied()
+    }
+
+    /// Locations of many ids, in the same order: batched reads of at
+    /// most [`LOOKUP_BATCH`] ids each.
     pub fn chunks(&self, ids: &[ChunkId]) -> Result<Vec<Option<Location>>> {
         let cf = self.cf(CHUNKS);
-        let keys = ids.iter().map(|id| id.as_bytes().as_slice());
-        self.db
-            .batched_multi_get_cf(cf, keys, false)
-            .into_iter()
-            .zip(ids)
-            .map(|(r, id)| match r.map_err(|e| self.err(e))? {
-                Some(v) => Ok(Some(Location::decode(&v, &id.to_hex())?)),
-                None => Ok(None),
-            })
-            .collect()
+        let mut out = Vec::with_capacity(ids.len());
+        for batch in ids.chunks(LOOKUP_BATCH) {
+            let keys = batch.iter().map(|id| id.as_bytes().as_slice());
+            for (r, id) in self
+                .db
+                .batched_multi_get_cf(cf, keys, false)
+                .into_iter()
+                .zip(batch)
+            {
+                out.push(match r.map_err(|e| self.err(e))? {
+                    Some(v) => Some(Location::decode(*id, &v)?),
+                    None => None,
+                });
+            }
+        }
+        Ok(out)
     }
 
     /// Commits a durable pack's entries and summary in one synced batch.
     pub fn commit_pack(&self, pack: PackId, info: &PackInfo, entries: &[PackEntry]) -> Result<()> {
         let mut batch = self.batch();
-        batch.put_pack(pack, info, entries);
+        batch.index_pack(pack, info, entries);
         self.commit(batch)
     }
 
@@ -318,20 +391,50 @@ impl Index {
         Batch {
             index: self,
             inner: WriteBatch::default(),
+            published: Vec::new(),
+            retired: Vec::new(),
         }
     }
 
-    /// Applies a batch atomically and durably (the write-ahead log is synced).
+    /// Applies a batch atomically and durably (the write-ahead log is
+    /// synced), then deletes the files of the packs it retired.
     pub fn commit(&self, batch: Batch<'_>) -> Result<()> {
-        if let Some(plan) = &self.faults {
-            plan.step("index commit")
+        let Batch {
+            inner,
+            published,
+            retired,
+            ..
+        } = batch;
+        if let Some(fs) = &self.crash_points {
+            fs.crash_point("index commit")
                 .map_err(|e| Error::io(&self.path, e))?;
         }
+        // New packs are in the map before any entry points at them, so a
+        // concurrent reader that finds an entry also finds its pack.
+        self.packs
+            .write()
+            .expect("packs lock")
+            .extend(published.iter().copied());
         let mut opts = WriteOptions::default();
         opts.set_sync(true);
-        self.db
-            .write_opt(batch.inner, &opts)
-            .map_err(|e| self.err(e))
+        if let Err(e) = self.db.write_opt(inner, &opts) {
+            let mut packs = self.packs.write().expect("packs lock");
+            for (pack, _) in &published {
+                packs.remove(pack);
+            }
+            return Err(self.err(e));
+        }
+        let mut packs = self.packs.write().expect("packs lock");
+        for (pack, _) in &retired {
+            packs.remove(pack);
+        }
+        drop(packs);
+        // A crash before these deletes leaves unindexed files, which gc
+        // removes; the index no longer needs them.
+        for (pack, backend) in retired {
+            backend.delete(&pack.key())?;
+        }
+        Ok(())
     }
 
     /// Moves everything committed so far from the write-ahead log into table
@@ -346,7 +449,7 @@ impl Index {
     }
 
     /// Removes a snapshot record (synced).
-    pub fn delete_snapshot(&self, id: &ChunkId) -> Result<()> {
+    pub fn delete_snapshot(&self, id: &SnapshotId) -> Result<()> {
         let mut batch = self.batch();
         batch.inner.delete_cf(self.cf(SNAPSHOTS), id.as_bytes());
         self.commit(batch)
@@ -386,21 +489,28 @@ impl Index {
     }
 
     /// Stores a snapshot record (synced).
-    pub fn put_snapshot(&self, id: &ChunkId, record: &[u8]) -> Result<()> {
+    pub fn put_snapshot(&self, id: &SnapshotId, record: &[u8]) -> Result<()> {
         let mut batch = self.batch();
         batch.put_snapshot(id, record);
         self.commit(batch)
     }
 
+    /// One snapshot record's bytes, if indexed.
+    pub fn snapshot(&self, id: &SnapshotId) -> Result<Option<Vec<u8>>> {
+        self.db
+            .get_cf(self.cf(SNAPSHOTS), id.as_bytes())
+            .map_err(|e| self.err(e))
+    }
+
     /// Every snapshot record, by id.
-    pub fn snapshots(&self) -> Result<Vec<(ChunkId, Vec<u8>)>> {
+    pub fn snapshots(&self) -> Result<Vec<(SnapshotId, Vec<u8>)>> {
         let mut out = Vec::new();
         for item in self
             .db
             .iterator_cf(self.cf(SNAPSHOTS), rocksdb::IteratorMode::Start)
         {
             let (k, v) = item.map_err(|e| self.err(e))?;
-            let id = ChunkId::from_slice(&k).ok_or_else(|| {
+            let id = SnapshotId::from_slice(&k).ok_or_else(|| {
                 Error::corrupt("snapshot index key", hex::encode(&k), "not 32 bytes")
             })?;
             out.push((id, v.to_vec()));
@@ -444,7 +554,7 @@ mod tests {
     #[cfg(feature = "engine")]
     fn committed_pack_entries_are_found_and_counted() {
         let dir = tempfile::tempdir().unwrap();
-        let index = Index::open(dir.path(), false, true).unwrap();
+        let index = Index::open(dir.path(), Access::Create).unwrap();
         let pack = PackId::random();
         let entries: Vec<PackEntry> = (0..3u8)
             .map(|i| PackEntry {
@@ -458,11 +568,22 @@ mod tests {
         let info = PackInfo::of(ShardId(2), 400, &entries);
         index.commit_pack(pack, &info, &entries).unwrap();
         let loc = index.chunk(&entries[1].id).unwrap().unwrap();
-        assert_eq!(loc, Location::of(pack, &entries[1]));
+        assert_eq!(
+            loc,
+            Location {
+                pack,
+                entry: entries[1]
+            }
+        );
         let many = index
             .chunks(&[entries[2].id, ChunkId::of(b"absent")])
             .unwrap();
-        assert_eq!(many, vec![Some(Location::of(pack, &entries[2])), None]);
+        let second = Location {
+            pack,
+            entry: entries[2],
+        };
+        assert_eq!(many, vec![Some(second), None]);
+        assert_eq!(index.pack_shard(&pack), Some(ShardId(2)));
         assert_eq!(index.packs().unwrap(), vec![(pack, info)]);
         assert_eq!(info.data_chunks, 3);
         assert_eq!(info.data_raw, 150);
@@ -473,16 +594,20 @@ mod tests {
 
     #[test]
     fn damaged_index_values_are_errors_not_panics() {
-        assert!(Location::decode(&[0u8; 32], "x").is_err());
-        assert!(Location::decode(&[0u8; 34], "x").is_err());
+        let id = ChunkId::of(b"x");
+        assert!(Location::decode(id, &[0u8; 32]).is_err());
+        assert!(Location::decode(id, &[0u8; 34]).is_err());
         assert!(PackInfo::decode(&[2u8; 61], "x").is_err());
         let loc = Location {
             pack: PackId([7; 16]),
-            offset: 9,
-            raw_len: 3,
-            stored_len: 2,
-            flags: 1,
+            entry: PackEntry {
+                id,
+                offset: 9,
+                raw_len: 3,
+                stored_len: 2,
+                flags: 1,
+            },
         };
-        assert_eq!(Location::decode(&loc.encode(), "x").unwrap(), loc);
+        assert_eq!(Location::decode(id, &loc.encode()).unwrap(), loc);
     }
 }

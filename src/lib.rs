@@ -41,13 +41,22 @@ pub mod ring;
 pub mod snapshot;
 pub mod store;
 
+/// Whether a maintenance operation changes anything.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// Do the work.
+    Apply,
+    /// Only report what would be done; change nothing.
+    DryRun,
+}
+
 pub use chunker::ChunkerConfig;
 pub use config::{Compression, Config, InitOptions};
 pub use error::{Error, Result};
-pub use id::ChunkId;
+pub use id::{ChunkId, SnapshotId};
 #[cfg(feature = "engine")]
 pub use repo::{
-    GcReport, IngestOptions, IngestOutcome, OpenOptions, Progress, Quiet, RepairReport, Report,
-    Repository, RestoreOutcome, VerifyReport,
+    GcReport, IngestOptions, IngestOutcome, OpenOptions, Progress, Quiet, RebalanceReport,
+    RepairReport, Report, Repository, RestoreOutcome, VerifyReport,
 };
-pub use snapshot::{IngestSummary, SnapshotId, SnapshotRecord};
+pub use snapshot::{IngestSummary, SnapshotRecord};

@@ -388,3 +388,40 @@ fn a_snapshot_report_counts_a_repeated_folder_twice_and_its_tree_once() {
     assert_eq!(s["tree_objects"], 3, "{s}");
     assert_eq!(s["unique_bytes"], 100_000 + 5, "{s}");
 }
+
+#[test]
+fn every_command_that_prints_exits_quietly_into_a_closed_pipe() {
+    // `dedup snapshots | head -1`: the reader is gone before dedup writes.
+    // The pipe's read end is closed before the command starts, so its
+    // first write meets EPIPE every time.
+    let tmp = tempfile::tempdir().unwrap();
+    let (src, repo) = (tmp.path().join("src"), tmp.path().join("repo"));
+    make_tree(&src, 21);
+    ok(dedup(&repo).arg("init"));
+    ok(dedup(&repo).arg("ingest").arg(&src));
+    let blob = tmp.path().join("blob");
+    std::fs::write(&blob, b"blob bytes").unwrap();
+    let id = ok(dedup(&repo).arg("put").arg(&blob))
+        .stdout
+        .trim()
+        .to_string();
+    let commands: &[&[&str]] = &[
+        &["snapshots"],
+        &["snapshots", "--json"],
+        &["report"],
+        &["report", "latest", "--json"],
+        &["verify"],
+        &["gc", "--dry-run"],
+        &["shard", "list"],
+        &["rebalance", "--dry-run"],
+        &["get", &id],
+    ];
+    for args in commands {
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader);
+        let out = dedup(&repo).args(*args).stdout(writer).output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+    }
+}

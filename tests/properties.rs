@@ -108,8 +108,8 @@ proptest! {
         prop_assert_eq!(&parsed, &entries);
         let pack = PackId::random();
         for e in &entries {
-            let loc = Location::of(pack, e);
-            prop_assert_eq!(Location::decode(&loc.encode(), "p").unwrap(), loc);
+            let loc = Location { pack, entry: *e };
+            prop_assert_eq!(Location::decode(e.id, &loc.encode()).unwrap(), loc);
         }
     }
 

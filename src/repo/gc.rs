@@ -16,16 +16,65 @@ use std::collections::HashSet;
 
 use serde::Serialize;
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::id::ChunkId;
-use crate::index::PackInfo;
-use crate::repo::{Progress, Repository};
-use crate::snapshot::{EntryKind, SnapshotId, SnapshotRecord};
-use crate::store::pack::{repack, RECORD_HEADER};
+use crate::index::{Location, PackInfo};
+use crate::repo::report::human_bytes;
+use crate::repo::{Mode, Progress, Repository};
+use crate::snapshot::{SnapshotId, SnapshotRecord};
+use crate::store::pack::repack;
 use crate::store::{PackEntry, PackId};
 
 /// A pack is rewritten when less than this share of its records' bytes is live.
 const REWRITE_BELOW: f64 = 0.5;
+
+/// What gc does with one pack.
+#[derive(Debug, PartialEq)]
+enum Fate {
+    /// Enough of it is live.
+    Keep,
+    /// Nothing in it is live: forget the `dead` entries, delete the file.
+    Delete { dead: Vec<ChunkId> },
+    /// Mostly dead: copy the `live` records into a new pack, forget the
+    /// `dead` entries, delete the old file.
+    Rewrite {
+        live: Vec<PackEntry>,
+        dead: Vec<ChunkId>,
+    },
+}
+
+/// Decides a pack's fate from its `entries`, where the index says each
+/// of them is (`locations`, in the same order) and what is `live`. A record
+/// counts as live when it is the copy the index uses and something reaches
+/// it; a copy the index does not use is dead weight, never an entry to
+/// forget.
+fn fate(
+    pack: &PackId,
+    entries: &[PackEntry],
+    locations: &[Option<Location>],
+    live: &HashSet<ChunkId>,
+) -> Fate {
+    let mut kept = Vec::new();
+    let mut dead = Vec::new();
+    for (e, loc) in entries.iter().zip(locations) {
+        if !loc.is_some_and(|l| l.is(pack, e)) {
+            continue;
+        }
+        if live.contains(&e.id) {
+            kept.push(*e);
+        } else {
+            dead.push(e.id);
+        }
+    }
+    let bytes = |es: &[PackEntry]| es.iter().map(PackEntry::record_len).sum::<u64>();
+    if kept.is_empty() {
+        Fate::Delete { dead }
+    } else if (bytes(&kept) as f64) < REWRITE_BELOW * bytes(entries).max(1) as f64 {
+        Fate::Rewrite { live: kept, dead }
+    } else {
+        Fate::Keep
+    }
+}
 
 /// What `gc` did (or, in a dry run, would do).
 #[derive(Clone, Debug, Default, Serialize)]
@@ -50,11 +99,32 @@ pub struct GcReport {
     pub unreadable_packs: Vec<String>,
 }
 
+impl std::fmt::Display for GcReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let verb = if self.dry_run { "would free" } else { "freed" };
+        writeln!(
+            f,
+            "{verb} {} : {} packs deleted, {} rewritten, {} orphan packs, {} dead objects ({} live objects in {} packs)",
+            human_bytes(self.bytes_freed),
+            self.packs_deleted,
+            self.packs_rewritten,
+            self.orphan_packs,
+            self.objects_removed,
+            self.live_objects,
+            self.packs
+        )?;
+        for p in &self.unreadable_packs {
+            writeln!(f, "skipped unreadable pack {p} (run `dedup verify`)")?;
+        }
+        Ok(())
+    }
+}
+
 impl Repository {
     /// Removes snapshot records (their data stays until `gc`).
     pub fn forget(&self, ids: &[SnapshotId]) -> Result<()> {
         for id in ids {
-            self.resolve_snapshot(&id.to_hex())?;
+            self.snapshot(id)?;
         }
         for id in ids {
             // Index first: a crash between the two leaves the record file,
@@ -72,11 +142,7 @@ impl Repository {
         let roots: Vec<ChunkId> = self.snapshots()?.iter().map(|(_, r)| r.tree).collect();
         self.walk_trees(roots, |id, tree| {
             live.insert(id);
-            for e in tree?.entries {
-                if let EntryKind::File { chunks, .. } = e.kind {
-                    live.extend(chunks.into_iter().map(|c| c.0));
-                }
-            }
+            live.extend(tree?.chunk_ids());
             Ok(())
         })?;
         for key in self.files.list("blobs/")? {
@@ -87,118 +153,191 @@ impl Repository {
         Ok(live)
     }
 
-    /// Reclaims space; with `dry_run`, only reports what it would free.
-    pub fn gc(&self, dry_run: bool, progress: &dyn Progress) -> Result<GcReport> {
+    /// Reclaims space; a [`Mode::DryRun`] only reports what it would free.
+    pub fn gc(&self, mode: Mode, progress: &dyn Progress) -> Result<GcReport> {
         let live = self.live_set()?;
         let mut report = GcReport {
-            dry_run,
+            dry_run: mode == Mode::DryRun,
             live_objects: live.len() as u64,
             ..Default::default()
         };
         let packs = self.index.packs()?;
-        let mut known: HashSet<PackId> = packs.iter().map(|(p, _)| *p).collect();
         progress.set_total(packs.len() as u64);
         for (pack, info, entries) in self.trailers(&packs) {
             report.packs += 1;
             progress.advance(1);
-            let shard = self.shard(info.shard)?;
             let entries = match entries {
                 Ok(e) => e,
                 // An unreachable store would make every pack on it look
                 // unreadable; stop and let the user retry.
-                Err(e @ crate::Error::ObjectStore { .. }) => return Err(e),
+                Err(e @ Error::ObjectStore { .. }) => return Err(e),
                 Err(e) => {
                     progress.warn(&format!("gc skips pack {pack}: {e}"));
                     report.unreadable_packs.push(pack.to_hex());
                     continue;
                 }
             };
-            // A record is live when it is the copy the index uses and
-            // something reaches it.
             let ids: Vec<ChunkId> = entries.iter().map(|e| e.id).collect();
             let locations = self.index.chunks(&ids)?;
-            let mut live_entries = Vec::new();
-            let mut dead_indexed = Vec::new();
-            for (e, loc) in entries.iter().zip(locations) {
-                let indexed_here = loc.is_some_and(|l| l.pack == *pack && l.offset == e.offset);
-                if indexed_here && live.contains(&e.id) {
-                    live_entries.push(*e);
-                } else if indexed_here {
-                    dead_indexed.push(e.id);
-                }
-            }
-            let record_bytes = |es: &[PackEntry]| {
-                es.iter()
-                    .map(|e| RECORD_HEADER + u64::from(e.stored_len))
-                    .sum::<u64>()
-            };
-            let live_bytes = record_bytes(&live_entries);
-            let all_bytes = record_bytes(&entries).max(1);
-            if live_entries.is_empty() {
-                report.packs_deleted += 1;
-                report.objects_removed += dead_indexed.len() as u64;
-                report.bytes_freed += info.size;
-                if !dry_run {
-                    let mut batch = self.index.batch();
-                    dead_indexed.iter().for_each(|id| batch.delete_chunk(id));
-                    batch.delete_pack(pack);
-                    self.index.commit(batch)?;
-                    self.packs.write().expect("packs lock").remove(pack);
-                    shard.backend.delete(&pack.key())?;
-                }
-            } else if (live_bytes as f64) < REWRITE_BELOW * all_bytes as f64 {
-                report.packs_rewritten += 1;
-                report.objects_removed += dead_indexed.len() as u64;
-                let bytes = shard.backend.get(&pack.key())?;
-                let (new_bytes, new_entries) = repack(&bytes, &live_entries);
-                report.bytes_freed += info.size.saturating_sub(new_bytes.len() as u64);
-                if !dry_run {
-                    // The copies are re-checked before the old pack goes.
-                    for e in &new_entries {
-                        let loc = crate::index::Location::of(*pack, e);
-                        crate::repo::open_record(&e.id, &loc, e.stored(&new_bytes))?;
+            match fate(pack, &entries, &locations, &live) {
+                Fate::Keep => {}
+                Fate::Delete { dead } => {
+                    report.packs_deleted += 1;
+                    report.objects_removed += dead.len() as u64;
+                    report.bytes_freed += info.size;
+                    if mode == Mode::Apply {
+                        self.replace_pack(pack, info, None, &dead)?;
                     }
-                    let new_id = PackId::random();
-                    known.insert(new_id);
-                    shard.backend.put(&new_id.key(), &new_bytes)?;
-                    let new_info = PackInfo::of(info.shard, new_bytes.len() as u64, &new_entries);
-                    self.packs
-                        .write()
-                        .expect("packs lock")
-                        .insert(new_id, info.shard);
-                    let mut batch = self.index.batch();
-                    batch.put_pack(new_id, &new_info, &new_entries);
-                    dead_indexed.iter().for_each(|id| batch.delete_chunk(id));
-                    batch.delete_pack(pack);
-                    self.index.commit(batch)?;
-                    self.packs.write().expect("packs lock").remove(pack);
-                    shard.backend.delete(&pack.key())?;
                 }
-            }
-        }
-        // Pack files nothing indexes: written by an ingest that crashed
-        // before its commit, or by a gc that crashed before its delete; and
-        // temporary files of writes a crash interrupted.
-        for shard in &self.shards {
-            report.bytes_freed += shard.backend.sweep_unfinished(dry_run)?;
-            for key in shard.backend.list("")? {
-                let Some(pack) = PackId::from_key(&key) else {
-                    continue;
-                };
-                if !known.contains(&pack) {
-                    report.orphan_packs += 1;
-                    report.bytes_freed += shard.backend.size(&key)?;
-                    if !dry_run {
-                        shard.backend.delete(&key)?;
+                Fate::Rewrite { live, dead } => {
+                    report.packs_rewritten += 1;
+                    report.objects_removed += dead.len() as u64;
+                    let bytes = self.shard(info.shard)?.backend.get(&pack.key())?;
+                    let (new_bytes, new_entries) = repack(pack, &bytes, 0, &live)?;
+                    report.bytes_freed += info.size.saturating_sub(new_bytes.len() as u64);
+                    if mode == Mode::Apply {
+                        self.replace_pack(pack, info, Some((&new_bytes, &new_entries)), &dead)?;
                     }
                 }
             }
         }
-        if !dry_run {
+        self.sweep_orphans(mode, &mut report)?;
+        if mode == Mode::Apply {
             // Removed ids would linger in the filter as false positives.
             self.rebuild_bloom()?;
             self.save_bloom()?;
         }
         Ok(report)
+    }
+
+    /// Retires `pack`, publishing `copy` (a sealed pack of its live records)
+    /// on the same shard in the same index batch, and forgetting `dead`.
+    fn replace_pack(
+        &self,
+        pack: &PackId,
+        info: &PackInfo,
+        copy: Option<(&[u8], &[PackEntry])>,
+        dead: &[ChunkId],
+    ) -> Result<()> {
+        let shard = self.shard(info.shard)?;
+        let mut batch = self.index.batch();
+        if let Some((bytes, entries)) = copy {
+            batch.publish_pack(info.shard, shard.backend.as_ref(), bytes, entries)?;
+        }
+        dead.iter().for_each(|id| batch.delete_chunk(id));
+        batch.retire_pack(*pack, shard.backend.clone());
+        self.index.commit(batch)
+    }
+
+    /// Deletes pack files nothing indexes (written by an ingest that
+    /// crashed before its commit, or by a gc that crashed before its
+    /// delete) and temporary files of writes a crash interrupted.
+    fn sweep_orphans(&self, mode: Mode, report: &mut GcReport) -> Result<()> {
+        for shard in &self.shards {
+            report.bytes_freed += shard.backend.sweep_unfinished(mode)?;
+            for key in shard.backend.list("")? {
+                let Some(pack) = PackId::from_key(&key) else {
+                    continue;
+                };
+                if self.index.pack_shard(&pack).is_none() {
+                    report.orphan_packs += 1;
+                    report.bytes_freed += shard.backend.size(&key)?;
+                    if mode == Mode::Apply {
+                        shard.backend.delete(&key)?;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(n: u8, offset: u64, stored_len: u32) -> PackEntry {
+        PackEntry {
+            id: ChunkId::of(&[n]),
+            offset,
+            raw_len: stored_len,
+            stored_len,
+            flags: 0,
+        }
+    }
+
+    /// Three records of 100, 100 and 1000 stored bytes in one pack.
+    fn pack() -> (PackId, Vec<PackEntry>) {
+        let entries = vec![entry(1, 8, 100), entry(2, 149, 100), entry(3, 290, 1000)];
+        (PackId([9; 16]), entries)
+    }
+
+    fn here(pack: PackId, entries: &[PackEntry]) -> Vec<Option<Location>> {
+        entries
+            .iter()
+            .map(|e| Some(Location { pack, entry: *e }))
+            .collect()
+    }
+
+    #[test]
+    fn a_pack_with_nothing_live_is_deleted_and_its_entries_forgotten() {
+        let (pack, entries) = pack();
+        let fate = fate(&pack, &entries, &here(pack, &entries), &HashSet::new());
+        let dead = entries.iter().map(|e| e.id).collect();
+        assert_eq!(fate, Fate::Delete { dead });
+    }
+
+    #[test]
+    fn a_mostly_dead_pack_is_rewritten_with_its_live_records() {
+        let (pack, entries) = pack();
+        let live = HashSet::from([entries[0].id]);
+        let fate = fate(&pack, &entries, &here(pack, &entries), &live);
+        let dead = vec![entries[1].id, entries[2].id];
+        assert_eq!(
+            fate,
+            Fate::Rewrite {
+                live: vec![entries[0]],
+                dead
+            }
+        );
+    }
+
+    #[test]
+    fn a_mostly_live_pack_is_kept() {
+        let (pack, entries) = pack();
+        let live = HashSet::from([entries[2].id]);
+        assert_eq!(
+            fate(&pack, &entries, &here(pack, &entries), &live),
+            Fate::Keep
+        );
+    }
+
+    #[test]
+    fn copies_the_index_does_not_use_are_never_forgotten() {
+        let (pack, entries) = pack();
+        let elsewhere = PackId([8; 16]);
+        // Record 3 (most of the bytes) is live but indexed in another pack:
+        // here it is dead weight, and its entry belongs to the other pack.
+        let mut locations = here(pack, &entries);
+        locations[2] = Some(Location {
+            pack: elsewhere,
+            entry: entries[2],
+        });
+        locations[1] = None;
+        let live = HashSet::from([entries[0].id, entries[2].id]);
+        assert_eq!(
+            fate(&pack, &entries, &locations, &live),
+            Fate::Rewrite {
+                live: vec![entries[0]],
+                dead: vec![]
+            }
+        );
+        let live = HashSet::from([entries[2].id]);
+        assert_eq!(
+            fate(&pack, &entries, &locations, &live),
+            Fate::Delete {
+                dead: vec![entries[0].id]
+            }
+        );
     }
 }

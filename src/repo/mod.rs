@@ -20,7 +20,6 @@ mod verify;
 mod walk;
 mod writer;
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 
@@ -38,12 +37,14 @@ use crate::config::{Config, InitOptions, ShardConfig};
 use crate::error::{Error, IoContext, Result};
 use crate::filecache::FileCache;
 use crate::id::ChunkId;
-use crate::index::{Index, Location, PackInfo};
+use crate::index::{Access, Index, PackInfo};
 use crate::ring::{Ring, ShardId};
 use crate::snapshot::{SnapshotId, SnapshotRecord};
-use crate::store::pack::{flags, read_entries, RECORD_HEADER};
-use crate::store::PackEntry;
-use crate::store::{is_not_found, open_shard, Backend, FaultPlan, LocalBackend, PackId};
+use crate::store::pack::read_entries;
+use crate::store::record::ObjectKind;
+use crate::store::{is_not_found, open_shard, record, Create, Fs, LocalStore, OsFs};
+use crate::store::{MetaStore, PackEntry, PackId, PackStore};
+pub use crate::Mode;
 use lock::WriteLock;
 use rayon::prelude::*;
 use writer::ObjectWriter;
@@ -67,29 +68,42 @@ impl Progress for Quiet {}
 pub struct OpenOptions {
     /// Read only: no lock, no writes; works beside a writer.
     pub read_only: bool,
-    /// Inject I/O faults (crash tests).
-    pub faults: Option<Arc<FaultPlan>>,
     /// Where this machine keeps its file cache for the repository; `None`
     /// means the default under the user's cache folder.
     pub cache_dir: Option<PathBuf>,
+    /// The file system through which the repository's folder and its
+    /// local shards are reached; `None` is the real one. Crash tests pass
+    /// an in-memory [`MemFs`](crate::store::MemFs) or a fault-injecting
+    /// [`FaultyFs`](crate::store::FaultyFs). The index and the writer lock
+    /// always live on the real disk, at the repository's path.
+    pub fs: Option<Arc<dyn Fs>>,
+}
+
+impl OpenOptions {
+    fn file_system(&self) -> Arc<dyn Fs> {
+        self.fs.clone().unwrap_or_else(OsFs::shared)
+    }
 }
 
 /// One shard as opened.
 pub(crate) struct Shard {
     id: ShardId,
-    backend: Arc<dyn Backend>,
+    backend: Arc<dyn PackStore>,
 }
 
 /// An open repository.
 pub struct Repository {
     root: PathBuf,
     config: Config,
-    files: Arc<dyn Backend>,
+    /// The file system local folders are reached through.
+    fs: Arc<dyn Fs>,
+    /// The repository's own small files: config, snapshot records, blob
+    /// markers, the Bloom filter.
+    files: Arc<dyn MetaStore>,
     index: Index,
     shards: Vec<Shard>,
     ring: Ring,
     bloom: RwLock<Bloom>,
-    packs: RwLock<HashMap<PackId, ShardId>>,
     /// This machine's file cache for this repository (writers only).
     file_cache: Option<FileCache>,
     _lock: Option<WriteLock>,
@@ -102,36 +116,55 @@ pub const MAX_BLOB: u64 = 1 << 30;
 pub(crate) const CONFIG: &str = "config";
 pub(crate) const BLOOM: &str = "bloom";
 pub(crate) const INDEX_DIR: &str = "index";
+pub(crate) const SNAPSHOTS: &str = "snapshots";
 
 impl Repository {
     /// Creates a repository at `path` (absent or an empty directory) and
     /// opens it for writing.
     pub fn init(path: impl AsRef<Path>, opts: &InitOptions) -> Result<Self> {
+        Self::init_with(path, opts, &OpenOptions::default())
+    }
+
+    /// [`init`](Self::init), then opened with `open`.
+    pub fn init_with(
+        path: impl AsRef<Path>,
+        opts: &InitOptions,
+        open: &OpenOptions,
+    ) -> Result<Self> {
         let root = path.as_ref().to_path_buf();
+        let fs = open.file_system();
         let config = Config::new(opts)?;
-        if root.join(CONFIG).exists() {
-            return Err(Error::AlreadyExists(root));
-        }
-        if root.exists() && std::fs::read_dir(&root).at(&root)?.next().is_some() {
-            return Err(Error::invalid(
-                "repository path",
-                format!("{} exists and is not empty", root.display()),
-            ));
+        match fs.read_dir(&root) {
+            Ok(entries) if entries.iter().any(|(name, _)| name == CONFIG) => {
+                return Err(Error::AlreadyExists(root))
+            }
+            Ok(entries) if !entries.is_empty() => {
+                return Err(Error::invalid(
+                    "repository path",
+                    format!("{} exists and is not empty", root.display()),
+                ))
+            }
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(Error::io(&root, e)),
+            _ => {}
         }
         // Object stores first: they may refuse (unreachable, bad settings)
         // before anything is created on disk.
         let mut shards: Vec<_> = config.shards.iter().collect();
         shards.sort_by_key(|s| !s.is_object_store());
         for shard in shards {
-            check_new_shard(&root, shard)?;
+            check_new_shard(&root, shard, &fs)?;
         }
-        let files = LocalBackend::create(&root)?;
-        std::fs::create_dir_all(root.join("snapshots")).at(root.join("snapshots"))?;
-        Index::open(&root.join(INDEX_DIR), false, true)?;
+        let files = LocalStore::create(fs.clone(), &root)?;
+        // An empty folder for the records, where people expect it.
+        LocalStore::create(fs.clone(), root.join(SNAPSHOTS))?;
+        // The index is on the real disk even when the home's files are on
+        // another file system (crash tests run them on a `MemFs`).
+        std::fs::create_dir_all(&root).at(&root)?;
+        Index::open(&root.join(INDEX_DIR), Access::Create)?;
         // The config goes last: a folder without one is not a repository, so
         // a crash during init leaves nothing that looks half-made.
         files.put(CONFIG, &config.encode())?;
-        Self::open(&root)
+        Self::open_with(&root, open)
     }
 
     /// Opens an existing repository as its one writer.
@@ -155,57 +188,38 @@ impl Repository {
     pub fn open_with(path: impl AsRef<Path>, opts: &OpenOptions) -> Result<Self> {
         let root = path.as_ref();
         let read_only = opts.read_only;
-        let config_path = root.join(CONFIG);
-        let bytes = match std::fs::read(&config_path) {
-            Ok(b) => b,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Err(Error::NoRepository(root.to_path_buf()))
-            }
-            Err(e) => return Err(Error::io(config_path, e)),
-        };
-        let config = Config::decode(&bytes, &config_path)?;
+        let fs = opts.file_system();
+        let files = Arc::new(open_home(root, &fs)?);
+        let config = read_config(files.as_ref(), root)?;
         let ring = config.ring().expect("checked by Config::decode");
         let lock = if read_only {
             None
         } else {
             Some(WriteLock::acquire(root)?)
         };
-        let mut files = LocalBackend::open(root)?;
-        if let Some(plan) = &opts.faults {
-            files = files.with_faults(plan.clone());
-        }
-        let index_dir = root.join(INDEX_DIR);
-        if !index_dir.join("CURRENT").exists() {
-            return Err(Error::Index {
-                path: index_dir,
-                message: "missing (`dedup repair index` rebuilds it from the packs)".into(),
-            });
-        }
-        let mut index = Index::open(&index_dir, read_only, false)?;
-        if let Some(plan) = &opts.faults {
-            index = index.with_faults(plan.clone());
-        }
-        let mut shards = Vec::new();
-        for s in &config.shards {
-            shards.push(Shard {
-                id: s.id,
-                backend: open_shard(root, s, false, opts.faults.as_ref())?,
-            });
-        }
-        let packs = index
-            .packs()?
-            .into_iter()
-            .map(|(id, info)| (id, info.shard))
-            .collect();
+        let access = if read_only {
+            Access::ReadOnly
+        } else {
+            Access::ReadWrite
+        };
+        let index = open_index(root, access, &fs)?;
+        let shards = config
+            .shards
+            .iter()
+            .map(|s| {
+                let backend = open_shard(root, s, Create::No, &fs)?;
+                Ok(Shard { id: s.id, backend })
+            })
+            .collect::<Result<_>>()?;
         let repo = Repository {
             root: root.to_path_buf(),
             config,
-            files: Arc::new(files),
+            fs,
+            files,
             index,
             shards,
             ring,
             bloom: RwLock::new(Bloom::new(0)),
-            packs: RwLock::new(packs),
             // A cache that cannot be opened only costs re-reading files.
             file_cache: if read_only {
                 None
@@ -310,8 +324,7 @@ impl Repository {
     }
 
     fn pack_shard(&self, pack: &PackId) -> Result<&Shard> {
-        let shard = self.packs.read().expect("packs lock").get(pack).copied();
-        match shard {
+        match self.index.pack_shard(pack) {
             Some(s) => self.shard(s),
             None => Err(Error::corrupt(
                 "index",
@@ -325,12 +338,12 @@ impl Repository {
     pub fn read_object(&self, id: &ChunkId) -> Result<Vec<u8>> {
         let loc = self.index.chunk(id)?.ok_or(Error::MissingChunk(*id))?;
         let shard = self.pack_shard(&loc.pack)?;
-        let stored = shard.backend.get_range(
-            &loc.pack.key(),
-            loc.offset + RECORD_HEADER,
-            loc.stored_len as usize,
-        )?;
-        open_record(id, &loc, &stored)
+        let range = loc.entry.data_range();
+        let stored =
+            shard
+                .backend
+                .get_range(&loc.pack.key(), range.start, loc.entry.stored_len as usize)?;
+        record::open(&loc.pack, &loc.entry, &stored)
     }
 
     /// Stores `data` as one object and returns its content id. Storing the
@@ -348,7 +361,7 @@ impl Repository {
             ));
         }
         let writer = ObjectWriter::new(self);
-        let id = writer.store(data, false)?;
+        let id = writer.store(data, ObjectKind::Data)?;
         writer.finish()?;
         // The marker makes the blob a garbage-collection root; it is written
         // after the blob is indexed, and survives an index rebuild.
@@ -370,6 +383,14 @@ impl Repository {
         }
         out.sort_by_key(|(id, r)| (r.time_unix_ns, *id));
         Ok(out)
+    }
+
+    /// One snapshot's record.
+    pub fn snapshot(&self, id: &SnapshotId) -> Result<SnapshotRecord> {
+        match self.index.snapshot(id)? {
+            Some(bytes) => SnapshotRecord::decode(&bytes, id),
+            None => Err(Error::UnknownSnapshot(id.to_hex())),
+        }
     }
 
     /// Finds a snapshot by `latest`, a full id, or a unique id prefix.
@@ -457,25 +478,6 @@ pub(crate) fn in_pool<T: Send>(
     }
 }
 
-thread_local! {
-    /// One zstd decompression context per thread, reused across chunks.
-    static DECOMPRESSOR: std::cell::RefCell<Option<zstd::bulk::Decompressor<'static>>> =
-        const { std::cell::RefCell::new(None) };
-}
-
-/// Decompresses a chunk of at most `capacity` raw bytes.
-fn decompress(stored: &[u8], capacity: usize) -> std::io::Result<Vec<u8>> {
-    DECOMPRESSOR.with(|cell| {
-        let mut slot = cell.borrow_mut();
-        if slot.is_none() {
-            *slot = Some(zstd::bulk::Decompressor::new()?);
-        }
-        slot.as_mut()
-            .expect("just set")
-            .decompress(stored, capacity)
-    })
-}
-
 impl Drop for Repository {
     fn drop(&mut self) {
         if self._lock.is_some() {
@@ -491,8 +493,12 @@ impl Drop for Repository {
 /// store this is also the moment its settings are first tried, so a wrong
 /// endpoint, bucket or credential is reported now, not in the middle of an
 /// ingest.
-pub(crate) fn check_new_shard(root: &Path, shard: &ShardConfig) -> Result<Arc<dyn Backend>> {
-    let backend = open_shard(root, shard, true, None)?;
+pub(crate) fn check_new_shard(
+    root: &Path,
+    shard: &ShardConfig,
+    fs: &Arc<dyn Fs>,
+) -> Result<Arc<dyn PackStore>> {
+    let backend = open_shard(root, shard, Create::Yes, fs)?;
     if backend
         .list("")?
         .iter()
@@ -510,22 +516,32 @@ pub(crate) fn check_new_shard(root: &Path, shard: &ShardConfig) -> Result<Arc<dy
     Ok(backend)
 }
 
-/// Decodes one stored record's bytes and checks them against `id`.
-pub(crate) fn open_record(id: &ChunkId, loc: &Location, stored: &[u8]) -> Result<Vec<u8>> {
-    let raw = if loc.flags & flags::ZSTD != 0 {
-        decompress(stored, loc.raw_len as usize).map_err(|e| {
-            Error::corrupt("chunk", format!("{id} in pack {}", loc.pack), e.to_string())
-        })?
-    } else {
-        stored.to_vec()
-    };
-    let found = ChunkId::of(&raw);
-    if found != *id || raw.len() != loc.raw_len as usize {
-        return Err(Error::ChunkMismatch {
-            id: *id,
-            found,
-            location: format!("pack {}", loc.pack),
+/// The repository's home folder as a store; `NoRepository` when absent.
+fn open_home(root: &Path, fs: &Arc<dyn Fs>) -> Result<LocalStore> {
+    match LocalStore::open(fs.clone(), root) {
+        Err(e) if is_not_found(&e) => Err(Error::NoRepository(root.to_path_buf())),
+        other => other,
+    }
+}
+
+/// Reads and checks the config; `NoRepository` when there is none.
+pub(crate) fn read_config(files: &dyn MetaStore, root: &Path) -> Result<Config> {
+    match files.get(CONFIG) {
+        Ok(bytes) => Config::decode(&bytes, &root.join(CONFIG)),
+        Err(e) if is_not_found(&e) => Err(Error::NoRepository(root.to_path_buf())),
+        Err(e) => Err(e),
+    }
+}
+
+/// Opens the index in `root`, its commits counted among `fs`'s durable
+/// steps; a missing index is an error that says how to rebuild it.
+fn open_index(root: &Path, access: Access, fs: &Arc<dyn Fs>) -> Result<Index> {
+    let index_dir = root.join(INDEX_DIR);
+    if !index_dir.join("CURRENT").exists() {
+        return Err(Error::Index {
+            path: index_dir,
+            message: "missing (`dedup repair index` rebuilds it from the packs)".into(),
         });
     }
-    Ok(raw)
+    Ok(Index::open(&index_dir, access)?.with_crash_points(fs.clone()))
 }

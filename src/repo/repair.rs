@@ -7,17 +7,19 @@
 //! keeping every record whose bytes still hash to its id.
 
 use std::fs;
+use std::path::Path;
+use std::sync::Arc;
 
 use serde::Serialize;
 
-use crate::config::Config;
-use crate::error::{Error, IoContext, Result};
-use crate::index::{Index, Location, PackInfo};
+use crate::error::{IoContext, Result};
+use crate::index::{Access, Index, PackInfo};
 use crate::repo::lock::WriteLock;
-use crate::repo::{Repository, BLOOM, CONFIG, INDEX_DIR};
+use crate::repo::{open_home, read_config, OpenOptions, Repository, BLOOM, INDEX_DIR};
+use crate::ring::ShardId;
 use crate::snapshot::{SnapshotId, SnapshotRecord};
 use crate::store::pack::{read_entries, repack, scan_records};
-use crate::store::{open_shard, Backend, LocalBackend, PackId};
+use crate::store::{open_shard, record, Create, LocalStore, MetaStore, PackId, PackStore};
 
 /// What a rebuild found.
 #[derive(Clone, Debug, Default, Serialize)]
@@ -34,19 +36,46 @@ pub struct RepairReport {
     pub unusable: Vec<String>,
 }
 
+impl RepairReport {
+    /// True when every pack and record file was usable as it was.
+    pub fn is_clean(&self) -> bool {
+        self.unusable.is_empty() && self.salvaged_packs.is_empty()
+    }
+}
+
+impl std::fmt::Display for RepairReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(
+            f,
+            "rebuilt the index: {} packs, {} objects, {} snapshots",
+            self.packs, self.objects, self.snapshots
+        )?;
+        for p in &self.salvaged_packs {
+            writeln!(f, "salvaged damaged pack {p}")?;
+        }
+        for u in &self.unusable {
+            writeln!(f, "could not use {u}")?;
+        }
+        Ok(())
+    }
+}
+
 impl Repository {
     /// Rebuilds `index/` and `bloom` for the repository at `path`, then opens it.
-    pub fn repair_index(path: impl AsRef<std::path::Path>) -> Result<(Self, RepairReport)> {
+    pub fn repair_index(path: impl AsRef<Path>) -> Result<(Self, RepairReport)> {
+        Self::repair_index_with(path, &OpenOptions::default())
+    }
+
+    /// [`repair_index`](Self::repair_index), the repository reached and
+    /// then opened as `opts` say.
+    pub fn repair_index_with(
+        path: impl AsRef<Path>,
+        opts: &OpenOptions,
+    ) -> Result<(Self, RepairReport)> {
         let root = path.as_ref();
-        let config_path = root.join(CONFIG);
-        let bytes = match fs::read(&config_path) {
-            Ok(b) => b,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Err(Error::NoRepository(root.to_path_buf()))
-            }
-            Err(e) => return Err(Error::io(config_path, e)),
-        };
-        let config = Config::decode(&bytes, &config_path)?;
+        let fs = opts.file_system();
+        let files = open_home(root, &fs)?;
+        let config = read_config(&files, root)?;
         let mut report = RepairReport::default();
         {
             let _lock = WriteLock::acquire(root)?;
@@ -58,73 +87,84 @@ impl Repository {
             if index_dir.exists() {
                 fs::rename(&index_dir, &aside).at(&index_dir)?;
             }
-            let index = Index::open(&index_dir, false, true)?;
+            let index = Index::open(&index_dir, Access::Create)?.with_crash_points(fs.clone());
             for shard in &config.shards {
-                let backend = open_shard(root, shard, false, None)?;
-                let backend = backend.as_ref();
-                for key in backend.list("")? {
-                    let Some(pack) = PackId::from_key(&key) else {
-                        continue;
-                    };
-                    if let Ok(entries) = read_entries(backend, &key, None) {
-                        let info = PackInfo::of(shard.id, backend.size(&key)?, &entries);
-                        index.commit_pack(pack, &info, &entries)?;
-                        report.packs += 1;
-                        report.objects += entries.len() as u64;
-                        continue;
-                    }
-                    // A damaged trailer: keep every record that still hashes
-                    // to its id, in a new pack, then drop the damaged one.
-                    let bytes = backend.get(&key)?;
-                    let salvaged = scan_records(&bytes, |e, stored| {
-                        crate::repo::open_record(&e.id, &Location::of(pack, e), stored).is_ok()
-                    });
-                    let place = format!("{}/{key}", backend.location());
-                    if salvaged.is_empty() {
-                        report
-                            .unusable
-                            .push(format!("{place}: no readable records"));
-                        continue;
-                    }
-                    let (new_bytes, entries) = repack(&bytes, &salvaged);
-                    let new_pack = PackId::random();
-                    backend.put(&new_pack.key(), &new_bytes)?;
-                    let info = PackInfo::of(shard.id, new_bytes.len() as u64, &entries);
-                    index.commit_pack(new_pack, &info, &entries)?;
-                    backend.delete(&key)?;
-                    report.salvaged_packs.push(format!(
-                        "{place} ({} records kept in pack {new_pack})",
-                        entries.len()
-                    ));
-                    report.packs += 1;
-                    report.objects += entries.len() as u64;
-                }
+                let backend = open_shard(root, shard, Create::No, &fs)?;
+                index_shard(&index, shard.id, &backend, &mut report)?;
             }
-            let files = LocalBackend::open(root)?;
-            for key in files.list("snapshots/")? {
-                let name = key.trim_start_matches("snapshots/");
-                let decoded = name.parse::<SnapshotId>().and_then(|id| {
-                    files
-                        .get(&key)
-                        .and_then(|b| SnapshotRecord::decode(&b, &id).map(|_| (id, b)))
-                });
-                match decoded {
-                    Ok((id, bytes)) => {
-                        index.put_snapshot(&id, &bytes)?;
-                        report.snapshots += 1;
-                    }
-                    Err(e) => report.unusable.push(format!("{key}: {e}")),
-                }
-            }
-            files.delete(BLOOM)?;
+            index_snapshots(&index, &files, &mut report)?;
+            MetaStore::delete(&files, BLOOM)?;
             drop(index);
             if aside.exists() {
                 fs::remove_dir_all(&aside).at(&aside)?;
             }
         }
         // Opening rebuilds the Bloom filter from the new index.
-        let repo = Repository::open(root)?;
+        let repo = Repository::open_with(root, opts)?;
         repo.save_bloom()?;
         Ok((repo, report))
     }
+}
+
+/// Indexes every pack of one shard from its trailer; a pack whose trailer
+/// is damaged is salvaged: every record that still hashes to its id goes
+/// into a new pack, which replaces the damaged one.
+fn index_shard(
+    index: &Index,
+    shard: ShardId,
+    backend: &Arc<dyn PackStore>,
+    report: &mut RepairReport,
+) -> Result<()> {
+    for key in backend.list("")? {
+        let Some(pack) = PackId::from_key(&key) else {
+            continue;
+        };
+        if let Ok(entries) = read_entries(backend.as_ref(), &key, None) {
+            let info = PackInfo::of(shard, backend.size(&key)?, &entries);
+            index.commit_pack(pack, &info, &entries)?;
+            report.packs += 1;
+            report.objects += entries.len() as u64;
+            continue;
+        }
+        let bytes = backend.get(&key)?;
+        let salvaged = scan_records(&bytes, |e, stored| record::open(&pack, e, stored).is_ok());
+        let place = format!("{}/{key}", backend.location());
+        if salvaged.is_empty() {
+            report
+                .unusable
+                .push(format!("{place}: no readable records"));
+            continue;
+        }
+        let (new_bytes, entries) = repack(&pack, &bytes, 0, &salvaged)?;
+        let mut batch = index.batch();
+        let new_pack = batch.publish_pack(shard, backend.as_ref(), &new_bytes, &entries)?;
+        batch.retire_pack(pack, backend.clone());
+        index.commit(batch)?;
+        report.salvaged_packs.push(format!(
+            "{place} ({} records kept in pack {new_pack})",
+            entries.len()
+        ));
+        report.packs += 1;
+        report.objects += entries.len() as u64;
+    }
+    Ok(())
+}
+
+/// Indexes every snapshot record file that decodes and hashes to its name.
+fn index_snapshots(index: &Index, files: &LocalStore, report: &mut RepairReport) -> Result<()> {
+    for key in MetaStore::list(files, "snapshots/")? {
+        let name = key.trim_start_matches("snapshots/");
+        let decoded = name.parse::<SnapshotId>().and_then(|id| {
+            MetaStore::get(files, &key)
+                .and_then(|b| SnapshotRecord::decode(&b, &id).map(|_| (id, b)))
+        });
+        match decoded {
+            Ok((id, bytes)) => {
+                index.put_snapshot(&id, &bytes)?;
+                report.snapshots += 1;
+            }
+            Err(e) => report.unusable.push(format!("{key}: {e}")),
+        }
+    }
+    Ok(())
 }

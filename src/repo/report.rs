@@ -12,6 +12,8 @@ use serde::Serialize;
 
 use crate::error::{Error, Result};
 use crate::id::ChunkId;
+use crate::index::LOOKUP_BATCH;
+use crate::repo::ingest::{BLOOM_FALSE_POSITIVES, BLOOM_LOOKUPS, BLOOM_SKIPPED};
 use crate::repo::Repository;
 use crate::ring::ShardId;
 use crate::snapshot::{BloomStats, EntryKind, SnapshotId};
@@ -168,9 +170,9 @@ impl Repository {
             tree_objects: trees,
             packs: packs.len() as u64,
             bloom: BloomStats {
-                lookups: self.index.counter("bloom.lookups")?,
-                skipped: self.index.counter("bloom.skipped")?,
-                false_positives: self.index.counter("bloom.false_positives")?,
+                lookups: self.index.counter(BLOOM_LOOKUPS)?,
+                skipped: self.index.counter(BLOOM_SKIPPED)?,
+                false_positives: self.index.counter(BLOOM_FALSE_POSITIVES)?,
             },
             shard_imbalance: imbalance(&shards),
             shards,
@@ -179,7 +181,7 @@ impl Repository {
 
     /// The report for one snapshot: its distinct chunks and what they cost.
     pub fn snapshot_report(&self, id: &SnapshotId) -> Result<Report> {
-        let (id, record) = self.resolve_snapshot(&id.to_hex())?;
+        let record = self.snapshot(id)?;
         // Each distinct tree is read once (in parallel, see `walk_trees`)
         // and summed up; a subtree that appears twice in the snapshot
         // counts twice in files and bytes, once in `distinct`.
@@ -206,14 +208,14 @@ impl Repository {
         let ids: Vec<ChunkId> = distinct.keys().copied().collect();
         let mut per_shard: HashMap<ShardId, (u64, u64)> = HashMap::new();
         let (mut unique_bytes, mut stored) = (0u64, 0u64);
-        for batch in ids.chunks(4096) {
+        for batch in ids.chunks(LOOKUP_BATCH) {
             for (id, loc) in batch.iter().zip(self.index.chunks(batch)?) {
                 let loc = loc.ok_or(Error::MissingChunk(*id))?;
-                unique_bytes += u64::from(loc.raw_len);
-                stored += u64::from(loc.stored_len);
+                unique_bytes += u64::from(loc.entry.raw_len);
+                stored += u64::from(loc.entry.stored_len);
                 let e = per_shard.entry(self.pack_shard(&loc.pack)?.id).or_default();
                 e.0 += 1;
-                e.1 += u64::from(loc.stored_len);
+                e.1 += u64::from(loc.entry.stored_len);
             }
         }
         let shards = self.shard_reports(&per_shard);

@@ -25,8 +25,8 @@ use crate::error::{Error, IoContext, Result};
 use crate::id::ChunkId;
 use crate::index::Location;
 use crate::repo::{in_pool, Progress, Repository};
-use crate::snapshot::{Entry, EntryKind, SnapshotId, Tree};
-use crate::store::pack::RECORD_HEADER;
+use crate::snapshot::{Entry, EntryKind, SnapshotId};
+use crate::store::record;
 
 /// Largest single ranged read when coalescing neighbouring chunks.
 const MAX_READ: u64 = 16 << 20;
@@ -60,7 +60,6 @@ const MAX_GAP: u64 = 256 << 10;
 struct Located<'a> {
     path: &'a Path,
     entry: &'a Entry,
-    ids: Vec<ChunkId>,
     locations: Vec<Location>,
     /// Its chunks grouped into runs, each fetched with one read.
     runs: Vec<Run>,
@@ -74,17 +73,45 @@ struct Run {
     file_offset: u64,
 }
 
-/// The pack offset just past `loc`'s record.
-fn record_end(loc: &Location) -> u64 {
-    loc.offset + RECORD_HEADER + u64::from(loc.stored_len)
-}
-
 impl Located<'_> {
     /// The pack offsets `run`'s records span.
     fn span(&self, run: &Run) -> (u64, u64) {
-        let first = &self.locations[run.start];
-        (first.offset, record_end(&self.locations[run.end - 1]))
+        let first = &self.locations[run.start].entry;
+        (first.offset, self.locations[run.end - 1].entry.record_end())
     }
+}
+
+/// Groups a file's chunks, at `locations`, into runs of records that lie
+/// back to back in one pack, each at most [`MAX_READ`] bytes: one read each.
+fn runs(locations: &[Location]) -> Vec<Run> {
+    let mut runs = Vec::new();
+    let (mut start, mut file_offset) = (0, 0u64);
+    while start < locations.len() {
+        let first = &locations[start];
+        let mut end = start + 1;
+        while end < locations.len() {
+            let next = &locations[end];
+            let joined = locations[end - 1].entry.record_end();
+            if next.pack != first.pack
+                || next.entry.offset != joined
+                || joined - first.entry.offset >= MAX_READ
+            {
+                break;
+            }
+            end += 1;
+        }
+        runs.push(Run {
+            start,
+            end,
+            file_offset,
+        });
+        file_offset += locations[start..end]
+            .iter()
+            .map(|l| u64::from(l.entry.raw_len))
+            .sum::<u64>();
+        start = end;
+    }
+    runs
 }
 
 /// Creates a file to restore into: never an existing entry, never
@@ -122,9 +149,7 @@ fn write_run(
     let mut offset = run.file_offset;
     for k in run.start..run.end {
         let loc = &f.locations[k];
-        let start = (loc.offset - base + RECORD_HEADER) as usize;
-        let stored = &bytes[start..start + loc.stored_len as usize];
-        let raw = crate::repo::open_record(&f.ids[k], loc, stored)?;
+        let raw = record::open(&loc.pack, &loc.entry, loc.entry.stored_in(bytes, base)?)?;
         file.write_all_at(&raw, offset).at(f.path)?;
         offset += raw.len() as u64;
         progress.advance(raw.len() as u64);
@@ -142,11 +167,6 @@ fn set_times(path: &Path, e: &Entry, link: bool) -> Result<()> {
 }
 
 impl Repository {
-    /// Reads and decodes a tree object.
-    pub fn read_tree(&self, id: &ChunkId) -> Result<Tree> {
-        Tree::decode(&self.read_object(id)?, &id.to_hex())
-    }
-
     /// Restores `snapshot` into `dest`, which must be absent or empty.
     /// Files that fail (a damaged chunk, say) are listed in the outcome's
     /// `failed`; the rest are restored.
@@ -156,7 +176,7 @@ impl Repository {
         dest: &Path,
         progress: &dyn Progress,
     ) -> Result<RestoreOutcome> {
-        let record = self.resolve_snapshot(&snapshot.to_hex())?.1;
+        let record = self.snapshot(snapshot)?;
         match fs::read_dir(dest) {
             Ok(mut it) => {
                 if it.next().is_some() {
@@ -174,7 +194,7 @@ impl Repository {
             files: Vec::new(),
             links: Vec::new(),
         };
-        in_pool(pool.as_ref(), || self.plan(&record.tree, dest, &mut plan))?;
+        self.plan(&record.tree, dest, &mut plan)?;
         progress.set_total(
             plan.files
                 .iter()
@@ -229,41 +249,31 @@ impl Repository {
         Ok(outcome)
     }
 
-    /// Walks tree `id` under `dir`, creating folders and listing the rest.
-    /// One level of folders at a time, whose trees are read in parallel
-    /// (from an object store each read is a round trip). Parents come
-    /// before their children in `plan.dirs`.
+    /// Walks tree `root` under `dest`, creating folders as they are met
+    /// and listing the rest. Parents come before their children in
+    /// `plan.dirs`.
     fn plan(&self, root: &ChunkId, dest: &Path, plan: &mut Plan) -> Result<()> {
-        let mut level = vec![(*root, dest.to_path_buf())];
-        while !level.is_empty() {
-            let trees = level
-                .par_iter()
-                .map(|(id, _)| self.read_tree(id))
-                .collect::<Result<Vec<Tree>>>()?;
-            let mut next = Vec::new();
-            for ((_, dir), tree) in level.iter().zip(trees) {
-                for entry in tree.entries {
-                    // Names were checked when the tree was decoded; a path
-                    // built from them can only be a direct child of `dir`.
-                    let path = dir.join(std::ffi::OsStr::from_bytes(&entry.name));
-                    match &entry.kind {
-                        EntryKind::Dir { tree } => {
-                            let tree = *tree;
-                            // `create_dir`, not `create_dir_all`: an existing
-                            // entry of this name (a link, say) is an error,
-                            // never followed.
-                            fs::create_dir(&path).at(&path)?;
-                            plan.dirs.push((path.clone(), entry));
-                            next.push((tree, path));
-                        }
-                        EntryKind::File { .. } => plan.files.push((path, entry)),
-                        EntryKind::Symlink { .. } => plan.links.push((path, entry)),
+        self.walk_paths(vec![(*root, dest.to_path_buf())], |dir, _, tree| {
+            let mut subdirs = Vec::new();
+            for entry in tree?.entries {
+                // Names were checked when the tree was decoded; a path
+                // built from them can only be a direct child of `dir`.
+                let path = dir.join(std::ffi::OsStr::from_bytes(&entry.name));
+                match &entry.kind {
+                    EntryKind::Dir { tree } => {
+                        // `create_dir`, not `create_dir_all`: an existing
+                        // entry of this name (a link, say) is an error,
+                        // never followed.
+                        fs::create_dir(&path).at(&path)?;
+                        subdirs.push((*tree, path.clone()));
+                        plan.dirs.push((path, entry));
                     }
+                    EntryKind::File { .. } => plan.files.push((path, entry)),
+                    EntryKind::Symlink { .. } => plan.links.push((path, entry)),
                 }
             }
-            level = next;
-        }
-        Ok(())
+            Ok(subdirs)
+        })
     }
 
     /// Looks up where `entry`'s chunks are and groups them into runs; an
@@ -278,37 +288,10 @@ impl Repository {
             .zip(self.index.chunks(&ids)?)
             .map(|(id, loc)| loc.ok_or(Error::MissingChunk(*id)))
             .collect::<Result<Vec<Location>>>()?;
-        let mut runs = Vec::new();
-        let (mut start, mut file_offset) = (0, 0u64);
-        while start < ids.len() {
-            let first = locations[start];
-            let mut end = start + 1;
-            while end < ids.len() {
-                let next = locations[end];
-                let joined = record_end(&locations[end - 1]);
-                if next.pack != first.pack
-                    || next.offset != joined
-                    || joined - first.offset >= MAX_READ
-                {
-                    break;
-                }
-                end += 1;
-            }
-            runs.push(Run {
-                start,
-                end,
-                file_offset,
-            });
-            file_offset += chunks[start..end]
-                .iter()
-                .map(|c| u64::from(c.1))
-                .sum::<u64>();
-            start = end;
-        }
+        let runs = runs(&locations);
         Ok(Located {
             path,
             entry,
-            ids,
             locations,
             runs,
         })
@@ -358,7 +341,7 @@ impl Repository {
                 Ok(f) => rest.push(f),
             }
         }
-        small.sort_by_key(|f| (f.locations[0].pack, f.locations[0].offset));
+        small.sort_by_key(|f| (f.locations[0].pack, f.locations[0].entry.offset));
         let mut batches: Vec<Vec<Located<'_>>> = Vec::new();
         for f in small {
             let (start, end) = f.span(&f.runs[0]);
@@ -418,5 +401,53 @@ impl Repository {
                 (f.path.to_path_buf(), result)
             })
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{PackEntry, PackId};
+
+    /// Chunk `n` of `len` stored bytes at `offset` in `pack`.
+    fn at(pack: u8, offset: u64, len: u32) -> Location {
+        Location {
+            pack: PackId([pack; 16]),
+            entry: PackEntry {
+                id: ChunkId::of(&offset.to_le_bytes()),
+                offset,
+                raw_len: len * 2,
+                stored_len: len,
+                flags: 0,
+            },
+        }
+    }
+
+    #[test]
+    fn back_to_back_records_of_one_pack_make_one_run() {
+        // 41-byte record headers: 8 + 41 + 100 = 149, 149 + 41 + 50 = 240.
+        let locations = [
+            at(1, 8, 100),
+            at(1, 149, 50),
+            at(1, 240, 10),
+            at(2, 8, 10),
+            at(1, 900, 5),
+        ];
+        let runs = runs(&locations);
+        let spans: Vec<_> = runs
+            .iter()
+            .map(|r| (r.start, r.end, r.file_offset))
+            .collect();
+        assert_eq!(spans, [(0, 3, 0), (3, 4, 320), (4, 5, 340)]);
+    }
+
+    #[test]
+    fn a_run_stops_growing_at_the_largest_read() {
+        let big = (MAX_READ / 2) as u32;
+        let second = 8 + 41 + u64::from(big);
+        let third = second + 41 + u64::from(big);
+        let locations = [at(1, 8, big), at(1, second, big), at(1, third, 1)];
+        let spans: Vec<_> = runs(&locations).iter().map(|r| (r.start, r.end)).collect();
+        assert_eq!(spans, [(0, 2), (2, 3)]);
     }
 }

@@ -17,9 +17,10 @@ use serde::Serialize;
 
 use crate::config::{Config, ShardConfig};
 use crate::error::{Error, Result};
-use crate::index::PackInfo;
-use crate::repo::{check_new_shard, Progress, Repository, Shard, CONFIG};
-use crate::ring::ShardId;
+use crate::index::Location;
+use crate::repo::report::human_bytes;
+use crate::repo::{check_new_shard, Mode, Progress, Repository, Shard, CONFIG};
+use crate::ring::{Ring, ShardId};
 use crate::store::pack::repack;
 use crate::store::{PackEntry, PackId};
 
@@ -53,6 +54,34 @@ pub struct RebalanceReport {
     pub shards: Vec<ShardMoves>,
 }
 
+impl std::fmt::Display for RebalanceReport {
+    /// One line for the whole move, then one per shard with chunks going
+    /// or coming.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let verb = if self.dry_run { "would move" } else { "moved" };
+        writeln!(
+            f,
+            "{verb} {} of {} chunks ({:.1}%), {}",
+            self.moved_objects,
+            self.total_objects,
+            100.0 * self.moved_objects as f64 / self.total_objects.max(1) as f64,
+            human_bytes(self.moved_bytes)
+        )?;
+        for s in &self.shards {
+            writeln!(
+                f,
+                "  shard {}: {} chunks ({}) out, {} chunks ({}) in",
+                s.id,
+                s.chunks_out,
+                human_bytes(s.bytes_out),
+                s.chunks_in,
+                human_bytes(s.bytes_in)
+            )?;
+        }
+        Ok(())
+    }
+}
+
 impl Repository {
     /// Writes a new config and rebuilds the ring and shard list from it.
     fn replace_config(&mut self, config: Config) -> Result<()> {
@@ -66,7 +95,7 @@ impl Repository {
         for s in &config.shards {
             let backend = match self.shards.iter().find(|old| old.id == s.id) {
                 Some(old) => old.backend.clone(),
-                None => check_new_shard(&self.root, s)?,
+                None => check_new_shard(&self.root, s, &self.fs)?,
             };
             shards.push(Shard { id: s.id, backend });
         }
@@ -139,7 +168,7 @@ impl Repository {
         progress: &dyn Progress,
     ) -> Result<RebalanceReport> {
         self.set_shard_weight(id, 0)?;
-        let report = self.rebalance(false, progress)?;
+        let report = self.rebalance(Mode::Apply, progress)?;
         if self.index.packs()?.iter().any(|(_, p)| p.shard == id) {
             return Err(Error::invalid(
                 "shard",
@@ -153,95 +182,155 @@ impl Repository {
     }
 
     /// Moves every chunk whose owner on the current ring is not the shard
-    /// holding it; the packs it leaves are rewritten without it.
-    pub fn rebalance(&self, dry_run: bool, progress: &dyn Progress) -> Result<RebalanceReport> {
+    /// holding it; the packs it leaves are rewritten without it. A
+    /// [`Mode::DryRun`] only reports what would move.
+    pub fn rebalance(&self, mode: Mode, progress: &dyn Progress) -> Result<RebalanceReport> {
         let packs = self.index.packs()?;
         let mut moves: BTreeMap<ShardId, ShardMoves> = BTreeMap::new();
         let mut report = RebalanceReport {
-            dry_run,
+            dry_run: mode == Mode::DryRun,
             ..Default::default()
         };
         progress.set_total(packs.len() as u64);
         for (pack, info, entries) in self.trailers(&packs) {
             progress.advance(1);
-            let source = self.shard(info.shard)?;
             let entries = entries?;
             let ids: Vec<_> = entries.iter().map(|e| e.id).collect();
-            let mut leaving: BTreeMap<ShardId, Vec<PackEntry>> = BTreeMap::new();
-            let mut staying = Vec::new();
-            for (e, loc) in entries.iter().zip(self.index.chunks(&ids)?) {
-                let indexed_here = loc.is_some_and(|l| l.pack == *pack && l.offset == e.offset);
-                if !indexed_here {
-                    continue;
-                }
-                report.total_objects += 1;
-                let owner = self.ring.locate(&e.id);
-                if owner == info.shard {
-                    staying.push(*e);
-                } else {
-                    leaving.entry(owner).or_default().push(*e);
-                }
-            }
-            if leaving.is_empty() {
+            let locations = self.index.chunks(&ids)?;
+            let split = Split::of(pack, info.shard, &entries, &locations, &self.ring);
+            report.total_objects += split.indexed;
+            if split.leaving.is_empty() {
                 continue;
             }
-            for (dest, es) in &leaving {
+            for (dest, es) in &split.leaving {
                 let n = es.len() as u64;
                 let b: u64 = es.iter().map(|e| u64::from(e.stored_len)).sum();
                 report.moved_objects += n;
                 report.moved_bytes += b;
-                let out = moves.entry(info.shard).or_insert_with(|| ShardMoves {
-                    id: info.shard,
-                    ..Default::default()
-                });
+                let out = moves
+                    .entry(info.shard)
+                    .or_insert_with(|| ShardMoves::new(info.shard));
                 out.chunks_out += n;
                 out.bytes_out += b;
-                let into = moves.entry(*dest).or_insert_with(|| ShardMoves {
-                    id: *dest,
-                    ..Default::default()
-                });
+                let into = moves.entry(*dest).or_insert_with(|| ShardMoves::new(*dest));
                 into.chunks_in += n;
                 into.bytes_in += b;
             }
-            if dry_run {
-                continue;
+            if mode == Mode::Apply {
+                self.apply_split(pack, info.shard, split)?;
             }
-            // The leaving records go to their new owners and the staying
-            // ones into a fresh pack on this shard; one index batch switches
-            // over and forgets the old pack, which is deleted only then.
-            let bytes = source.backend.get(&pack.key())?;
-            let mut batch = self.index.batch();
-            let mut groups: Vec<(ShardId, Vec<PackEntry>)> = leaving.into_iter().collect();
-            if !staying.is_empty() {
-                groups.push((info.shard, staying));
-            }
-            for (dest, es) in groups {
-                let (new_bytes, new_entries) = repack(&bytes, &es);
-                for e in &new_entries {
-                    crate::repo::open_record(
-                        &e.id,
-                        &crate::index::Location::of(*pack, e),
-                        e.stored(&new_bytes),
-                    )?;
-                }
-                let new_pack = PackId::random();
-                self.shard(dest)?.backend.put(&new_pack.key(), &new_bytes)?;
-                batch.put_pack(
-                    new_pack,
-                    &PackInfo::of(dest, new_bytes.len() as u64, &new_entries),
-                    &new_entries,
-                );
-                self.packs
-                    .write()
-                    .expect("packs lock")
-                    .insert(new_pack, dest);
-            }
-            batch.delete_pack(pack);
-            self.index.commit(batch)?;
-            self.packs.write().expect("packs lock").remove(pack);
-            source.backend.delete(&pack.key())?;
         }
         report.shards = moves.into_values().collect();
         Ok(report)
+    }
+
+    /// Moves a pack's records as `split` says: the leaving records go to
+    /// their new owners and the staying ones into a fresh pack on this
+    /// shard; one index batch switches over and retires the old pack.
+    fn apply_split(&self, pack: &PackId, shard: ShardId, split: Split) -> Result<()> {
+        let source = self.shard(shard)?;
+        let bytes = source.backend.get(&pack.key())?;
+        let mut batch = self.index.batch();
+        let mut groups: Vec<(ShardId, Vec<PackEntry>)> = split.leaving.into_iter().collect();
+        if !split.staying.is_empty() {
+            groups.push((shard, split.staying));
+        }
+        for (dest, es) in groups {
+            let (new_bytes, new_entries) = repack(pack, &bytes, 0, &es)?;
+            let backend = self.shard(dest)?.backend.as_ref();
+            batch.publish_pack(dest, backend, &new_bytes, &new_entries)?;
+        }
+        batch.retire_pack(*pack, source.backend.clone());
+        self.index.commit(batch)
+    }
+}
+
+impl ShardMoves {
+    fn new(id: ShardId) -> Self {
+        ShardMoves {
+            id,
+            ..Default::default()
+        }
+    }
+}
+
+/// A pack's records the index uses, sorted by their owner on the ring.
+#[derive(Debug, Default, PartialEq)]
+struct Split {
+    /// Records the index uses in this pack.
+    indexed: u64,
+    /// Those owned by the pack's own shard.
+    staying: Vec<PackEntry>,
+    /// Those owned by other shards, by owner.
+    leaving: BTreeMap<ShardId, Vec<PackEntry>>,
+}
+
+impl Split {
+    /// Splits `entries` of `pack` on `shard`, given where the index says
+    /// each is (`locations`, same order): copies the index does not use
+    /// are left behind.
+    fn of(
+        pack: &PackId,
+        shard: ShardId,
+        entries: &[PackEntry],
+        locations: &[Option<Location>],
+        ring: &Ring,
+    ) -> Self {
+        let mut split = Split::default();
+        for (e, loc) in entries.iter().zip(locations) {
+            if !loc.is_some_and(|l| l.is(pack, e)) {
+                continue;
+            }
+            split.indexed += 1;
+            let owner = ring.locate(&e.id);
+            if owner == shard {
+                split.staying.push(*e);
+            } else {
+                split.leaving.entry(owner).or_default().push(*e);
+            }
+        }
+        split
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::id::ChunkId;
+
+    #[test]
+    fn a_pack_splits_by_owner_and_leaves_unused_copies_behind() {
+        let ring = Ring::new(&[(ShardId(0), 1), (ShardId(1), 1)], 64).unwrap();
+        let pack = PackId([3; 16]);
+        let entries: Vec<PackEntry> = (0..40u32)
+            .map(|i| PackEntry {
+                id: ChunkId::of(&i.to_le_bytes()),
+                offset: 8 + u64::from(i) * 100,
+                raw_len: 10,
+                stored_len: 10,
+                flags: 0,
+            })
+            .collect();
+        let mut locations: Vec<Option<Location>> = entries
+            .iter()
+            .map(|e| Some(Location { pack, entry: *e }))
+            .collect();
+        locations[0] = None;
+        locations[1] = Some(Location {
+            pack: PackId([4; 16]),
+            entry: entries[1],
+        });
+        let split = Split::of(&pack, ShardId(0), &entries, &locations, &ring);
+        assert_eq!(split.indexed, 38);
+        assert!(!split.staying.is_empty());
+        assert_eq!(split.leaving.len(), 1);
+        let leaving = &split.leaving[&ShardId(1)];
+        assert_eq!(split.staying.len() + leaving.len(), 38);
+        assert!(split
+            .staying
+            .iter()
+            .all(|e| ring.locate(&e.id) == ShardId(0)));
+        assert!(leaving.iter().all(|e| ring.locate(&e.id) == ShardId(1)));
+        assert!(!split.staying.contains(&entries[0]) && !leaving.contains(&entries[1]));
     }
 }

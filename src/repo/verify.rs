@@ -11,32 +11,94 @@
 //! it breaks (found by a second walk, only when something is wrong).
 
 use std::collections::{HashMap, HashSet};
+use std::fmt;
 
 use serde::Serialize;
 
 use crate::bloom::Bloom;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::id::ChunkId;
-use crate::index::Location;
+use crate::index::{Location, PackInfo, LOOKUP_BATCH};
 use crate::repo::{Progress, Repository, BLOOM};
-use crate::snapshot::{EntryKind, SnapshotId};
+use crate::snapshot::{EntryKind, SnapshotId, SnapshotRecord};
 use crate::store::pack::{parse_trailer, trailer_len, FOOTER_SIZE};
-use crate::store::{is_not_found, PackId};
+use crate::store::{is_not_found, record, PackId};
+
+/// What kind of thing is wrong.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ProblemKind {
+    /// A chunk a snapshot needs is not in the index, or lives in a pack
+    /// that is missing, damaged or unknown.
+    MissingChunk,
+    /// A chunk's bytes do not decode or hash to its id.
+    DamagedChunk,
+    /// An indexed pack is not in its shard.
+    MissingPack,
+    /// An indexed pack's trailer does not read.
+    DamagedPack,
+    /// A tree does not read, hash to its id, or decode.
+    DamagedTree,
+    /// A snapshot record does not decode or disagrees with its file.
+    DamagedSnapshot,
+    /// The saved Bloom filter does not decode.
+    DamagedBloom,
+}
+
+impl fmt::Display for ProblemKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            ProblemKind::MissingChunk => "missing-chunk",
+            ProblemKind::DamagedChunk => "damaged-chunk",
+            ProblemKind::MissingPack => "missing-pack",
+            ProblemKind::DamagedPack => "damaged-pack",
+            ProblemKind::DamagedTree => "damaged-tree",
+            ProblemKind::DamagedSnapshot => "damaged-snapshot",
+            ProblemKind::DamagedBloom => "damaged-bloom",
+        })
+    }
+}
 
 /// One thing found wrong.
 #[derive(Clone, Debug, Serialize)]
 pub struct Problem {
-    /// `missing-chunk`, `damaged-chunk`, `missing-pack`, `damaged-pack`,
-    /// `damaged-tree`, `damaged-snapshot` or `damaged-bloom`.
-    pub kind: &'static str,
+    /// What is wrong.
+    pub kind: ProblemKind,
     /// One line for people.
     pub message: String,
     /// The chunk or tree, when one is involved.
     pub chunk: Option<ChunkId>,
+    /// The snapshot, when one is involved.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub snapshot: Option<SnapshotId>,
     /// The pack, when one is involved.
     pub pack: Option<String>,
     /// Snapshot files this breaks, as `snapshot-prefix:path`.
     pub files: Vec<String>,
+}
+
+impl Problem {
+    /// A problem with nothing named yet but its kind and message.
+    fn new(kind: ProblemKind, message: impl Into<String>) -> Self {
+        Problem {
+            kind,
+            message: message.into(),
+            chunk: None,
+            snapshot: None,
+            pack: None,
+            files: Vec::new(),
+        }
+    }
+
+    fn in_pack(mut self, pack: &PackId) -> Self {
+        self.pack = Some(pack.to_hex());
+        self
+    }
+
+    fn of_snapshot(mut self, id: &SnapshotId) -> Self {
+        self.snapshot = Some(*id);
+        self
+    }
 }
 
 /// What `verify` checked and found.
@@ -65,218 +127,234 @@ impl VerifyReport {
     }
 }
 
-/// Bad chunks found so far: id → (kind, message, pack).
-type BadChunks = HashMap<ChunkId, (&'static str, String, Option<String>)>;
+impl fmt::Display for VerifyReport {
+    /// What was checked, each problem with the pack and the files it
+    /// breaks, and the verdict.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "checked {} snapshots, {} trees, {} chunks, {} packs; re-hashed {} chunks in {} packs",
+            self.snapshots, self.trees, self.chunks, self.packs, self.chunks_read, self.packs_read
+        )?;
+        for p in &self.problems {
+            writeln!(f, "{}: {}", p.kind, p.message)?;
+            if let Some(pack) = &p.pack {
+                writeln!(f, "  pack {pack}")?;
+            }
+            for file in &p.files {
+                writeln!(f, "  breaks {file}")?;
+            }
+        }
+        if self.is_clean() {
+            writeln!(f, "no problems found")
+        } else {
+            writeln!(f, "{} problems found", self.problems.len())
+        }
+    }
+}
+
+/// Bad chunks and trees found so far, each with its problem (files are
+/// attached at the end).
+type BadChunks = HashMap<ChunkId, Problem>;
+
+/// Packs whose trailer did not read, with the kind of problem.
+type BadPacks = HashMap<PackId, ProblemKind>;
+
+/// True when `pack` is in the share `share` (0.0 to 1.0) of packs picked
+/// by `seed`: each pack is in or out independently, by a hash of the seed
+/// and its id, so a different seed picks a different sample.
+fn sampled(seed: &[u8; 8], pack: &PackId, share: f64) -> bool {
+    if share >= 1.0 {
+        return true;
+    }
+    let mut input = seed.to_vec();
+    input.extend_from_slice(&pack.0);
+    let position = ChunkId::of(&input).ring_position();
+    (position as f64) < share * u64::MAX as f64
+}
 
 impl Repository {
     /// Verifies the repository; `read_data` is the share of packs (0.0 to
     /// 1.0) to read in full and re-hash.
     pub fn verify(&self, read_data: f64, progress: &dyn Progress) -> Result<VerifyReport> {
         let mut report = VerifyReport::default();
-        let mut bad: BadChunks = HashMap::new();
+        let mut bad = BadChunks::new();
+        self.check_bloom(&mut report)?;
+        let packs = self.index.packs()?;
+        let bad_packs = self.check_trailers(&packs, &mut report)?;
+        let snapshots = self.check_snapshots(&mut report)?;
+        let referenced = self.check_trees(&snapshots, &mut bad, &mut report)?;
+        self.check_refs(&referenced, &bad_packs, &mut bad)?;
+        if read_data > 0.0 {
+            let mut seed = [0u8; 8];
+            getrandom::fill(&mut seed).expect("the operating system's random source failed");
+            let chosen: Vec<_> = packs
+                .iter()
+                .filter(|(pack, _)| !bad_packs.contains_key(pack))
+                .filter(|(pack, _)| sampled(&seed, pack, read_data))
+                .collect();
+            progress.set_total(chosen.iter().map(|(_, p)| p.size).sum());
+            for (pack, info) in chosen {
+                report.packs_read += 1;
+                self.read_pack_data(pack, info, &mut bad, &mut report)?;
+                progress.advance(info.size);
+            }
+        }
+        self.attach_files(&snapshots, bad, &mut report)?;
+        Ok(report)
+    }
 
-        // The Bloom filter is disposable, but a damaged one is still news.
+    /// The Bloom filter is disposable, but a damaged one is still news.
+    fn check_bloom(&self, report: &mut VerifyReport) -> Result<()> {
         match self.files.get(BLOOM) {
             Ok(bytes) => {
                 if let Err(e) = Bloom::decode(&bytes, BLOOM) {
-                    report.problems.push(Problem {
-                        kind: "damaged-bloom",
-                        message: format!("{e} (rebuilt from the index at the next write)"),
-                        chunk: None,
-                        pack: None,
-                        files: vec![],
-                    });
+                    report.problems.push(Problem::new(
+                        ProblemKind::DamagedBloom,
+                        format!("{e} (rebuilt from the index at the next write)"),
+                    ));
                 }
+                Ok(())
             }
-            Err(e) if is_not_found(&e) => {}
-            Err(e) => return Err(e),
+            Err(e) if is_not_found(&e) => Ok(()),
+            Err(e) => Err(e),
         }
+    }
 
-        // Packs: present, trailer intact.
-        let packs = self.index.packs()?;
-        let mut bad_packs: HashMap<PackId, String> = HashMap::new();
-        for (pack, info, entries) in self.trailers(&packs) {
+    /// Every indexed pack is present with a trailer that reads.
+    fn check_trailers(
+        &self,
+        packs: &[(PackId, PackInfo)],
+        report: &mut VerifyReport,
+    ) -> Result<BadPacks> {
+        let mut bad_packs = BadPacks::new();
+        for (pack, info, entries) in self.trailers(packs) {
             report.packs += 1;
             match entries {
                 Ok(_) => {}
                 // A store that cannot be reached says nothing about the
                 // data: stop instead of reporting every pack on it damaged.
-                Err(e @ crate::Error::ObjectStore { .. }) => return Err(e),
+                Err(e @ Error::ObjectStore { .. }) => return Err(e),
                 Err(e) => {
                     let kind = if is_not_found(&e) {
-                        "missing-pack"
+                        ProblemKind::MissingPack
                     } else {
-                        "damaged-pack"
+                        ProblemKind::DamagedPack
                     };
-                    report.problems.push(Problem {
-                        kind,
-                        message: format!("pack {pack} on shard {}: {e}", info.shard),
-                        chunk: None,
-                        pack: Some(pack.to_hex()),
-                        files: vec![],
-                    });
-                    bad_packs.insert(*pack, kind.to_string());
+                    let message = format!("pack {pack} on shard {}: {e}", info.shard);
+                    report
+                        .problems
+                        .push(Problem::new(kind, message).in_pack(pack));
+                    bad_packs.insert(*pack, kind);
                 }
             }
         }
+        Ok(bad_packs)
+    }
 
-        // Snapshots and trees; collect referenced chunks.
-        let mut referenced: HashSet<ChunkId> = HashSet::new();
-        let snapshots = self.snapshots_lenient(&mut report)?;
-        report.snapshots = snapshots.len() as u64;
+    /// Snapshot roots; records that fail to decode, or disagree with
+    /// their file (what a rebuilt index would use), become problems.
+    fn check_snapshots(&self, report: &mut VerifyReport) -> Result<Vec<(SnapshotId, ChunkId)>> {
+        let mut out = Vec::new();
+        for (id, bytes) in self.index.snapshots()? {
+            let key = SnapshotRecord::key(&id);
+            let damaged =
+                |message| Problem::new(ProblemKind::DamagedSnapshot, message).of_snapshot(&id);
+            match self.files.get(&key) {
+                Ok(file) if file == bytes => {}
+                Ok(_) => report
+                    .problems
+                    .push(damaged(format!("{key} differs from the index's copy"))),
+                Err(e) => report.problems.push(damaged(format!("{key}: {e}"))),
+            }
+            match SnapshotRecord::decode(&bytes, &id) {
+                Ok(r) => out.push((id, r.tree)),
+                Err(e) => report.problems.push(damaged(e.to_string())),
+            }
+        }
+        report.snapshots = out.len() as u64;
+        Ok(out)
+    }
+
+    /// Every tree the snapshots reach reads and decodes; returns the
+    /// chunks their files name.
+    fn check_trees(
+        &self,
+        snapshots: &[(SnapshotId, ChunkId)],
+        bad: &mut BadChunks,
+        report: &mut VerifyReport,
+    ) -> Result<HashSet<ChunkId>> {
+        let mut referenced = HashSet::new();
         self.walk_trees(snapshots.iter().map(|(_, tree)| *tree), |id, tree| {
             report.trees += 1;
             match tree {
-                Ok(tree) => {
-                    for e in tree.entries {
-                        if let EntryKind::File { chunks, .. } = e.kind {
-                            referenced.extend(chunks.into_iter().map(|c| c.0));
-                        }
-                    }
-                }
+                Ok(tree) => referenced.extend(tree.chunk_ids()),
                 Err(e) => {
-                    bad.insert(id, ("damaged-tree", e.to_string(), None));
+                    let problem = Problem::new(ProblemKind::DamagedTree, e.to_string());
+                    bad.insert(id, problem);
                 }
             }
             Ok(())
         })?;
         report.chunks = referenced.len() as u64;
-
-        let ids: Vec<ChunkId> = referenced.into_iter().collect();
-        for batch in ids.chunks(4096) {
-            for (id, loc) in batch.iter().zip(self.index.chunks(batch)?) {
-                match loc {
-                    None => {
-                        bad.insert(
-                            *id,
-                            (
-                                "missing-chunk",
-                                format!("chunk {id} is not in the index"),
-                                None,
-                            ),
-                        );
-                    }
-                    Some(loc) => {
-                        if let Some(kind) = bad_packs.get(&loc.pack) {
-                            bad.insert(
-                                *id,
-                                (
-                                    "missing-chunk",
-                                    format!("chunk {id} lives in a {kind}"),
-                                    Some(loc.pack.to_hex()),
-                                ),
-                            );
-                        } else if !self
-                            .packs
-                            .read()
-                            .expect("packs lock")
-                            .contains_key(&loc.pack)
-                        {
-                            bad.insert(
-                                *id,
-                                (
-                                    "missing-chunk",
-                                    format!("chunk {id} points at unknown pack {}", loc.pack),
-                                    Some(loc.pack.to_hex()),
-                                ),
-                            );
-                        }
-                    }
-                }
-            }
-        }
-
-        // Data: read whole packs and re-hash every record.
-        if read_data > 0.0 {
-            let mut seed = [0u8; 8];
-            getrandom::fill(&mut seed).expect("the operating system's random source failed");
-            let mut state = u64::from_le_bytes(seed) | 1;
-            let total: u64 = packs.iter().map(|(_, p)| p.size).sum();
-            progress.set_total(total);
-            for (pack, info) in &packs {
-                state ^= state << 13;
-                state ^= state >> 7;
-                state ^= state << 17;
-                if read_data < 1.0 && (state % 1_000_000) as f64 >= read_data * 1_000_000.0 {
-                    continue;
-                }
-                if bad_packs.contains_key(pack) {
-                    continue;
-                }
-                report.packs_read += 1;
-                self.verify_pack_data(*pack, info.shard, &mut bad, &mut report)?;
-                progress.advance(info.size);
-            }
-        }
-
-        if !bad.is_empty() {
-            let files = self.files_using(&snapshots, &bad)?;
-            let mut bad: Vec<_> = bad.into_iter().collect();
-            bad.sort_by_key(|(id, _)| *id);
-            for (id, (kind, message, pack)) in bad {
-                report.problems.push(Problem {
-                    kind,
-                    message,
-                    chunk: Some(id),
-                    pack,
-                    files: files.get(&id).cloned().unwrap_or_default(),
-                });
-            }
-        }
-        Ok(report)
+        Ok(referenced)
     }
 
-    /// Snapshot roots; records that fail to decode become problems.
-    fn snapshots_lenient(&self, report: &mut VerifyReport) -> Result<Vec<(SnapshotId, ChunkId)>> {
-        let mut out = Vec::new();
-        for (id, bytes) in self.index.snapshots()? {
-            // The file is what a rebuilt index would use: it must agree.
-            let key = crate::snapshot::SnapshotRecord::key(&id);
-            match self.files.get(&key) {
-                Ok(file) if file == bytes => {}
-                Ok(_) => report.problems.push(Problem {
-                    kind: "damaged-snapshot",
-                    message: format!("{key} differs from the index's copy"),
-                    chunk: Some(id),
-                    pack: None,
-                    files: vec![],
-                }),
-                Err(e) => report.problems.push(Problem {
-                    kind: "damaged-snapshot",
-                    message: format!("{key}: {e}"),
-                    chunk: Some(id),
-                    pack: None,
-                    files: vec![],
-                }),
-            }
-            match crate::snapshot::SnapshotRecord::decode(&bytes, &id) {
-                Ok(r) => out.push((id, r.tree)),
-                Err(e) => report.problems.push(Problem {
-                    kind: "damaged-snapshot",
-                    message: e.to_string(),
-                    chunk: Some(id),
-                    pack: None,
-                    files: vec![],
-                }),
-            }
-        }
-        Ok(out)
-    }
-
-    fn verify_pack_data(
+    /// Every referenced chunk is in the index, in a pack it lists whose
+    /// trailer reads.
+    fn check_refs(
         &self,
-        pack: PackId,
-        shard: crate::ring::ShardId,
+        referenced: &HashSet<ChunkId>,
+        bad_packs: &BadPacks,
+        bad: &mut BadChunks,
+    ) -> Result<()> {
+        let ids: Vec<ChunkId> = referenced.iter().copied().collect();
+        for batch in ids.chunks(LOOKUP_BATCH) {
+            for (id, loc) in batch.iter().zip(self.index.chunks(batch)?) {
+                if let Some(problem) = self.ref_problem(id, loc, bad_packs) {
+                    bad.insert(*id, problem);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// What is wrong with chunk `id`, found at `loc` in the index.
+    fn ref_problem(
+        &self,
+        id: &ChunkId,
+        loc: Option<Location>,
+        bad_packs: &BadPacks,
+    ) -> Option<Problem> {
+        let missing = |message| Some(Problem::new(ProblemKind::MissingChunk, message));
+        let Some(loc) = loc else {
+            return missing(format!("chunk {id} is not in the index"));
+        };
+        let problem = match bad_packs.get(&loc.pack) {
+            Some(kind) => missing(format!("chunk {id} lives in a {kind}")),
+            None if self.index.pack_shard(&loc.pack).is_none() => {
+                missing(format!("chunk {id} points at unknown pack {}", loc.pack))
+            }
+            None => None,
+        };
+        problem.map(|p| p.in_pack(&loc.pack))
+    }
+
+    /// Reads a whole pack and re-hashes every record in it.
+    fn read_pack_data(
+        &self,
+        pack: &PackId,
+        info: &PackInfo,
         bad: &mut BadChunks,
         report: &mut VerifyReport,
     ) -> Result<()> {
-        let backend = &self.shard(shard)?.backend;
+        let backend = &self.shard(info.shard)?.backend;
         let bytes = backend.get(&pack.key())?;
         let location = format!("{}/{}", backend.location(), pack.key());
         let entries = trailer_len(&bytes[bytes.len().saturating_sub(FOOTER_SIZE)..], &location)
             .and_then(|n| {
                 if n > bytes.len() {
-                    return Err(crate::Error::corrupt(
+                    return Err(Error::corrupt(
                         "pack trailer",
                         &location,
                         "longer than the pack",
@@ -287,79 +365,141 @@ impl Repository {
         let entries = match entries {
             Ok(e) => e,
             Err(e) => {
-                report.problems.push(Problem {
-                    kind: "damaged-pack",
-                    message: e.to_string(),
-                    chunk: None,
-                    pack: Some(pack.to_hex()),
-                    files: vec![],
-                });
+                let problem = Problem::new(ProblemKind::DamagedPack, e.to_string()).in_pack(pack);
+                report.problems.push(problem);
                 return Ok(());
             }
         };
         for e in entries {
             report.chunks_read += 1;
-            let loc = Location::of(pack, &e);
-            if let Err(err) = crate::repo::open_record(&e.id, &loc, e.stored(&bytes)) {
+            let opened = e
+                .stored_in(&bytes, 0)
+                .and_then(|stored| record::open(pack, &e, stored));
+            if let Err(err) = opened {
                 // Only damage to the copy the index uses breaks anything.
                 let indexed = self.index.chunk(&e.id)?;
-                if indexed == Some(loc) {
-                    bad.insert(
-                        e.id,
-                        ("damaged-chunk", format!("{err}"), Some(pack.to_hex())),
-                    );
+                if indexed.is_some_and(|l| l.is(pack, &e)) {
+                    let problem =
+                        Problem::new(ProblemKind::DamagedChunk, err.to_string()).in_pack(pack);
+                    bad.insert(e.id, problem);
                 }
             }
         }
         Ok(())
     }
 
-    /// For each bad chunk or tree, the snapshot files (or folders) it breaks.
+    /// Adds the bad chunks and trees to the report, each with the snapshot
+    /// files (or folders) it breaks.
+    fn attach_files(
+        &self,
+        snapshots: &[(SnapshotId, ChunkId)],
+        bad: BadChunks,
+        report: &mut VerifyReport,
+    ) -> Result<()> {
+        if bad.is_empty() {
+            return Ok(());
+        }
+        let mut files = self.files_using(snapshots, &bad)?;
+        let mut bad: Vec<_> = bad.into_iter().collect();
+        bad.sort_by_key(|(id, _)| *id);
+        for (id, mut problem) in bad {
+            problem.chunk = Some(id);
+            problem.files = files.remove(&id).unwrap_or_default();
+            report.problems.push(problem);
+        }
+        Ok(())
+    }
+
+    /// For each bad chunk or tree, the snapshot files (or folders) it
+    /// breaks, as `snapshot-prefix:path`.
     fn files_using(
         &self,
         snapshots: &[(SnapshotId, ChunkId)],
         bad: &BadChunks,
     ) -> Result<HashMap<ChunkId, Vec<String>>> {
         let mut out: HashMap<ChunkId, Vec<String>> = HashMap::new();
-        for (snap, root) in snapshots {
-            let prefix = &snap.to_hex()[..12];
-            let mut stack = vec![(*root, String::new())];
-            while let Some((id, path)) = stack.pop() {
-                if bad.contains_key(&id) {
-                    out.entry(id).or_default().push(format!(
-                        "{prefix}:{}/",
-                        if path.is_empty() { "." } else { &path }
-                    ));
-                    continue;
-                }
-                let Ok(tree) = self.read_tree(&id) else {
-                    continue;
+        let roots = snapshots
+            .iter()
+            .map(|(snap, root)| (*root, (snap.to_hex()[..12].to_string(), String::new())))
+            .collect();
+        self.walk_paths(roots, |(prefix, path), id, tree| {
+            if bad.contains_key(&id) {
+                let shown = if path.is_empty() { "." } else { path };
+                out.entry(id)
+                    .or_default()
+                    .push(format!("{prefix}:{shown}/"));
+                return Ok(Vec::new());
+            }
+            let Ok(tree) = tree else {
+                return Ok(Vec::new());
+            };
+            let mut subdirs = Vec::new();
+            for e in tree.entries {
+                let name = String::from_utf8_lossy(&e.name);
+                let child = if path.is_empty() {
+                    name.into_owned()
+                } else {
+                    format!("{path}/{name}")
                 };
-                for e in tree.entries {
-                    let name = String::from_utf8_lossy(&e.name);
-                    let child = if path.is_empty() {
-                        name.into_owned()
-                    } else {
-                        format!("{path}/{name}")
-                    };
-                    match e.kind {
-                        EntryKind::File { chunks, .. } => {
-                            for (c, _) in chunks {
-                                if bad.contains_key(&c) {
-                                    let list = out.entry(c).or_default();
-                                    let entry = format!("{prefix}:{child}");
-                                    if list.last() != Some(&entry) {
-                                        list.push(entry);
-                                    }
+                match e.kind {
+                    EntryKind::File { chunks, .. } => {
+                        for (c, _) in chunks {
+                            if bad.contains_key(&c) {
+                                let list = out.entry(c).or_default();
+                                let entry = format!("{prefix}:{child}");
+                                if list.last() != Some(&entry) {
+                                    list.push(entry);
                                 }
                             }
                         }
-                        EntryKind::Dir { tree } => stack.push((tree, child)),
-                        EntryKind::Symlink { .. } => {}
                     }
+                    EntryKind::Dir { tree } => subdirs.push((tree, (prefix.clone(), child))),
+                    EntryKind::Symlink { .. } => {}
                 }
             }
-        }
+            Ok(subdirs)
+        })?;
         Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_sample_takes_about_its_share_and_all_takes_all() {
+        let packs: Vec<PackId> = (0..4000u32)
+            .map(|i| {
+                let mut id = [0u8; 16];
+                id[..4].copy_from_slice(&i.to_le_bytes());
+                PackId(id)
+            })
+            .collect();
+        let count =
+            |seed: &[u8; 8], share| packs.iter().filter(|p| sampled(seed, p, share)).count();
+        let tenth = count(&[1; 8], 0.1);
+        assert!((300..500).contains(&tenth), "{tenth} of 4000 for 10%");
+        assert_eq!(count(&[1; 8], 1.0), 4000);
+        assert_eq!(count(&[1; 8], 0.0), 0);
+        let other: Vec<_> = packs.iter().filter(|p| sampled(&[2; 8], p, 0.1)).collect();
+        let first: Vec<_> = packs.iter().filter(|p| sampled(&[1; 8], p, 0.1)).collect();
+        assert_ne!(first, other, "another seed picks another sample");
+    }
+
+    #[test]
+    fn problem_kinds_print_as_their_json_names() {
+        for kind in [
+            ProblemKind::MissingChunk,
+            ProblemKind::DamagedChunk,
+            ProblemKind::MissingPack,
+            ProblemKind::DamagedPack,
+            ProblemKind::DamagedTree,
+            ProblemKind::DamagedSnapshot,
+            ProblemKind::DamagedBloom,
+        ] {
+            let json = serde_json::to_string(&kind).unwrap();
+            assert_eq!(json, format!("\"{kind}\""));
+        }
     }
 }

@@ -1,7 +1,13 @@
-//! Reading every tree that some snapshots reach, each once, a level of
-//! folders at a time. `gc` (what is live) and `verify` (what is referenced)
-//! both walk this way; a level's trees are read in parallel, many at once
-//! when packs live on an object store, where each read is a round trip.
+//! Walking trees, a level of folders at a time, each level's trees read in
+//! parallel (many at once when packs live on an object store, where each
+//! read is a round trip). Two walks, as rustic has:
+//!
+//! - [`walk_trees`](Repository::walk_trees): every distinct tree that some
+//!   roots reach, each once, without paths: what is live (`gc`), what is
+//!   referenced (`verify`), what a snapshot holds (`report`).
+//! - [`walk_paths`](Repository::walk_paths): every folder under some roots,
+//!   with the path the caller builds for it: restore's plan, and the files
+//!   a damaged chunk breaks (`verify`).
 
 use std::collections::HashSet;
 
@@ -16,6 +22,18 @@ use crate::snapshot::{EntryKind, Tree};
 const READ_BATCH: usize = 1024;
 
 impl Repository {
+    /// Reads and decodes a tree object.
+    pub fn read_tree(&self, id: &ChunkId) -> Result<Tree> {
+        Tree::decode(&self.read_object(id)?, &id.to_hex())
+    }
+
+    /// Reads `ids`' trees in parallel, in their order.
+    fn read_trees(&self, pool: Option<&rayon::ThreadPool>, ids: &[ChunkId]) -> Vec<Result<Tree>> {
+        in_pool(pool, || {
+            ids.par_iter().map(|id| self.read_tree(id)).collect()
+        })
+    }
+
     /// Hands every distinct tree reachable from `roots` to `visit`, with
     /// its id, as read: the tree, or the error reading it (the children of
     /// a tree that cannot be read are not walked). Order is by level, and
@@ -31,9 +49,7 @@ impl Repository {
         while !level.is_empty() {
             let mut next = Vec::new();
             for batch in level.chunks(READ_BATCH) {
-                let trees: Vec<Result<Tree>> = in_pool(pool.as_ref(), || {
-                    batch.par_iter().map(|id| self.read_tree(id)).collect()
-                });
+                let trees = self.read_trees(pool.as_ref(), batch);
                 for (id, tree) in batch.iter().zip(trees) {
                     if let Ok(tree) = &tree {
                         for e in &tree.entries {
@@ -45,6 +61,34 @@ impl Repository {
                         }
                     }
                     visit(*id, tree)?;
+                }
+            }
+            level = next;
+        }
+        Ok(())
+    }
+
+    /// Walks the folders under `roots`, each given with the path the
+    /// caller calls it by (`P`: a destination path, a display string).
+    /// `visit` gets a folder's path, its tree id and its tree as read (or
+    /// the error reading it), and returns the sub-folders to walk next,
+    /// each with its path. Parents are visited before their children, a
+    /// level at a time; a folder that appears twice is walked twice. An
+    /// error returned by `visit` stops the walk.
+    pub(crate) fn walk_paths<P: Send + Sync>(
+        &self,
+        roots: Vec<(ChunkId, P)>,
+        mut visit: impl FnMut(&P, ChunkId, Result<Tree>) -> Result<Vec<(ChunkId, P)>>,
+    ) -> Result<()> {
+        let pool = self.io_pool();
+        let mut level = roots;
+        while !level.is_empty() {
+            let mut next = Vec::new();
+            for batch in level.chunks(READ_BATCH) {
+                let ids: Vec<ChunkId> = batch.iter().map(|(id, _)| *id).collect();
+                let trees = self.read_trees(pool.as_ref(), &ids);
+                for ((id, path), tree) in batch.iter().zip(trees) {
+                    next.extend(visit(path, *id, tree)?);
                 }
             }
             level = next;

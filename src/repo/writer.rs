@@ -11,60 +11,16 @@
 //! store it once. An id stays pending until its pack is committed, so a
 //! concurrent lookup always finds it in one of the two places.
 
-use std::borrow::Cow;
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Mutex;
 
-use crate::config::Compression;
 use crate::error::Result;
 use crate::id::ChunkId;
-use crate::index::PackInfo;
 use crate::repo::Repository;
 use crate::snapshot::BloomStats;
-use crate::store::pack::flags;
-use crate::store::{PackBuilder, PackId};
-
-/// Bytes sampled to decide whether a chunk is worth compressing.
-const SAMPLE: usize = 8 * 1024;
-
-/// False for data that is almost surely incompressible (already compressed
-/// media and archives, encrypted data): a fast zstd pass over a sample from
-/// its middle saves less than 3%. Skipping those saves most of the cost of
-/// compressing them only to throw the result away.
-fn looks_compressible(data: &[u8]) -> bool {
-    if data.len() <= 2 * SAMPLE {
-        return true;
-    }
-    let start = data.len() / 2 - SAMPLE / 2;
-    let sample = &data[start..start + SAMPLE];
-    match compress(sample, 1) {
-        Ok(c) => (c.len() as f64) < 0.97 * SAMPLE as f64,
-        Err(_) => true,
-    }
-}
-
-thread_local! {
-    /// One zstd context per thread and level: creating a context costs
-    /// more than compressing a 64 KiB chunk with it.
-    static COMPRESSORS: std::cell::RefCell<Vec<(i32, zstd::bulk::Compressor<'static>)>> =
-        const { std::cell::RefCell::new(Vec::new()) };
-}
-
-/// zstd-compresses `data` at `level` with this thread's context.
-fn compress(data: &[u8], level: i32) -> std::io::Result<Vec<u8>> {
-    COMPRESSORS.with(|cell| {
-        let mut list = cell.borrow_mut();
-        let slot = match list.iter().position(|(l, _)| *l == level) {
-            Some(i) => i,
-            None => {
-                list.push((level, zstd::bulk::Compressor::new(level)?));
-                list.len() - 1
-            }
-        };
-        list[slot].1.compress(data)
-    })
-}
+use crate::store::record::{self, ObjectKind};
+use crate::store::PackBuilder;
 
 /// What a writer added.
 #[derive(Clone, Copy, Debug, Default)]
@@ -141,28 +97,17 @@ impl<'r> ObjectWriter<'r> {
     }
 
     /// Stores `data` unless already present; returns its id.
-    pub fn store(&self, data: &[u8], tree: bool) -> Result<ChunkId> {
+    pub fn store(&self, data: &[u8], kind: ObjectKind) -> Result<ChunkId> {
         let id = ChunkId::of(data);
         if self.known_or_claim(id)? {
             return Ok(id);
         }
-        let mut flag = if tree { flags::TREE } else { 0 };
+        let config = &self.repo.config;
+        let (flag, stored) = record::seal(data, kind, config.compression, config.zstd_level);
         let raw_len = data.len() as u32;
-        let stored: Cow<'_, [u8]> = match self.repo.config.compression {
-            Compression::Zstd if looks_compressible(data) => {
-                match compress(data, self.repo.config.zstd_level) {
-                    Ok(c) if c.len() < data.len() => {
-                        flag |= flags::ZSTD;
-                        Cow::Owned(c)
-                    }
-                    _ => Cow::Borrowed(data),
-                }
-            }
-            _ => Cow::Borrowed(data),
-        };
         self.new_objects.fetch_add(1, Relaxed);
         self.new_raw.fetch_add(u64::from(raw_len), Relaxed);
-        if !tree {
+        if kind == ObjectKind::Data {
             self.new_data_raw.fetch_add(u64::from(raw_len), Relaxed);
         }
         self.new_stored.fetch_add(stored.len() as u64, Relaxed);
@@ -193,15 +138,9 @@ impl<'r> ObjectWriter<'r> {
     fn commit(&self, slot: usize, pack: PackBuilder) -> Result<()> {
         let shard = &self.repo.shards[slot];
         let (bytes, entries) = pack.seal();
-        let id = PackId::random();
-        shard.backend.put(&id.key(), &bytes)?;
-        let info = PackInfo::of(shard.id, bytes.len() as u64, &entries);
-        self.repo
-            .packs
-            .write()
-            .expect("packs lock")
-            .insert(id, shard.id);
-        self.repo.index.commit_pack(id, &info, &entries)?;
+        let mut batch = self.repo.index.batch();
+        batch.publish_pack(shard.id, shard.backend.as_ref(), &bytes, &entries)?;
+        self.repo.index.commit(batch)?;
         let mut bloom = self.repo.bloom.write().expect("bloom lock");
         let mut pending = self.pending.lock().expect("pending lock");
         for e in &entries {

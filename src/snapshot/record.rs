@@ -14,8 +14,7 @@ use crate::id::ChunkId;
 /// The record format this build writes and reads.
 pub const RECORD_VERSION: u32 = 1;
 
-/// A snapshot's id: the SHA-256 of its record.
-pub type SnapshotId = ChunkId;
+pub use crate::id::SnapshotId;
 
 /// One snapshot.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -95,12 +94,12 @@ impl SnapshotRecord {
     /// The record's bytes and id.
     pub fn encode(&self) -> (SnapshotId, Vec<u8>) {
         let bytes = serde_json::to_vec_pretty(self).expect("a record always serialises");
-        (ChunkId::of(&bytes), bytes)
+        (SnapshotId::of(&bytes), bytes)
     }
 
     /// Decodes a record and checks it hashes to `id`.
     pub fn decode(bytes: &[u8], id: &SnapshotId) -> Result<Self> {
-        let found = ChunkId::of(bytes);
+        let found = SnapshotId::of(bytes);
         if found != *id {
             return Err(Error::corrupt(
                 "snapshot record",

@@ -83,6 +83,17 @@ pub fn unsafe_name(name: &[u8]) -> Option<&'static str> {
 }
 
 impl Tree {
+    /// The chunk ids its files name, in entry order, with repeats.
+    pub fn chunk_ids(&self) -> impl Iterator<Item = ChunkId> + '_ {
+        self.entries
+            .iter()
+            .flat_map(|e| match &e.kind {
+                EntryKind::File { chunks, .. } => chunks.as_slice(),
+                _ => &[],
+            })
+            .map(|(id, _)| *id)
+    }
+
     /// Sorts entries by name (call before [`encode`](Self::encode)).
     pub fn sort(&mut self) {
         self.entries.sort_by(|a, b| a.name.cmp(&b.name));

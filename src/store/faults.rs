@@ -1,10 +1,11 @@
 //! Injected I/O faults, for proving crash safety.
 //!
-//! A [`FaultPlan`] counts every durable step the engine takes through the
-//! I/O seam (each write, fsync, rename and delete of a backend, and each
-//! index commit) and fails step number `fail_at` and every step after it,
-//! as a machine that crashed at that instant would. Tests walk `fail_at`
-//! over every step of an operation and check what survives.
+//! A [`FaultPlan`] counts every durable step the engine takes (each write,
+//! fsync, rename, folder fsync, folder creation and delete of a local
+//! store, and each index commit) and fails step number `fail_at` and every
+//! step after it, as a machine that crashed at that instant would. It is
+//! applied by the [`FaultyFs`](crate::store::FaultyFs) decorator. Tests walk
+//! `fail_at` over every step of an operation and check what survives.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 

@@ -1,271 +1,331 @@
-//! A [`Backend`] over a local directory.
+//! A store over a local folder: both a [`PackStore`] and a [`MetaStore`].
 //!
-//! Durable writes happen in one place, [`LocalBackend::put`]: write a
-//! temporary file beside the target, fsync it, rename it over the target,
-//! then fsync the folder so the rename itself survives a crash. Temporary
-//! files end in `.tmp`; a crash can leave one behind, and listing skips them.
+//! Durable writes happen in one place, [`LocalStore::write_durably`]:
+//! write a temporary file beside the target, fsync it, rename it to the
+//! target, then fsync the folder so the rename itself survives a crash.
+//! A folder it has to create is made durable the same way, by syncing its
+//! parent. Temporary files end in `.tmp`; a crash can leave one behind,
+//! listing skips them, and [`PackStore::sweep_unfinished`] removes them.
+//!
+//! Every call goes through an [`Fs`], so crash tests can run this exact
+//! code on the in-memory [`MemFs`](crate::store::MemFs) and see a missing
+//! fsync.
 
-use std::collections::HashMap;
-use std::fs::{self, File, OpenOptions};
-use std::io::Write;
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::Arc;
 
 use crate::error::{Error, IoContext, Result};
-use crate::store::backend::Backend;
-use crate::store::faults::FaultPlan;
-use std::sync::Arc;
+use crate::store::fs::{FileKind, Fs};
+use crate::store::{check_key, MetaStore, PackStore};
+use crate::Mode;
 
 /// Suffix of unfinished writes.
 const TMP_SUFFIX: &str = ".tmp";
 
-/// Open read handles kept for ranged reads; beyond this many, all are
-/// dropped and reopened on demand.
-const MAX_HANDLES: usize = 256;
-
-/// A backend rooted at a directory.
-#[derive(Clone, Debug)]
-pub struct LocalBackend {
-    root: PathBuf,
-    faults: Option<Arc<FaultPlan>>,
-    /// Files opened by `get_range`, so restoring many small files does not
-    /// open the same pack once per file. Values are never modified in
-    /// place, so a cached handle always reads the current bytes.
-    handles: Arc<Mutex<HashMap<PathBuf, Arc<File>>>>,
+/// What a durable write may do to an existing file of the same name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Existing {
+    /// Refuse: packs are created once.
+    Refuse,
+    /// Replace it atomically: metadata files.
+    Replace,
 }
 
-impl LocalBackend {
-    /// A backend over `root`, which is created (with parents) if absent.
-    pub fn create(root: impl Into<PathBuf>) -> Result<Self> {
-        let root = root.into();
-        fs::create_dir_all(&root).at(&root)?;
-        Ok(LocalBackend {
-            root,
-            faults: None,
-            handles: Arc::default(),
-        })
+/// Whether a removal must survive a crash.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Durably {
+    /// A pack: one that comes back after a crash is unindexed, and the
+    /// next `gc` removes it again; not worth a folder fsync per pack.
+    No,
+    /// Metadata: a forgotten snapshot must stay forgotten.
+    Yes,
+}
+
+/// A store rooted at a folder; see the module docs.
+#[derive(Clone, Debug)]
+pub struct LocalStore {
+    fs: Arc<dyn Fs>,
+    root: PathBuf,
+}
+
+impl LocalStore {
+    /// A store over `root`, which is created (with its parents, durably)
+    /// if absent.
+    pub fn create(fs: Arc<dyn Fs>, root: impl Into<PathBuf>) -> Result<Self> {
+        let store = LocalStore {
+            fs,
+            root: root.into(),
+        };
+        store.make_dir(&store.root.clone())?;
+        Ok(store)
     }
 
-    /// A backend over an existing directory.
-    pub fn open(root: impl Into<PathBuf>) -> Result<Self> {
+    /// A store over an existing folder.
+    pub fn open(fs: Arc<dyn Fs>, root: impl Into<PathBuf>) -> Result<Self> {
         let root = root.into();
-        let meta = fs::metadata(&root).at(&root)?;
-        if !meta.is_dir() {
+        if fs.kind(&root).at(&root)? != FileKind::Dir {
             return Err(Error::io(
                 &root,
                 std::io::Error::new(std::io::ErrorKind::NotADirectory, "not a directory"),
             ));
         }
-        Ok(LocalBackend {
-            root,
-            faults: None,
-            handles: Arc::default(),
-        })
+        Ok(LocalStore { fs, root })
     }
 
-    /// Routes every durable step through `plan` (for crash tests).
-    pub fn with_faults(mut self, plan: Arc<FaultPlan>) -> Self {
-        self.faults = Some(plan);
-        self
-    }
-
-    fn step(&self, what: &str, path: &Path) -> Result<()> {
-        match &self.faults {
-            Some(plan) => plan.step(what).at(path),
-            None => Ok(()),
-        }
-    }
-
-    /// The directory this backend lives in.
+    /// The folder this store lives in.
     pub fn root(&self) -> &Path {
         &self.root
     }
 
     fn path(&self, key: &str) -> Result<PathBuf> {
-        // Keys come from the engine, but refuse anything that could leave the
-        // root rather than trust every caller.
-        if key.is_empty()
-            || key.starts_with('/')
-            || key.split('/').any(|c| c.is_empty() || c == "..")
-        {
-            return Err(Error::invalid("storage key", format!("{key:?}")));
-        }
+        check_key(key)?;
         Ok(self.root.join(key))
     }
-}
 
-/// fsyncs a directory so that entries created or renamed in it are durable.
-pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
-    File::open(dir).and_then(|d| d.sync_all()).at(dir)
-}
-
-impl Backend for LocalBackend {
-    fn location(&self) -> String {
-        self.root.display().to_string()
+    /// Creates `dir` and any missing parents, each made durable by
+    /// syncing the folder it was created in.
+    fn make_dir(&self, dir: &Path) -> Result<()> {
+        match self.fs.kind(dir) {
+            Ok(FileKind::Dir) => return Ok(()),
+            Ok(_) => {
+                return Err(Error::io(
+                    dir,
+                    std::io::Error::new(std::io::ErrorKind::NotADirectory, "not a directory"),
+                ))
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(Error::io(dir, e)),
+        }
+        let parent = match dir.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p,
+            _ => Path::new("."),
+        };
+        self.make_dir(parent)?;
+        match self.fs.create_dir(dir) {
+            Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => {
+                return Err(Error::io(dir, e))
+            }
+            _ => {}
+        }
+        self.fs.sync_dir(parent).at(parent)
     }
 
-    fn put(&self, key: &str, data: &[u8]) -> Result<()> {
+    /// Writes `data` to `key` durably and atomically: temporary file,
+    /// fsync, rename, fsync the folder.
+    fn write_durably(&self, key: &str, data: &[u8], existing: Existing) -> Result<()> {
         let path = self.path(key)?;
         let dir = path.parent().unwrap_or(&self.root).to_path_buf();
-        if !dir.exists() {
-            fs::create_dir_all(&dir).at(&dir)?;
-            if let Some(grandparent) = dir.parent() {
-                sync_dir(grandparent)?;
-            }
+        self.make_dir(&dir)?;
+        if existing == Existing::Refuse && self.fs.kind(&path).is_ok() {
+            return Err(Error::io(
+                &path,
+                std::io::Error::new(std::io::ErrorKind::AlreadyExists, "already exists"),
+            ));
         }
         let mut tmp = path.clone().into_os_string();
         tmp.push(format!(".{}{TMP_SUFFIX}", std::process::id()));
         let tmp = PathBuf::from(tmp);
         let result = (|| {
-            self.step("write", &tmp)?;
-            let mut file = OpenOptions::new()
-                .write(true)
-                .create(true)
-                .truncate(true)
-                .open(&tmp)
-                .at(&tmp)?;
-            file.write_all(data).at(&tmp)?;
-            self.step("fsync", &tmp)?;
-            file.sync_all().at(&tmp)?;
-            self.step("rename", &path)?;
-            fs::rename(&tmp, &path).at(&path)?;
-            self.step("fsync dir", &dir)?;
-            sync_dir(&dir)
+            self.fs.write(&tmp, data).at(&tmp)?;
+            self.fs.sync_file(&tmp).at(&tmp)?;
+            self.fs.rename(&tmp, &path).at(&path)?;
+            self.fs.sync_dir(&dir).at(&dir)
         })();
         if result.is_err() {
-            let _ = fs::remove_file(&tmp);
+            let _ = self.fs.remove_file(&tmp);
         }
         result
     }
 
-    fn get(&self, key: &str) -> Result<Vec<u8>> {
+    fn read(&self, key: &str) -> Result<Vec<u8>> {
         let path = self.path(key)?;
-        fs::read(&path).at(&path)
+        self.fs.read(&path).at(&path)
     }
 
-    fn get_range(&self, key: &str, offset: u64, len: usize) -> Result<Vec<u8>> {
-        let path = self.path(key)?;
-        let cached = self
-            .handles
-            .lock()
-            .expect("handles lock")
-            .get(&path)
-            .cloned();
-        let file = match cached {
-            Some(f) => f,
-            None => {
-                let f = Arc::new(File::open(&path).at(&path)?);
-                let mut handles = self.handles.lock().expect("handles lock");
-                if handles.len() >= MAX_HANDLES {
-                    handles.clear();
-                }
-                handles.insert(path.clone(), f.clone());
-                f
-            }
-        };
-        let mut buf = vec![0u8; len];
-        file.read_exact_at(&mut buf, offset).at(&path)?;
-        Ok(buf)
-    }
-
-    fn size(&self, key: &str) -> Result<u64> {
-        let path = self.path(key)?;
-        Ok(fs::metadata(&path).at(&path)?.len())
-    }
-
-    fn list(&self, prefix: &str) -> Result<Vec<String>> {
+    fn keys(&self, prefix: &str) -> Result<Vec<String>> {
         let mut out = Vec::new();
         let mut stack = vec![(self.root.clone(), String::new())];
         while let Some((dir, rel)) = stack.pop() {
-            let entries = match fs::read_dir(&dir) {
+            let entries = match self.fs.read_dir(&dir) {
                 Ok(entries) => entries,
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
                 Err(e) => return Err(Error::io(&dir, e)),
             };
-            for entry in entries {
-                let entry = entry.at(&dir)?;
-                let Ok(name) = entry.file_name().into_string() else {
-                    continue; // never written by the engine
-                };
+            for (name, kind) in entries {
                 let key = format!("{rel}{name}");
-                let kind = entry.file_type().at(entry.path())?;
-                if kind.is_dir() {
-                    let folder = format!("{key}/");
-                    if folder.starts_with(prefix) || prefix.starts_with(&folder) {
-                        stack.push((entry.path(), folder));
+                match kind {
+                    FileKind::Dir => {
+                        let folder = format!("{key}/");
+                        if folder.starts_with(prefix) || prefix.starts_with(&folder) {
+                            stack.push((dir.join(&name), folder));
+                        }
                     }
-                } else if kind.is_file() && key.starts_with(prefix) && !key.ends_with(TMP_SUFFIX) {
-                    out.push(key);
+                    FileKind::File if key.starts_with(prefix) && !key.ends_with(TMP_SUFFIX) => {
+                        out.push(key);
+                    }
+                    _ => {}
                 }
             }
         }
         Ok(out)
     }
 
-    fn sweep_unfinished(&self, dry_run: bool) -> Result<u64> {
+    /// Removes `key`; with [`Durably::Yes`], the removal survives a crash.
+    fn remove(&self, key: &str, durably: Durably) -> Result<()> {
+        let path = self.path(key)?;
+        match self.fs.remove_file(&path) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(Error::io(&path, e)),
+            Ok(()) if durably == Durably::Yes => {
+                let dir = path.parent().unwrap_or(&self.root);
+                self.fs.sync_dir(dir).at(dir)
+            }
+            Ok(()) => Ok(()),
+        }
+    }
+}
+
+impl PackStore for LocalStore {
+    fn location(&self) -> String {
+        self.root.display().to_string()
+    }
+
+    fn create(&self, key: &str, data: &[u8]) -> Result<()> {
+        self.write_durably(key, data, Existing::Refuse)
+    }
+
+    fn get(&self, key: &str) -> Result<Vec<u8>> {
+        self.read(key)
+    }
+
+    fn get_range(&self, key: &str, offset: u64, len: usize) -> Result<Vec<u8>> {
+        let path = self.path(key)?;
+        self.fs.read_at(&path, offset, len).at(&path)
+    }
+
+    fn size(&self, key: &str) -> Result<u64> {
+        let path = self.path(key)?;
+        self.fs.len(&path).at(&path)
+    }
+
+    fn list(&self, prefix: &str) -> Result<Vec<String>> {
+        self.keys(prefix)
+    }
+
+    fn delete(&self, key: &str) -> Result<()> {
+        self.remove(key, Durably::No)
+    }
+
+    fn sweep_unfinished(&self, mode: Mode) -> Result<u64> {
         let mut freed = 0;
         let mut stack = vec![self.root.clone()];
         while let Some(dir) = stack.pop() {
-            for entry in fs::read_dir(&dir).at(&dir)? {
-                let entry = entry.at(&dir)?;
-                let path = entry.path();
-                let kind = entry.file_type().at(&path)?;
-                if kind.is_dir() {
-                    stack.push(path);
-                } else if kind.is_file() && path.to_string_lossy().ends_with(TMP_SUFFIX) {
-                    freed += entry.metadata().at(&path)?.len();
-                    if !dry_run {
-                        self.step("delete", &path)?;
-                        fs::remove_file(&path).at(&path)?;
+            for (name, kind) in self.fs.read_dir(&dir).at(&dir)? {
+                let path = dir.join(&name);
+                match kind {
+                    FileKind::Dir => stack.push(path),
+                    FileKind::File if name.ends_with(TMP_SUFFIX) => {
+                        freed += self.fs.len(&path).at(&path)?;
+                        if mode == Mode::Apply {
+                            self.fs.remove_file(&path).at(&path)?;
+                        }
                     }
+                    _ => {}
                 }
             }
         }
         Ok(freed)
     }
+}
+
+impl MetaStore for LocalStore {
+    fn location(&self) -> String {
+        self.root.display().to_string()
+    }
+
+    fn put(&self, key: &str, data: &[u8]) -> Result<()> {
+        self.write_durably(key, data, Existing::Replace)
+    }
+
+    fn get(&self, key: &str) -> Result<Vec<u8>> {
+        self.read(key)
+    }
+
+    fn list(&self, prefix: &str) -> Result<Vec<String>> {
+        self.keys(prefix)
+    }
 
     fn delete(&self, key: &str) -> Result<()> {
-        let path = self.path(key)?;
-        self.step("delete", &path)?;
-        self.handles.lock().expect("handles lock").remove(&path);
-        match fs::remove_file(&path) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(Error::io(&path, e)),
-            _ => Ok(()),
-        }
+        self.remove(key, Durably::Yes)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::backend::is_not_found;
+    use crate::store::{is_not_found, MemFs, OsFs};
+
+    fn each_fs(test: impl Fn(Arc<dyn Fs>, PathBuf)) {
+        let dir = tempfile::tempdir().unwrap();
+        test(OsFs::shared(), dir.path().join("s"));
+        test(Arc::new(MemFs::new()), PathBuf::from("/repo/s"));
+    }
 
     #[test]
-    fn put_get_range_list_delete() {
-        let dir = tempfile::tempdir().unwrap();
-        let b = LocalBackend::create(dir.path().join("s")).unwrap();
-        b.put("ab/one.pack", b"hello world").unwrap();
-        b.put("top", b"x").unwrap();
-        assert_eq!(b.get("ab/one.pack").unwrap(), b"hello world");
-        assert_eq!(b.get_range("ab/one.pack", 6, 5).unwrap(), b"world");
-        assert!(b.get_range("ab/one.pack", 6, 6).is_err());
-        assert_eq!(b.size("ab/one.pack").unwrap(), 11);
-        let mut keys = b.list("").unwrap();
-        keys.sort();
-        assert_eq!(keys, ["ab/one.pack", "top"]);
-        assert_eq!(b.list("ab/").unwrap(), ["ab/one.pack"]);
-        b.delete("ab/one.pack").unwrap();
-        b.delete("ab/one.pack").unwrap();
-        assert!(is_not_found(&b.get("ab/one.pack").unwrap_err()));
+    fn create_get_range_list_delete() {
+        each_fs(|fs, root| {
+            let b = LocalStore::create(fs, root).unwrap();
+            b.create("ab/one.pack", b"hello world").unwrap();
+            MetaStore::put(&b, "top", b"x").unwrap();
+            assert_eq!(PackStore::get(&b, "ab/one.pack").unwrap(), b"hello world");
+            assert_eq!(b.get_range("ab/one.pack", 6, 5).unwrap(), b"world");
+            assert!(b.get_range("ab/one.pack", 6, 6).is_err());
+            assert_eq!(b.size("ab/one.pack").unwrap(), 11);
+            let mut keys = PackStore::list(&b, "").unwrap();
+            keys.sort();
+            assert_eq!(keys, ["ab/one.pack", "top"]);
+            assert_eq!(PackStore::list(&b, "ab/").unwrap(), ["ab/one.pack"]);
+            PackStore::delete(&b, "ab/one.pack").unwrap();
+            PackStore::delete(&b, "ab/one.pack").unwrap();
+            assert!(is_not_found(
+                &PackStore::get(&b, "ab/one.pack").unwrap_err()
+            ));
+        });
+    }
+
+    #[test]
+    fn packs_are_never_replaced_and_metadata_is() {
+        each_fs(|fs, root| {
+            let b = LocalStore::create(fs, root).unwrap();
+            b.create("p", b"first").unwrap();
+            assert!(b.create("p", b"second").is_err());
+            assert_eq!(PackStore::get(&b, "p").unwrap(), b"first");
+            MetaStore::put(&b, "m", b"first").unwrap();
+            MetaStore::put(&b, "m", b"second").unwrap();
+            assert_eq!(MetaStore::get(&b, "m").unwrap(), b"second");
+        });
     }
 
     #[test]
     fn keys_that_would_leave_the_root_are_refused() {
-        let dir = tempfile::tempdir().unwrap();
-        let b = LocalBackend::create(dir.path()).unwrap();
-        for key in ["../x", "/etc/passwd", "a//b", "", "a/../../b"] {
-            assert!(b.put(key, b"x").is_err(), "{key}");
-        }
+        each_fs(|fs, root| {
+            let b = LocalStore::create(fs, root).unwrap();
+            for key in ["../x", "/etc/passwd", "a//b", "", "a/../../b"] {
+                assert!(b.create(key, b"x").is_err(), "{key}");
+                assert!(MetaStore::put(&b, key, b"x").is_err(), "{key}");
+            }
+        });
+    }
+
+    #[test]
+    fn what_a_store_wrote_survives_a_crash_on_the_memory_fs() {
+        let fs = Arc::new(MemFs::new());
+        let b = LocalStore::create(fs.clone(), "/repo/shards/00").unwrap();
+        b.create("ab/one.pack", b"pack").unwrap();
+        MetaStore::put(&b, "config", b"v1").unwrap();
+        MetaStore::put(&b, "config", b"v2").unwrap();
+        let crashed = LocalStore::open(Arc::new(fs.crash_image()), "/repo/shards/00").unwrap();
+        assert_eq!(PackStore::get(&crashed, "ab/one.pack").unwrap(), b"pack");
+        assert_eq!(MetaStore::get(&crashed, "config").unwrap(), b"v2");
     }
 }

@@ -1,16 +1,36 @@
-//! Where chunk bytes live: the backend seam, local directories, and the pack
-//! format. Deciding what is new is not this module's job (see `repo`).
+//! Where bytes live: the two stores the engine writes through, their
+//! implementations on local folders and object stores, and the pack and
+//! record formats. Deciding what is new is not this module's job (see
+//! `repo`).
+//!
+//! The seam is two traits, one per contract:
+//!
+//! - [`PackStore`]: objects created once, whole, and never replaced
+//!   (packs). On an object store a create-only PUT; on a folder a write to
+//!   a temporary file, fsync, rename, fsync the folder.
+//! - [`MetaStore`]: a few small files replaced whole (config, snapshot
+//!   records, blob markers, the Bloom filter; later locks and index
+//!   segments). On an object store a plain PUT; on a folder the same
+//!   durable sequence, renaming over the old file.
+//!
+//! Both are implemented by [`LocalStore`] (over any [`Fs`]: the real one,
+//! the in-memory [`MemFs`] of crash tests, the fault-injecting
+//! [`FaultyFs`]) and, with the `s3` feature, by
+//! [`object::ObjectStoreBackend`].
 
-pub mod backend;
 pub mod faults;
+pub mod fs;
 pub mod local;
+pub mod memfs;
 #[cfg(feature = "s3")]
 pub mod object;
 pub mod pack;
+pub mod record;
 
-pub use backend::{is_not_found, Backend};
 pub use faults::FaultPlan;
-pub use local::LocalBackend;
+pub use fs::{FaultyFs, FileKind, Fs, OsFs};
+pub use local::LocalStore;
+pub use memfs::MemFs;
 pub use pack::{PackBuilder, PackEntry, PackId};
 
 use std::path::Path;
@@ -18,16 +38,102 @@ use std::sync::Arc;
 
 use crate::config::ShardConfig;
 use crate::error::{Error, Result};
+use crate::Mode;
 
-/// Opens the backend a shard's config names: a local folder (created first
-/// when `create`), or an `s3://bucket/prefix` object-store location, which
-/// is not contacted until used. `faults` applies to local folders only.
+/// Where packs live: objects written once, whole, and never changed.
+/// Keys are `/`-separated relative paths. Implementations must be safe to
+/// share between threads.
+pub trait PackStore: Send + Sync {
+    /// A human-readable location for messages (a path or a URL).
+    fn location(&self) -> String;
+
+    /// Creates `key` holding `data`, durably and atomically: after `Ok`,
+    /// the whole object survives a crash; after a crash before `Ok`,
+    /// nothing is there, or an unfinished leftover that
+    /// [`sweep_unfinished`](Self::sweep_unfinished) removes. A key that
+    /// exists is an error, never replaced.
+    fn create(&self, key: &str, data: &[u8]) -> Result<()>;
+
+    /// The whole object; `Error::Io` with `NotFound` when absent.
+    fn get(&self, key: &str) -> Result<Vec<u8>>;
+
+    /// `len` bytes starting at `offset`; an error if the object is shorter.
+    fn get_range(&self, key: &str, offset: u64, len: usize) -> Result<Vec<u8>>;
+
+    /// The object's length in bytes.
+    fn size(&self, key: &str) -> Result<u64>;
+
+    /// Every key that starts with `prefix` (`""` for all), in no
+    /// particular order. Unfinished writes are not listed.
+    fn list(&self, prefix: &str) -> Result<Vec<String>>;
+
+    /// Removes `key`; removing an absent key is not an error. The removal
+    /// need not survive a crash: a pack that comes back is unindexed, and
+    /// the next `gc` removes it.
+    fn delete(&self, key: &str) -> Result<()>;
+
+    /// Removes what interrupted `create`s left behind and returns the
+    /// bytes freed (a dry run only counts them). Only safe while no
+    /// `create` runs, that is under the writer lock. Stores whose creates
+    /// are atomic leave nothing and keep this default.
+    fn sweep_unfinished(&self, _mode: Mode) -> Result<u64> {
+        Ok(0)
+    }
+}
+
+/// Where a repository keeps its small, replaceable files. Keys are
+/// `/`-separated relative paths.
+pub trait MetaStore: Send + Sync {
+    /// A human-readable location for messages (a path or a URL).
+    fn location(&self) -> String;
+
+    /// Stores `data` under `key` durably and atomically, replacing what
+    /// was there: after a crash, the old value (or nothing) or the new
+    /// one, never a torn one.
+    fn put(&self, key: &str, data: &[u8]) -> Result<()>;
+
+    /// The whole value; `Error::Io` with `NotFound` when absent.
+    fn get(&self, key: &str) -> Result<Vec<u8>>;
+
+    /// Every key that starts with `prefix`, in no particular order.
+    fn list(&self, prefix: &str) -> Result<Vec<String>>;
+
+    /// Removes `key`, durably; removing an absent key is not an error.
+    fn delete(&self, key: &str) -> Result<()>;
+}
+
+/// True when `err` says the thing asked for does not exist.
+pub fn is_not_found(err: &Error) -> bool {
+    matches!(err, Error::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound)
+}
+
+/// Refuses a key that could leave a store's root: keys come from the
+/// engine, but no store trusts every caller.
+pub(crate) fn check_key(key: &str) -> Result<()> {
+    if key.is_empty() || key.starts_with('/') || key.split('/').any(|c| c.is_empty() || c == "..") {
+        return Err(Error::invalid("storage key", format!("{key:?}")));
+    }
+    Ok(())
+}
+
+/// Whether opening a local store may create its folder.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Create {
+    /// The folder must exist.
+    No,
+    /// The folder (and its parents) are created, durably, when absent.
+    Yes,
+}
+
+/// Opens the pack store a shard's config names: a local folder on `fs`
+/// (relative paths inside `root`), or an `s3://bucket/prefix` location,
+/// which is not contacted until used.
 pub fn open_shard(
     root: &Path,
     shard: &ShardConfig,
-    create: bool,
-    faults: Option<&Arc<FaultPlan>>,
-) -> Result<Arc<dyn Backend>> {
+    create: Create,
+    fs: &Arc<dyn Fs>,
+) -> Result<Arc<dyn PackStore>> {
     if shard.is_object_store() {
         #[cfg(feature = "s3")]
         return Ok(Arc::new(object::ObjectStoreBackend::new(
@@ -50,13 +156,8 @@ pub fn open_shard(
         ));
     }
     let dir = root.join(&shard.path);
-    let local = if create {
-        LocalBackend::create(dir)?
-    } else {
-        LocalBackend::open(dir)?
-    };
-    Ok(Arc::new(match faults {
-        Some(plan) => local.with_faults(plan.clone()),
-        None => local,
+    Ok(Arc::new(match create {
+        Create::Yes => LocalStore::create(fs.clone(), dir)?,
+        Create::No => LocalStore::open(fs.clone(), dir)?,
     }))
 }

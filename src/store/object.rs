@@ -1,13 +1,15 @@
-//! A [`Backend`] over a prefix of an S3-compatible object store (AWS S3,
-//! MinIO, Garage, Ceph RGW, s3s-fs, ...), through the `object_store` crate.
+//! A [`PackStore`] and [`MetaStore`] over a prefix of an S3-compatible
+//! object store (AWS S3, MinIO, Garage, Ceph RGW, s3s-fs, ...), through the
+//! `object_store` crate.
 //!
-//! The store is the distributed engine; this file only maps the backend's
-//! five calls onto it:
+//! The store is the distributed engine; this file only maps the two
+//! traits' calls onto it:
 //!
-//! - `put` is a create-only PUT (`If-None-Match: *`). Pack keys are random,
-//!   so a key that already exists means something is wrong, never that a
-//!   value should be replaced. An S3 PUT is atomic: a reader sees the whole
-//!   object or none, so nothing is left to sweep after a crash.
+//! - `create` is a create-only PUT (`If-None-Match: *`). Pack keys are
+//!   random, so a key that already exists means something is wrong, never
+//!   that a value should be replaced. An S3 PUT is atomic: a reader sees the
+//!   whole object or none, so nothing is left to sweep after a crash.
+//!   `put` (metadata) is a plain PUT, which replaces.
 //! - `get_range` is a ranged GET, so restore fetches only the records it
 //!   needs out of a pack.
 //! - Transient failures (connection refused or reset, 5xx, throttling) are
@@ -36,7 +38,7 @@ use object_store::path::Path as StorePath;
 use object_store::{BackoffConfig, ObjectStore, PutMode, PutOptions, PutPayload, RetryConfig};
 
 use crate::error::{Error, Result};
-use crate::store::backend::Backend;
+use crate::store::{check_key, MetaStore, PackStore};
 
 /// The URL scheme of object-store shards.
 pub const SCHEME: &str = "s3://";
@@ -86,7 +88,7 @@ pub fn parse_url(url: &str) -> Result<(String, String)> {
     Ok((bucket.to_string(), prefix.to_string()))
 }
 
-/// First wait before [`ObjectStoreBackend::put`] tries an upload again.
+/// First wait before [`ObjectStoreBackend::upload`] tries again.
 const INITIAL_BACKOFF: Duration = Duration::from_millis(100);
 /// Longest wait between two tries.
 const MAX_BACKOFF: Duration = Duration::from_secs(15);
@@ -169,12 +171,7 @@ impl ObjectStoreBackend {
     }
 
     fn path(&self, key: &str) -> Result<StorePath> {
-        if key.is_empty()
-            || key.starts_with('/')
-            || key.split('/').any(|c| c.is_empty() || c == "..")
-        {
-            return Err(Error::invalid("storage key", format!("{key:?}")));
-        }
+        check_key(key)?;
         let full = if self.prefix.is_empty() {
             key.to_string()
         } else {
@@ -206,15 +203,13 @@ fn store_error(url: &str, doing: &str, err: &object_store::Error) -> Error {
     }
 }
 
-impl Backend for ObjectStoreBackend {
-    fn location(&self) -> String {
-        self.url.clone()
-    }
-
-    fn put(&self, key: &str, data: &[u8]) -> Result<()> {
+impl ObjectStoreBackend {
+    /// Uploads `data` to `key`: created only if absent (`PutMode::Create`)
+    /// or replacing (`PutMode::Overwrite`).
+    fn upload(&self, key: &str, data: &[u8], mode: PutMode) -> Result<()> {
         let path = self.path(key)?;
         let opts = PutOptions {
-            mode: PutMode::Create,
+            mode,
             ..Default::default()
         };
         let payload = PutPayload::from(data.to_vec());
@@ -261,7 +256,7 @@ impl Backend for ObjectStoreBackend {
         unreachable!("the loop returns")
     }
 
-    fn get(&self, key: &str) -> Result<Vec<u8>> {
+    fn read(&self, key: &str) -> Result<Vec<u8>> {
         let path = self.path(key)?;
         self.block_on(async {
             let got = self.store.get(&path).await?;
@@ -269,6 +264,51 @@ impl Backend for ObjectStoreBackend {
         })
         .map(|b| b.to_vec())
         .map_err(|e| self.error("cannot read", key, e))
+    }
+
+    fn keys(&self, prefix: &str) -> Result<Vec<String>> {
+        let root = (!self.prefix.is_empty()).then(|| StorePath::from(self.prefix.as_str()));
+        let metas: Vec<_> = self
+            .block_on(self.store.list(root.as_ref()).try_collect())
+            .map_err(|e| self.error("cannot list", prefix, e))?;
+        let strip = if self.prefix.is_empty() {
+            String::new()
+        } else {
+            format!("{}/", self.prefix)
+        };
+        Ok(metas
+            .into_iter()
+            .filter_map(|m| {
+                let key = m
+                    .location
+                    .as_ref()
+                    .strip_prefix(strip.as_str())?
+                    .to_string();
+                key.starts_with(prefix).then_some(key)
+            })
+            .collect())
+    }
+
+    fn remove(&self, key: &str) -> Result<()> {
+        let path = self.path(key)?;
+        match self.block_on(self.store.delete(&path)) {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(self.error("cannot delete", key, e)),
+        }
+    }
+}
+
+impl PackStore for ObjectStoreBackend {
+    fn location(&self) -> String {
+        self.url.clone()
+    }
+
+    fn create(&self, key: &str, data: &[u8]) -> Result<()> {
+        self.upload(key, data, PutMode::Create)
+    }
+
+    fn get(&self, key: &str) -> Result<Vec<u8>> {
+        self.read(key)
     }
 
     fn get_range(&self, key: &str, offset: u64, len: usize) -> Result<Vec<u8>> {
@@ -297,34 +337,33 @@ impl Backend for ObjectStoreBackend {
     }
 
     fn list(&self, prefix: &str) -> Result<Vec<String>> {
-        let root = (!self.prefix.is_empty()).then(|| StorePath::from(self.prefix.as_str()));
-        let metas: Vec<_> = self
-            .block_on(self.store.list(root.as_ref()).try_collect())
-            .map_err(|e| self.error("cannot list", prefix, e))?;
-        let strip = if self.prefix.is_empty() {
-            String::new()
-        } else {
-            format!("{}/", self.prefix)
-        };
-        Ok(metas
-            .into_iter()
-            .filter_map(|m| {
-                let key = m
-                    .location
-                    .as_ref()
-                    .strip_prefix(strip.as_str())?
-                    .to_string();
-                key.starts_with(prefix).then_some(key)
-            })
-            .collect())
+        self.keys(prefix)
     }
 
     fn delete(&self, key: &str) -> Result<()> {
-        let path = self.path(key)?;
-        match self.block_on(self.store.delete(&path)) {
-            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
-            Err(e) => Err(self.error("cannot delete", key, e)),
-        }
+        self.remove(key)
+    }
+}
+
+impl MetaStore for ObjectStoreBackend {
+    fn location(&self) -> String {
+        self.url.clone()
+    }
+
+    fn put(&self, key: &str, data: &[u8]) -> Result<()> {
+        self.upload(key, data, PutMode::Overwrite)
+    }
+
+    fn get(&self, key: &str) -> Result<Vec<u8>> {
+        self.read(key)
+    }
+
+    fn list(&self, prefix: &str) -> Result<Vec<String>> {
+        self.keys(prefix)
+    }
+
+    fn delete(&self, key: &str) -> Result<()> {
+        self.remove(key)
     }
 }
 

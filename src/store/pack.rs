@@ -9,8 +9,8 @@
 //! footer  = count:u32 crc32(trailer ‖ count):u32 "DDPKEND\x01"   16 bytes
 //! ```
 //!
-//! Integers are little-endian. `offset` is where the entry's record starts;
-//! its bytes begin [`RECORD_HEADER`] bytes later. Each record repeats its id
+//! Integers are little-endian. `offset` is where the entry's record starts
+//! (see [`record`](crate::store::record) for what a record is). Each record repeats its id
 //! and lengths, so a pack whose trailer is damaged can still be walked from
 //! the front. A pack is built in memory up to its target size, then sealed
 //! (trailer appended) and written once, durably; it is never modified after.
@@ -18,27 +18,16 @@
 use crate::codec::{Put, Reader};
 use crate::error::{Error, Result};
 use crate::id::ChunkId;
+pub use crate::store::record::{flags, PackEntry};
 
 /// First bytes of every pack.
 pub const PACK_MAGIC: &[u8; 8] = b"DDPACK\0\x01";
 /// Last bytes of every pack.
 pub const FOOTER_MAGIC: &[u8; 8] = b"DDPKEND\x01";
-/// Bytes of a record before its data.
-pub const RECORD_HEADER: u64 = 32 + 4 + 4 + 1;
 /// Bytes of one trailer entry.
 pub const ENTRY_SIZE: usize = 32 + 8 + 4 + 4 + 1;
 /// Bytes of the footer.
 pub const FOOTER_SIZE: usize = 4 + 4 + 8;
-
-/// Record flags.
-pub mod flags {
-    /// The stored bytes are zstd-compressed.
-    pub const ZSTD: u8 = 1;
-    /// The object is a tree (directory listing), not file data.
-    pub const TREE: u8 = 2;
-    /// All flags this version knows.
-    pub const KNOWN: u8 = ZSTD | TREE;
-}
 
 /// A pack's name: 16 random bytes, shown as 32 hex digits.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -85,43 +74,25 @@ impl std::fmt::Debug for PackId {
     }
 }
 
-/// One chunk's place in a pack.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct PackEntry {
-    /// The chunk.
-    pub id: ChunkId,
-    /// Where its record starts.
-    pub offset: u64,
-    /// Uncompressed length.
-    pub raw_len: u32,
-    /// Length as stored.
-    pub stored_len: u32,
-    /// [`flags`] bits.
-    pub flags: u8,
-}
-
-impl PackEntry {
-    /// Where the stored bytes begin.
-    pub fn data_offset(&self) -> u64 {
-        self.offset + RECORD_HEADER
-    }
-
-    /// This entry's stored bytes within a whole pack's bytes. The entry must
-    /// come from that pack (parsed trailers are checked to lie inside it).
-    pub fn stored<'p>(&self, pack: &'p [u8]) -> &'p [u8] {
-        let start = self.data_offset() as usize;
-        &pack[start..start + self.stored_len as usize]
-    }
-}
-
-/// A new sealed pack holding `entries` copied, as stored, out of the pack
-/// `bytes` (gc keeps a pack's live records this way, repair the intact ones).
-pub fn repack(bytes: &[u8], entries: &[PackEntry]) -> (Vec<u8>, Vec<PackEntry>) {
+/// A new sealed pack holding `entries` copied, as stored, out of `bytes`
+/// (a pack's bytes from offset `base` on): gc keeps a pack's live records
+/// this way, rebalance moves them, repair keeps the intact ones. Every copy
+/// is opened and checked against its id before the pack is returned, so a
+/// record damaged on the way is never published in place of a good one.
+#[cfg(feature = "engine")]
+pub fn repack(
+    from: &PackId,
+    bytes: &[u8],
+    base: u64,
+    entries: &[PackEntry],
+) -> Result<(Vec<u8>, Vec<PackEntry>)> {
     let mut builder = PackBuilder::new();
     for e in entries {
-        builder.add(e.id, e.raw_len, e.flags, e.stored(bytes));
+        let stored = e.stored_in(bytes, base)?;
+        crate::store::record::open(from, e, stored)?;
+        builder.add(e.id, e.raw_len, e.flags, stored);
     }
-    builder.seal()
+    Ok(builder.seal())
 }
 
 /// A pack being filled in memory.
@@ -249,8 +220,11 @@ pub fn parse_trailer(tail: &[u8], pack_len: u64, location: &str) -> Result<Vec<P
             stored_len: r.u32()?,
             flags: r.u8()?,
         };
-        let end = e.data_offset().checked_add(u64::from(e.stored_len));
-        if e.offset < PACK_MAGIC.len() as u64 || end.is_none_or(|end| end > records_end) {
+        let end = e
+            .offset
+            .checked_add(e.record_len())
+            .filter(|&end| end <= records_end);
+        if e.offset < PACK_MAGIC.len() as u64 || end.is_none() {
             return Err(r.error(format!("entry for {} lies outside the pack", e.id)));
         }
         if e.flags & !flags::KNOWN != 0 {
@@ -275,7 +249,7 @@ const TAIL_GUESS: usize = 64 * 1024;
 /// is a round trip. A pack whose real length differs fails to read or to
 /// decode, as a damaged one should.
 pub fn read_entries(
-    backend: &dyn crate::store::Backend,
+    backend: &dyn crate::store::PackStore,
     key: &str,
     known_size: Option<u64>,
 ) -> Result<Vec<PackEntry>> {
@@ -365,9 +339,7 @@ mod tests {
         let parsed =
             parse_trailer(&bytes[bytes.len() - tail_len..], bytes.len() as u64, "t").unwrap();
         assert_eq!(parsed, entries);
-        let e = &parsed[2];
-        let start = e.data_offset() as usize;
-        assert_eq!(&bytes[start..start + e.stored_len as usize], b"gamma gamma");
+        assert_eq!(parsed[2].stored_in(&bytes, 0).unwrap(), b"gamma gamma");
     }
 
     #[test]

@@ -1,0 +1,251 @@
+//! The command line's grammar: every command, option and argument, and the
+//! parsers for sizes, percentages and `KEY=VALUE` settings. What a command
+//! does is in `commands.rs`.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+#[derive(Parser)]
+#[command(name = "dedup", version, about = "Content-addressable deduplicating storage", long_about = None)]
+pub struct Cli {
+    /// Repository folder [default: $DEDUP_REPO, else a repository in your data folder]
+    #[arg(long, global = true, env = "DEDUP_REPO")]
+    pub repo: Option<PathBuf>,
+    /// No progress bars or warnings on stderr
+    #[arg(long, short, global = true)]
+    pub quiet: bool,
+    /// When another process is writing, wait up to this many seconds for it
+    #[arg(long, global = true, value_name = "SECONDS", default_value_t = 0)]
+    pub wait_lock: u64,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum ChunkerMode {
+    Fastcdc,
+    Fixed,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum CompressionArg {
+    Zstd,
+    None,
+}
+
+#[derive(Subcommand)]
+pub enum ShardAction {
+    /// Shards with their weight, chunks, bytes and share
+    List,
+    /// Add a shard (nothing moves until `rebalance`)
+    Add {
+        /// An empty folder, or s3://bucket/prefix on an S3-compatible store
+        location: String,
+        /// Relative share of chunks
+        #[arg(long, default_value_t = 1)]
+        weight: u32,
+        /// An object-store setting, such as endpoint=http://127.0.0.1:9000
+        /// or region=eu-west-1 (repeatable; overrides the AWS_* environment
+        /// variables; secrets are better left in the environment)
+        #[arg(long = "option", value_name = "KEY=VALUE", value_parser = parse_option)]
+        options: Vec<(String, String)>,
+    },
+    /// Drain a shard onto the others, then drop it
+    Remove {
+        /// Shard id (see `shard list`)
+        id: u32,
+    },
+    /// Change a shard's weight (nothing moves until `rebalance`)
+    SetWeight {
+        /// Shard id
+        id: u32,
+        /// New weight (0: receives nothing new)
+        weight: u32,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum RepairWhat {
+    /// The RocksDB index and the Bloom filter
+    Index,
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Create a repository
+    Init(InitArgs),
+    /// Store directories (or files) as a new snapshot
+    Ingest {
+        /// What to store
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+        /// Print the snapshot record as JSON
+        #[arg(long)]
+        json: bool,
+        /// Re-read every file, even those unchanged since the last ingest
+        #[arg(long)]
+        rehash: bool,
+    },
+    /// List snapshots
+    Snapshots {
+        /// JSON output
+        #[arg(long)]
+        json: bool,
+    },
+    /// Restore a snapshot into an empty or absent folder
+    Restore {
+        /// Snapshot id, unique id prefix, or `latest`
+        snapshot: String,
+        /// Destination folder
+        dest: PathBuf,
+    },
+    /// Dedup report for the repository or one snapshot
+    Report {
+        /// Snapshot id, prefix or `latest` (default: the whole repository)
+        snapshot: Option<String>,
+        /// JSON output
+        #[arg(long)]
+        json: bool,
+    },
+    /// Check snapshots, trees, index and packs (and, with --read-data, every byte)
+    Verify {
+        /// Re-read and re-hash every chunk
+        #[arg(long, conflicts_with = "read_data_subset")]
+        read_data: bool,
+        /// Re-read and re-hash a random share of the packs, e.g. 10%
+        #[arg(long, value_name = "N%", value_parser = parse_percent)]
+        read_data_subset: Option<f64>,
+        /// JSON output
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove snapshot records (their data is reclaimed by gc)
+    Forget {
+        /// Snapshot ids, prefixes or `latest`
+        #[arg(required = true)]
+        snapshots: Vec<String>,
+    },
+    /// Reclaim space that no snapshot reaches
+    Gc {
+        /// Print what would be freed, change nothing
+        #[arg(long)]
+        dry_run: bool,
+        /// JSON output
+        #[arg(long)]
+        json: bool,
+    },
+    /// Rebuild derived state from the packs and snapshot records
+    Repair {
+        /// What to rebuild
+        #[arg(value_enum)]
+        what: RepairWhat,
+    },
+    /// List, add, re-weight or remove shards
+    Shard {
+        #[command(subcommand)]
+        action: ShardAction,
+    },
+    /// Move chunks whose shard on the current ring changed (then gc)
+    Rebalance {
+        /// Print what would move, change nothing
+        #[arg(long)]
+        dry_run: bool,
+        /// JSON output
+        #[arg(long)]
+        json: bool,
+    },
+    /// Store one file's bytes as a blob; prints its content id
+    Put {
+        /// The file
+        file: PathBuf,
+    },
+    /// Write a blob's bytes to stdout
+    Get {
+        /// Content id (64 hex digits)
+        id: String,
+    },
+}
+
+// How a new repository chunks, compresses and spreads its data (a plain
+// comment: a doc comment here would replace the help text of `init`).
+#[derive(Args)]
+pub struct InitArgs {
+    /// Chunking mode
+    #[arg(long, value_enum, default_value = "fastcdc")]
+    pub chunker: ChunkerMode,
+    /// FastCDC average chunk size (a power of two) [default: 64KiB]
+    #[arg(long, value_parser = parse_size)]
+    pub avg_size: Option<u32>,
+    /// FastCDC minimum chunk size [default: avg / 4]
+    #[arg(long, value_parser = parse_size)]
+    pub min_size: Option<u32>,
+    /// FastCDC maximum chunk size [default: avg * 4]
+    #[arg(long, value_parser = parse_size)]
+    pub max_size: Option<u32>,
+    /// Fixed chunk size [default: 64KiB]
+    #[arg(long, value_parser = parse_size)]
+    pub size: Option<u32>,
+    /// Number of shards inside the repository
+    #[arg(long, default_value_t = 4, conflicts_with = "shard")]
+    pub shards: u32,
+    /// A shard: a folder anywhere or s3://bucket/prefix (repeat for several)
+    #[arg(long)]
+    pub shard: Vec<String>,
+    /// An object-store setting for the s3:// shards, such as
+    /// endpoint=http://127.0.0.1:9000 or region=eu-west-1 (repeatable;
+    /// overrides the AWS_* environment variables)
+    #[arg(long = "shard-option", value_name = "KEY=VALUE", value_parser = parse_option)]
+    pub shard_option: Vec<(String, String)>,
+    /// Per-chunk compression
+    #[arg(long, value_enum, default_value = "zstd")]
+    pub compression: CompressionArg,
+    /// Pack target size
+    #[arg(long, value_parser = parse_size, default_value = "16MiB")]
+    pub pack_size: u32,
+}
+
+/// `KEY=VALUE`, for object-store settings.
+pub fn parse_option(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.is_empty() => Ok((k.trim().to_string(), v.to_string())),
+        _ => Err(format!("{s:?} is not KEY=VALUE")),
+    }
+}
+
+/// Parses `4096`, `16K`, `16KiB`, `1MiB`, `2G` (binary units).
+pub fn parse_size(s: &str) -> Result<u32, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (digits, unit) = s.split_at(split);
+    let n: u64 = digits
+        .parse()
+        .map_err(|_| format!("{s:?} is not a size like 4096, 64KiB or 1MiB"))?;
+    let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" | "kib" => 1 << 10,
+        "m" | "mb" | "mib" => 1 << 20,
+        "g" | "gb" | "gib" => 1 << 30,
+        other => {
+            return Err(format!(
+                "unknown size unit {other:?} (use B, KiB, MiB or GiB)"
+            ))
+        }
+    };
+    n.checked_mul(mult)
+        .and_then(|v| u32::try_from(v).ok())
+        .ok_or_else(|| format!("{s} is too large"))
+}
+
+/// Parses `10%` or `10` as 0.10.
+pub fn parse_percent(s: &str) -> Result<f64, String> {
+    let n: f64 = s
+        .trim()
+        .trim_end_matches('%')
+        .parse()
+        .map_err(|_| format!("{s:?} is not a percentage like 10%"))?;
+    if !(0.0..=100.0).contains(&n) || n == 0.0 {
+        return Err(format!("{s} is outside (0%, 100%]"));
+    }
+    Ok(n / 100.0)
+}

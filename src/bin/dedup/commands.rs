@@ -1,0 +1,446 @@
+//! One function per command: open the repository the way the command
+//! needs, call the library, print its report. Human output is the reports'
+//! `Display`; `--json` prints them with serde. Everything goes to stdout
+//! through `writeln!`, so a closed pipe is an error `main` can recognise,
+//! never a panic.
+
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context as _};
+use dedup::repo::report::human_bytes;
+use dedup::ring::ShardId;
+use dedup::{ChunkerConfig, Compression, InitOptions, Mode, Progress, Repository};
+use indicatif::{ProgressBar, ProgressStyle};
+
+use crate::cli::{ChunkerMode, Cli, CompressionArg, InitArgs};
+
+/// An exit code: 0 all well, 1 the command ran but found problems.
+type Code = anyhow::Result<u8>;
+
+/// What every command shares: where the repository is and how to talk.
+pub struct Context {
+    repo: PathBuf,
+    /// No `--repo` or `$DEDUP_REPO` was given: `ingest` may create it.
+    is_default: bool,
+    quiet: bool,
+    wait_lock: Duration,
+}
+
+impl Context {
+    pub fn new(cli: &Cli) -> anyhow::Result<Self> {
+        let (repo, is_default) = match &cli.repo {
+            Some(p) => (p.clone(), false),
+            None => (default_repo()?, true),
+        };
+        Ok(Context {
+            repo,
+            is_default,
+            quiet: cli.quiet,
+            wait_lock: Duration::from_secs(cli.wait_lock),
+        })
+    }
+
+    /// Opens the repository for reading, beside any writer.
+    fn reader(&self) -> dedup::Result<Repository> {
+        Repository::open_read_only(&self.repo)
+    }
+
+    /// Opens the repository as its writer, waiting up to `--wait-lock`
+    /// for another writer to finish.
+    fn writer(&self) -> dedup::Result<Repository> {
+        let deadline = Instant::now() + self.wait_lock;
+        loop {
+            match Repository::open(&self.repo) {
+                Err(dedup::Error::Locked { .. }) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(200));
+                }
+                other => return other,
+            }
+        }
+    }
+
+    fn bar(&self, verb: &str) -> Bar {
+        Bar::new(self.quiet, verb)
+    }
+}
+
+fn default_repo() -> anyhow::Result<PathBuf> {
+    let base =
+        dirs::data_dir().context("no data folder for this user; pass --repo or set DEDUP_REPO")?;
+    Ok(base.join("dedup").join("repo"))
+}
+
+/// Prints `value` as pretty JSON, or as its `Display`.
+fn show(value: &(impl serde::Serialize + std::fmt::Display), json: bool) -> anyhow::Result<()> {
+    if json {
+        print_json(value)
+    } else {
+        write!(std::io::stdout().lock(), "{value}")?;
+        Ok(())
+    }
+}
+
+fn print_json(value: &impl serde::Serialize) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    serde_json::to_writer_pretty(&mut out, value)?;
+    writeln!(out)?;
+    Ok(())
+}
+
+/// Progress on stderr: a bar when stderr is a terminal, warnings always
+/// (unless `--quiet`).
+struct Bar {
+    bar: Option<ProgressBar>,
+    quiet: bool,
+}
+
+impl Bar {
+    fn new(quiet: bool, verb: &str) -> Self {
+        let bar = (!quiet && std::io::stderr().is_terminal()).then(|| {
+            let bar = ProgressBar::new(0);
+            bar.set_style(
+                ProgressStyle::with_template(&format!(
+                    "{verb} {{bar:30}} {{bytes}}/{{total_bytes}} {{bytes_per_sec}} eta {{eta}}"
+                ))
+                .expect("valid template"),
+            );
+            bar
+        });
+        Bar { bar, quiet }
+    }
+}
+
+impl Drop for Bar {
+    fn drop(&mut self) {
+        if let Some(bar) = &self.bar {
+            bar.finish_and_clear();
+        }
+    }
+}
+
+impl Progress for Bar {
+    fn set_total(&self, bytes: u64) {
+        if let Some(bar) = &self.bar {
+            bar.set_length(bytes);
+        }
+    }
+    fn advance(&self, bytes: u64) {
+        if let Some(bar) = &self.bar {
+            bar.inc(bytes);
+        }
+    }
+    fn warn(&self, message: &str) {
+        if self.quiet {
+            return;
+        }
+        match &self.bar {
+            Some(bar) => bar.suspend(|| eprintln!("dedup: warning: {message}")),
+            None => eprintln!("dedup: warning: {message}"),
+        }
+    }
+}
+
+/// `dedup init`.
+pub fn init(cx: &Context, args: InitArgs) -> Code {
+    let chunker = match args.chunker {
+        ChunkerMode::Fixed => {
+            if args.avg_size.is_some() || args.min_size.is_some() || args.max_size.is_some() {
+                bail!(
+                    "--avg-size, --min-size and --max-size are for --chunker fastcdc; use --size"
+                );
+            }
+            ChunkerConfig::fixed(args.size)
+        }
+        ChunkerMode::Fastcdc => {
+            if args.size.is_some() {
+                bail!("--size is for --chunker fixed; use --avg-size");
+            }
+            ChunkerConfig::fastcdc_with(args.avg_size, args.min_size, args.max_size)
+        }
+    };
+    let opts = InitOptions {
+        chunker,
+        compression: match args.compression {
+            CompressionArg::Zstd => Compression::Zstd,
+            CompressionArg::None => Compression::None,
+        },
+        shard_locations: args.shard,
+        shard_options: args.shard_option.into_iter().collect(),
+        shards: args.shards,
+        pack_size: args.pack_size,
+    };
+    let repo = Repository::init(&cx.repo, &opts)?;
+    let config = repo.config();
+    writeln!(
+        std::io::stdout().lock(),
+        "created repository {} ({}, {} shards, compression {:?})",
+        repo.root().display(),
+        config.chunker,
+        config.shards.len(),
+        config.compression
+    )?;
+    Ok(0)
+}
+
+/// `dedup ingest`; creates the default repository on first use.
+pub fn ingest(cx: &Context, paths: &[PathBuf], json: bool, rehash: bool) -> Code {
+    let repo = match cx.writer() {
+        Err(dedup::Error::NoRepository(_)) if cx.is_default => {
+            let repo = Repository::init(&cx.repo, &InitOptions::default())?;
+            if !cx.quiet {
+                eprintln!(
+                    "dedup: created the default repository at {}",
+                    cx.repo.display()
+                );
+            }
+            repo
+        }
+        other => other?,
+    };
+    let opts = dedup::IngestOptions {
+        file_cache: !rehash,
+    };
+    let outcome = repo.ingest_with(paths, &opts, &cx.bar("ingest"))?;
+    if json {
+        print_json(&serde_json::json!({ "id": outcome.id, "record": outcome.record }))?;
+    } else {
+        write!(std::io::stdout().lock(), "{outcome}")?;
+    }
+    let skipped = &outcome.record.summary.skipped;
+    if skipped.is_empty() {
+        return Ok(0);
+    }
+    eprintln!("dedup: {} entries were skipped:", skipped.len());
+    for sk in skipped {
+        eprintln!("  {}: {}", sk.path, sk.reason);
+    }
+    Ok(1)
+}
+
+/// `dedup snapshots`: a table, oldest first.
+pub fn snapshots(cx: &Context, json: bool) -> Code {
+    let snaps = cx.reader()?.snapshots()?;
+    if json {
+        let list: Vec<_> = snaps
+            .iter()
+            .map(|(id, r)| serde_json::json!({ "id": id, "record": r }))
+            .collect();
+        print_json(&list)?;
+        return Ok(0);
+    }
+    let mut out = std::io::stdout().lock();
+    writeln!(
+        out,
+        "{:<16}  {:<20}  {:>10}  {:>10}  paths",
+        "id", "time", "size", "new"
+    )?;
+    for (id, r) in &snaps {
+        writeln!(
+            out,
+            "{:<16}  {:<20}  {:>10}  {:>10}  {}",
+            &id.to_hex()[..16],
+            r.time,
+            human_bytes(r.summary.logical_bytes),
+            human_bytes(r.summary.new_stored_bytes),
+            r.paths.join(" ")
+        )?;
+    }
+    Ok(0)
+}
+
+/// `dedup restore`.
+pub fn restore(cx: &Context, snapshot: &str, dest: &Path) -> Code {
+    let repo = cx.reader()?;
+    let (id, _) = repo.resolve_snapshot(snapshot)?;
+    let outcome = repo.restore(&id, dest, &cx.bar("restore"))?;
+    writeln!(
+        std::io::stdout().lock(),
+        "restored snapshot {} into {}: {} files ({}), {} folders, {} symlinks",
+        &id.to_hex()[..16],
+        dest.display(),
+        outcome.files,
+        human_bytes(outcome.bytes),
+        outcome.dirs,
+        outcome.symlinks
+    )?;
+    if outcome.failed.is_empty() {
+        return Ok(0);
+    }
+    eprintln!(
+        "dedup: {} files could not be restored:",
+        outcome.failed.len()
+    );
+    for f in &outcome.failed {
+        eprintln!("  {f}");
+    }
+    Ok(1)
+}
+
+/// `dedup report [SNAPSHOT]`.
+pub fn report(cx: &Context, snapshot: Option<&str>, json: bool) -> Code {
+    let repo = cx.reader()?;
+    let report = match snapshot {
+        Some(s) => repo.snapshot_report(&repo.resolve_snapshot(s)?.0)?,
+        None => repo.report()?,
+    };
+    show(&report, json)?;
+    Ok(0)
+}
+
+/// `dedup verify`: exit 1 when something is wrong.
+pub fn verify(cx: &Context, read_data: bool, subset: Option<f64>, json: bool) -> Code {
+    let repo = cx.reader()?;
+    let share = if read_data {
+        1.0
+    } else {
+        subset.unwrap_or(0.0)
+    };
+    let report = repo.verify(share, &cx.bar("verify"))?;
+    show(&report, json)?;
+    Ok(if report.is_clean() { 0 } else { 1 })
+}
+
+/// `dedup forget`.
+pub fn forget(cx: &Context, specs: &[String]) -> Code {
+    let repo = cx.writer()?;
+    let ids = specs
+        .iter()
+        .map(|s| repo.resolve_snapshot(s).map(|(id, _)| id))
+        .collect::<dedup::Result<Vec<_>>>()?;
+    repo.forget(&ids)?;
+    let mut out = std::io::stdout().lock();
+    for id in ids {
+        writeln!(out, "forgot snapshot {id}")?;
+    }
+    Ok(0)
+}
+
+fn mode(dry_run: bool) -> Mode {
+    if dry_run {
+        Mode::DryRun
+    } else {
+        Mode::Apply
+    }
+}
+
+/// `dedup gc`.
+pub fn gc(cx: &Context, dry_run: bool, json: bool) -> Code {
+    let report = cx.writer()?.gc(mode(dry_run), &cx.bar("gc"))?;
+    show(&report, json)?;
+    Ok(0)
+}
+
+/// `dedup repair index`: exit 1 when something could not be used as it was.
+pub fn repair_index(cx: &Context) -> Code {
+    let (_repo, report) = Repository::repair_index(&cx.repo)?;
+    write!(std::io::stdout().lock(), "{report}")?;
+    Ok(if report.is_clean() { 0 } else { 1 })
+}
+
+/// `dedup shard list`.
+pub fn shard_list(cx: &Context) -> Code {
+    let mut out = std::io::stdout().lock();
+    for s in cx.reader()?.report()?.shards {
+        let options: Vec<String> = s.options.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        let options = if options.is_empty() {
+            String::new()
+        } else {
+            format!("  ({})", options.join(", "))
+        };
+        writeln!(
+            out,
+            "{}  weight {:>3}  {:>10}  {:>8} chunks  {:5.1}% (target {:5.1}%)  {}{options}",
+            s.id,
+            s.weight,
+            human_bytes(s.bytes),
+            s.chunks,
+            s.share * 100.0,
+            s.target_share * 100.0,
+            s.path,
+        )?;
+    }
+    Ok(0)
+}
+
+/// `dedup shard add`.
+pub fn shard_add(
+    cx: &Context,
+    location: &str,
+    weight: u32,
+    options: Vec<(String, String)>,
+) -> Code {
+    let mut repo = cx.writer()?;
+    let id = repo.add_shard(location, weight, options.into_iter().collect())?;
+    let shard = repo.config().shards.iter().find(|s| s.id == id);
+    let shown = shard.map_or_else(|| location.to_string(), |s| s.location(repo.root()));
+    writeln!(
+        std::io::stdout().lock(),
+        "added shard {id} at {shown} (run `dedup rebalance` to move chunks onto it)"
+    )?;
+    Ok(0)
+}
+
+/// `dedup shard set-weight`.
+pub fn shard_set_weight(cx: &Context, id: u32, weight: u32) -> Code {
+    cx.writer()?.set_shard_weight(ShardId(id), weight)?;
+    writeln!(
+        std::io::stdout().lock(),
+        "shard {id:02} now has weight {weight} (run `dedup rebalance` to move chunks)"
+    )?;
+    Ok(0)
+}
+
+/// `dedup shard remove`.
+pub fn shard_remove(cx: &Context, id: u32) -> Code {
+    let report = cx.writer()?.remove_shard(ShardId(id), &cx.bar("drain"))?;
+    writeln!(
+        std::io::stdout().lock(),
+        "removed shard {id:02}: moved {} chunks ({}) to the others",
+        report.moved_objects,
+        human_bytes(report.moved_bytes)
+    )?;
+    Ok(0)
+}
+
+/// `dedup rebalance`: people see the plan first (only pack trailers are
+/// read), then the moves; JSON gets one or the other.
+pub fn rebalance(cx: &Context, dry_run: bool, json: bool) -> Code {
+    let repo = cx.writer()?;
+    if dry_run || !json {
+        let plan = repo.rebalance(Mode::DryRun, &cx.bar("plan"))?;
+        show(&plan, json)?;
+        if dry_run || plan.moved_objects == 0 {
+            return Ok(0);
+        }
+    }
+    let done = repo.rebalance(Mode::Apply, &cx.bar("rebalance"))?;
+    show(&done, json)?;
+    Ok(0)
+}
+
+/// `dedup put FILE`: prints the blob's id.
+pub fn put(cx: &Context, file: &Path) -> Code {
+    let len = std::fs::metadata(file)
+        .with_context(|| format!("reading {}", file.display()))?
+        .len();
+    if len > dedup::repo::MAX_BLOB {
+        bail!(
+            "{}: {len} bytes is more than put takes (1 GiB); store it with `dedup ingest`",
+            file.display()
+        );
+    }
+    let repo = cx.writer()?;
+    let data = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
+    let id = repo.put(&data)?;
+    writeln!(std::io::stdout().lock(), "{id}")?;
+    Ok(0)
+}
+
+/// `dedup get ID`: the blob's bytes on stdout.
+pub fn get(cx: &Context, id: &str) -> Code {
+    let data = cx.reader()?.get(&id.parse()?)?;
+    std::io::stdout().lock().write_all(&data)?;
+    Ok(0)
+}

@@ -1,0 +1,98 @@
+//! The `dedup` command line: parse arguments, dispatch to one function per
+//! command (`commands.rs`), and map errors to exit codes (0 ok, 1 problems
+//! found, 2 error). Everything else is library code.
+
+mod cli;
+mod commands;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use cli::{Cli, Command, RepairWhat, ShardAction};
+use commands::Context;
+
+/// Runs one command; the exit code it asks for, or the error that ended it.
+fn run(cli: Cli) -> anyhow::Result<u8> {
+    let cx = Context::new(&cli)?;
+    match cli.command {
+        Command::Init(args) => commands::init(&cx, args),
+        Command::Ingest {
+            paths,
+            json,
+            rehash,
+        } => commands::ingest(&cx, &paths, json, rehash),
+        Command::Snapshots { json } => commands::snapshots(&cx, json),
+        Command::Restore { snapshot, dest } => commands::restore(&cx, &snapshot, &dest),
+        Command::Report { snapshot, json } => commands::report(&cx, snapshot.as_deref(), json),
+        Command::Verify {
+            read_data,
+            read_data_subset,
+            json,
+        } => commands::verify(&cx, read_data, read_data_subset, json),
+        Command::Forget { snapshots } => commands::forget(&cx, &snapshots),
+        Command::Gc { dry_run, json } => commands::gc(&cx, dry_run, json),
+        Command::Repair {
+            what: RepairWhat::Index,
+        } => commands::repair_index(&cx),
+        Command::Shard { action } => match action {
+            ShardAction::List => commands::shard_list(&cx),
+            ShardAction::Add {
+                location,
+                weight,
+                options,
+            } => commands::shard_add(&cx, &location, weight, options),
+            ShardAction::SetWeight { id, weight } => commands::shard_set_weight(&cx, id, weight),
+            ShardAction::Remove { id } => commands::shard_remove(&cx, id),
+        },
+        Command::Rebalance { dry_run, json } => commands::rebalance(&cx, dry_run, json),
+        Command::Put { file } => commands::put(&cx, &file),
+        Command::Get { id } => commands::get(&cx, &id),
+    }
+}
+
+/// True when `err` is a write to a closed pipe (`dedup snapshots | head`):
+/// the reader has what it wanted, so that is no error.
+fn is_closed_pipe(err: &anyhow::Error) -> bool {
+    let broken = Some(std::io::ErrorKind::BrokenPipe);
+    err.chain().any(|cause| {
+        let io = cause
+            .downcast_ref::<std::io::Error>()
+            .map(std::io::Error::kind);
+        // JSON is written by serde, which wraps the write's error.
+        let json = cause
+            .downcast_ref::<serde_json::Error>()
+            .and_then(serde_json::Error::io_error_kind);
+        io == broken || json == broken
+    })
+}
+
+/// The error and its causes on one line, each cause once: the library's
+/// messages already include the OS error they wrap, so a cause whose text
+/// ends the message so far is not repeated.
+fn one_line(err: &anyhow::Error) -> String {
+    let mut message = String::new();
+    for cause in err.chain() {
+        let text = cause.to_string();
+        if message.ends_with(&text) {
+            continue;
+        }
+        if !message.is_empty() {
+            message.push_str(": ");
+        }
+        message.push_str(&text);
+    }
+    message
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => ExitCode::from(code),
+        Err(err) if is_closed_pipe(&err) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("dedup: error: {}", one_line(&err));
+            ExitCode::from(2)
+        }
+    }
+}

@@ -1,0 +1,304 @@
+//! A stored record: one object's bytes as they sit in a pack.
+//!
+//! ```text
+//! record = id[32] raw_len:u32 stored_len:u32 flags:u8 bytes[stored_len]
+//! flags  = bit 0: zstd-compressed; bit 1: tree object; others must be 0
+//! ```
+//!
+//! This module is the one place that knows what a record is: where its
+//! bytes start ([`PackEntry::data_range`]), how an object becomes one
+//! ([`seal`]: compressed when that pays) and how one becomes an object again
+//! ([`open`]: decompressed and checked against its id, invariant 6). Nothing
+//! outside `store/` needs the header size.
+
+use std::ops::Range;
+
+use crate::error::{Error, Result};
+use crate::id::ChunkId;
+
+/// Bytes of a record before its data: id, raw and stored lengths, flags.
+pub(crate) const HEADER: u64 = 32 + 4 + 4 + 1;
+
+/// Record flags.
+pub mod flags {
+    /// The stored bytes are zstd-compressed.
+    pub const ZSTD: u8 = 1;
+    /// The object is a tree (directory listing), not file data.
+    pub const TREE: u8 = 2;
+    /// All flags this version knows.
+    pub const KNOWN: u8 = ZSTD | TREE;
+}
+
+/// What an object is, as far as its record says.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ObjectKind {
+    /// File data (or a blob).
+    Data,
+    /// A tree: a folder's listing.
+    Tree,
+}
+
+/// One record's place in a pack and how it is stored: a pack trailer's
+/// entry, and (with the pack's id) an index value.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PackEntry {
+    /// The object.
+    pub id: ChunkId,
+    /// Where its record starts in the pack.
+    pub offset: u64,
+    /// Uncompressed length.
+    pub raw_len: u32,
+    /// Length as stored.
+    pub stored_len: u32,
+    /// [`flags`] bits.
+    pub flags: u8,
+}
+
+impl PackEntry {
+    /// Where the stored bytes lie in the pack.
+    pub fn data_range(&self) -> Range<u64> {
+        // Saturating: an index value read from a damaged disk must fail a
+        // bounds check later, not overflow here.
+        let start = self.offset.saturating_add(HEADER);
+        start..start.saturating_add(u64::from(self.stored_len))
+    }
+
+    /// The pack offset just past this record.
+    pub fn record_end(&self) -> u64 {
+        self.data_range().end
+    }
+
+    /// The whole record's length, header included.
+    pub fn record_len(&self) -> u64 {
+        HEADER + u64::from(self.stored_len)
+    }
+
+    /// The object's kind.
+    pub fn kind(&self) -> ObjectKind {
+        if self.flags & flags::TREE != 0 {
+            ObjectKind::Tree
+        } else {
+            ObjectKind::Data
+        }
+    }
+
+    /// This record's stored bytes within `bytes`, which hold the pack from
+    /// offset `base` on; an error when they do not reach that far.
+    pub fn stored_in<'b>(&self, bytes: &'b [u8], base: u64) -> Result<&'b [u8]> {
+        let range = self.data_range();
+        range
+            .start
+            .checked_sub(base)
+            .and_then(|start| {
+                let start = usize::try_from(start).ok()?;
+                bytes.get(start..start.checked_add(self.stored_len as usize)?)
+            })
+            .ok_or_else(|| {
+                Error::corrupt(
+                    "pack record",
+                    self.id.to_hex(),
+                    format!(
+                        "bytes {}..{} lie outside the {} bytes read from offset {base}",
+                        range.start,
+                        range.end,
+                        bytes.len()
+                    ),
+                )
+            })
+    }
+}
+
+#[cfg(feature = "engine")]
+pub use codec::{open, seal};
+
+#[cfg(feature = "engine")]
+mod codec {
+    use std::borrow::Cow;
+    use std::cell::RefCell;
+
+    use super::{flags, ObjectKind, PackEntry};
+    use crate::config::Compression;
+    use crate::error::{Error, Result};
+    use crate::id::ChunkId;
+    use crate::store::pack::PackId;
+
+    /// Bytes sampled to decide whether an object is worth compressing.
+    const SAMPLE: usize = 8 * 1024;
+
+    thread_local! {
+        /// One zstd context per thread and level: creating a context costs
+        /// more than compressing a 64 KiB chunk with it.
+        static COMPRESSORS: RefCell<Vec<(i32, zstd::bulk::Compressor<'static>)>> =
+            const { RefCell::new(Vec::new()) };
+        /// One decompression context per thread, reused across records.
+        static DECOMPRESSOR: RefCell<Option<zstd::bulk::Decompressor<'static>>> =
+            const { RefCell::new(None) };
+    }
+
+    /// zstd-compresses `data` at `level` with this thread's context.
+    fn compress(data: &[u8], level: i32) -> std::io::Result<Vec<u8>> {
+        COMPRESSORS.with(|cell| {
+            let mut list = cell.borrow_mut();
+            let slot = match list.iter().position(|(l, _)| *l == level) {
+                Some(i) => i,
+                None => {
+                    list.push((level, zstd::bulk::Compressor::new(level)?));
+                    list.len() - 1
+                }
+            };
+            list[slot].1.compress(data)
+        })
+    }
+
+    /// Decompresses at most `capacity` bytes with this thread's context.
+    fn decompress(stored: &[u8], capacity: usize) -> std::io::Result<Vec<u8>> {
+        DECOMPRESSOR.with(|cell| {
+            let mut slot = cell.borrow_mut();
+            let context = match slot.as_mut() {
+                Some(context) => context,
+                None => slot.insert(zstd::bulk::Decompressor::new()?),
+            };
+            context.decompress(stored, capacity)
+        })
+    }
+
+    /// False for data that is almost surely incompressible (already
+    /// compressed media and archives, encrypted data): a fast zstd pass over
+    /// a sample from its middle saves less than 3%. Skipping those saves
+    /// most of the cost of compressing them only to throw the result away.
+    fn looks_compressible(data: &[u8]) -> bool {
+        if data.len() <= 2 * SAMPLE {
+            return true;
+        }
+        let start = data.len() / 2 - SAMPLE / 2;
+        let sample = &data[start..start + SAMPLE];
+        match compress(sample, 1) {
+            Ok(c) => (c.len() as f64) < 0.97 * SAMPLE as f64,
+            Err(_) => true,
+        }
+    }
+
+    /// An object's record flags and stored bytes: compressed with zstd at
+    /// `level` when `compression` asks for it and that makes it smaller,
+    /// the raw bytes otherwise.
+    pub fn seal(
+        data: &[u8],
+        kind: ObjectKind,
+        compression: Compression,
+        level: i32,
+    ) -> (u8, Cow<'_, [u8]>) {
+        let kind_flag = match kind {
+            ObjectKind::Data => 0,
+            ObjectKind::Tree => flags::TREE,
+        };
+        if compression == Compression::Zstd && looks_compressible(data) {
+            if let Ok(c) = compress(data, level) {
+                if c.len() < data.len() {
+                    return (kind_flag | flags::ZSTD, Cow::Owned(c));
+                }
+            }
+        }
+        (kind_flag, Cow::Borrowed(data))
+    }
+
+    /// The object in a record of `pack`: `stored` decompressed as its flags
+    /// say, and checked against its id and length.
+    pub fn open(pack: &PackId, entry: &PackEntry, stored: &[u8]) -> Result<Vec<u8>> {
+        let id = &entry.id;
+        let raw = if entry.flags & flags::ZSTD != 0 {
+            decompress(stored, entry.raw_len as usize).map_err(|e| {
+                Error::corrupt("chunk", format!("{id} in pack {pack}"), e.to_string())
+            })?
+        } else {
+            stored.to_vec()
+        };
+        let found = ChunkId::of(&raw);
+        if found != *id || raw.len() != entry.raw_len as usize {
+            return Err(Error::ChunkMismatch {
+                id: *id,
+                found,
+                location: format!("pack {pack}"),
+            });
+        }
+        Ok(raw)
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        fn entry(data: &[u8], flags: u8, stored: &[u8]) -> PackEntry {
+            PackEntry {
+                id: ChunkId::of(data),
+                offset: 8,
+                raw_len: data.len() as u32,
+                stored_len: stored.len() as u32,
+                flags,
+            }
+        }
+
+        #[test]
+        fn sealed_objects_open_to_their_bytes() {
+            let pack = PackId([1; 16]);
+            let text = b"the same words again and again ".repeat(100);
+            for (data, compression) in [
+                (&text[..], Compression::Zstd),
+                (&text[..], Compression::None),
+                (&b"x"[..], Compression::Zstd),
+            ] {
+                let (flags, stored) = seal(data, ObjectKind::Tree, compression, 3);
+                assert_ne!(flags & flags::TREE, 0);
+                let compressed = flags & flags::ZSTD != 0;
+                assert_eq!(
+                    compressed,
+                    compression == Compression::Zstd && data.len() > 1
+                );
+                let e = entry(data, flags, &stored);
+                assert_eq!(open(&pack, &e, &stored).unwrap(), data);
+            }
+        }
+
+        #[test]
+        fn incompressible_data_is_stored_as_it_is() {
+            let mut noise = vec![0u8; 64 * 1024];
+            getrandom::fill(&mut noise).unwrap();
+            let (flags, stored) = seal(&noise, ObjectKind::Data, Compression::Zstd, 3);
+            assert_eq!(flags, 0);
+            assert_eq!(&stored[..], &noise[..]);
+        }
+
+        #[test]
+        fn a_record_that_does_not_hash_to_its_id_is_refused() {
+            let pack = PackId([2; 16]);
+            let e = entry(b"right", 0, b"wrong");
+            let err = open(&pack, &e, b"wrong").unwrap_err();
+            assert!(matches!(err, Error::ChunkMismatch { .. }), "{err}");
+            let e = entry(b"right", flags::ZSTD, b"not zstd");
+            assert!(open(&pack, &e, b"not zstd").is_err());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stored_bytes_are_found_only_inside_what_was_read() {
+        let e = PackEntry {
+            id: ChunkId::of(b"abc"),
+            offset: 100,
+            raw_len: 3,
+            stored_len: 3,
+            flags: 0,
+        };
+        assert_eq!(e.data_range(), 141..144);
+        assert_eq!(e.record_end(), 144);
+        assert_eq!(e.record_len(), 44);
+        let mut bytes = vec![0u8; 44];
+        bytes[41..].copy_from_slice(b"abc");
+        assert_eq!(e.stored_in(&bytes, 100).unwrap(), b"abc");
+        assert!(e.stored_in(&bytes[..43], 100).is_err());
+        assert!(e.stored_in(&bytes, 142).is_err());
+    }
+}
