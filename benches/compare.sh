@@ -18,14 +18,30 @@
 # then dedup's ratio to each peer. Peers run with their defaults, encryption
 # off where the tool allows (borg: --encryption none; restic cannot: a
 # password is set). Everything runs from the page cache.
+#
+# PEERS="restic borg" (the default) picks the peers. DEDUP_BASELINE=PATH adds
+# another dedup binary (an earlier build, say) as the peer "baseline", run
+# side by side with this one, to see what a change did to speed:
+#   DEDUP_BASELINE=/tmp/dedup-before PEERS= benches/compare.sh /dev/shm/cmp
 set -euo pipefail
 cd "$(dirname "$0")/.."
 WORK="${1:-/tmp/dedup-compare}"
 SCALE="${SCALE:-1}"
 
+read -r -a PEERS <<<"${PEERS-restic borg}"
 missing=()
-command -v restic >/dev/null || missing+=(restic)
-command -v borg >/dev/null || missing+=(borgbackup)
+for peer in "${PEERS[@]}"; do
+  case $peer in
+    restic) command -v restic >/dev/null || missing+=(restic) ;;
+    borg) command -v borg >/dev/null || missing+=(borgbackup) ;;
+    *) echo "compare.sh: unknown peer $peer (restic, borg)" >&2; exit 1 ;;
+  esac
+done
+if [ -n "${DEDUP_BASELINE:-}" ]; then
+  [ -x "$DEDUP_BASELINE" ] || { echo "compare.sh: DEDUP_BASELINE=$DEDUP_BASELINE is not an executable" >&2; exit 1; }
+  PEERS+=(baseline)
+fi
+TOOLS=(dedup "${PEERS[@]}")
 [ -x /usr/bin/time ] || missing+=(time)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "compare.sh needs: ${missing[*]} (Debian: apt-get install -y ${missing[*]})" >&2
@@ -65,6 +81,7 @@ run() {
 backup() { # tool repo archive-name
   case $1 in
     dedup) run "$DEDUP" --repo "$2" --quiet ingest "$WORK/live" ;;
+    baseline) run "$DEDUP_BASELINE" --repo "$2" --quiet ingest "$WORK/live" ;;
     restic) run restic -r "$2" --quiet backup "$WORK/live" ;;
     borg) run env -C "$WORK" borg create "$2::$3" live ;;
   esac
@@ -74,12 +91,13 @@ declare -A RESULT
 for corpus in small shift huge; do
   versions_var="versions_$corpus"
   versions=${!versions_var}
-  for tool in dedup restic borg; do
+  for tool in "${TOOLS[@]}"; do
     repo="$WORK/repo-$tool-$corpus"
     rm -rf "$WORK/live" "$repo"
     cp -al "$WORK/base/$corpus" "$WORK/live"
     case $tool in
       dedup) "$DEDUP" --repo "$repo" init >/dev/null ;;
+      baseline) "$DEDUP_BASELINE" --repo "$repo" init >/dev/null ;;
       restic) restic -r "$repo" --quiet init >/dev/null ;;
       borg) borg init --encryption none "$repo" ;;
     esac
@@ -105,6 +123,7 @@ for corpus in small shift huge; do
     secs=0
     case $tool in
       dedup) run "$DEDUP" --repo "$repo" --quiet restore latest "$out/live" ;;
+      baseline) run "$DEDUP_BASELINE" --repo "$repo" --quiet restore latest "$out/live" ;;
       restic) run restic -r "$repo" --quiet restore latest --target "$out" ;;
       borg) run env -C "$out" borg extract "$repo::again" ;;
     esac
@@ -124,7 +143,7 @@ done
 echo
 printf '%-7s %-7s %10s %12s %10s %14s %10s\n' corpus tool "ingest s" "re-ingest s" "restore s" "stored MiB" "peak MiB"
 for corpus in small shift huge; do
-  for tool in dedup restic borg; do
+  for tool in "${TOOLS[@]}"; do
     read -r i r s b p <<<"${RESULT[$corpus,$tool]}"
     printf '%-7s %-7s %10.2f %12.2f %10.2f %14.1f %10d\n' "$corpus" "$tool" "$i" "$r" "$s" "$(awk -v b="$b" 'BEGIN{print b/1048576}')" $((p / 1024))
   done
@@ -134,7 +153,7 @@ echo "dedup's advantage (peer / dedup: above 1 means dedup is faster or smaller)
 printf '%-7s %-7s %10s %12s %10s %14s %10s\n' corpus peer ingest re-ingest restore stored peak
 for corpus in small shift huge; do
   read -r di dr ds db dp <<<"${RESULT[$corpus,dedup]}"
-  for tool in restic borg; do
+  for tool in "${PEERS[@]}"; do
     read -r i r s b p <<<"${RESULT[$corpus,$tool]}"
     awk -v c="$corpus" -v t="$tool" -v i="$i" -v r="$r" -v s="$s" -v b="$b" -v p="$p" \
         -v di="$di" -v dr="$dr" -v ds="$ds" -v db="$db" -v dp="$dp" 'function q(a, d) { return d > 0 ? a / d : 0 }

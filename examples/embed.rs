@@ -12,8 +12,7 @@ use dedup::{InitOptions, Quiet, Repository};
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let source: PathBuf = std::env::args_os()
         .nth(1)
-        .map(PathBuf::from)
-        .unwrap_or_else(|| "src".into());
+        .map_or_else(|| "src".into(), PathBuf::from);
     let work = tempfile::tempdir()?;
     let repo = Repository::init(work.path().join("repo"), &InitOptions::default())?;
 

@@ -117,7 +117,9 @@ mod tests {
         let ids: Vec<_> = (0..1000u32)
             .map(|i| ChunkId::of(&i.to_le_bytes()))
             .collect();
-        ids.iter().for_each(|id| b.insert(id));
+        for id in &ids {
+            b.insert(id);
+        }
         let back = Bloom::decode(&b.encode(), "t").unwrap();
         assert_eq!(back.chunks(), 1000);
         assert!(ids.iter().all(|id| back.may_contain(id)));

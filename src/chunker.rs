@@ -84,13 +84,13 @@ impl ChunkerConfig {
     /// Refuses sizes the chunker cannot honour, with a message saying why.
     pub fn validate(&self) -> Result<()> {
         let in_range = |what: &'static str, v: u32| {
-            if !(MIN_CHUNK..=MAX_CHUNK).contains(&v) {
+            if (MIN_CHUNK..=MAX_CHUNK).contains(&v) {
+                Ok(())
+            } else {
                 Err(Error::invalid(
                     what,
                     format!("{v} bytes is outside {MIN_CHUNK} B ..= 16 MiB"),
                 ))
-            } else {
-                Ok(())
             }
         };
         match *self {

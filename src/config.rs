@@ -238,7 +238,9 @@ impl Config {
         let location = path.display().to_string();
         let value: serde_json::Value = serde_json::from_slice(bytes)
             .map_err(|e| Error::corrupt("config", &location, e.to_string()))?;
-        let found = value.get("format_version").and_then(|v| v.as_u64());
+        let found = value
+            .get("format_version")
+            .and_then(serde_json::Value::as_u64);
         match found {
             Some(v) if v == u64::from(FORMAT_VERSION) => {}
             Some(v) => {

@@ -322,6 +322,7 @@ impl Index {
     /// Calls `fs`'s [`crash_point`](Fs::crash_point) before each commit,
     /// so a file system that counts durable steps (crash tests) counts
     /// index commits among them.
+    #[must_use]
     pub fn with_crash_points(mut self, fs: Arc<dyn Fs>) -> Self {
         self.crash_points = Some(fs);
         self

@@ -121,8 +121,8 @@ mod tests {
                     moved += 1;
                 }
             }
-            let share = moved as f64 / total as f64;
-            let ideal = 1.0 / (n + 1) as f64;
+            let share = f64::from(moved) / total as f64;
+            let ideal = 1.0 / f64::from(n + 1);
             assert!(
                 share > 0.8 * ideal && share < 1.2 * ideal,
                 "n={n}: moved {share}, ideal {ideal}"
@@ -148,8 +148,8 @@ mod tests {
             }
             let weight_sum: u32 = shards.iter().map(|s| s.1).sum();
             for &(shard, weight) in &shards {
-                let expected = all.len() as f64 * weight as f64 / weight_sum as f64;
-                let got = counts[&shard] as f64;
+                let expected = all.len() as f64 * f64::from(weight) / f64::from(weight_sum);
+                let got = f64::from(counts[&shard]);
                 assert!(
                     (got - expected).abs() < 0.1 * expected,
                     "{} shards, {shard}: {got} vs {expected}",

@@ -263,8 +263,8 @@ fn bad_chunker_sizes_and_options_are_refused_before_anything_is_created() {
 
 #[test]
 fn a_crafted_tree_with_an_escaping_name_is_refused_and_nothing_is_written_outside() {
-    private_cache_dir();
     use dedup::snapshot::{Entry, EntryKind, Tree};
+    private_cache_dir();
     let tmp = tempfile::tempdir().unwrap();
     let repo = tmp.path().join("repo");
     ok(dedup(&repo).arg("init"));
@@ -292,7 +292,7 @@ fn a_crafted_tree_with_an_escaping_name_is_refused_and_nothing_is_written_outsid
         hostname: "attacker".into(),
         paths: vec!["/".into()],
         tree: tree_id,
-        summary: Default::default(),
+        summary: dedup::IngestSummary::default(),
     };
     let (id, bytes) = record.encode();
     fs::write(repo.join("snapshots").join(id.to_hex()), bytes).unwrap();

@@ -59,7 +59,7 @@ fn on(fs: Arc<dyn Fs>) -> OpenOptions {
 
 /// Opens `repo` normally and checks everything the crash tests promise.
 fn check_after_crash(repo: &Path, expected: &[(String, &Path)], scratch: &Path) {
-    check_after_crash_on(repo, &OpenOptions::default(), expected, scratch)
+    check_after_crash_on(repo, &OpenOptions::default(), expected, scratch);
 }
 
 /// [`check_after_crash`], the repository opened with `opts`.

@@ -224,7 +224,9 @@ impl Repository {
         if let Some((bytes, entries)) = copy {
             batch.publish_pack(info.shard, shard.backend.as_ref(), bytes, entries)?;
         }
-        dead.iter().for_each(|id| batch.delete_chunk(id));
+        for id in dead {
+            batch.delete_chunk(id);
+        }
         batch.retire_pack(*pack, shard.backend.clone());
         self.index.commit(batch)
     }

@@ -106,7 +106,8 @@ pub struct Repository {
     bloom: RwLock<Bloom>,
     /// This machine's file cache for this repository (writers only).
     file_cache: Option<FileCache>,
-    _lock: Option<WriteLock>,
+    /// The writer lock, held while open (writers only).
+    lock: Option<WriteLock>,
 }
 
 /// The largest blob [`Repository::put`] stores (a blob is one object, held
@@ -229,7 +230,7 @@ impl Repository {
                     .or_else(|| FileCache::default_dir(root))
                     .and_then(|dir| FileCache::open(&dir).ok())
             },
-            _lock: lock,
+            lock,
         };
         if !read_only {
             repo.adopt_snapshot_files()?;
@@ -422,7 +423,12 @@ impl Repository {
     /// each read mostly waits on the network, so many more reads than
     /// cores should be in flight. `None` (use the global pool) otherwise.
     pub(crate) fn io_pool(&self) -> Option<rayon::ThreadPool> {
-        if !self.config.shards.iter().any(|s| s.is_object_store()) {
+        if !self
+            .config
+            .shards
+            .iter()
+            .any(super::config::ShardConfig::is_object_store)
+        {
             return None;
         }
         rayon::ThreadPoolBuilder::new()
@@ -480,7 +486,7 @@ pub(crate) fn in_pool<T: Send>(
 
 impl Drop for Repository {
     fn drop(&mut self) {
-        if self._lock.is_some() {
+        if self.lock.is_some() {
             // Best effort: a crash skips this, and is still safe.
             let _ = self.index.flush();
         }

@@ -184,7 +184,7 @@ impl Repository {
                 }
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                fs::create_dir_all(dest).at(dest)?
+                fs::create_dir_all(dest).at(dest)?;
             }
             Err(e) => return Err(Error::io(dest, e)),
         }

@@ -163,7 +163,7 @@ type BadPacks = HashMap<PackId, ProblemKind>;
 /// True when `pack` is in the share `share` (0.0 to 1.0) of packs picked
 /// by `seed`: each pack is in or out independently, by a hash of the seed
 /// and its id, so a different seed picks a different sample.
-fn sampled(seed: &[u8; 8], pack: &PackId, share: f64) -> bool {
+fn sampled(seed: [u8; 8], pack: &PackId, share: f64) -> bool {
     if share >= 1.0 {
         return true;
     }
@@ -191,7 +191,7 @@ impl Repository {
             let chosen: Vec<_> = packs
                 .iter()
                 .filter(|(pack, _)| !bad_packs.contains_key(pack))
-                .filter(|(pack, _)| sampled(&seed, pack, read_data))
+                .filter(|(pack, _)| sampled(seed, pack, read_data))
                 .collect();
             progress.set_total(chosen.iter().map(|(_, p)| p.size).sum());
             for (pack, info) in chosen {
@@ -476,14 +476,13 @@ mod tests {
                 PackId(id)
             })
             .collect();
-        let count =
-            |seed: &[u8; 8], share| packs.iter().filter(|p| sampled(seed, p, share)).count();
-        let tenth = count(&[1; 8], 0.1);
+        let count = |seed: [u8; 8], share| packs.iter().filter(|p| sampled(seed, p, share)).count();
+        let tenth = count([1; 8], 0.1);
         assert!((300..500).contains(&tenth), "{tenth} of 4000 for 10%");
-        assert_eq!(count(&[1; 8], 1.0), 4000);
-        assert_eq!(count(&[1; 8], 0.0), 0);
-        let other: Vec<_> = packs.iter().filter(|p| sampled(&[2; 8], p, 0.1)).collect();
-        let first: Vec<_> = packs.iter().filter(|p| sampled(&[1; 8], p, 0.1)).collect();
+        assert_eq!(count([1; 8], 1.0), 4000);
+        assert_eq!(count([1; 8], 0.0), 0);
+        let other: Vec<_> = packs.iter().filter(|p| sampled([2; 8], p, 0.1)).collect();
+        let first: Vec<_> = packs.iter().filter(|p| sampled([1; 8], p, 0.1)).collect();
         assert_ne!(first, other, "another seed picks another sample");
     }
 

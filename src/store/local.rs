@@ -324,8 +324,11 @@ mod tests {
         b.create("ab/one.pack", b"pack").unwrap();
         MetaStore::put(&b, "config", b"v1").unwrap();
         MetaStore::put(&b, "config", b"v2").unwrap();
+        MetaStore::put(&b, "snapshots/forgotten", b"x").unwrap();
+        MetaStore::delete(&b, "snapshots/forgotten").unwrap();
         let crashed = LocalStore::open(Arc::new(fs.crash_image()), "/repo/shards/00").unwrap();
         assert_eq!(PackStore::get(&crashed, "ab/one.pack").unwrap(), b"pack");
         assert_eq!(MetaStore::get(&crashed, "config").unwrap(), b"v2");
+        assert!(MetaStore::list(&crashed, "snapshots/").unwrap().is_empty());
     }
 }

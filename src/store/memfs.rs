@@ -152,6 +152,7 @@ impl MemFs {
     }
 
     /// What a power cut now would leave: only durable bytes and entries.
+    #[must_use]
     pub fn crash_image(&self) -> MemFs {
         let mut state = self.state().clone();
         for f in &mut state.files {
@@ -166,6 +167,7 @@ impl MemFs {
     }
 
     /// What a killed process would leave: everything written so far.
+    #[must_use]
     pub fn live_image(&self) -> MemFs {
         MemFs {
             state: Mutex::new(self.state().clone()),
@@ -195,7 +197,8 @@ impl Fs for MemFs {
     fn sync_file(&self, path: &Path) -> io::Result<()> {
         let mut s = self.state();
         let f = s.file(path)?;
-        s.files[f].durable = s.files[f].live.clone();
+        let file = &mut s.files[f];
+        file.durable.clone_from(&file.live);
         Ok(())
     }
 
@@ -214,7 +217,8 @@ impl Fs for MemFs {
     fn sync_dir(&self, path: &Path) -> io::Result<()> {
         let mut s = self.state();
         let d = s.dir(path)?;
-        s.dirs[d].durable = s.dirs[d].live.clone();
+        let dir = &mut s.dirs[d];
+        dir.durable.clone_from(&dir.live);
         Ok(())
     }
 

@@ -62,6 +62,11 @@ fn runtime() -> &'static tokio::runtime::Runtime {
     })
 }
 
+/// Runs `fut` to its end on the object-store runtime.
+fn block_on<T>(fut: impl Future<Output = T>) -> T {
+    runtime().block_on(fut)
+}
+
 /// Splits `s3://bucket/some/prefix` into the bucket and the prefix.
 pub fn parse_url(url: &str) -> Result<(String, String)> {
     let rest = url
@@ -107,7 +112,7 @@ impl std::fmt::Debug for ObjectStoreBackend {
         // The store's own Debug would show credentials.
         f.debug_struct("ObjectStoreBackend")
             .field("url", &self.url)
-            .finish()
+            .finish_non_exhaustive()
     }
 }
 
@@ -180,10 +185,6 @@ impl ObjectStoreBackend {
         StorePath::parse(&full).map_err(|e| Error::invalid("storage key", e.to_string()))
     }
 
-    fn block_on<T>(&self, fut: impl Future<Output = T>) -> T {
-        runtime().block_on(fut)
-    }
-
     /// Maps a failed call on `key` to the crate's error.
     fn error(&self, doing: &str, key: &str, err: object_store::Error) -> Error {
         match err {
@@ -222,10 +223,9 @@ impl ObjectStoreBackend {
         let started = Instant::now();
         let mut backoff = INITIAL_BACKOFF;
         for attempt in 0.. {
-            let result = self.block_on(self.store.put_opts(&path, payload.clone(), opts.clone()));
-            let err = match result {
-                Ok(_) => return Ok(()),
-                Err(e) => e,
+            let result = block_on(self.store.put_opts(&path, payload.clone(), opts.clone()));
+            let Err(err) = result else {
+                return Ok(());
             };
             match err {
                 // Also on the first call: the client's own retries can
@@ -258,7 +258,7 @@ impl ObjectStoreBackend {
 
     fn read(&self, key: &str) -> Result<Vec<u8>> {
         let path = self.path(key)?;
-        self.block_on(async {
+        block_on(async {
             let got = self.store.get(&path).await?;
             got.bytes().await
         })
@@ -268,8 +268,7 @@ impl ObjectStoreBackend {
 
     fn keys(&self, prefix: &str) -> Result<Vec<String>> {
         let root = (!self.prefix.is_empty()).then(|| StorePath::from(self.prefix.as_str()));
-        let metas: Vec<_> = self
-            .block_on(self.store.list(root.as_ref()).try_collect())
+        let metas: Vec<_> = block_on(self.store.list(root.as_ref()).try_collect())
             .map_err(|e| self.error("cannot list", prefix, e))?;
         let strip = if self.prefix.is_empty() {
             String::new()
@@ -291,7 +290,7 @@ impl ObjectStoreBackend {
 
     fn remove(&self, key: &str) -> Result<()> {
         let path = self.path(key)?;
-        match self.block_on(self.store.delete(&path)) {
+        match block_on(self.store.delete(&path)) {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
             Err(e) => Err(self.error("cannot delete", key, e)),
         }
@@ -314,8 +313,7 @@ impl PackStore for ObjectStoreBackend {
     fn get_range(&self, key: &str, offset: u64, len: usize) -> Result<Vec<u8>> {
         let path = self.path(key)?;
         let range = offset..offset + len as u64;
-        let bytes = self
-            .block_on(self.store.get_range(&path, range))
+        let bytes = block_on(self.store.get_range(&path, range))
             .map_err(|e| self.error("cannot read", key, e))?;
         if bytes.len() != len {
             return Err(Error::io(
@@ -331,7 +329,7 @@ impl PackStore for ObjectStoreBackend {
 
     fn size(&self, key: &str) -> Result<u64> {
         let path = self.path(key)?;
-        self.block_on(self.store.head(&path))
+        block_on(self.store.head(&path))
             .map(|m| m.size)
             .map_err(|e| self.error("cannot stat", key, e))
     }
@@ -377,7 +375,10 @@ mod tests {
             parse_url("s3://my-bucket/a/b/").unwrap(),
             ("my-bucket".into(), "a/b".into())
         );
-        assert_eq!(parse_url("s3://bkt").unwrap(), ("bkt".into(), "".into()));
+        assert_eq!(
+            parse_url("s3://bkt").unwrap(),
+            ("bkt".into(), String::new())
+        );
         for bad in [
             "http://x/y",
             "s3://",

@@ -139,12 +139,11 @@ mod codec {
     fn compress(data: &[u8], level: i32) -> std::io::Result<Vec<u8>> {
         COMPRESSORS.with(|cell| {
             let mut list = cell.borrow_mut();
-            let slot = match list.iter().position(|(l, _)| *l == level) {
-                Some(i) => i,
-                None => {
-                    list.push((level, zstd::bulk::Compressor::new(level)?));
-                    list.len() - 1
-                }
+            let slot = if let Some(i) = list.iter().position(|(l, _)| *l == level) {
+                i
+            } else {
+                list.push((level, zstd::bulk::Compressor::new(level)?));
+                list.len() - 1
             };
             list[slot].1.compress(data)
         })

@@ -100,6 +100,7 @@ impl S3Server {
 
     /// Sets the credentials and region a client needs in `cmd`'s
     /// environment (the endpoint goes in the shard's options).
+    #[expect(clippy::unused_self, reason = "a server's clients get its settings")]
     pub fn env(&self, cmd: &mut Command) {
         for (k, _) in std::env::vars_os() {
             if k.to_string_lossy().starts_with("AWS_") {

@@ -299,7 +299,7 @@ pub fn verify(cx: &Context, read_data: bool, subset: Option<f64>, json: bool) ->
     };
     let report = repo.verify(share, &cx.bar("verify"))?;
     show(&report, json)?;
-    Ok(if report.is_clean() { 0 } else { 1 })
+    Ok(u8::from(!report.is_clean()))
 }
 
 /// `dedup forget`.
@@ -336,7 +336,7 @@ pub fn gc(cx: &Context, dry_run: bool, json: bool) -> Code {
 pub fn repair_index(cx: &Context) -> Code {
     let (_repo, report) = Repository::repair_index(&cx.repo)?;
     write!(std::io::stdout().lock(), "{report}")?;
-    Ok(if report.is_clean() { 0 } else { 1 })
+    Ok(u8::from(!report.is_clean()))
 }
 
 /// `dedup shard list`.

@@ -124,8 +124,7 @@ impl Repository {
         // after `writer.finish` are their chunks indexed, so this waits.
         let fresh_cache = fresh_cache_entries(&walk.files, &results);
         let mut summary = IngestSummary::default();
-        let root_tree =
-            self.store_root(&writer, roots, results, &mut walk.skipped, &mut summary)?;
+        let root_tree = Self::store_root(&writer, roots, results, &mut walk.skipped, &mut summary)?;
         let stats = writer.finish()?;
         if let Some(cache) = &self.file_cache {
             cache.put_many(&fresh_cache)?;
@@ -142,8 +141,7 @@ impl Repository {
             time: humantime::format_rfc3339_seconds(start_time).to_string(),
             time_unix_ns: start_time
                 .duration_since(SystemTime::UNIX_EPOCH)
-                .map(|d| d.as_nanos())
-                .unwrap_or(0),
+                .map_or(0, |d| d.as_nanos()),
             hostname: gethostname::gethostname().to_string_lossy().into_owned(),
             paths: paths.iter().map(|p| p.display().to_string()).collect(),
             tree: root_tree,
@@ -155,7 +153,6 @@ impl Repository {
     /// Phase 3: the trees, bottom-up, and the root tree's id. One folder
     /// given is the snapshot's root; anything else sits under its name.
     fn store_root(
-        &self,
         writer: &ObjectWriter<'_>,
         mut roots: scan::Roots,
         results: Vec<FileResult>,
@@ -174,7 +171,7 @@ impl Repository {
                 .collect(),
         };
         let mut results = results.into_iter();
-        self.store_tree(writer, children, &mut results, skipped, summary)
+        Self::store_tree(writer, children, &mut results, skipped, summary)
     }
 
     /// Phase 4: the snapshot record, durably into `snapshots/` and then
@@ -197,7 +194,6 @@ impl Repository {
     /// Stores the tree for `children` (and, first, every subtree), consuming
     /// file results in walk order.
     fn store_tree(
-        &self,
         writer: &ObjectWriter<'_>,
         children: Vec<(Vec<u8>, Node)>,
         results: &mut impl Iterator<Item = FileResult>,
@@ -235,7 +231,7 @@ impl Repository {
                 }
                 Node::Dir { meta, children } => {
                     summary.dirs += 1;
-                    let tree = self.store_tree(writer, children, results, skipped, summary)?;
+                    let tree = Self::store_tree(writer, children, results, skipped, summary)?;
                     (meta, EntryKind::Dir { tree })
                 }
                 Node::Symlink { meta, target } => {

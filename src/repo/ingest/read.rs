@@ -61,7 +61,7 @@ fn store_file(
         .open(path)
     {
         Ok(f) => f,
-        Err(e) => return Ok(unreadable(path, e, progress)),
+        Err(e) => return Ok(unreadable(path, &e, progress)),
     };
     // Small files (most of a typical tree) are read whole and cut in
     // memory: no streaming buffer to fill, no batches to pipeline.
@@ -69,7 +69,7 @@ fn store_file(
     if job.stamp.size <= SMALL_FILE {
         let mut data = Vec::with_capacity(job.stamp.size as usize);
         if let Err(e) = (&mut file).take(SMALL_FILE + 1).read_to_end(&mut data) {
-            return Ok(unreadable(path, e, progress));
+            return Ok(unreadable(path, &e, progress));
         }
         if data.len() as u64 <= SMALL_FILE {
             let mut chunks = Vec::new();
@@ -86,7 +86,7 @@ fn store_file(
         }
         // It grew past the small-file size while being read: stream it.
         if let Err(e) = file.seek(std::io::SeekFrom::Start(0)) {
-            return Ok(unreadable(path, e, progress));
+            return Ok(unreadable(path, &e, progress));
         }
     }
     let mut cutter = chunker.chunks(file);
@@ -118,14 +118,14 @@ fn store_file(
     let mut chunks = Vec::new();
     let mut batch = match next_batch() {
         Ok(b) => b,
-        Err(e) => return Ok(unreadable(path, e, progress)),
+        Err(e) => return Ok(unreadable(path, &e, progress)),
     };
     while !batch.is_empty() {
         let (stored, next) = rayon::join(|| store_batch(batch), &mut next_batch);
         chunks.extend(stored?);
         batch = match next {
             Ok(b) => b,
-            Err(e) => return Ok(unreadable(path, e, progress)),
+            Err(e) => return Ok(unreadable(path, &e, progress)),
         };
     }
     Ok(stored(job, chunks, progress))
@@ -253,7 +253,7 @@ pub(super) fn fresh_cache_entries(
         .collect()
 }
 
-fn unreadable(path: &Path, e: std::io::Error, progress: &dyn Progress) -> FileResult {
+fn unreadable(path: &Path, e: &std::io::Error, progress: &dyn Progress) -> FileResult {
     progress.warn(&format!("skipping {}: {e}", path.display()));
     FileResult::Unreadable(e.to_string())
 }

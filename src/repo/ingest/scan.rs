@@ -114,7 +114,9 @@ impl<'p> Walk<'p> {
             })
         } else if ft.is_symlink() {
             match fs::read_link(path) {
-                Ok(t) if !t.as_os_str().is_empty() && t.as_os_str().len() <= u16::MAX as usize => {
+                Ok(t)
+                    if !t.as_os_str().is_empty() && u16::try_from(t.as_os_str().len()).is_ok() =>
+                {
                     Some(Node::Symlink {
                         meta,
                         target: t.as_os_str().as_bytes().to_vec(),
