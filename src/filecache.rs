@@ -80,9 +80,17 @@ impl FileCache {
         )
     }
 
-    /// Opens (creating) the cache at `dir`.
+    /// Opens (creating) the cache at `dir`, which holds paths and so is
+    /// made its owner's only (0700).
     pub fn open(dir: &Path) -> Result<Self> {
-        std::fs::create_dir_all(dir).map_err(|e| crate::Error::io(dir, e))?;
+        use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+        let io = |e| crate::Error::io(dir, e);
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(io)?;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(io)?;
         let mut opts = Options::default();
         opts.create_if_missing(true);
         opts.set_keep_log_file_num(1);

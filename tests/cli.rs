@@ -425,3 +425,31 @@ fn every_command_that_prints_exits_quietly_into_a_closed_pipe() {
         assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
     }
 }
+
+#[test]
+fn setuid_and_setgid_bits_are_not_restored_since_owners_are_not() {
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let (src, repo, out) = (
+        tmp.path().join("src"),
+        tmp.path().join("repo"),
+        tmp.path().join("out"),
+    );
+    fs::create_dir(&src).unwrap();
+    for (name, mode) in [("suid", 0o4755), ("sgid", 0o2750), ("plain", 0o640)] {
+        fs::write(src.join(name), name).unwrap();
+        fs::set_permissions(src.join(name), fs::Permissions::from_mode(mode)).unwrap();
+    }
+    ok(dedup(&repo).arg("init"));
+    ok(dedup(&repo).arg("ingest").arg(&src));
+    let r = ok(dedup(&repo).args(["restore", "latest"]).arg(&out));
+    let mode = |name: &str| fs::metadata(out.join(name)).unwrap().permissions().mode() & 0o7777;
+    assert_eq!(mode("suid"), 0o755);
+    assert_eq!(mode("sgid"), 0o750);
+    assert_eq!(mode("plain"), 0o640);
+    assert!(
+        r.stderr.contains("setuid/setgid bits not restored"),
+        "{}",
+        r.stderr
+    );
+}

@@ -328,3 +328,97 @@ fn repair_salvages_a_pack_whose_trailer_is_damaged() {
     ok(dedup(&f.repo).args(["verify"]));
     restores_identically(&f, "latest", &f.src);
 }
+
+/// A flat folder of files whose chunks spread over every shard: its one
+/// tree is new in each snapshot that changes a file.
+fn flat_tree(dir: &Path, seed: u64) {
+    fs::create_dir_all(dir).unwrap();
+    for i in 0..12 {
+        fs::write(dir.join(format!("f{i}")), random_bytes(seed + i, 200_000)).unwrap();
+    }
+}
+
+#[test]
+fn gc_after_a_repair_that_missed_a_shard_indexes_its_packs_again_instead_of_deleting_them() {
+    // An index rebuilt while a shard was not there (an unmounted disk is
+    // an empty folder) lacks that shard's packs. They hold live data, so
+    // gc must index them again, not delete them as orphans.
+    let tmp = tempfile::tempdir().unwrap();
+    let (src, repo) = (tmp.path().join("src"), tmp.path().join("repo"));
+    flat_tree(&src, 500);
+    ok(dedup(&repo).args(["init", "--shards", "2"]));
+    let first = snapshot_id(&ok(dedup(&repo).arg("ingest").arg(&src)).stdout);
+    // New trees and chunks go to shard 00 only from here on.
+    ok(dedup(&repo).args(["shard", "set-weight", "1", "0"]));
+    fs::write(src.join("f0"), random_bytes(999, 200_000)).unwrap();
+    ok(dedup(&repo).arg("ingest").arg(&src));
+    ok(dedup(&repo).args(["forget", &first]));
+    let shard = repo.join("shards/01");
+    assert!(!packs_under(&shard).is_empty());
+    let away = tmp.path().join("away");
+    fs::rename(&shard, &away).unwrap();
+    fs::create_dir(&shard).unwrap();
+    let r = run(dedup(&repo).args(["repair", "index"]));
+    assert!(r.code <= 1, "{}", r.stderr);
+    fs::remove_dir(&shard).unwrap();
+    fs::rename(&away, &shard).unwrap();
+
+    let gc = json(dedup(&repo).args(["gc", "--json"]));
+    assert!(gc["orphans_adopted"].as_u64().unwrap() > 0, "{gc}");
+    assert!(
+        !packs_under(&shard).is_empty(),
+        "gc deleted the shard's packs"
+    );
+    ok(dedup(&repo).args(["verify", "--read-data"]));
+    assert_restores(dedup(&repo), &src, &tmp.path().join("out"));
+}
+
+#[test]
+fn a_repair_cut_short_leaves_the_index_as_it_was() {
+    let f = fixture("zstd");
+    let before = json(dedup(&f.repo).args(["report", "--json"]));
+    // Shard 01 unreadable: the repair stops there, after indexing shard 00.
+    let shard = f.repo.join("shards/01");
+    let away = f.root.join("away");
+    fs::rename(&shard, &away).unwrap();
+    let r = run(dedup(&f.repo).args(["repair", "index"]));
+    assert_eq!(r.code, 2, "{}", r.stdout);
+    fs::rename(&away, &shard).unwrap();
+    let after = json(dedup(&f.repo).args(["report", "--json"]));
+    for k in ["unique_chunks", "stored_bytes", "packs", "snapshots"] {
+        assert_eq!(before[k], after[k], "{k}");
+    }
+    let gc = json(dedup(&f.repo).args(["gc", "--json"]));
+    assert_eq!(gc["orphan_packs"], 0, "{gc}");
+    ok(dedup(&f.repo).args(["verify", "--read-data"]));
+    restores_identically(&f, "latest", &f.src);
+}
+
+#[test]
+fn repository_files_and_folders_are_their_owners_only() {
+    use std::os::unix::fs::PermissionsExt;
+    let f = fixture("zstd");
+    let blob = f.root.join("blob");
+    fs::write(&blob, b"blob").unwrap();
+    ok(dedup(&f.repo).arg("put").arg(&blob));
+    let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&f.repo), 0o700);
+    let mut seen = 0;
+    let mut stack = vec![f.repo.clone()];
+    while let Some(dir) = stack.pop() {
+        for entry in fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.starts_with(f.repo.join("index")) {
+                continue; // RocksDB's own files, inside the 0700 root
+            }
+            if path.is_dir() {
+                assert_eq!(mode(&path), 0o700, "{}", path.display());
+                stack.push(path);
+            } else {
+                assert_eq!(mode(&path), 0o600, "{}", path.display());
+                seen += 1;
+            }
+        }
+    }
+    assert!(seen > 5, "only {seen} files checked");
+}

@@ -22,7 +22,7 @@ use crate::index::{Location, PackInfo};
 use crate::repo::report::human_bytes;
 use crate::repo::{Mode, Progress, Repository};
 use crate::snapshot::{SnapshotId, SnapshotRecord};
-use crate::store::pack::repack;
+use crate::store::pack::{read_entries, repack};
 use crate::store::{PackEntry, PackId};
 
 /// A pack is rewritten when less than this share of its records' bytes is live.
@@ -91,6 +91,9 @@ pub struct GcReport {
     pub packs_rewritten: u64,
     /// Pack files no index entry knows (from interrupted runs), deleted.
     pub orphan_packs: u64,
+    /// Pack files the index did not know that hold live objects it lacks,
+    /// indexed again instead of deleted.
+    pub orphans_adopted: u64,
     /// Dead objects dropped from the index.
     pub objects_removed: u64,
     /// Bytes of pack files freed.
@@ -113,6 +116,13 @@ impl std::fmt::Display for GcReport {
             self.live_objects,
             self.packs
         )?;
+        if self.orphans_adopted > 0 {
+            writeln!(
+                f,
+                "{} unindexed packs hold live data the index lacked: indexed again, not deleted",
+                self.orphans_adopted
+            )?;
+        }
         for p in &self.unreadable_packs {
             writeln!(f, "skipped unreadable pack {p} (run `dedup verify`)")?;
         }
@@ -201,7 +211,7 @@ impl Repository {
                 }
             }
         }
-        self.sweep_orphans(mode, &mut report)?;
+        self.sweep_orphans(mode, &live, &mut report)?;
         if mode == Mode::Apply {
             // Removed ids would linger in the filter as false positives.
             self.rebuild_bloom()?;
@@ -234,24 +244,64 @@ impl Repository {
     /// Deletes pack files nothing indexes (written by an ingest that
     /// crashed before its commit, or by a gc that crashed before its
     /// delete) and temporary files of writes a crash interrupted.
-    fn sweep_orphans(&self, mode: Mode, report: &mut GcReport) -> Result<()> {
+    fn sweep_orphans(
+        &self,
+        mode: Mode,
+        live: &HashSet<ChunkId>,
+        report: &mut GcReport,
+    ) -> Result<()> {
         for shard in &self.shards {
             report.bytes_freed += shard.backend.sweep_unfinished(mode)?;
             for key in shard.backend.list("")? {
                 let Some(pack) = PackId::from_key(&key) else {
                     continue;
                 };
-                if self.index.pack_shard(&pack).is_none() {
-                    report.orphan_packs += 1;
-                    report.bytes_freed += shard.backend.size(&key)?;
-                    if mode == Mode::Apply {
-                        shard.backend.delete(&key)?;
+                if self.index.pack_shard(&pack).is_some() {
+                    continue;
+                }
+                let size = shard.backend.size(&key)?;
+                // An orphan that holds live objects the index lacks (an
+                // index rebuilt or restored without it) is the only copy
+                // of them: it is indexed again, never deleted.
+                let entries = read_entries(shard.backend.as_ref(), &key, Some(size));
+                if let Ok(entries) = entries {
+                    let ids: Vec<ChunkId> = entries.iter().map(|e| e.id).collect();
+                    let lost = lost_entries(&entries, &self.index.chunks(&ids)?, live);
+                    if !lost.is_empty() {
+                        report.orphans_adopted += 1;
+                        if mode == Mode::Apply {
+                            let info = PackInfo::of(shard.id, size, &lost);
+                            let mut batch = self.index.batch();
+                            batch.index_pack(pack, &info, &lost);
+                            self.index.commit(batch)?;
+                        }
+                        continue;
                     }
+                }
+                report.orphan_packs += 1;
+                report.bytes_freed += size;
+                if mode == Mode::Apply {
+                    shard.backend.delete(&key)?;
                 }
             }
         }
         Ok(())
     }
+}
+
+/// The entries of an unindexed pack that are live but not in the index
+/// (`locations`, in the same order, says where the index has each).
+fn lost_entries(
+    entries: &[PackEntry],
+    locations: &[Option<Location>],
+    live: &HashSet<ChunkId>,
+) -> Vec<PackEntry> {
+    entries
+        .iter()
+        .zip(locations)
+        .filter(|(e, loc)| loc.is_none() && live.contains(&e.id))
+        .map(|(e, _)| *e)
+        .collect()
 }
 
 #[cfg(test)]
@@ -279,6 +329,24 @@ mod tests {
             .iter()
             .map(|e| Some(Location { pack, entry: *e }))
             .collect()
+    }
+
+    #[test]
+    fn an_orphan_is_adopted_only_for_live_objects_the_index_lacks() {
+        let (pack, entries) = pack();
+        let elsewhere = PackId([8; 16]);
+        let locations = vec![
+            None,
+            None,
+            Some(Location {
+                pack: elsewhere,
+                entry: entries[2],
+            }),
+        ];
+        let live = HashSet::from([entries[0].id, entries[2].id]);
+        assert_eq!(lost_entries(&entries, &locations, &live), vec![entries[0]]);
+        assert!(lost_entries(&entries, &here(pack, &entries), &live).is_empty());
+        assert!(lost_entries(&entries, &locations, &HashSet::new()).is_empty());
     }
 
     #[test]

@@ -7,6 +7,7 @@
 
 use std::fs::{self, OpenOptions};
 use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -51,11 +52,22 @@ impl WriteLock {
         };
         // Two rounds: the second after removing a stale lock.
         for _ in 0..2 {
-            match OpenOptions::new().write(true).create_new(true).open(&path) {
+            match OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&path)
+            {
                 Ok(mut f) => {
-                    f.write_all(&serde_json::to_vec(&me).expect("serialises"))
-                        .at(&path)?;
-                    f.sync_all().at(&path)?;
+                    let written = f
+                        .write_all(&serde_json::to_vec(&me).expect("serialises"))
+                        .and_then(|()| f.sync_all());
+                    if let Err(e) = written {
+                        // A half-written lock (a full disk, say) would
+                        // refuse every later writer: it is not a lock.
+                        let _ = fs::remove_file(&path);
+                        return Err(Error::io(&path, e));
+                    }
                     return Ok(WriteLock { path });
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {

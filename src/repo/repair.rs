@@ -1,10 +1,11 @@
 //! `repair index`: rebuild the RocksDB index and the Bloom filter from
 //! `config`, `snapshots/` and the packs alone.
 //!
-//! The old index is moved aside (`index.old`) rather than deleted, and
-//! removed only once the new one is complete. Each pack's entries come from
-//! its trailer; a pack whose trailer is damaged is walked from the front,
-//! keeping every record whose bytes still hash to its id.
+//! The new index is built in `index.new` and swapped in whole only when it
+//! is complete; until then the old index stays where it was. Each pack's
+//! entries come from its trailer; a pack whose trailer is damaged is walked
+//! from the front, keeping every record whose bytes still hash to its id
+//! (in a new pack; the damaged one is deleted after the swap).
 
 use std::fs;
 use std::path::Path;
@@ -79,24 +80,28 @@ impl Repository {
         let mut report = RepairReport::default();
         {
             let _lock = WriteLock::acquire(root)?;
-            let index_dir = root.join(INDEX_DIR);
-            let aside = root.join("index.old");
-            if aside.exists() {
-                fs::remove_dir_all(&aside).at(&aside)?;
+            // The new index is built aside and swapped in whole: a repair
+            // cut short leaves the index as it was, never a partial one
+            // that opens as valid (gc would take the packs it lacks for
+            // orphans).
+            let fresh = root.join("index.new");
+            if fresh.exists() {
+                fs::remove_dir_all(&fresh).at(&fresh)?;
             }
-            if index_dir.exists() {
-                fs::rename(&index_dir, &aside).at(&index_dir)?;
-            }
-            let index = Index::open(&index_dir, Access::Create)?.with_crash_points(fs.clone());
+            let index = Index::open(&fresh, Access::Create)?.with_crash_points(fs.clone());
+            let mut damaged = Vec::new();
             for shard in &config.shards {
                 let backend = open_shard(root, shard, Create::No, &fs)?;
-                index_shard(&index, shard.id, &backend, &mut report)?;
+                damaged.extend(index_shard(&index, shard.id, &backend, &mut report)?);
             }
             index_snapshots(&index, &files, &mut report)?;
-            MetaStore::delete(&files, BLOOM)?;
+            index.flush()?;
             drop(index);
-            if aside.exists() {
-                fs::remove_dir_all(&aside).at(&aside)?;
+            swap_in(root, &fresh)?;
+            MetaStore::delete(&files, BLOOM)?;
+            // Their good records are in the new index's packs now.
+            for (pack, backend) in damaged {
+                backend.delete(&pack.key())?;
             }
         }
         // Opening rebuilds the Bloom filter from the new index.
@@ -106,15 +111,38 @@ impl Repository {
     }
 }
 
-/// Indexes every pack of one shard from its trailer; a pack whose trailer
+/// Replaces `root`'s `index/` with the complete index at `fresh`: the old
+/// one moves aside, the new one takes its name, the folder is synced, the
+/// old one goes. A crash between the two renames leaves no `index/`, which
+/// every command refuses (pointing at `repair index`), never a partial one.
+fn swap_in(root: &Path, fresh: &Path) -> Result<()> {
+    let index_dir = root.join(INDEX_DIR);
+    let aside = root.join("index.old");
+    if aside.exists() {
+        fs::remove_dir_all(&aside).at(&aside)?;
+    }
+    if index_dir.exists() {
+        fs::rename(&index_dir, &aside).at(&index_dir)?;
+    }
+    fs::rename(fresh, &index_dir).at(&index_dir)?;
+    fs::File::open(root).and_then(|d| d.sync_all()).at(root)?;
+    if aside.exists() {
+        fs::remove_dir_all(&aside).at(&aside)?;
+    }
+    Ok(())
+}
+
+/// Indexes every pack of one shard from its trailer. A pack whose trailer
 /// is damaged is salvaged: every record that still hashes to its id goes
-/// into a new pack, which replaces the damaged one.
+/// into a new pack; the damaged packs are returned, to be deleted once the
+/// new index is in place.
 fn index_shard(
     index: &Index,
     shard: ShardId,
     backend: &Arc<dyn PackStore>,
     report: &mut RepairReport,
-) -> Result<()> {
+) -> Result<Vec<(PackId, Arc<dyn PackStore>)>> {
+    let mut damaged = Vec::new();
     for key in backend.list("")? {
         let Some(pack) = PackId::from_key(&key) else {
             continue;
@@ -138,8 +166,8 @@ fn index_shard(
         let (new_bytes, entries) = repack(&pack, &bytes, 0, &salvaged)?;
         let mut batch = index.batch();
         let new_pack = batch.publish_pack(shard, backend.as_ref(), &new_bytes, &entries)?;
-        batch.retire_pack(pack, backend.clone());
         index.commit(batch)?;
+        damaged.push((pack, backend.clone()));
         report.salvaged_packs.push(format!(
             "{place} ({} records kept in pack {new_pack})",
             entries.len()
@@ -147,7 +175,7 @@ fn index_shard(
         report.packs += 1;
         report.objects += entries.len() as u64;
     }
-    Ok(())
+    Ok(damaged)
 }
 
 /// Indexes every snapshot record file that decodes and hashes to its name.

@@ -126,9 +126,23 @@ fn create_file(path: &Path) -> Result<fs::File> {
         .at(path)
 }
 
+/// The mode a restored file gets: the stored one without setuid and
+/// setgid. Owners are not restored, so the file belongs to whoever
+/// restores it, and a setuid file restored by root would run as root.
+fn file_mode(stored: u32) -> u32 {
+    stored & !0o6000
+}
+
 /// Gives a restored file its mode and times; returns its length.
-fn finish_file(path: &Path, entry: &Entry) -> Result<u64> {
-    fs::set_permissions(path, fs::Permissions::from_mode(entry.mode)).at(path)?;
+fn finish_file(path: &Path, entry: &Entry, progress: &dyn Progress) -> Result<u64> {
+    let mode = file_mode(entry.mode);
+    if mode != entry.mode {
+        progress.warn(&format!(
+            "{}: setuid/setgid bits not restored (the file's owner is not kept)",
+            path.display()
+        ));
+    }
+    fs::set_permissions(path, fs::Permissions::from_mode(mode)).at(path)?;
     set_times(path, entry, false)?;
     match entry.kind {
         EntryKind::File { size, .. } => Ok(size),
@@ -317,7 +331,7 @@ impl Repository {
             write_run(&file, f, run, start, &bytes, progress)
         })?;
         drop(file);
-        finish_file(f.path, f.entry)
+        finish_file(f.path, f.entry, progress)
     }
 
     /// From an object store, where each read is a round trip: small files
@@ -393,7 +407,7 @@ impl Repository {
                     Ok(bytes) => create_file(f.path).and_then(|file| {
                         write_run(&file, f, &f.runs[0], start, bytes, progress)?;
                         drop(file);
-                        finish_file(f.path, f.entry)
+                        finish_file(f.path, f.entry, progress)
                     }),
                     // Each file on its own then, and with its own error.
                     Err(_) => self.restore_located(f, progress),
@@ -421,6 +435,14 @@ mod tests {
                 flags: 0,
             },
         }
+    }
+
+    #[test]
+    fn setuid_and_setgid_are_dropped_and_every_other_bit_kept() {
+        assert_eq!(file_mode(0o4755), 0o755);
+        assert_eq!(file_mode(0o2750), 0o750);
+        assert_eq!(file_mode(0o7777), 0o1777);
+        assert_eq!(file_mode(0o644), 0o644);
     }
 
     #[test]

@@ -10,7 +10,7 @@
 use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
-use std::os::unix::fs::FileExt;
+use std::os::unix::fs::{DirBuilderExt, FileExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
@@ -45,6 +45,11 @@ pub trait Fs: Send + Sync + std::fmt::Debug {
     fn remove_file(&self, path: &Path) -> io::Result<()>;
     /// Creates one folder; its parent must exist.
     fn create_dir(&self, path: &Path) -> io::Result<()>;
+    /// Makes folder `path` reachable by its owner only (mode 0700): a
+    /// repository's bytes are its owner's business.
+    fn make_private(&self, _path: &Path) -> io::Result<()> {
+        Ok(())
+    }
     /// The whole file.
     fn read(&self, path: &Path) -> io::Result<Vec<u8>>;
     /// `len` bytes from `offset`; `UnexpectedEof` when the file is shorter.
@@ -67,7 +72,8 @@ pub trait Fs: Send + Sync + std::fmt::Debug {
 /// Read handles [`OsFs`] keeps open; past this many, one is dropped.
 const MAX_HANDLES: usize = 256;
 
-/// The operating system's file system.
+/// The operating system's file system. What it creates is its owner's
+/// only: files 0600, folders 0700, whatever the umask.
 #[derive(Debug, Default)]
 pub struct OsFs {
     /// Files opened by `read_at`, so restoring many small files does not
@@ -119,6 +125,7 @@ impl Fs for OsFs {
             .write(true)
             .create(true)
             .truncate(true)
+            .mode(0o600)
             .open(path)?;
         file.write_all(data)
     }
@@ -143,7 +150,11 @@ impl Fs for OsFs {
     }
 
     fn create_dir(&self, path: &Path) -> io::Result<()> {
-        fs::create_dir(path)
+        fs::DirBuilder::new().mode(0o700).create(path)
+    }
+
+    fn make_private(&self, path: &Path) -> io::Result<()> {
+        fs::set_permissions(path, fs::Permissions::from_mode(0o700))
     }
 
     fn read(&self, path: &Path) -> io::Result<Vec<u8>> {
@@ -222,6 +233,10 @@ impl Fs for FaultyFs {
     fn create_dir(&self, path: &Path) -> io::Result<()> {
         self.plan.step("mkdir")?;
         self.inner.create_dir(path)
+    }
+
+    fn make_private(&self, path: &Path) -> io::Result<()> {
+        self.inner.make_private(path)
     }
 
     fn read(&self, path: &Path) -> io::Result<Vec<u8>> {

@@ -50,13 +50,14 @@ pub struct LocalStore {
 
 impl LocalStore {
     /// A store over `root`, which is created (with its parents, durably)
-    /// if absent.
+    /// if absent, and made its owner's only (0700) either way.
     pub fn create(fs: Arc<dyn Fs>, root: impl Into<PathBuf>) -> Result<Self> {
         let store = LocalStore {
             fs,
             root: root.into(),
         };
         store.make_dir(&store.root.clone())?;
+        store.fs.make_private(&store.root).at(&store.root)?;
         Ok(store)
     }
 
