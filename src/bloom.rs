@@ -93,9 +93,52 @@ impl Bloom {
                 "checksum mismatch",
             ));
         }
-        let filter = postcard::from_bytes(payload)
-            .map_err(|e| crate::Error::corrupt("bloom filter", location, e.to_string()))?;
+        let corrupt = |reason: String| crate::Error::corrupt("bloom filter", location, reason);
+        let shape: Shape = postcard::from_bytes(payload).map_err(|e| corrupt(e.to_string()))?;
+        shape.check().map_err(|reason| corrupt(reason.into()))?;
+        let filter = postcard::from_bytes(payload).map_err(|e| corrupt(e.to_string()))?;
         Ok(Bloom { filter, chunks })
+    }
+}
+
+/// The layout `growable-bloom-filter` 2.1 serialises (postcard writes the
+/// fields in order, without names), read to check what the crate itself
+/// would trust: a filter with an empty bit field, more hash slices than
+/// bits, or rates outside (0, 1) makes its lookups panic. The checksum
+/// does not stop a crafted file, so the values are checked.
+#[derive(serde::Deserialize)]
+struct Shape {
+    /// Each filter's bit field and its number of slices.
+    blooms: Vec<(Vec<u8>, u64)>,
+    error_rate: f64,
+    _estimated: u64,
+    inserts: u64,
+    capacity: u64,
+    growth_factor: u64,
+    tightening_ratio: f64,
+}
+
+impl Shape {
+    fn check(&self) -> std::result::Result<(), &'static str> {
+        // With no filter yet, the next insert must grow one first.
+        if self.blooms.is_empty() && self.inserts < self.capacity {
+            return Err("no filter to insert into");
+        }
+        for (bits, slices) in &self.blooms {
+            if *slices == 0 || *slices > 64 || (bits.len() as u64) * 8 < *slices {
+                return Err("a filter has fewer bits than hash slices");
+            }
+        }
+        let error_rate_ok = self.error_rate > 0.0 && self.error_rate < 1.0;
+        let tightening_ok = self.tightening_ratio > 0.0 && self.tightening_ratio <= 1.0;
+        if !error_rate_ok || !tightening_ok {
+            return Err("a rate outside (0, 1)");
+        }
+        // Growing multiplies the capacity: keep it far from overflowing.
+        if self.growth_factor == 0 || self.growth_factor > 64 || self.capacity >= 1 << 48 {
+            return Err("a growth factor or capacity out of range");
+        }
+        Ok(())
     }
 }
 
@@ -110,6 +153,29 @@ fn checksum(chunks: u64, payload: &[u8]) -> [u8; 32] {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_crafted_filter_that_would_panic_lookups_is_refused() {
+        // One filter with an empty bit field and 2 slices, rate 0.01.
+        let mut payload = vec![1, 0, 2];
+        payload.extend_from_slice(&0.01f64.to_le_bytes());
+        payload.extend_from_slice(&[0, 0, 0, 2]);
+        payload.extend_from_slice(&0.9f64.to_le_bytes());
+        let err = Bloom::decode(&Bloom::frame(0, &payload), "b").unwrap_err();
+        assert!(err.to_string().contains("fewer bits"), "{err}");
+        // The review's example: one slice over no bits.
+        payload[2] = 1;
+        assert!(Bloom::decode(&Bloom::frame(0, &payload), "b").is_err());
+        // A real filter, any size, passes the same checks.
+        for n in [0u32, 1, 5000] {
+            let mut b = Bloom::new(10);
+            for i in 0..n {
+                b.insert(&ChunkId::of(&i.to_le_bytes()));
+            }
+            let r = Bloom::decode(&b.encode(), "b");
+            assert!(r.is_ok(), "{n}: {:?}", r.err());
+        }
+    }
 
     #[test]
     fn save_load_round_trip_keeps_members_and_count() {

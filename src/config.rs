@@ -65,21 +65,42 @@ impl ShardConfig {
         }
     }
 
-    /// The options as they may be shown: values of secret settings (keys
-    /// naming a secret, token or password) are replaced.
+    /// The options as they may be shown: only settings known to be
+    /// harmless keep their values; every other one (secrets, tokens,
+    /// passwords, the SSE-C key, anything new) shows as `(hidden)`, and an
+    /// endpoint loses any `user:password@` it carries.
     pub fn shown_options(&self) -> BTreeMap<String, String> {
+        const SHOWN: [&str; 9] = [
+            "endpoint",
+            "region",
+            "allow_http",
+            "retry_timeout",
+            "max_retries",
+            "virtual_hosted_style_request",
+            "s3_express",
+            "checksum_algorithm",
+            "conditional_put",
+        ];
         self.options
             .iter()
             .map(|(k, v)| {
                 let key = k.to_ascii_lowercase();
-                let secret = ["secret", "token", "password"]
-                    .iter()
-                    .any(|s| key.contains(s));
-                let shown = if secret { "(hidden)" } else { v.as_str() };
-                (k.clone(), shown.to_string())
+                let key = key.strip_prefix("aws_").unwrap_or(&key);
+                let shown = if !SHOWN.contains(&key) {
+                    "(hidden)".to_string()
+                } else if key == "endpoint" {
+                    without_userinfo(v)
+                } else {
+                    v.clone()
+                };
+                (k.clone(), shown)
             })
             .collect()
     }
+
+    /// The largest weight a shard may have: the ring holds `vnodes ×
+    /// weight` points per shard, built at every open.
+    pub const MAX_WEIGHT: u32 = 1000;
 
     /// A shard location as the config stores it: an `s3://` URL with its
     /// trailing slashes removed, or a folder made absolute.
@@ -258,6 +279,22 @@ impl Config {
             .chunker
             .validate()
             .map_err(|e| Error::corrupt("config", &location, e.to_string()))?;
+        if let Some(s) = config
+            .shards
+            .iter()
+            .find(|s| s.weight > ShardConfig::MAX_WEIGHT)
+        {
+            return Err(Error::corrupt(
+                "config",
+                &location,
+                format!(
+                    "shard {} has weight {}, more than {}",
+                    s.id,
+                    s.weight,
+                    ShardConfig::MAX_WEIGHT
+                ),
+            ));
+        }
         if config.ring().is_none() {
             return Err(Error::corrupt(
                 "config",
@@ -272,6 +309,20 @@ impl Config {
     pub fn ring(&self) -> Option<Ring> {
         let shards: Vec<_> = self.shards.iter().map(|s| (s.id, s.weight)).collect();
         Ring::new(&shards, self.vnodes.clamp(1, 4096))
+    }
+}
+
+/// `url` without a `user:password@` part.
+fn without_userinfo(url: &str) -> String {
+    match url.split_once("://") {
+        Some((scheme, rest)) => {
+            let host_end = rest.find('/').unwrap_or(rest.len());
+            match rest[..host_end].rfind('@') {
+                Some(at) => format!("{scheme}://{}", &rest[at + 1..]),
+                None => url.to_string(),
+            }
+        }
+        None => url.to_string(),
     }
 }
 
@@ -296,6 +347,29 @@ mod tests {
             other => panic!("{other:?}"),
         }
         assert!(Config::decode(b"{not json", p).is_err());
+    }
+
+    #[test]
+    fn only_harmless_settings_are_shown_and_endpoints_lose_their_passwords() {
+        let mut s = ShardConfig {
+            id: ShardId(1),
+            path: "s3://bkt/p".into(),
+            weight: 1,
+            options: BTreeMap::new(),
+        };
+        for (k, v) in [
+            ("aws_sse_customer_key_base64", "c2VjcmV0"),
+            ("AWS_REGION", "eu-west-1"),
+            ("endpoint", "https://user:pw@minio.example:9000/x"),
+            ("some_future_setting", "x"),
+        ] {
+            s.options.insert(k.into(), v.into());
+        }
+        let shown = s.shown_options();
+        assert_eq!(shown["aws_sse_customer_key_base64"], "(hidden)");
+        assert_eq!(shown["some_future_setting"], "(hidden)");
+        assert_eq!(shown["AWS_REGION"], "eu-west-1");
+        assert_eq!(shown["endpoint"], "https://minio.example:9000/x");
     }
 
     #[test]

@@ -177,6 +177,30 @@ fn a_damaged_bloom_file_is_rebuilt_by_the_next_writer() {
 }
 
 #[test]
+fn a_crafted_bloom_file_with_a_valid_checksum_is_rebuilt_not_a_panic() {
+    let f = fixture("none");
+    // One filter of no bits and one hash slice: its lookups would panic.
+    let mut payload = vec![1, 0, 1];
+    payload.extend_from_slice(&0.01f64.to_le_bytes());
+    payload.extend_from_slice(&[0, 0, 0, 2]);
+    payload.extend_from_slice(&0.9f64.to_le_bytes());
+    // Framed for the right number of objects, so a writer takes it as current.
+    let report = json(dedup(&f.repo).args(["report", "--json"]));
+    let objects =
+        report["unique_chunks"].as_u64().unwrap() + report["tree_objects"].as_u64().unwrap();
+    fs::write(
+        f.repo.join("bloom"),
+        dedup::bloom::Bloom::frame(objects, &payload),
+    )
+    .unwrap();
+    fs::write(f.src.join("new-file"), b"new content").unwrap();
+    let r = ok(dedup(&f.repo).arg("ingest").arg(&f.src));
+    assert!(!r.stderr.contains("panicked"), "{}", r.stderr);
+    ok(dedup(&f.repo).args(["verify", "--read-data"]));
+    restores_identically(&f, "latest", &f.src);
+}
+
+#[test]
 fn a_damaged_config_or_a_missing_shard_folder_is_a_clear_error() {
     let f = fixture("none");
     let config = f.repo.join("config");

@@ -102,5 +102,19 @@ fn shard_changes_that_would_leave_no_weight_are_refused() {
     let r = run(dedup(&repo).args(["shard", "set-weight", "7", "1"]));
     assert_eq!(r.code, 2);
     assert!(r.stderr.contains("no shard 07"), "{}", r.stderr);
-    ok(dedup(&repo).args(["shard", "list"]));
+    // A weight so large that building the ring would hang every command.
+    let r = run(dedup(&repo).args(["shard", "set-weight", "0", "100000000"]));
+    assert_eq!(r.code, 2);
+    assert!(r.stderr.contains("more than 1000"), "{}", r.stderr);
+    // Nor is such a weight taken from a config edited by hand.
+    let config = repo.join("config");
+    let text = fs::read_to_string(&config).unwrap();
+    fs::write(
+        &config,
+        text.replace("\"weight\": 1", "\"weight\": 100000000"),
+    )
+    .unwrap();
+    let r = run(dedup(&repo).arg("snapshots"));
+    assert_eq!(r.code, 2);
+    assert!(r.stderr.contains("more than 1000"), "{}", r.stderr);
 }

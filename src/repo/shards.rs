@@ -85,6 +85,16 @@ impl std::fmt::Display for RebalanceReport {
 impl Repository {
     /// Writes a new config and rebuilds the ring and shard list from it.
     fn replace_config(&mut self, config: Config) -> Result<()> {
+        if let Some(s) = config
+            .shards
+            .iter()
+            .find(|s| s.weight > ShardConfig::MAX_WEIGHT)
+        {
+            return Err(Error::invalid(
+                "shard weight",
+                format!("{} is more than {}", s.weight, ShardConfig::MAX_WEIGHT),
+            ));
+        }
         let ring = config.ring().ok_or_else(|| {
             Error::invalid(
                 "shard weights",
