@@ -111,3 +111,67 @@ fn readers_work_while_an_ingest_runs() {
         "the ingest finished before any read could overlap it"
     );
 }
+
+/// Progress that, halfway through an ingest, lets a gc start and then
+/// holds the ingest still for a while, so the two would overlap.
+struct PauseHalfway {
+    total: std::sync::atomic::AtomicU64,
+    done: std::sync::atomic::AtomicU64,
+    halfway: std::sync::Mutex<Option<std::sync::mpsc::Sender<()>>>,
+}
+
+impl dedup::Progress for PauseHalfway {
+    fn set_total(&self, bytes: u64) {
+        self.total.store(bytes, std::sync::atomic::Ordering::SeqCst);
+    }
+    fn advance(&self, bytes: u64) {
+        use std::sync::atomic::Ordering::SeqCst;
+        let done = self.done.fetch_add(bytes, SeqCst) + bytes;
+        if done * 2 >= self.total.load(SeqCst) {
+            if let Some(tx) = self.halfway.lock().unwrap().take() {
+                tx.send(()).unwrap();
+                std::thread::sleep(std::time::Duration::from_millis(500));
+            }
+        }
+    }
+}
+
+#[test]
+fn one_handle_never_runs_gc_in_the_middle_of_its_own_ingest() {
+    private_cache_dir();
+    let tmp = tempfile::tempdir().unwrap();
+    let (src, path) = (tmp.path().join("src"), tmp.path().join("repo"));
+    make_tree(&src, 31);
+    let opts = dedup::InitOptions {
+        pack_size: 64 * 1024,
+        chunker: dedup::ChunkerConfig::fastcdc(4096),
+        ..Default::default()
+    };
+    let repo = dedup::Repository::init(&path, &opts).unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let progress = PauseHalfway {
+        total: 0.into(),
+        done: 0.into(),
+        halfway: std::sync::Mutex::new(Some(tx)),
+    };
+    let shared = &repo;
+    let gc = std::thread::scope(|s| {
+        s.spawn(|| {
+            shared
+                .ingest(std::slice::from_ref(&src), &progress)
+                .unwrap()
+        });
+        let gc = s.spawn(move || {
+            rx.recv().unwrap();
+            shared.gc(dedup::Mode::Apply, &dedup::Quiet).unwrap()
+        });
+        gc.join().unwrap()
+    });
+    assert_eq!(
+        gc.objects_removed, 0,
+        "gc took the ingest's chunks for dead"
+    );
+    assert!(repo.verify(1.0, &dedup::Quiet).unwrap().is_clean());
+    drop(repo);
+    assert_restores(dedup(&path), &src, &tmp.path().join("out"));
+}

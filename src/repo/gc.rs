@@ -133,6 +133,7 @@ impl std::fmt::Display for GcReport {
 impl Repository {
     /// Removes snapshot records (their data stays until `gc`).
     pub fn forget(&self, ids: &[SnapshotId]) -> Result<()> {
+        let _alone = self.reclaiming();
         for id in ids {
             self.snapshot(id)?;
         }
@@ -165,6 +166,7 @@ impl Repository {
 
     /// Reclaims space; a [`Mode::DryRun`] only reports what it would free.
     pub fn gc(&self, mode: Mode, progress: &dyn Progress) -> Result<GcReport> {
+        let _alone = self.reclaiming();
         let live = self.live_set()?;
         let mut report = GcReport {
             dry_run: mode == Mode::DryRun,

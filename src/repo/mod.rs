@@ -108,6 +108,10 @@ pub struct Repository {
     file_cache: Option<FileCache>,
     /// The writer lock, held while open (writers only).
     lock: Option<WriteLock>,
+    /// Within this handle: storing (ingest, put) shares it, reclaiming
+    /// (gc, rebalance, forget) takes it alone, so one handle never
+    /// collects what its own ingest is in the middle of storing.
+    work: RwLock<()>,
 }
 
 /// The largest blob [`Repository::put`] stores (a blob is one object, held
@@ -231,12 +235,27 @@ impl Repository {
                     .and_then(|dir| FileCache::open(&dir).ok())
             },
             lock,
+            work: RwLock::new(()),
         };
         if !read_only {
             repo.adopt_snapshot_files()?;
             repo.load_bloom()?;
         }
         Ok(repo)
+    }
+
+    /// Shares the handle with other stores; waits for any reclaiming.
+    pub(crate) fn storing(&self) -> std::sync::RwLockReadGuard<'_, ()> {
+        self.work
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Has the handle alone: waits for every ingest and put to finish.
+    pub(crate) fn reclaiming(&self) -> std::sync::RwLockWriteGuard<'_, ()> {
+        self.work
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// The repository's folder.
@@ -352,6 +371,7 @@ impl Repository {
     /// files and trees; this is the plain key-value door, for blobs of up
     /// to [`MAX_BLOB`] bytes.
     pub fn put(&self, data: &[u8]) -> Result<ChunkId> {
+        let _storing = self.storing();
         if data.len() as u64 > MAX_BLOB {
             return Err(Error::invalid(
                 "blob",

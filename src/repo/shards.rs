@@ -195,6 +195,7 @@ impl Repository {
     /// holding it; the packs it leaves are rewritten without it. A
     /// [`Mode::DryRun`] only reports what would move.
     pub fn rebalance(&self, mode: Mode, progress: &dyn Progress) -> Result<RebalanceReport> {
+        let _alone = self.reclaiming();
         let packs = self.index.packs()?;
         let mut moves: BTreeMap<ShardId, ShardMoves> = BTreeMap::new();
         let mut report = RebalanceReport {

@@ -96,15 +96,16 @@ impl<'r> ObjectWriter<'r> {
         Ok(!self.claim(id))
     }
 
-    /// Stores `data` unless already present; returns its id.
+    /// Stores `data` unless already present; returns its id. An object
+    /// larger than a record can say is refused, never truncated.
     pub fn store(&self, data: &[u8], kind: ObjectKind) -> Result<ChunkId> {
+        let raw_len = record::length(data.len(), kind)?;
         let id = ChunkId::of(data);
         if self.known_or_claim(id)? {
             return Ok(id);
         }
         let config = &self.repo.config;
         let (flag, stored) = record::seal(data, kind, config.compression, config.zstd_level);
-        let raw_len = data.len() as u32;
         self.new_objects.fetch_add(1, Relaxed);
         self.new_raw.fetch_add(u64::from(raw_len), Relaxed);
         if kind == ObjectKind::Data {

@@ -54,6 +54,22 @@ pub struct PackEntry {
     pub flags: u8,
 }
 
+/// `len` as a record's length field, or an error when an object of
+/// `kind` that large does not fit one (4 GiB): never a silently cut length.
+pub fn length(len: usize, kind: ObjectKind) -> Result<u32> {
+    u32::try_from(len).map_err(|_| {
+        let what = match kind {
+            ObjectKind::Data => "object",
+            // 36 bytes per chunk of every file in one folder.
+            ObjectKind::Tree => "folder listing",
+        };
+        Error::invalid(
+            "object size",
+            format!("a {what} of {len} bytes is more than a record holds (4 GiB)"),
+        )
+    })
+}
+
 impl PackEntry {
     /// Where the stored bytes lie in the pack.
     pub fn data_range(&self) -> Range<u64> {
@@ -281,6 +297,21 @@ mod codec {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn objects_over_four_gib_are_refused_not_truncated() {
+        assert_eq!(length(0, ObjectKind::Data).unwrap(), 0);
+        assert_eq!(
+            length(u32::MAX as usize, ObjectKind::Data).unwrap(),
+            u32::MAX
+        );
+        let err = length(u32::MAX as usize + 1, ObjectKind::Tree).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("folder listing of 4294967296 bytes"),
+            "{err}"
+        );
+    }
 
     #[test]
     fn stored_bytes_are_found_only_inside_what_was_read() {

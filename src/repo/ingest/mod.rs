@@ -114,6 +114,7 @@ impl Repository {
         opts: &IngestOptions,
         progress: &dyn Progress,
     ) -> Result<IngestOutcome> {
+        let _storing = self.storing();
         let started = Instant::now();
         let start_time = SystemTime::now();
         let (mut walk, roots) = Walk::roots(paths, progress)?;
