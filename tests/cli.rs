@@ -379,6 +379,14 @@ fn a_snapshot_report_counts_a_repeated_folder_twice_and_its_tree_once() {
         fs::write(src.join(copy).join("one.bin"), random_bytes(7, 100_000)).unwrap();
         fs::write(src.join(copy).join("inner/two.txt"), b"twice").unwrap();
     }
+    // The copies are the same folder only if their times agree to the
+    // nanosecond; two writes a clock tick apart would not.
+    let t = filetime::FileTime::from_unix_time(1_700_000_000, 0);
+    for copy in ["a", "b"] {
+        for entry in ["one.bin", "inner/two.txt", "inner"] {
+            filetime::set_file_times(src.join(copy).join(entry), t, t).unwrap();
+        }
+    }
     ok(dedup(&repo).arg("init"));
     ok(dedup(&repo).arg("ingest").arg(&src));
     let s = json(dedup(&repo).args(["report", "latest", "--json"]));
@@ -452,4 +460,39 @@ fn setuid_and_setgid_bits_are_not_restored_since_owners_are_not() {
         "{}",
         r.stderr
     );
+}
+
+#[test]
+fn an_ingest_of_a_folder_holding_the_repository_does_not_store_the_repository() {
+    // `dedup ingest ~` with the default repository under ~/.local/share.
+    let tmp = tempfile::tempdir().unwrap();
+    let home = tmp.path().join("home");
+    make_tree(&home.join("work"), 41);
+    let repo = home.join(".local/share/dedup/repo");
+    let mut cmd = dedup(&repo);
+    // The file cache under the same home, as ~/.cache would be.
+    cmd.env("XDG_CACHE_HOME", home.join(".cache"));
+    ok(cmd.arg("init"));
+    let ingest = |home: &std::path::Path| {
+        let mut cmd = dedup(&repo);
+        cmd.env("XDG_CACHE_HOME", home.join(".cache"));
+        ok(cmd.args(["ingest", "--json"]).arg(home))
+    };
+    let first = ingest(&home);
+    assert!(
+        first.stderr.contains("own folder; not stored"),
+        "{}",
+        first.stderr
+    );
+    let second = ingest(&home);
+    let record: serde_json::Value = serde_json::from_str(&second.stdout).unwrap();
+    let new = record["record"]["summary"]["new_bytes"].as_u64().unwrap();
+    assert!(new < 64 * 1024, "the second ingest stored {new} new bytes");
+    let out = tmp.path().join("out");
+    ok(dedup(&repo).args(["restore", "latest"]).arg(&out));
+    assert!(out.join("work").exists());
+    assert!(!out.join(".local/share/dedup/repo").exists());
+    // The file cache's own folder is passed over (its parent may stay).
+    let cached = fs::read_dir(out.join(".cache/dedup")).map_or(0, Iterator::count);
+    assert_eq!(cached, 0, "the file cache was stored");
 }

@@ -106,6 +106,8 @@ pub struct Repository {
     bloom: RwLock<Bloom>,
     /// This machine's file cache for this repository (writers only).
     file_cache: Option<FileCache>,
+    /// Where that cache lives.
+    cache_dir: Option<PathBuf>,
     /// The writer lock, held while open (writers only).
     lock: Option<WriteLock>,
     /// Within this handle: storing (ingest, put) shares it, reclaiming
@@ -216,6 +218,10 @@ impl Repository {
                 Ok(Shard { id: s.id, backend })
             })
             .collect::<Result<_>>()?;
+        let cache_dir = opts
+            .cache_dir
+            .clone()
+            .or_else(|| FileCache::default_dir(root));
         let repo = Repository {
             root: root.to_path_buf(),
             config,
@@ -229,11 +235,11 @@ impl Repository {
             file_cache: if read_only {
                 None
             } else {
-                opts.cache_dir
-                    .clone()
-                    .or_else(|| FileCache::default_dir(root))
-                    .and_then(|dir| FileCache::open(&dir).ok())
+                cache_dir
+                    .as_deref()
+                    .and_then(|dir| FileCache::open(dir).ok())
             },
+            cache_dir,
             lock,
             work: RwLock::new(()),
         };
@@ -256,6 +262,25 @@ impl Repository {
         self.work
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The folders an ingest must not store, by (device, inode): the
+    /// repository's own, its local shards' and its file cache's (`dedup
+    /// ingest ~` would otherwise store the repository into itself).
+    pub(crate) fn own_folders(&self) -> std::collections::HashSet<(u64, u64)> {
+        use std::os::unix::fs::MetadataExt;
+        let local_shards = self
+            .config
+            .shards
+            .iter()
+            .filter(|s| !s.is_object_store())
+            .map(|s| self.root.join(&s.path));
+        std::iter::once(self.root.clone())
+            .chain(local_shards)
+            .chain(self.cache_dir.clone())
+            .filter_map(|p| std::fs::metadata(p).ok())
+            .map(|m| (m.dev(), m.ino()))
+            .collect()
     }
 
     /// The repository's folder.

@@ -117,7 +117,7 @@ impl Repository {
         let _storing = self.storing();
         let started = Instant::now();
         let start_time = SystemTime::now();
-        let (mut walk, roots) = Walk::roots(paths, progress)?;
+        let (mut walk, roots) = Walk::roots(paths, self.own_folders(), progress)?;
         progress.set_total(walk.files.iter().map(|f| f.stamp.size).sum());
         let writer = ObjectWriter::new(self);
         let results = self.read_files(&writer, &walk.files, opts, progress)?;

@@ -3,6 +3,7 @@
 //! files to read. Entries that cannot be stored (sockets, FIFOs, devices,
 //! unreadable folders) are skipped with a warning.
 
+use std::collections::HashSet;
 use std::fs::{self, File, Metadata};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
@@ -43,6 +44,8 @@ pub(super) struct Walk<'p> {
     pub(super) files: Vec<FileJob>,
     pub(super) skipped: Vec<Skipped>,
     progress: &'p dyn Progress,
+    /// Folders never stored, by (device, inode): the repository's own.
+    own: HashSet<(u64, u64)>,
 }
 
 impl<'p> Walk<'p> {
@@ -50,7 +53,13 @@ impl<'p> Walk<'p> {
     /// file cache's key); returns the walk and each root with its name.
     /// A path that is missing or unreadable itself is an error; anything
     /// unreadable below it is skipped.
-    pub(super) fn roots(paths: &[PathBuf], progress: &'p dyn Progress) -> Result<(Self, Roots)> {
+    /// Folders in `own` (the repository's, by device and inode) are
+    /// passed over with a notice.
+    pub(super) fn roots(
+        paths: &[PathBuf],
+        own: HashSet<(u64, u64)>,
+        progress: &'p dyn Progress,
+    ) -> Result<(Self, Roots)> {
         if paths.is_empty() {
             return Err(Error::invalid("ingest paths", "give at least one path"));
         }
@@ -58,6 +67,7 @@ impl<'p> Walk<'p> {
             files: Vec::new(),
             skipped: Vec::new(),
             progress,
+            own,
         };
         let mut roots = Vec::new();
         let mut names = std::collections::HashSet::new();
@@ -132,6 +142,13 @@ impl<'p> Walk<'p> {
                 }
             }
         } else if ft.is_dir() {
+            if self.own.contains(&(meta.dev(), meta.ino())) {
+                self.progress.warn(&format!(
+                    "{} is this repository's own folder; not stored",
+                    path.display()
+                ));
+                return None;
+            }
             let listing = match fs::read_dir(path) {
                 Ok(l) => l,
                 Err(e) => {
