@@ -63,16 +63,45 @@ fn a_lock_left_by_a_dead_process_is_taken_over() {
 }
 
 #[test]
+fn a_lock_file_nobody_holds_is_taken_even_when_its_pid_is_alive() {
+    // After a reboot the pid in a lock file often belongs to some other
+    // live process; only a held lock counts.
+    let tmp = tempfile::tempdir().unwrap();
+    let (repo, src) = (tmp.path().join("repo"), tmp.path().join("src"));
+    make_tree(&src, 35);
+    ok(dedup(&repo).arg("init"));
+    lock_file(&repo, std::process::id());
+    ok(dedup(&repo).arg("ingest").arg(&src));
+    assert!(!repo.join("lock").exists(), "released after use");
+}
+
+#[test]
 fn wait_lock_waits_for_the_holder_to_finish() {
     let tmp = tempfile::tempdir().unwrap();
     let (repo, src) = (tmp.path().join("repo"), tmp.path().join("src"));
     make_tree(&src, 33);
     ok(dedup(&repo).arg("init"));
-    let mut sleeper = std::process::Command::new("sleep")
-        .arg("1")
+    // Another process holds the lock for a second: `flock(1)` takes it
+    // as dedup does.
+    let lock = repo.join("lock");
+    let mut sleeper = std::process::Command::new("flock")
+        .arg(&lock)
+        .args(["sleep", "1"])
         .spawn()
         .unwrap();
-    lock_file(&repo, sleeper.id());
+    let held = || {
+        let free = std::process::Command::new("flock")
+            .arg("-n")
+            .arg(&lock)
+            .arg("true")
+            .status()
+            .unwrap();
+        !free.success()
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !held() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
     let r = run(dedup(&repo).arg("ingest").arg(&src));
     assert_eq!(r.code, 2, "without --wait-lock it fails at once");
     let waiter = std::thread::spawn({

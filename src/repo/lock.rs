@@ -1,13 +1,16 @@
 //! The writer lock: one process writes a repository at a time.
 //!
-//! The lock is a file `lock` created with `O_EXCL`, holding the holder's pid,
-//! host and start time as JSON. A lock whose holder is a process on this host
-//! that no longer exists is stale and is taken over. Readers never lock: they
-//! open the index read-only and see the state as of their opening.
+//! The lock is an advisory `flock` on the file `lock`, held for as long as
+//! the writer runs; the file's JSON (pid, host, start time) only says who
+//! holds it. The kernel drops a `flock` when its process dies, however it
+//! dies, so there is no stale lock to judge: a lock file nobody holds is
+//! simply taken, whatever pid it names (a pid reused after a reboot, a
+//! container's), and taking it is atomic. Readers never lock: they open
+//! the index read-only and see the state as of their opening.
 
-use std::fs::{self, OpenOptions};
-use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
+use std::fs::{self, File, OpenOptions, TryLockError};
+use std::io::Read;
+use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -35,79 +38,74 @@ impl std::fmt::Display for LockHolder {
 #[derive(Debug)]
 pub struct WriteLock {
     path: PathBuf,
+    /// The open file whose `flock` is the lock.
+    file: File,
 }
 
 fn hostname() -> String {
     gethostname::gethostname().to_string_lossy().into_owned()
 }
 
+/// Tries to take the lock again after its holder released it between our
+/// open and our lock (see [`WriteLock::acquire`]).
+const ATTEMPTS: usize = 10;
+
 impl WriteLock {
     /// Takes the lock in `root`, or says who holds it.
     pub fn acquire(root: &Path) -> Result<Self> {
         let path = root.join("lock");
-        let me = LockHolder {
-            pid: std::process::id(),
-            host: hostname(),
-            since: humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
-        };
-        // Two rounds: the second after removing a stale lock.
-        for _ in 0..2 {
-            match OpenOptions::new()
+        for _ in 0..ATTEMPTS {
+            let mut file = OpenOptions::new()
+                .read(true)
                 .write(true)
-                .create_new(true)
+                .create(true)
+                .truncate(false)
                 .mode(0o600)
                 .open(&path)
-            {
-                Ok(mut f) => {
-                    let written = f
-                        .write_all(&serde_json::to_vec(&me).expect("serialises"))
-                        .and_then(|()| f.sync_all());
-                    if let Err(e) = written {
-                        // A half-written lock (a full disk, say) would
-                        // refuse every later writer: it is not a lock.
-                        let _ = fs::remove_file(&path);
-                        return Err(Error::io(&path, e));
-                    }
-                    return Ok(WriteLock { path });
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                    let holder = fs::read(&path)
+                .at(&path)?;
+            match file.try_lock() {
+                Ok(()) => {}
+                Err(TryLockError::WouldBlock) => {
+                    let mut text = Vec::new();
+                    let holder = file
+                        .read_to_end(&mut text)
                         .ok()
-                        .and_then(|b| serde_json::from_slice::<LockHolder>(&b).ok());
-                    match holder {
-                        Some(h)
-                            if h.host == me.host
-                                && !Path::new(&format!("/proc/{}", h.pid)).exists() =>
-                        {
-                            // The holder died without releasing: take over.
-                            fs::remove_file(&path).at(&path)?;
-                        }
-                        Some(h) => {
-                            return Err(Error::Locked {
-                                path,
-                                holder: h.to_string(),
-                            })
-                        }
-                        None => {
-                            return Err(Error::Locked {
-                                path,
-                                holder: "an unknown process (unreadable lock file)".into(),
-                            })
-                        }
-                    }
+                        .and_then(|_| serde_json::from_slice::<LockHolder>(&text).ok())
+                        .map_or_else(|| "another process".to_string(), |h| h.to_string());
+                    return Err(Error::Locked { path, holder });
                 }
-                Err(e) => return Err(Error::io(&path, e)),
+                Err(TryLockError::Error(e)) => return Err(Error::io(&path, e)),
             }
+            // A holder that was releasing may have removed the file after
+            // we opened it: then we hold a lock on a name nobody sees.
+            let ours = file.metadata().at(&path)?;
+            let named = fs::metadata(&path).ok();
+            if named.is_none_or(|m| (m.dev(), m.ino()) != (ours.dev(), ours.ino())) {
+                continue;
+            }
+            let me = LockHolder {
+                pid: std::process::id(),
+                host: hostname(),
+                since: humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
+            };
+            let text = serde_json::to_vec(&me).expect("serialises");
+            file.set_len(0)
+                .and_then(|()| file.write_all_at(&text, 0))
+                .at(&path)?;
+            return Ok(WriteLock { path, file });
         }
         Err(Error::Locked {
             path,
-            holder: "another process that took it over first".into(),
+            holder: "other processes taking and releasing it".into(),
         })
     }
 }
 
 impl Drop for WriteLock {
     fn drop(&mut self) {
+        // Removed while still held, so nobody takes a lock on a file that
+        // is going away; closing the file then releases the lock.
         let _ = fs::remove_file(&self.path);
+        let _ = self.file.unlock();
     }
 }
