@@ -353,6 +353,45 @@ fn repair_salvages_a_pack_whose_trailer_is_damaged() {
     restores_identically(&f, "latest", &f.src);
 }
 
+#[test]
+fn repair_keeps_the_intact_records_after_a_damaged_one_and_the_damaged_file() {
+    use dedup::store::pack::{flags, parse_trailer, trailer_len, FOOTER_SIZE};
+    let f = fixture("none");
+    // A pack of several records whose first one is file data.
+    let (victim, mut bytes, entries) = packs(&f.repo)
+        .into_iter()
+        .find_map(|p| {
+            let bytes = fs::read(&p).unwrap();
+            let n = bytes.len();
+            let tail = trailer_len(&bytes[n - FOOTER_SIZE..], "t").unwrap();
+            let entries = parse_trailer(&bytes[n - tail..], n as u64, "t").unwrap();
+            let fits = entries.len() > 2 && entries[0].flags & flags::TREE == 0;
+            fits.then_some((p, bytes, entries))
+        })
+        .expect("a pack whose first record is data");
+    let n = bytes.len();
+    // The first record's data and the trailer are damaged; the rest is not.
+    let first = entries[0].data_range();
+    bytes[first.start as usize] ^= 0xff;
+    bytes[n - 20] ^= 0xff;
+    fs::write(&victim, bytes).unwrap();
+    let r = run(dedup(&f.repo).args(["repair", "index"]));
+    assert_eq!(r.code, 1, "salvage is reported: {}", r.stdout);
+    let kept = format!("{} records kept", entries.len() - 1);
+    assert!(r.stdout.contains(&kept), "{}", r.stdout);
+    let mut damaged = victim.into_os_string();
+    damaged.push(".damaged");
+    assert!(Path::new(&damaged).exists(), "the damaged file is kept");
+    // Only the damaged record's chunk is missing.
+    let v = json_any(dedup(&f.repo).args(["verify", "--json"]), 1);
+    let problems = v["problems"].as_array().unwrap();
+    assert_eq!(problems.len(), 1, "{v}");
+    assert_eq!(problems[0]["kind"], "missing-chunk", "{v}");
+    // gc leaves the kept file alone.
+    ok(dedup(&f.repo).arg("gc"));
+    assert!(Path::new(&damaged).exists(), "gc removed the damaged file");
+}
+
 /// A flat folder of files whose chunks spread over every shard: its one
 /// tree is new in each snapshot that changes a file.
 fn flat_tree(dir: &Path, seed: u64) {

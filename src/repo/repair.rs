@@ -163,13 +163,19 @@ fn index_shard(
                 .push(format!("{place}: no readable records"));
             continue;
         }
+        // The damaged file is kept beside it (gc never touches it), for
+        // whatever a person can still get out of it.
+        let kept = format!("{key}.damaged");
+        if backend.size(&kept).is_err() {
+            backend.create(&kept, &bytes)?;
+        }
         let (new_bytes, entries) = repack(&pack, &bytes, 0, &salvaged)?;
         let mut batch = index.batch();
         let new_pack = batch.publish_pack(shard, backend.as_ref(), &new_bytes, &entries)?;
         index.commit(batch)?;
         damaged.push((pack, backend.clone()));
         report.salvaged_packs.push(format!(
-            "{place} ({} records kept in pack {new_pack})",
+            "{place} ({} records kept in pack {new_pack}; the damaged file is kept as {key}.damaged)",
             entries.len()
         ));
         report.packs += 1;

@@ -282,8 +282,9 @@ pub fn read_entries(
 }
 
 /// Walks a pack's records from the front, for packs whose trailer is lost.
-/// Stops at the first record that does not decode or whose bytes do not
-/// hash to its id (`check` returns false); returns the good ones.
+/// Passes over a record whose bytes fail `check` (they do not hash to its
+/// id) and stops at the first header that does not decode; returns the
+/// good ones.
 pub fn scan_records(bytes: &[u8], check: impl Fn(&PackEntry, &[u8]) -> bool) -> Vec<PackEntry> {
     let mut out = Vec::new();
     if !bytes.starts_with(PACK_MAGIC) {
@@ -306,10 +307,14 @@ pub fn scan_records(bytes: &[u8], check: impl Fn(&PackEntry, &[u8]) -> bool) -> 
             stored_len,
             flags: bits,
         };
-        if bits & !flags::KNOWN != 0 || !check(&e, data) {
-            break;
+        if bits & !flags::KNOWN != 0 {
+            break; // not a record header: nothing after it can be trusted
         }
-        out.push(e);
+        // A record whose bytes do not hash to its id is passed over: its
+        // header still says where the next one starts.
+        if check(&e, data) {
+            out.push(e);
+        }
     }
     out
 }
@@ -359,6 +364,16 @@ mod tests {
                 assert!(ok.is_none(), "flip of bit {bit} in byte {i} went unnoticed");
             }
         }
+    }
+
+    #[test]
+    fn a_scan_passes_over_a_damaged_record_and_keeps_the_ones_after_it() {
+        let (mut bytes, entries) = sample();
+        let first = entries[0].data_range();
+        bytes[first.start as usize] ^= 0xff;
+        let good = |e: &PackEntry, data: &[u8]| ChunkId::of(data) == e.id;
+        let kept = scan_records(&bytes, good);
+        assert_eq!(kept, entries[1..].to_vec());
     }
 
     #[test]
