@@ -136,8 +136,20 @@ fn json_any(cmd: &mut std::process::Command, code: i32) -> serde_json::Value {
 
 #[test]
 fn a_truncated_pack_a_damaged_bloom_file_and_a_damaged_record_are_findings() {
+    use dedup::store::pack::{flags, parse_trailer, trailer_len, FOOTER_SIZE};
     let f = fixture("none");
-    let victim = packs(&f.repo).into_iter().next().unwrap();
+    // A pack of file data only: a lost tree stops gc outright (it could
+    // not tell what is live), which is another test's business.
+    let victim = packs(&f.repo)
+        .into_iter()
+        .find(|p| {
+            let bytes = fs::read(p).unwrap();
+            let n = bytes.len();
+            let tail = trailer_len(&bytes[n - FOOTER_SIZE..], "t").unwrap();
+            let entries = parse_trailer(&bytes[n - tail..], n as u64, "t").unwrap();
+            entries.iter().all(|e| e.flags & flags::TREE == 0)
+        })
+        .expect("a pack without trees");
     let len = fs::metadata(&victim).unwrap().len();
     fs::OpenOptions::new()
         .write(true)
@@ -198,6 +210,47 @@ fn a_crafted_bloom_file_with_a_valid_checksum_is_rebuilt_not_a_panic() {
     assert!(!r.stderr.contains("panicked"), "{}", r.stderr);
     ok(dedup(&f.repo).args(["verify", "--read-data"]));
     restores_identically(&f, "latest", &f.src);
+}
+
+#[test]
+fn an_undecodable_record_file_does_not_stop_writers_and_verify_names_it() {
+    let f = fixture("none");
+    let name = "a".repeat(64);
+    fs::write(f.repo.join("snapshots").join(&name), b"not a record").unwrap();
+    fs::write(f.src.join("new-file"), b"new content").unwrap();
+    ok(dedup(&f.repo).arg("ingest").arg(&f.src));
+    let v = json_any(dedup(&f.repo).args(["verify", "--json"]), 1);
+    assert_eq!(problem_kinds(&v), ["damaged-snapshot"], "{v}");
+    assert!(v.to_string().contains(&name), "{v}");
+    restores_identically(&f, "latest", &f.src);
+}
+
+#[test]
+fn gc_passing_over_an_unreadable_pack_says_so_and_exits_1() {
+    use dedup::store::pack::{flags, parse_trailer, trailer_len, FOOTER_SIZE};
+    let f = fixture("none");
+    // A pack of file data only: a lost tree stops gc outright (it could
+    // not tell what is live), which is another test's business.
+    let victim = packs(&f.repo)
+        .into_iter()
+        .find(|p| {
+            let bytes = fs::read(p).unwrap();
+            let n = bytes.len();
+            let tail = trailer_len(&bytes[n - FOOTER_SIZE..], "t").unwrap();
+            let entries = parse_trailer(&bytes[n - tail..], n as u64, "t").unwrap();
+            entries.iter().all(|e| e.flags & flags::TREE == 0)
+        })
+        .expect("a pack without trees");
+    let len = fs::metadata(&victim).unwrap().len();
+    fs::OpenOptions::new()
+        .write(true)
+        .open(&victim)
+        .unwrap()
+        .set_len(len / 2)
+        .unwrap();
+    let gc = json_any(dedup(&f.repo).args(["gc", "--json"]), 1);
+    assert_eq!(gc["unreadable_packs"].as_array().unwrap().len(), 1, "{gc}");
+    assert!(victim.exists(), "gc must not delete what it cannot read");
 }
 
 #[test]

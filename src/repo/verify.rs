@@ -272,6 +272,24 @@ impl Repository {
                 Err(e) => report.problems.push(damaged(e.to_string())),
             }
         }
+        // Record files the index lacks are adopted by the next writer,
+        // unless they do not decode: those are news.
+        for key in self.files.list("snapshots/")? {
+            let Ok(id) = key.trim_start_matches("snapshots/").parse::<SnapshotId>() else {
+                continue;
+            };
+            if self.index.snapshot(&id)?.is_none() {
+                let decoded = self
+                    .files
+                    .get(&key)
+                    .and_then(|bytes| SnapshotRecord::decode(&bytes, &id));
+                if let Err(e) = decoded {
+                    let message = format!("{key} is not adopted: {e}");
+                    let problem = Problem::new(ProblemKind::DamagedSnapshot, message);
+                    report.problems.push(problem.of_snapshot(&id));
+                }
+            }
+        }
         report.snapshots = out.len() as u64;
         Ok(out)
     }

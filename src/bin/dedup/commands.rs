@@ -325,11 +325,11 @@ fn mode(dry_run: bool) -> Mode {
     }
 }
 
-/// `dedup gc`.
+/// `dedup gc`: exit 1 when it had to pass over packs it could not read.
 pub fn gc(cx: &Context, dry_run: bool, json: bool) -> Code {
     let report = cx.writer()?.gc(mode(dry_run), &cx.bar("gc"))?;
     show(&report, json)?;
-    Ok(0)
+    Ok(u8::from(!report.unreadable_packs.is_empty()))
 }
 
 /// `dedup repair index`: exit 1 when something could not be used as it was.
