@@ -6,6 +6,8 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use common::*;
+use dedup::store::pack::{flags, parse_trailer, trailer_len, FOOTER_SIZE};
+use dedup::store::PackEntry;
 
 struct Fixture {
     _tmp: tempfile::TempDir,
@@ -136,20 +138,8 @@ fn json_any(cmd: &mut std::process::Command, code: i32) -> serde_json::Value {
 
 #[test]
 fn a_truncated_pack_a_damaged_bloom_file_and_a_damaged_record_are_findings() {
-    use dedup::store::pack::{flags, parse_trailer, trailer_len, FOOTER_SIZE};
     let f = fixture("none");
-    // A pack of file data only: a lost tree stops gc outright (it could
-    // not tell what is live), which is another test's business.
-    let victim = packs(&f.repo)
-        .into_iter()
-        .find(|p| {
-            let bytes = fs::read(p).unwrap();
-            let n = bytes.len();
-            let tail = trailer_len(&bytes[n - FOOTER_SIZE..], "t").unwrap();
-            let entries = parse_trailer(&bytes[n - tail..], n as u64, "t").unwrap();
-            entries.iter().all(|e| e.flags & flags::TREE == 0)
-        })
-        .expect("a pack without trees");
+    let victim = packs(&f.repo).into_iter().next().unwrap();
     let len = fs::metadata(&victim).unwrap().len();
     fs::OpenOptions::new()
         .write(true)
@@ -227,19 +217,12 @@ fn an_undecodable_record_file_does_not_stop_writers_and_verify_names_it() {
 
 #[test]
 fn gc_passing_over_an_unreadable_pack_says_so_and_exits_1() {
-    use dedup::store::pack::{flags, parse_trailer, trailer_len, FOOTER_SIZE};
     let f = fixture("none");
     // A pack of file data only: a lost tree stops gc outright (it could
     // not tell what is live), which is another test's business.
     let victim = packs(&f.repo)
         .into_iter()
-        .find(|p| {
-            let bytes = fs::read(p).unwrap();
-            let n = bytes.len();
-            let tail = trailer_len(&bytes[n - FOOTER_SIZE..], "t").unwrap();
-            let entries = parse_trailer(&bytes[n - tail..], n as u64, "t").unwrap();
-            entries.iter().all(|e| e.flags & flags::TREE == 0)
-        })
+        .find(|p| records(p).1.iter().all(|e| e.flags & flags::TREE == 0))
         .expect("a pack without trees");
     let len = fs::metadata(&victim).unwrap().len();
     fs::OpenOptions::new()
@@ -408,19 +391,15 @@ fn repair_salvages_a_pack_whose_trailer_is_damaged() {
 
 #[test]
 fn repair_keeps_the_intact_records_after_a_damaged_one_and_the_damaged_file() {
-    use dedup::store::pack::{flags, parse_trailer, trailer_len, FOOTER_SIZE};
     let f = fixture("none");
     // A pack of several records whose first one is file data.
-    let (victim, mut bytes, entries) = packs(&f.repo)
+    let (victim, (mut bytes, entries)) = packs(&f.repo)
         .into_iter()
-        .find_map(|p| {
-            let bytes = fs::read(&p).unwrap();
-            let n = bytes.len();
-            let tail = trailer_len(&bytes[n - FOOTER_SIZE..], "t").unwrap();
-            let entries = parse_trailer(&bytes[n - tail..], n as u64, "t").unwrap();
-            let fits = entries.len() > 2 && entries[0].flags & flags::TREE == 0;
-            fits.then_some((p, bytes, entries))
+        .map(|p| {
+            let read = records(&p);
+            (p, read)
         })
+        .find(|(_, (_, es))| es.len() > 2 && es[0].flags & flags::TREE == 0)
         .expect("a pack whose first record is data");
     let n = bytes.len();
     // The first record's data and the trailer are damaged; the rest is not.
@@ -443,6 +422,15 @@ fn repair_keeps_the_intact_records_after_a_damaged_one_and_the_damaged_file() {
     // gc leaves the kept file alone.
     ok(dedup(&f.repo).arg("gc"));
     assert!(Path::new(&damaged).exists(), "gc removed the damaged file");
+}
+
+/// A pack file's bytes and the entries its trailer lists.
+fn records(pack: &Path) -> (Vec<u8>, Vec<PackEntry>) {
+    let bytes = fs::read(pack).unwrap();
+    let n = bytes.len();
+    let tail = trailer_len(&bytes[n - FOOTER_SIZE..], "t").unwrap();
+    let entries = parse_trailer(&bytes[n - tail..], n as u64, "t").unwrap();
+    (bytes, entries)
 }
 
 /// A flat folder of files whose chunks spread over every shard: its one

@@ -106,6 +106,7 @@ fn shard_changes_that_would_leave_no_weight_are_refused() {
     let r = run(dedup(&repo).args(["shard", "set-weight", "0", "100000000"]));
     assert_eq!(r.code, 2);
     assert!(r.stderr.contains("more than 1000"), "{}", r.stderr);
+    ok(dedup(&repo).args(["shard", "list"]));
     // Nor is such a weight taken from a config edited by hand.
     let config = repo.join("config");
     let text = fs::read_to_string(&config).unwrap();
