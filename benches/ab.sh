@@ -19,18 +19,8 @@ SCALE="${SCALE:-1}"
 ROUNDS="${ROUNDS:-4}"
 [ -x "$BASE" ] || { echo "ab.sh: $BASE is not an executable" >&2; exit 1; }
 [ -x /usr/bin/time ] || { echo "ab.sh needs GNU time (Debian: apt-get install -y time)" >&2; exit 1; }
-source scripts/setup.sh
-cargo build --release --locked --quiet --bin dedup --example gen_corpus
-NEW="$CARGO_TARGET_DIR/release/dedup"
-GEN="$CARGO_TARGET_DIR/release/examples/gen_corpus"
-
-scaled() { python3 -c "print(max(1, int($1 * $SCALE)))"; }
-rm -rf "$WORK"
-mkdir -p "$WORK/base"
-echo "generating corpora in $WORK (SCALE=$SCALE) ..." >&2
-"$GEN" small "$WORK/base/small" "$(scaled 50000)"
-"$GEN" large "$WORK/base/shift" 4 "$(scaled 256)"
-"$GEN" huge "$WORK/base/huge" "$(scaled 2048)"
+source benches/corpora.sh
+NEW="$DEDUP"
 
 seconds() { # CMD...: prints the wall seconds CMD took
   /usr/bin/time -f "%e" -o "$WORK/time" "$@" >/dev/null

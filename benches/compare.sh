@@ -47,20 +47,9 @@ if [ ${#missing[@]} -gt 0 ]; then
   echo "compare.sh needs: ${missing[*]} (Debian: apt-get install -y ${missing[*]})" >&2
   exit 1
 fi
-source scripts/setup.sh
-cargo build --release --locked --quiet --bin dedup --example gen_corpus
-DEDUP="$CARGO_TARGET_DIR/release/dedup"
-GEN="$CARGO_TARGET_DIR/release/examples/gen_corpus"
+source benches/corpora.sh
 export RESTIC_PASSWORD=compare BORG_UNKNOWN_UNENCRYPTED_REPO_ACCESS_IS_OK=yes BORG_RELOCATED_REPO_ACCESS_IS_OK=yes
 export RESTIC_CACHE_DIR="$WORK/restic-cache" BORG_BASE_DIR="$WORK/borg-base"
-
-scaled() { python3 -c "print(max(1, int($1 * $SCALE)))" 2>/dev/null || echo "$1"; }
-rm -rf "$WORK"
-mkdir -p "$WORK/base"
-echo "generating corpora in $WORK (SCALE=$SCALE) ..." >&2
-"$GEN" small "$WORK/base/small" "$(scaled 50000)"
-"$GEN" large "$WORK/base/shift" 4 "$(scaled 256)"
-"$GEN" huge "$WORK/base/huge" "$(scaled 2048)"
 versions_small=4
 versions_shift=3
 versions_huge=1

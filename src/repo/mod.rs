@@ -297,26 +297,41 @@ impl Repository {
     /// them into the index are complete (their chunks were indexed first), so
     /// they are adopted.
     fn adopt_snapshot_files(&self) -> Result<()> {
-        let known: std::collections::HashSet<_> = self
+        let indexed = self
             .index
             .snapshots()?
             .into_iter()
             .map(|(id, _)| id)
             .collect();
-        for key in self.files.list("snapshots/")? {
-            let Ok(id) = key.trim_start_matches("snapshots/").parse::<SnapshotId>() else {
-                continue;
-            };
-            if !known.contains(&id) {
-                let bytes = self.files.get(&key)?;
-                // A record that does not decode is not adopted (verify
-                // names it); it must not stop every writer.
-                if SnapshotRecord::decode(&bytes, &id).is_ok() {
-                    self.index.put_snapshot(&id, &bytes)?;
-                }
+        // A record that does not decode is not adopted (verify names it);
+        // it must not stop every writer.
+        for (id, _, bytes) in self.unindexed_records(&indexed)? {
+            if let Ok(bytes) = bytes {
+                self.index.put_snapshot(&id, &bytes)?;
             }
         }
         Ok(())
+    }
+
+    /// Record files in `snapshots/` whose snapshot is not `indexed`.
+    pub(crate) fn unindexed_records(
+        &self,
+        indexed: &std::collections::HashSet<SnapshotId>,
+    ) -> Result<Vec<RecordFile>> {
+        let mut out = Vec::new();
+        for key in self.files.list(SnapshotRecord::FOLDER)? {
+            let Some(id) = SnapshotRecord::id_of_key(&key) else {
+                continue;
+            };
+            if !indexed.contains(&id) {
+                let bytes = self
+                    .files
+                    .get(&key)
+                    .and_then(|b| SnapshotRecord::decode(&b, &id).map(|_| b));
+                out.push((id, key, bytes));
+            }
+        }
+        Ok(out)
     }
 
     /// Number of objects (chunks and trees) in the index, from pack summaries.
@@ -513,6 +528,10 @@ impl Repository {
         })
     }
 }
+
+/// A record file: its snapshot, its key, and its bytes if they read and
+/// decode (else the error saying why not).
+pub(crate) type RecordFile = (SnapshotId, String, Result<Vec<u8>>);
 
 /// Reads in flight at once on object stores (see [`Repository::io_pool`]).
 pub(crate) const REMOTE_READERS: usize = 32;

@@ -186,8 +186,8 @@ fn index_shard(
 
 /// Indexes every snapshot record file that decodes and hashes to its name.
 fn index_snapshots(index: &Index, files: &LocalStore, report: &mut RepairReport) -> Result<()> {
-    for key in MetaStore::list(files, "snapshots/")? {
-        let name = key.trim_start_matches("snapshots/");
+    for key in MetaStore::list(files, SnapshotRecord::FOLDER)? {
+        let name = key.trim_start_matches(SnapshotRecord::FOLDER);
         let decoded = name.parse::<SnapshotId>().and_then(|id| {
             MetaStore::get(files, &key)
                 .and_then(|b| SnapshotRecord::decode(&b, &id).map(|_| (id, b)))

@@ -256,7 +256,9 @@ impl Repository {
     /// their file (what a rebuilt index would use), become problems.
     fn check_snapshots(&self, report: &mut VerifyReport) -> Result<Vec<(SnapshotId, ChunkId)>> {
         let mut out = Vec::new();
+        let mut indexed = HashSet::new();
         for (id, bytes) in self.index.snapshots()? {
+            indexed.insert(id);
             let key = SnapshotRecord::key(&id);
             let damaged =
                 |message| Problem::new(ProblemKind::DamagedSnapshot, message).of_snapshot(&id);
@@ -274,20 +276,11 @@ impl Repository {
         }
         // Record files the index lacks are adopted by the next writer,
         // unless they do not decode: those are news.
-        for key in self.files.list("snapshots/")? {
-            let Ok(id) = key.trim_start_matches("snapshots/").parse::<SnapshotId>() else {
-                continue;
-            };
-            if self.index.snapshot(&id)?.is_none() {
-                let decoded = self
-                    .files
-                    .get(&key)
-                    .and_then(|bytes| SnapshotRecord::decode(&bytes, &id));
-                if let Err(e) = decoded {
-                    let message = format!("{key} is not adopted: {e}");
-                    let problem = Problem::new(ProblemKind::DamagedSnapshot, message);
-                    report.problems.push(problem.of_snapshot(&id));
-                }
+        for (id, key, bytes) in self.unindexed_records(&indexed)? {
+            if let Err(e) = bytes {
+                let message = format!("{key} is not adopted: {e}");
+                let problem = Problem::new(ProblemKind::DamagedSnapshot, message);
+                report.problems.push(problem.of_snapshot(&id));
             }
         }
         report.snapshots = out.len() as u64;

@@ -119,9 +119,17 @@ impl SnapshotRecord {
         Ok(record)
     }
 
+    /// The folder of record files in the repository.
+    pub const FOLDER: &'static str = "snapshots/";
+
     /// The key of a record file in the repository.
     pub fn key(id: &SnapshotId) -> String {
-        format!("snapshots/{}", id.to_hex())
+        format!("{}{}", Self::FOLDER, id.to_hex())
+    }
+
+    /// The snapshot a record file's key names, if it names one.
+    pub fn id_of_key(key: &str) -> Option<SnapshotId> {
+        key.strip_prefix(Self::FOLDER)?.parse().ok()
     }
 }
 
