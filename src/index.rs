@@ -17,7 +17,7 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 
 #[cfg(feature = "engine")]
 use rocksdb::{BlockBasedOptions, ColumnFamily, Options, WriteBatch, WriteOptions, DB};
@@ -173,7 +173,7 @@ impl PackInfo {
 /// [`publish_pack`](Self::publish_pack) writes a new pack durably before
 /// the batch can point at it, the commit switches every entry over at once,
 /// and only after it are the files of
-/// [`retire_pack`](Self::retire_pack)ed packs deleted. The index keeps its
+/// [`retire_pack`](Self::retire_pack)ed packs handed back for deleting. The index keeps its
 /// pack-to-shard map in step; no caller touches it.
 #[cfg(feature = "engine")]
 pub struct Batch<'i> {
@@ -238,6 +238,44 @@ impl Batch<'_> {
     }
 }
 
+/// Packs a committed batch retired: the index no longer knows them, so
+/// their files can go. A crash (or a caller that keeps them because
+/// readers with an older view of the index are open) leaves unindexed
+/// files, which the next `gc` removes.
+#[derive(Default)]
+pub struct Retired(Vec<(PackId, Arc<dyn PackStore>)>);
+
+impl Retired {
+    /// How many packs.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// True when the batch retired nothing.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Deletes their files.
+    pub fn delete(self) -> Result<()> {
+        for (pack, backend) in self.0 {
+            backend.delete(&pack.key())?;
+        }
+        Ok(())
+    }
+}
+
+/// True for the errors a read-only open meets when the writer deletes a
+/// log or table file between the open's listing and its read.
+#[cfg(feature = "engine")]
+fn is_open_race(e: &rocksdb::Error) -> bool {
+    match e.kind() {
+        rocksdb::ErrorKind::IOError => true,
+        rocksdb::ErrorKind::Corruption => e.as_ref().contains("No such file or directory"),
+        _ => false,
+    }
+}
+
 /// How [`Index::open`] opens.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Access {
@@ -259,7 +297,15 @@ pub struct Index {
     crash_points: Option<Arc<dyn Fs>>,
     /// Every indexed pack's shard: what a read needs to find a pack.
     packs: RwLock<HashMap<PackId, ShardId>>,
+    /// Commits so far (kept in `meta` too): held across each commit, so
+    /// the stored count only grows.
+    commits: Mutex<u64>,
+    /// Told each new count once its commit is durable.
+    on_commit: Option<Box<dyn Fn(u64) + Send + Sync>>,
 }
+
+/// The `meta` key counting commits, over the index's whole life.
+const COMMITS: &str = "commits";
 
 #[cfg(feature = "engine")]
 impl Index {
@@ -272,6 +318,10 @@ impl Index {
         opts.create_if_missing(create);
         opts.create_missing_column_families(!read_only);
         opts.set_max_background_jobs(2);
+        // Every family flushes in the same step, so that a read-only open
+        // racing the writer sees all of them as of one moment, never the
+        // chunks as of one commit and the packs as of another.
+        opts.set_atomic_flush(true);
         opts.set_keep_log_file_num(2);
         let mut table = BlockBasedOptions::default();
         // Keys are random hashes: a per-file Bloom filter saves a disk read
@@ -285,13 +335,13 @@ impl Index {
         table.set_block_cache(&rocksdb::Cache::new_lru_cache(128 << 20));
         opts.set_block_based_table_factory(&table);
         let db = if read_only {
-            // A read-only open lists the writer's log files and then reads
-            // them; the writer may flush and delete one in between. That
-            // race is transient: try again on a fresh listing.
+            // A read-only open lists the writer's log and table files and
+            // then reads them; the writer may flush or compact one away in
+            // between. That race is transient: try again on a fresh listing.
             let mut attempt = 0;
             loop {
                 match DB::open_cf_for_read_only(&opts, path, FAMILIES, false) {
-                    Err(e) if attempt < 20 && e.kind() == rocksdb::ErrorKind::IOError => {
+                    Err(e) if attempt < 40 && is_open_race(&e) => {
                         attempt += 1;
                         std::thread::sleep(std::time::Duration::from_millis(25));
                     }
@@ -310,12 +360,15 @@ impl Index {
             path: path.to_path_buf(),
             crash_points: None,
             packs: RwLock::default(),
+            commits: Mutex::new(0),
+            on_commit: None,
         };
         let packs = index
             .packs()?
             .into_iter()
             .map(|(id, info)| (id, info.shard));
         index.packs = RwLock::new(packs.collect());
+        index.commits = Mutex::new(index.counter(COMMITS)?);
         Ok(index)
     }
 
@@ -326,6 +379,23 @@ impl Index {
     pub fn with_crash_points(mut self, fs: Arc<dyn Fs>) -> Self {
         self.crash_points = Some(fs);
         self
+    }
+
+    /// Calls `hook` with the new count after each commit is durable
+    /// (writers publish it so readers can tell a stale view; see
+    /// `repo::lock`).
+    #[must_use]
+    pub fn with_commit_hook(mut self, hook: impl Fn(u64) + Send + Sync + 'static) -> Self {
+        self.on_commit = Some(Box::new(hook));
+        self
+    }
+
+    /// How many commits this index has had, as of this view.
+    pub fn commits(&self) -> u64 {
+        *self
+            .commits
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     fn err(&self, e: rocksdb::Error) -> Error {
@@ -384,7 +454,7 @@ impl Index {
     pub fn commit_pack(&self, pack: PackId, info: &PackInfo, entries: &[PackEntry]) -> Result<()> {
         let mut batch = self.batch();
         batch.index_pack(pack, info, entries);
-        self.commit(batch)
+        self.commit(batch).map(drop)
     }
 
     /// An empty batch of changes, applied atomically by [`commit`](Self::commit).
@@ -398,14 +468,22 @@ impl Index {
     }
 
     /// Applies a batch atomically and durably (the write-ahead log is
-    /// synced), then deletes the files of the packs it retired.
-    pub fn commit(&self, batch: Batch<'_>) -> Result<()> {
+    /// synced) and hands back the packs it retired, whose files may now
+    /// be deleted: by [`Retired::delete`], or later by `gc`, which removes
+    /// pack files the index does not know. Dropping them unused is safe.
+    pub fn commit(&self, batch: Batch<'_>) -> Result<Retired> {
         let Batch {
-            inner,
+            mut inner,
             published,
             retired,
             ..
         } = batch;
+        let mut commits = self
+            .commits
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let count = *commits + 1;
+        inner.put_cf(self.cf(META), COMMITS, count.to_le_bytes());
         if let Some(fs) = &self.crash_points {
             fs.crash_point("index commit")
                 .map_err(|e| Error::io(&self.path, e))?;
@@ -425,17 +503,17 @@ impl Index {
             }
             return Err(self.err(e));
         }
+        *commits = count;
+        if let Some(hook) = &self.on_commit {
+            hook(count);
+        }
+        drop(commits);
         let mut packs = self.packs.write().expect("packs lock");
         for (pack, _) in &retired {
             packs.remove(pack);
         }
         drop(packs);
-        // A crash before these deletes leaves unindexed files, which gc
-        // removes; the index no longer needs them.
-        for (pack, backend) in retired {
-            backend.delete(&pack.key())?;
-        }
-        Ok(())
+        Ok(Retired(retired))
     }
 
     /// Moves everything committed so far from the write-ahead log into table
@@ -443,17 +521,17 @@ impl Index {
     /// log to replay at open: replaying (and deleting) it would race with
     /// read-only openers, which could then miss the replayed data.
     pub fn flush(&self) -> Result<()> {
-        for name in FAMILIES {
-            self.db.flush_cf(self.cf(name)).map_err(|e| self.err(e))?;
-        }
-        Ok(())
+        let families: Vec<&ColumnFamily> = FAMILIES.iter().map(|name| self.cf(name)).collect();
+        self.db
+            .flush_cfs_opt(&families, &rocksdb::FlushOptions::default())
+            .map_err(|e| self.err(e))
     }
 
     /// Removes a snapshot record (synced).
     pub fn delete_snapshot(&self, id: &SnapshotId) -> Result<()> {
         let mut batch = self.batch();
         batch.inner.delete_cf(self.cf(SNAPSHOTS), id.as_bytes());
-        self.commit(batch)
+        self.commit(batch).map(drop)
     }
 
     /// Every pack the index knows.
@@ -493,7 +571,7 @@ impl Index {
     pub fn put_snapshot(&self, id: &SnapshotId, record: &[u8]) -> Result<()> {
         let mut batch = self.batch();
         batch.put_snapshot(id, record);
-        self.commit(batch)
+        self.commit(batch).map(drop)
     }
 
     /// One snapshot record's bytes, if indexed.
@@ -543,7 +621,7 @@ impl Index {
             let value = self.counter(name)?.saturating_add(delta);
             batch.inner.put_cf(self.cf(META), name, value.to_le_bytes());
         }
-        self.commit(batch)
+        self.commit(batch).map(drop)
     }
 }
 

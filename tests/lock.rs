@@ -204,3 +204,102 @@ fn one_handle_never_runs_gc_in_the_middle_of_its_own_ingest() {
     drop(repo);
     assert_restores(dedup(&path), &src, &tmp.path().join("out"));
 }
+
+#[test]
+fn a_reader_open_across_gc_and_rebalance_still_reads_everything() {
+    private_cache_dir();
+    let tmp = tempfile::tempdir().unwrap();
+    let (repo, src) = (tmp.path().join("repo"), tmp.path().join("src"));
+    // One snapshot of a tree and a large file, then one of the tree alone:
+    // forgetting the first leaves packs that mix live and dead records.
+    make_tree(&src, 36);
+    fs::write(src.join("big.bin"), random_bytes(37, 4 << 20)).unwrap();
+    ok(dedup(&repo).args(["init", "--avg-size", "4KiB", "--pack-size", "256KiB"]));
+    let first = snapshot_id(&ok(dedup(&repo).arg("ingest").arg(&src)).stdout);
+    fs::remove_file(src.join("big.bin")).unwrap();
+    ok(dedup(&repo).arg("ingest").arg(&src));
+
+    let reader = dedup::Repository::open_read_only(&repo).unwrap();
+    let (kept, _) = reader.resolve_snapshot("latest").unwrap();
+    ok(dedup(&repo).args(["forget", &first]));
+    let gc = json(dedup(&repo).args(["gc", "--json"]));
+    assert!(gc["packs_kept_for_readers"].as_u64().unwrap() > 0, "{gc}");
+    ok(dedup(&repo)
+        .args(["shard", "add"])
+        .arg(tmp.path().join("s1")));
+    let moved = json(dedup(&repo).args(["rebalance", "--json"]));
+    assert!(
+        moved["packs_kept_for_readers"].as_u64().unwrap() > 0,
+        "{moved}"
+    );
+
+    // The reader's view of the index still lists the old packs, and their
+    // files are still there.
+    let out = tmp.path().join("out");
+    let restored = reader.restore(&kept, &out, &dedup::Quiet).unwrap();
+    assert!(restored.failed.is_empty(), "{:?}", restored.failed);
+    assert_eq!(describe(&src), describe(&out));
+    let report = reader.verify(1.0, &dedup::Quiet).unwrap();
+    assert!(report.is_clean(), "{report}");
+    drop(reader);
+
+    // With the reader gone, the next gc deletes what was kept for it.
+    let gc = json(dedup(&repo).args(["gc", "--json"]));
+    assert_eq!(gc["packs_kept_for_readers"], 0, "{gc}");
+    assert!(gc["orphan_packs"].as_u64().unwrap() > 0, "{gc}");
+    let gc = json(dedup(&repo).args(["gc", "--json"]));
+    assert_eq!(gc["orphan_packs"], 0, "{gc}");
+    ok(dedup(&repo).args(["verify", "--read-data"]));
+    assert_restores(dedup(&repo), &src, &tmp.path().join("out2"));
+}
+
+/// Readers in a loop while another process keeps moving every pack
+/// (rebalancing back and forth between two shards), ingesting, forgetting
+/// and collecting: every restore is identical and every verify clean.
+#[test]
+fn restore_and_verify_in_a_loop_beside_gc_rebalance_and_ingest() {
+    const ROUNDS: usize = 200;
+    let tmp = tempfile::tempdir().unwrap();
+    let (repo, src) = (tmp.path().join("repo"), tmp.path().join("src"));
+    two_shards_holding_a_tree(&repo, &src, 38);
+    let kept = snapshot_id(&ok(dedup(&repo).arg("ingest").arg(&src)).stdout);
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let churn = std::thread::spawn({
+        let (repo, stop, scratch) = (repo.clone(), stop.clone(), tmp.path().join("churn"));
+        move || {
+            let mut cycles = 0u64;
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                let (to, from) = if cycles.is_multiple_of(2) {
+                    ("01", "00")
+                } else {
+                    ("00", "01")
+                };
+                ok(dedup(&repo).args(["shard", "set-weight", to, "1"]));
+                ok(dedup(&repo).args(["shard", "set-weight", from, "0"]));
+                ok(dedup(&repo).arg("rebalance"));
+                fs::create_dir_all(&scratch).unwrap();
+                fs::write(scratch.join("f"), random_bytes(1000 + cycles, 1 << 20)).unwrap();
+                let id = snapshot_id(&ok(dedup(&repo).arg("ingest").arg(&scratch)).stdout);
+                ok(dedup(&repo).args(["forget", &id]));
+                ok(dedup(&repo).arg("gc"));
+                cycles += 1;
+            }
+            cycles
+        }
+    });
+    for round in 0..ROUNDS {
+        let out = tmp.path().join(format!("out{round}"));
+        ok(dedup(&repo).args(["restore", &kept]).arg(&out));
+        assert_eq!(describe(&src), describe(&out), "round {round}");
+        fs::remove_dir_all(&out).unwrap();
+        ok(dedup(&repo).arg("verify"));
+    }
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let cycles = churn.join().unwrap();
+    assert!(
+        cycles >= 2,
+        "the writer moved every pack only {cycles} times"
+    );
+    ok(dedup(&repo).arg("gc"));
+    ok(dedup(&repo).args(["verify", "--read-data"]));
+}

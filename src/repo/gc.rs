@@ -100,6 +100,12 @@ pub struct GcReport {
     pub bytes_freed: u64,
     /// Packs skipped because their trailer could not be read.
     pub unreadable_packs: Vec<String>,
+    /// Pack files the index no longer lists but that stay on disk because
+    /// a reader (restore, verify, ...) was open and may still read them;
+    /// the next `gc` without readers deletes them.
+    pub packs_kept_for_readers: u64,
+    /// Their bytes.
+    pub bytes_kept_for_readers: u64,
 }
 
 impl std::fmt::Display for GcReport {
@@ -123,10 +129,32 @@ impl std::fmt::Display for GcReport {
                 self.orphans_adopted
             )?;
         }
+        if self.packs_kept_for_readers > 0 {
+            writeln!(
+                f,
+                "{} pack files ({}) kept while readers are open; the next gc deletes them",
+                self.packs_kept_for_readers,
+                human_bytes(self.bytes_kept_for_readers)
+            )?;
+        }
         for p in &self.unreadable_packs {
             writeln!(f, "skipped unreadable pack {p} (run `dedup verify`)")?;
         }
         Ok(())
+    }
+}
+
+impl GcReport {
+    /// Counts a pack of `size` bytes that leaves the index, replaced by
+    /// `copy` bytes: freed if `deleted`, else kept for readers.
+    fn freed(&mut self, deleted: bool, size: u64, copy: u64) {
+        let gone = size.saturating_sub(copy);
+        if deleted {
+            self.bytes_freed += gone;
+        } else {
+            self.packs_kept_for_readers += 1;
+            self.bytes_kept_for_readers += size;
+        }
     }
 }
 
@@ -175,6 +203,8 @@ impl Repository {
         };
         let packs = self.index.packs()?;
         progress.set_total(packs.len() as u64);
+        // Retired in this run but kept for readers: not orphans to sweep.
+        let mut kept = HashSet::new();
         for (pack, info, entries) in self.trailers(&packs) {
             report.packs += 1;
             progress.advance(1);
@@ -196,9 +226,11 @@ impl Repository {
                 Fate::Delete { dead } => {
                     report.packs_deleted += 1;
                     report.objects_removed += dead.len() as u64;
-                    report.bytes_freed += info.size;
-                    if mode == Mode::Apply {
-                        self.replace_pack(pack, info, None, &dead)?;
+                    let deleted =
+                        mode == Mode::DryRun || self.replace_pack(pack, info, None, &dead)?;
+                    report.freed(deleted, info.size, 0);
+                    if !deleted {
+                        kept.insert(*pack);
                     }
                 }
                 Fate::Rewrite { live, dead } => {
@@ -206,14 +238,17 @@ impl Repository {
                     report.objects_removed += dead.len() as u64;
                     let bytes = self.shard(info.shard)?.backend.get(&pack.key())?;
                     let (new_bytes, new_entries) = repack(pack, &bytes, 0, &live)?;
-                    report.bytes_freed += info.size.saturating_sub(new_bytes.len() as u64);
-                    if mode == Mode::Apply {
-                        self.replace_pack(pack, info, Some((&new_bytes, &new_entries)), &dead)?;
+                    let copy = Some((&new_bytes[..], &new_entries[..]));
+                    let deleted =
+                        mode == Mode::DryRun || self.replace_pack(pack, info, copy, &dead)?;
+                    report.freed(deleted, info.size, new_bytes.len() as u64);
+                    if !deleted {
+                        kept.insert(*pack);
                     }
                 }
             }
         }
-        self.sweep_orphans(mode, &live, &mut report)?;
+        self.sweep_orphans(mode, &live, &kept, &mut report)?;
         if mode == Mode::Apply {
             // Removed ids would linger in the filter as false positives.
             self.rebuild_bloom()?;
@@ -223,14 +258,16 @@ impl Repository {
     }
 
     /// Retires `pack`, publishing `copy` (a sealed pack of its live records)
-    /// on the same shard in the same index batch, and forgetting `dead`.
+    /// on the same shard in the same index batch, and forgetting `dead`;
+    /// then deletes the old file, unless a reader is open (returns whether
+    /// it did).
     fn replace_pack(
         &self,
         pack: &PackId,
         info: &PackInfo,
         copy: Option<(&[u8], &[PackEntry])>,
         dead: &[ChunkId],
-    ) -> Result<()> {
+    ) -> Result<bool> {
         let shard = self.shard(info.shard)?;
         let mut batch = self.index.batch();
         if let Some((bytes, entries)) = copy {
@@ -240,7 +277,8 @@ impl Repository {
             batch.delete_chunk(id);
         }
         batch.retire_pack(*pack, shard.backend.clone());
-        self.index.commit(batch)
+        let retired = self.index.commit(batch)?;
+        Ok(self.release(retired)? == 0)
     }
 
     /// Deletes pack files nothing indexes (written by an ingest that
@@ -250,6 +288,7 @@ impl Repository {
         &self,
         mode: Mode,
         live: &HashSet<ChunkId>,
+        kept: &HashSet<PackId>,
         report: &mut GcReport,
     ) -> Result<()> {
         for shard in &self.shards {
@@ -258,7 +297,7 @@ impl Repository {
                 let Some(pack) = PackId::from_key(&key) else {
                     continue;
                 };
-                if self.index.pack_shard(&pack).is_some() {
+                if self.index.pack_shard(&pack).is_some() || kept.contains(&pack) {
                     continue;
                 }
                 let size = shard.backend.size(&key)?;
@@ -281,10 +320,9 @@ impl Repository {
                     }
                 }
                 report.orphan_packs += 1;
-                report.bytes_freed += size;
-                if mode == Mode::Apply {
-                    shard.backend.delete(&key)?;
-                }
+                let deleted = mode == Mode::DryRun
+                    || self.delete_unless_read(|| shard.backend.delete(&key))?;
+                report.freed(deleted, size, 0);
             }
         }
         Ok(())

@@ -37,7 +37,7 @@ use crate::config::{Config, InitOptions, ShardConfig};
 use crate::error::{Error, IoContext, Result};
 use crate::filecache::FileCache;
 use crate::id::ChunkId;
-use crate::index::{Access, Index, PackInfo};
+use crate::index::{Access, Index, PackInfo, Retired};
 use crate::ring::{Ring, ShardId};
 use crate::snapshot::{SnapshotId, SnapshotRecord};
 use crate::store::pack::read_entries;
@@ -45,7 +45,7 @@ use crate::store::record::ObjectKind;
 use crate::store::{is_not_found, open_shard, record, Create, Fs, LocalStore, OsFs};
 use crate::store::{MetaStore, PackEntry, PackId, PackStore};
 pub use crate::Mode;
-use lock::WriteLock;
+use lock::{ReadersLock, WriteLock};
 use rayon::prelude::*;
 use writer::ObjectWriter;
 
@@ -110,6 +110,9 @@ pub struct Repository {
     cache_dir: Option<PathBuf>,
     /// The writer lock, held while open (writers only).
     lock: Option<WriteLock>,
+    /// Readers hold it shared while open; writers delete pack files only
+    /// when they can take it alone.
+    readers: Option<Arc<ReadersLock>>,
     /// Within this handle: storing (ingest, put) shares it, reclaiming
     /// (gc, rebalance, forget) takes it alone, so one handle never
     /// collects what its own ingest is in the middle of storing.
@@ -199,17 +202,20 @@ impl Repository {
         let files = Arc::new(open_home(root, &fs)?);
         let config = read_config(files.as_ref(), root)?;
         let ring = config.ring().expect("checked by Config::decode");
-        let lock = if read_only {
-            None
+        let (lock, readers, index) = if read_only {
+            // Before the index: what this view lists stays while it lives.
+            let readers = ReadersLock::share(root)?.map(Arc::new);
+            let index = open_view(root, readers.as_deref(), &fs)?;
+            (None, readers, index)
         } else {
-            Some(WriteLock::acquire(root)?)
+            let lock = WriteLock::acquire(root)?;
+            let readers = Arc::new(ReadersLock::create(root)?);
+            let index = open_index(root, Access::ReadWrite, &fs)?;
+            readers.publish(index.commits());
+            let publisher = readers.clone();
+            let index = index.with_commit_hook(move |count| publisher.publish(count));
+            (Some(lock), Some(readers), index)
         };
-        let access = if read_only {
-            Access::ReadOnly
-        } else {
-            Access::ReadWrite
-        };
-        let index = open_index(root, access, &fs)?;
         let shards = config
             .shards
             .iter()
@@ -241,6 +247,7 @@ impl Repository {
             },
             cache_dir,
             lock,
+            readers,
             work: RwLock::new(()),
         };
         if !read_only {
@@ -262,6 +269,38 @@ impl Repository {
         self.work
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Runs `delete` (of pack files the index no longer lists) unless a
+    /// reader is open, whose older view of the index may still list them;
+    /// returns whether it ran. Files left are unindexed, and the next `gc`
+    /// without readers removes them.
+    pub(crate) fn delete_unless_read(&self, delete: impl FnOnce() -> Result<()>) -> Result<bool> {
+        match &self.readers {
+            Some(readers) => readers.when_alone(delete).transpose().map(|r| r.is_some()),
+            None => delete().map(|()| true),
+        }
+    }
+
+    /// True when this handle is a reader and `id`, which its view of the
+    /// index lists, has been forgotten since it opened.
+    pub(crate) fn forgotten_since_open(&self, id: &SnapshotId) -> Result<bool> {
+        if self.lock.is_some() {
+            return Ok(false);
+        }
+        let now = open_view(&self.root, self.readers.as_deref(), &self.fs)?;
+        Ok(now.snapshot(id)?.is_none())
+    }
+
+    /// Deletes the files of packs a commit retired, unless a reader is
+    /// open; returns how many were kept for a later `gc`.
+    pub(crate) fn release(&self, retired: Retired) -> Result<u64> {
+        let n = retired.len() as u64;
+        if n == 0 {
+            return Ok(0);
+        }
+        let deleted = self.delete_unless_read(|| retired.delete())?;
+        Ok(if deleted { 0 } else { n })
     }
 
     /// The folders an ingest must not store, by (device, inode): the
@@ -605,6 +644,36 @@ pub(crate) fn read_config(files: &dyn MetaStore, root: &Path) -> Result<Config> 
         Err(e) => Err(e),
     }
 }
+
+/// A reader's view of the index: opened again (briefly) while it is older
+/// than the count the writer published, which a read-only open racing the
+/// writer can be (see `lock`).
+fn open_view(root: &Path, readers: Option<&ReadersLock>, fs: &Arc<dyn Fs>) -> Result<Index> {
+    let at_least = readers.map_or(0, ReadersLock::published);
+    let mut attempt = 0;
+    loop {
+        let index = open_index(root, Access::ReadOnly, fs)?;
+        if index.commits() >= at_least {
+            return Ok(index);
+        }
+        attempt += 1;
+        if attempt == STALE_VIEW_ATTEMPTS {
+            return Err(Error::Index {
+                path: root.join(INDEX_DIR),
+                message: format!(
+                    "shows {} commits where the writer published {at_least}; \
+                     `dedup repair index` rebuilds it",
+                    index.commits()
+                ),
+            });
+        }
+        drop(index);
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+/// Opens of a view that came out stale before [`open_view`] gives up.
+const STALE_VIEW_ATTEMPTS: u32 = 100;
 
 /// Opens the index in `root`, its commits counted among `fs`'s durable
 /// steps; a missing index is an error that says how to rebuild it.

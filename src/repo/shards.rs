@@ -52,6 +52,9 @@ pub struct RebalanceReport {
     pub moved_bytes: u64,
     /// Per shard.
     pub shards: Vec<ShardMoves>,
+    /// Old pack files left in place because a reader was open; the next
+    /// `gc` without readers deletes them.
+    pub packs_kept_for_readers: u64,
 }
 
 impl std::fmt::Display for RebalanceReport {
@@ -76,6 +79,13 @@ impl std::fmt::Display for RebalanceReport {
                 human_bytes(s.bytes_out),
                 s.chunks_in,
                 human_bytes(s.bytes_in)
+            )?;
+        }
+        if self.packs_kept_for_readers > 0 {
+            writeln!(
+                f,
+                "{} old pack files kept while readers are open; the next gc deletes them",
+                self.packs_kept_for_readers
             )?;
         }
         Ok(())
@@ -178,12 +188,30 @@ impl Repository {
         progress: &dyn Progress,
     ) -> Result<RebalanceReport> {
         self.set_shard_weight(id, 0)?;
-        let report = self.rebalance(Mode::Apply, progress)?;
+        let mut report = self.rebalance(Mode::Apply, progress)?;
         if self.index.packs()?.iter().any(|(_, p)| p.shard == id) {
             return Err(Error::invalid(
                 "shard",
                 format!("shard {id} still holds packs after draining"),
             ));
+        }
+        if report.packs_kept_for_readers > 0 {
+            // Once the shard leaves the config no gc looks there again.
+            progress.warn("waiting for open readers to close, to delete the drained packs");
+            let shard = self.shard(id)?;
+            let drained = || -> Result<()> {
+                for key in shard.backend.list("")? {
+                    if PackId::from_key(&key).is_some_and(|p| self.index.pack_shard(&p).is_none()) {
+                        shard.backend.delete(&key)?;
+                    }
+                }
+                Ok(())
+            };
+            self.readers
+                .as_ref()
+                .expect("writers have the readers' lock")
+                .after_readers(drained)??;
+            report.packs_kept_for_readers = 0;
         }
         let mut config = self.config.clone();
         config.shards.retain(|s| s.id != id);
@@ -228,7 +256,7 @@ impl Repository {
                 into.bytes_in += b;
             }
             if mode == Mode::Apply {
-                self.apply_split(pack, info.shard, split)?;
+                report.packs_kept_for_readers += self.apply_split(pack, info.shard, split)?;
             }
         }
         report.shards = moves.into_values().collect();
@@ -237,8 +265,10 @@ impl Repository {
 
     /// Moves a pack's records as `split` says: the leaving records go to
     /// their new owners and the staying ones into a fresh pack on this
-    /// shard; one index batch switches over and retires the old pack.
-    fn apply_split(&self, pack: &PackId, shard: ShardId, split: Split) -> Result<()> {
+    /// shard; one index batch switches over and retires the old pack,
+    /// whose file is then deleted unless a reader is open (returns how
+    /// many files were kept: 0 or 1).
+    fn apply_split(&self, pack: &PackId, shard: ShardId, split: Split) -> Result<u64> {
         let source = self.shard(shard)?;
         let bytes = source.backend.get(&pack.key())?;
         let mut batch = self.index.batch();
@@ -252,7 +282,8 @@ impl Repository {
             batch.publish_pack(dest, backend, &new_bytes, &new_entries)?;
         }
         batch.retire_pack(*pack, source.backend.clone());
-        self.index.commit(batch)
+        let retired = self.index.commit(batch)?;
+        self.release(retired)
     }
 }
 

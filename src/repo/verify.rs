@@ -267,6 +267,10 @@ impl Repository {
                 Ok(_) => report
                     .problems
                     .push(damaged(format!("{key} differs from the index's copy"))),
+                // Forgotten by a writer since this reader opened: gone
+                // on purpose, and still readable (its packs stay while
+                // readers are open).
+                Err(e) if is_not_found(&e) && self.forgotten_since_open(&id)? => {}
                 Err(e) => report.problems.push(damaged(format!("{key}: {e}"))),
             }
             match SnapshotRecord::decode(&bytes, &id) {

@@ -46,9 +46,12 @@ pub fn run(cmd: &mut Command) -> Run {
 pub fn ok(cmd: &mut Command) -> Run {
     let r = run(cmd);
     assert_eq!(
-        r.code, 0,
-        "command failed\nstdout:\n{}\nstderr:\n{}",
-        r.stdout, r.stderr
+        r.code,
+        0,
+        "{:?} failed\nstdout:\n{}\nstderr:\n{}",
+        cmd.get_args().collect::<Vec<_>>(),
+        r.stdout,
+        r.stderr
     );
     r
 }
