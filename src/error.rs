@@ -124,6 +124,18 @@ pub enum Error {
         message: String,
     },
 
+    /// A shard cannot be used: its folder is missing, holds no marker
+    /// (a disk not mounted), or belongs to something else.
+    #[error("shard {shard} ({location}) is unavailable: {reason}")]
+    ShardUnavailable {
+        /// The shard.
+        shard: crate::ring::ShardId,
+        /// Where it should be.
+        location: String,
+        /// Why it cannot be used.
+        reason: String,
+    },
+
     /// The RocksDB index reported an error.
     #[error("index {path}: {message}")]
     Index {

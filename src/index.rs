@@ -428,6 +428,15 @@ impl Index {
         self.packs.read().expect("packs lock").get(pack).copied()
     }
 
+    /// Some pack the index lists on `shard`, if any.
+    pub fn some_pack_on(&self, shard: ShardId) -> Option<PackId> {
+        self.packs
+            .read()
+            .expect("packs lock")
+            .iter()
+            .find_map(|(pack, s)| (*s == shard).then_some(*pack))
+    }
+
     /// Locations of many ids, in the same order: batched reads of at
     /// most [`LOOKUP_BATCH`] ids each.
     pub fn chunks(&self, ids: &[ChunkId]) -> Result<Vec<Option<Location>>> {
@@ -554,15 +563,35 @@ impl Index {
 
     /// Calls `f` with every indexed chunk id (for rebuilding the Bloom filter).
     pub fn for_each_chunk_id(&self, mut f: impl FnMut(ChunkId)) -> Result<()> {
+        self.for_each_chunk(|id, _| {
+            f(id);
+            Ok(())
+        })
+    }
+
+    /// Every chunk whose indexed copy lies in one of `packs`.
+    pub fn chunks_in(&self, packs: &std::collections::HashSet<PackId>) -> Result<Vec<ChunkId>> {
+        let mut out = Vec::new();
+        self.for_each_chunk(|id, value| {
+            if packs.contains(&Location::decode(id, value)?.pack) {
+                out.push(id);
+            }
+            Ok(())
+        })?;
+        Ok(out)
+    }
+
+    /// Calls `f` with every chunk id and its encoded location.
+    fn for_each_chunk(&self, mut f: impl FnMut(ChunkId, &[u8]) -> Result<()>) -> Result<()> {
         for item in self
             .db
             .iterator_cf(self.cf(CHUNKS), rocksdb::IteratorMode::Start)
         {
-            let (k, _) = item.map_err(|e| self.err(e))?;
+            let (k, v) = item.map_err(|e| self.err(e))?;
             let id = ChunkId::from_slice(&k).ok_or_else(|| {
                 Error::corrupt("chunk index key", hex::encode(&k), "not 32 bytes")
             })?;
-            f(id);
+            f(id, &v)?;
         }
         Ok(())
     }

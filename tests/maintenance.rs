@@ -237,7 +237,7 @@ fn gc_passing_over_an_unreadable_pack_says_so_and_exits_1() {
 }
 
 #[test]
-fn a_damaged_config_or_a_missing_shard_folder_is_a_clear_error() {
+fn a_damaged_config_is_a_clear_error() {
     let f = fixture("none");
     let config = f.repo.join("config");
     let good = fs::read(&config).unwrap();
@@ -246,11 +246,6 @@ fn a_damaged_config_or_a_missing_shard_folder_is_a_clear_error() {
     assert_eq!(r.code, 2);
     assert!(r.stderr.contains("corrupt config"), "{}", r.stderr);
     fs::write(&config, &good).unwrap();
-    fs::rename(f.repo.join("shards/02"), f.root.join("moved")).unwrap();
-    let r = run(dedup(&f.repo).arg("snapshots"));
-    assert_eq!(r.code, 2);
-    assert!(r.stderr.contains("shards/02"), "{}", r.stderr);
-    fs::rename(f.root.join("moved"), f.repo.join("shards/02")).unwrap();
     ok(dedup(&f.repo).args(["verify", "--read-data"]));
 }
 

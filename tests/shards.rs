@@ -119,3 +119,169 @@ fn shard_changes_that_would_leave_no_weight_are_refused() {
     assert_eq!(r.code, 2);
     assert!(r.stderr.contains("more than 1000"), "{}", r.stderr);
 }
+
+fn fails_with(cmd: &mut std::process::Command, code: i32, words: &[&str]) -> Run {
+    let r = run(cmd);
+    assert_eq!(
+        r.code,
+        code,
+        "{:?}\n{}\n{}",
+        cmd.get_args().collect::<Vec<_>>(),
+        r.stdout,
+        r.stderr
+    );
+    let all = format!("{}{}", r.stdout, r.stderr);
+    for w in words {
+        assert!(all.contains(w), "{w:?} not in:\n{all}");
+    }
+    r
+}
+
+#[test]
+fn a_missing_shard_leaves_the_others_working_and_can_be_given_up() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (src, repo) = (tmp.path().join("src"), tmp.path().join("repo"));
+    two_shards_holding_a_tree(&repo, &src, 72);
+    let dead = repo.join("shards/01");
+    let away = tmp.path().join("away");
+    fs::rename(&dead, &away).unwrap();
+
+    // Reading what is elsewhere works; each command names the shard.
+    ok(dedup(&repo).arg("snapshots"));
+    ok(dedup(&repo).arg("report"));
+    let list = ok(dedup(&repo).args(["shard", "list"])).stdout;
+    assert!(
+        list.contains("unavailable: its folder is missing"),
+        "{list}"
+    );
+    fails_with(
+        dedup(&repo).arg("verify"),
+        1,
+        &["unavailable-shard", "shard 01"],
+    );
+    let r = run(dedup(&repo)
+        .args(["restore", "latest"])
+        .arg(tmp.path().join("part")));
+    assert!(r.code == 1 || r.code == 2, "{}", r.stderr);
+    assert!(r.stderr.contains("shard 01 ("), "{}", r.stderr);
+    fails_with(
+        dedup(&repo).arg("ingest").arg(&src),
+        2,
+        &["shard 01", "is unavailable", "set-weight 01 0"],
+    );
+    fails_with(dedup(&repo).arg("gc"), 2, &["shard 01", "--lost"]);
+    fails_with(dedup(&repo).args(["shard", "remove", "01"]), 2, &["--lost"]);
+    fails_with(
+        dedup(&repo).args(["shard", "remove", "00", "--lost"]),
+        2,
+        &["available"],
+    );
+
+    // Back in place, nothing was harmed.
+    fs::rename(&away, &dead).unwrap();
+    ok(dedup(&repo).args(["verify", "--read-data"]));
+
+    // Gone for good: give it up, then the same files ingested again make
+    // every snapshot whole (the chunks come back under the same ids).
+    fs::rename(&dead, &away).unwrap();
+    let lost = ok(dedup(&repo).args(["shard", "remove", "01", "--lost"])).stdout;
+    assert!(lost.contains("forgot"), "{lost}");
+    fails_with(
+        dedup(&repo).arg("verify"),
+        1,
+        &["not in the index", "breaks"],
+    );
+    ok(dedup(&repo).arg("ingest").arg(&src));
+    ok(dedup(&repo).arg("gc"));
+    ok(dedup(&repo).args(["verify", "--read-data"]));
+    let first = json(dedup(&repo).args(["snapshots", "--json"]))[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let out = tmp.path().join("out");
+    ok(dedup(&repo).args(["restore", &first]).arg(&out));
+    assert_eq!(describe(&src), describe(&out));
+}
+
+#[test]
+fn an_unmounted_or_foreign_shard_folder_is_never_written_to() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (src, repo) = (tmp.path().join("src"), tmp.path().join("repo"));
+    two_shards_holding_a_tree(&repo, &src, 73);
+    let shard = repo.join("shards/01");
+    let away = tmp.path().join("away");
+    fs::rename(&shard, &away).unwrap();
+
+    // An empty mount point where the disk should be.
+    fs::create_dir(&shard).unwrap();
+    fails_with(
+        dedup(&repo).arg("ingest").arg(&src),
+        2,
+        &["is its disk mounted?"],
+    );
+    assert_eq!(fs::read_dir(&shard).unwrap().count(), 0, "nothing written");
+    fs::remove_dir(&shard).unwrap();
+
+    // Another repository's shard in its place.
+    let other = tmp.path().join("other");
+    ok(dedup(&other).args(["init", "--shards", "2"]));
+    fs::rename(other.join("shards/01"), &shard).unwrap();
+    fails_with(
+        dedup(&repo).arg("ingest").arg(&src),
+        2,
+        &["marker of shard 01 of repository"],
+    );
+    fs::remove_dir_all(&shard).unwrap();
+
+    fs::rename(&away, &shard).unwrap();
+    ok(dedup(&repo).arg("ingest").arg(&src));
+    ok(dedup(&repo).args(["verify", "--read-data"]));
+}
+
+#[test]
+fn gc_touches_nothing_in_a_shard_folder_but_its_own_files() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (src, repo) = (tmp.path().join("src"), tmp.path().join("repo"));
+    make_tree(&src, 74);
+    let disk = tmp.path().join("disk");
+    fs::create_dir_all(disk.join("docs")).unwrap();
+    fs::write(disk.join("docs/notes.txt"), "mine").unwrap();
+    // A folder that is not empty is refused as a shard...
+    ok(dedup(&repo).arg("init"));
+    fails_with(
+        dedup(&repo).args(["shard", "add"]).arg(&disk),
+        2,
+        &["is not empty"],
+    );
+    // ...but files can appear in a shard later: gc leaves every one that
+    // is not its own pack or unfinished write.
+    fs::remove_dir_all(disk.join("docs")).unwrap();
+    ok(dedup(&repo).args(["shard", "add"]).arg(&disk));
+    ok(dedup(&repo).arg("rebalance"));
+    ok(dedup(&repo).arg("ingest").arg(&src));
+    let foreign = [
+        "docs/draft.tmp",
+        "docs/abababababababababababababababab.pack",
+        "ab/notes.tmp",
+        "ab/cdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcd.pack",
+        "abababababababababababababababab.pack.1.tmp",
+        "ab/x/abababababababababababababababab.pack",
+    ];
+    for name in foreign {
+        let path = disk.join(name);
+        fs::create_dir_all(path.parent().unwrap()).unwrap();
+        fs::write(&path, "keep me").unwrap();
+    }
+    let ours = disk.join("ab/abababababababababababababababab.pack.77.0123456789abcdef.tmp");
+    fs::write(&ours, "half a pack").unwrap();
+    ok(dedup(&repo).arg("gc"));
+    for name in foreign {
+        assert_eq!(
+            fs::read_to_string(disk.join(name)).unwrap(),
+            "keep me",
+            "{name}"
+        );
+    }
+    assert!(!ours.exists(), "an unfinished write of ours is swept");
+    ok(dedup(&repo).args(["verify", "--read-data"]));
+}

@@ -195,6 +195,7 @@ impl Repository {
     /// Reclaims space; a [`Mode::DryRun`] only reports what it would free.
     pub fn gc(&self, mode: Mode, progress: &dyn Progress) -> Result<GcReport> {
         let _alone = self.reclaiming();
+        self.check_every_shard("gc")?;
         let live = self.live_set()?;
         let mut report = GcReport {
             dry_run: mode == Mode::DryRun,

@@ -29,7 +29,7 @@ pub use lock::LockHolder;
 pub use repair::RepairReport;
 pub use report::{Report, ShardReport};
 pub use restore::RestoreOutcome;
-pub use shards::{RebalanceReport, ShardMoves};
+pub use shards::{LostShard, RebalanceReport, ShardMoves};
 pub use verify::{Problem, VerifyReport};
 
 use crate::bloom::Bloom;
@@ -42,8 +42,9 @@ use crate::ring::{Ring, ShardId};
 use crate::snapshot::{SnapshotId, SnapshotRecord};
 use crate::store::pack::read_entries;
 use crate::store::record::ObjectKind;
-use crate::store::{is_not_found, open_shard, record, Create, Fs, LocalStore, OsFs};
+use crate::store::{is_not_found, open_shard, record, shard, Create, Fs, LocalStore, OsFs};
 use crate::store::{MetaStore, PackEntry, PackId, PackStore};
+use crate::store::{ShardMarker, Unavailable};
 pub use crate::Mode;
 use lock::{ReadersLock, WriteLock};
 use rayon::prelude::*;
@@ -162,7 +163,7 @@ impl Repository {
         let mut shards: Vec<_> = config.shards.iter().collect();
         shards.sort_by_key(|s| !s.is_object_store());
         for shard in shards {
-            check_new_shard(&root, shard, &fs)?;
+            check_new_shard(&root, &config.repository_id, shard, &fs)?;
         }
         let files = LocalStore::create(fs.clone(), &root)?;
         // An empty folder for the records, where people expect it.
@@ -219,11 +220,11 @@ impl Repository {
         let shards = config
             .shards
             .iter()
-            .map(|s| {
-                let backend = open_shard(root, s, Create::No, &fs)?;
-                Ok(Shard { id: s.id, backend })
+            .map(|s| Shard {
+                id: s.id,
+                backend: attach_shard(root, &config.repository_id, s, &index, &fs, !read_only),
             })
-            .collect::<Result<_>>()?;
+            .collect();
         let cache_dir = opts
             .cache_dir
             .clone()
@@ -280,6 +281,52 @@ impl Repository {
             Some(readers) => readers.when_alone(delete).transpose().map(|r| r.is_some()),
             None => delete().map(|()| true),
         }
+    }
+
+    /// Refuses to store while a shard that receives new chunks (weight
+    /// above 0) cannot be used: its share of them would have nowhere to go.
+    pub(crate) fn check_writable(&self) -> Result<()> {
+        for s in self.config.shards.iter().filter(|s| s.weight > 0) {
+            if let Some(Error::ShardUnavailable {
+                shard,
+                location,
+                reason,
+            }) = self.shard(s.id)?.backend.unavailable()
+            {
+                return Err(Error::ShardUnavailable {
+                    shard,
+                    location,
+                    reason: format!(
+                        "{reason} (to store new data on the other shards meanwhile: \
+                         `dedup shard set-weight {shard} 0`)"
+                    ),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Refuses maintenance (`what`: gc, rebalance) while any shard cannot be
+    /// used: it would judge packs it cannot see.
+    pub(crate) fn check_every_shard(&self, what: &str) -> Result<()> {
+        for s in &self.shards {
+            if let Some(Error::ShardUnavailable {
+                shard,
+                location,
+                reason,
+            }) = s.backend.unavailable()
+            {
+                return Err(Error::ShardUnavailable {
+                    shard,
+                    location,
+                    reason: format!(
+                        "{reason}; {what} needs every shard (a shard that is gone for good: \
+                         `dedup shard remove {shard} --lost`)"
+                    ),
+                });
+            }
+        }
+        Ok(())
     }
 
     /// True when this handle is a reader and `id`, which its view of the
@@ -463,6 +510,7 @@ impl Repository {
                 ),
             ));
         }
+        self.check_writable()?;
         let writer = ObjectWriter::new(self);
         let id = writer.store(data, ObjectKind::Data)?;
         writer.finish()?;
@@ -599,33 +647,105 @@ impl Drop for Repository {
     }
 }
 
-/// Opens (creating a folder) a shard that is about to join the repository,
-/// and refuses it if it already holds packs: they would belong to another
-/// repository, and `gc` here would delete them as unindexed. For an object
-/// store this is also the moment its settings are first tried, so a wrong
-/// endpoint, bucket or credential is reported now, not in the middle of an
-/// ingest.
+/// Opens (creating a folder) a shard that is about to join repository
+/// `repository_id`, refuses it if it is not empty, and marks it as this
+/// repository's shard. A folder or prefix holding anything but this
+/// shard's own marker (left by an earlier, interrupted `shard add`) is
+/// refused: its packs would belong to another repository (and `gc` here
+/// would delete them as unindexed), and a folder of other files (a disk's
+/// root, say) is no place for packs. For an object store this is also
+/// the moment its settings are first tried, so a wrong endpoint, bucket or
+/// credential is reported now, not in the middle of an ingest.
 pub(crate) fn check_new_shard(
     root: &Path,
+    repository_id: &str,
     shard: &ShardConfig,
     fs: &Arc<dyn Fs>,
 ) -> Result<Arc<dyn PackStore>> {
     let backend = open_shard(root, shard, Create::Yes, fs)?;
-    if backend
-        .list("")?
-        .iter()
-        .any(|k| PackId::from_key(k).is_some())
-    {
+    let marker = ShardMarker {
+        repository_id: repository_id.to_string(),
+        shard: shard.id,
+    };
+    let existing = ShardMarker::read(backend.as_ref())?;
+    let others = backend.list("")?.into_iter().any(|k| k != shard::MARKER);
+    if others || existing.as_ref().is_some_and(|m| *m != marker) {
+        let what = match existing {
+            Some(m) if m != marker => format!("is {m}"),
+            _ if others && shard.is_object_store() => "already holds objects".to_string(),
+            _ => "is not empty".to_string(),
+        };
         return Err(Error::invalid(
             "shard",
             format!(
-                "{} already holds packs (of another repository, or of a removed shard); \
-                 give an empty folder or prefix",
+                "{} {what}; give an empty folder or prefix",
                 backend.location()
             ),
         ));
     }
+    if existing.is_none() {
+        marker.write(backend.as_ref())?;
+    }
     Ok(backend)
+}
+
+/// Opens a shard of the repository for use, checking that it is the one
+/// the config means: its marker must name this repository and shard. What
+/// cannot be used is opened as [`Unavailable`], so that the other shards
+/// still work. Object stores are not contacted here (their marker was
+/// checked when they joined).
+///
+/// A folder without a marker (a repository from before markers) is taken
+/// as the shard when it holds packs (then a `writer` marks it), or when it
+/// is empty and the index lists no pack there. An empty folder where the
+/// index expects packs is a disk that is not mounted.
+fn attach_shard(
+    root: &Path,
+    repository_id: &str,
+    shard: &ShardConfig,
+    index: &Index,
+    fs: &Arc<dyn Fs>,
+    writer: bool,
+) -> Arc<dyn PackStore> {
+    let unavailable = |reason: String| -> Arc<dyn PackStore> {
+        Arc::new(Unavailable {
+            shard: shard.id,
+            location: shard.location(root),
+            reason,
+        })
+    };
+    let backend = match open_shard(root, shard, Create::No, fs) {
+        Ok(backend) => backend,
+        Err(e) if is_not_found(&e) => return unavailable("its folder is missing".into()),
+        Err(e) => return unavailable(e.to_string()),
+    };
+    if shard.is_object_store() {
+        return backend;
+    }
+    let expected = ShardMarker {
+        repository_id: repository_id.to_string(),
+        shard: shard.id,
+    };
+    match ShardMarker::read(backend.as_ref()) {
+        Ok(Some(marker)) if marker == expected => backend,
+        Ok(Some(marker)) => unavailable(format!("it holds the marker of {marker}")),
+        Err(e) => unavailable(e.to_string()),
+        Ok(None) => match backend.list("") {
+            Err(e) => unavailable(e.to_string()),
+            Ok(keys) if keys.iter().any(|k| PackId::from_key(k).is_some()) => {
+                if writer {
+                    // Best effort: an unmarked shard still works, as before.
+                    let _ = expected.write(backend.as_ref());
+                }
+                backend
+            }
+            Ok(_) if index.some_pack_on(shard.id).is_some() => unavailable(format!(
+                "no `{}` marker and none of its packs: is its disk mounted?",
+                shard::MARKER
+            )),
+            Ok(_) => backend,
+        },
+    }
 }
 
 /// The repository's home folder as a store; `NoRepository` when absent.

@@ -38,6 +38,10 @@ pub struct ShardReport {
     pub share: f64,
     /// The fraction its weight asks for.
     pub target_share: f64,
+    /// Why it cannot be used, when it cannot (missing, not mounted, not
+    /// this repository's).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unavailable: Option<String>,
 }
 
 /// A dedup report for the whole repository or one snapshot.
@@ -126,6 +130,14 @@ impl Repository {
                     bytes,
                     share: ratio(bytes, total_bytes).min(1.0),
                     target_share: ratio(u64::from(s.weight), total_weight),
+                    unavailable: self
+                        .shard(s.id)
+                        .ok()
+                        .and_then(|shard| shard.backend.unavailable())
+                        .map(|e| match e {
+                            Error::ShardUnavailable { reason, .. } => reason,
+                            other => other.to_string(),
+                        }),
                 }
             })
             .collect()

@@ -22,7 +22,7 @@ use crate::repo::report::human_bytes;
 use crate::repo::{check_new_shard, Mode, Progress, Repository, Shard, CONFIG};
 use crate::ring::{Ring, ShardId};
 use crate::store::pack::repack;
-use crate::store::{PackEntry, PackId};
+use crate::store::{shard, PackEntry, PackId};
 
 /// What a rebalance moves (or, in a dry run, would move) for one shard.
 #[derive(Clone, Debug, Default, Serialize)]
@@ -55,6 +55,34 @@ pub struct RebalanceReport {
     /// Old pack files left in place because a reader was open; the next
     /// `gc` without readers deletes them.
     pub packs_kept_for_readers: u64,
+}
+
+/// What [`Repository::remove_lost_shard`] forgot.
+#[derive(Clone, Debug, Serialize)]
+pub struct LostShard {
+    /// The shard.
+    pub id: ShardId,
+    /// Packs the index listed there.
+    pub packs: u64,
+    /// Objects (chunks, trees) whose only indexed copy was there.
+    pub objects: u64,
+}
+
+impl std::fmt::Display for LostShard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(
+            f,
+            "removed shard {}: forgot {} packs holding {} objects",
+            self.id, self.packs, self.objects
+        )?;
+        if self.objects > 0 {
+            writeln!(
+                f,
+                "run `dedup verify` to see which snapshots lost data; ingesting the same files again stores it anew"
+            )?;
+        }
+        Ok(())
+    }
 }
 
 impl std::fmt::Display for RebalanceReport {
@@ -115,7 +143,7 @@ impl Repository {
         for s in &config.shards {
             let backend = match self.shards.iter().find(|old| old.id == s.id) {
                 Some(old) => old.backend.clone(),
-                None => check_new_shard(&self.root, s, &self.fs)?,
+                None => check_new_shard(&self.root, &config.repository_id, s, &self.fs)?,
             };
             shards.push(Shard { id: s.id, backend });
         }
@@ -187,6 +215,7 @@ impl Repository {
         id: ShardId,
         progress: &dyn Progress,
     ) -> Result<RebalanceReport> {
+        self.check_every_shard("shard remove")?;
         self.set_shard_weight(id, 0)?;
         let mut report = self.rebalance(Mode::Apply, progress)?;
         if self.index.packs()?.iter().any(|(_, p)| p.shard == id) {
@@ -213,10 +242,62 @@ impl Repository {
                 .after_readers(drained)??;
             report.packs_kept_for_readers = 0;
         }
+        // The folder may be given to `shard add` again.
+        self.shard(id)?.backend.delete(shard::MARKER)?;
         let mut config = self.config.clone();
         config.shards.retain(|s| s.id != id);
         self.replace_config(config)?;
         Ok(report)
+    }
+
+    /// Removes shard `id` without reading it, for a shard that is gone for
+    /// good (a dead disk, a deleted bucket): the index forgets every pack
+    /// it listed there and every object in them, and the shard leaves the
+    /// config. Snapshots that used those objects lose them (`verify` names
+    /// them); an ingest of the same data stores it again. Nothing on the
+    /// shard is touched.
+    pub fn remove_lost_shard(&mut self, id: ShardId) -> Result<LostShard> {
+        if self.shard(id)?.backend.unavailable().is_none() {
+            return Err(Error::invalid(
+                "shard",
+                format!("shard {id} is available: `shard remove` moves its data to the others"),
+            ));
+        }
+        if self.config.shards.len() == 1 {
+            return Err(Error::invalid("shard", "cannot remove the only shard"));
+        }
+        let packs: std::collections::HashSet<PackId> = self
+            .index
+            .packs()?
+            .into_iter()
+            .filter_map(|(pack, info)| (info.shard == id).then_some(pack))
+            .collect();
+        let objects = self.index.chunks_in(&packs)?;
+        let mut batch = self.index.batch();
+        for object in &objects {
+            batch.delete_chunk(object);
+        }
+        for pack in &packs {
+            // Retired without a delete: the files are out of reach anyway.
+            batch.retire_pack(*pack, self.shard(id)?.backend.clone());
+        }
+        let _ = self.index.commit(batch)?;
+        let mut config = self.config.clone();
+        config.shards.retain(|s| s.id != id);
+        if config.ring().is_none() {
+            // Every other shard has weight 0: the survivors share new data.
+            for s in &mut config.shards {
+                s.weight = 1;
+            }
+        }
+        self.replace_config(config)?;
+        self.rebuild_bloom()?;
+        self.save_bloom()?;
+        Ok(LostShard {
+            id,
+            packs: packs.len() as u64,
+            objects: objects.len() as u64,
+        })
     }
 
     /// Moves every chunk whose owner on the current ring is not the shard
@@ -224,6 +305,7 @@ impl Repository {
     /// [`Mode::DryRun`] only reports what would move.
     pub fn rebalance(&self, mode: Mode, progress: &dyn Progress) -> Result<RebalanceReport> {
         let _alone = self.reclaiming();
+        self.check_every_shard("rebalance")?;
         let packs = self.index.packs()?;
         let mut moves: BTreeMap<ShardId, ShardMoves> = BTreeMap::new();
         let mut report = RebalanceReport {

@@ -43,6 +43,9 @@ pub enum ProblemKind {
     DamagedSnapshot,
     /// The saved Bloom filter does not decode.
     DamagedBloom,
+    /// A shard cannot be used (missing, not mounted, not this
+    /// repository's); its packs count as missing.
+    UnavailableShard,
 }
 
 impl fmt::Display for ProblemKind {
@@ -55,6 +58,7 @@ impl fmt::Display for ProblemKind {
             ProblemKind::DamagedTree => "damaged-tree",
             ProblemKind::DamagedSnapshot => "damaged-snapshot",
             ProblemKind::DamagedBloom => "damaged-bloom",
+            ProblemKind::UnavailableShard => "unavailable-shard",
         })
     }
 }
@@ -228,7 +232,25 @@ impl Repository {
         report: &mut VerifyReport,
     ) -> Result<BadPacks> {
         let mut bad_packs = BadPacks::new();
-        for (pack, info, entries) in self.trailers(packs) {
+        // A shard that is not there is one problem, not one per pack.
+        let mut gone = HashSet::new();
+        for shard in &self.shards {
+            if let Some(e) = shard.backend.unavailable() {
+                gone.insert(shard.id);
+                report
+                    .problems
+                    .push(Problem::new(ProblemKind::UnavailableShard, e.to_string()));
+            }
+        }
+        let (lost, packs): (Vec<_>, Vec<_>) = packs
+            .iter()
+            .copied()
+            .partition(|(_, info)| gone.contains(&info.shard));
+        for (pack, _) in lost {
+            report.packs += 1;
+            bad_packs.insert(pack, ProblemKind::MissingPack);
+        }
+        for (pack, info, entries) in self.trailers(&packs) {
             report.packs += 1;
             match entries {
                 Ok(_) => {}

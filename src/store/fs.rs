@@ -33,7 +33,8 @@ pub enum FileKind {
 /// [`sync_dir`](Fs::sync_dir) (a folder's entries: creations, renames,
 /// removals) says so.
 pub trait Fs: Send + Sync + std::fmt::Debug {
-    /// Creates `path` (or truncates it) and writes `data` to it.
+    /// Creates `path`, which must not exist (`AlreadyExists`; a link there
+    /// is never followed), and writes `data` to it.
     fn write(&self, path: &Path, data: &[u8]) -> io::Result<()>;
     /// Makes `path`'s bytes durable.
     fn sync_file(&self, path: &Path) -> io::Result<()>;
@@ -123,8 +124,8 @@ impl Fs for OsFs {
         self.forget(path);
         let mut file = OpenOptions::new()
             .write(true)
-            .create(true)
-            .truncate(true)
+            .create_new(true)
+            .custom_flags(libc::O_NOFOLLOW)
             .mode(0o600)
             .open(path)?;
         file.write_all(data)

@@ -16,7 +16,7 @@ use std::sync::Arc;
 
 use crate::error::{Error, IoContext, Result};
 use crate::store::fs::{FileKind, Fs};
-use crate::store::{check_key, MetaStore, PackStore};
+use crate::store::{check_key, MetaStore, PackId, PackStore};
 use crate::Mode;
 
 /// Suffix of unfinished writes.
@@ -123,9 +123,7 @@ impl LocalStore {
                 std::io::Error::new(std::io::ErrorKind::AlreadyExists, "already exists"),
             ));
         }
-        let mut tmp = path.clone().into_os_string();
-        tmp.push(format!(".{}{TMP_SUFFIX}", std::process::id()));
-        let tmp = PathBuf::from(tmp);
+        let tmp = tmp_path(&path);
         let result = (|| {
             self.fs.write(&tmp, data).at(&tmp)?;
             self.fs.sync_file(&tmp).at(&tmp)?;
@@ -186,6 +184,37 @@ impl LocalStore {
     }
 }
 
+/// Where a durable write of `path` first writes: beside it, under a name
+/// no other write (and nobody guessing) picks: `<name>.<pid>.<random>.tmp`.
+fn tmp_path(path: &Path) -> PathBuf {
+    let mut random = [0u8; 8];
+    getrandom::fill(&mut random).expect("the operating system's random source failed");
+    let mut tmp = path.as_os_str().to_os_string();
+    tmp.push(format!(
+        ".{}.{:016x}{TMP_SUFFIX}",
+        std::process::id(),
+        u64::from_le_bytes(random)
+    ));
+    PathBuf::from(tmp)
+}
+
+/// The name a temporary file from [`tmp_path`] was going to get (or one
+/// from before the random part, `<name>.<pid>.tmp`).
+fn unfinished_target(name: &str) -> Option<&str> {
+    let digits = |s: &str, radix| !s.is_empty() && s.chars().all(|c| c.is_digit(radix));
+    let rest = name.strip_suffix(TMP_SUFFIX)?;
+    let (before, last) = rest.rsplit_once('.')?;
+    match before.rsplit_once('.') {
+        Some((target, pid)) if digits(pid, 10) && digits(last, 16) => Some(target),
+        _ => digits(last, 10).then_some(before),
+    }
+}
+
+/// True for the folders packs live in: two lowercase hex digits.
+fn is_pack_folder(name: &str) -> bool {
+    name.len() == 2 && name.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+}
+
 impl PackStore for LocalStore {
     fn location(&self) -> String {
         self.root.display().to_string()
@@ -217,21 +246,28 @@ impl PackStore for LocalStore {
         self.remove(key, Durably::No)
     }
 
+    /// Removes only what this store's own pack writes leave: a file named
+    /// `<pack>.<pid>.<random>.tmp` in one of the two-hex-digit folders. A
+    /// shard folder may hold other things (it may be a disk's root), and
+    /// those are never touched.
     fn sweep_unfinished(&self, mode: Mode) -> Result<u64> {
         let mut freed = 0;
-        let mut stack = vec![self.root.clone()];
-        while let Some(dir) = stack.pop() {
+        for (folder, kind) in self.fs.read_dir(&self.root).at(&self.root)? {
+            if kind != FileKind::Dir || !is_pack_folder(&folder) {
+                continue;
+            }
+            let dir = self.root.join(&folder);
             for (name, kind) in self.fs.read_dir(&dir).at(&dir)? {
-                let path = dir.join(&name);
-                match kind {
-                    FileKind::Dir => stack.push(path),
-                    FileKind::File if name.ends_with(TMP_SUFFIX) => {
-                        freed += self.fs.len(&path).at(&path)?;
-                        if mode == Mode::Apply {
-                            self.fs.remove_file(&path).at(&path)?;
-                        }
+                let unfinished = kind == FileKind::File
+                    && unfinished_target(&name).is_some_and(|target| {
+                        PackId::from_key(&format!("{folder}/{target}")).is_some()
+                    });
+                if unfinished {
+                    let path = dir.join(&name);
+                    freed += self.fs.len(&path).at(&path)?;
+                    if mode == Mode::Apply {
+                        self.fs.remove_file(&path).at(&path)?;
                     }
-                    _ => {}
                 }
             }
         }

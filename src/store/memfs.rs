@@ -179,18 +179,15 @@ impl Fs for MemFs {
     fn write(&self, path: &Path, data: &[u8]) -> io::Result<()> {
         let mut s = self.state();
         let (dir, name) = s.parent(path)?;
-        match s.dirs[dir].live.get(&name).copied() {
-            Some(Node::File(f)) => s.files[f].live = data.to_vec(),
-            Some(Node::Dir(_)) => return Err(io::Error::other("a folder is in the way")),
-            None => {
-                s.files.push(FileNode {
-                    live: data.to_vec(),
-                    durable: Vec::new(),
-                });
-                let f = s.files.len() - 1;
-                s.dirs[dir].live.insert(name, Node::File(f));
-            }
+        if s.dirs[dir].live.contains_key(&name) {
+            return Err(io::ErrorKind::AlreadyExists.into());
         }
+        s.files.push(FileNode {
+            live: data.to_vec(),
+            durable: Vec::new(),
+        });
+        let f = s.files.len() - 1;
+        s.dirs[dir].live.insert(name, Node::File(f));
         Ok(())
     }
 

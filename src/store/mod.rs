@@ -26,12 +26,14 @@ pub mod memfs;
 pub mod object;
 pub mod pack;
 pub mod record;
+pub mod shard;
 
 pub use faults::FaultPlan;
 pub use fs::{FaultyFs, FileKind, Fs, OsFs};
 pub use local::LocalStore;
 pub use memfs::MemFs;
 pub use pack::{PackBuilder, PackEntry, PackId};
+pub use shard::{ShardMarker, Unavailable};
 
 use std::path::Path;
 use std::sync::Arc;
@@ -78,6 +80,12 @@ pub trait PackStore: Send + Sync {
     /// are atomic leave nothing and keep this default.
     fn sweep_unfinished(&self, _mode: Mode) -> Result<u64> {
         Ok(0)
+    }
+
+    /// Why this store cannot be used at all, when it cannot (see
+    /// [`shard::Unavailable`]); `None` for a store that may work.
+    fn unavailable(&self) -> Option<Error> {
+        None
     }
 }
 

@@ -53,12 +53,15 @@ impl PackId {
         format!("{}/{hex}.pack", &hex[..2])
     }
 
-    /// Parses a key made by [`PackId::key`].
+    /// Parses a key made by [`PackId::key`], and nothing else: a file of
+    /// the right name in the wrong place is not a pack of ours.
     pub fn from_key(key: &str) -> Option<Self> {
-        let name = key.rsplit('/').next()?.strip_suffix(".pack")?;
+        let name = key.strip_suffix(".pack")?;
+        let (folder, hex) = name.split_once('/')?;
         let mut bytes = [0u8; 16];
-        hex::decode_to_slice(name, &mut bytes).ok()?;
-        Some(PackId(bytes))
+        hex::decode_to_slice(hex, &mut bytes).ok()?;
+        let id = PackId(bytes);
+        (folder == &id.to_hex()[..2] && hex == id.to_hex()).then_some(id)
     }
 }
 

@@ -55,6 +55,10 @@ pub enum ShardAction {
     Remove {
         /// Shard id (see `shard list`)
         id: u32,
+        /// The shard is gone for good (a dead disk): forget what only it
+        /// held instead of moving it
+        #[arg(long)]
+        lost: bool,
     },
     /// Change a shard's weight (nothing moves until `rebalance`)
     SetWeight {

@@ -360,6 +360,9 @@ pub fn shard_list(cx: &Context) -> Code {
             s.target_share * 100.0,
             s.path,
         )?;
+        if let Some(why) = &s.unavailable {
+            writeln!(out, "    unavailable: {why}")?;
+        }
     }
     Ok(0)
 }
@@ -393,7 +396,12 @@ pub fn shard_set_weight(cx: &Context, id: u32, weight: u32) -> Code {
 }
 
 /// `dedup shard remove`.
-pub fn shard_remove(cx: &Context, id: u32) -> Code {
+pub fn shard_remove(cx: &Context, id: u32, lost: bool) -> Code {
+    if lost {
+        let report = cx.writer()?.remove_lost_shard(ShardId(id))?;
+        write!(std::io::stdout().lock(), "{report}")?;
+        return Ok(0);
+    }
     let report = cx.writer()?.remove_shard(ShardId(id), &cx.bar("drain"))?;
     writeln!(
         std::io::stdout().lock(),

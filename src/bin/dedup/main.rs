@@ -43,7 +43,7 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
                 options,
             } => commands::shard_add(&cx, &location, weight, options),
             ShardAction::SetWeight { id, weight } => commands::shard_set_weight(&cx, id, weight),
-            ShardAction::Remove { id } => commands::shard_remove(&cx, id),
+            ShardAction::Remove { id, lost } => commands::shard_remove(&cx, id, lost),
         },
         Command::Rebalance { dry_run, json } => commands::rebalance(&cx, dry_run, json),
         Command::Put { file } => commands::put(&cx, &file),

@@ -115,6 +115,7 @@ impl Repository {
         progress: &dyn Progress,
     ) -> Result<IngestOutcome> {
         let _storing = self.storing();
+        self.check_writable()?;
         let started = Instant::now();
         let start_time = SystemTime::now();
         let (mut walk, roots) = Walk::roots(paths, self.own_folders(), progress)?;
