@@ -521,3 +521,59 @@ fn repository_files_and_folders_are_their_owners_only() {
     }
     assert!(seen > 5, "only {seen} files checked");
 }
+
+#[test]
+fn repair_packs_drops_damaged_and_missing_objects_so_the_next_ingest_stores_them_again() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (src, repo) = (tmp.path().join("src"), tmp.path().join("repo"));
+    fs::create_dir(&src).unwrap();
+    let marker = b"UNIQUE-MARKER-0123456789-".repeat(200);
+    fs::write(src.join("victim.txt"), &marker).unwrap();
+    flat_tree(&src.join("more"), 600);
+    ok(dedup(&repo).args([
+        "init",
+        "--compression",
+        "none",
+        "--avg-size",
+        "4KiB",
+        "--pack-size",
+        "64KiB",
+    ]));
+    let first = snapshot_id(&ok(dedup(&repo).arg("ingest").arg(&src)).stdout);
+    flip_a_byte_of(&marker, &packs(&repo));
+    // A whole pack lost too: one that holds file data only.
+    let gone = packs(&repo)
+        .into_iter()
+        .find(|p| {
+            let bytes = fs::read(p).unwrap();
+            !bytes
+                .windows(marker.len())
+                .any(|w| w[..100] == marker[..100])
+                && records(p).1.iter().all(|e| e.flags & flags::TREE == 0)
+        })
+        .expect("a data-only pack without the marker");
+    fs::remove_file(&gone).unwrap();
+
+    // Without the repair, an ingest deduplicates against what is broken
+    // and the new snapshot is broken too.
+    ok(dedup(&repo).arg("ingest").arg(&src));
+    let r = run(dedup(&repo).arg("verify"));
+    assert_eq!(r.code, 1, "{}", r.stdout);
+
+    let r = run(dedup(&repo).args(["repair", "packs"]));
+    assert_eq!(r.code, 1, "{}\n{}", r.stdout, r.stderr);
+    assert!(r.stdout.contains("forgot missing pack"), "{}", r.stdout);
+    assert!(r.stdout.contains("1 dropped"), "{}", r.stdout);
+    let damaged = files_under(&repo.join("shards"), ".damaged").len();
+    assert_eq!(damaged, 1, "the damaged pack is kept aside");
+
+    // The file cache would reuse the dropped chunks: it is checked against
+    // the index, so this ingest reads the files and stores them again.
+    ok(dedup(&repo).arg("ingest").arg(&src));
+    ok(dedup(&repo).args(["verify", "--read-data"]));
+    let out = tmp.path().join("out");
+    ok(dedup(&repo).args(["restore", &first]).arg(&out));
+    assert_eq!(describe(&src), describe(&out));
+    let again = run(dedup(&repo).args(["repair", "packs"]));
+    assert_eq!(again.code, 0, "{}", again.stdout);
+}

@@ -26,7 +26,7 @@ use std::sync::{Arc, RwLock};
 pub use gc::GcReport;
 pub use ingest::{IngestOptions, IngestOutcome};
 pub use lock::LockHolder;
-pub use repair::RepairReport;
+pub use repair::{PackRepairReport, RepairReport};
 pub use report::{Report, ShardReport};
 pub use restore::RestoreOutcome;
 pub use shards::{LostShard, RebalanceReport, ShardMoves};

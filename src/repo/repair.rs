@@ -7,6 +7,7 @@
 //! from the front, keeping every record whose bytes still hash to its id
 //! (in a new pack; the damaged one is deleted after the swap).
 
+use std::collections::{HashMap, HashSet};
 use std::fs;
 use std::path::Path;
 use std::sync::Arc;
@@ -14,13 +15,16 @@ use std::sync::Arc;
 use serde::Serialize;
 
 use crate::error::{IoContext, Result};
+use crate::id::ChunkId;
 use crate::index::{Access, Index, PackInfo};
 use crate::repo::lock::WriteLock;
-use crate::repo::{open_home, read_config, OpenOptions, Repository, BLOOM, INDEX_DIR};
+use crate::repo::{open_home, read_config, OpenOptions, Progress, Repository, BLOOM, INDEX_DIR};
 use crate::ring::ShardId;
 use crate::snapshot::{SnapshotId, SnapshotRecord};
-use crate::store::pack::{read_entries, repack, scan_records};
-use crate::store::{open_shard, record, Create, LocalStore, MetaStore, PackId, PackStore};
+use crate::store::pack::{entries_of, read_entries, repack, scan_records};
+use crate::store::record::ObjectKind;
+use crate::store::{is_not_found, open_shard, record, Create, LocalStore, MetaStore};
+use crate::store::{PackEntry, PackId, PackStore};
 
 /// What a rebuild found.
 #[derive(Clone, Debug, Default, Serialize)]
@@ -201,4 +205,196 @@ fn index_snapshots(index: &Index, files: &LocalStore, report: &mut RepairReport)
         }
     }
     Ok(())
+}
+
+/// What `repair packs` found and did.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct PackRepairReport {
+    /// Packs read.
+    pub packs: u64,
+    /// Objects (chunks and trees) the index used and that read back intact.
+    pub intact_objects: u64,
+    /// Objects dropped from the index because their bytes are damaged or
+    /// their pack is gone; an ingest of the same data stores them again.
+    pub dropped_objects: u64,
+    /// Of those, trees: the snapshots that reach them stay broken until
+    /// an ingest stores the same folders again, or they are forgotten.
+    pub dropped_trees: u64,
+    /// Packs rewritten without their damaged records (the damaged file is
+    /// kept as `<pack>.damaged`).
+    pub rewritten_packs: Vec<String>,
+    /// Packs the index listed that are gone.
+    pub missing_packs: Vec<String>,
+    /// Pack files kept (unindexed) because readers were open; the next gc
+    /// deletes them.
+    pub packs_kept_for_readers: u64,
+}
+
+impl PackRepairReport {
+    /// True when nothing needed repair.
+    pub fn is_clean(&self) -> bool {
+        self.dropped_objects == 0
+    }
+}
+
+impl std::fmt::Display for PackRepairReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(
+            f,
+            "read {} packs: {} objects intact, {} dropped from the index",
+            self.packs, self.intact_objects, self.dropped_objects
+        )?;
+        for p in &self.rewritten_packs {
+            writeln!(f, "rewrote {p}")?;
+        }
+        for p in &self.missing_packs {
+            writeln!(f, "forgot missing pack {p}")?;
+        }
+        if self.dropped_objects > 0 {
+            writeln!(
+                f,
+                "ingest the same files again to store what was dropped; `dedup verify` names the snapshots still missing data"
+            )?;
+        }
+        if self.dropped_trees > 0 {
+            writeln!(
+                f,
+                "{} dropped objects are trees: gc refuses to run until the snapshots reaching them are whole again or forgotten",
+                self.dropped_trees
+            )?;
+        }
+        Ok(())
+    }
+}
+
+/// One indexed pack as `repair packs` found it.
+struct PackState {
+    /// The records the index uses in it.
+    used: Vec<PackEntry>,
+    /// Its bytes, unless the file is gone.
+    bytes: Option<Vec<u8>>,
+}
+
+impl Repository {
+    /// Reads every pack and drops from the index each object whose bytes
+    /// are damaged or whose pack is gone, so that the next ingest of the
+    /// same data stores it again instead of deduplicating against what
+    /// cannot be read (the file cache is checked against the index too).
+    /// A pack with damaged records is rewritten with the intact ones and
+    /// the damaged file kept as `<pack>.damaged`; nothing readable is lost.
+    pub fn repair_packs(&self, progress: &dyn Progress) -> Result<PackRepairReport> {
+        let _alone = self.reclaiming();
+        self.check_every_shard("repair packs")?;
+        let packs = self.index.packs()?;
+        progress.set_total(packs.len() as u64);
+        let mut report = PackRepairReport::default();
+        let mut states = Vec::new();
+        // Packs whose trailer is gone or damaged: which records the index
+        // uses in them is found in one pass over the index afterwards.
+        let mut unlisted = HashSet::new();
+        for (pack, info) in &packs {
+            progress.advance(1);
+            report.packs += 1;
+            let backend = &self.shard(info.shard)?.backend;
+            let bytes = match backend.get(&pack.key()) {
+                Ok(bytes) => Some(bytes),
+                Err(e) if is_not_found(&e) => None,
+                // Unreadable is not damaged: stop, drop nothing.
+                Err(e) => return Err(e),
+            };
+            let location = format!("{}/{}", backend.location(), pack.key());
+            let used = if let Some(Ok(entries)) = bytes.as_deref().map(|b| entries_of(b, &location))
+            {
+                self.used_entries(pack, entries)?
+            } else {
+                unlisted.insert(*pack);
+                Vec::new()
+            };
+            states.push((*pack, *info, PackState { used, bytes }));
+        }
+        if !unlisted.is_empty() {
+            let ids = self.index.chunks_in(&unlisted)?;
+            let mut by_pack: HashMap<PackId, Vec<PackEntry>> = HashMap::new();
+            for loc in self.index.chunks(&ids)?.into_iter().flatten() {
+                by_pack.entry(loc.pack).or_default().push(loc.entry);
+            }
+            for (pack, _, state) in &mut states {
+                if let Some(used) = by_pack.remove(pack) {
+                    state.used = used;
+                }
+            }
+        }
+        for (pack, info, state) in states {
+            self.repair_pack(pack, &info, state, &mut report)?;
+        }
+        if report.dropped_objects > 0 {
+            self.rebuild_bloom()?;
+            self.save_bloom()?;
+        }
+        Ok(report)
+    }
+
+    /// The entries of `pack` that are the copies the index uses.
+    fn used_entries(&self, pack: &PackId, entries: Vec<PackEntry>) -> Result<Vec<PackEntry>> {
+        let ids: Vec<ChunkId> = entries.iter().map(|e| e.id).collect();
+        Ok(entries
+            .into_iter()
+            .zip(self.index.chunks(&ids)?)
+            .filter(|(e, loc)| loc.is_some_and(|l| l.is(pack, e)))
+            .map(|(e, _)| e)
+            .collect())
+    }
+
+    /// Drops what is damaged in one pack from the index, keeping the rest.
+    fn repair_pack(
+        &self,
+        pack: PackId,
+        info: &PackInfo,
+        state: PackState,
+        report: &mut PackRepairReport,
+    ) -> Result<()> {
+        let backend = self.shard(info.shard)?.backend.clone();
+        let (good, bad): (Vec<PackEntry>, Vec<PackEntry>) = match &state.bytes {
+            None => (Vec::new(), state.used),
+            Some(bytes) => state.used.into_iter().partition(|e| {
+                e.stored_in(bytes, 0)
+                    .and_then(|stored| record::open(&pack, e, stored))
+                    .is_ok()
+            }),
+        };
+        report.intact_objects += good.len() as u64;
+        if bad.is_empty() && state.bytes.is_some() {
+            return Ok(());
+        }
+        report.dropped_objects += bad.len() as u64;
+        report.dropped_trees += bad.iter().filter(|e| e.kind() == ObjectKind::Tree).count() as u64;
+        let mut batch = self.index.batch();
+        for e in &bad {
+            batch.delete_chunk(&e.id);
+        }
+        match &state.bytes {
+            None => report.missing_packs.push(pack.to_hex()),
+            Some(bytes) => {
+                // The damaged file stays, for whatever a person can still
+                // get out of it; gc never touches it.
+                let kept = format!("{}.damaged", pack.key());
+                if backend.size(&kept).is_err() {
+                    backend.create(&kept, bytes)?;
+                }
+                if !good.is_empty() {
+                    let (new_bytes, entries) = repack(&pack, bytes, 0, &good)?;
+                    batch.publish_pack(info.shard, backend.as_ref(), &new_bytes, &entries)?;
+                }
+                report.rewritten_packs.push(format!(
+                    "{pack}: {} records kept, {} dropped (the damaged file is kept as {kept})",
+                    good.len(),
+                    bad.len()
+                ));
+            }
+        }
+        batch.retire_pack(pack, backend);
+        let retired = self.index.commit(batch)?;
+        report.packs_kept_for_readers += self.release(retired)?;
+        Ok(())
+    }
 }

@@ -21,7 +21,7 @@ use crate::id::ChunkId;
 use crate::index::{Location, PackInfo, LOOKUP_BATCH};
 use crate::repo::{Progress, Repository, BLOOM};
 use crate::snapshot::{EntryKind, SnapshotId, SnapshotRecord};
-use crate::store::pack::{parse_trailer, trailer_len, FOOTER_SIZE};
+use crate::store::pack::entries_of;
 use crate::store::{is_not_found, record, PackId};
 
 /// What kind of thing is wrong.
@@ -388,18 +388,7 @@ impl Repository {
         let backend = &self.shard(info.shard)?.backend;
         let bytes = backend.get(&pack.key())?;
         let location = format!("{}/{}", backend.location(), pack.key());
-        let entries = trailer_len(&bytes[bytes.len().saturating_sub(FOOTER_SIZE)..], &location)
-            .and_then(|n| {
-                if n > bytes.len() {
-                    return Err(Error::corrupt(
-                        "pack trailer",
-                        &location,
-                        "longer than the pack",
-                    ));
-                }
-                parse_trailer(&bytes[bytes.len() - n..], bytes.len() as u64, &location)
-            });
-        let entries = match entries {
+        let entries = match entries_of(&bytes, &location) {
             Ok(e) => e,
             Err(e) => {
                 let problem = Problem::new(ProblemKind::DamagedPack, e.to_string()).in_pack(pack);

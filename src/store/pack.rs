@@ -246,6 +246,19 @@ pub fn parse_trailer(tail: &[u8], pack_len: u64, location: &str) -> Result<Vec<P
 /// does.
 const TAIL_GUESS: usize = 64 * 1024;
 
+/// The entries of a whole pack's `bytes`, from its trailer.
+pub fn entries_of(bytes: &[u8], location: &str) -> Result<Vec<PackEntry>> {
+    let n = trailer_len(&bytes[bytes.len().saturating_sub(FOOTER_SIZE)..], location)?;
+    if n > bytes.len() {
+        return Err(Error::corrupt(
+            "pack trailer",
+            location,
+            "longer than the pack",
+        ));
+    }
+    parse_trailer(&bytes[bytes.len() - n..], bytes.len() as u64, location)
+}
+
 /// Reads a pack's entries from its trailer through `backend`. `known_size`
 /// is the pack's length when the index knows it: then one ranged read
 /// usually suffices, which matters on an object store, where each request

@@ -226,6 +226,11 @@ pub fn packs(repo: &Path) -> Vec<PathBuf> {
 
 /// Every pack file under `dir`, at any depth.
 pub fn packs_under(dir: &Path) -> Vec<PathBuf> {
+    files_under(dir, ".pack")
+}
+
+/// Every file under `dir`, at any depth, whose name ends with `suffix`.
+pub fn files_under(dir: &Path, suffix: &str) -> Vec<PathBuf> {
     let mut out = Vec::new();
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
@@ -233,7 +238,7 @@ pub fn packs_under(dir: &Path) -> Vec<PathBuf> {
             let p = e.unwrap().path();
             if p.is_dir() {
                 stack.push(p);
-            } else if p.extension() == Some(OsStr::new("pack")) {
+            } else if p.as_os_str().as_bytes().ends_with(suffix.as_bytes()) {
                 out.push(p);
             }
         }

@@ -73,6 +73,9 @@ pub enum ShardAction {
 pub enum RepairWhat {
     /// The RocksDB index and the Bloom filter
     Index,
+    /// Read every pack and drop damaged or missing objects from the index,
+    /// so the next ingest stores them again
+    Packs,
 }
 
 #[derive(Subcommand)]

@@ -339,6 +339,13 @@ pub fn repair_index(cx: &Context) -> Code {
     Ok(u8::from(!report.is_clean()))
 }
 
+/// `dedup repair packs`: exit 1 when something was dropped.
+pub fn repair_packs(cx: &Context) -> Code {
+    let report = cx.writer()?.repair_packs(&cx.bar("read packs"))?;
+    write!(std::io::stdout().lock(), "{report}")?;
+    Ok(u8::from(!report.is_clean()))
+}
+
 /// `dedup shard list`.
 pub fn shard_list(cx: &Context) -> Code {
     let mut out = std::io::stdout().lock();

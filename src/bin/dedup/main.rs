@@ -35,6 +35,9 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Repair {
             what: RepairWhat::Index,
         } => commands::repair_index(&cx),
+        Command::Repair {
+            what: RepairWhat::Packs,
+        } => commands::repair_packs(&cx),
         Command::Shard { action } => match action {
             ShardAction::List => commands::shard_list(&cx),
             ShardAction::Add {
