@@ -289,6 +289,7 @@ fn unchanged_files_are_not_reread_and_any_change_is_noticed() {
     let tmp = tempfile::tempdir().unwrap();
     let (src, repo) = (tmp.path().join("src"), tmp.path().join("repo"));
     make_tree(&src, 7);
+    age_files(&src);
     init(&repo, &[]);
     let first = json(dedup(&repo).args(["ingest", "--json"]).arg(&src));
     let files = first["record"]["summary"]["files"].as_u64().unwrap();
@@ -338,6 +339,7 @@ fn a_file_cache_entry_whose_chunks_were_collected_is_not_trusted() {
     let tmp = tempfile::tempdir().unwrap();
     let (src, repo) = (tmp.path().join("src"), tmp.path().join("repo"));
     make_tree(&src, 8);
+    age_files(&src);
     init(&repo, &[]);
     ok(dedup(&repo).arg("ingest").arg(&src));
     let id = json(dedup(&repo).args(["snapshots", "--json"]))[0]["id"]
@@ -495,4 +497,52 @@ fn an_ingest_of_a_folder_holding_the_repository_does_not_store_the_repository() 
     // The file cache's own folder is passed over (its parent may stay).
     let cached = fs::read_dir(out.join(".cache/dedup")).map_or(0, Iterator::count);
     assert_eq!(cached, 0, "the file cache was stored");
+}
+
+/// Rewrites a file in place, same size, the first time progress moves:
+/// the ingest has read it by then.
+struct RewriteDuringRead {
+    victim: std::path::PathBuf,
+    done: std::sync::atomic::AtomicBool,
+    warnings: std::sync::Mutex<Vec<String>>,
+}
+
+impl dedup::Progress for RewriteDuringRead {
+    fn advance(&self, _bytes: u64) {
+        if !self.done.swap(true, std::sync::atomic::Ordering::SeqCst) {
+            let mut data = fs::read(&self.victim).unwrap();
+            data[0] ^= 1;
+            // Past the walk's stamp even on coarse timestamps.
+            std::thread::sleep(std::time::Duration::from_millis(20));
+            fs::write(&self.victim, &data).unwrap();
+        }
+    }
+    fn warn(&self, message: &str) {
+        self.warnings.lock().unwrap().push(message.to_string());
+    }
+}
+
+#[test]
+fn a_same_size_change_during_the_read_is_noticed_and_not_cached() {
+    private_cache_dir();
+    let tmp = tempfile::tempdir().unwrap();
+    let (src, path) = (tmp.path().join("src"), tmp.path().join("repo"));
+    fs::create_dir(&src).unwrap();
+    let victim = src.join("only");
+    fs::write(&victim, random_bytes(3, 10_000)).unwrap();
+    age_files(&src);
+    let repo = dedup::Repository::init(&path, &dedup::InitOptions::default()).unwrap();
+    let progress = RewriteDuringRead {
+        victim: victim.clone(),
+        done: false.into(),
+        warnings: std::sync::Mutex::default(),
+    };
+    repo.ingest(std::slice::from_ref(&src), &progress).unwrap();
+    let warnings = progress.warnings.lock().unwrap().join("\n");
+    assert!(warnings.contains("modified while being read"), "{warnings}");
+    // Not vouched for by the cache: the next ingest reads it again.
+    let again = repo
+        .ingest(std::slice::from_ref(&src), &dedup::Quiet)
+        .unwrap();
+    assert_eq!(again.record.summary.unchanged_files, 0);
 }

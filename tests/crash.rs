@@ -146,13 +146,12 @@ fn a_fault_at_any_io_step_of_an_ingest_loses_nothing() {
             open_faulty(&repo, &plan).and_then(|r| r.ingest(std::slice::from_ref(&src), &Quiet));
         let mut expected = vec![(first_id.clone(), first_src.as_path())];
         let completed = match &result {
+            // A fault after the record is durable (its index entry, the
+            // Bloom filter) is a warning: the snapshot is saved, and an
+            // error would have the user ingest it again.
             Ok(outcome) => {
-                assert!(
-                    !plan.tripped(),
-                    "an ingest that hit a fault must not report success"
-                );
                 expected.push((outcome.id.to_hex(), src.as_path()));
-                true
+                !plan.tripped()
             }
             Err(e) => {
                 assert!(e.to_string().contains("injected fault"), "step {n}: {e}");

@@ -245,3 +245,17 @@ pub fn files_under(dir: &Path, suffix: &str) -> Vec<PathBuf> {
     }
     out
 }
+
+/// Dates every file under `dir` an hour back: ingest does not cache a file
+/// modified in the seconds before it starts (a later write in the same
+/// timestamp tick would go unseen), so tests of the cache age their trees.
+pub fn age_files(dir: &Path) {
+    let hour_ago = filetime::FileTime::from_system_time(
+        std::time::SystemTime::now() - std::time::Duration::from_secs(3600),
+    );
+    for file in files_under(dir, "") {
+        if !fs::symlink_metadata(&file).unwrap().is_symlink() {
+            filetime::set_file_mtime(&file, hour_ago).unwrap();
+        }
+    }
+}

@@ -124,12 +124,16 @@ impl Repository {
         let results = self.read_files(&writer, &walk.files, opts, progress)?;
         // Files read this time become the cache for the next ingest. Only
         // after `writer.finish` are their chunks indexed, so this waits.
-        let fresh_cache = fresh_cache_entries(&walk.files, &results);
+        let fresh_cache = fresh_cache_entries(&walk.files, &results, start_time);
         let mut summary = IngestSummary::default();
         let root_tree = Self::store_root(&writer, roots, results, &mut walk.skipped, &mut summary)?;
         let stats = writer.finish()?;
         if let Some(cache) = &self.file_cache {
-            cache.put_many(&fresh_cache)?;
+            // The cache only saves re-reading: a write that fails (a full
+            // disk) costs the next ingest time, not this one its snapshot.
+            if let Err(e) = cache.put_many(&fresh_cache) {
+                progress.warn(&format!("file cache not updated: {e}"));
+            }
         }
         summary.new_chunks = stats.new_objects;
         summary.new_bytes = stats.new_raw;
@@ -149,7 +153,7 @@ impl Repository {
             tree: root_tree,
             summary,
         };
-        self.publish_snapshot(record)
+        self.publish_snapshot(record, progress)
     }
 
     /// Phase 3: the trees, bottom-up, and the root tree's id. One folder
@@ -178,18 +182,38 @@ impl Repository {
 
     /// Phase 4: the snapshot record, durably into `snapshots/` and then
     /// into the index (invariant 3: every pack it reaches is committed),
-    /// then the Bloom counters and filter.
-    fn publish_snapshot(&self, record: SnapshotRecord) -> Result<IngestOutcome> {
+    /// then the Bloom counters and filter. Once the record file is durable
+    /// the snapshot is saved: what fails after it is a warning, not an
+    /// error that would have the user ingest the same data twice.
+    fn publish_snapshot(
+        &self,
+        record: SnapshotRecord,
+        progress: &dyn Progress,
+    ) -> Result<IngestOutcome> {
         let (id, bytes) = record.encode();
         self.files.put(&SnapshotRecord::key(&id), &bytes)?;
-        self.index.put_snapshot(&id, &bytes)?;
         let bloom = &record.summary.bloom;
-        self.index.add_counters(&[
-            (BLOOM_LOOKUPS, bloom.lookups),
-            (BLOOM_SKIPPED, bloom.skipped),
-            (BLOOM_FALSE_POSITIVES, bloom.false_positives),
-        ])?;
-        self.save_bloom()?;
+        let after = [
+            // A record the index lacks is adopted by the next writer.
+            ("snapshot index entry", self.index.put_snapshot(&id, &bytes)),
+            (
+                "Bloom counters",
+                self.index.add_counters(&[
+                    (BLOOM_LOOKUPS, bloom.lookups),
+                    (BLOOM_SKIPPED, bloom.skipped),
+                    (BLOOM_FALSE_POSITIVES, bloom.false_positives),
+                ]),
+            ),
+            // A stale filter is rebuilt by the next writer.
+            ("Bloom filter", self.save_bloom()),
+        ];
+        for (what, result) in after {
+            if let Err(e) = result {
+                progress.warn(&format!(
+                    "snapshot {id} is saved, but its {what} was not written (the next writer repairs it): {e}"
+                ));
+            }
+        }
         Ok(IngestOutcome { id, record })
     }
 

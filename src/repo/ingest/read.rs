@@ -16,7 +16,7 @@ use rayon::prelude::*;
 use super::scan::FileJob;
 use super::{ChunkList, IngestOptions};
 use crate::error::Result;
-use crate::filecache::{self, FileCache};
+use crate::filecache::{self, FileCache, FileStamp};
 use crate::id::ChunkId;
 use crate::index::LOOKUP_BATCH;
 use crate::repo::writer::ObjectWriter;
@@ -63,6 +63,16 @@ fn store_file(
         Ok(f) => f,
         Err(e) => return Ok(unreadable(path, &e, progress)),
     };
+    // The same open file, asked again once it is read: a change during
+    // the read that keeps the size shows in its times.
+    let after = file.try_clone();
+    let after = || {
+        after
+            .as_ref()
+            .ok()
+            .and_then(|f| f.metadata().ok())
+            .map(|m| FileStamp::of(&m))
+    };
     // Small files (most of a typical tree) are read whole and cut in
     // memory: no streaming buffer to fill, no batches to pipeline.
     let mut file = file;
@@ -82,7 +92,7 @@ fn store_file(
                 at += len;
             }
             progress.advance(data.len() as u64);
-            return Ok(stored(job, chunks, progress));
+            return Ok(stored(job, chunks, after(), progress));
         }
         // It grew past the small-file size while being read: stream it.
         if let Err(e) = file.seek(std::io::SeekFrom::Start(0)) {
@@ -128,20 +138,30 @@ fn store_file(
             Err(e) => return Ok(unreadable(path, &e, progress)),
         };
     }
-    Ok(stored(job, chunks, progress))
+    Ok(stored(job, chunks, after(), progress))
 }
 
-/// The result for a file read completely; warns when its size changed
-/// since the walk.
-fn stored(job: &FileJob, chunks: ChunkList, progress: &dyn Progress) -> FileResult {
+/// The result for a file read completely; warns when it changed since the
+/// walk: its size, or (`after`, its stamp once read) its times.
+fn stored(
+    job: &FileJob,
+    chunks: ChunkList,
+    after: Option<FileStamp>,
+    progress: &dyn Progress,
+) -> FileResult {
     let path = &job.path;
     let size: u64 = chunks.iter().map(|c| u64::from(c.1)).sum();
-    let changed = size != job.stamp.size;
-    if changed {
+    let changed = size != job.stamp.size || after.is_some_and(|a| a != job.stamp);
+    if size != job.stamp.size {
         progress.warn(&format!(
             "{} changed while being read ({} bytes expected, {size} read); stored as read",
             path.display(),
             job.stamp.size
+        ));
+    } else if changed {
+        progress.warn(&format!(
+            "{} was modified while being read; stored as read, which may mix old and new content",
+            path.display()
         ));
     }
     FileResult::Stored {
@@ -230,14 +250,24 @@ impl Repository {
 }
 
 /// The file-cache entries of the files read (not taken from the cache,
-/// not changed while being read) by this ingest.
+/// not changed while being read) by this ingest, which `started` then.
+/// A file modified in the last [`RACY_SECONDS`] before that is left out:
+/// on a file system with coarse timestamps a write later in the same tick
+/// would leave its stamp unchanged, and the cache would vouch for content
+/// it never saw.
 pub(super) fn fresh_cache_entries(
     files: &[FileJob],
     results: &[FileResult],
+    started: std::time::SystemTime,
 ) -> Vec<(Vec<u8>, Vec<u8>)> {
+    let settled = started
+        .checked_sub(std::time::Duration::from_secs(RACY_SECONDS))
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
     files
         .iter()
         .zip(results)
+        .filter(|(job, _)| job.stamp.mtime.0 < settled)
         .filter_map(|(job, r)| match r {
             FileResult::Stored {
                 chunks,
@@ -252,6 +282,9 @@ pub(super) fn fresh_cache_entries(
         })
         .collect()
 }
+
+/// See [`fresh_cache_entries`].
+const RACY_SECONDS: u64 = 2;
 
 fn unreadable(path: &Path, e: &std::io::Error, progress: &dyn Progress) -> FileResult {
     progress.warn(&format!("skipping {}: {e}", path.display()));
