@@ -267,23 +267,40 @@ struct TreeSums {
 }
 
 /// Files, logical bytes and chunk references under tree `id`, counting a
-/// subtree as often as it appears; `memo` keeps each subtree's sums.
+/// subtree as often as it appears; `memo` keeps each subtree's sums. A
+/// post-order walk on an explicit stack: a crafted chain of a million
+/// nested trees must not overflow the thread's stack.
 fn subtree_sums(
     id: &ChunkId,
     trees: &HashMap<ChunkId, TreeSums>,
     memo: &mut HashMap<ChunkId, (u64, u64, u64)>,
 ) -> (u64, u64, u64) {
-    if let Some(sums) = memo.get(id) {
-        return *sums;
+    let mut stack = vec![(*id, false)];
+    while let Some((tree, children_done)) = stack.pop() {
+        if memo.contains_key(&tree) {
+            continue;
+        }
+        let own = &trees[&tree];
+        if children_done {
+            let sums =
+                own.children
+                    .iter()
+                    .fold((own.files, own.logical, own.refs), |acc, child| {
+                        let c = memo[child];
+                        (acc.0 + c.0, acc.1 + c.1, acc.2 + c.2)
+                    });
+            memo.insert(tree, sums);
+        } else {
+            stack.push((tree, true));
+            stack.extend(
+                own.children
+                    .iter()
+                    .filter(|c| !memo.contains_key(c))
+                    .map(|c| (*c, false)),
+            );
+        }
     }
-    let own = &trees[id];
-    let mut sums = (own.files, own.logical, own.refs);
-    for child in &own.children {
-        let c = subtree_sums(child, trees, memo);
-        sums = (sums.0 + c.0, sums.1 + c.1, sums.2 + c.2);
-    }
-    memo.insert(*id, sums);
-    sums
+    memo[id]
 }
 
 /// Bytes for people: `1.5 GiB`.
@@ -369,5 +386,54 @@ impl fmt::Display for Report {
             )?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn subtree_sums_walk_a_deep_chain_and_count_shared_subtrees_twice() {
+        // A chain far deeper than a recursive walk's stack would take.
+        let depth = 1_000_000u32;
+        let id = |n: u32| ChunkId::of(&n.to_le_bytes());
+        let mut trees: HashMap<ChunkId, TreeSums> = (0..depth)
+            .map(|n| {
+                let sums = TreeSums {
+                    files: 1,
+                    logical: 10,
+                    refs: 2,
+                    children: if n + 1 < depth {
+                        vec![id(n + 1)]
+                    } else {
+                        Vec::new()
+                    },
+                };
+                (id(n), sums)
+            })
+            .collect();
+        let mut memo = HashMap::new();
+        let chain = subtree_sums(&id(0), &trees, &mut memo);
+        assert_eq!(
+            chain,
+            (
+                u64::from(depth),
+                10 * u64::from(depth),
+                2 * u64::from(depth)
+            )
+        );
+        // A folder holding the same subtree twice counts it twice.
+        let top = ChunkId::of(b"top");
+        trees.insert(
+            top,
+            TreeSums {
+                files: 0,
+                logical: 0,
+                refs: 0,
+                children: vec![id(depth - 2), id(depth - 2)],
+            },
+        );
+        assert_eq!(subtree_sums(&top, &trees, &mut memo), (4, 40, 8));
     }
 }

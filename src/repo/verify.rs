@@ -437,7 +437,10 @@ impl Repository {
     }
 
     /// For each bad chunk or tree, the snapshot files (or folders) it
-    /// breaks, as `snapshot-prefix:path`.
+    /// breaks, as `snapshot-prefix:path`. Paths multiply where folders
+    /// share subtrees, so the walk stops expanding after
+    /// [`PATH_BUDGET`] folders (a crafted graph could otherwise make it
+    /// exponential); the names found by then are reported.
     fn files_using(
         &self,
         snapshots: &[(SnapshotId, ChunkId)],
@@ -448,7 +451,12 @@ impl Repository {
             .iter()
             .map(|(snap, root)| (*root, (snap.to_hex()[..12].to_string(), String::new())))
             .collect();
+        let mut budget = PATH_BUDGET;
         self.walk_paths(roots, |(prefix, path), id, tree| {
+            if budget == 0 {
+                return Ok(Vec::new());
+            }
+            budget -= 1;
             if bad.contains_key(&id) {
                 let shown = if path.is_empty() { "." } else { path };
                 out.entry(id)
@@ -488,6 +496,9 @@ impl Repository {
         Ok(out)
     }
 }
+
+/// Folders [`Repository::files_using`] visits at most.
+const PATH_BUDGET: u64 = 1_000_000;
 
 #[cfg(test)]
 mod tests {

@@ -163,8 +163,16 @@ impl Fs for OsFs {
     }
 
     fn read_at(&self, path: &Path, offset: u64, len: usize) -> io::Result<Vec<u8>> {
+        let file = self.handle(path)?;
+        // A length from damaged metadata must not size the buffer.
+        if offset.saturating_add(len as u64) > file.metadata()?.len() {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                format!("{len} bytes at {offset} run past the end of the file"),
+            ));
+        }
         let mut buf = vec![0u8; len];
-        self.handle(path)?.read_exact_at(&mut buf, offset)?;
+        file.read_exact_at(&mut buf, offset)?;
         Ok(buf)
     }
 

@@ -317,6 +317,8 @@ mod tests {
             assert_eq!(PackStore::get(&b, "ab/one.pack").unwrap(), b"hello world");
             assert_eq!(b.get_range("ab/one.pack", 6, 5).unwrap(), b"world");
             assert!(b.get_range("ab/one.pack", 6, 6).is_err());
+            // A length from damaged metadata is refused, not allocated.
+            assert!(b.get_range("ab/one.pack", 0, usize::MAX / 2).is_err());
             assert_eq!(b.size("ab/one.pack").unwrap(), 11);
             let mut keys = PackStore::list(&b, "").unwrap();
             keys.sort();

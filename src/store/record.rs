@@ -167,6 +167,19 @@ mod codec {
 
     /// Decompresses at most `capacity` bytes with this thread's context.
     fn decompress(stored: &[u8], capacity: usize) -> std::io::Result<Vec<u8>> {
+        // The frame says how long it is: a damaged length in the index or
+        // the trailer must not size an allocation of up to 4 GiB (times
+        // every reader running at once).
+        match zstd::zstd_safe::get_frame_content_size(stored) {
+            Ok(Some(n)) if n == capacity as u64 => {}
+            Ok(Some(n)) => {
+                return Err(std::io::Error::other(format!(
+                    "the zstd frame holds {n} bytes, the entry says {capacity}"
+                )))
+            }
+            Ok(None) => {}
+            Err(_) => return Err(std::io::Error::other("not a zstd frame")),
+        }
         DECOMPRESSOR.with(|cell| {
             let mut slot = cell.borrow_mut();
             let context = match slot.as_mut() {
@@ -271,6 +284,17 @@ mod codec {
                 let e = entry(data, flags, &stored);
                 assert_eq!(open(&pack, &e, &stored).unwrap(), data);
             }
+        }
+
+        #[test]
+        fn a_damaged_length_is_refused_before_it_sizes_a_buffer() {
+            let pack = PackId([3; 16]);
+            let text = b"the same words again and again ".repeat(100);
+            let (flags, stored) = seal(&text, ObjectKind::Data, Compression::Zstd, 3);
+            let mut e = entry(&text, flags, &stored);
+            e.raw_len = u32::MAX;
+            let err = open(&pack, &e, &stored).unwrap_err().to_string();
+            assert!(err.contains("the zstd frame holds 3100 bytes"), "{err}");
         }
 
         #[test]
