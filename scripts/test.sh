@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite in one command (unit, property, CLI, golden, crash and
-# object-store tests).
-#   scripts/test.sh
+# object-store tests), then every fuzz target for a short while.
+#   scripts/test.sh [cargo test options]
+# DEDUP_FUZZ_SECONDS sets the fuzzing time per target (default 15; 0 skips).
 # The object-store tests run a real S3 server, s3s-fs; the first run installs
 # it into ~/.cache/dedup-tools (a few minutes, once per machine).
 set -euo pipefail
@@ -18,3 +19,8 @@ if [ -z "${DEDUP_S3S_FS:-}" ]; then
 fi
 
 cargo test --locked "$@"
+
+fuzz_seconds="${DEDUP_FUZZ_SECONDS:-15}"
+if [ "$fuzz_seconds" != 0 ]; then
+  scripts/fuzz.sh "$fuzz_seconds"
+fi

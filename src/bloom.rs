@@ -37,7 +37,7 @@ pub struct Bloom {
 impl Bloom {
     /// An empty filter sized for about `expected` chunks (it grows past that).
     pub fn new(expected: u64) -> Self {
-        let expected = expected.clamp(100_000, 1 << 32) as usize;
+        let expected = expected.clamp(MIN_EXPECTED, MAX_EXPECTED) as usize;
         Bloom {
             filter: GrowableBloom::new(FALSE_POSITIVE_RATE, expected),
             chunks: 0,
@@ -111,7 +111,7 @@ struct Shape {
     /// Each filter's bit field and its number of slices.
     blooms: Vec<(Vec<u8>, u64)>,
     error_rate: f64,
-    _estimated: u64,
+    estimated: u64,
     inserts: u64,
     capacity: u64,
     growth_factor: u64,
@@ -129,18 +129,52 @@ impl Shape {
                 return Err("a filter has fewer bits than hash slices");
             }
         }
-        let error_rate_ok = self.error_rate > 0.0 && self.error_rate < 1.0;
-        let tightening_ok = self.tightening_ratio > 0.0 && self.tightening_ratio <= 1.0;
-        if !error_rate_ok || !tightening_ok {
-            return Err("a rate outside (0, 1)");
+        // Growth is the crate's own arithmetic on the saved parameters
+        // (the next filter's rate is tightened once per filter there, its
+        // capacity multiplied): crafted ones make it assert, overflow or
+        // ask for terabytes. This module only ever writes its own, so
+        // anything else is damage.
+        let ours = self.error_rate == FALSE_POSITIVE_RATE
+            && self.tightening_ratio == TIGHTENING_RATIO
+            && self.growth_factor == GROWTH_FACTOR
+            && (MIN_EXPECTED..=MAX_EXPECTED).contains(&self.estimated)
+            && self.blooms.len() <= MAX_FILTERS;
+        if !ours {
+            return Err("parameters this build never writes");
         }
-        // Growing multiplies the capacity: keep it far from overflowing.
-        if self.growth_factor == 0 || self.growth_factor > 64 || self.capacity >= 1 << 48 {
-            return Err("a growth factor or capacity out of range");
+        // Each filter has exactly the size the crate gave it when it grew,
+        // so the next one (twice the last) is bounded by what this file
+        // already holds.
+        for (i, (bits, slices)) in self.blooms.iter().enumerate() {
+            if (bits.len() as u64, *slices) != grown_size(self.estimated, i) {
+                return Err("a filter of a size growth never makes");
+            }
         }
         Ok(())
     }
 }
+
+/// The bytes and hash slices of the `i`-th filter of a growable filter
+/// sized for `estimated` ids, computed as growable-bloom-filter 2.1 does.
+fn grown_size(estimated: u64, i: usize) -> (u64, u64) {
+    let i = u32::try_from(i).unwrap_or(u32::MAX);
+    let rate = FALSE_POSITIVE_RATE * TIGHTENING_RATIO.powi(i.try_into().unwrap_or(i32::MAX));
+    let capacity = GROWTH_FACTOR.saturating_pow(i).saturating_mul(estimated);
+    let slices = (1.0 / rate).log2().ceil() as u64;
+    let slice_bits = (capacity as f64 / std::f64::consts::LN_2).ceil() as u64;
+    (slices.saturating_mul(slice_bits).div_ceil(8), slices)
+}
+
+/// Filters a saved Bloom file may hold: each growth doubles the capacity,
+/// so a real file never has more than a few.
+const MAX_FILTERS: usize = 16;
+
+/// The growable filter's parameters as [`GrowableBloom::new`] sets them
+/// (growable-bloom-filter 2.1), and the range [`Bloom::new`] sizes it in.
+const GROWTH_FACTOR: u64 = 2;
+const TIGHTENING_RATIO: f64 = 0.851_562_5;
+const MIN_EXPECTED: u64 = 100_000;
+const MAX_EXPECTED: u64 = 1 << 32;
 
 /// SHA-256 over the count and the payload, so neither can rot unnoticed.
 fn checksum(chunks: u64, payload: &[u8]) -> [u8; 32] {
@@ -167,7 +201,8 @@ mod tests {
         payload[2] = 1;
         assert!(Bloom::decode(&Bloom::frame(0, &payload), "b").is_err());
         // A real filter, any size, passes the same checks.
-        for n in [0u32, 1, 5000] {
+        // 350 000 ids grow a filter sized for 100 000 twice.
+        for n in [0u32, 1, 5000, 350_000] {
             let mut b = Bloom::new(10);
             for i in 0..n {
                 b.insert(&ChunkId::of(&i.to_le_bytes()));
@@ -175,6 +210,25 @@ mod tests {
             let r = Bloom::decode(&b.encode(), "b");
             assert!(r.is_ok(), "{n}: {:?}", r.err());
         }
+    }
+
+    #[test]
+    fn a_filter_whose_growth_would_assert_overflow_or_explode_is_refused() {
+        let mut b = Bloom::new(10);
+        b.insert(&ChunkId::of(b"x"));
+        let payload = b.encode()[48..].to_vec();
+        let good = Bloom::decode(&Bloom::frame(0, &payload), "b");
+        assert!(good.is_ok(), "{:?}", good.err());
+        // The rates and growth factor are the payload's last 17 bytes:
+        // growth factor (varint 2), tightening ratio (f64).
+        let mut tightened = payload.clone();
+        let n = tightened.len();
+        tightened[n - 8..].copy_from_slice(&1e-300f64.to_le_bytes());
+        let err = Bloom::decode(&Bloom::frame(0, &tightened), "b").unwrap_err();
+        assert!(err.to_string().contains("never writes"), "{err}");
+        let mut faster = payload;
+        faster[n - 9] = 60;
+        assert!(Bloom::decode(&Bloom::frame(0, &faster), "b").is_err());
     }
 
     #[test]

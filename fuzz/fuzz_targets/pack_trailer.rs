@@ -10,10 +10,10 @@ fuzz_target!(|data: &[u8]| {
     }
     if let Ok(entries) = parse_trailer(data, data.len() as u64 + 4096, "fuzz") {
         for e in entries {
-            assert!(e.data_offset() + u64::from(e.stored_len) <= 4096 + data.len() as u64);
+            assert!(e.data_range().end <= 4096 + data.len() as u64);
         }
     }
     for e in scan_records(data, |_, _| true) {
-        assert!((e.data_offset() + u64::from(e.stored_len)) as usize <= data.len());
+        assert!((e.data_range().end) as usize <= data.len());
     }
 });
