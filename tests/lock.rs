@@ -303,3 +303,44 @@ fn restore_and_verify_in_a_loop_beside_gc_rebalance_and_ingest() {
     ok(dedup(&repo).arg("gc"));
     ok(dedup(&repo).args(["verify", "--read-data"]));
 }
+
+#[test]
+fn two_writers_taking_over_a_stale_lock_at_once_never_both_get_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (repo, src) = (tmp.path().join("repo"), tmp.path().join("src"));
+    make_tree(&src, 39);
+    ok(dedup(&repo).arg("init"));
+    ok(dedup(&repo).arg("ingest").arg(&src));
+    let mut child = std::process::Command::new("true").spawn().unwrap();
+    let dead = child.id();
+    child.wait().unwrap();
+    let mut won = 0;
+    for round in 0..15u64 {
+        lock_file(&repo, dead);
+        fs::write(src.join("round"), random_bytes(round, 50_000)).unwrap();
+        // `repair index` renames the index away: had it run beside the
+        // ingest, the ingest's commits would land in a folder being replaced.
+        let start = |cmd: &mut std::process::Command| {
+            cmd.stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        };
+        let ingest = start(dedup(&repo).arg("ingest").arg(&src));
+        let repair = start(dedup(&repo).args(["repair", "index"]));
+        for child in [ingest, repair] {
+            let out = child.wait_with_output().unwrap();
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            match out.status.code() {
+                Some(0) => won += 1,
+                Some(2) if stderr.contains("locked by") => {}
+                other => panic!("round {round}: exit {other:?}: {stderr}"),
+            }
+        }
+    }
+    assert!(won >= 15, "every round someone writes");
+    ok(dedup(&repo).args(["verify", "--read-data"]));
+    // The last round's ingest may have lost the race: store the tree as it is.
+    ok(dedup(&repo).arg("ingest").arg(&src));
+    assert_restores(dedup(&repo), &src, &tmp.path().join("out"));
+}

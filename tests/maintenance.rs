@@ -577,3 +577,26 @@ fn repair_packs_drops_damaged_and_missing_objects_so_the_next_ingest_stores_them
     let again = run(dedup(&repo).args(["repair", "packs"]));
     assert_eq!(again.code, 0, "{}", again.stdout);
 }
+
+#[test]
+fn a_writer_sweeps_what_crashed_writes_left_in_the_repository_folder_and_nothing_else() {
+    let f = fixture("zstd");
+    let ours = [
+        f.repo.join("bloom.4242.0123456789abcdef.tmp"),
+        f.repo.join("config.77.00ff.tmp"),
+        f.repo
+            .join("snapshots")
+            .join(format!("{}.9.1a.tmp", "ab".repeat(32))),
+    ];
+    let foreign = [f.repo.join("notes.tmp"), f.repo.join("snapshots/x.tmp")];
+    for p in ours.iter().chain(&foreign) {
+        fs::write(p, "left over").unwrap();
+    }
+    ok(dedup(&f.repo).arg("ingest").arg(&f.src));
+    for p in &ours {
+        assert!(!p.exists(), "{} is swept", p.display());
+    }
+    for p in &foreign {
+        assert!(p.exists(), "{} is not ours to remove", p.display());
+    }
+}

@@ -252,6 +252,10 @@ impl Repository {
             work: RwLock::new(()),
         };
         if !read_only {
+            // What a crash left of the home's own durable writes (config,
+            // records, blob markers, the filter): a leftover is never read,
+            // so failing to remove it is no reason to refuse the writer.
+            let _ = repo.files.sweep_unfinished(&["", SNAPSHOTS, "blobs"]);
             repo.adopt_snapshot_files()?;
             repo.load_bloom()?;
         }

@@ -295,6 +295,27 @@ impl MetaStore for LocalStore {
     fn delete(&self, key: &str) -> Result<()> {
         self.remove(key, Durably::Yes)
     }
+
+    /// Removes only files named as [`tmp_path`] names them.
+    fn sweep_unfinished(&self, dirs: &[&str]) -> Result<u64> {
+        let mut freed = 0;
+        for dir in dirs {
+            let dir = self.root.join(dir);
+            let entries = match self.fs.read_dir(&dir) {
+                Ok(entries) => entries,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(Error::io(&dir, e)),
+            };
+            for (name, kind) in entries {
+                if kind == FileKind::File && unfinished_target(&name).is_some() {
+                    let path = dir.join(&name);
+                    freed += self.fs.len(&path).at(&path)?;
+                    self.fs.remove_file(&path).at(&path)?;
+                }
+            }
+        }
+        Ok(freed)
+    }
 }
 
 #[cfg(test)]

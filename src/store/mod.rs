@@ -108,6 +108,13 @@ pub trait MetaStore: Send + Sync {
 
     /// Removes `key`, durably; removing an absent key is not an error.
     fn delete(&self, key: &str) -> Result<()>;
+
+    /// Removes what interrupted `put`s left in the folders `dirs` (`""`
+    /// for the root); only safe under the writer lock. Stores whose puts
+    /// are atomic leave nothing and keep this default.
+    fn sweep_unfinished(&self, _dirs: &[&str]) -> Result<u64> {
+        Ok(0)
+    }
 }
 
 /// True when `err` says the thing asked for does not exist.
