@@ -117,3 +117,41 @@ fn a_file_that_grows_while_read_is_stored_as_read_and_reported() {
     let again = json(dedup(&repo).args(["ingest", "--json"]).arg(&src));
     assert_eq!(again["record"]["summary"]["unchanged_files"], 0);
 }
+
+#[test]
+fn restore_refuses_a_destination_another_user_could_redirect() {
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let (src, repo) = (tmp.path().join("src"), tmp.path().join("repo"));
+    make_tree(&src, 61);
+    ok(dedup(&repo).arg("init"));
+    ok(dedup(&repo).arg("ingest").arg(&src));
+    let refused = |dest: &std::path::Path, why: &str| {
+        let r = run(dedup(&repo).args(["restore", "latest"]).arg(dest));
+        assert_eq!(r.code, 2, "{why}: {}", r.stderr);
+        assert!(
+            r.stderr.contains("not safe to restore into"),
+            "{why}: {}",
+            r.stderr
+        );
+        assert!(!dest.join("src").exists(), "{why}: nothing restored");
+    };
+    // Anyone may rename what restore makes inside a world-writable folder.
+    let open = tmp.path().join("open");
+    fs::create_dir(&open).unwrap();
+    fs::set_permissions(&open, fs::Permissions::from_mode(0o777)).unwrap();
+    refused(&open, "world-writable destination");
+    refused(
+        &open.join("below/out"),
+        "world-writable ancestor of a new destination",
+    );
+    // The sticky bit (as on /tmp) stops that: allowed.
+    fs::set_permissions(&open, fs::Permissions::from_mode(0o1777)).unwrap();
+    assert_restores(dedup(&repo), &src, &open.join("out"));
+    // A folder of another user's: they can rename anything in it.
+    let theirs = tmp.path().join("theirs");
+    fs::create_dir(&theirs).unwrap();
+    if std::os::unix::fs::chown(&theirs, Some(65534), None).is_ok() {
+        refused(&theirs, "a destination another user owns");
+    }
+}

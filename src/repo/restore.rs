@@ -191,6 +191,7 @@ impl Repository {
         progress: &dyn Progress,
     ) -> Result<RestoreOutcome> {
         let record = self.snapshot(snapshot)?;
+        check_destination(dest)?;
         match fs::read_dir(dest) {
             Ok(mut it) => {
                 if it.next().is_some() {
@@ -416,6 +417,50 @@ impl Repository {
             })
             .collect()
     }
+}
+
+/// Refuses a destination another user could redirect. Restore works by
+/// path: if someone else can rename entries in the destination or in any
+/// folder above it, they can swap a folder restore has just made for a
+/// link, and the files restored after it (as root, say) land wherever the
+/// link points. So every folder from the destination (or, if it does not
+/// exist yet, its nearest existing ancestor) up to `/` must belong to root
+/// or to the caller and must not be writable by group or others, unless
+/// its sticky bit is set (as on `/tmp`: others cannot rename what is not
+/// theirs).
+fn check_destination(dest: &Path) -> Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    // The kernel gives /proc/self the process's effective user.
+    let me = fs::metadata("/proc/self").at("/proc/self")?.uid();
+    let absolute = std::path::absolute(dest).at(dest)?;
+    let mut existing = absolute.as_path();
+    while fs::symlink_metadata(existing).is_err() {
+        match existing.parent() {
+            Some(parent) => existing = parent,
+            None => return Ok(()),
+        }
+    }
+    let real = fs::canonicalize(existing).at(existing)?;
+    for dir in real.ancestors() {
+        let meta = fs::metadata(dir).at(dir)?;
+        let owner_ok = meta.uid() == 0 || meta.uid() == me;
+        let shared = meta.mode() & 0o022 != 0 && meta.mode() & 0o1000 == 0;
+        if !owner_ok || shared {
+            return Err(Error::invalid(
+                "restore destination",
+                format!(
+                    "{} is not safe to restore into: {} (owner uid {}, mode {:o}) lets another \
+                     user swap what restore creates for a link; restore into a folder only \
+                     you (or root) can write",
+                    dest.display(),
+                    dir.display(),
+                    meta.uid(),
+                    meta.mode() & 0o7777
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
