@@ -62,15 +62,18 @@ fn paths_longer_than_the_system_allows_are_skipped_with_a_clear_message() {
     fs::write(src.join("normal"), b"kept").unwrap();
     // Build a chain deeper than PATH_MAX (4096) by walking down with
     // relative paths, which the kernel allows.
+    // A shell does the walking: changing this process's working folder
+    // would move it under every other test running beside this one.
     let name = "d".repeat(200);
-    let here = std::env::current_dir().unwrap();
-    std::env::set_current_dir(&src).unwrap();
-    for _ in 0..25 {
-        fs::create_dir(&name).unwrap();
-        std::env::set_current_dir(&name).unwrap();
-    }
-    fs::write("deep-file", b"deep").unwrap();
-    std::env::set_current_dir(here).unwrap();
+    let status = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "for i in $(seq 25); do mkdir {name} && cd -P {name} || exit 1; done; echo deep > deep-file"
+        ))
+        .current_dir(&src)
+        .status()
+        .unwrap();
+    assert!(status.success());
     ok(dedup(&repo).arg("init"));
     let r = run(dedup(&repo).arg("ingest").arg(&src));
     assert_eq!(r.code, 1, "{}\n{}", r.stdout, r.stderr);
