@@ -26,9 +26,10 @@ use crate::codec::{Put, Reader};
 use crate::error::{Error, Result};
 use crate::id::ChunkId;
 use crate::ring::ShardId;
+use crate::segment::{self, Op, Segment};
 use crate::snapshot::SnapshotId;
 use crate::store::record::ObjectKind;
-use crate::store::{Fs, PackEntry, PackId, PackStore};
+use crate::store::{Fs, MetaStore, PackEntry, PackId, PackStore};
 
 const CHUNKS: &str = "chunks";
 const PACKS: &str = "packs";
@@ -131,8 +132,12 @@ impl PackInfo {
         info
     }
 
-    fn encode(&self) -> Vec<u8> {
-        let mut v = Vec::with_capacity(53);
+    /// The length of [`encode`](Self::encode)'s output.
+    pub const ENCODED_LEN: usize = 53;
+
+    /// Encodes as an index value (and inside index segments).
+    pub fn encode(&self) -> Vec<u8> {
+        let mut v = Vec::with_capacity(Self::ENCODED_LEN);
         v.put_u8(1);
         v.put_u32(self.shard.0);
         v.put_u64(self.size);
@@ -180,7 +185,15 @@ pub struct Batch<'i> {
     index: &'i Index,
     inner: WriteBatch,
     published: Vec<(PackId, ShardId)>,
-    retired: Vec<(PackId, Arc<dyn PackStore>)>,
+    /// Packs leaving, with the store to delete each from (none when the
+    /// batch replays a segment: the file is the writer's business).
+    retired: Vec<(PackId, Option<Arc<dyn PackStore>>)>,
+    /// What the batch does, for its segment.
+    ops: Vec<Op>,
+    /// The segment this batch applies (so it writes none of its own).
+    replays: Option<String>,
+    /// The batch starts from an empty index (it applies a full segment).
+    wiped: bool,
 }
 
 #[cfg(feature = "engine")]
@@ -216,19 +229,62 @@ impl Batch<'_> {
         self.inner
             .put_cf(self.index.cf(PACKS), pack.0, info.encode());
         self.published.push((pack, info.shard));
+        self.ops.push(Op::AddPack {
+            pack,
+            info: *info,
+            entries: entries.to_vec(),
+        });
     }
 
     /// Forgets `pack` when the batch commits, and then deletes its file
     /// from `backend`. Entries still pointing into it must be deleted
     /// ([`delete_chunk`](Self::delete_chunk)) or re-pointed in this batch.
     pub fn retire_pack(&mut self, pack: PackId, backend: Arc<dyn PackStore>) {
+        self.forget_pack(pack, Some(backend));
+    }
+
+    fn forget_pack(&mut self, pack: PackId, backend: Option<Arc<dyn PackStore>>) {
         self.inner.delete_cf(self.index.cf(PACKS), pack.0);
         self.retired.push((pack, backend));
+        self.ops.push(Op::RetirePack(pack));
     }
 
     /// Forgets a chunk.
     pub fn delete_chunk(&mut self, id: &ChunkId) {
         self.inner.delete_cf(self.index.cf(CHUNKS), id.as_bytes());
+        self.ops.push(Op::DeleteChunk(*id));
+    }
+
+    /// Empties the chunks and packs (and the record of applied segments):
+    /// the first step of applying a full segment.
+    fn wipe(&mut self) {
+        let index = self.index;
+        for family in [CHUNKS, PACKS] {
+            self.inner
+                .delete_range_cf(index.cf(family), &[][..], &[0xffu8; 33][..]);
+        }
+        self.inner
+            .delete_range_cf(index.cf(META), APPLIED.as_bytes(), APPLIED_END.as_bytes());
+        self.wiped = true;
+    }
+
+    /// Adds what `segment` says to the batch, which then stands for it.
+    fn replay(&mut self, name: &str, segment: Segment) {
+        if segment.full {
+            self.wipe();
+        }
+        for op in segment.ops {
+            match op {
+                Op::AddPack {
+                    pack,
+                    info,
+                    entries,
+                } => self.index_pack(pack, &info, &entries),
+                Op::RetirePack(pack) => self.forget_pack(pack, None),
+                Op::DeleteChunk(id) => self.delete_chunk(&id),
+            }
+        }
+        self.replays = Some(name.to_string());
     }
 
     /// Stores a snapshot record.
@@ -243,7 +299,7 @@ impl Batch<'_> {
 /// readers with an older view of the index are open) leaves unindexed
 /// files, which the next `gc` removes.
 #[derive(Default)]
-pub struct Retired(Vec<(PackId, Arc<dyn PackStore>)>);
+pub struct Retired(Vec<(PackId, Option<Arc<dyn PackStore>>)>);
 
 impl Retired {
     /// How many packs.
@@ -259,7 +315,9 @@ impl Retired {
     /// Deletes their files.
     pub fn delete(self) -> Result<()> {
         for (pack, backend) in self.0 {
-            backend.delete(&pack.key())?;
+            if let Some(backend) = backend {
+                backend.delete(&pack.key())?;
+            }
         }
         Ok(())
     }
@@ -302,10 +360,21 @@ pub struct Index {
     commits: Mutex<u64>,
     /// Told each new count once its commit is durable.
     on_commit: Option<Box<dyn Fn(u64) + Send + Sync>>,
+    /// Where each commit first writes its segment (writers only).
+    segments: Option<Arc<dyn MetaStore>>,
 }
 
 /// The `meta` key counting commits, over the index's whole life.
 const COMMITS: &str = "commits";
+
+/// `meta` keys `applied/<segment name>`: the segments this index holds.
+const APPLIED: &str = "applied/";
+/// Just past every `applied/` key.
+const APPLIED_END: &str = "applied0";
+
+fn applied_key(name: &str) -> String {
+    format!("{APPLIED}{name}")
+}
 
 #[cfg(feature = "engine")]
 impl Index {
@@ -362,6 +431,7 @@ impl Index {
             packs: RwLock::default(),
             commits: Mutex::new(0),
             on_commit: None,
+            segments: None,
         };
         let packs = index
             .packs()?
@@ -388,6 +458,70 @@ impl Index {
     pub fn with_commit_hook(mut self, hook: impl Fn(u64) + Send + Sync + 'static) -> Self {
         self.on_commit = Some(Box::new(hook));
         self
+    }
+
+    /// Writes each commit's segment to `home` before the commit itself.
+    #[must_use]
+    pub fn with_segments(mut self, home: Arc<dyn MetaStore>) -> Self {
+        self.segments = Some(home);
+        self
+    }
+
+    /// Applies, in order, the segments in `home` this index has not yet:
+    /// from the newest full segment on (starting over from it when it is
+    /// new here). Returns how many it applied.
+    pub fn catch_up(&self, home: &dyn MetaStore) -> Result<u64> {
+        let names = segment::names(home)?;
+        let start = names.iter().rposition(|n| segment::is_full(n)).unwrap_or(0);
+        let mut applied = 0;
+        for name in &names[start..] {
+            if self.has_applied(name)? {
+                continue;
+            }
+            let key = format!("{}{name}", segment::FOLDER);
+            let segment = Segment::decode(&home.get(&key)?, &key)?;
+            let mut batch = self.batch();
+            batch.replay(name, segment);
+            let _ = self.commit(batch)?;
+            applied += 1;
+        }
+        Ok(applied)
+    }
+
+    /// Writes a full segment of the index as it stands to `home` and marks
+    /// it applied; returns its name. Segments before it are then never
+    /// applied again.
+    pub fn write_full_segment(&self, home: &dyn MetaStore) -> Result<String> {
+        let mut entries: HashMap<PackId, Vec<PackEntry>> = HashMap::new();
+        self.for_each_chunk(|id, value| {
+            let loc = Location::decode(id, value)?;
+            entries.entry(loc.pack).or_default().push(loc.entry);
+            Ok(())
+        })?;
+        let ops = self
+            .packs()?
+            .into_iter()
+            .map(|(pack, info)| Op::AddPack {
+                pack,
+                info,
+                entries: entries.remove(&pack).unwrap_or_default(),
+            })
+            .collect();
+        let name = segment::full_name();
+        let bytes = Segment { full: true, ops }.encode();
+        home.put(&format!("{}{name}", segment::FOLDER), &bytes)?;
+        let mut batch = self.batch();
+        batch.replays = Some(name.clone());
+        let _ = self.commit(batch)?;
+        Ok(name)
+    }
+
+    fn has_applied(&self, name: &str) -> Result<bool> {
+        Ok(self
+            .db
+            .get_pinned_cf(self.cf(META), applied_key(name))
+            .map_err(|e| self.err(e))?
+            .is_some())
     }
 
     /// How many commits this index has had, as of this view.
@@ -473,6 +607,9 @@ impl Index {
             inner: WriteBatch::default(),
             published: Vec::new(),
             retired: Vec::new(),
+            ops: Vec::new(),
+            replays: None,
+            wiped: false,
         }
     }
 
@@ -485,6 +622,9 @@ impl Index {
             mut inner,
             published,
             retired,
+            ops,
+            replays,
+            wiped,
             ..
         } = batch;
         let mut commits = self
@@ -493,16 +633,33 @@ impl Index {
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         let count = *commits + 1;
         inner.put_cf(self.cf(META), COMMITS, count.to_le_bytes());
+        // The segment first: it is the truth, this index its cache. A
+        // crash after it leaves the segment for the next writer to apply.
+        let applied = match (replays, &self.segments) {
+            (Some(name), _) => Some(name),
+            (None, Some(home)) if !ops.is_empty() => {
+                let name = segment::new_name();
+                let bytes = Segment { full: false, ops }.encode();
+                home.put(&format!("{}{name}", segment::FOLDER), &bytes)?;
+                Some(name)
+            }
+            _ => None,
+        };
+        if let Some(name) = applied {
+            inner.put_cf(self.cf(META), applied_key(&name), []);
+        }
         if let Some(fs) = &self.crash_points {
             fs.crash_point("index commit")
                 .map_err(|e| Error::io(&self.path, e))?;
         }
         // New packs are in the map before any entry points at them, so a
         // concurrent reader that finds an entry also finds its pack.
-        self.packs
-            .write()
-            .expect("packs lock")
-            .extend(published.iter().copied());
+        let mut packs = self.packs.write().expect("packs lock");
+        if wiped {
+            packs.clear();
+        }
+        packs.extend(published.iter().copied());
+        drop(packs);
         let mut opts = WriteOptions::default();
         opts.set_sync(true);
         if let Err(e) = self.db.write_opt(inner, &opts) {

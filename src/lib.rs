@@ -36,6 +36,7 @@ pub mod index;
 #[cfg(feature = "engine")]
 pub mod repo;
 pub mod ring;
+pub mod segment;
 pub mod snapshot;
 pub mod store;
 

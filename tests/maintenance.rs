@@ -600,3 +600,86 @@ fn a_writer_sweeps_what_crashed_writes_left_in_the_repository_folder_and_nothing
         assert!(p.exists(), "{} is not ours to remove", p.display());
     }
 }
+
+#[test]
+fn the_index_is_a_cache_of_the_segments_and_comes_back_when_deleted() {
+    let f = fixture("zstd");
+    let first = json(dedup(&f.repo).args(["snapshots", "--json"]))[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let first_src = f.root.join("first-src");
+    assert!(std::process::Command::new("cp")
+        .arg("-a")
+        .arg(&f.src)
+        .arg(&first_src)
+        .status()
+        .unwrap()
+        .success());
+    fs::write(f.src.join("added"), random_bytes(77, 300_000)).unwrap();
+    ok(dedup(&f.repo).arg("ingest").arg(&f.src));
+    ok(dedup(&f.repo).args(["forget", &first]));
+    ok(dedup(&f.repo).arg("gc"));
+    ok(dedup(&f.repo).arg("ingest").arg(&first_src));
+    assert!(!files_under(&f.repo.join("segments"), "").is_empty());
+    let before = json(dedup(&f.repo).args(["report", "--json"]));
+
+    // The cache (index and filter) gone: the next command, a reader's,
+    // makes it anew from the segments; nothing is read from the packs.
+    fs::remove_dir_all(f.repo.join("index")).unwrap();
+    fs::remove_file(f.repo.join("bloom")).unwrap();
+    let after = json(dedup(&f.repo).args(["report", "--json"]));
+    for key in [
+        "snapshots",
+        "unique_chunks",
+        "tree_objects",
+        "stored_bytes",
+        "logical_bytes",
+    ] {
+        assert_eq!(after[key], before[key], "{key}");
+    }
+    ok(dedup(&f.repo).args(["verify", "--read-data"]));
+    assert_restores(dedup(&f.repo), &first_src, &f.root.join("out"));
+    let r = json(dedup(&f.repo).args(["gc", "--json"]));
+    assert_eq!(
+        r["bytes_freed"], 0,
+        "the rebuilt index knows every pack: {r}"
+    );
+}
+
+#[test]
+fn a_repository_from_before_segments_gets_one_and_many_segments_compact_into_one() {
+    private_cache_dir();
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("repo");
+    let repo = dedup::Repository::init(&path, &dedup::InitOptions::default()).unwrap();
+    let blobs: Vec<Vec<u8>> = (0..70).map(|i| random_bytes(300 + i, 5_000)).collect();
+    let ids: Vec<_> = blobs.iter().map(|b| repo.put(b).unwrap()).collect();
+    drop(repo);
+    let segments = || files_under(&path.join("segments"), "").len();
+    assert_eq!(segments(), 70, "one segment a commit");
+
+    // As if written before segments: the next writer writes a full one.
+    fs::remove_dir_all(path.join("segments")).unwrap();
+    drop(dedup::Repository::open(&path).unwrap());
+    assert_eq!(segments(), 1);
+    fs::remove_dir_all(path.join("index")).unwrap();
+    let repo = dedup::Repository::open(&path).unwrap();
+    for (id, blob) in ids.iter().zip(&blobs) {
+        assert_eq!(&repo.get(id).unwrap(), blob);
+    }
+    // Past 64, gc compacts them into one full segment.
+    for i in 0..70 {
+        repo.put(&random_bytes(900 + i, 3_000)).unwrap();
+    }
+    assert_eq!(segments(), 71);
+    repo.gc(dedup::Mode::Apply, &dedup::Quiet).unwrap();
+    assert_eq!(segments(), 1, "compacted");
+    drop(repo);
+    fs::remove_dir_all(path.join("index")).unwrap();
+    let repo = dedup::Repository::open(&path).unwrap();
+    for (id, blob) in ids.iter().zip(&blobs) {
+        assert_eq!(&repo.get(id).unwrap(), blob);
+    }
+    assert!(repo.verify(1.0, &dedup::Quiet).unwrap().is_clean());
+}

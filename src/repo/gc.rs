@@ -254,6 +254,7 @@ impl Repository {
             // Removed ids would linger in the filter as false positives.
             self.rebuild_bloom()?;
             self.save_bloom()?;
+            self.compact_segments()?;
         }
         Ok(report)
     }

@@ -39,6 +39,7 @@ use crate::filecache::FileCache;
 use crate::id::ChunkId;
 use crate::index::{Access, Index, PackInfo, Retired};
 use crate::ring::{Ring, ShardId};
+use crate::segment;
 use crate::snapshot::{SnapshotId, SnapshotRecord};
 use crate::store::pack::read_entries;
 use crate::store::record::ObjectKind;
@@ -200,9 +201,21 @@ impl Repository {
         let root = path.as_ref();
         let read_only = opts.read_only;
         let fs = opts.file_system();
-        let files = Arc::new(open_home(root, &fs)?);
+        let files: Arc<dyn MetaStore> = Arc::new(open_home(root, &fs)?);
         let config = read_config(files.as_ref(), root)?;
         let ring = config.ring().expect("checked by Config::decode");
+        let cache_gone = !root.join(INDEX_DIR).join("CURRENT").exists();
+        if read_only && cache_gone && !segment::names(files.as_ref())?.is_empty() {
+            // The index is only a cache of the segments: a writer's open
+            // (which takes the lock for the moment) makes it anew.
+            drop(Self::open_with(
+                root,
+                &OpenOptions {
+                    read_only: false,
+                    ..opts.clone()
+                },
+            )?);
+        }
         let (lock, readers, index) = if read_only {
             // Before the index: what this view lists stays while it lives.
             let readers = ReadersLock::share(root)?.map(Arc::new);
@@ -211,7 +224,7 @@ impl Repository {
         } else {
             let lock = WriteLock::acquire(root)?;
             let readers = Arc::new(ReadersLock::create(root)?);
-            let index = open_index(root, Access::ReadWrite, &fs)?;
+            let index = open_writer_index(root, &fs, &files)?;
             readers.publish(index.commits());
             let publisher = readers.clone();
             let index = index.with_commit_hook(move |count| publisher.publish(count));
@@ -766,6 +779,43 @@ pub(crate) fn read_config(files: &dyn MetaStore, root: &Path) -> Result<Config> 
         Ok(bytes) => Config::decode(&bytes, &root.join(CONFIG)),
         Err(e) if is_not_found(&e) => Err(Error::NoRepository(root.to_path_buf())),
         Err(e) => Err(e),
+    }
+}
+
+/// The writer's index: the local cache of the home's segments, brought up
+/// to date with them (and made anew from them when it is gone); every
+/// commit then writes its segment first. A repository from before
+/// segments gets a full one of its index as it stands.
+fn open_writer_index(root: &Path, fs: &Arc<dyn Fs>, home: &Arc<dyn MetaStore>) -> Result<Index> {
+    let has_segments = !home.list(segment::FOLDER)?.is_empty();
+    let index_dir = root.join(INDEX_DIR);
+    let index = if has_segments && !index_dir.join("CURRENT").exists() {
+        Index::open(&index_dir, Access::Create)?.with_crash_points(fs.clone())
+    } else {
+        open_index(root, Access::ReadWrite, fs)?
+    };
+    let index = index.with_segments(home.clone());
+    index.catch_up(home.as_ref())?;
+    if !has_segments && !index.packs()?.is_empty() {
+        index.write_full_segment(home.as_ref())?;
+    }
+    Ok(index)
+}
+
+/// Segments kept before `gc` compacts them into one full segment.
+const SEGMENTS_BEFORE_COMPACTION: usize = 64;
+
+impl Repository {
+    /// Compacts the home's segments into one full segment when there are
+    /// more than [`SEGMENTS_BEFORE_COMPACTION`], so a cache is rebuilt
+    /// from a few files. Under the writer lock: nothing else writes them.
+    pub(crate) fn compact_segments(&self) -> Result<()> {
+        let names = segment::names(self.files.as_ref())?;
+        if names.len() <= SEGMENTS_BEFORE_COMPACTION {
+            return Ok(());
+        }
+        let full = self.index.write_full_segment(self.files.as_ref())?;
+        segment::delete_before(self.files.as_ref(), &full)
     }
 }
 

@@ -20,6 +20,7 @@ use crate::index::{Access, Index, PackInfo};
 use crate::repo::lock::WriteLock;
 use crate::repo::{open_home, read_config, OpenOptions, Progress, Repository, BLOOM, INDEX_DIR};
 use crate::ring::ShardId;
+use crate::segment;
 use crate::snapshot::{SnapshotId, SnapshotRecord};
 use crate::store::pack::{entries_of, read_entries, repack, scan_records};
 use crate::store::record::ObjectKind;
@@ -99,9 +100,13 @@ impl Repository {
                 damaged.extend(index_shard(&index, shard.id, &backend, &mut report)?);
             }
             index_snapshots(&index, &files, &mut report)?;
+            // The rebuilt index becomes the truth: a full segment of it,
+            // after which no older segment is applied again.
+            let full = index.write_full_segment(&files)?;
             index.flush()?;
             drop(index);
             swap_in(root, &fresh)?;
+            segment::delete_before(&files, &full)?;
             MetaStore::delete(&files, BLOOM)?;
             // Their good records are in the new index's packs now.
             for (pack, backend) in damaged {
