@@ -264,7 +264,6 @@ fn bad_chunker_sizes_and_options_are_refused_before_anything_is_created() {
 #[test]
 fn a_crafted_tree_with_an_escaping_name_is_refused_and_nothing_is_written_outside() {
     use dedup::snapshot::{Entry, EntryKind, Tree};
-    private_cache_dir();
     let tmp = tempfile::tempdir().unwrap();
     let repo = tmp.path().join("repo");
     ok(dedup(&repo).arg("init"));
@@ -282,7 +281,7 @@ fn a_crafted_tree_with_an_escaping_name_is_refused_and_nothing_is_written_outsid
         }],
     };
     let tree_id = {
-        let r = dedup::Repository::open(&repo).unwrap();
+        let r = dedup::Repository::open_with(&repo, &private()).unwrap();
         r.put(&tree.encode()).unwrap()
     };
     let record = dedup::SnapshotRecord {
@@ -297,7 +296,7 @@ fn a_crafted_tree_with_an_escaping_name_is_refused_and_nothing_is_written_outsid
     let (id, bytes) = record.encode();
     fs::write(repo.join("snapshots").join(id.to_hex()), bytes).unwrap();
     // Opening as a writer adopts the record into the index.
-    drop(dedup::Repository::open(&repo).unwrap());
+    drop(dedup::Repository::open_with(&repo, &private()).unwrap());
     let out = tmp.path().join("dest/inner");
     let r = run(dedup(&repo).args(["restore", &id.to_hex()]).arg(&out));
     assert_eq!(r.code, 2);

@@ -526,14 +526,14 @@ impl dedup::Progress for RewriteDuringRead {
 
 #[test]
 fn a_same_size_change_during_the_read_is_noticed_and_not_cached() {
-    private_cache_dir();
     let tmp = tempfile::tempdir().unwrap();
     let (src, path) = (tmp.path().join("src"), tmp.path().join("repo"));
     fs::create_dir(&src).unwrap();
     let victim = src.join("only");
     fs::write(&victim, random_bytes(3, 10_000)).unwrap();
     age_files(&src);
-    let repo = dedup::Repository::init(&path, &dedup::InitOptions::default()).unwrap();
+    let repo =
+        dedup::Repository::init_with(&path, &dedup::InitOptions::default(), &private()).unwrap();
     let progress = RewriteDuringRead {
         victim: victim.clone(),
         done: false.into(),

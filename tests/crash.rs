@@ -53,13 +53,13 @@ fn open_faulty(repo: &Path, plan: &Arc<FaultPlan>) -> dedup::Result<Repository> 
 fn on(fs: Arc<dyn Fs>) -> OpenOptions {
     OpenOptions {
         fs: Some(fs),
-        ..Default::default()
+        ..private()
     }
 }
 
 /// Opens `repo` normally and checks everything the crash tests promise.
 fn check_after_crash(repo: &Path, expected: &[(String, &Path)], scratch: &Path) {
-    check_after_crash_on(repo, &OpenOptions::default(), expected, scratch);
+    check_after_crash_on(repo, &private(), expected, scratch);
 }
 
 /// [`check_after_crash`], the repository opened with `opts`.
@@ -105,7 +105,7 @@ fn fail_each_step_in_turn(
             assert!(e.to_string().contains("injected fault"), "step {n}: {e}");
         }
         check_after_crash(&repo, expected, scratch);
-        redo(&Repository::open(&repo).unwrap());
+        redo(&Repository::open_with(&repo, &private()).unwrap());
         check_after_crash(&repo, expected, scratch);
         fs::remove_dir_all(&repo).unwrap();
         if result.is_ok() {
@@ -117,12 +117,11 @@ fn fail_each_step_in_turn(
 
 #[test]
 fn a_fault_at_any_io_step_of_an_ingest_loses_nothing() {
-    private_cache_dir();
     let tmp = tempfile::tempdir().unwrap();
     let (src, base) = (tmp.path().join("src"), tmp.path().join("base"));
     make_tree(&src, 41);
-    Repository::init(&base, &small_chunks(64 * 1024, 4)).unwrap();
-    let first = Repository::open(&base)
+    Repository::init_with(&base, &small_chunks(64 * 1024, 4), &private()).unwrap();
+    let first = Repository::open_with(&base, &private())
         .unwrap()
         .ingest(std::slice::from_ref(&src), &Quiet)
         .unwrap();
@@ -161,7 +160,7 @@ fn a_fault_at_any_io_step_of_an_ingest_loses_nothing() {
         drop(result);
         check_after_crash(&repo, &expected, tmp.path());
         // And the interrupted work can be redone.
-        let again = Repository::open(&repo)
+        let again = Repository::open_with(&repo, &private())
             .unwrap()
             .ingest(std::slice::from_ref(&src), &Quiet)
             .unwrap();
@@ -180,7 +179,6 @@ fn a_fault_at_any_io_step_of_an_ingest_loses_nothing() {
 
 #[test]
 fn a_fault_at_any_io_step_of_a_gc_loses_nothing_live() {
-    private_cache_dir();
     let tmp = tempfile::tempdir().unwrap();
     let (a, b, base) = (
         tmp.path().join("a"),
@@ -191,7 +189,7 @@ fn a_fault_at_any_io_step_of_a_gc_loses_nothing_live() {
     make_tree(&b, 52);
     let kept;
     {
-        let repo = Repository::init(&base, &small_chunks(64 * 1024, 4)).unwrap();
+        let repo = Repository::init_with(&base, &small_chunks(64 * 1024, 4), &private()).unwrap();
         let gone = repo.ingest(std::slice::from_ref(&a), &Quiet).unwrap();
         kept = repo
             .ingest(std::slice::from_ref(&b), &Quiet)
@@ -215,7 +213,6 @@ fn a_fault_at_any_io_step_of_a_gc_loses_nothing_live() {
 
 #[test]
 fn a_fault_at_any_io_step_of_a_rebalance_loses_nothing() {
-    private_cache_dir();
     let tmp = tempfile::tempdir().unwrap();
     let (src, base) = (tmp.path().join("src"), tmp.path().join("base"));
     make_tree(&src, 61);
@@ -224,7 +221,7 @@ fn a_fault_at_any_io_step_of_a_rebalance_loses_nothing() {
         // Three shards inside the repository (so each copy below has its
         // own); the third gets nothing until it is given a weight. Large
         // packs keep the number of steps (and the test's time) down.
-        let mut repo = Repository::init(&base, &small_chunks(1 << 20, 3)).unwrap();
+        let mut repo = Repository::init_with(&base, &small_chunks(1 << 20, 3), &private()).unwrap();
         repo.set_shard_weight(dedup::ring::ShardId(2), 0).unwrap();
         snapshot = repo
             .ingest(std::slice::from_ref(&src), &Quiet)
@@ -318,7 +315,6 @@ impl InMemory {
 
 #[test]
 fn a_power_cut_at_any_step_of_an_ingest_keeps_every_synced_snapshot() {
-    private_cache_dir();
     let tmp = tempfile::tempdir().unwrap();
     let (src, root) = (tmp.path().join("src"), tmp.path().join("repo"));
     make_tree(&src, 71);
@@ -348,7 +344,6 @@ fn a_power_cut_at_any_step_of_an_ingest_keeps_every_synced_snapshot() {
 
 #[test]
 fn a_power_cut_at_any_step_of_a_gc_keeps_every_live_snapshot() {
-    private_cache_dir();
     let tmp = tempfile::tempdir().unwrap();
     let (a, b, root) = (
         tmp.path().join("a"),
@@ -379,7 +374,6 @@ fn a_power_cut_at_any_step_of_a_gc_keeps_every_live_snapshot() {
 
 #[test]
 fn a_power_cut_at_any_step_of_a_rebalance_keeps_every_snapshot() {
-    private_cache_dir();
     let tmp = tempfile::tempdir().unwrap();
     let (src, root) = (tmp.path().join("src"), tmp.path().join("repo"));
     make_tree(&src, 83);
@@ -471,7 +465,6 @@ fn sigkill_at_thirty_points_during_an_ingest_loses_nothing() {
 
 #[test]
 fn a_fault_at_any_io_step_of_forget_and_put_loses_nothing_else() {
-    private_cache_dir();
     let tmp = tempfile::tempdir().unwrap();
     let (a, b, base) = (
         tmp.path().join("a"),
@@ -482,7 +475,7 @@ fn a_fault_at_any_io_step_of_forget_and_put_loses_nothing_else() {
     make_tree(&b, 54);
     let (kept, gone);
     {
-        let repo = Repository::init(&base, &small_chunks(64 * 1024, 2)).unwrap();
+        let repo = Repository::init_with(&base, &small_chunks(64 * 1024, 2), &private()).unwrap();
         kept = repo.ingest(std::slice::from_ref(&a), &Quiet).unwrap().id;
         gone = repo.ingest(std::slice::from_ref(&b), &Quiet).unwrap().id;
     }
@@ -513,12 +506,11 @@ fn a_fault_at_any_io_step_of_forget_and_put_loses_nothing_else() {
 
 #[test]
 fn a_fault_at_any_io_step_of_a_repair_leaves_the_index_as_it_was() {
-    private_cache_dir();
     let tmp = tempfile::tempdir().unwrap();
     let (src, base) = (tmp.path().join("src"), tmp.path().join("base"));
     make_tree(&src, 56);
     let snapshot = {
-        let repo = Repository::init(&base, &small_chunks(64 * 1024, 2)).unwrap();
+        let repo = Repository::init_with(&base, &small_chunks(64 * 1024, 2), &private()).unwrap();
         repo.ingest(std::slice::from_ref(&src), &Quiet)
             .unwrap()
             .id
@@ -549,7 +541,7 @@ fn a_fault_at_any_io_step_of_a_repair_leaves_the_index_as_it_was() {
             // The index is the old one, whole (verify finds the damaged
             // trailer and nothing else), or, when the fault came after the
             // swap, the new one (verify is clean): never a part of one.
-            let r = Repository::open(&repo).expect("opens after a failed repair");
+            let r = Repository::open_with(&repo, &private()).expect("opens after a failed repair");
             let v = r.verify(0.0, &Quiet).unwrap();
             let victim_id = victim.file_stem().unwrap().to_string_lossy().to_string();
             assert!(
@@ -560,7 +552,7 @@ fn a_fault_at_any_io_step_of_a_repair_leaves_the_index_as_it_was() {
                 v.problems
             );
         }
-        Repository::repair_index(&repo).unwrap();
+        Repository::repair_index_with(&repo, &private()).unwrap();
         check_after_crash(&repo, &expected, tmp.path());
         fs::remove_dir_all(&repo).unwrap();
         if done {

@@ -24,12 +24,11 @@ fn gethostname() -> String {
 
 #[test]
 fn a_second_writer_is_told_who_holds_the_lock_and_exits_2() {
-    private_cache_dir();
     let tmp = tempfile::tempdir().unwrap();
     let (repo, src) = (tmp.path().join("repo"), tmp.path().join("src"));
     make_tree(&src, 31);
     ok(dedup(&repo).arg("init"));
-    let holder = dedup::Repository::open(&repo).unwrap();
+    let holder = dedup::Repository::open_with(&repo, &private()).unwrap();
     for args in [
         &["ingest", src.to_str().unwrap()][..],
         &["gc"],
@@ -167,7 +166,6 @@ impl dedup::Progress for PauseHalfway {
 
 #[test]
 fn one_handle_never_runs_gc_in_the_middle_of_its_own_ingest() {
-    private_cache_dir();
     let tmp = tempfile::tempdir().unwrap();
     let (src, path) = (tmp.path().join("src"), tmp.path().join("repo"));
     make_tree(&src, 31);
@@ -176,7 +174,7 @@ fn one_handle_never_runs_gc_in_the_middle_of_its_own_ingest() {
         chunker: dedup::ChunkerConfig::fastcdc(4096),
         ..Default::default()
     };
-    let repo = dedup::Repository::init(&path, &opts).unwrap();
+    let repo = dedup::Repository::init_with(&path, &opts, &private()).unwrap();
     let (tx, rx) = std::sync::mpsc::channel();
     let progress = PauseHalfway {
         total: 0.into(),
@@ -207,7 +205,6 @@ fn one_handle_never_runs_gc_in_the_middle_of_its_own_ingest() {
 
 #[test]
 fn a_reader_open_across_gc_and_rebalance_still_reads_everything() {
-    private_cache_dir();
     let tmp = tempfile::tempdir().unwrap();
     let (repo, src) = (tmp.path().join("repo"), tmp.path().join("src"));
     // One snapshot of a tree and a large file, then one of the tree alone:

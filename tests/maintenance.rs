@@ -341,7 +341,10 @@ fn repair_rebuilds_the_index_and_bloom_from_packs_and_records() {
     ok(dedup(&f.repo).arg("ingest").arg(&src2));
     let snaps = json(dedup(&f.repo).args(["snapshots", "--json"]));
     let report_before = json(dedup(&f.repo).args(["report", "--json"]));
+    // The index, its segments and the filter all gone: only the packs
+    // and the snapshot records are left to rebuild from.
     fs::remove_dir_all(f.repo.join("index")).unwrap();
+    fs::remove_dir_all(f.repo.join("segments")).unwrap();
     fs::remove_file(f.repo.join("bloom")).unwrap();
     let r = run(dedup(&f.repo).arg("snapshots"));
     assert_eq!(r.code, 2);
@@ -649,10 +652,10 @@ fn the_index_is_a_cache_of_the_segments_and_comes_back_when_deleted() {
 
 #[test]
 fn a_repository_from_before_segments_gets_one_and_many_segments_compact_into_one() {
-    private_cache_dir();
     let tmp = tempfile::tempdir().unwrap();
     let path = tmp.path().join("repo");
-    let repo = dedup::Repository::init(&path, &dedup::InitOptions::default()).unwrap();
+    let repo =
+        dedup::Repository::init_with(&path, &dedup::InitOptions::default(), &private()).unwrap();
     let blobs: Vec<Vec<u8>> = (0..70).map(|i| random_bytes(300 + i, 5_000)).collect();
     let ids: Vec<_> = blobs.iter().map(|b| repo.put(b).unwrap()).collect();
     drop(repo);
@@ -661,10 +664,10 @@ fn a_repository_from_before_segments_gets_one_and_many_segments_compact_into_one
 
     // As if written before segments: the next writer writes a full one.
     fs::remove_dir_all(path.join("segments")).unwrap();
-    drop(dedup::Repository::open(&path).unwrap());
+    drop(dedup::Repository::open_with(&path, &private()).unwrap());
     assert_eq!(segments(), 1);
     fs::remove_dir_all(path.join("index")).unwrap();
-    let repo = dedup::Repository::open(&path).unwrap();
+    let repo = dedup::Repository::open_with(&path, &private()).unwrap();
     for (id, blob) in ids.iter().zip(&blobs) {
         assert_eq!(&repo.get(id).unwrap(), blob);
     }
@@ -677,7 +680,7 @@ fn a_repository_from_before_segments_gets_one_and_many_segments_compact_into_one
     assert_eq!(segments(), 1, "compacted");
     drop(repo);
     fs::remove_dir_all(path.join("index")).unwrap();
-    let repo = dedup::Repository::open(&path).unwrap();
+    let repo = dedup::Repository::open_with(&path, &private()).unwrap();
     for (id, blob) in ids.iter().zip(&blobs) {
         assert_eq!(&repo.get(id).unwrap(), blob);
     }

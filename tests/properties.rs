@@ -162,7 +162,7 @@ fn seeds() -> &'static Seeds {
             shards: 1,
             ..Default::default()
         };
-        let repo = dedup::Repository::init(&path, &opts).unwrap();
+        let repo = dedup::Repository::init_with(&path, &opts, &common::private()).unwrap();
         let outcome = repo
             .ingest_with(
                 std::slice::from_ref(&src),

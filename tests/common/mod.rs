@@ -56,13 +56,23 @@ pub fn ok(cmd: &mut Command) -> Run {
     r
 }
 
-/// Points this test process's file caches (library calls) into a temporary
-/// folder instead of the user's cache folder.
-pub fn private_cache_dir() {
+/// Options that keep a library-opened repository's file cache in this
+/// test process's own temporary folder, not the user's cache folder. (An
+/// environment variable would do it too, but setting one races every
+/// thread that reads the environment.)
+pub fn private() -> dedup::OpenOptions {
     static DIR: std::sync::OnceLock<tempfile::TempDir> = std::sync::OnceLock::new();
     let dir = DIR.get_or_init(|| tempfile::tempdir().unwrap());
-    // Every test sets the same value, so racing setters agree.
-    std::env::set_var("XDG_CACHE_HOME", dir.path());
+    dedup::OpenOptions {
+        cache_dir: Some(dir.path().join(format!("cache-{}", unique()))),
+        ..Default::default()
+    }
+}
+
+/// A number no other call in this process returns.
+pub fn unique() -> u64 {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    NEXT.fetch_add(1, std::sync::atomic::Ordering::SeqCst)
 }
 
 /// Seeded random bytes.
