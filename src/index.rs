@@ -470,9 +470,18 @@ impl Index {
     /// Applies, in order, the segments in `home` this index has not yet:
     /// from the newest full segment on (starting over from it when it is
     /// new here). Returns how many it applied.
+    ///
+    /// A cache that holds a segment the home does not (the home was put
+    /// back from an older copy, or its segments were tampered with) is of
+    /// another history: it is emptied and filled again from the home.
     pub fn catch_up(&self, home: &dyn MetaStore) -> Result<u64> {
         let names = segment::names(home)?;
         let start = names.iter().rposition(|n| segment::is_full(n)).unwrap_or(0);
+        if self.ahead_of(&names[start..])? {
+            let mut batch = self.batch();
+            batch.wipe();
+            let _ = self.commit(batch)?;
+        }
         let mut applied = 0;
         for name in &names[start..] {
             if self.has_applied(name)? {
@@ -511,9 +520,39 @@ impl Index {
         let bytes = Segment { full: true, ops }.encode();
         home.put(&format!("{}{name}", segment::FOLDER), &bytes)?;
         let mut batch = self.batch();
+        // The marks of the segments before it go: they are never read again.
+        batch.inner.delete_range_cf(
+            self.cf(META),
+            APPLIED.as_bytes(),
+            applied_key(&name).as_bytes(),
+        );
         batch.replays = Some(name.clone());
         let _ = self.commit(batch)?;
         Ok(name)
+    }
+
+    /// True when this index has applied a segment from `live` (the home's
+    /// segments from its newest full one on) onward that the home lacks.
+    /// A home without segments (one from before them) proves nothing.
+    fn ahead_of(&self, live: &[String]) -> Result<bool> {
+        let Some(first) = live.first() else {
+            return Ok(false);
+        };
+        let from = applied_key(first);
+        let mode = rocksdb::IteratorMode::From(from.as_bytes(), rocksdb::Direction::Forward);
+        for item in self.db.iterator_cf(self.cf(META), mode) {
+            let (key, _) = item.map_err(|e| self.err(e))?;
+            let Some(name) = key
+                .strip_prefix(APPLIED.as_bytes())
+                .and_then(|n| std::str::from_utf8(n).ok())
+            else {
+                break;
+            };
+            if live.binary_search_by(|l| l.as_str().cmp(name)).is_err() {
+                return Ok(true);
+            }
+        }
+        Ok(false)
     }
 
     fn has_applied(&self, name: &str) -> Result<bool> {

@@ -686,3 +686,48 @@ fn a_repository_from_before_segments_gets_one_and_many_segments_compact_into_one
     }
     assert!(repo.verify(1.0, &dedup::Quiet).unwrap().is_clean());
 }
+
+#[test]
+fn a_home_put_back_from_an_older_copy_wins_over_the_index() {
+    let f = fixture("zstd");
+    let first = json(dedup(&f.repo).args(["snapshots", "--json"]))[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let saved = f.root.join("saved");
+    fs::create_dir(&saved).unwrap();
+    for folder in ["segments", "snapshots"] {
+        assert!(std::process::Command::new("cp")
+            .arg("-a")
+            .arg(f.repo.join(folder))
+            .arg(&saved)
+            .status()
+            .unwrap()
+            .success());
+    }
+    let later = f.root.join("later");
+    make_tree(&later, 29);
+    ok(dedup(&f.repo).arg("ingest").arg(&later));
+    // The home's durable part goes back to the older copy; the index (a
+    // cache) is left as it was, ahead of it.
+    for folder in ["segments", "snapshots"] {
+        fs::remove_dir_all(f.repo.join(folder)).unwrap();
+        assert!(std::process::Command::new("cp")
+            .arg("-a")
+            .arg(saved.join(folder))
+            .arg(&f.repo)
+            .status()
+            .unwrap()
+            .success());
+    }
+    let r = json(dedup(&f.repo).args(["gc", "--json"]));
+    assert!(
+        r["orphan_packs"].as_u64().unwrap() > 0,
+        "the later packs: {r}"
+    );
+    let snaps = json(dedup(&f.repo).args(["snapshots", "--json"]));
+    assert_eq!(snaps.as_array().unwrap().len(), 1, "{snaps}");
+    assert_eq!(snaps[0]["id"], first.as_str());
+    ok(dedup(&f.repo).args(["verify", "--read-data"]));
+    restores_identically(&f, &first, &f.src);
+}

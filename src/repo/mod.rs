@@ -399,8 +399,14 @@ impl Repository {
     /// Snapshot files written by an ingest that crashed before it could copy
     /// them into the index are complete (their chunks were indexed first), so
     /// they are adopted.
+    ///
+    /// The other way round, a snapshot the index lists whose record file is
+    /// gone leaves the index: no crash makes that (records are written
+    /// before they are indexed, and forgotten in the index first), so the
+    /// home was put back from an older copy, or the file was removed by
+    /// hand, and the home is the truth.
     fn adopt_snapshot_files(&self) -> Result<()> {
-        let indexed = self
+        let indexed: std::collections::HashSet<SnapshotId> = self
             .index
             .snapshots()?
             .into_iter()
@@ -412,6 +418,15 @@ impl Repository {
             if let Ok(bytes) = bytes {
                 self.index.put_snapshot(&id, &bytes)?;
             }
+        }
+        let files: std::collections::HashSet<SnapshotId> = self
+            .files
+            .list(SnapshotRecord::FOLDER)?
+            .iter()
+            .filter_map(|key| SnapshotRecord::id_of_key(key))
+            .collect();
+        for id in indexed.difference(&files) {
+            self.index.delete_snapshot(id)?;
         }
         Ok(())
     }
