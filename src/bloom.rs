@@ -145,7 +145,7 @@ impl Shape {
         // Each filter has exactly the size the crate gave it when it grew,
         // so the next one (twice the last) is bounded by what this file
         // already holds.
-        for (i, (bits, slices)) in self.blooms.iter().enumerate() {
+        for ((bits, slices), i) in self.blooms.iter().zip(0..) {
             if (bits.len() as u64, *slices) != grown_size(self.estimated, i) {
                 return Err("a filter of a size growth never makes");
             }
@@ -156,10 +156,11 @@ impl Shape {
 
 /// The bytes and hash slices of the `i`-th filter of a growable filter
 /// sized for `estimated` ids, computed as growable-bloom-filter 2.1 does.
-fn grown_size(estimated: u64, i: usize) -> (u64, u64) {
-    let i = u32::try_from(i).unwrap_or(u32::MAX);
-    let rate = FALSE_POSITIVE_RATE * TIGHTENING_RATIO.powi(i.try_into().unwrap_or(i32::MAX));
-    let capacity = GROWTH_FACTOR.saturating_pow(i).saturating_mul(estimated);
+fn grown_size(estimated: u64, i: u16) -> (u64, u64) {
+    let rate = FALSE_POSITIVE_RATE * TIGHTENING_RATIO.powi(i.into());
+    let capacity = GROWTH_FACTOR
+        .saturating_pow(i.into())
+        .saturating_mul(estimated);
     let slices = (1.0 / rate).log2().ceil() as u64;
     let slice_bits = (capacity as f64 / std::f64::consts::LN_2).ceil() as u64;
     (slices.saturating_mul(slice_bits).div_ceil(8), slices)

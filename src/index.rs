@@ -666,14 +666,11 @@ impl Index {
             wiped,
             ..
         } = batch;
-        let mut commits = self
-            .commits
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let count = *commits + 1;
-        inner.put_cf(self.cf(META), COMMITS, count.to_le_bytes());
         // The segment first: it is the truth, this index its cache. A
         // crash after it leaves the segment for the next writer to apply.
+        // Written before the count is taken, so that commits from several
+        // threads (one per shard's pack) sync their segments in parallel;
+        // their order does not matter, they touch different packs.
         let applied = match (replays, &self.segments) {
             (Some(name), _) => Some(name),
             (None, Some(home)) if !ops.is_empty() => {
@@ -687,6 +684,12 @@ impl Index {
         if let Some(name) = applied {
             inner.put_cf(self.cf(META), applied_key(&name), []);
         }
+        let mut commits = self
+            .commits
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let count = *commits + 1;
+        inner.put_cf(self.cf(META), COMMITS, count.to_le_bytes());
         if let Some(fs) = &self.crash_points {
             fs.crash_point("index commit")
                 .map_err(|e| Error::io(&self.path, e))?;
@@ -765,12 +768,13 @@ impl Index {
         })
     }
 
-    /// Every chunk whose indexed copy lies in one of `packs`.
-    pub fn chunks_in(&self, packs: &std::collections::HashSet<PackId>) -> Result<Vec<ChunkId>> {
+    /// Where every chunk whose indexed copy lies in one of `packs` is.
+    pub fn chunks_in(&self, packs: &std::collections::HashSet<PackId>) -> Result<Vec<Location>> {
         let mut out = Vec::new();
         self.for_each_chunk(|id, value| {
-            if packs.contains(&Location::decode(id, value)?.pack) {
-                out.push(id);
+            let loc = Location::decode(id, value)?;
+            if packs.contains(&loc.pack) {
+                out.push(loc);
             }
             Ok(())
         })?;

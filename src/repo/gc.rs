@@ -21,9 +21,13 @@ use crate::id::ChunkId;
 use crate::index::{Location, PackInfo};
 use crate::repo::report::human_bytes;
 use crate::repo::{Mode, Progress, Repository};
+use crate::segment;
 use crate::snapshot::{SnapshotId, SnapshotRecord};
 use crate::store::pack::{read_entries, repack};
 use crate::store::{PackEntry, PackId};
+
+/// Segments kept before `gc` compacts them into one full segment.
+const SEGMENTS_BEFORE_COMPACTION: usize = 64;
 
 /// A pack is rewritten when less than this share of its records' bytes is live.
 const REWRITE_BELOW: f64 = 0.5;
@@ -257,6 +261,18 @@ impl Repository {
             self.compact_segments()?;
         }
         Ok(report)
+    }
+
+    /// Compacts the home's segments into one full segment when there are
+    /// more than [`SEGMENTS_BEFORE_COMPACTION`], so a cache is rebuilt
+    /// from a few files. Under the writer lock: nothing else writes them.
+    fn compact_segments(&self) -> Result<()> {
+        let names = segment::names(self.files.as_ref())?;
+        if names.len() <= SEGMENTS_BEFORE_COMPACTION {
+            return Ok(());
+        }
+        let full = self.index.write_full_segment(self.files.as_ref())?;
+        segment::delete_before(self.files.as_ref(), &full)
     }
 
     /// Retires `pack`, publishing `copy` (a sealed pack of its live records)

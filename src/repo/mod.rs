@@ -204,8 +204,7 @@ impl Repository {
         let files: Arc<dyn MetaStore> = Arc::new(open_home(root, &fs)?);
         let config = read_config(files.as_ref(), root)?;
         let ring = config.ring().expect("checked by Config::decode");
-        let cache_gone = !root.join(INDEX_DIR).join("CURRENT").exists();
-        if read_only && cache_gone && !segment::names(files.as_ref())?.is_empty() {
+        if read_only && !index_exists(root) && !segment::names(files.as_ref())?.is_empty() {
             // The index is only a cache of the segments: a writer's open
             // (which takes the lock for the moment) makes it anew.
             drop(Self::open_with(
@@ -303,43 +302,33 @@ impl Repository {
     /// Refuses to store while a shard that receives new chunks (weight
     /// above 0) cannot be used: its share of them would have nowhere to go.
     pub(crate) fn check_writable(&self) -> Result<()> {
-        for s in self.config.shards.iter().filter(|s| s.weight > 0) {
-            if let Some(Error::ShardUnavailable {
-                shard,
-                location,
-                reason,
-            }) = self.shard(s.id)?.backend.unavailable()
-            {
-                return Err(Error::ShardUnavailable {
-                    shard,
-                    location,
-                    reason: format!(
-                        "{reason} (to store new data on the other shards meanwhile: \
-                         `dedup shard set-weight {shard} 0`)"
-                    ),
-                });
-            }
-        }
-        Ok(())
+        let receiving = self.config.shards.iter().filter(|s| s.weight > 0);
+        self.refuse_unavailable(receiving.map(|s| s.id), |shard| {
+            format!(" (to store new data on the other shards meanwhile: `dedup shard set-weight {shard} 0`)")
+        })
     }
 
     /// Refuses maintenance (`what`: gc, rebalance) while any shard cannot be
     /// used: it would judge packs it cannot see.
     pub(crate) fn check_every_shard(&self, what: &str) -> Result<()> {
-        for s in &self.shards {
-            if let Some(Error::ShardUnavailable {
-                shard,
-                location,
-                reason,
-            }) = s.backend.unavailable()
-            {
+        self.refuse_unavailable(self.shards.iter().map(|s| s.id), |shard| {
+            format!("; {what} needs every shard (a shard that is gone for good: `dedup shard remove {shard} --lost`)")
+        })
+    }
+
+    /// The first of `shards` that cannot be used, as an error whose reason
+    /// ends with `hint`.
+    fn refuse_unavailable(
+        &self,
+        shards: impl Iterator<Item = ShardId>,
+        hint: impl Fn(ShardId) -> String,
+    ) -> Result<()> {
+        for id in shards {
+            if let Some(u) = self.shard(id)?.backend.unavailable() {
                 return Err(Error::ShardUnavailable {
-                    shard,
-                    location,
-                    reason: format!(
-                        "{reason}; {what} needs every shard (a shard that is gone for good: \
-                         `dedup shard remove {shard} --lost`)"
-                    ),
+                    shard: u.shard,
+                    location: u.location.clone(),
+                    reason: format!("{}{}", u.reason, hint(u.shard)),
                 });
             }
         }
@@ -412,32 +401,33 @@ impl Repository {
             .into_iter()
             .map(|(id, _)| id)
             .collect();
+        let keys = self.files.list(SnapshotRecord::FOLDER)?;
+        let on_disk: std::collections::HashSet<SnapshotId> = keys
+            .iter()
+            .filter_map(|key| SnapshotRecord::id_of_key(key))
+            .collect();
+        for id in indexed.difference(&on_disk) {
+            self.index.delete_snapshot(id)?;
+        }
         // A record that does not decode is not adopted (verify names it);
         // it must not stop every writer.
-        for (id, _, bytes) in self.unindexed_records(&indexed)? {
+        for (id, _, bytes) in self.unindexed_records(keys, &indexed) {
             if let Ok(bytes) = bytes {
                 self.index.put_snapshot(&id, &bytes)?;
             }
         }
-        let files: std::collections::HashSet<SnapshotId> = self
-            .files
-            .list(SnapshotRecord::FOLDER)?
-            .iter()
-            .filter_map(|key| SnapshotRecord::id_of_key(key))
-            .collect();
-        for id in indexed.difference(&files) {
-            self.index.delete_snapshot(id)?;
-        }
         Ok(())
     }
 
-    /// Record files in `snapshots/` whose snapshot is not `indexed`.
+    /// Of the record files `keys` (a listing of `snapshots/`), those whose
+    /// snapshot is not `indexed`, read.
     pub(crate) fn unindexed_records(
         &self,
+        keys: Vec<String>,
         indexed: &std::collections::HashSet<SnapshotId>,
-    ) -> Result<Vec<RecordFile>> {
+    ) -> Vec<RecordFile> {
         let mut out = Vec::new();
-        for key in self.files.list(SnapshotRecord::FOLDER)? {
+        for key in keys {
             let Some(id) = SnapshotRecord::id_of_key(&key) else {
                 continue;
             };
@@ -449,7 +439,7 @@ impl Repository {
                 out.push((id, key, bytes));
             }
         }
-        Ok(out)
+        out
     }
 
     /// Number of objects (chunks and trees) in the index, from pack summaries.
@@ -802,10 +792,9 @@ pub(crate) fn read_config(files: &dyn MetaStore, root: &Path) -> Result<Config> 
 /// commit then writes its segment first. A repository from before
 /// segments gets a full one of its index as it stands.
 fn open_writer_index(root: &Path, fs: &Arc<dyn Fs>, home: &Arc<dyn MetaStore>) -> Result<Index> {
-    let has_segments = !home.list(segment::FOLDER)?.is_empty();
-    let index_dir = root.join(INDEX_DIR);
-    let index = if has_segments && !index_dir.join("CURRENT").exists() {
-        Index::open(&index_dir, Access::Create)?.with_crash_points(fs.clone())
+    let has_segments = !segment::names(home.as_ref())?.is_empty();
+    let index = if has_segments && !index_exists(root) {
+        Index::open(&root.join(INDEX_DIR), Access::Create)?.with_crash_points(fs.clone())
     } else {
         open_index(root, Access::ReadWrite, fs)?
     };
@@ -817,21 +806,9 @@ fn open_writer_index(root: &Path, fs: &Arc<dyn Fs>, home: &Arc<dyn MetaStore>) -
     Ok(index)
 }
 
-/// Segments kept before `gc` compacts them into one full segment.
-const SEGMENTS_BEFORE_COMPACTION: usize = 64;
-
-impl Repository {
-    /// Compacts the home's segments into one full segment when there are
-    /// more than [`SEGMENTS_BEFORE_COMPACTION`], so a cache is rebuilt
-    /// from a few files. Under the writer lock: nothing else writes them.
-    pub(crate) fn compact_segments(&self) -> Result<()> {
-        let names = segment::names(self.files.as_ref())?;
-        if names.len() <= SEGMENTS_BEFORE_COMPACTION {
-            return Ok(());
-        }
-        let full = self.index.write_full_segment(self.files.as_ref())?;
-        segment::delete_before(self.files.as_ref(), &full)
-    }
+/// True when `root` holds an index (RocksDB's `CURRENT` names its state).
+fn index_exists(root: &Path) -> bool {
+    root.join(INDEX_DIR).join("CURRENT").exists()
 }
 
 /// A reader's view of the index: opened again (briefly) while it is older
@@ -868,7 +845,7 @@ const STALE_VIEW_ATTEMPTS: u32 = 100;
 /// steps; a missing index is an error that says how to rebuild it.
 fn open_index(root: &Path, access: Access, fs: &Arc<dyn Fs>) -> Result<Index> {
     let index_dir = root.join(INDEX_DIR);
-    if !index_dir.join("CURRENT").exists() {
+    if !index_exists(root) {
         return Err(Error::Index {
             path: index_dir,
             message: "missing (`dedup repair index` rebuilds it from the packs)".into(),

@@ -7,7 +7,7 @@
 //! from the front, keeping every record whose bytes still hash to its id
 //! (in a new pack; the damaged one is deleted after the swap).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::fs;
 use std::path::Path;
 use std::sync::Arc;
@@ -293,50 +293,52 @@ impl Repository {
         let packs = self.index.packs()?;
         progress.set_total(packs.len() as u64);
         let mut report = PackRepairReport::default();
-        let mut states = Vec::new();
         // Packs whose trailer is gone or damaged: which records the index
-        // uses in them is found in one pass over the index afterwards.
-        let mut unlisted = HashSet::new();
+        // uses in them is found in one pass over the index afterwards, and
+        // they are read again then (holding every pack's bytes until then
+        // would hold the repository in memory).
+        let mut unlisted = Vec::new();
         for (pack, info) in &packs {
             progress.advance(1);
             report.packs += 1;
             let backend = &self.shard(info.shard)?.backend;
-            let bytes = match backend.get(&pack.key()) {
-                Ok(bytes) => Some(bytes),
-                Err(e) if is_not_found(&e) => None,
-                // Unreadable is not damaged: stop, drop nothing.
-                Err(e) => return Err(e),
-            };
             let location = format!("{}/{}", backend.location(), pack.key());
-            let used = if let Some(Ok(entries)) = bytes.as_deref().map(|b| entries_of(b, &location))
-            {
-                self.used_entries(pack, entries)?
-            } else {
-                unlisted.insert(*pack);
-                Vec::new()
-            };
-            states.push((*pack, *info, PackState { used, bytes }));
+            let bytes = self.pack_bytes(pack, info)?;
+            match bytes.as_deref().map(|b| entries_of(b, &location)) {
+                Some(Ok(entries)) => {
+                    let used = self.used_entries(pack, entries)?;
+                    self.repair_pack(*pack, info, PackState { used, bytes }, &mut report)?;
+                }
+                _ => unlisted.push((*pack, *info)),
+            }
         }
         if !unlisted.is_empty() {
-            let ids = self.index.chunks_in(&unlisted)?;
+            let wanted = unlisted.iter().map(|(pack, _)| *pack).collect();
             let mut by_pack: HashMap<PackId, Vec<PackEntry>> = HashMap::new();
-            for loc in self.index.chunks(&ids)?.into_iter().flatten() {
+            for loc in self.index.chunks_in(&wanted)? {
                 by_pack.entry(loc.pack).or_default().push(loc.entry);
             }
-            for (pack, _, state) in &mut states {
-                if let Some(used) = by_pack.remove(pack) {
-                    state.used = used;
-                }
+            for (pack, info) in unlisted {
+                let used = by_pack.remove(&pack).unwrap_or_default();
+                let bytes = self.pack_bytes(&pack, &info)?;
+                self.repair_pack(pack, &info, PackState { used, bytes }, &mut report)?;
             }
-        }
-        for (pack, info, state) in states {
-            self.repair_pack(pack, &info, state, &mut report)?;
         }
         if report.dropped_objects > 0 {
             self.rebuild_bloom()?;
             self.save_bloom()?;
         }
         Ok(report)
+    }
+
+    /// A whole pack, or `None` when its file is gone. Unreadable is not
+    /// damaged: any other error stops the repair, dropping nothing.
+    fn pack_bytes(&self, pack: &PackId, info: &PackInfo) -> Result<Option<Vec<u8>>> {
+        match self.shard(info.shard)?.backend.get(&pack.key()) {
+            Ok(bytes) => Ok(Some(bytes)),
+            Err(e) if is_not_found(&e) => Ok(None),
+            Err(e) => Err(e),
+        }
     }
 
     /// The entries of `pack` that are the copies the index uses.

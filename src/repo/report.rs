@@ -134,10 +134,7 @@ impl Repository {
                         .shard(s.id)
                         .ok()
                         .and_then(|shard| shard.backend.unavailable())
-                        .map(|e| match e {
-                            Error::ShardUnavailable { reason, .. } => reason,
-                            other => other.to_string(),
-                        }),
+                        .map(|u| u.reason.clone()),
                 }
             })
             .collect()

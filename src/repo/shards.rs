@@ -275,7 +275,7 @@ impl Repository {
         let objects = self.index.chunks_in(&packs)?;
         let mut batch = self.index.batch();
         for object in &objects {
-            batch.delete_chunk(object);
+            batch.delete_chunk(&object.entry.id);
         }
         for pack in &packs {
             // Retired without a delete: the files are out of reach anyway.

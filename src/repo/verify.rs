@@ -235,11 +235,12 @@ impl Repository {
         // A shard that is not there is one problem, not one per pack.
         let mut gone = HashSet::new();
         for shard in &self.shards {
-            if let Some(e) = shard.backend.unavailable() {
+            if let Some(u) = shard.backend.unavailable() {
                 gone.insert(shard.id);
-                report
-                    .problems
-                    .push(Problem::new(ProblemKind::UnavailableShard, e.to_string()));
+                report.problems.push(Problem::new(
+                    ProblemKind::UnavailableShard,
+                    u.error().to_string(),
+                ));
             }
         }
         let (lost, packs): (Vec<_>, Vec<_>) = packs
@@ -302,7 +303,8 @@ impl Repository {
         }
         // Record files the index lacks are adopted by the next writer,
         // unless they do not decode: those are news.
-        for (id, key, bytes) in self.unindexed_records(&indexed)? {
+        let keys = self.files.list(SnapshotRecord::FOLDER)?;
+        for (id, key, bytes) in self.unindexed_records(keys, &indexed) {
             if let Err(e) = bytes {
                 let message = format!("{key} is not adopted: {e}");
                 let problem = Problem::new(ProblemKind::DamagedSnapshot, message);

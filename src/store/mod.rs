@@ -82,9 +82,9 @@ pub trait PackStore: Send + Sync {
         Ok(0)
     }
 
-    /// Why this store cannot be used at all, when it cannot (see
-    /// [`shard::Unavailable`]); `None` for a store that may work.
-    fn unavailable(&self) -> Option<Error> {
+    /// The stand-in this store is when its shard cannot be used at all
+    /// (see [`shard::Unavailable`]); `None` for a store that may work.
+    fn unavailable(&self) -> Option<&Unavailable> {
         None
     }
 }

@@ -69,7 +69,8 @@ pub struct Unavailable {
 }
 
 impl Unavailable {
-    fn error(&self) -> Error {
+    /// The error every call on it returns.
+    pub fn error(&self) -> Error {
         Error::ShardUnavailable {
             shard: self.shard,
             location: self.location.clone(),
@@ -103,7 +104,7 @@ impl PackStore for Unavailable {
     fn sweep_unfinished(&self, _mode: Mode) -> Result<u64> {
         Err(self.error())
     }
-    fn unavailable(&self) -> Option<Error> {
-        Some(self.error())
+    fn unavailable(&self) -> Option<&Unavailable> {
+        Some(self)
     }
 }

@@ -65,14 +65,7 @@ fn store_file(
     };
     // The same open file, asked again once it is read: a change during
     // the read that keeps the size shows in its times.
-    let after = file.try_clone();
-    let after = || {
-        after
-            .as_ref()
-            .ok()
-            .and_then(|f| f.metadata().ok())
-            .map(|m| FileStamp::of(&m))
-    };
+    let after = |file: &fs::File| file.metadata().ok().map(|m| FileStamp::of(&m));
     // Small files (most of a typical tree) are read whole and cut in
     // memory: no streaming buffer to fill, no batches to pipeline.
     let mut file = file;
@@ -92,14 +85,14 @@ fn store_file(
                 at += len;
             }
             progress.advance(data.len() as u64);
-            return Ok(stored(job, chunks, after(), progress));
+            return Ok(stored(job, chunks, after(&file), progress));
         }
         // It grew past the small-file size while being read: stream it.
         if let Err(e) = file.seek(std::io::SeekFrom::Start(0)) {
             return Ok(unreadable(path, &e, progress));
         }
     }
-    let mut cutter = chunker.chunks(file);
+    let mut cutter = chunker.chunks(&file);
     let mut next_batch = || -> std::io::Result<Vec<Vec<u8>>> {
         let mut batch = Vec::new();
         let mut bytes = 0;
@@ -138,7 +131,7 @@ fn store_file(
             Err(e) => return Ok(unreadable(path, &e, progress)),
         };
     }
-    Ok(stored(job, chunks, after(), progress))
+    Ok(stored(job, chunks, after(&file), progress))
 }
 
 /// The result for a file read completely; warns when it changed since the
