@@ -68,9 +68,9 @@ pub struct FileCache {
 
 #[cfg(feature = "engine")]
 impl FileCache {
-    /// Where the cache of the repository at `root` lives, if this machine
-    /// has a cache folder.
-    pub fn default_dir(root: &Path) -> Option<PathBuf> {
+    /// Where versions before cache slots kept the cache of the
+    /// repository at `root` (a writer removes it).
+    pub fn legacy_dir(root: &Path) -> Option<PathBuf> {
         let root = std::path::absolute(root).ok()?;
         let tag = ChunkId::of(root.as_os_str().as_encoded_bytes()).to_hex();
         Some(

@@ -9,15 +9,16 @@
 //! | `snapshots` | snapshot id (32)   | the snapshot record's bytes    |
 //! | `meta`      | ASCII name         | small values (Bloom counters)  |
 //!
-//! The index is derived data: everything in it can be rebuilt from the
-//! packs' trailers and the `snapshots/` folder. Invariant: a pack's chunk
+//! The index is derived data, a cache on this machine: everything in it
+//! is made again from the home's segments and `snapshots/` folder (and,
+//! by `repair index`, from the packs' trailers). Invariant: a pack's chunk
 //! entries and its pack entry are committed in one synced write batch, and
 //! only after the pack itself is durable, so the index never points at bytes
 //! that a crash could take away.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, RwLock};
 
 #[cfg(feature = "engine")]
 use rocksdb::{BlockBasedOptions, ColumnFamily, Options, WriteBatch, WriteOptions, DB};
@@ -50,6 +51,9 @@ pub struct Location {
 }
 
 impl Location {
+    /// Bytes of [`encode`](Self::encode)'s output.
+    pub const ENCODED_LEN: usize = 33;
+
     /// Encodes as 33 bytes (the id is the key, so it is not repeated).
     pub fn encode(&self) -> Vec<u8> {
         let e = &self.entry;
@@ -186,12 +190,17 @@ pub struct Batch<'i> {
     inner: WriteBatch,
     published: Vec<(PackId, ShardId)>,
     /// Packs leaving, with the store to delete each from (none when the
-    /// batch replays a segment: the file is the writer's business).
+    /// batch applies a segment: the file is the writer's business).
     retired: Vec<(PackId, Option<Arc<dyn PackStore>>)>,
+    /// The chunk ids of the packs leaving (writers' batches): where those
+    /// that stay live elsewhere are goes into the segment (see `commit`).
+    retired_ids: Vec<(PackId, Vec<ChunkId>)>,
     /// What the batch does, for its segment.
     ops: Vec<Op>,
     /// The segment this batch applies (so it writes none of its own).
     replays: Option<String>,
+    /// The value its `applied/` mark gets (empty, or [`LEGACY_FULL`]).
+    mark: &'static [u8],
     /// The batch starts from an empty index (it applies a full segment).
     wiped: bool,
 }
@@ -236,55 +245,46 @@ impl Batch<'_> {
         });
     }
 
-    /// Forgets `pack` when the batch commits, and then deletes its file
-    /// from `backend`. Entries still pointing into it must be deleted
-    /// ([`delete_chunk`](Self::delete_chunk)) or re-pointed in this batch.
-    pub fn retire_pack(&mut self, pack: PackId, backend: Arc<dyn PackStore>) {
-        self.forget_pack(pack, Some(backend));
+    /// Forgets `pack` (whose records hold `ids`) when the batch commits,
+    /// and then deletes its file from `backend`. Entries still pointing
+    /// into it must be dropped ([`drop_entry`](Self::drop_entry)) or
+    /// re-pointed in this batch.
+    pub fn retire_pack(&mut self, pack: PackId, ids: Vec<ChunkId>, backend: Arc<dyn PackStore>) {
+        self.tombstone(pack);
+        self.retired.push((pack, Some(backend)));
+        self.ops.push(Op::RetirePack {
+            pack,
+            ids: ids.clone(),
+        });
+        self.retired_ids.push((pack, ids));
     }
 
-    fn forget_pack(&mut self, pack: PackId, backend: Option<Arc<dyn PackStore>>) {
+    /// Marks `pack` retired for good: no later segment brings it back.
+    fn tombstone(&mut self, pack: PackId) {
         self.inner.delete_cf(self.index.cf(PACKS), pack.0);
-        self.retired.push((pack, backend));
-        self.ops.push(Op::RetirePack(pack));
+        self.inner
+            .put_cf(self.index.cf(META), retired_key(&pack), []);
     }
 
-    /// Forgets a chunk.
-    pub fn delete_chunk(&mut self, id: &ChunkId) {
+    /// Forgets the chunk `id`, whose entry points into `pack`.
+    pub fn drop_entry(&mut self, id: &ChunkId, pack: PackId) {
         self.inner.delete_cf(self.index.cf(CHUNKS), id.as_bytes());
-        self.ops.push(Op::DeleteChunk(*id));
+        self.ops.push(Op::DropEntry { id: *id, pack });
     }
 
-    /// Empties the chunks and packs (and the record of applied segments):
-    /// the first step of applying a full segment.
+    /// Empties the chunks, packs, tombstones and the record of applied
+    /// segments: the first step of applying the newest full segment.
     fn wipe(&mut self) {
         let index = self.index;
         for family in [CHUNKS, PACKS] {
             self.inner
                 .delete_range_cf(index.cf(family), &[][..], &[0xffu8; 33][..]);
         }
-        self.inner
-            .delete_range_cf(index.cf(META), APPLIED.as_bytes(), APPLIED_END.as_bytes());
+        for (from, to) in [(APPLIED, APPLIED_END), (RETIRED, RETIRED_END)] {
+            self.inner
+                .delete_range_cf(index.cf(META), from.as_bytes(), to.as_bytes());
+        }
         self.wiped = true;
-    }
-
-    /// Adds what `segment` says to the batch, which then stands for it.
-    fn replay(&mut self, name: &str, segment: Segment) {
-        if segment.full {
-            self.wipe();
-        }
-        for op in segment.ops {
-            match op {
-                Op::AddPack {
-                    pack,
-                    info,
-                    entries,
-                } => self.index_pack(pack, &info, &entries),
-                Op::RetirePack(pack) => self.forget_pack(pack, None),
-                Op::DeleteChunk(id) => self.delete_chunk(&id),
-            }
-        }
-        self.replays = Some(name.to_string());
     }
 
     /// Stores a snapshot record.
@@ -323,22 +323,9 @@ impl Retired {
     }
 }
 
-/// True for the errors a read-only open meets when the writer deletes a
-/// log or table file between the open's listing and its read.
-#[cfg(feature = "engine")]
-fn is_open_race(e: &rocksdb::Error) -> bool {
-    match e.kind() {
-        rocksdb::ErrorKind::IOError => true,
-        rocksdb::ErrorKind::Corruption => e.as_ref().contains("No such file or directory"),
-        _ => false,
-    }
-}
-
 /// How [`Index::open`] opens.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Access {
-    /// Reads only, beside any writer.
-    ReadOnly,
     /// Reads and writes an existing index.
     ReadWrite,
     /// Reads and writes, creating the index when absent.
@@ -355,41 +342,53 @@ pub struct Index {
     crash_points: Option<Arc<dyn Fs>>,
     /// Every indexed pack's shard: what a read needs to find a pack.
     packs: RwLock<HashMap<PackId, ShardId>>,
-    /// Commits so far (kept in `meta` too): held across each commit, so
-    /// the stored count only grows.
-    commits: Mutex<u64>,
-    /// Told each new count once its commit is durable.
-    on_commit: Option<Box<dyn Fn(u64) + Send + Sync>>,
     /// Where each commit first writes its segment (writers only).
     segments: Option<Arc<dyn MetaStore>>,
 }
 
-/// The `meta` key counting commits, over the index's whole life.
-const COMMITS: &str = "commits";
-
-/// `meta` keys `applied/<segment name>`: the segments this index holds.
+/// `meta` keys `applied/<segment name>`: the segments this index holds
+/// (the value is empty, or `c` for one a full segment covered).
 const APPLIED: &str = "applied/";
 /// Just past every `applied/` key.
 const APPLIED_END: &str = "applied0";
+/// The value of an `applied/` key for a covered segment.
+const COVERED: &[u8] = b"c";
+/// The value of an `applied/` key for a full segment written before
+/// covers: it covers every name before its own.
+const LEGACY_FULL: &[u8] = b"f";
 
 fn applied_key(name: &str) -> String {
     format!("{APPLIED}{name}")
 }
 
+/// `meta` keys `retired/<pack hex>`: tombstones of retired packs, which
+/// no segment met later (in any order) brings back.
+const RETIRED: &str = "retired/";
+/// Just past every `retired/` key.
+const RETIRED_END: &str = "retired0";
+
+fn retired_key(pack: &PackId) -> String {
+    format!("{RETIRED}{}", pack.to_hex())
+}
+
+/// Reads and decodes the segment `name` of `home`.
+#[cfg(feature = "engine")]
+fn read_segment(home: &dyn MetaStore, name: &str) -> Result<Segment> {
+    let key = format!("{}{name}", segment::FOLDER);
+    Segment::decode(&home.get(&key)?, &key)
+}
+
 #[cfg(feature = "engine")]
 impl Index {
-    /// Opens the index at `path` for `access`. Read-only opens can run
-    /// beside a writer: they see the state as of their opening.
+    /// Opens the index at `path` for `access`; one process at a time.
     pub fn open(path: &Path, access: Access) -> Result<Self> {
-        let read_only = access == Access::ReadOnly;
-        let create = access == Access::Create;
         let mut opts = Options::default();
-        opts.create_if_missing(create);
-        opts.create_missing_column_families(!read_only);
+        opts.create_if_missing(access == Access::Create);
+        opts.create_missing_column_families(true);
         opts.set_max_background_jobs(2);
-        // Every family flushes in the same step, so that a read-only open
-        // racing the writer sees all of them as of one moment, never the
-        // chunks as of one commit and the packs as of another.
+        // Every family flushes in the same step, so that the table files
+        // never hold the chunks as of one commit and the packs as of
+        // another.
         opts.set_atomic_flush(true);
         opts.set_keep_log_file_num(2);
         let mut table = BlockBasedOptions::default();
@@ -403,24 +402,7 @@ impl Index {
         table.set_cache_index_and_filter_blocks(false);
         table.set_block_cache(&rocksdb::Cache::new_lru_cache(128 << 20));
         opts.set_block_based_table_factory(&table);
-        let db = if read_only {
-            // A read-only open lists the writer's log and table files and
-            // then reads them; the writer may flush or compact one away in
-            // between. That race is transient: try again on a fresh listing.
-            let mut attempt = 0;
-            loop {
-                match DB::open_cf_for_read_only(&opts, path, FAMILIES, false) {
-                    Err(e) if attempt < 40 && is_open_race(&e) => {
-                        attempt += 1;
-                        std::thread::sleep(std::time::Duration::from_millis(25));
-                    }
-                    other => break other,
-                }
-            }
-        } else {
-            DB::open_cf(&opts, path, FAMILIES)
-        }
-        .map_err(|e| Error::Index {
+        let db = DB::open_cf(&opts, path, FAMILIES).map_err(|e| Error::Index {
             path: path.to_path_buf(),
             message: e.into_string(),
         })?;
@@ -429,8 +411,6 @@ impl Index {
             path: path.to_path_buf(),
             crash_points: None,
             packs: RwLock::default(),
-            commits: Mutex::new(0),
-            on_commit: None,
             segments: None,
         };
         let packs = index
@@ -438,7 +418,6 @@ impl Index {
             .into_iter()
             .map(|(id, info)| (id, info.shard));
         index.packs = RwLock::new(packs.collect());
-        index.commits = Mutex::new(index.counter(COMMITS)?);
         Ok(index)
     }
 
@@ -451,15 +430,6 @@ impl Index {
         self
     }
 
-    /// Calls `hook` with the new count after each commit is durable
-    /// (writers publish it so readers can tell a stale view; see
-    /// `repo::lock`).
-    #[must_use]
-    pub fn with_commit_hook(mut self, hook: impl Fn(u64) + Send + Sync + 'static) -> Self {
-        self.on_commit = Some(Box::new(hook));
-        self
-    }
-
     /// Writes each commit's segment to `home` before the commit itself.
     #[must_use]
     pub fn with_segments(mut self, home: Arc<dyn MetaStore>) -> Self {
@@ -467,47 +437,230 @@ impl Index {
         self
     }
 
-    /// Applies, in order, the segments in `home` this index has not yet:
-    /// from the newest full segment on (starting over from it when it is
-    /// new here). Returns how many it applied.
+    /// Brings this index up to date with the segments in `home` (named
+    /// `names`, as [`segment::names`] lists them): the newest full segment
+    /// first (starting over from it when it is new here), then every other
+    /// segment it does not cover and this index has not applied, in name
+    /// order (which does not matter, see [`apply`](Self::apply)). An older
+    /// full segment it does not cover (a compaction that raced it) is
+    /// applied like any other, on top. Returns how many it applied.
     ///
-    /// A cache that holds a segment the home does not (the home was put
-    /// back from an older copy, or its segments were tampered with) is of
-    /// another history: it is emptied and filled again from the home.
-    pub fn catch_up(&self, home: &dyn MetaStore) -> Result<u64> {
-        let names = segment::names(home)?;
-        let start = names.iter().rposition(|n| segment::is_full(n)).unwrap_or(0);
-        if self.ahead_of(&names[start..])? {
-            let mut batch = self.batch();
-            batch.wipe();
-            let _ = self.commit(batch)?;
-        }
+    /// A cache that holds a segment the home lacks and the newest full one
+    /// does not cover (the home was put back from an older copy, or its
+    /// segments were tampered with) is of another history: it is emptied
+    /// and filled again from the home.
+    pub fn catch_up(&self, home: &dyn MetaStore, names: &[String]) -> Result<u64> {
         let mut applied = 0;
-        for name in &names[start..] {
-            if self.has_applied(name)? {
+        let newest = names.iter().rev().find(|n| segment::is_full(n));
+        if let Some(full) = newest {
+            let fresh = !self.has_applied(full)?;
+            if fresh || self.ahead_of(names)? {
+                self.apply(full, &read_segment(home, full)?, true)?;
+                applied += 1;
+            }
+        }
+        for name in names {
+            if Some(name) == newest || self.has_applied(name)? {
                 continue;
             }
-            let key = format!("{}{name}", segment::FOLDER);
-            let segment = Segment::decode(&home.get(&key)?, &key)?;
-            let mut batch = self.batch();
-            batch.replay(name, segment);
-            let _ = self.commit(batch)?;
+            if let Some(full) = newest {
+                // Before covers were written down, a full segment
+                // covered every name before its own.
+                if self.covers_legacy(full)? && name < full {
+                    continue;
+                }
+            }
+            self.apply(name, &read_segment(home, name)?, false)?;
             applied += 1;
         }
         Ok(applied)
     }
 
-    /// Writes a full segment of the index as it stands to `home` and marks
-    /// it applied; returns its name. Segments before it are then never
-    /// applied again.
-    pub fn write_full_segment(&self, home: &dyn MetaStore) -> Result<String> {
+    /// True when the applied full segment `full` had no covers (it was
+    /// written before them).
+    fn covers_legacy(&self, full: &str) -> Result<bool> {
+        Ok(self
+            .db
+            .get_pinned_cf(self.cf(META), applied_key(full))
+            .map_err(|e| self.err(e))?
+            .is_some_and(|v| v.as_ref() == LEGACY_FULL))
+    }
+
+    /// Applies segment `name` in one commit, starting from an empty index
+    /// when `wipe`. The result does not depend on the order in which a
+    /// cache meets segments, since other processes write them at once and
+    /// a slow one may land after a later one was applied:
+    ///
+    /// 1. every pack it retires gets a tombstone (forever: a segment met
+    ///    later that adds it again is ignored for it);
+    /// 2. packs it adds that are not retired join, and each of their
+    ///    chunks points there unless it already points into a live pack
+    ///    (the first live copy met stays);
+    /// 3. a `Locate` points a chunk at a live copy, whatever it pointed at;
+    /// 4. forgets and retires drop a chunk's entry only where it points
+    ///    into the pack they name, so a copy elsewhere is never lost.
+    ///
+    /// A full segment also marks the segments it covers as applied.
+    fn apply(&self, name: &str, segment: &Segment, wipe: bool) -> Result<()> {
+        let mut batch = self.batch();
+        if wipe {
+            batch.wipe();
+        }
+        let retiring: HashSet<PackId> = segment
+            .ops
+            .iter()
+            .filter_map(|op| match op {
+                Op::RetirePack { pack, .. } => Some(*pack),
+                _ => None,
+            })
+            .collect();
+        for pack in &retiring {
+            batch.tombstone(*pack);
+            batch.retired.push((*pack, None));
+        }
+        let dead = |pack: &PackId| -> Result<bool> {
+            Ok(retiring.contains(pack) || (!wipe && self.is_retired(pack)?))
+        };
+        for op in &segment.ops {
+            match op {
+                Op::AddPack { pack, info, .. } if !dead(pack)? => {
+                    batch.inner.put_cf(self.cf(PACKS), pack.0, info.encode());
+                    batch.published.push((*pack, info.shard));
+                }
+                Op::Covers(names) => {
+                    for covered in names {
+                        batch
+                            .inner
+                            .put_cf(self.cf(META), applied_key(covered), COVERED);
+                    }
+                }
+                _ => {}
+            }
+        }
+        self.settle_entries(&mut batch, segment, &dead, &retiring, wipe)?;
+        batch.replays = Some(name.to_string());
+        if segment.full && !segment.ops.iter().any(|o| matches!(o, Op::Covers(_))) {
+            batch.mark = LEGACY_FULL;
+        }
+        self.commit(batch).map(drop)
+    }
+
+    /// Steps 2 to 4 of [`apply`](Self::apply) for the chunk entries
+    /// `segment` touches: read as they stand, settled, written to `batch`.
+    fn settle_entries(
+        &self,
+        batch: &mut Batch<'_>,
+        segment: &Segment,
+        dead: &dyn Fn(&PackId) -> Result<bool>,
+        retiring: &HashSet<PackId>,
+        wipe: bool,
+    ) -> Result<()> {
+        let mut touched: Vec<ChunkId> = Vec::new();
+        for op in &segment.ops {
+            match op {
+                Op::AddPack { entries, .. } => touched.extend(entries.iter().map(|e| e.id)),
+                Op::RetirePack { ids, .. } => touched.extend(ids.iter().copied()),
+                Op::DeleteChunk(id) | Op::DropEntry { id, .. } => touched.push(*id),
+                Op::Locate(loc) => touched.push(loc.entry.id),
+                Op::Covers(_) => {}
+            }
+        }
+        touched.sort_unstable();
+        touched.dedup();
+        let before = if wipe {
+            vec![None; touched.len()]
+        } else {
+            self.chunks(&touched)?
+        };
+        let mut now: HashMap<ChunkId, Option<Location>> = touched
+            .iter()
+            .copied()
+            .zip(before.iter().copied())
+            .collect();
+        for op in &segment.ops {
+            let Op::AddPack { pack, entries, .. } = op else {
+                continue;
+            };
+            if dead(pack)? {
+                continue;
+            }
+            for e in entries {
+                let slot = now.entry(e.id).or_default();
+                let keep = match slot {
+                    Some(loc) => !dead(&loc.pack)?,
+                    None => false,
+                };
+                if !keep {
+                    *slot = Some(Location {
+                        pack: *pack,
+                        entry: *e,
+                    });
+                }
+            }
+        }
+        for op in &segment.ops {
+            if let Op::Locate(loc) = op {
+                if !dead(&loc.pack)? {
+                    now.insert(loc.entry.id, Some(*loc));
+                }
+            }
+        }
+        for op in &segment.ops {
+            let drops: Vec<(ChunkId, Option<PackId>)> = match op {
+                Op::DeleteChunk(id) => vec![(*id, None)],
+                Op::DropEntry { id, pack } => vec![(*id, Some(*pack))],
+                Op::RetirePack { pack, ids } => ids.iter().map(|id| (*id, Some(*pack))).collect(),
+                _ => continue,
+            };
+            for (id, pack) in drops {
+                let slot = now.entry(id).or_default();
+                if pack.is_none() || slot.is_some_and(|l| Some(l.pack) == pack) {
+                    *slot = None;
+                }
+            }
+        }
+        // Whatever still points into a pack retired here has nowhere to go.
+        for slot in now.values_mut() {
+            if slot.is_some_and(|l| retiring.contains(&l.pack)) {
+                *slot = None;
+            }
+        }
+        let chunks = self.cf(CHUNKS);
+        for (id, was) in touched.iter().zip(before) {
+            let after = now.get(id).copied().flatten();
+            if after != was || wipe {
+                match after {
+                    Some(loc) => batch.inner.put_cf(chunks, id.as_bytes(), loc.encode()),
+                    None => batch.inner.delete_cf(chunks, id.as_bytes()),
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// True when `pack` has a tombstone here.
+    fn is_retired(&self, pack: &PackId) -> Result<bool> {
+        Ok(self
+            .db
+            .get_pinned_cf(self.cf(META), retired_key(pack))
+            .map_err(|e| self.err(e))?
+            .is_some())
+    }
+
+    /// Writes a full segment of the index as it stands to `home`: every
+    /// live pack with the entries that point into it, every tombstone, and
+    /// the names of the segments it `covers` (which must all be applied
+    /// here, or be replaced by this index, as `repair` does). Marks it
+    /// applied and returns its name; the covered segments may then be
+    /// deleted.
+    pub fn write_full_segment(&self, home: &dyn MetaStore, covers: &[String]) -> Result<String> {
         let mut entries: HashMap<PackId, Vec<PackEntry>> = HashMap::new();
         self.for_each_chunk(|id, value| {
             let loc = Location::decode(id, value)?;
             entries.entry(loc.pack).or_default().push(loc.entry);
             Ok(())
         })?;
-        let ops = self
+        let mut ops: Vec<Op> = self
             .packs()?
             .into_iter()
             .map(|(pack, info)| Op::AddPack {
@@ -516,39 +669,61 @@ impl Index {
                 entries: entries.remove(&pack).unwrap_or_default(),
             })
             .collect();
+        for item in self.db.prefix_iterator_cf(self.cf(META), RETIRED) {
+            let (key, _) = item.map_err(|e| self.err(e))?;
+            let Some(pack) = key
+                .strip_prefix(RETIRED.as_bytes())
+                .and_then(|h| std::str::from_utf8(h).ok())
+                .and_then(PackId::from_hex)
+            else {
+                break;
+            };
+            ops.push(Op::RetirePack {
+                pack,
+                ids: Vec::new(),
+            });
+        }
+        ops.push(Op::Covers(covers.to_vec()));
         let name = segment::full_name();
-        let bytes = Segment { full: true, ops }.encode();
-        home.put(&format!("{}{name}", segment::FOLDER), &bytes)?;
+        segment::put(home, &name, &Segment { full: true, ops })?;
         let mut batch = self.batch();
-        // The marks of the segments before it go: they are never read again.
-        batch.inner.delete_range_cf(
-            self.cf(META),
-            APPLIED.as_bytes(),
-            applied_key(&name).as_bytes(),
-        );
+        batch
+            .inner
+            .delete_range_cf(self.cf(META), APPLIED.as_bytes(), APPLIED_END.as_bytes());
+        for c in covers {
+            batch.inner.put_cf(self.cf(META), applied_key(c), COVERED);
+        }
         batch.replays = Some(name.clone());
         let _ = self.commit(batch)?;
         Ok(name)
     }
 
-    /// True when this index has applied a segment from `live` (the home's
-    /// segments from its newest full one on) onward that the home lacks.
-    /// A home without segments (one from before them) proves nothing.
-    fn ahead_of(&self, live: &[String]) -> Result<bool> {
-        let Some(first) = live.first() else {
-            return Ok(false);
-        };
-        let from = applied_key(first);
-        let mode = rocksdb::IteratorMode::From(from.as_bytes(), rocksdb::Direction::Forward);
-        for item in self.db.iterator_cf(self.cf(META), mode) {
-            let (key, _) = item.map_err(|e| self.err(e))?;
+    /// Of `names`, those this index has applied (or had covered).
+    pub fn applied_of(&self, names: &[String]) -> Result<Vec<String>> {
+        let mut out = Vec::new();
+        for name in names {
+            if self.has_applied(name)? {
+                out.push(name.clone());
+            }
+        }
+        Ok(out)
+    }
+
+    /// True when this index has applied (not merely had covered) a
+    /// segment that is not in `names`, the home's: it is of another
+    /// history.
+    fn ahead_of(&self, names: &[String]) -> Result<bool> {
+        for item in self.db.prefix_iterator_cf(self.cf(META), APPLIED) {
+            let (key, value) = item.map_err(|e| self.err(e))?;
             let Some(name) = key
                 .strip_prefix(APPLIED.as_bytes())
                 .and_then(|n| std::str::from_utf8(n).ok())
             else {
                 break;
             };
-            if live.binary_search_by(|l| l.as_str().cmp(name)).is_err() {
+            if value.as_ref() != COVERED
+                && names.binary_search_by(|l| l.as_str().cmp(name)).is_err()
+            {
                 return Ok(true);
             }
         }
@@ -561,14 +736,6 @@ impl Index {
             .get_pinned_cf(self.cf(META), applied_key(name))
             .map_err(|e| self.err(e))?
             .is_some())
-    }
-
-    /// How many commits this index has had, as of this view.
-    pub fn commits(&self) -> u64 {
-        *self
-            .commits
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     fn err(&self, e: rocksdb::Error) -> Error {
@@ -646,8 +813,10 @@ impl Index {
             inner: WriteBatch::default(),
             published: Vec::new(),
             retired: Vec::new(),
+            retired_ids: Vec::new(),
             ops: Vec::new(),
             replays: None,
+            mark: b"",
             wiped: false,
         }
     }
@@ -661,11 +830,25 @@ impl Index {
             mut inner,
             published,
             retired,
-            ops,
+            retired_ids,
+            mut ops,
             replays,
+            mark,
             wiped,
             ..
         } = batch;
+        // A retired pack's ids that this index has elsewhere (a copy
+        // another writer stored at the same time): another cache may point
+        // into the retired pack for them, so the segment says where they
+        // are, and that cache moves over instead of losing them.
+        let leaving: HashSet<PackId> = retired_ids.iter().map(|(p, _)| *p).collect();
+        for (_, ids) in &retired_ids {
+            for loc in self.chunks(ids)?.into_iter().flatten() {
+                if !leaving.contains(&loc.pack) {
+                    ops.push(Op::Locate(loc));
+                }
+            }
+        }
         // The segment first: it is the truth, this index its cache. A
         // crash after it leaves the segment for the next writer to apply.
         // Written before the count is taken, so that commits from several
@@ -675,21 +858,14 @@ impl Index {
             (Some(name), _) => Some(name),
             (None, Some(home)) if !ops.is_empty() => {
                 let name = segment::new_name();
-                let bytes = Segment { full: false, ops }.encode();
-                home.put(&format!("{}{name}", segment::FOLDER), &bytes)?;
+                segment::put(home.as_ref(), &name, &Segment { full: false, ops })?;
                 Some(name)
             }
             _ => None,
         };
         if let Some(name) = applied {
-            inner.put_cf(self.cf(META), applied_key(&name), []);
+            inner.put_cf(self.cf(META), applied_key(&name), mark);
         }
-        let mut commits = self
-            .commits
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let count = *commits + 1;
-        inner.put_cf(self.cf(META), COMMITS, count.to_le_bytes());
         if let Some(fs) = &self.crash_points {
             fs.crash_point("index commit")
                 .map_err(|e| Error::io(&self.path, e))?;
@@ -711,11 +887,6 @@ impl Index {
             }
             return Err(self.err(e));
         }
-        *commits = count;
-        if let Some(hook) = &self.on_commit {
-            hook(count);
-        }
-        drop(commits);
         let mut packs = self.packs.write().expect("packs lock");
         for (pack, _) in &retired {
             packs.remove(pack);
@@ -898,6 +1069,105 @@ mod tests {
         let mut n = 0;
         index.for_each_chunk_id(|_| n += 1).unwrap();
         assert_eq!(n, 3);
+    }
+
+    /// Entries for `ids`, one after the other in a pack.
+    #[cfg(feature = "engine")]
+    fn entries(ids: &[ChunkId]) -> Vec<PackEntry> {
+        ids.iter()
+            .enumerate()
+            .map(|(i, id)| PackEntry {
+                id: *id,
+                offset: 8 + i as u64 * 100,
+                raw_len: 50,
+                stored_len: 50,
+                flags: 0,
+            })
+            .collect()
+    }
+
+    #[test]
+    #[cfg(feature = "engine")]
+    fn segments_applied_in_any_order_give_one_index_and_never_a_dangling_entry() {
+        use crate::store::{LocalStore, OsFs};
+        let dir = tempfile::tempdir().unwrap();
+        let home = Arc::new(LocalStore::create(OsFs::shared(), dir.path().join("home")).unwrap());
+        let open = |name: &str| {
+            Index::open(&dir.path().join(name), Access::Create)
+                .unwrap()
+                .with_segments(home.clone())
+        };
+        let (x, y, z) = (ChunkId::of(b"x"), ChunkId::of(b"y"), ChunkId::of(b"z"));
+        let (pa, pb) = (PackId([1; 16]), PackId([2; 16]));
+        // Two writers store x at the same time, each in its own pack.
+        let in_a = entries(&[x, y]);
+        open("w1")
+            .commit_pack(pa, &PackInfo::of(ShardId(0), 300, &in_a), &in_a)
+            .unwrap();
+        let in_b = entries(&[x, z]);
+        open("w2")
+            .commit_pack(pb, &PackInfo::of(ShardId(0), 300, &in_b), &in_b)
+            .unwrap();
+        // gc, from a cache that saw pa's x first, rewrites pb: its x is
+        // the copy it does not use, z moves to a new pack.
+        let gc = open("gc");
+        gc.catch_up(home.as_ref(), &segment::names(home.as_ref()).unwrap())
+            .unwrap();
+        let first = gc.chunk(&x).unwrap().unwrap().pack;
+        let (kept, other) = if first == pa { (pa, pb) } else { (pb, pa) };
+        let rest = if other == pb { z } else { y };
+        let copy = entries(&[rest]);
+        let mut batch = gc.batch();
+        let new = PackId([3; 16]);
+        batch.index_pack(new, &PackInfo::of(ShardId(0), 200, &copy), &copy);
+        let all = if other == pb { vec![x, z] } else { vec![x, y] };
+        batch.retire_pack(other, all, home.clone());
+        let _ = gc.commit(batch).unwrap();
+
+        let names: Vec<String> = segment::names(home.as_ref()).unwrap();
+        assert_eq!(names.len(), 3, "one segment a commit");
+        let orders = [
+            [0, 1, 2],
+            [0, 2, 1],
+            [1, 0, 2],
+            [1, 2, 0],
+            [2, 0, 1],
+            [2, 1, 0],
+        ];
+        let mut states = Vec::new();
+        for (n, order) in orders.iter().enumerate() {
+            let cache = Index::open(&dir.path().join(format!("c{n}")), Access::Create).unwrap();
+            for &i in order {
+                let name = &names[i];
+                let key = format!("{}{name}", segment::FOLDER);
+                let bytes = MetaStore::get(home.as_ref(), &key).unwrap();
+                let seg = Segment::decode(&bytes, &key).unwrap();
+                cache.apply(name, &seg, false).unwrap();
+            }
+            let state: Vec<Option<PackId>> = [x, y, z]
+                .iter()
+                .map(|id| cache.chunk(id).unwrap().map(|l| l.pack))
+                .collect();
+            for pack in state.iter().flatten() {
+                assert!(
+                    cache.pack_shard(pack).is_some(),
+                    "{order:?}: dangling {pack}"
+                );
+            }
+            assert!(
+                cache.pack_shard(&other).is_none(),
+                "{order:?}: retired pack back"
+            );
+            states.push(state);
+        }
+        let expected = if other == pb {
+            vec![Some(kept), Some(kept), Some(new)]
+        } else {
+            vec![Some(kept), Some(new), Some(kept)]
+        };
+        for (state, order) in states.iter().zip(orders) {
+            assert_eq!(state, &expected, "order {order:?}");
+        }
     }
 
     #[test]

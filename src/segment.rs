@@ -3,18 +3,28 @@
 //! Every index commit that adds, retires or forgets something is first
 //! written to the repository's home as a segment: an immutable file under
 //! `segments/` listing what the commit did. The RocksDB index is the
-//! segments applied in order: a cache, which a writer brings up to date at
+//! segments applied: a cache, which every process brings up to date at
 //! open (and rebuilds from nothing when it is gone). A *full* segment holds
-//! the whole index as of its writing (written by `repair index`, by the
-//! first writer of a repository from before segments, and by compaction);
-//! segments before the newest full one are never applied again, so deleting
-//! them is only cleanup.
+//! the whole index as of its writing and names the segments it covers
+//! (written by `init`, `repair index`, the first writer of a repository
+//! from before segments, and compaction); covered segments are never
+//! applied again, so deleting them is only cleanup.
+//!
+//! Many processes write segments at once, and a cache may meet them in any
+//! order, so applying one never depends on the order (see
+//! `Index::apply`): a retired pack stays retired (a tombstone), a chunk
+//! keeps the first live location it was given, and a forget or a retire
+//! drops a chunk's entry only where it points into that pack.
 //!
 //! ```text
 //! "DDSEG\0\0\x01" flags:u8 count:u32 op* sha256(everything before)[32]
 //! op = 1 pack[16] info entries:u32 (id[32] offset:u64 raw:u32 stored:u32 flags:u8)*
-//!    | 2 pack[16]                      (retire a pack)
-//!    | 3 id[32]                        (forget a chunk)
+//!    | 2 pack[16]                      (a retired pack: its tombstone)
+//!    | 3 id[32]                        (forget a chunk wherever it is; before many writers)
+//!    | 4 pack[16] ids:u32 id[32]*      (retire a pack; drop those of its ids that point into it)
+//!    | 5 id[32] pack[16]               (drop a chunk's entry if it points into that pack)
+//!    | 6 id[32] location[33]           (a chunk lives there: set unless that pack is retired)
+//!    | 7 names:u32 (len:u8 name)*      (a full segment covers these segments)
 //! ```
 //!
 //! Names are `<16 hex digits of nanoseconds since 1970>-<8 random hex>`,
@@ -26,7 +36,7 @@ use sha2::{Digest, Sha256};
 use crate::codec::{Put, Reader};
 use crate::error::{Error, Result};
 use crate::id::ChunkId;
-use crate::index::PackInfo;
+use crate::index::{Location, PackInfo};
 use crate::store::{MetaStore, PackEntry, PackId};
 
 /// Where segments live in the home.
@@ -47,10 +57,31 @@ pub enum Op {
         /// The records the index points at in it.
         entries: Vec<PackEntry>,
     },
-    /// A pack left the repository (its file is deleted after).
-    RetirePack(PackId),
-    /// A chunk left the index.
+    /// A pack left the repository (its file is deleted after), and every
+    /// one of `ids` (the pack's) that points into it leaves the index. In
+    /// a full segment, with no ids: the tombstone of a pack retired
+    /// before.
+    RetirePack {
+        /// The pack.
+        pack: PackId,
+        /// Its chunk ids.
+        ids: Vec<ChunkId>,
+    },
+    /// A chunk left the index, wherever it pointed (segments from before
+    /// many writers; new ones say which pack, with [`Op::DropEntry`]).
     DeleteChunk(ChunkId),
+    /// A chunk's entry leaves the index if it points into `pack`.
+    DropEntry {
+        /// The chunk.
+        id: ChunkId,
+        /// The pack its entry must point into.
+        pack: PackId,
+    },
+    /// A chunk lives here (a copy another cache may not point at): its
+    /// entry is set, unless the pack is retired.
+    Locate(Location),
+    /// The segments a full segment covers: never applied after it.
+    Covers(Vec<String>),
 }
 
 /// A segment: what one commit did, or (`full`) the whole index.
@@ -88,13 +119,39 @@ impl Segment {
                         out.put_u8(e.flags);
                     }
                 }
-                Op::RetirePack(pack) => {
+                Op::RetirePack { pack, ids } if ids.is_empty() => {
                     out.put_u8(2);
                     out.extend_from_slice(&pack.0);
+                }
+                Op::RetirePack { pack, ids } => {
+                    out.put_u8(4);
+                    out.extend_from_slice(&pack.0);
+                    out.put_u32(ids.len() as u32);
+                    for id in ids {
+                        out.put_id(id);
+                    }
                 }
                 Op::DeleteChunk(id) => {
                     out.put_u8(3);
                     out.put_id(id);
+                }
+                Op::DropEntry { id, pack } => {
+                    out.put_u8(5);
+                    out.put_id(id);
+                    out.extend_from_slice(&pack.0);
+                }
+                Op::Locate(loc) => {
+                    out.put_u8(6);
+                    out.put_id(&loc.entry.id);
+                    out.extend_from_slice(&loc.encode());
+                }
+                Op::Covers(names) => {
+                    out.put_u8(7);
+                    out.put_u32(names.len() as u32);
+                    for name in names {
+                        out.put_u8(name.len() as u8);
+                        out.extend_from_slice(name.as_bytes());
+                    }
                 }
             }
         }
@@ -122,7 +179,8 @@ impl Segment {
             FULL => true,
             _ => return Err(r.error("unknown flags")),
         };
-        let count = r.count(17)?;
+        // The smallest op (covers with no names) is 5 bytes.
+        let count = r.count(5)?;
         let mut ops = Vec::with_capacity(count);
         for _ in 0..count {
             ops.push(match r.u8()? {
@@ -146,8 +204,41 @@ impl Segment {
                         entries,
                     }
                 }
-                2 => Op::RetirePack(pack_id(&mut r)?),
+                2 => Op::RetirePack {
+                    pack: pack_id(&mut r)?,
+                    ids: Vec::new(),
+                },
                 3 => Op::DeleteChunk(r.id()?),
+                4 => {
+                    let pack = pack_id(&mut r)?;
+                    let n = r.count(32)?;
+                    let mut ids = Vec::with_capacity(n);
+                    for _ in 0..n {
+                        ids.push(r.id()?);
+                    }
+                    Op::RetirePack { pack, ids }
+                }
+                5 => Op::DropEntry {
+                    id: r.id()?,
+                    pack: pack_id(&mut r)?,
+                },
+                6 => {
+                    let id = r.id()?;
+                    Op::Locate(Location::decode(id, r.take(Location::ENCODED_LEN)?)?)
+                }
+                7 => {
+                    let n = r.count(1)?;
+                    let mut names = Vec::with_capacity(n);
+                    for _ in 0..n {
+                        let len = usize::from(r.u8()?);
+                        let name = std::str::from_utf8(r.take(len)?)
+                            .ok()
+                            .filter(|n| is_name(n))
+                            .ok_or_else(|| r.error("a covered name is not a segment name"))?;
+                        names.push(name.to_string());
+                    }
+                    Op::Covers(names)
+                }
                 _ => return Err(r.error("unknown operation")),
             });
         }
@@ -168,13 +259,16 @@ pub fn names(home: &dyn MetaStore) -> Result<Vec<String>> {
     Ok(names)
 }
 
-/// Deletes the segments older than the full segment `full`: never applied
-/// again, they are only clutter.
-pub fn delete_before(home: &dyn MetaStore, full: &str) -> Result<()> {
-    for name in names(home)? {
-        if name.as_str() < full {
-            home.delete(&format!("{FOLDER}{name}"))?;
-        }
+/// Writes `segment` to `home` under `name`.
+pub fn put(home: &dyn MetaStore, name: &str, segment: &Segment) -> Result<()> {
+    home.put(&format!("{FOLDER}{name}"), &segment.encode())
+}
+
+/// Deletes the segments `names` (which a full segment covers: never
+/// applied again, they are only clutter).
+pub fn delete(home: &dyn MetaStore, names: &[String]) -> Result<()> {
+    for name in names {
+        home.delete(&format!("{FOLDER}{name}"))?;
     }
     Ok(())
 }
@@ -247,8 +341,30 @@ mod tests {
                     info: PackInfo::of(ShardId(3), 1000, &entries),
                     entries,
                 },
-                Op::RetirePack(PackId([9; 16])),
+                Op::RetirePack {
+                    pack: PackId([9; 16]),
+                    ids: Vec::new(),
+                },
+                Op::RetirePack {
+                    pack: PackId([8; 16]),
+                    ids: vec![ChunkId::of(b"a"), ChunkId::of(b"b")],
+                },
                 Op::DeleteChunk(ChunkId::of(b"gone")),
+                Op::DropEntry {
+                    id: ChunkId::of(b"dropped"),
+                    pack: PackId([6; 16]),
+                },
+                Op::Locate(Location {
+                    pack: PackId([5; 16]),
+                    entry: PackEntry {
+                        id: ChunkId::of(b"here"),
+                        offset: 77,
+                        raw_len: 10,
+                        stored_len: 9,
+                        flags: 0,
+                    },
+                }),
+                Op::Covers(vec![new_name(), full_name()]),
             ],
         }
     }

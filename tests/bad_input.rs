@@ -87,7 +87,8 @@ fn as_unprivileged(repo: &Path) -> std::process::Command {
             .arg(&bin)
             .arg("--repo")
             .arg(repo)
-            .env_remove("DEDUP_REPO");
+            .env_remove("DEDUP_REPO")
+            .env("DEDUP_CACHE", cache_of(repo));
         c
     } else {
         dedup(repo)

@@ -268,6 +268,7 @@ fn the_default_repository_is_created_on_first_ingest_in_the_data_folder() {
     let run_here = |args: &[&str]| {
         let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_dedup"));
         c.env_remove("DEDUP_REPO")
+            .env_remove("DEDUP_CACHE")
             .env("HOME", &home)
             .env("XDG_DATA_HOME", home.join("data"))
             .env("XDG_CACHE_HOME", home.join("cache"))
@@ -472,12 +473,12 @@ fn an_ingest_of_a_folder_holding_the_repository_does_not_store_the_repository() 
     make_tree(&home.join("work"), 41);
     let repo = home.join(".local/share/dedup/repo");
     let mut cmd = dedup(&repo);
-    // The file cache under the same home, as ~/.cache would be.
-    cmd.env("XDG_CACHE_HOME", home.join(".cache"));
+    // The cache under the same home, as ~/.cache would be.
+    cmd.env("DEDUP_CACHE", home.join(".cache/dedup"));
     ok(cmd.arg("init"));
     let ingest = |home: &std::path::Path| {
         let mut cmd = dedup(&repo);
-        cmd.env("XDG_CACHE_HOME", home.join(".cache"));
+        cmd.env("DEDUP_CACHE", home.join(".cache/dedup"));
         ok(cmd.args(["ingest", "--json"]).arg(home))
     };
     let first = ingest(&home);
@@ -494,9 +495,9 @@ fn an_ingest_of_a_folder_holding_the_repository_does_not_store_the_repository() 
     ok(dedup(&repo).args(["restore", "latest"]).arg(&out));
     assert!(out.join("work").exists());
     assert!(!out.join(".local/share/dedup/repo").exists());
-    // The file cache's own folder is passed over (its parent may stay).
+    // The cache's own folder is passed over (its parent may stay).
     let cached = fs::read_dir(out.join(".cache/dedup")).map_or(0, Iterator::count);
-    assert_eq!(cached, 0, "the file cache was stored");
+    assert_eq!(cached, 0, "the cache was stored");
 }
 
 /// Rewrites a file in place, same size, the first time progress moves:

@@ -63,6 +63,13 @@ fn a_full_disk_stops_ingest_gc_and_repair_cleanly_and_loses_nothing() {
         return;
     };
     let repo = disk.0.join("repo");
+    // This machine's cache is on another disk, as ~/.cache would be.
+    let cache = tmp.path().join("cache");
+    let dedup = |repo: &Path| {
+        let mut cmd = common::dedup(repo);
+        cmd.env("DEDUP_CACHE", &cache);
+        cmd
+    };
     let (first, big) = (tmp.path().join("first"), tmp.path().join("big"));
     make_tree(&first, 81);
     fs::create_dir_all(&big).unwrap();
@@ -77,7 +84,8 @@ fn a_full_disk_stops_ingest_gc_and_repair_cleanly_and_loses_nothing() {
     fs::write(first.join("changed"), random_bytes(7, 100_000)).unwrap();
     full(dedup(&repo).arg("ingest").arg(&first));
     full(dedup(&repo).args(["repair", "index"]));
-    // Readers need no space: the full repository verifies and restores.
+    // Readers need no space there: the full repository verifies and
+    // restores.
     ok(dedup(&repo).arg("verify"));
     let out = tmp.path().join("out");
     ok(dedup(&repo).args(["restore", &kept]).arg(&out));

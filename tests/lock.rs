@@ -15,13 +15,6 @@ fn lock_file(repo: &std::path::Path, pid: u32) {
     .unwrap();
 }
 
-fn gethostname() -> String {
-    fs::read_to_string("/proc/sys/kernel/hostname")
-        .unwrap()
-        .trim()
-        .to_string()
-}
-
 #[test]
 fn a_second_writer_is_told_who_holds_the_lock_and_exits_2() {
     let tmp = tempfile::tempdir().unwrap();
@@ -58,7 +51,7 @@ fn a_lock_left_by_a_dead_process_is_taken_over() {
     child.wait().unwrap();
     lock_file(&repo, dead);
     ok(dedup(&repo).arg("ingest").arg(&src));
-    assert!(!repo.join("lock").exists(), "released after use");
+    assert!(is_free(&repo.join("lock")), "released after use");
 }
 
 #[test]
@@ -71,7 +64,19 @@ fn a_lock_file_nobody_holds_is_taken_even_when_its_pid_is_alive() {
     ok(dedup(&repo).arg("init"));
     lock_file(&repo, std::process::id());
     ok(dedup(&repo).arg("ingest").arg(&src));
-    assert!(!repo.join("lock").exists(), "released after use");
+    assert!(is_free(&repo.join("lock")), "released after use");
+}
+
+/// True when nobody holds the `flock` on `lock` (or it is gone).
+fn is_free(lock: &std::path::Path) -> bool {
+    !lock.exists()
+        || std::process::Command::new("flock")
+            .arg("-n")
+            .arg(lock)
+            .arg("true")
+            .status()
+            .unwrap()
+            .success()
 }
 
 #[test]
@@ -216,7 +221,13 @@ fn a_reader_open_across_gc_and_rebalance_still_reads_everything() {
     fs::remove_file(src.join("big.bin")).unwrap();
     ok(dedup(&repo).arg("ingest").arg(&src));
 
-    let reader = dedup::Repository::open_read_only(&repo).unwrap();
+    // Through the cache the commands below use: they take other slots.
+    let opts = dedup::OpenOptions {
+        read_only: true,
+        cache_dir: Some(cache_of(&repo)),
+        ..Default::default()
+    };
+    let reader = dedup::Repository::open_with(&repo, &opts).unwrap();
     let (kept, _) = reader.resolve_snapshot("latest").unwrap();
     ok(dedup(&repo).args(["forget", &first]));
     let gc = json(dedup(&repo).args(["gc", "--json"]));
@@ -340,4 +351,77 @@ fn two_writers_taking_over_a_stale_lock_at_once_never_both_get_it() {
     // The last round's ingest may have lost the race: store the tree as it is.
     ok(dedup(&repo).arg("ingest").arg(&src));
     assert_restores(dedup(&repo), &src, &tmp.path().join("out"));
+}
+
+#[test]
+fn ingests_run_at_once_and_gc_in_a_loop_beside_them_loses_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let repo = tmp.path().join("repo");
+    ok(dedup(&repo).args(["init", "--avg-size", "4KiB", "--pack-size", "256KiB"]));
+    // Three writers at once, through one cache folder (three slots), on
+    // trees that share most of their bytes; gc, forget and verify loop
+    // beside them, each waiting its turn for the lock alone.
+    let trees: Vec<std::path::PathBuf> = (0..3u64)
+        .map(|i| {
+            let src = tmp.path().join(format!("src{i}"));
+            make_tree(&src, 60);
+            fs::write(src.join("own.bin"), random_bytes(61 + i, 2 << 20)).unwrap();
+            src
+        })
+        .collect();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let maintenance = std::thread::spawn({
+        let (repo, stop) = (repo.clone(), stop.clone());
+        move || {
+            let mut runs = 0;
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                ok(dedup(&repo).args(["--wait-lock", "120", "gc"]));
+                runs += 1;
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+            runs
+        }
+    });
+    let writers: Vec<_> = trees
+        .iter()
+        .cloned()
+        .map(|src| {
+            let repo = repo.clone();
+            std::thread::spawn(move || {
+                let mut ids = Vec::new();
+                for round in 0..3 {
+                    fs::write(src.join("round"), random_bytes(900 + round, 300_000)).unwrap();
+                    let r = ok(dedup(&repo)
+                        .args(["--wait-lock", "120", "ingest"])
+                        .arg(&src));
+                    ids.push((snapshot_id(&r.stdout), describe(&src)));
+                }
+                ids
+            })
+        })
+        .collect();
+    let snapshots: Vec<(String, Vec<String>)> = writers
+        .into_iter()
+        .flat_map(|w| w.join().unwrap())
+        .collect();
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    assert!(maintenance.join().unwrap() > 0);
+    // Every snapshot restores as its tree was, from a cache that never
+    // saw any of it.
+    let fresh = tmp.path().join("fresh-cache");
+    ok(dedup(&repo)
+        .env("DEDUP_CACHE", &fresh)
+        .args(["verify", "--read-data"]));
+    for (i, (id, tree)) in snapshots.iter().enumerate() {
+        let out = tmp.path().join(format!("out{i}"));
+        ok(dedup(&repo)
+            .env("DEDUP_CACHE", &fresh)
+            .args(["restore", id])
+            .arg(&out));
+        assert_eq!(&describe(&out), tree, "snapshot {id}");
+    }
+    ok(dedup(&repo).arg("gc"));
+    ok(dedup(&repo)
+        .env("DEDUP_CACHE", &fresh)
+        .args(["verify", "--read-data"]));
 }

@@ -147,7 +147,7 @@ fn a_truncated_pack_a_damaged_bloom_file_and_a_damaged_record_are_findings() {
         .unwrap()
         .set_len(len - 7)
         .unwrap();
-    let bloom = f.repo.join("bloom");
+    let bloom = slot(&f.repo).join("bloom");
     let mut b = fs::read(&bloom).unwrap();
     let mid = b.len() / 2;
     b[mid] ^= 0x10;
@@ -171,7 +171,7 @@ fn a_truncated_pack_a_damaged_bloom_file_and_a_damaged_record_are_findings() {
 #[test]
 fn a_damaged_bloom_file_is_rebuilt_by_the_next_writer() {
     let f = fixture("none");
-    fs::write(f.repo.join("bloom"), b"garbage").unwrap();
+    fs::write(slot(&f.repo).join("bloom"), b"garbage").unwrap();
     fs::write(f.src.join("new-file"), b"new content").unwrap();
     ok(dedup(&f.repo).arg("ingest").arg(&f.src));
     ok(dedup(&f.repo).args(["verify", "--read-data"]));
@@ -191,7 +191,7 @@ fn a_crafted_bloom_file_with_a_valid_checksum_is_rebuilt_not_a_panic() {
     let objects =
         report["unique_chunks"].as_u64().unwrap() + report["tree_objects"].as_u64().unwrap();
     fs::write(
-        f.repo.join("bloom"),
+        slot(&f.repo).join("bloom"),
         dedup::bloom::Bloom::frame(objects, &payload),
     )
     .unwrap();
@@ -341,11 +341,10 @@ fn repair_rebuilds_the_index_and_bloom_from_packs_and_records() {
     ok(dedup(&f.repo).arg("ingest").arg(&src2));
     let snaps = json(dedup(&f.repo).args(["snapshots", "--json"]));
     let report_before = json(dedup(&f.repo).args(["report", "--json"]));
-    // The index, its segments and the filter all gone: only the packs
-    // and the snapshot records are left to rebuild from.
-    fs::remove_dir_all(f.repo.join("index")).unwrap();
+    // The cache and the segments all gone: only the packs and the
+    // snapshot records are left to rebuild from.
+    fs::remove_dir_all(cache_of(&f.repo)).unwrap();
     fs::remove_dir_all(f.repo.join("segments")).unwrap();
-    fs::remove_file(f.repo.join("bloom")).unwrap();
     let r = run(dedup(&f.repo).arg("snapshots"));
     assert_eq!(r.code, 2);
     assert!(
@@ -355,7 +354,7 @@ fn repair_rebuilds_the_index_and_bloom_from_packs_and_records() {
     );
     let r = ok(dedup(&f.repo).args(["repair", "index"]));
     assert!(r.stdout.contains("2 snapshots"), "{}", r.stdout);
-    assert!(f.repo.join("bloom").exists());
+    assert!(slot(&f.repo).join("bloom").exists());
     let report_after = json(dedup(&f.repo).args(["report", "--json"]));
     for k in [
         "unique_chunks",
@@ -378,7 +377,7 @@ fn repair_salvages_a_pack_whose_trailer_is_damaged() {
     let n = bytes.len();
     bytes[n - 20] ^= 0xff; // inside the trailer
     fs::write(&victim, bytes).unwrap();
-    fs::remove_dir_all(f.repo.join("index")).unwrap();
+    fs::remove_dir_all(cache_of(&f.repo)).unwrap();
     let r = run(dedup(&f.repo).args(["repair", "index"]));
     assert_eq!(r.code, 1, "salvage is reported: {}", r.stdout);
     assert!(r.stdout.contains("salvaged damaged pack"), "{}", r.stdout);
@@ -510,9 +509,6 @@ fn repository_files_and_folders_are_their_owners_only() {
     while let Some(dir) = stack.pop() {
         for entry in fs::read_dir(&dir).unwrap() {
             let path = entry.unwrap().path();
-            if path.starts_with(f.repo.join("index")) {
-                continue; // RocksDB's own files, inside the 0700 root
-            }
             if path.is_dir() {
                 assert_eq!(mode(&path), 0o700, "{}", path.display());
                 stack.push(path);
@@ -523,6 +519,11 @@ fn repository_files_and_folders_are_their_owners_only() {
         }
     }
     assert!(seen > 5, "only {seen} files checked");
+    // The cache (paths in the file cache, the index) is its owner's too;
+    // RocksDB's own files are inside the slot.
+    for dir in [cache_of(&f.repo), slot(&f.repo)] {
+        assert_eq!(mode(&dir), 0o700, "{}", dir.display());
+    }
 }
 
 #[test]
@@ -582,10 +583,10 @@ fn repair_packs_drops_damaged_and_missing_objects_so_the_next_ingest_stores_them
 }
 
 #[test]
-fn a_writer_sweeps_what_crashed_writes_left_in_the_repository_folder_and_nothing_else() {
+fn maintenance_sweeps_what_crashed_writes_left_in_the_repository_folder_and_nothing_else() {
     let f = fixture("zstd");
     let ours = [
-        f.repo.join("bloom.4242.0123456789abcdef.tmp"),
+        f.repo.join("config.4242.0123456789abcdef.tmp"),
         f.repo.join("config.77.00ff.tmp"),
         f.repo
             .join("snapshots")
@@ -595,7 +596,12 @@ fn a_writer_sweeps_what_crashed_writes_left_in_the_repository_folder_and_nothing
     for p in ours.iter().chain(&foreign) {
         fs::write(p, "left over").unwrap();
     }
+    // Not an ingest: beside other writers, their writes are in flight.
     ok(dedup(&f.repo).arg("ingest").arg(&f.src));
+    for p in &ours {
+        assert!(p.exists(), "{} is left to maintenance", p.display());
+    }
+    ok(dedup(&f.repo).arg("gc"));
     for p in &ours {
         assert!(!p.exists(), "{} is swept", p.display());
     }
@@ -629,8 +635,7 @@ fn the_index_is_a_cache_of_the_segments_and_comes_back_when_deleted() {
 
     // The cache (index and filter) gone: the next command, a reader's,
     // makes it anew from the segments; nothing is read from the packs.
-    fs::remove_dir_all(f.repo.join("index")).unwrap();
-    fs::remove_file(f.repo.join("bloom")).unwrap();
+    fs::remove_dir_all(cache_of(&f.repo)).unwrap();
     let after = json(dedup(&f.repo).args(["report", "--json"]));
     for key in [
         "snapshots",
@@ -660,13 +665,31 @@ fn a_repository_from_before_segments_gets_one_and_many_segments_compact_into_one
     let ids: Vec<_> = blobs.iter().map(|b| repo.put(b).unwrap()).collect();
     drop(repo);
     let segments = || files_under(&path.join("segments"), "").len();
-    assert_eq!(segments(), 70, "one segment a commit");
+    assert_eq!(segments(), 71, "init's (empty) full one, then one a commit");
 
-    // As if written before segments: the next writer writes a full one.
+    // As written before segments, with the index in the home: the next
+    // writer writes a full segment of that index, then removes it.
+    let cache = tempfile::tempdir().unwrap();
+    let opts = dedup::OpenOptions {
+        cache_dir: Some(cache.path().to_path_buf()),
+        ..Default::default()
+    };
+    drop(dedup::Repository::open_with(&path, &opts).unwrap());
+    let id = fs::read_dir(cache.path()).unwrap().next().unwrap().unwrap();
+    fs::rename(id.path().join("index"), path.join("index")).unwrap();
     fs::remove_dir_all(path.join("segments")).unwrap();
-    drop(dedup::Repository::open_with(&path, &private()).unwrap());
+    fs::remove_dir_all(cache.path()).unwrap();
+    let reader = dedup::OpenOptions {
+        read_only: true,
+        ..private()
+    };
+    let repo = dedup::Repository::open_with(&path, &reader).unwrap();
     assert_eq!(segments(), 1);
-    fs::remove_dir_all(path.join("index")).unwrap();
+    assert!(!path.join("index").exists(), "the old index is gone");
+    for (id, blob) in ids.iter().zip(&blobs) {
+        assert_eq!(&repo.get(id).unwrap(), blob);
+    }
+    drop(repo);
     let repo = dedup::Repository::open_with(&path, &private()).unwrap();
     for (id, blob) in ids.iter().zip(&blobs) {
         assert_eq!(&repo.get(id).unwrap(), blob);
@@ -679,7 +702,6 @@ fn a_repository_from_before_segments_gets_one_and_many_segments_compact_into_one
     repo.gc(dedup::Mode::Apply, &dedup::Quiet).unwrap();
     assert_eq!(segments(), 1, "compacted");
     drop(repo);
-    fs::remove_dir_all(path.join("index")).unwrap();
     let repo = dedup::Repository::open_with(&path, &private()).unwrap();
     for (id, blob) in ids.iter().zip(&blobs) {
         assert_eq!(&repo.get(id).unwrap(), blob);

@@ -362,3 +362,278 @@ fn upload_through_a_flaky_network(fault: Fault, name: &str) {
     ok(dedup_s3(&repo, &server).args(["verify", "--read-data"]));
     assert_restores(dedup_s3(&repo, &server), &src, &tmp.path().join("out"));
 }
+
+/// The binary on the repository whose home is `url` on `server`, with
+/// `cache` as this machine's cache folder.
+fn dedup_home(url: &str, server: &S3Server, cache: &Path) -> Command {
+    let mut cmd = dedup(Path::new(url));
+    server.env(&mut cmd);
+    cmd.env("AWS_ENDPOINT", server.endpoint())
+        .env("DEDUP_CACHE", cache);
+    cmd
+}
+
+#[test]
+fn a_repository_whose_home_is_an_object_store_needs_nothing_but_the_url() {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = S3Server::start(&tmp.path().join("s3"));
+    let (src, src2) = (tmp.path().join("src"), tmp.path().join("src2"));
+    make_tree(&src, 91);
+    make_tree(&src2, 92);
+    fs::write(src2.join("more.bin"), random_bytes(93, 3 << 20)).unwrap();
+    let url = format!("s3://{}/home-one", common::s3::BUCKET);
+    // A new machine every time: the cache is deleted between every step.
+    let cache = tmp.path().join("cache");
+    let fresh = |cmd: &mut Command| -> Run {
+        let _ = fs::remove_dir_all(&cache);
+        ok(cmd)
+    };
+    fresh(dedup_home(&url, &server, &cache).args(["init", "--avg-size", "16KiB"]));
+    let first =
+        snapshot_id(&fresh(dedup_home(&url, &server, &cache).arg("ingest").arg(&src)).stdout);
+    let second =
+        snapshot_id(&fresh(dedup_home(&url, &server, &cache).arg("ingest").arg(&src2)).stdout);
+    let listed = fresh(dedup_home(&url, &server, &cache).arg("snapshots"));
+    assert!(listed.stdout.contains(&first[..12]) && listed.stdout.contains(&second[..12]));
+    for (id, from) in [(&first, &src), (&second, &src2)] {
+        let out = tmp.path().join(format!("out-{id}"));
+        fresh(
+            dedup_home(&url, &server, &cache)
+                .args(["restore", id])
+                .arg(&out),
+        );
+        assert_eq!(describe(from), describe(&out));
+    }
+    fresh(dedup_home(&url, &server, &cache).args(["verify", "--read-data"]));
+    let report = fresh(dedup_home(&url, &server, &cache).args(["report", "--json"]));
+    let report: serde_json::Value = serde_json::from_str(&report.stdout).unwrap();
+    assert_eq!(report["snapshots"], 2, "{report}");
+
+    // Everything durable is in the store: config, records, segments, and
+    // the packs of its shard, under the home's prefix.
+    let home = server.dir("home-one");
+    for folder in ["snapshots", "segments", "shards/00"] {
+        assert!(!files_under(&home.join(folder), "").is_empty(), "{folder}");
+    }
+    assert!(home.join("config").exists());
+    // No lock outlives its command.
+    assert!(files_under(&home.join("locks"), "").is_empty());
+
+    fresh(dedup_home(&url, &server, &cache).args(["forget", &first]));
+    let gc = fresh(dedup_home(&url, &server, &cache).args(["gc", "--json"]));
+    let gc: serde_json::Value = serde_json::from_str(&gc.stdout).unwrap();
+    assert!(gc["bytes_freed"].as_u64().unwrap() > 0, "{gc}");
+    fresh(dedup_home(&url, &server, &cache).args(["verify", "--read-data"]));
+    let out = tmp.path().join("after-gc");
+    fresh(
+        dedup_home(&url, &server, &cache)
+            .args(["restore", "latest"])
+            .arg(&out),
+    );
+    assert_eq!(describe(&src2), describe(&out));
+
+    // A second init there is refused, and so is a prefix that holds objects.
+    let r = run(dedup_home(&url, &server, &cache).arg("init"));
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    let used = format!("s3://{}/home-one/shards", common::s3::BUCKET);
+    let r = run(dedup_home(&used, &server, &cache).arg("init"));
+    assert_eq!(r.code, 2);
+    assert!(r.stderr.contains("already holds objects"), "{}", r.stderr);
+    let r = run(dedup_home(
+        &format!("s3://{}/nothing", common::s3::BUCKET),
+        &server,
+        &cache,
+    )
+    .arg("snapshots"));
+    assert_eq!(r.code, 2);
+    assert!(r.stderr.contains("no dedup repository"), "{}", r.stderr);
+}
+
+#[test]
+fn a_lock_in_the_store_names_its_holder_and_goes_stale() {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = S3Server::start(&tmp.path().join("s3"));
+    let src = tmp.path().join("src");
+    make_tree(&src, 94);
+    let url = format!("s3://{}/home-two", common::s3::BUCKET);
+    let cache = tmp.path().join("cache");
+    ok(dedup_home(&url, &server, &cache).arg("init"));
+    let locks = server.dir("home-two/locks");
+    fs::create_dir_all(&locks).unwrap();
+    let host = gethostname();
+    let boot = fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap();
+    let lock = |name: &str, pid: u32, host: &str| {
+        let body = serde_json::json!({
+            "pid": pid, "host": host, "boot": boot.trim(), "since": "2026-01-01T00:00:00Z"
+        });
+        let path = locks.join(name);
+        fs::write(&path, body.to_string()).unwrap();
+        path
+    };
+
+    // Maintenance by a live process (this test's own) holds it alone:
+    // an ingest is refused, naming it.
+    let held = lock("exclusive-live", std::process::id(), &host);
+    let r = run(dedup_home(&url, &server, &cache).arg("ingest").arg(&src));
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(
+        r.stderr
+            .contains(&format!("pid {} on {host}", std::process::id())),
+        "{}",
+        r.stderr
+    );
+    fs::remove_file(&held).unwrap();
+    // A live writer does not stop another writer, but stops maintenance.
+    let writer = lock("shared-live", std::process::id(), &host);
+    ok(dedup_home(&url, &server, &cache).arg("ingest").arg(&src));
+    let r = run(dedup_home(&url, &server, &cache).arg("gc"));
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    fs::remove_file(&writer).unwrap();
+
+    // One whose process is gone from this host is stale at once.
+    let mut child = Command::new("true").spawn().unwrap();
+    let dead = child.id();
+    child.wait().unwrap();
+    let gone = lock("exclusive-gone", dead, &host);
+    ok(dedup_home(&url, &server, &cache).arg("ingest").arg(&src));
+    assert!(!gone.exists(), "the stale lock was removed");
+
+    // Another host's lock is stale once it has not been written for the
+    // stated time, by the store's clock.
+    let other = lock("exclusive-elsewhere", 1, "another-host");
+    let r = run(dedup_home(&url, &server, &cache).arg("ingest").arg(&src));
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.stderr.contains("another-host"), "{}", r.stderr);
+    let old =
+        filetime::FileTime::from_unix_time(filetime::FileTime::now().unix_seconds() - 3600, 0);
+    filetime::set_file_mtime(&other, old).unwrap();
+    ok(dedup_home(&url, &server, &cache).arg("ingest").arg(&src));
+    assert!(!other.exists());
+
+    // Readers never wait for maintenance.
+    let _held = lock("exclusive-live", std::process::id(), &host);
+    ok(dedup_home(&url, &server, &cache).arg("snapshots"));
+}
+
+#[test]
+fn two_machines_ingest_into_one_store_at_once_and_a_third_restores_both() {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = S3Server::start(&tmp.path().join("s3"));
+    let url = format!("s3://{}/home-three", common::s3::BUCKET);
+    // Overlapping trees: b is a with more files.
+    let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
+    make_tree(&a, 95);
+    fs::write(a.join("shared.bin"), random_bytes(96, 6 << 20)).unwrap();
+    assert!(Command::new("cp")
+        .arg("-a")
+        .arg(&a)
+        .arg(&b)
+        .status()
+        .unwrap()
+        .success());
+    fs::write(b.join("own.bin"), random_bytes(97, 4 << 20)).unwrap();
+    let cache = |n: &str| tmp.path().join(format!("cache-{n}"));
+    ok(dedup_home(&url, &server, &cache("init")).args([
+        "init",
+        "--avg-size",
+        "16KiB",
+        "--pack-size",
+        "512KiB",
+    ]));
+    let spawn = |src: &Path, who: &str| {
+        dedup_home(&url, &server, &cache(who))
+            .args(["ingest", "--json"])
+            .arg(src)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let (one, two) = (spawn(&a, "one"), spawn(&b, "two"));
+    let mut ids = Vec::new();
+    for child in [one, two] {
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        ids.push(v["id"].as_str().unwrap().to_string());
+    }
+    // A third machine, with nothing cached, sees and restores both.
+    let third = cache("third");
+    let list = ok(dedup_home(&url, &server, &third).args(["snapshots", "--json"]));
+    let list: serde_json::Value = serde_json::from_str(&list.stdout).unwrap();
+    assert_eq!(list.as_array().unwrap().len(), 2, "{list}");
+    for (id, src) in ids.iter().zip([&a, &b]) {
+        let _ = fs::remove_dir_all(&third);
+        let out = tmp.path().join(format!("out-{id}"));
+        ok(dedup_home(&url, &server, &third)
+            .args(["restore", id])
+            .arg(&out));
+        assert_eq!(describe(src), describe(&out));
+    }
+    let _ = fs::remove_dir_all(&third);
+    ok(dedup_home(&url, &server, &third).args(["verify", "--read-data"]));
+    // What both stored at the same time is stored twice at most, and gc
+    // gives the extra copies back; everything still restores.
+    let _ = fs::remove_dir_all(&third);
+    ok(dedup_home(&url, &server, &third).arg("gc"));
+    let _ = fs::remove_dir_all(&third);
+    ok(dedup_home(&url, &server, &third).args(["verify", "--read-data"]));
+    // The first writers' caches are behind now: they catch up.
+    for (who, (id, src)) in ["one", "two"].iter().zip(ids.iter().zip([&a, &b])) {
+        let out = tmp.path().join(format!("again-{id}"));
+        ok(dedup_home(&url, &server, &cache(who))
+            .args(["restore", id])
+            .arg(&out));
+        assert_eq!(describe(src), describe(&out));
+    }
+}
+
+#[test]
+fn a_writer_killed_mid_ingest_leaves_a_stale_lock_and_leftovers_gc_removes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = S3Server::start(&tmp.path().join("s3"));
+    let url = format!("s3://{}/home-four", common::s3::BUCKET);
+    let cache = tmp.path().join("cache");
+    let src = tmp.path().join("src");
+    fs::create_dir_all(&src).unwrap();
+    for i in 0..16 {
+        fs::write(src.join(format!("f{i}")), random_bytes(200 + i, 4 << 20)).unwrap();
+    }
+    ok(dedup_home(&url, &server, &cache).args(["init", "--pack-size", "1MiB"]));
+    let mut child = dedup_home(&url, &server, &cache)
+        .arg("ingest")
+        .arg(&src)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let shard = server.dir("home-four/shards/00");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while packs_under(&shard).len() < 3 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(
+        !files_under(&server.dir("home-four/locks"), "").is_empty(),
+        "its lock is left"
+    );
+    // Its process is gone from this host, so its lock is stale at once;
+    // the packs it uploaded but never recorded are gc's to remove.
+    let _ = fs::remove_dir_all(&cache);
+    let gc = ok(dedup_home(&url, &server, &cache).args(["gc", "--json"]));
+    let gc: serde_json::Value = serde_json::from_str(&gc.stdout).unwrap();
+    assert!(gc["orphan_packs"].as_u64().unwrap() > 0, "{gc}");
+    assert!(files_under(&server.dir("home-four/locks"), "").is_empty());
+    ok(dedup_home(&url, &server, &cache).args(["verify", "--read-data"]));
+    ok(dedup_home(&url, &server, &cache).arg("ingest").arg(&src));
+    assert_restores(
+        dedup_home(&url, &server, &cache),
+        &src,
+        &tmp.path().join("out"),
+    );
+}

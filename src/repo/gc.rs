@@ -165,6 +165,7 @@ impl GcReport {
 impl Repository {
     /// Removes snapshot records (their data stays until `gc`).
     pub fn forget(&self, ids: &[SnapshotId]) -> Result<()> {
+        self.check_alone("forget")?;
         let _alone = self.reclaiming();
         for id in ids {
             self.snapshot(id)?;
@@ -198,6 +199,7 @@ impl Repository {
 
     /// Reclaims space; a [`Mode::DryRun`] only reports what it would free.
     pub fn gc(&self, mode: Mode, progress: &dyn Progress) -> Result<GcReport> {
+        self.check_alone("gc")?;
         let _alone = self.reclaiming();
         self.check_every_shard("gc")?;
         let live = self.live_set()?;
@@ -232,7 +234,7 @@ impl Repository {
                     report.packs_deleted += 1;
                     report.objects_removed += dead.len() as u64;
                     let deleted =
-                        mode == Mode::DryRun || self.replace_pack(pack, info, None, &dead)?;
+                        mode == Mode::DryRun || self.replace_pack(pack, info, None, &dead, ids)?;
                     report.freed(deleted, info.size, 0);
                     if !deleted {
                         kept.insert(*pack);
@@ -245,7 +247,7 @@ impl Repository {
                     let (new_bytes, new_entries) = repack(pack, &bytes, 0, &live)?;
                     let copy = Some((&new_bytes[..], &new_entries[..]));
                     let deleted =
-                        mode == Mode::DryRun || self.replace_pack(pack, info, copy, &dead)?;
+                        mode == Mode::DryRun || self.replace_pack(pack, info, copy, &dead, ids)?;
                     report.freed(deleted, info.size, new_bytes.len() as u64);
                     if !deleted {
                         kept.insert(*pack);
@@ -271,20 +273,23 @@ impl Repository {
         if names.len() <= SEGMENTS_BEFORE_COMPACTION {
             return Ok(());
         }
-        let full = self.index.write_full_segment(self.files.as_ref())?;
-        segment::delete_before(self.files.as_ref(), &full)
+        let covered = self.index.applied_of(&names)?;
+        self.index
+            .write_full_segment(self.files.as_ref(), &covered)?;
+        segment::delete(self.files.as_ref(), &covered)
     }
 
-    /// Retires `pack`, publishing `copy` (a sealed pack of its live records)
-    /// on the same shard in the same index batch, and forgetting `dead`;
-    /// then deletes the old file, unless a reader is open (returns whether
-    /// it did).
+    /// Retires `pack` (whose records hold `ids`), publishing `copy` (a
+    /// sealed pack of its live records) on the same shard in the same index
+    /// batch, and forgetting `dead`; then deletes the old file, unless a
+    /// reader is open (returns whether it did).
     fn replace_pack(
         &self,
         pack: &PackId,
         info: &PackInfo,
         copy: Option<(&[u8], &[PackEntry])>,
         dead: &[ChunkId],
+        ids: Vec<ChunkId>,
     ) -> Result<bool> {
         let shard = self.shard(info.shard)?;
         let mut batch = self.index.batch();
@@ -292,9 +297,9 @@ impl Repository {
             batch.publish_pack(info.shard, shard.backend.as_ref(), bytes, entries)?;
         }
         for id in dead {
-            batch.delete_chunk(id);
+            batch.drop_entry(id, *pack);
         }
-        batch.retire_pack(*pack, shard.backend.clone());
+        batch.retire_pack(*pack, ids, shard.backend.clone());
         let retired = self.index.commit(batch)?;
         Ok(self.release(retired)? == 0)
     }

@@ -5,25 +5,18 @@
 //! holds it. The kernel drops a `flock` when its process dies, however it
 //! dies, so there is no stale lock to judge: a lock file nobody holds is
 //! simply taken, whatever pid it names (a pid reused after a reboot, a
-//! container's), and taking it is atomic.
+//! container's), and taking it is atomic. The same kind of lock keeps each
+//! cache slot to one process (see `cache`).
 //!
-//! Readers never wait for the writer: they open the index read-only and
-//! see the state as of their opening. For that view to stay readable,
-//! two things must hold, and the file `readers` provides both:
-//!
-//! - **No pack the view lists is deleted while the reader runs.** Every
-//!   read-only handle holds a shared `flock` on `readers`; a writer
-//!   deletes a pack file only while it holds the exclusive one, which it
-//!   merely tries for ([`ReadersLock::when_alone`]). When a reader is
-//!   open, the files stay, unindexed, and the next `gc` without readers
-//!   removes them. A reader that opens during a delete waits for that
-//!   delete only.
-//! - **The view is not older than the deletes already done.** RocksDB's
-//!   read-only open, racing a writer that flushes and drops a log file,
-//!   can silently see an older state. So after each commit the writer
-//!   writes the index's commit count into `readers` (before any delete
-//!   that commit allows), and a reader that finds its view's count below
-//!   the one it read there, after taking its lock, opens again.
+//! Readers never wait for the writer: each reads through its own cache
+//! slot. What must hold is that **no pack a reader's index lists is
+//! deleted while the reader runs**, and the file `readers` provides it:
+//! every read-only handle holds a shared `flock` on it, taken before its
+//! index is brought up to date; a writer deletes a pack file only while
+//! it holds the exclusive one, which it merely tries for
+//! ([`ReadersLock::when_alone`]). When a reader is open, the files stay,
+//! unindexed, and the next `gc` without readers removes them. A reader
+//! that opens during a delete waits for that delete only.
 
 use std::fs::{self, File, OpenOptions, TryLockError};
 use std::io::Read;
@@ -57,6 +50,8 @@ pub struct WriteLock {
     path: PathBuf,
     /// The open file whose `flock` is the lock.
     file: File,
+    /// Held shared (with other writers), not alone.
+    shared: bool,
 }
 
 fn hostname() -> String {
@@ -81,12 +76,25 @@ fn open_lock_file(path: &Path) -> Result<File> {
 }
 
 impl WriteLock {
-    /// Takes the lock in `root`, or says who holds it.
-    pub fn acquire(root: &Path) -> Result<Self> {
+    /// Takes the lock in `root` alone (`shared`: beside other shared
+    /// holders, as writers take it), or says who holds it.
+    pub fn acquire(root: &Path, shared: bool) -> Result<Self> {
         let path = root.join("lock");
+        Self::take(&path, shared)?.map_err(|holder| Error::Locked { path, holder })
+    }
+
+    /// Takes the lock whose file is `path`; `Err(holder)`, naming who
+    /// holds it (the last to take it, when several share it), when another
+    /// process does.
+    pub(crate) fn take(path: &Path, shared: bool) -> Result<std::result::Result<Self, String>> {
         for _ in 0..ATTEMPTS {
-            let mut file = open_lock_file(&path)?;
-            match file.try_lock() {
+            let mut file = open_lock_file(path)?;
+            let taken = if shared {
+                file.try_lock_shared()
+            } else {
+                file.try_lock()
+            };
+            match taken {
                 Ok(()) => {}
                 Err(TryLockError::WouldBlock) => {
                     let mut text = Vec::new();
@@ -95,14 +103,14 @@ impl WriteLock {
                         .ok()
                         .and_then(|_| serde_json::from_slice::<LockHolder>(&text).ok())
                         .map_or_else(|| "another process".to_string(), |h| h.to_string());
-                    return Err(Error::Locked { path, holder });
+                    return Ok(Err(holder));
                 }
-                Err(TryLockError::Error(e)) => return Err(Error::io(&path, e)),
+                Err(TryLockError::Error(e)) => return Err(Error::io(path, e)),
             }
             // A holder that was releasing may have removed the file after
             // we opened it: then we hold a lock on a name nobody sees.
-            let ours = file.metadata().at(&path)?;
-            let named = fs::metadata(&path).ok();
+            let ours = file.metadata().at(path)?;
+            let named = fs::metadata(path).ok();
             if named.is_none_or(|m| (m.dev(), m.ino()) != (ours.dev(), ours.ino())) {
                 continue;
             }
@@ -112,23 +120,28 @@ impl WriteLock {
                 since: humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
             };
             let text = serde_json::to_vec(&me).expect("serialises");
-            file.set_len(0)
-                .and_then(|()| file.write_all_at(&text, 0))
-                .at(&path)?;
-            return Ok(WriteLock { path, file });
+            // Best effort: the text only names the holder, and a full
+            // disk must not stop a reader from using its cache slot.
+            let _ = file.set_len(0).and_then(|()| file.write_all_at(&text, 0));
+            return Ok(Ok(WriteLock {
+                path: path.to_path_buf(),
+                file,
+                shared,
+            }));
         }
-        Err(Error::Locked {
-            path,
-            holder: "other processes taking and releasing it".into(),
-        })
+        Ok(Err("other processes taking and releasing it".into()))
     }
 }
 
 impl Drop for WriteLock {
     fn drop(&mut self) {
-        // Removed while still held, so nobody takes a lock on a file that
-        // is going away; closing the file then releases the lock.
-        let _ = fs::remove_file(&self.path);
+        // A holder alone removes the file while still holding it, so
+        // nobody takes a lock on a file that is going away; closing the
+        // file then releases the lock. A shared holder leaves it to the
+        // others still holding it.
+        if !self.shared {
+            let _ = fs::remove_file(&self.path);
+        }
         let _ = self.file.unlock();
     }
 }
@@ -144,8 +157,8 @@ const READERS: &str = "readers";
 
 impl ReadersLock {
     /// A reader's hold on the repository in `root`: a shared lock, taken
-    /// before the index is opened, so a writer never deletes what this
-    /// reader's view of the index still lists. `None` when the file is
+    /// before its index is brought up to date, so a writer never deletes
+    /// what this reader's index still lists. `None` when the file is
     /// absent and cannot be made (a repository on read-only media, with
     /// no writer to delete anything).
     pub(crate) fn share(root: &Path) -> Result<Option<Self>> {
@@ -167,22 +180,6 @@ impl ReadersLock {
         let path = root.join(READERS);
         let file = open_lock_file(&path)?;
         Ok(ReadersLock { path, file })
-    }
-
-    /// The commit count the writer last published (0 if none): a view of
-    /// the index opened after this lock was taken has at least as many.
-    pub(crate) fn published(&self) -> u64 {
-        let mut count = [0u8; 8];
-        match self.file.read_exact_at(&mut count, 0) {
-            Ok(()) => u64::from_le_bytes(count),
-            Err(_) => 0,
-        }
-    }
-
-    /// Publishes the index's commit count; best effort (a count that is
-    /// too low only weakens the check, and the next commit writes again).
-    pub(crate) fn publish(&self, commits: u64) {
-        let _ = self.file.write_all_at(&commits.to_le_bytes(), 0);
     }
 
     /// Runs `delete` holding the exclusive lock if no reader is open, and

@@ -1,17 +1,28 @@
 //! The front door: create, open, and use a repository.
 //!
 //! [`Repository`] wires the parts together (config, index, Bloom filter,
-//! ring, shards) and holds the writer lock. Ingest, restore and reports live
-//! in their own files beside this one. The command line is a thin layer over
+//! ring, shards) and holds the lock. Ingest, restore and reports live in
+//! their own files beside this one. The command line is a thin layer over
 //! this type; a program embedding `dedup` uses the same calls.
 //!
-//! A repository opened with [`Repository::open`] is the one writer (it holds
-//! `lock`); any number of [`Repository::open_read_only`] handles may read at
-//! the same time, each seeing the index as of its opening.
+//! A repository opened with [`Repository::open`] holds its lock alone, as
+//! maintenance needs; opened with [`OpenOptions::shared`], it is one of any
+//! number of writers (ingest, put) on any number of machines; any number
+//! of [`Repository::open_read_only`] handles read beside them, each seeing
+//! the repository as of its opening.
+//!
+//! The home (a folder, or a prefix of an object store; see `home`) holds
+//! everything durable; each process reads and writes through its own slot
+//! of this machine's cache (see `cache`), whose index it first brings up
+//! to date with the home's segments.
 
+mod cache;
 mod gc;
+mod home;
 mod ingest;
 mod lock;
+#[cfg(feature = "s3")]
+mod objlock;
 mod repair;
 pub mod report;
 mod restore;
@@ -47,7 +58,8 @@ use crate::store::{is_not_found, open_shard, record, shard, Create, Fs, LocalSto
 use crate::store::{MetaStore, PackEntry, PackId, PackStore};
 use crate::store::{ShardMarker, Unavailable};
 pub use crate::Mode;
-use lock::{ReadersLock, WriteLock};
+use cache::CacheSlot;
+use home::{Hold, Home};
 use rayon::prelude::*;
 use writer::ObjectWriter;
 
@@ -68,22 +80,35 @@ impl Progress for Quiet {}
 /// How to open a repository.
 #[derive(Clone, Debug, Default)]
 pub struct OpenOptions {
-    /// Read only: no lock, no writes; works beside a writer.
+    /// Read only: no lock, no writes to the home; works beside a writer.
     pub read_only: bool,
-    /// Where this machine keeps its file cache for the repository; `None`
-    /// means the default under the user's cache folder.
+    /// A writer among others (for `ingest` and `put`): takes the lock
+    /// shared, so that many processes on many machines store at once.
+    /// Maintenance (gc, forget, rebalance, shard changes, repair) needs
+    /// the lock alone, which is the default.
+    pub shared: bool,
+    /// This machine's cache folder, which holds each repository's index,
+    /// Bloom filter and file cache (all made again from the home when
+    /// lost); `None` means `dedup` in the user's cache folder.
     pub cache_dir: Option<PathBuf>,
     /// The file system through which the repository's folder and its
     /// local shards are reached; `None` is the real one. Crash tests pass
     /// an in-memory [`MemFs`](crate::store::MemFs) or a fault-injecting
-    /// [`FaultyFs`](crate::store::FaultyFs). The index and the writer lock
-    /// always live on the real disk, at the repository's path.
+    /// [`FaultyFs`](crate::store::FaultyFs). The cache and the locks
+    /// always live on the real disk (the locks at the repository's path).
     pub fs: Option<Arc<dyn Fs>>,
 }
 
 impl OpenOptions {
     fn file_system(&self) -> Arc<dyn Fs> {
         self.fs.clone().unwrap_or_else(OsFs::shared)
+    }
+
+    fn cache_root(&self) -> Result<PathBuf> {
+        match &self.cache_dir {
+            Some(dir) => Ok(dir.clone()),
+            None => CacheSlot::default_root(),
+        }
     }
 }
 
@@ -100,7 +125,7 @@ pub struct Repository {
     /// The file system local folders are reached through.
     fs: Arc<dyn Fs>,
     /// The repository's own small files: config, snapshot records, blob
-    /// markers, the Bloom filter.
+    /// markers, index segments.
     files: Arc<dyn MetaStore>,
     index: Index,
     shards: Vec<Shard>,
@@ -108,17 +133,18 @@ pub struct Repository {
     bloom: RwLock<Bloom>,
     /// This machine's file cache for this repository (writers only).
     file_cache: Option<FileCache>,
-    /// Where that cache lives.
-    cache_dir: Option<PathBuf>,
-    /// The writer lock, held while open (writers only).
-    lock: Option<WriteLock>,
-    /// Readers hold it shared while open; writers delete pack files only
-    /// when they can take it alone.
-    readers: Option<Arc<ReadersLock>>,
+    /// The cache slot the index, the filter and the file cache live in:
+    /// after them, so that it is released only once they are closed.
+    cache: CacheSlot,
+    /// The locks held on the home while open: a writer's, or a reader's
+    /// (writers delete pack files only while no reader is open).
+    hold: Hold,
     /// Within this handle: storing (ingest, put) shares it, reclaiming
     /// (gc, rebalance, forget) takes it alone, so one handle never
     /// collects what its own ingest is in the middle of storing.
     work: RwLock<()>,
+    /// One [`refresh`](Self::refresh) at a time.
+    refreshing: std::sync::Mutex<()>,
 }
 
 /// The largest blob [`Repository::put`] stores (a blob is one object, held
@@ -126,9 +152,11 @@ pub struct Repository {
 pub const MAX_BLOB: u64 = 1 << 30;
 
 pub(crate) const CONFIG: &str = "config";
-pub(crate) const BLOOM: &str = "bloom";
-pub(crate) const INDEX_DIR: &str = "index";
 pub(crate) const SNAPSHOTS: &str = "snapshots";
+/// Where versions before the cache kept the index and the Bloom filter, in
+/// the home; a writer moves them out (see [`open_cache_index`]).
+const LEGACY_INDEX: &str = "index";
+const LEGACY_BLOOM: &str = "bloom";
 
 impl Repository {
     /// Creates a repository at `path` (absent or an empty directory) and
@@ -146,18 +174,37 @@ impl Repository {
         let root = path.as_ref().to_path_buf();
         let fs = open.file_system();
         let config = Config::new(opts)?;
-        match fs.read_dir(&root) {
-            Ok(entries) if entries.iter().any(|(name, _)| name == CONFIG) => {
-                return Err(Error::AlreadyExists(root))
+        if home::is_url(&root) {
+            let home = Home::open(&root, &fs, false)?;
+            let keys = home.list_all()?;
+            if keys.iter().any(|k| k == CONFIG) {
+                return Err(Error::AlreadyExists(root));
             }
-            Ok(entries) if !entries.is_empty() => {
+            if !keys.is_empty() {
                 return Err(Error::invalid(
-                    "repository path",
-                    format!("{} exists and is not empty", root.display()),
-                ))
+                    "repository",
+                    format!(
+                        "{} already holds objects; give an empty prefix",
+                        root.display()
+                    ),
+                ));
             }
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(Error::io(&root, e)),
-            _ => {}
+        } else {
+            match fs.read_dir(&root) {
+                Ok(entries) if entries.iter().any(|(name, _)| name == CONFIG) => {
+                    return Err(Error::AlreadyExists(root))
+                }
+                Ok(entries) if !entries.is_empty() => {
+                    return Err(Error::invalid(
+                        "repository path",
+                        format!("{} exists and is not empty", root.display()),
+                    ))
+                }
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    return Err(Error::io(&root, e))
+                }
+                _ => {}
+            }
         }
         // Object stores first: they may refuse (unreachable, bad settings)
         // before anything is created on disk.
@@ -166,20 +213,31 @@ impl Repository {
         for shard in shards {
             check_new_shard(&root, &config.repository_id, shard, &fs)?;
         }
-        let files = LocalStore::create(fs.clone(), &root)?;
-        // An empty folder for the records, where people expect it.
-        LocalStore::create(fs.clone(), root.join(SNAPSHOTS))?;
-        // The index is on the real disk even when the home's files are on
-        // another file system (crash tests run them on a `MemFs`).
-        std::fs::create_dir_all(&root).at(&root)?;
-        Index::open(&root.join(INDEX_DIR), Access::Create)?;
+        let home = Home::open(&root, &fs, true)?;
+        let files = home.files();
+        if let Some(folder) = home.folder() {
+            // An empty folder for the records, where people expect it.
+            LocalStore::create(fs.clone(), folder.join(SNAPSHOTS))?;
+            // The locks are `flock`s on the real disk even when the home's
+            // files are on another file system (crash tests run them on a
+            // `MemFs`).
+            std::fs::create_dir_all(folder).at(folder)?;
+        }
+        // The empty index, as the first full segment: a home without
+        // segments has lost them (see `open_cache_index`).
+        let empty = segment::Segment {
+            full: true,
+            ops: vec![segment::Op::Covers(Vec::new())],
+        };
+        segment::put(files.as_ref(), &segment::full_name(), &empty)?;
         // The config goes last: a folder without one is not a repository, so
         // a crash during init leaves nothing that looks half-made.
         files.put(CONFIG, &config.encode())?;
         Self::open_with(&root, open)
     }
 
-    /// Opens an existing repository as its one writer.
+    /// Opens an existing repository as a writer holding its lock alone
+    /// (maintenance, and everything else).
     pub fn open(path: impl AsRef<Path>) -> Result<Self> {
         Self::open_with(path, &OpenOptions::default())
     }
@@ -201,12 +259,13 @@ impl Repository {
         let root = path.as_ref();
         let read_only = opts.read_only;
         let fs = opts.file_system();
-        let files: Arc<dyn MetaStore> = Arc::new(open_home(root, &fs)?);
+        let home = Home::open(root, &fs, false)?;
+        let files = home.files();
         let config = read_config(files.as_ref(), root)?;
         let ring = config.ring().expect("checked by Config::decode");
-        if read_only && !index_exists(root) && !segment::names(files.as_ref())?.is_empty() {
-            // The index is only a cache of the segments: a writer's open
-            // (which takes the lock for the moment) makes it anew.
+        if read_only && legacy_index_only(&home)? {
+            // Only a writer moves an index from before the cache out of
+            // the home; it does at open, taking the lock for the moment.
             drop(Self::open_with(
                 root,
                 &OpenOptions {
@@ -215,20 +274,19 @@ impl Repository {
                 },
             )?);
         }
-        let (lock, readers, index) = if read_only {
-            // Before the index: what this view lists stays while it lives.
-            let readers = ReadersLock::share(root)?.map(Arc::new);
-            let index = open_view(root, readers.as_deref(), &fs)?;
-            (None, readers, index)
+        // A reader's before its index is brought up to date: what that
+        // index lists stays while this reader lives.
+        let hold = if read_only {
+            Hold::reader(&home)?
         } else {
-            let lock = WriteLock::acquire(root)?;
-            let readers = Arc::new(ReadersLock::create(root)?);
-            let index = open_writer_index(root, &fs, &files)?;
-            readers.publish(index.commits());
-            let publisher = readers.clone();
-            let index = index.with_commit_hook(move |count| publisher.publish(count));
-            (Some(lock), Some(readers), index)
+            Hold::writer(&home, opts.shared)?
         };
+        let cache = CacheSlot::take(&opts.cache_root()?, &config.repository_id)?;
+        // The records before the segments: a record is written only once
+        // its chunks' segments are, so every record listed here has its
+        // chunks in the segments listed next.
+        let records = files.list(SnapshotRecord::FOLDER)?;
+        let index = open_cache_index(&home, &cache, &fs, !read_only)?;
         let shards = config
             .shards
             .iter()
@@ -237,10 +295,6 @@ impl Repository {
                 backend: attach_shard(root, &config.repository_id, s, &index, &fs, !read_only),
             })
             .collect();
-        let cache_dir = opts
-            .cache_dir
-            .clone()
-            .or_else(|| FileCache::default_dir(root));
         let repo = Repository {
             root: root.to_path_buf(),
             config,
@@ -254,21 +308,27 @@ impl Repository {
             file_cache: if read_only {
                 None
             } else {
-                cache_dir
-                    .as_deref()
-                    .and_then(|dir| FileCache::open(dir).ok())
+                FileCache::open(&cache.files()).ok()
             },
-            cache_dir,
-            lock,
-            readers,
+            cache,
+            hold,
             work: RwLock::new(()),
+            refreshing: std::sync::Mutex::new(()),
         };
-        if !read_only {
+        if repo.hold.is_exclusive() {
             // What a crash left of the home's own durable writes (config,
-            // records, blob markers, the filter): a leftover is never read,
+            // records, blob markers, segments): a leftover is never read,
             // so failing to remove it is no reason to refuse the writer.
-            let _ = repo.files.sweep_unfinished(&["", SNAPSHOTS, "blobs"]);
-            repo.adopt_snapshot_files()?;
+            // Only alone: a shared writer's are another's writes in flight.
+            let _ = repo
+                .files
+                .sweep_unfinished(&["", SNAPSHOTS, "blobs", "segments"]);
+            if let Some(old) = home.folder().and_then(FileCache::legacy_dir) {
+                let _ = std::fs::remove_dir_all(old);
+            }
+        }
+        repo.adopt_snapshot_files(records)?;
+        if !read_only {
             repo.load_bloom()?;
         }
         Ok(repo)
@@ -293,10 +353,13 @@ impl Repository {
     /// returns whether it ran. Files left are unindexed, and the next `gc`
     /// without readers removes them.
     pub(crate) fn delete_unless_read(&self, delete: impl FnOnce() -> Result<()>) -> Result<bool> {
-        match &self.readers {
-            Some(readers) => readers.when_alone(delete).transpose().map(|r| r.is_some()),
-            None => delete().map(|()| true),
-        }
+        Ok(match self.hold.when_alone(delete)? {
+            Some(deleted) => {
+                deleted?;
+                true
+            }
+            None => false,
+        })
     }
 
     /// Refuses to store while a shard that receives new chunks (weight
@@ -335,14 +398,37 @@ impl Repository {
         Ok(())
     }
 
-    /// True when this handle is a reader and `id`, which its view of the
-    /// index lists, has been forgotten since it opened.
-    pub(crate) fn forgotten_since_open(&self, id: &SnapshotId) -> Result<bool> {
-        if self.lock.is_some() {
-            return Ok(false);
+    /// True for a writer, false for a reader.
+    pub(crate) fn is_writer(&self) -> bool {
+        self.hold.is_writer()
+    }
+
+    /// Refuses `what` (a maintenance command) unless this handle holds the
+    /// lock alone.
+    pub(crate) fn check_alone(&self, what: &str) -> Result<()> {
+        if self.hold.is_exclusive() {
+            return Ok(());
         }
-        let now = open_view(&self.root, self.readers.as_deref(), &self.fs)?;
-        Ok(now.snapshot(id)?.is_none())
+        Err(Error::invalid(
+            "repository",
+            format!("{what} needs the repository's lock alone; open it for maintenance, not shared or read-only"),
+        ))
+    }
+
+    /// Brings the index up to date with what other processes committed
+    /// since this handle opened (their segments and snapshot records);
+    /// a writer's Bloom filter follows.
+    pub(crate) fn refresh(&self) -> Result<()> {
+        let _one = self
+            .refreshing
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let records = self.files.list(SnapshotRecord::FOLDER)?;
+        let names = segment::names(self.files.as_ref())?;
+        if self.index.catch_up(self.files.as_ref(), &names)? > 0 && self.is_writer() {
+            self.rebuild_bloom()?;
+        }
+        self.adopt_snapshot_files(records)
     }
 
     /// Deletes the files of packs a commit retired, unless a reader is
@@ -357,8 +443,8 @@ impl Repository {
     }
 
     /// The folders an ingest must not store, by (device, inode): the
-    /// repository's own, its local shards' and its file cache's (`dedup
-    /// ingest ~` would otherwise store the repository into itself).
+    /// repository's own, its local shards' and this machine's cache's
+    /// (`dedup ingest ~` would otherwise store the repository into itself).
     pub(crate) fn own_folders(&self) -> std::collections::HashSet<(u64, u64)> {
         use std::os::unix::fs::MetadataExt;
         let local_shards = self
@@ -369,7 +455,7 @@ impl Repository {
             .map(|s| self.root.join(&s.path));
         std::iter::once(self.root.clone())
             .chain(local_shards)
-            .chain(self.cache_dir.clone())
+            .chain(self.cache.dir().parent().map(Path::to_path_buf))
             .filter_map(|p| std::fs::metadata(p).ok())
             .map(|m| (m.dev(), m.ino()))
             .collect()
@@ -385,23 +471,25 @@ impl Repository {
         &self.config
     }
 
-    /// Snapshot files written by an ingest that crashed before it could copy
-    /// them into the index are complete (their chunks were indexed first), so
-    /// they are adopted.
+    /// Snapshot files the index lacks (written by another process since this
+    /// cache last saw the home, or by an ingest that crashed before it could
+    /// copy them into the index) are complete (their chunks were indexed
+    /// first), so they are adopted.
     ///
     /// The other way round, a snapshot the index lists whose record file is
     /// gone leaves the index: no crash makes that (records are written
     /// before they are indexed, and forgotten in the index first), so the
     /// home was put back from an older copy, or the file was removed by
     /// hand, and the home is the truth.
-    fn adopt_snapshot_files(&self) -> Result<()> {
+    ///
+    /// `keys` lists `snapshots/`, taken before the index caught up.
+    fn adopt_snapshot_files(&self, keys: Vec<String>) -> Result<()> {
         let indexed: std::collections::HashSet<SnapshotId> = self
             .index
             .snapshots()?
             .into_iter()
             .map(|(id, _)| id)
             .collect();
-        let keys = self.files.list(SnapshotRecord::FOLDER)?;
         let on_disk: std::collections::HashSet<SnapshotId> = keys
             .iter()
             .filter_map(|key| SnapshotRecord::id_of_key(key))
@@ -456,10 +544,11 @@ impl Repository {
     /// missing, damaged, or stale.
     fn load_bloom(&self) -> Result<()> {
         let expected = self.indexed_objects()?;
-        let saved = match self.files.get(BLOOM) {
-            Ok(bytes) => Bloom::decode(&bytes, &self.root.join(BLOOM).display().to_string()).ok(),
-            Err(e) if is_not_found(&e) => None,
-            Err(e) => return Err(e),
+        let path = self.cache.bloom();
+        let saved = match std::fs::read(&path) {
+            Ok(bytes) => Bloom::decode(&bytes, &path.display().to_string()).ok(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => return Err(Error::io(&path, e)),
         };
         match saved {
             Some(b) if b.chunks() == expected => {
@@ -481,7 +570,7 @@ impl Repository {
     /// Writes the filter beside the index.
     fn save_bloom(&self) -> Result<()> {
         let bytes = self.bloom.read().expect("bloom lock").encode();
-        self.files.put(BLOOM, &bytes)
+        CacheSlot::replace(&self.cache.bloom(), &bytes)
     }
 
     fn shard(&self, id: ShardId) -> Result<&Shard> {
@@ -538,6 +627,7 @@ impl Repository {
         writer.finish()?;
         // The marker makes the blob a garbage-collection root; it is written
         // after the blob is indexed, and survives an index rebuild.
+        self.hold.check_alive()?;
         self.files.put(&format!("blobs/{id}"), b"")?;
         self.save_bloom()?;
         Ok(id)
@@ -595,12 +685,13 @@ impl Repository {
     /// each read mostly waits on the network, so many more reads than
     /// cores should be in flight. `None` (use the global pool) otherwise.
     pub(crate) fn io_pool(&self) -> Option<rayon::ThreadPool> {
-        if !self
-            .config
-            .shards
-            .iter()
-            .any(super::config::ShardConfig::is_object_store)
-        {
+        let remote = home::is_url(&self.root)
+            || self
+                .config
+                .shards
+                .iter()
+                .any(super::config::ShardConfig::is_object_store);
+        if !remote {
             return None;
         }
         rayon::ThreadPoolBuilder::new()
@@ -662,10 +753,9 @@ pub(crate) fn in_pool<T: Send>(
 
 impl Drop for Repository {
     fn drop(&mut self) {
-        if self.lock.is_some() {
-            // Best effort: a crash skips this, and is still safe.
-            let _ = self.index.flush();
-        }
+        // Best effort, so the next open has no log to replay: a crash
+        // skips this, and is still safe.
+        let _ = self.index.flush();
     }
 }
 
@@ -770,14 +860,6 @@ fn attach_shard(
     }
 }
 
-/// The repository's home folder as a store; `NoRepository` when absent.
-fn open_home(root: &Path, fs: &Arc<dyn Fs>) -> Result<LocalStore> {
-    match LocalStore::open(fs.clone(), root) {
-        Err(e) if is_not_found(&e) => Err(Error::NoRepository(root.to_path_buf())),
-        other => other,
-    }
-}
-
 /// Reads and checks the config; `NoRepository` when there is none.
 pub(crate) fn read_config(files: &dyn MetaStore, root: &Path) -> Result<Config> {
     match files.get(CONFIG) {
@@ -787,69 +869,56 @@ pub(crate) fn read_config(files: &dyn MetaStore, root: &Path) -> Result<Config> 
     }
 }
 
-/// The writer's index: the local cache of the home's segments, brought up
-/// to date with them (and made anew from them when it is gone); every
-/// commit then writes its segment first. A repository from before
-/// segments gets a full one of its index as it stands.
-fn open_writer_index(root: &Path, fs: &Arc<dyn Fs>, home: &Arc<dyn MetaStore>) -> Result<Index> {
-    let has_segments = !segment::names(home.as_ref())?.is_empty();
-    let index = if has_segments && !index_exists(root) {
-        Index::open(&root.join(INDEX_DIR), Access::Create)?.with_crash_points(fs.clone())
-    } else {
-        open_index(root, Access::ReadWrite, fs)?
-    };
-    let index = index.with_segments(home.clone());
-    index.catch_up(home.as_ref())?;
-    if !has_segments && !index.packs()?.is_empty() {
-        index.write_full_segment(home.as_ref())?;
+/// The index in `cache`: the home's segments applied, brought up to date
+/// with them (and made anew from them when the slot has none). A writer's
+/// index then writes each commit's segment first.
+///
+/// A home without segments is either from before them, with its index
+/// still in the home (a writer makes a full segment of that index, then
+/// removes it), or has lost them: that is an error, since an empty index
+/// would make `gc` take every pack for garbage.
+fn open_cache_index(
+    home: &Home,
+    cache: &CacheSlot,
+    fs: &Arc<dyn Fs>,
+    writer: bool,
+) -> Result<Index> {
+    let files = home.files();
+    let legacy = home.folder().map(|f| f.join(LEGACY_INDEX));
+    let mut names = segment::names(files.as_ref())?;
+    if names.is_empty() && legacy_index_only(home)? {
+        let legacy = legacy.as_deref().expect("only folders have one");
+        let full =
+            Index::open(legacy, Access::ReadWrite)?.write_full_segment(files.as_ref(), &[])?;
+        names.push(full);
+    } else if names.is_empty() {
+        return Err(Error::Index {
+            path: PathBuf::from(format!("{}/{}", files.location(), segment::FOLDER)),
+            message: "missing: the repository has no index segments \
+                      (`dedup repair index` makes them from the packs)"
+                .into(),
+        });
     }
+    if let Some(legacy) = legacy.filter(|l| writer && l.exists()) {
+        std::fs::remove_dir_all(&legacy).at(&legacy)?;
+        files.delete(LEGACY_BLOOM)?;
+    }
+    let index = Index::open(&cache.index(), Access::Create)?.with_crash_points(fs.clone());
+    let index = if writer {
+        index.with_segments(files.clone())
+    } else {
+        index
+    };
+    index.catch_up(files.as_ref(), &names)?;
     Ok(index)
 }
 
-/// True when `root` holds an index (RocksDB's `CURRENT` names its state).
-fn index_exists(root: &Path) -> bool {
-    root.join(INDEX_DIR).join("CURRENT").exists()
-}
-
-/// A reader's view of the index: opened again (briefly) while it is older
-/// than the count the writer published, which a read-only open racing the
-/// writer can be (see `lock`).
-fn open_view(root: &Path, readers: Option<&ReadersLock>, fs: &Arc<dyn Fs>) -> Result<Index> {
-    let at_least = readers.map_or(0, ReadersLock::published);
-    let mut attempt = 0;
-    loop {
-        let index = open_index(root, Access::ReadOnly, fs)?;
-        if index.commits() >= at_least {
-            return Ok(index);
-        }
-        attempt += 1;
-        if attempt == STALE_VIEW_ATTEMPTS {
-            return Err(Error::Index {
-                path: root.join(INDEX_DIR),
-                message: format!(
-                    "shows {} commits where the writer published {at_least}; \
-                     `dedup repair index` rebuilds it",
-                    index.commits()
-                ),
-            });
-        }
-        drop(index);
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
-}
-
-/// Opens of a view that came out stale before [`open_view`] gives up.
-const STALE_VIEW_ATTEMPTS: u32 = 100;
-
-/// Opens the index in `root`, its commits counted among `fs`'s durable
-/// steps; a missing index is an error that says how to rebuild it.
-fn open_index(root: &Path, access: Access, fs: &Arc<dyn Fs>) -> Result<Index> {
-    let index_dir = root.join(INDEX_DIR);
-    if !index_exists(root) {
-        return Err(Error::Index {
-            path: index_dir,
-            message: "missing (`dedup repair index` rebuilds it from the packs)".into(),
-        });
-    }
-    Ok(Index::open(&index_dir, access)?.with_crash_points(fs.clone()))
+/// True when the home keeps its index the way versions before segments
+/// did: an index in the home (a folder), and no segments yet.
+fn legacy_index_only(home: &Home) -> Result<bool> {
+    let Some(folder) = home.folder() else {
+        return Ok(false);
+    };
+    Ok(folder.join(LEGACY_INDEX).join("CURRENT").exists()
+        && segment::names(home.files().as_ref())?.is_empty())
 }

@@ -1,8 +1,9 @@
-//! `repair index`: rebuild the RocksDB index and the Bloom filter from
-//! `config`, `snapshots/` and the packs alone.
+//! `repair index`: rebuild the index segments (and this machine's cached
+//! index and Bloom filter) from `config`, `snapshots/` and the packs alone.
 //!
-//! The new index is built in `index.new` and swapped in whole only when it
-//! is complete; until then the old index stays where it was. Each pack's
+//! The new index is built in the cache slot's `index.new`; only when it is
+//! complete does it become the truth, as a full segment, and then take the
+//! old cached index's place. Until then the segments stay as they were. Each pack's
 //! entries come from its trailer; a pack whose trailer is damaged is walked
 //! from the front, keeping every record whose bytes still hash to its id
 //! (in a new pack; the damaged one is deleted after the swap).
@@ -17,14 +18,15 @@ use serde::Serialize;
 use crate::error::{IoContext, Result};
 use crate::id::ChunkId;
 use crate::index::{Access, Index, PackInfo};
-use crate::repo::lock::WriteLock;
-use crate::repo::{open_home, read_config, OpenOptions, Progress, Repository, BLOOM, INDEX_DIR};
+use crate::repo::cache::CacheSlot;
+use crate::repo::home::{Hold, Home};
+use crate::repo::{read_config, OpenOptions, Progress, Repository};
 use crate::ring::ShardId;
 use crate::segment;
 use crate::snapshot::{SnapshotId, SnapshotRecord};
 use crate::store::pack::{entries_of, read_entries, repack, scan_records};
 use crate::store::record::ObjectKind;
-use crate::store::{is_not_found, open_shard, record, Create, LocalStore, MetaStore};
+use crate::store::{is_not_found, open_shard, record, Create, MetaStore};
 use crate::store::{PackEntry, PackId, PackStore};
 
 /// What a rebuild found.
@@ -67,7 +69,7 @@ impl std::fmt::Display for RepairReport {
 }
 
 impl Repository {
-    /// Rebuilds `index/` and `bloom` for the repository at `path`, then opens it.
+    /// Rebuilds the index for the repository at `path`, then opens it.
     pub fn repair_index(path: impl AsRef<Path>) -> Result<(Self, RepairReport)> {
         Self::repair_index_with(path, &OpenOptions::default())
     }
@@ -80,16 +82,18 @@ impl Repository {
     ) -> Result<(Self, RepairReport)> {
         let root = path.as_ref();
         let fs = opts.file_system();
-        let files = open_home(root, &fs)?;
-        let config = read_config(&files, root)?;
+        let home = Home::open(root, &fs, false)?;
+        let files = home.files();
+        let config = read_config(files.as_ref(), root)?;
         let mut report = RepairReport::default();
         {
-            let _lock = WriteLock::acquire(root)?;
-            // The new index is built aside and swapped in whole: a repair
-            // cut short leaves the index as it was, never a partial one
-            // that opens as valid (gc would take the packs it lacks for
+            let _hold = Hold::writer(&home, false)?;
+            let cache = CacheSlot::take(&opts.cache_root()?, &config.repository_id)?;
+            // The new index is built aside and becomes the truth whole: a
+            // repair cut short leaves the index as it was, never a partial
+            // one that opens as valid (gc would take the packs it lacks for
             // orphans).
-            let fresh = root.join("index.new");
+            let fresh = cache.dir().join("index.new");
             if fresh.exists() {
                 fs::remove_dir_all(&fresh).at(&fresh)?;
             }
@@ -99,15 +103,20 @@ impl Repository {
                 let backend = open_shard(root, shard, Create::No, &fs)?;
                 damaged.extend(index_shard(&index, shard.id, &backend, &mut report)?);
             }
-            index_snapshots(&index, &files, &mut report)?;
+            index_snapshots(&index, files.as_ref(), &mut report)?;
             // The rebuilt index becomes the truth: a full segment of it,
             // after which no older segment is applied again.
-            let full = index.write_full_segment(&files)?;
+            // It replaces every segment there was.
+            let before = segment::names(files.as_ref())?;
+            index.write_full_segment(files.as_ref(), &before)?;
             index.flush()?;
             drop(index);
-            swap_in(root, &fresh)?;
-            segment::delete_before(&files, &full)?;
-            MetaStore::delete(&files, BLOOM)?;
+            swap_in(&cache.index(), &fresh)?;
+            segment::delete(files.as_ref(), &before)?;
+            let bloom = cache.bloom();
+            if bloom.exists() {
+                fs::remove_file(&bloom).at(&bloom)?;
+            }
             // Their good records are in the new index's packs now.
             for (pack, backend) in damaged {
                 backend.delete(&pack.key())?;
@@ -120,21 +129,20 @@ impl Repository {
     }
 }
 
-/// Replaces `root`'s `index/` with the complete index at `fresh`: the old
-/// one moves aside, the new one takes its name, the folder is synced, the
-/// old one goes. A crash between the two renames leaves no `index/`, which
-/// every command refuses (pointing at `repair index`), never a partial one.
-fn swap_in(root: &Path, fresh: &Path) -> Result<()> {
-    let index_dir = root.join(INDEX_DIR);
-    let aside = root.join("index.old");
+/// Replaces the cached index at `index_dir` with the complete one at
+/// `fresh` (the full segment made from it is already written): the old one
+/// moves aside, the new one takes its name, the old one goes. A crash
+/// between the two renames leaves no index, which the next open makes
+/// again from the segments.
+fn swap_in(index_dir: &Path, fresh: &Path) -> Result<()> {
+    let aside = index_dir.with_extension("old");
     if aside.exists() {
         fs::remove_dir_all(&aside).at(&aside)?;
     }
     if index_dir.exists() {
-        fs::rename(&index_dir, &aside).at(&index_dir)?;
+        fs::rename(index_dir, &aside).at(index_dir)?;
     }
-    fs::rename(fresh, &index_dir).at(&index_dir)?;
-    fs::File::open(root).and_then(|d| d.sync_all()).at(root)?;
+    fs::rename(fresh, index_dir).at(index_dir)?;
     if aside.exists() {
         fs::remove_dir_all(&aside).at(&aside)?;
     }
@@ -194,11 +202,12 @@ fn index_shard(
 }
 
 /// Indexes every snapshot record file that decodes and hashes to its name.
-fn index_snapshots(index: &Index, files: &LocalStore, report: &mut RepairReport) -> Result<()> {
-    for key in MetaStore::list(files, SnapshotRecord::FOLDER)? {
+fn index_snapshots(index: &Index, files: &dyn MetaStore, report: &mut RepairReport) -> Result<()> {
+    for key in files.list(SnapshotRecord::FOLDER)? {
         let name = key.trim_start_matches(SnapshotRecord::FOLDER);
         let decoded = name.parse::<SnapshotId>().and_then(|id| {
-            MetaStore::get(files, &key)
+            files
+                .get(&key)
                 .and_then(|b| SnapshotRecord::decode(&b, &id).map(|_| (id, b)))
         });
         match decoded {
@@ -288,6 +297,7 @@ impl Repository {
     /// A pack with damaged records is rewritten with the intact ones and
     /// the damaged file kept as `<pack>.damaged`; nothing readable is lost.
     pub fn repair_packs(&self, progress: &dyn Progress) -> Result<PackRepairReport> {
+        self.check_alone("repair packs")?;
         let _alone = self.reclaiming();
         self.check_every_shard("repair packs")?;
         let packs = self.index.packs()?;
@@ -377,7 +387,15 @@ impl Repository {
         report.dropped_trees += bad.iter().filter(|e| e.kind() == ObjectKind::Tree).count() as u64;
         let mut batch = self.index.batch();
         for e in &bad {
-            batch.delete_chunk(&e.id);
+            batch.drop_entry(&e.id, pack);
+        }
+        let mut ids: Vec<ChunkId> = good.iter().chain(&bad).map(|e| e.id).collect();
+        if let Some(all) = state
+            .bytes
+            .as_deref()
+            .and_then(|b| entries_of(b, &pack.key()).ok())
+        {
+            ids = all.iter().map(|e| e.id).collect();
         }
         match &state.bytes {
             None => report.missing_packs.push(pack.to_hex()),
@@ -399,7 +417,7 @@ impl Repository {
                 ));
             }
         }
-        batch.retire_pack(pack, backend);
+        batch.retire_pack(pack, ids, backend);
         let retired = self.index.commit(batch)?;
         report.packs_kept_for_readers += self.release(retired)?;
         Ok(())

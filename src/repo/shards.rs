@@ -17,11 +17,12 @@ use serde::Serialize;
 
 use crate::config::{Config, ShardConfig};
 use crate::error::{Error, Result};
+use crate::id::ChunkId;
 use crate::index::Location;
 use crate::repo::report::human_bytes;
 use crate::repo::{check_new_shard, Mode, Progress, Repository, Shard, CONFIG};
 use crate::ring::{Ring, ShardId};
-use crate::store::pack::repack;
+use crate::store::pack::{entries_of, repack};
 use crate::store::{shard, PackEntry, PackId};
 
 /// What a rebalance moves (or, in a dry run, would move) for one shard.
@@ -165,6 +166,7 @@ impl Repository {
         weight: u32,
         options: BTreeMap<String, String>,
     ) -> Result<ShardId> {
+        self.check_alone("shard add")?;
         let path = ShardConfig::normalise(location)?;
         if self
             .config
@@ -198,6 +200,7 @@ impl Repository {
 
     /// Changes a shard's weight (0: it receives nothing new).
     pub fn set_shard_weight(&mut self, id: ShardId, weight: u32) -> Result<()> {
+        self.check_alone("shard set-weight")?;
         let mut config = self.config.clone();
         let shard = config
             .shards
@@ -215,6 +218,7 @@ impl Repository {
         id: ShardId,
         progress: &dyn Progress,
     ) -> Result<RebalanceReport> {
+        self.check_alone("shard remove")?;
         self.check_every_shard("shard remove")?;
         self.set_shard_weight(id, 0)?;
         let mut report = self.rebalance(Mode::Apply, progress)?;
@@ -236,10 +240,7 @@ impl Repository {
                 }
                 Ok(())
             };
-            self.readers
-                .as_ref()
-                .expect("writers have the readers' lock")
-                .after_readers(drained)??;
+            self.hold.after_readers(drained)??;
             report.packs_kept_for_readers = 0;
         }
         // The folder may be given to `shard add` again.
@@ -257,6 +258,7 @@ impl Repository {
     /// them); an ingest of the same data stores it again. Nothing on the
     /// shard is touched.
     pub fn remove_lost_shard(&mut self, id: ShardId) -> Result<LostShard> {
+        self.check_alone("shard remove --lost")?;
         if self.shard(id)?.backend.unavailable().is_none() {
             return Err(Error::invalid(
                 "shard",
@@ -274,12 +276,15 @@ impl Repository {
             .collect();
         let objects = self.index.chunks_in(&packs)?;
         let mut batch = self.index.batch();
+        let mut ids: std::collections::HashMap<PackId, Vec<ChunkId>> =
+            packs.iter().map(|p| (*p, Vec::new())).collect();
         for object in &objects {
-            batch.delete_chunk(&object.entry.id);
+            batch.drop_entry(&object.entry.id, object.pack);
+            ids.entry(object.pack).or_default().push(object.entry.id);
         }
-        for pack in &packs {
+        for (pack, ids) in ids {
             // Retired without a delete: the files are out of reach anyway.
-            batch.retire_pack(*pack, self.shard(id)?.backend.clone());
+            batch.retire_pack(pack, ids, self.shard(id)?.backend.clone());
         }
         let _ = self.index.commit(batch)?;
         let mut config = self.config.clone();
@@ -304,6 +309,7 @@ impl Repository {
     /// holding it; the packs it leaves are rewritten without it. A
     /// [`Mode::DryRun`] only reports what would move.
     pub fn rebalance(&self, mode: Mode, progress: &dyn Progress) -> Result<RebalanceReport> {
+        self.check_alone("rebalance")?;
         let _alone = self.reclaiming();
         self.check_every_shard("rebalance")?;
         let packs = self.index.packs()?;
@@ -363,7 +369,12 @@ impl Repository {
             let backend = self.shard(dest)?.backend.as_ref();
             batch.publish_pack(dest, backend, &new_bytes, &new_entries)?;
         }
-        batch.retire_pack(*pack, source.backend.clone());
+        // Every id the file holds, copies the index does not use included.
+        let ids = entries_of(&bytes, &pack.key())?
+            .iter()
+            .map(|e| e.id)
+            .collect();
+        batch.retire_pack(*pack, ids, source.backend.clone());
         let retired = self.index.commit(batch)?;
         self.release(retired)
     }

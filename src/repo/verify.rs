@@ -19,7 +19,7 @@ use crate::bloom::Bloom;
 use crate::error::{Error, Result};
 use crate::id::ChunkId;
 use crate::index::{Location, PackInfo, LOOKUP_BATCH};
-use crate::repo::{Progress, Repository, BLOOM};
+use crate::repo::{Progress, Repository};
 use crate::snapshot::{EntryKind, SnapshotId, SnapshotRecord};
 use crate::store::pack::entries_of;
 use crate::store::{is_not_found, record, PackId};
@@ -210,9 +210,10 @@ impl Repository {
 
     /// The Bloom filter is disposable, but a damaged one is still news.
     fn check_bloom(&self, report: &mut VerifyReport) -> Result<()> {
-        match self.files.get(BLOOM) {
+        let path = self.cache.bloom();
+        match std::fs::read(&path) {
             Ok(bytes) => {
-                if let Err(e) = Bloom::decode(&bytes, BLOOM) {
+                if let Err(e) = Bloom::decode(&bytes, &path.display().to_string()) {
                     report.problems.push(Problem::new(
                         ProblemKind::DamagedBloom,
                         format!("{e} (rebuilt from the index at the next write)"),
@@ -220,8 +221,8 @@ impl Repository {
                 }
                 Ok(())
             }
-            Err(e) if is_not_found(&e) => Ok(()),
-            Err(e) => Err(e),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(Error::io(&path, e)),
         }
     }
 
@@ -290,10 +291,11 @@ impl Repository {
                 Ok(_) => report
                     .problems
                     .push(damaged(format!("{key} differs from the index's copy"))),
-                // Forgotten by a writer since this reader opened: gone
+                // Forgotten by a writer since this reader opened (at open,
+                // snapshots without a record file left its index): gone
                 // on purpose, and still readable (its packs stay while
                 // readers are open).
-                Err(e) if is_not_found(&e) && self.forgotten_since_open(&id)? => {}
+                Err(e) if is_not_found(&e) && !self.is_writer() => {}
                 Err(e) => report.problems.push(damaged(format!("{key}: {e}"))),
             }
             match SnapshotRecord::decode(&bytes, &id) {

@@ -141,24 +141,34 @@ pub enum Create {
 }
 
 /// Opens the pack store a shard's config names: a local folder on `fs`
-/// (relative paths inside `root`), or an `s3://bucket/prefix` location,
-/// which is not contacted until used.
+/// (relative paths inside `root`, the home, which may itself be an
+/// `s3://` URL), or an `s3://bucket/prefix` location, which is not
+/// contacted until used.
 pub fn open_shard(
     root: &Path,
     shard: &ShardConfig,
     create: Create,
     fs: &Arc<dyn Fs>,
 ) -> Result<Arc<dyn PackStore>> {
-    if shard.is_object_store() {
+    // A relative path is inside the home, which may be an object store.
+    let inside = root.join(&shard.path);
+    let url = if shard.is_object_store() {
+        Some(shard.path.as_str())
+    } else {
+        inside
+            .to_str()
+            .filter(|p| p.starts_with(crate::config::OBJECT_STORE_SCHEME))
+    };
+    if let Some(url) = url {
         #[cfg(feature = "s3")]
         return Ok(Arc::new(object::ObjectStoreBackend::new(
-            &shard.path,
+            url,
             &shard.options,
         )?));
         #[cfg(not(feature = "s3"))]
         return Err(Error::invalid(
             "shard",
-            format!("{} needs a build with the `s3` feature", shard.path),
+            format!("{url} needs a build with the `s3` feature"),
         ));
     }
     if !shard.options.is_empty() {
@@ -170,9 +180,8 @@ pub fn open_shard(
             ),
         ));
     }
-    let dir = root.join(&shard.path);
     Ok(Arc::new(match create {
-        Create::Yes => LocalStore::create(fs.clone(), dir)?,
-        Create::No => LocalStore::open(fs.clone(), dir)?,
+        Create::Yes => LocalStore::create(fs.clone(), inside)?,
+        Create::No => LocalStore::open(fs.clone(), inside)?,
     }))
 }

@@ -267,7 +267,20 @@ impl ObjectStoreBackend {
     }
 
     fn keys(&self, prefix: &str) -> Result<Vec<String>> {
-        let root = (!self.prefix.is_empty()).then(|| StorePath::from(self.prefix.as_str()));
+        Ok(self.listing(prefix)?.into_iter().map(|(k, _)| k).collect())
+    }
+
+    /// Every key under `prefix`, with the store's time of its last write.
+    /// Only the folder `prefix` names (up to its last `/`) is listed, so
+    /// that listing `segments/` does not walk every pack.
+    pub fn listing(&self, prefix: &str) -> Result<Vec<(String, std::time::SystemTime)>> {
+        let folder = prefix.rfind('/').map_or("", |i| &prefix[..i]);
+        let root = match (self.prefix.is_empty(), folder.is_empty()) {
+            (true, true) => None,
+            (true, false) => Some(StorePath::from(folder)),
+            (false, true) => Some(StorePath::from(self.prefix.as_str())),
+            (false, false) => Some(StorePath::from(format!("{}/{folder}", self.prefix))),
+        };
         let metas: Vec<_> = block_on(self.store.list(root.as_ref()).try_collect())
             .map_err(|e| self.error("cannot list", prefix, e))?;
         let strip = if self.prefix.is_empty() {
@@ -278,12 +291,9 @@ impl ObjectStoreBackend {
         Ok(metas
             .into_iter()
             .filter_map(|m| {
-                let key = m
-                    .location
-                    .as_ref()
-                    .strip_prefix(strip.as_str())?
-                    .to_string();
-                key.starts_with(prefix).then_some(key)
+                let key = m.location.as_ref().strip_prefix(strip.as_str())?;
+                key.starts_with(prefix)
+                    .then(|| (key.to_string(), m.last_modified.into()))
             })
             .collect())
     }

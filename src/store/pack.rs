@@ -47,6 +47,13 @@ impl PackId {
         hex::encode(self.0)
     }
 
+    /// Parses [`to_hex`](Self::to_hex)'s form.
+    pub fn from_hex(hex: &str) -> Option<Self> {
+        let mut id = [0u8; 16];
+        hex::decode_to_slice(hex, &mut id).ok()?;
+        Some(PackId(id))
+    }
+
     /// The pack's key inside its shard: spread over 256 folders.
     pub fn key(&self) -> String {
         let hex = self.to_hex();

@@ -17,9 +17,23 @@ use rand_chacha::ChaCha8Rng;
 pub fn dedup(repo: &Path) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_dedup"));
     cmd.arg("--repo").arg(repo).env_remove("DEDUP_REPO");
-    // The machine's file cache goes beside the repository, not in ~/.cache.
-    cmd.env("XDG_CACHE_HOME", repo.with_extension("cache"));
+    // The machine's cache goes beside the repository, not in ~/.cache.
+    cmd.env("DEDUP_CACHE", cache_of(repo));
     cmd
+}
+
+/// The cache folder [`dedup`] gives the repository at `repo`.
+pub fn cache_of(repo: &Path) -> PathBuf {
+    repo.with_extension("cache")
+}
+
+/// The first cache slot of the repository at `repo` (see [`cache_of`]):
+/// where its index, Bloom filter and file cache are.
+pub fn slot(repo: &Path) -> PathBuf {
+    let config: serde_json::Value =
+        serde_json::from_slice(&fs::read(repo.join("config")).unwrap()).unwrap();
+    let id = config["repository_id"].as_str().unwrap();
+    cache_of(repo).join(id)
 }
 
 /// Runs and returns the output, with both streams printed on failure.
@@ -232,6 +246,14 @@ pub fn json(cmd: &mut Command) -> serde_json::Value {
 /// Every pack file under a repository's shards.
 pub fn packs(repo: &Path) -> Vec<PathBuf> {
     packs_under(&repo.join("shards"))
+}
+
+/// This machine's host name, as lock files name it.
+pub fn gethostname() -> String {
+    fs::read_to_string("/proc/sys/kernel/hostname")
+        .unwrap()
+        .trim()
+        .to_string()
 }
 
 /// Every pack file under `dir`, at any depth.

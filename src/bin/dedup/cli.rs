@@ -12,6 +12,9 @@ pub struct Cli {
     /// Repository folder [default: $DEDUP_REPO, else a repository in your data folder]
     #[arg(long, global = true, env = "DEDUP_REPO")]
     pub repo: Option<PathBuf>,
+    /// This machine's cache folder (index, Bloom filter, file cache: all made again from the repository when lost) [default: $DEDUP_CACHE, else dedup in your cache folder]
+    #[arg(long, global = true, env = "DEDUP_CACHE", value_name = "DIR")]
+    pub cache: Option<PathBuf>,
     /// No progress bars or warnings on stderr
     #[arg(long, short, global = true)]
     pub quiet: bool,

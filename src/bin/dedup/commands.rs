@@ -26,6 +26,8 @@ pub struct Context {
     is_default: bool,
     quiet: bool,
     wait_lock: Duration,
+    /// How every command opens it (the cache folder).
+    open: dedup::OpenOptions,
 }
 
 impl Context {
@@ -39,20 +41,42 @@ impl Context {
             is_default,
             quiet: cli.quiet,
             wait_lock: Duration::from_secs(cli.wait_lock),
+            open: dedup::OpenOptions {
+                cache_dir: cli.cache.clone(),
+                ..Default::default()
+            },
         })
     }
 
     /// Opens the repository for reading, beside any writer.
     fn reader(&self) -> dedup::Result<Repository> {
-        Repository::open_read_only(&self.repo)
+        let opts = dedup::OpenOptions {
+            read_only: true,
+            ..self.open.clone()
+        };
+        Repository::open_with(&self.repo, &opts)
     }
 
-    /// Opens the repository as its writer, waiting up to `--wait-lock`
-    /// for another writer to finish.
+    /// Opens the repository for maintenance (its lock alone), waiting up
+    /// to `--wait-lock` for other writers to finish.
     fn writer(&self) -> dedup::Result<Repository> {
+        self.open_writer(false)
+    }
+
+    /// Opens the repository as one writer of many (ingest, put), waiting
+    /// up to `--wait-lock` for maintenance to finish.
+    fn shared_writer(&self) -> dedup::Result<Repository> {
+        self.open_writer(true)
+    }
+
+    fn open_writer(&self, shared: bool) -> dedup::Result<Repository> {
         let deadline = Instant::now() + self.wait_lock;
+        let opts = dedup::OpenOptions {
+            shared,
+            ..self.open.clone()
+        };
         loop {
-            match Repository::open(&self.repo) {
+            match Repository::open_with(&self.repo, &opts) {
                 Err(dedup::Error::Locked { .. }) if Instant::now() < deadline => {
                     std::thread::sleep(Duration::from_millis(200));
                 }
@@ -171,7 +195,7 @@ pub fn init(cx: &Context, args: InitArgs) -> Code {
         shards: args.shards,
         pack_size: args.pack_size,
     };
-    let repo = Repository::init(&cx.repo, &opts)?;
+    let repo = Repository::init_with(&cx.repo, &opts, &cx.open)?;
     let config = repo.config();
     writeln!(
         std::io::stdout().lock(),
@@ -186,9 +210,9 @@ pub fn init(cx: &Context, args: InitArgs) -> Code {
 
 /// `dedup ingest`; creates the default repository on first use.
 pub fn ingest(cx: &Context, paths: &[PathBuf], json: bool, rehash: bool) -> Code {
-    let repo = match cx.writer() {
+    let repo = match cx.shared_writer() {
         Err(dedup::Error::NoRepository(_)) if cx.is_default => {
-            let repo = Repository::init(&cx.repo, &InitOptions::default())?;
+            let repo = Repository::init_with(&cx.repo, &InitOptions::default(), &cx.open)?;
             if !cx.quiet {
                 eprintln!(
                     "dedup: created the default repository at {}",
@@ -334,7 +358,7 @@ pub fn gc(cx: &Context, dry_run: bool, json: bool) -> Code {
 
 /// `dedup repair index`: exit 1 when something could not be used as it was.
 pub fn repair_index(cx: &Context) -> Code {
-    let (_repo, report) = Repository::repair_index(&cx.repo)?;
+    let (_repo, report) = Repository::repair_index_with(&cx.repo, &cx.open)?;
     write!(std::io::stdout().lock(), "{report}")?;
     Ok(u8::from(!report.is_clean()))
 }
@@ -446,7 +470,7 @@ pub fn put(cx: &Context, file: &Path) -> Code {
             file.display()
         );
     }
-    let repo = cx.writer()?;
+    let repo = cx.shared_writer()?;
     let data = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
     let id = repo.put(&data)?;
     writeln!(std::io::stdout().lock(), "{id}")?;

@@ -116,6 +116,8 @@ impl Repository {
     ) -> Result<IngestOutcome> {
         let _storing = self.storing();
         self.check_writable()?;
+        // Other writers' chunks, committed since this handle opened.
+        self.refresh()?;
         let started = Instant::now();
         let start_time = SystemTime::now();
         let (mut walk, roots) = Walk::roots(paths, self.own_folders(), progress)?;
@@ -191,6 +193,7 @@ impl Repository {
         progress: &dyn Progress,
     ) -> Result<IngestOutcome> {
         let (id, bytes) = record.encode();
+        self.hold.check_alive()?;
         self.files.put(&SnapshotRecord::key(&id), &bytes)?;
         let bloom = &record.summary.bloom;
         let after = [

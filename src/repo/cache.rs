@@ -1,0 +1,121 @@
+//! This machine's cache of a repository: everything here can be made
+//! again from the home, so deleting it costs time, never data.
+//!
+//! ```text
+//! CACHE/                      --cache, $DEDUP_CACHE, else ~/.cache/dedup
+//!   <repository id>/          slot 0
+//!     lock                    flock: the one process using the slot
+//!     index/                  RocksDB: the home's segments applied, the
+//!                             snapshot records, this machine's counters
+//!     bloom                   the Bloom filter of the index's ids
+//!     files/                  the file cache (path, size, times -> chunks)
+//!   <repository id>.1/        slot 1: for a second process at the same time
+//!   ...
+//! ```
+//!
+//! Each process has a slot to itself, so each RocksDB is opened by one
+//! process only, read-write, and brought up to date with the home's
+//! segments as that process opens it. A second process at the same time
+//! (a `restore` during an `ingest`, two ingests) takes the next free slot;
+//! the first time, that slot is built from the segments.
+
+use std::path::{Path, PathBuf};
+
+use crate::error::{Error, IoContext, Result};
+use crate::repo::lock::WriteLock;
+
+/// Slots per repository: that many processes of one machine may use a
+/// repository at once through one cache folder.
+pub(crate) const SLOTS: usize = 16;
+
+/// One process's slot in the cache of one repository.
+pub(crate) struct CacheSlot {
+    dir: PathBuf,
+    /// Held while the slot is in use; released on drop.
+    _lock: WriteLock,
+}
+
+impl CacheSlot {
+    /// The cache folder when none is given: `dedup` in the platform's
+    /// cache folder (`$XDG_CACHE_HOME`, else `~/.cache`).
+    pub(crate) fn default_root() -> Result<PathBuf> {
+        dirs::cache_dir().map(|d| d.join("dedup")).ok_or_else(|| {
+            Error::invalid(
+                "cache folder",
+                "this user has none; pass --cache DIR or set DEDUP_CACHE",
+            )
+        })
+    }
+
+    /// Takes the first free slot for repository `id` under `root`,
+    /// creating folders as needed (its owner's only: the file cache holds
+    /// paths).
+    pub(crate) fn take(root: &Path, id: &str) -> Result<Self> {
+        if id.is_empty() || !id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
+            return Err(Error::invalid(
+                "repository id",
+                format!("{id:?} cannot name a cache folder"),
+            ));
+        }
+        let mut holders = Vec::new();
+        for n in 0..SLOTS {
+            let dir = if n == 0 {
+                root.join(id)
+            } else {
+                root.join(format!("{id}.{n}"))
+            };
+            private_dir(&dir)?;
+            match WriteLock::take(&dir.join("lock"), false)? {
+                Ok(lock) => return Ok(CacheSlot { dir, _lock: lock }),
+                Err(holder) => holders.push(holder),
+            }
+        }
+        Err(Error::Locked {
+            path: root.join(id),
+            holder: format!(
+                "{SLOTS} processes at once ({}, ...); let some finish, or give this one its own --cache",
+                holders[0]
+            ),
+        })
+    }
+
+    /// The slot's folder.
+    pub(crate) fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The index's RocksDB folder.
+    pub(crate) fn index(&self) -> PathBuf {
+        self.dir.join("index")
+    }
+
+    /// The saved Bloom filter.
+    pub(crate) fn bloom(&self) -> PathBuf {
+        self.dir.join("bloom")
+    }
+
+    /// The file cache's folder.
+    pub(crate) fn files(&self) -> PathBuf {
+        self.dir.join("files")
+    }
+
+    /// Writes `bytes` to the slot's file `path` whole: to a temporary
+    /// file renamed over it, so a reader finds the old bytes or the new.
+    /// No fsync: a file lost to a crash is made again.
+    pub(crate) fn replace(path: &Path, bytes: &[u8]) -> Result<()> {
+        let tmp = path.with_extension(format!("{}.tmp", std::process::id()));
+        std::fs::write(&tmp, bytes).at(&tmp)?;
+        std::fs::rename(&tmp, path).at(path)
+    }
+}
+
+/// Creates `dir` (and its parents) when absent, its owner's only.
+fn private_dir(dir: &Path) -> Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .at(dir)?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).at(dir)
+}
