@@ -378,6 +378,40 @@ fn read_segment(home: &dyn MetaStore, name: &str) -> Result<Segment> {
     Segment::decode(&home.get(&key)?, &key)
 }
 
+/// Segments fetched at a time when catching up.
+const CATCH_UP_BATCH: usize = 64;
+/// Fetches in flight at once.
+const CATCH_UP_READERS: usize = 16;
+
+/// Reads the segments `names` of `home`, in order, several at once.
+#[cfg(feature = "engine")]
+fn read_segments(home: &dyn MetaStore, names: &[&str]) -> Result<Vec<Segment>> {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let next = AtomicUsize::new(0);
+    let slots: Vec<std::sync::Mutex<Option<Result<Segment>>>> =
+        names.iter().map(|_| std::sync::Mutex::new(None)).collect();
+    std::thread::scope(|scope| {
+        for _ in 0..CATCH_UP_READERS.min(names.len()) {
+            scope.spawn(|| loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                let Some(name) = names.get(i) else { return };
+                let got = read_segment(home, name);
+                *slots[i]
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(got);
+            });
+        }
+    });
+    slots
+        .into_iter()
+        .map(|s| {
+            s.into_inner()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .expect("every slot is filled")
+        })
+        .collect()
+}
+
 #[cfg(feature = "engine")]
 impl Index {
     /// Opens the index at `path` for `access`; one process at a time.
@@ -459,19 +493,29 @@ impl Index {
                 applied += 1;
             }
         }
+        let legacy = match newest {
+            Some(full) => self.covers_legacy(full)?,
+            None => false,
+        };
+        let mut todo = Vec::new();
         for name in names {
             if Some(name) == newest || self.has_applied(name)? {
                 continue;
             }
-            if let Some(full) = newest {
-                // Before covers were written down, a full segment
-                // covered every name before its own.
-                if self.covers_legacy(full)? && name < full {
-                    continue;
-                }
+            // Before covers were written down, a full segment covered
+            // every name before its own.
+            if legacy && newest.is_some_and(|full| name < full) {
+                continue;
             }
-            self.apply(name, &read_segment(home, name)?, false)?;
-            applied += 1;
+            todo.push(name.as_str());
+        }
+        // Fetched many at a time (each is a round trip to an object
+        // store), applied one by one.
+        for batch in todo.chunks(CATCH_UP_BATCH) {
+            for (name, segment) in batch.iter().zip(read_segments(home, batch)?) {
+                self.apply(name, &segment, false)?;
+                applied += 1;
+            }
         }
         Ok(applied)
     }
