@@ -581,7 +581,31 @@ impl Index {
                 _ => {}
             }
         }
-        self.settle_entries(&mut batch, segment, &dead, &retiring, wipe)?;
+        let touched = self.settle_entries(&mut batch, segment, &dead, &retiring, wipe)?;
+        // A tombstone without ids (a full segment's) for a pack this index
+        // holds: an older full segment applied on top, from a compaction
+        // that raced the newest one. Its entries are found the slow way
+        // (those the segment touched are settled already).
+        let orphaned: HashSet<PackId> = segment
+            .ops
+            .iter()
+            .filter_map(|op| match op {
+                Op::RetirePack { pack, ids } if ids.is_empty() && !wipe => Some(*pack),
+                _ => None,
+            })
+            .filter(|pack| self.pack_shard(pack).is_some())
+            .collect();
+        if !orphaned.is_empty() {
+            let chunks = self.cf(CHUNKS);
+            self.for_each_chunk(|id, value| {
+                if touched.binary_search(&id).is_err()
+                    && orphaned.contains(&Location::decode(id, value)?.pack)
+                {
+                    batch.inner.delete_cf(chunks, id.as_bytes());
+                }
+                Ok(())
+            })?;
+        }
         batch.replays = Some(name.to_string());
         if segment.full && !segment.ops.iter().any(|o| matches!(o, Op::Covers(_))) {
             batch.mark = LEGACY_FULL;
@@ -591,6 +615,7 @@ impl Index {
 
     /// Steps 2 to 4 of [`apply`](Self::apply) for the chunk entries
     /// `segment` touches: read as they stand, settled, written to `batch`.
+    /// Returns those ids, sorted.
     fn settle_entries(
         &self,
         batch: &mut Batch<'_>,
@@ -598,7 +623,7 @@ impl Index {
         dead: &dyn Fn(&PackId) -> Result<bool>,
         retiring: &HashSet<PackId>,
         wipe: bool,
-    ) -> Result<()> {
+    ) -> Result<Vec<ChunkId>> {
         let mut touched: Vec<ChunkId> = Vec::new();
         for op in &segment.ops {
             match op {
@@ -679,7 +704,7 @@ impl Index {
                 }
             }
         }
-        Ok(())
+        Ok(touched)
     }
 
     /// True when `pack` has a tombstone here.
@@ -1212,6 +1237,58 @@ mod tests {
         for (state, order) in states.iter().zip(orders) {
             assert_eq!(state, &expected, "order {order:?}");
         }
+    }
+
+    #[test]
+    #[cfg(feature = "engine")]
+    fn two_compactions_at_once_never_bring_back_what_one_retired() {
+        use crate::store::{LocalStore, OsFs};
+        let dir = tempfile::tempdir().unwrap();
+        let home = Arc::new(LocalStore::create(OsFs::shared(), dir.path().join("home")).unwrap());
+        let open = |name: &str| {
+            Index::open(&dir.path().join(name), Access::Create)
+                .unwrap()
+                .with_segments(home.clone())
+        };
+        let names = || segment::names(home.as_ref()).unwrap();
+        let (x, y) = (ChunkId::of(b"x"), ChunkId::of(b"y"));
+        let (pa, pb) = (PackId([1; 16]), PackId([2; 16]));
+        let writer = open("writer");
+        for (pack, id) in [(pa, x), (pb, y)] {
+            let e = entries(&[id]);
+            writer
+                .commit_pack(pack, &PackInfo::of(ShardId(0), 200, &e), &e)
+                .unwrap();
+        }
+        // Two compactors see the same two segments...
+        let (one, two) = (open("one"), open("two"));
+        for c in [&one, &two] {
+            c.catch_up(home.as_ref(), &names()).unwrap();
+        }
+        let seen = names();
+        // ...then the first retires pa, compacts everything it applied and
+        // deletes what it covered, while the second, not knowing, compacts
+        // what it saw and deletes that.
+        let mut batch = one.batch();
+        batch.drop_entry(&x, pa);
+        batch.retire_pack(pa, vec![x], home.clone());
+        let _ = one.commit(batch).unwrap();
+        let covered = one.applied_of(&names()).unwrap();
+        one.write_full_segment(home.as_ref(), &covered).unwrap();
+        segment::delete(home.as_ref(), &covered).unwrap();
+        let stale = two.applied_of(&seen).unwrap();
+        two.write_full_segment(home.as_ref(), &stale).unwrap();
+        segment::delete(home.as_ref(), &stale).unwrap();
+
+        // A new cache starts from the newest full segment (the second's,
+        // which lists pa) and applies the first's on top: pa stays retired.
+        let left = names();
+        assert_eq!(left.len(), 2, "{left:?}");
+        let fresh = open("fresh");
+        fresh.catch_up(home.as_ref(), &left).unwrap();
+        assert!(fresh.pack_shard(&pa).is_none(), "a retired pack came back");
+        assert_eq!(fresh.chunk(&x).unwrap(), None);
+        assert_eq!(fresh.chunk(&y).unwrap().map(|l| l.pack), Some(pb));
     }
 
     #[test]

@@ -432,6 +432,16 @@ fn a_repository_whose_home_is_an_object_store_needs_nothing_but_the_url() {
     );
     assert_eq!(describe(&src2), describe(&out));
 
+    // Segments lost too: the store's packs and records are enough.
+    fs::remove_dir_all(home.join("segments")).unwrap();
+    let r = run(dedup_home(&url, &server, &cache).arg("snapshots"));
+    assert_eq!(r.code, 2);
+    assert!(r.stderr.contains("repair index"), "{}", r.stderr);
+    fresh(dedup_home(&url, &server, &cache).args(["repair", "index"]));
+    let out = tmp.path().join("after-repair");
+    fresh(dedup_home(&url, &server, &cache).args(["restore", "latest"]).arg(&out));
+    assert_eq!(describe(&src2), describe(&out));
+
     // A second init there is refused, and so is a prefix that holds objects.
     let r = run(dedup_home(&url, &server, &cache).arg("init"));
     assert_eq!(r.code, 2, "{}", r.stderr);
@@ -636,4 +646,55 @@ fn a_writer_killed_mid_ingest_leaves_a_stale_lock_and_leftovers_gc_removes() {
         &src,
         &tmp.path().join("out"),
     );
+}
+
+#[test]
+fn gc_in_a_loop_beside_two_writers_in_a_loop_loses_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = S3Server::start(&tmp.path().join("s3"));
+    let url = format!("s3://{}/home-five", common::s3::BUCKET);
+    // Every step from a machine with nothing cached.
+    let fresh = || {
+        let cache = tmp.path().join(format!("cache-{}", unique()));
+        dedup_home(&url, &server, &cache)
+    };
+    ok(fresh().args(["init", "--avg-size", "4KiB", "--pack-size", "256KiB"]));
+    let snapshots: Vec<(String, Vec<String>)> = std::thread::scope(|scope| {
+        let writers: Vec<_> = (0..2u64)
+            .map(|w| {
+                let src = tmp.path().join(format!("src{w}"));
+                make_tree(&src, 70);
+                scope.spawn(move || {
+                    let mut kept = Vec::new();
+                    for round in 0..4u64 {
+                        let bytes = random_bytes(w * 100 + round, 200_000);
+                        fs::write(src.join("round"), bytes).unwrap();
+                        let r = ok(fresh().args(["--wait-lock", "120", "ingest"]).arg(&src));
+                        kept.push((snapshot_id(&r.stdout), describe(&src)));
+                    }
+                    kept
+                })
+            })
+            .collect();
+        let mut gcs = 0;
+        while !writers
+            .iter()
+            .all(std::thread::ScopedJoinHandle::is_finished)
+        {
+            ok(fresh().args(["--wait-lock", "120", "gc"]));
+            gcs += 1;
+        }
+        assert!(gcs > 0);
+        writers
+            .into_iter()
+            .flat_map(|w| w.join().unwrap())
+            .collect()
+    });
+    ok(fresh().arg("gc"));
+    ok(fresh().args(["verify", "--read-data"]));
+    for (i, (id, tree)) in snapshots.iter().enumerate() {
+        let out = tmp.path().join(format!("out{i}"));
+        ok(fresh().args(["restore", id]).arg(&out));
+        assert_eq!(&describe(&out), tree, "snapshot {id}");
+    }
 }
