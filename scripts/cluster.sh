@@ -159,3 +159,12 @@ diff -r --no-dereference "$work/src-a" "$work/out-a"
 diff -r --no-dereference "$work/src-b" "$work/out-b"
 run "$two" --cache "$work/cache-new" verify --read-data > /dev/null
 echo "both snapshots restore byte for byte; verify --read-data clean"
+
+# What both writers stored at once is stored twice; gc gives it back.
+freed=$(run "$two" --cache "$work/cache-new" gc --json | awk -F': ' '/"bytes_freed"/ {gsub(/,/, "", $2); print $2}')
+echo "gc after the two writers: $((freed >> 20)) MiB freed (chunks both stored at the same time)"
+run "$two" --cache "$work/cache-new" verify --read-data > /dev/null
+rm -rf "$work/out-a"
+run "$two" --cache "$work/cache-new" restore "$snap_a" "$work/out-a" > /dev/null
+diff -r --no-dereference "$work/src-a" "$work/out-a"
+echo "after gc: verify --read-data clean, restore identical"

@@ -439,7 +439,11 @@ fn a_repository_whose_home_is_an_object_store_needs_nothing_but_the_url() {
     assert!(r.stderr.contains("repair index"), "{}", r.stderr);
     fresh(dedup_home(&url, &server, &cache).args(["repair", "index"]));
     let out = tmp.path().join("after-repair");
-    fresh(dedup_home(&url, &server, &cache).args(["restore", "latest"]).arg(&out));
+    fresh(
+        dedup_home(&url, &server, &cache)
+            .args(["restore", "latest"])
+            .arg(&out),
+    );
     assert_eq!(describe(&src2), describe(&out));
 
     // A second init there is refused, and so is a prefix that holds objects.
@@ -519,6 +523,26 @@ fn a_lock_in_the_store_names_its_holder_and_goes_stale() {
     filetime::set_file_mtime(&other, old).unwrap();
     ok(dedup_home(&url, &server, &cache).arg("ingest").arg(&src));
     assert!(!other.exists());
+
+    // An exclusive taker first claims `locks/exclusive` with a create-only
+    // PUT: a claim naming a live lock refuses it, one naming a lock that
+    // is gone is cleared, and the taker's own claim goes when it does.
+    let live = lock("exclusive-live", std::process::id(), &host);
+    fs::write(locks.join("exclusive"), "locks/exclusive-live").unwrap();
+    let r = run(dedup_home(&url, &server, &cache).arg("gc"));
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(
+        r.stderr.contains(&format!("pid {}", std::process::id())),
+        "{}",
+        r.stderr
+    );
+    fs::remove_file(&live).unwrap();
+    fs::write(locks.join("exclusive"), "locks/exclusive-gone-long-ago").unwrap();
+    ok(dedup_home(&url, &server, &cache).arg("gc"));
+    assert!(
+        !locks.join("exclusive").exists(),
+        "the claim outlived its gc"
+    );
 
     // Readers never wait for maintenance.
     let _held = lock("exclusive-live", std::process::id(), &host);
@@ -697,4 +721,28 @@ fn gc_in_a_loop_beside_two_writers_in_a_loop_loses_nothing() {
         ok(fresh().args(["restore", id]).arg(&out));
         assert_eq!(&describe(&out), tree, "snapshot {id}");
     }
+}
+
+#[test]
+fn the_store_honours_create_only_puts() {
+    // What the exclusive lock's claim and pack uploads rely on where the
+    // store supports it (s3s-fs does; a store that does not is still safe).
+    let tmp = tempfile::tempdir().unwrap();
+    let server = S3Server::start(&tmp.path().join("s3"));
+    let mut options = std::collections::BTreeMap::new();
+    options.insert("endpoint".to_string(), server.endpoint());
+    options.insert(
+        "access_key_id".to_string(),
+        common::s3::ACCESS_KEY.to_string(),
+    );
+    options.insert("secret_access_key".to_string(), SECRET_KEY.to_string());
+    options.insert("region".to_string(), "us-east-1".to_string());
+    let url = format!("s3://{}/claims", common::s3::BUCKET);
+    let store = dedup::store::object::ObjectStoreBackend::new(&url, &options).unwrap();
+    assert!(store.create_if_absent("locks/exclusive", b"first").unwrap());
+    assert!(!store
+        .create_if_absent("locks/exclusive", b"second")
+        .unwrap());
+    let kept = fs::read(server.dir("claims/locks/exclusive")).unwrap();
+    assert_eq!(kept, b"first");
 }

@@ -17,6 +17,14 @@
 //! steps back (both may, and then both report the other: never both hold
 //! what they may not hold together).
 //!
+//! Where the store honours `If-None-Match`, an exclusive taker first
+//! *claims* the fixed key `locks/exclusive` with a create-only PUT naming
+//! its lock: of two exclusive takers racing, exactly one then goes on, so
+//! they cannot both step back again and again. A claim whose lock is gone
+//! or stale is cleared by the next exclusive taker. The list check above
+//! stays, so a store that ignores the condition is as safe, only less
+//! lively.
+//!
 //! Readers' locks serve what `readers` does in a folder home: the writer
 //! deletes pack files only when no live reader lock is listed, after the
 //! commit that retired them. A reader writes its lock before it lists the
@@ -34,6 +42,9 @@ use crate::store::MetaStore;
 
 /// Where locks live in the home.
 pub(crate) const FOLDER: &str = "locks/";
+
+/// The key an exclusive taker claims with a create-only PUT.
+const CLAIM: &str = "locks/exclusive";
 
 /// What a lock is for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -134,6 +145,8 @@ pub(crate) struct ObjectLock {
     stop: Arc<(Mutex<bool>, Condvar)>,
     /// When the lock was last written.
     written: Arc<Mutex<std::time::Instant>>,
+    /// This lock holds the claim on [`CLAIM`].
+    claimed: bool,
     refresher: Option<std::thread::JoinHandle<()>>,
 }
 
@@ -146,7 +159,10 @@ impl ObjectLock {
         let key = format!("{FOLDER}{}-{}", kind.name(), hex::encode(random));
         let body = serde_json::to_vec(&Holder::me()).expect("serialises");
         MetaStore::put(home.as_ref(), &key, &body)?;
-        let lock = ObjectLock::start(home, key, body);
+        let mut lock = ObjectLock::start(home, key, body);
+        if kind == Kind::Exclusive {
+            lock.claim()?;
+        }
         // Listed after ours is written, so the store's "now" is known.
         let locks = scan(&lock.home)?;
         for stale in locks.iter().filter(|l| l.stale) {
@@ -156,15 +172,9 @@ impl ObjectLock {
             .into_iter()
             .find(|l| kind.excludes(l.kind) && !l.stale && l.key != lock.key);
         if let Some(other) = other {
-            let path = std::path::PathBuf::from(format!(
-                "{}/{FOLDER}",
-                MetaStore::location(lock.home.as_ref())
-            ));
+            let err = lock.locked(&other.holder);
             drop(lock);
-            return Err(Error::Locked {
-                path,
-                holder: other.holder.to_string(),
-            });
+            return Err(err);
         }
         Ok(lock)
     }
@@ -208,7 +218,53 @@ impl ObjectLock {
             key,
             stop,
             written,
+            claimed: false,
             refresher,
+        }
+    }
+
+    /// Claims [`CLAIM`] for this lock; fails with `Locked` while it names
+    /// another live lock.
+    fn claim(&mut self) -> Result<()> {
+        for _ in 0..3 {
+            if self.home.create_if_absent(CLAIM, self.key.as_bytes())? {
+                self.claimed = true;
+                return Ok(());
+            }
+            let named = match MetaStore::get(self.home.as_ref(), CLAIM) {
+                Ok(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
+                Err(e) if crate::store::is_not_found(&e) => continue,
+                Err(e) => return Err(e),
+            };
+            if named == self.key {
+                // Our own earlier attempt landed, its answer lost.
+                self.claimed = true;
+                return Ok(());
+            }
+            let locks = scan(&self.home)?;
+            if let Some(holder) = locks.into_iter().find(|l| l.key == named && !l.stale) {
+                return Err(self.locked(&holder.holder));
+            }
+            // Its lock is gone or stale: the claim is free.
+            MetaStore::delete(self.home.as_ref(), CLAIM)?;
+        }
+        Err(Error::Locked {
+            path: self.folder(),
+            holder: "other processes claiming it at the same time".into(),
+        })
+    }
+
+    fn folder(&self) -> std::path::PathBuf {
+        std::path::PathBuf::from(format!(
+            "{}/{FOLDER}",
+            MetaStore::location(self.home.as_ref())
+        ))
+    }
+
+    fn locked(&self, holder: &Holder) -> Error {
+        Error::Locked {
+            path: self.folder(),
+            holder: holder.to_string(),
         }
     }
 
@@ -253,6 +309,11 @@ impl Drop for ObjectLock {
         wake.notify_all();
         if let Some(t) = self.refresher.take() {
             let _ = t.join();
+        }
+        let ours = MetaStore::get(self.home.as_ref(), CLAIM)
+            .is_ok_and(|named| named == self.key.as_bytes());
+        if self.claimed && ours {
+            let _ = MetaStore::delete(self.home.as_ref(), CLAIM);
         }
         let _ = MetaStore::delete(self.home.as_ref(), &self.key);
     }

@@ -256,6 +256,24 @@ impl ObjectStoreBackend {
         unreachable!("the loop returns")
     }
 
+    /// Creates `key` holding `data` only if nothing is there
+    /// (`If-None-Match: *`): `Ok(true)` when created, `Ok(false)` when an
+    /// object was there. A store that ignores the condition replaces the
+    /// object and answers `true`, so callers stay correct without it.
+    pub fn create_if_absent(&self, key: &str, data: &[u8]) -> Result<bool> {
+        let path = self.path(key)?;
+        let opts = PutOptions {
+            mode: PutMode::Create,
+            ..Default::default()
+        };
+        let payload = PutPayload::from(data.to_vec());
+        match block_on(self.store.put_opts(&path, payload, opts)) {
+            Ok(_) => Ok(true),
+            Err(object_store::Error::AlreadyExists { .. }) => Ok(false),
+            Err(e) => Err(self.error("cannot create", key, e)),
+        }
+    }
+
     fn read(&self, key: &str) -> Result<Vec<u8>> {
         let path = self.path(key)?;
         block_on(async {
