@@ -9,12 +9,14 @@
 //! index as
 //!
 //! ```text
-//! "DDBLOOM\x01" chunk_count:u64 sha256(chunk_count ‖ payload)[32] payload
+//! "DDBLOOM\x01" stamp:u64 sha256(stamp ‖ payload)[32] payload
 //! ```
 //!
-//! and thrown away and rebuilt from the index when the file is missing,
-//! damaged, or was saved for a different number of indexed chunks (a crash
-//! between an index commit and the next save).
+//! where `stamp` is the index's generation (its count of commits) when the
+//! filter was saved, and thrown away and rebuilt from the index when the
+//! file is missing, damaged, or was saved at another generation (a crash
+//! between an index commit and the next save, or segments of other writers
+//! applied since).
 
 use growable_bloom_filter::GrowableBloom;
 use sha2::{Digest, Sha256};
@@ -27,11 +29,11 @@ const MAGIC: &[u8; 8] = b"DDBLOOM\x01";
 /// Target false-positive rate.
 pub const FALSE_POSITIVE_RATE: f64 = 0.01;
 
-/// The filter plus the number of indexed chunks it reflects.
+/// The filter, and the index generation it was saved at.
 #[derive(Clone, Debug)]
 pub struct Bloom {
     filter: GrowableBloom,
-    chunks: u64,
+    stamp: u64,
 }
 
 impl Bloom {
@@ -40,7 +42,7 @@ impl Bloom {
         let expected = expected.clamp(MIN_EXPECTED, MAX_EXPECTED) as usize;
         Bloom {
             filter: GrowableBloom::new(FALSE_POSITIVE_RATE, expected),
-            chunks: 0,
+            stamp: 0,
         }
     }
 
@@ -52,27 +54,27 @@ impl Bloom {
     /// Records a newly indexed chunk.
     pub fn insert(&mut self, id: &ChunkId) {
         self.filter.insert(id.as_bytes());
-        self.chunks += 1;
     }
 
-    /// Number of indexed chunks this filter reflects.
-    pub fn chunks(&self) -> u64 {
-        self.chunks
+    /// The index generation the filter was saved at (0 for a new one).
+    pub fn stamp(&self) -> u64 {
+        self.stamp
     }
 
-    /// Serialises with a checksum.
-    pub fn encode(&self) -> Vec<u8> {
+    /// Serialises with a checksum, stamped with the index generation it
+    /// reflects.
+    pub fn encode(&self, stamp: u64) -> Vec<u8> {
         let payload = postcard::to_stdvec(&self.filter).expect("serialising to memory cannot fail");
-        Self::frame(self.chunks, &payload)
+        Self::frame(stamp, &payload)
     }
 
     /// Wraps a payload in the file's header and checksum (the fuzz target
     /// uses this to reach the payload decoder with arbitrary bytes).
-    pub fn frame(chunks: u64, payload: &[u8]) -> Vec<u8> {
+    pub fn frame(stamp: u64, payload: &[u8]) -> Vec<u8> {
         let mut out = Vec::with_capacity(payload.len() + 48);
         out.extend_from_slice(MAGIC);
-        out.put_u64(chunks);
-        out.extend_from_slice(&checksum(chunks, payload));
+        out.put_u64(stamp);
+        out.extend_from_slice(&checksum(stamp, payload));
         out.extend_from_slice(payload);
         out
     }
@@ -83,10 +85,10 @@ impl Bloom {
         if r.take(8)? != MAGIC {
             return Err(r.error("bad magic"));
         }
-        let chunks = r.u64()?;
+        let stamp = r.u64()?;
         let sum = r.take(32)?;
         let payload = r.take(r.remaining())?;
-        if checksum(chunks, payload).as_slice() != sum {
+        if checksum(stamp, payload).as_slice() != sum {
             return Err(crate::Error::corrupt(
                 "bloom filter",
                 location,
@@ -97,7 +99,7 @@ impl Bloom {
         let shape: Shape = postcard::from_bytes(payload).map_err(|e| corrupt(e.to_string()))?;
         shape.check().map_err(|reason| corrupt(reason.into()))?;
         let filter = postcard::from_bytes(payload).map_err(|e| corrupt(e.to_string()))?;
-        Ok(Bloom { filter, chunks })
+        Ok(Bloom { filter, stamp })
     }
 }
 
@@ -177,10 +179,10 @@ const TIGHTENING_RATIO: f64 = 0.851_562_5;
 const MIN_EXPECTED: u64 = 100_000;
 const MAX_EXPECTED: u64 = 1 << 32;
 
-/// SHA-256 over the count and the payload, so neither can rot unnoticed.
-fn checksum(chunks: u64, payload: &[u8]) -> [u8; 32] {
+/// SHA-256 over the stamp and the payload, so neither can rot unnoticed.
+fn checksum(stamp: u64, payload: &[u8]) -> [u8; 32] {
     let mut h = Sha256::new();
-    h.update(chunks.to_le_bytes());
+    h.update(stamp.to_le_bytes());
     h.update(payload);
     h.finalize().into()
 }
@@ -208,7 +210,7 @@ mod tests {
             for i in 0..n {
                 b.insert(&ChunkId::of(&i.to_le_bytes()));
             }
-            let r = Bloom::decode(&b.encode(), "b");
+            let r = Bloom::decode(&b.encode(0), "b");
             assert!(r.is_ok(), "{n}: {:?}", r.err());
         }
     }
@@ -217,7 +219,7 @@ mod tests {
     fn a_filter_whose_growth_would_assert_overflow_or_explode_is_refused() {
         let mut b = Bloom::new(10);
         b.insert(&ChunkId::of(b"x"));
-        let payload = b.encode()[48..].to_vec();
+        let payload = b.encode(0)[48..].to_vec();
         let good = Bloom::decode(&Bloom::frame(0, &payload), "b");
         assert!(good.is_ok(), "{:?}", good.err());
         // The rates and growth factor are the payload's last 17 bytes:
@@ -241,8 +243,8 @@ mod tests {
         for id in &ids {
             b.insert(id);
         }
-        let back = Bloom::decode(&b.encode(), "t").unwrap();
-        assert_eq!(back.chunks(), 1000);
+        let back = Bloom::decode(&b.encode(1000), "t").unwrap();
+        assert_eq!(back.stamp(), 1000);
         assert!(ids.iter().all(|id| back.may_contain(id)));
     }
 
@@ -250,7 +252,7 @@ mod tests {
     fn damaged_filter_files_are_refused() {
         let mut b = Bloom::new(10);
         b.insert(&ChunkId::of(b"x"));
-        let good = b.encode();
+        let good = b.encode(0);
         for i in [0, 9, 20, good.len() - 1] {
             let mut bad = good.clone();
             bad[i] ^= 0x40;

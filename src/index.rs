@@ -18,7 +18,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 
 #[cfg(feature = "engine")]
 use rocksdb::{BlockBasedOptions, ColumnFamily, Options, WriteBatch, WriteOptions, DB};
@@ -342,9 +342,16 @@ pub struct Index {
     crash_points: Option<Arc<dyn Fs>>,
     /// Every indexed pack's shard: what a read needs to find a pack.
     packs: RwLock<HashMap<PackId, ShardId>>,
+    /// Commits so far (kept in `meta` too), held across each commit so
+    /// the stored count only grows: what a saved Bloom filter is stamped
+    /// with.
+    generation: Mutex<u64>,
     /// Where each commit first writes its segment (writers only).
     segments: Option<Arc<dyn MetaStore>>,
 }
+
+/// The `meta` key counting commits, over the index's whole life.
+const GENERATION: &str = "generation";
 
 /// `meta` keys `applied/<segment name>`: the segments this index holds
 /// (the value is empty, or `c` for one a full segment covered).
@@ -445,6 +452,7 @@ impl Index {
             path: path.to_path_buf(),
             crash_points: None,
             packs: RwLock::default(),
+            generation: Mutex::new(0),
             segments: None,
         };
         let packs = index
@@ -452,6 +460,7 @@ impl Index {
             .into_iter()
             .map(|(id, info)| (id, info.shard));
         index.packs = RwLock::new(packs.collect());
+        index.generation = Mutex::new(index.counter(GENERATION)?);
         Ok(index)
     }
 
@@ -807,6 +816,15 @@ impl Index {
             .is_some())
     }
 
+    /// Commits so far: a saved Bloom filter stamped with another number
+    /// is stale.
+    pub fn generation(&self) -> u64 {
+        *self
+            .generation
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
     fn err(&self, e: rocksdb::Error) -> Error {
         Error::Index {
             path: self.path.clone(),
@@ -935,6 +953,12 @@ impl Index {
         if let Some(name) = applied {
             inner.put_cf(self.cf(META), applied_key(&name), mark);
         }
+        let mut generation = self
+            .generation
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let next = *generation + 1;
+        inner.put_cf(self.cf(META), GENERATION, next.to_le_bytes());
         if let Some(fs) = &self.crash_points {
             fs.crash_point("index commit")
                 .map_err(|e| Error::io(&self.path, e))?;
@@ -956,6 +980,8 @@ impl Index {
             }
             return Err(self.err(e));
         }
+        *generation = next;
+        drop(generation);
         let mut packs = self.packs.write().expect("packs lock");
         for (pack, _) in &retired {
             packs.remove(pack);

@@ -117,7 +117,7 @@ proptest! {
         let mut bloom = Bloom::new(10);
         let ids: Vec<ChunkId> = seeds.iter().map(|s| ChunkId::of(&s.to_le_bytes())).collect();
         for id in &ids { bloom.insert(id); }
-        let reloaded = Bloom::decode(&bloom.encode(), "p").unwrap();
+        let reloaded = Bloom::decode(&bloom.encode(0), "p").unwrap();
         for id in &ids {
             prop_assert!(bloom.may_contain(id));
             prop_assert!(reloaded.may_contain(id));
@@ -199,7 +199,7 @@ fn seeds() -> &'static Seeds {
                 // time in the decoder, not in copying bytes.
                 let mut bloom = Bloom::new(16);
                 chunks.iter().take(8).for_each(|(id, _)| bloom.insert(id));
-                bloom.encode()[48..].to_vec()
+                bloom.encode(0)[48..].to_vec()
             },
             pack,
         }

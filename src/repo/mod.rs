@@ -541,9 +541,9 @@ impl Repository {
     }
 
     /// Loads the saved filter, or rebuilds it from the index when it is
-    /// missing, damaged, or stale.
-    fn load_bloom(&self) -> Result<()> {
-        let expected = self.indexed_objects()?;
+    /// missing, damaged, or stale (saved at another index generation);
+    /// returns whether the saved one was used.
+    fn load_bloom(&self) -> Result<bool> {
         let path = self.cache.bloom();
         let saved = match std::fs::read(&path) {
             Ok(bytes) => Bloom::decode(&bytes, &path.display().to_string()).ok(),
@@ -551,11 +551,11 @@ impl Repository {
             Err(e) => return Err(Error::io(&path, e)),
         };
         match saved {
-            Some(b) if b.chunks() == expected => {
+            Some(b) if b.stamp() == self.index.generation() => {
                 *self.bloom.write().expect("bloom lock") = b;
-                Ok(())
+                Ok(true)
             }
-            _ => self.rebuild_bloom(),
+            _ => self.rebuild_bloom().map(|()| false),
         }
     }
 
@@ -567,9 +567,12 @@ impl Repository {
         Ok(())
     }
 
-    /// Writes the filter beside the index.
+    /// Writes the filter beside the index, stamped with the generation it
+    /// reflects (writers insert ids before their commit, so every commit
+    /// counted is in it).
     fn save_bloom(&self) -> Result<()> {
-        let bytes = self.bloom.read().expect("bloom lock").encode();
+        let stamp = self.index.generation();
+        let bytes = self.bloom.read().expect("bloom lock").encode(stamp);
         CacheSlot::replace(&self.cache.bloom(), &bytes)
     }
 
@@ -921,4 +924,53 @@ fn legacy_index_only(home: &Home) -> Result<bool> {
     };
     Ok(folder.join(LEGACY_INDEX).join("CURRENT").exists()
         && segment::names(home.files().as_ref())?.is_empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_saved_filter_is_used_until_the_index_changes_even_with_copies_stored_twice() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("repo");
+        let cache = dir.path().join("cache");
+        let opts = |shared| OpenOptions {
+            shared,
+            cache_dir: Some(cache.clone()),
+            ..Default::default()
+        };
+        drop(Repository::init_with(&root, &InitOptions::default(), &opts(false)).unwrap());
+        // Two writers at once (two cache slots) store the same blob: two
+        // copies, which pack summaries count and the index does not.
+        let (one, two) = (
+            Repository::open_with(&root, &opts(true)).unwrap(),
+            Repository::open_with(&root, &opts(true)).unwrap(),
+        );
+        one.put(b"the same bytes").unwrap();
+        two.put(b"the same bytes").unwrap();
+        drop((one, two));
+        let packs = |r: &Repository| r.index.packs().unwrap().len();
+        let repo = Repository::open_with(&root, &opts(false)).unwrap();
+        assert_eq!(packs(&repo), 2, "both copies are there");
+        repo.put(b"something new").unwrap();
+        drop(repo);
+        let repo = Repository::open_with(&root, &opts(false)).unwrap();
+        assert!(repo.load_bloom().unwrap(), "the saved filter was current");
+        drop(repo);
+        // Another writer commits: the filter saved before is stale.
+        let other = Repository::open_with(&root, &opts(true)).unwrap();
+        other.put(b"from elsewhere").unwrap();
+        let repo = Repository::open_with(&root, &opts(true)).unwrap();
+        drop(other);
+        assert!(
+            !repo.load_bloom().unwrap(),
+            "segments applied since: rebuilt"
+        );
+        assert!(repo
+            .bloom
+            .read()
+            .unwrap()
+            .may_contain(&ChunkId::of(b"from elsewhere")));
+    }
 }

@@ -141,11 +141,17 @@ impl<'r> ObjectWriter<'r> {
         let (bytes, entries) = pack.seal();
         let mut batch = self.repo.index.batch();
         batch.publish_pack(shard.id, shard.backend.as_ref(), &bytes, &entries)?;
-        self.repo.index.commit(batch)?;
+        // Into the filter before the commit: a filter saved at any
+        // generation then holds every id committed by it (an id of a
+        // commit that fails is only a false positive).
         let mut bloom = self.repo.bloom.write().expect("bloom lock");
-        let mut pending = self.pending.lock().expect("pending lock");
         for e in &entries {
             bloom.insert(&e.id);
+        }
+        drop(bloom);
+        self.repo.index.commit(batch)?;
+        let mut pending = self.pending.lock().expect("pending lock");
+        for e in &entries {
             pending.remove(&e.id);
         }
         Ok(())
