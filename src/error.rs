@@ -118,7 +118,7 @@ pub enum Error {
     /// or refused a request (credentials, missing bucket, ...).
     #[error("object store {location}: {message}")]
     ObjectStore {
-        /// The shard URL (`s3://bucket/prefix`).
+        /// The store's URL (`s3://bucket/prefix`): a shard's or a home's.
         location: String,
         /// What was being done and the store's answer.
         message: String,

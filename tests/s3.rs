@@ -657,11 +657,18 @@ fn a_writer_killed_mid_ingest_leaves_a_stale_lock_and_leftovers_gc_removes() {
         "its lock is left"
     );
     // Its process is gone from this host, so its lock is stale at once;
-    // the packs it uploaded but never recorded are gc's to remove.
+    // the packs it uploaded but never recorded in a snapshot (indexed or
+    // not, depending on when it died) are gc's to remove: all of them.
     let _ = fs::remove_dir_all(&cache);
     let gc = ok(dedup_home(&url, &server, &cache).args(["gc", "--json"]));
     let gc: serde_json::Value = serde_json::from_str(&gc.stdout).unwrap();
-    assert!(gc["orphan_packs"].as_u64().unwrap() > 0, "{gc}");
+    let removed = gc["orphan_packs"].as_u64().unwrap() + gc["packs_deleted"].as_u64().unwrap();
+    assert!(removed >= 3, "{gc}");
+    assert_eq!(
+        packs_under(&shard),
+        Vec::<std::path::PathBuf>::new(),
+        "{gc}"
+    );
     assert!(files_under(&server.dir("home-four/locks"), "").is_empty());
     ok(dedup_home(&url, &server, &cache).args(["verify", "--read-data"]));
     ok(dedup_home(&url, &server, &cache).arg("ingest").arg(&src));

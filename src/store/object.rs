@@ -69,9 +69,12 @@ fn block_on<T>(fut: impl Future<Output = T>) -> T {
 
 /// Splits `s3://bucket/some/prefix` into the bucket and the prefix.
 pub fn parse_url(url: &str) -> Result<(String, String)> {
-    let rest = url
-        .strip_prefix(SCHEME)
-        .ok_or_else(|| Error::invalid("shard URL", format!("{url:?} does not start with s3://")))?;
+    let rest = url.strip_prefix(SCHEME).ok_or_else(|| {
+        Error::invalid(
+            "object-store URL",
+            format!("{url:?} does not start with s3://"),
+        )
+    })?;
     let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
     let prefix = prefix.trim_matches('/');
     let bucket_ok = (3..=63).contains(&bucket.len())
@@ -80,13 +83,13 @@ pub fn parse_url(url: &str) -> Result<(String, String)> {
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.');
     if !bucket_ok {
         return Err(Error::invalid(
-            "shard URL",
+            "object-store URL",
             format!("{bucket:?} in {url} is not a valid bucket name"),
         ));
     }
     if prefix.split('/').any(|c| c == "." || c == "..") || prefix.contains("//") {
         return Err(Error::invalid(
-            "shard URL",
+            "object-store URL",
             format!("the prefix of {url} has empty, '.' or '..' parts"),
         ));
     }
