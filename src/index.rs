@@ -493,12 +493,24 @@ impl Index {
     /// segments were tampered with) is of another history: it is emptied
     /// and filled again from the home.
     pub fn catch_up(&self, home: &dyn MetaStore, names: &[String]) -> Result<u64> {
+        self.catch_up_with(home, names, &mut |_| {})
+    }
+
+    /// [`catch_up`](Self::catch_up), telling `added` every id a segment
+    /// points somewhere (a superset of what entered the index), so that a
+    /// Bloom filter follows without a rebuild.
+    pub fn catch_up_with(
+        &self,
+        home: &dyn MetaStore,
+        names: &[String],
+        added: &mut dyn FnMut(&ChunkId),
+    ) -> Result<u64> {
         let mut applied = 0;
         let newest = names.iter().rev().find(|n| segment::is_full(n));
         if let Some(full) = newest {
             let fresh = !self.has_applied(full)?;
             if fresh || self.ahead_of(names)? {
-                self.apply(full, &read_segment(home, full)?, true)?;
+                self.apply(full, &read_segment(home, full)?, true, added)?;
                 applied += 1;
             }
         }
@@ -522,7 +534,7 @@ impl Index {
         // store), applied one by one.
         for batch in todo.chunks(CATCH_UP_BATCH) {
             for (name, segment) in batch.iter().zip(read_segments(home, batch)?) {
-                self.apply(name, &segment, false)?;
+                self.apply(name, &segment, false, added)?;
                 applied += 1;
             }
         }
@@ -554,7 +566,20 @@ impl Index {
     ///    into the pack they name, so a copy elsewhere is never lost.
     ///
     /// A full segment also marks the segments it covers as applied.
-    fn apply(&self, name: &str, segment: &Segment, wipe: bool) -> Result<()> {
+    fn apply(
+        &self,
+        name: &str,
+        segment: &Segment,
+        wipe: bool,
+        added: &mut dyn FnMut(&ChunkId),
+    ) -> Result<()> {
+        for op in &segment.ops {
+            match op {
+                Op::AddPack { entries, .. } => entries.iter().for_each(|e| added(&e.id)),
+                Op::Locate(loc) => added(&loc.entry.id),
+                _ => {}
+            }
+        }
         let mut batch = self.batch();
         if wipe {
             batch.wipe();
@@ -1237,7 +1262,7 @@ mod tests {
                 let key = format!("{}{name}", segment::FOLDER);
                 let bytes = MetaStore::get(home.as_ref(), &key).unwrap();
                 let seg = Segment::decode(&bytes, &key).unwrap();
-                cache.apply(name, &seg, false).unwrap();
+                cache.apply(name, &seg, false, &mut |_| {}).unwrap();
             }
             let state: Vec<Option<PackId>> = [x, y, z]
                 .iter()

@@ -286,7 +286,18 @@ impl Repository {
         // its chunks' segments are, so every record listed here has its
         // chunks in the segments listed next.
         let records = files.list(SnapshotRecord::FOLDER)?;
-        let index = open_cache_index(&home, &cache, &fs, !read_only)?;
+        let (index, names) = open_cache_index(&home, &cache, &fs, !read_only)?;
+        // A writer's filter as saved, then brought up to date with the
+        // index (without a rebuild when it was current before).
+        let mut bloom = if read_only {
+            Bloom::new(0)
+        } else {
+            load_bloom(&cache, &index)?.0
+        };
+        let mut insert = |id: &ChunkId| bloom.insert(id);
+        let mut ignore = |_: &ChunkId| {};
+        let added: &mut dyn FnMut(&ChunkId) = if read_only { &mut ignore } else { &mut insert };
+        index.catch_up_with(files.as_ref(), &names, added)?;
         let shards = config
             .shards
             .iter()
@@ -303,7 +314,7 @@ impl Repository {
             index,
             shards,
             ring,
-            bloom: RwLock::new(Bloom::new(0)),
+            bloom: RwLock::new(bloom),
             // A cache that cannot be opened only costs re-reading files.
             file_cache: if read_only {
                 None
@@ -328,9 +339,6 @@ impl Repository {
             }
         }
         repo.adopt_snapshot_files(records)?;
-        if !read_only {
-            repo.load_bloom()?;
-        }
         Ok(repo)
     }
 
@@ -425,9 +433,11 @@ impl Repository {
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         let records = self.files.list(SnapshotRecord::FOLDER)?;
         let names = segment::names(self.files.as_ref())?;
-        if self.index.catch_up(self.files.as_ref(), &names)? > 0 && self.is_writer() {
-            self.rebuild_bloom()?;
-        }
+        let mut bloom = self.bloom.write().expect("bloom lock");
+        let mut insert = |id: &ChunkId| bloom.insert(id);
+        self.index
+            .catch_up_with(self.files.as_ref(), &names, &mut insert)?;
+        drop(bloom);
         self.adopt_snapshot_files(records)
     }
 
@@ -530,40 +540,9 @@ impl Repository {
         out
     }
 
-    /// Number of objects (chunks and trees) in the index, from pack summaries.
-    fn indexed_objects(&self) -> Result<u64> {
-        Ok(self
-            .index
-            .packs()?
-            .iter()
-            .map(|(_, p)| u64::from(p.data_chunks) + u64::from(p.tree_objects))
-            .sum())
-    }
-
-    /// Loads the saved filter, or rebuilds it from the index when it is
-    /// missing, damaged, or stale (saved at another index generation);
-    /// returns whether the saved one was used.
-    fn load_bloom(&self) -> Result<bool> {
-        let path = self.cache.bloom();
-        let saved = match std::fs::read(&path) {
-            Ok(bytes) => Bloom::decode(&bytes, &path.display().to_string()).ok(),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-            Err(e) => return Err(Error::io(&path, e)),
-        };
-        match saved {
-            Some(b) if b.stamp() == self.index.generation() => {
-                *self.bloom.write().expect("bloom lock") = b;
-                Ok(true)
-            }
-            _ => self.rebuild_bloom().map(|()| false),
-        }
-    }
-
     /// Refills the filter from every id in the index.
     fn rebuild_bloom(&self) -> Result<()> {
-        let mut b = Bloom::new(self.indexed_objects()? * 2);
-        self.index.for_each_chunk_id(|id| b.insert(&id))?;
-        *self.bloom.write().expect("bloom lock") = b;
+        *self.bloom.write().expect("bloom lock") = rebuilt_bloom(&self.index)?;
         Ok(())
     }
 
@@ -872,9 +851,9 @@ pub(crate) fn read_config(files: &dyn MetaStore, root: &Path) -> Result<Config> 
     }
 }
 
-/// The index in `cache`: the home's segments applied, brought up to date
-/// with them (and made anew from them when the slot has none). A writer's
-/// index then writes each commit's segment first.
+/// The index in `cache`, and the home's segments, which it is then brought
+/// up to date with (made anew from them when the slot has none). A
+/// writer's index writes each commit's segment first.
 ///
 /// A home without segments is either from before them, with its index
 /// still in the home (a writer makes a full segment of that index, then
@@ -885,7 +864,7 @@ fn open_cache_index(
     cache: &CacheSlot,
     fs: &Arc<dyn Fs>,
     writer: bool,
-) -> Result<Index> {
+) -> Result<(Index, Vec<String>)> {
     let files = home.files();
     let legacy = home.folder().map(|f| f.join(LEGACY_INDEX));
     let mut names = segment::names(files.as_ref())?;
@@ -912,8 +891,35 @@ fn open_cache_index(
     } else {
         index
     };
-    index.catch_up(files.as_ref(), &names)?;
-    Ok(index)
+    Ok((index, names))
+}
+
+/// The saved filter of the slot `cache`, if it is current for `index`
+/// (saved at its generation), else one rebuilt from it; and whether the
+/// saved one was used.
+fn load_bloom(cache: &CacheSlot, index: &Index) -> Result<(Bloom, bool)> {
+    let path = cache.bloom();
+    let saved = match std::fs::read(&path) {
+        Ok(bytes) => Bloom::decode(&bytes, &path.display().to_string()).ok(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => return Err(Error::io(&path, e)),
+    };
+    match saved {
+        Some(b) if b.stamp() == index.generation() => Ok((b, true)),
+        _ => Ok((rebuilt_bloom(index)?, false)),
+    }
+}
+
+/// A filter of every id in `index`, sized from its pack summaries.
+fn rebuilt_bloom(index: &Index) -> Result<Bloom> {
+    let objects: u64 = index
+        .packs()?
+        .iter()
+        .map(|(_, p)| u64::from(p.data_chunks) + u64::from(p.tree_objects))
+        .sum();
+    let mut b = Bloom::new(objects * 2);
+    index.for_each_chunk_id(|id| b.insert(&id))?;
+    Ok(b)
 }
 
 /// True when the home keeps its index the way versions before segments
@@ -930,8 +936,15 @@ fn legacy_index_only(home: &Home) -> Result<bool> {
 mod tests {
     use super::*;
 
+    fn repo_id(root: &Path) -> String {
+        let home = Home::open(root, &OsFs::shared(), false).unwrap();
+        read_config(home.files().as_ref(), root)
+            .unwrap()
+            .repository_id
+    }
+
     #[test]
-    fn the_saved_filter_is_used_until_the_index_changes_even_with_copies_stored_twice() {
+    fn the_saved_filter_is_used_and_caught_up_not_rebuilt_even_with_copies_stored_twice() {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path().join("repo");
         let cache = dir.path().join("cache");
@@ -955,22 +968,31 @@ mod tests {
         assert_eq!(packs(&repo), 2, "both copies are there");
         repo.put(b"something new").unwrap();
         drop(repo);
-        let repo = Repository::open_with(&root, &opts(false)).unwrap();
-        assert!(repo.load_bloom().unwrap(), "the saved filter was current");
-        drop(repo);
-        // Another writer commits: the filter saved before is stale.
+        // The saved filter is current: used as it is, not rebuilt.
+        let slot = CacheSlot::take(&cache, &repo_id(&root)).unwrap();
+        let home = Home::open(&root, &OsFs::shared(), false).unwrap();
+        let fs = OsFs::shared();
+        let (index, _) = open_cache_index(&home, &slot, &fs, true).unwrap();
+        assert!(
+            load_bloom(&slot, &index).unwrap().1,
+            "the saved filter was current"
+        );
+        drop(index);
+        // Another writer (on another slot, this one being held) commits:
+        // the filter saved here stays usable, and catching up adds the new
+        // ids to it instead of rebuilding it.
         let other = Repository::open_with(&root, &opts(true)).unwrap();
         other.put(b"from elsewhere").unwrap();
-        let repo = Repository::open_with(&root, &opts(true)).unwrap();
         drop(other);
-        assert!(
-            !repo.load_bloom().unwrap(),
-            "segments applied since: rebuilt"
-        );
-        assert!(repo
-            .bloom
-            .read()
-            .unwrap()
-            .may_contain(&ChunkId::of(b"from elsewhere")));
+        let (index, names) = open_cache_index(&home, &slot, &fs, true).unwrap();
+        let (mut bloom, current) = load_bloom(&slot, &index).unwrap();
+        assert!(current, "current as of the segments it had applied");
+        let fresh = ChunkId::of(b"from elsewhere");
+        assert!(!bloom.may_contain(&fresh));
+        index
+            .catch_up_with(home.files().as_ref(), &names, &mut |id| bloom.insert(id))
+            .unwrap();
+        assert!(bloom.may_contain(&fresh));
+        assert!(index.chunk(&fresh).unwrap().is_some());
     }
 }
