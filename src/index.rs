@@ -385,6 +385,10 @@ fn read_segment(home: &dyn MetaStore, name: &str) -> Result<Segment> {
     Segment::decode(&home.get(&key)?, &key)
 }
 
+/// Times a catch-up lists the home again after a segment it listed was
+/// compacted away before it could fetch it.
+const CATCH_UP_RELISTS: u32 = 5;
+
 /// Segments fetched at a time when catching up.
 const CATCH_UP_BATCH: usize = 64;
 /// Fetches in flight at once.
@@ -499,6 +503,10 @@ impl Index {
     /// [`catch_up`](Self::catch_up), telling `added` every id a segment
     /// points somewhere (a superset of what entered the index), so that a
     /// Bloom filter follows without a rebuild.
+    ///
+    /// A segment listed but gone when fetched was compacted away meanwhile
+    /// (by a gc, which does not wait for readers): the home is listed again
+    /// and the newer full segment that covers it is applied instead.
     pub fn catch_up_with(
         &self,
         home: &dyn MetaStore,
@@ -506,12 +514,34 @@ impl Index {
         added: &mut dyn FnMut(&ChunkId),
     ) -> Result<u64> {
         let mut applied = 0;
+        let mut listed = std::borrow::Cow::Borrowed(names);
+        let mut attempt = 0;
+        loop {
+            match self.catch_up_once(home, &listed, added, &mut applied) {
+                Err(e) if crate::store::is_not_found(&e) && attempt < CATCH_UP_RELISTS => {
+                    attempt += 1;
+                    listed = std::borrow::Cow::Owned(segment::names(home)?);
+                }
+                other => return other.map(|()| applied),
+            }
+        }
+    }
+
+    /// One pass of [`catch_up_with`](Self::catch_up_with) over `names`,
+    /// counting the segments it applies in `applied`.
+    fn catch_up_once(
+        &self,
+        home: &dyn MetaStore,
+        names: &[String],
+        added: &mut dyn FnMut(&ChunkId),
+        applied: &mut u64,
+    ) -> Result<()> {
         let newest = names.iter().rev().find(|n| segment::is_full(n));
         if let Some(full) = newest {
             let fresh = !self.has_applied(full)?;
             if fresh || self.ahead_of(names)? {
                 self.apply(full, &read_segment(home, full)?, true, added)?;
-                applied += 1;
+                *applied += 1;
             }
         }
         let legacy = match newest {
@@ -535,10 +565,10 @@ impl Index {
         for batch in todo.chunks(CATCH_UP_BATCH) {
             for (name, segment) in batch.iter().zip(read_segments(home, batch)?) {
                 self.apply(name, &segment, false, added)?;
-                applied += 1;
+                *applied += 1;
             }
         }
-        Ok(applied)
+        Ok(())
     }
 
     /// True when the applied full segment `full` had no covers (it was
@@ -1340,6 +1370,39 @@ mod tests {
         assert!(fresh.pack_shard(&pa).is_none(), "a retired pack came back");
         assert_eq!(fresh.chunk(&x).unwrap(), None);
         assert_eq!(fresh.chunk(&y).unwrap().map(|l| l.pack), Some(pb));
+    }
+
+    #[test]
+    #[cfg(feature = "engine")]
+    fn a_catch_up_that_meets_a_segment_compacted_away_lists_again() {
+        use crate::store::{LocalStore, OsFs};
+        let dir = tempfile::tempdir().unwrap();
+        let home = Arc::new(LocalStore::create(OsFs::shared(), dir.path().join("home")).unwrap());
+        let open = |name: &str| {
+            Index::open(&dir.path().join(name), Access::Create)
+                .unwrap()
+                .with_segments(home.clone())
+        };
+        let writer = open("writer");
+        let ids: Vec<ChunkId> = (0..3u8).map(|i| ChunkId::of(&[i])).collect();
+        for (i, id) in ids.iter().enumerate() {
+            let e = entries(&[*id]);
+            let pack = PackId([i as u8 + 1; 16]);
+            writer
+                .commit_pack(pack, &PackInfo::of(ShardId(0), 200, &e), &e)
+                .unwrap();
+        }
+        // A reader lists the segments; a gc compacts them and deletes them
+        // before the reader fetches one.
+        let listed = segment::names(home.as_ref()).unwrap();
+        let covered = writer.applied_of(&listed).unwrap();
+        writer.write_full_segment(home.as_ref(), &covered).unwrap();
+        segment::delete(home.as_ref(), &covered).unwrap();
+        let reader = open("reader");
+        reader.catch_up(home.as_ref(), &listed).unwrap();
+        for id in &ids {
+            assert!(reader.chunk(id).unwrap().is_some());
+        }
     }
 
     #[test]
