@@ -574,11 +574,29 @@ impl Index {
     /// True when the applied full segment `full` had no covers (it was
     /// written before them).
     fn covers_legacy(&self, full: &str) -> Result<bool> {
-        Ok(self
-            .db
-            .get_pinned_cf(self.cf(META), applied_key(full))
-            .map_err(|e| self.err(e))?
-            .is_some_and(|v| v.as_ref() == LEGACY_FULL))
+        Ok(self.meta(&applied_key(full))?.as_deref() == Some(LEGACY_FULL))
+    }
+
+    /// The `meta` value under `key`.
+    fn meta(&self, key: &str) -> Result<Option<Vec<u8>>> {
+        self.db.get_cf(self.cf(META), key).map_err(|e| self.err(e))
+    }
+
+    /// Every `meta` key under `prefix` (the rest of it, as text) with its
+    /// value, in key order.
+    fn meta_under(&self, prefix: &str) -> Result<Vec<(String, Vec<u8>)>> {
+        let mut out = Vec::new();
+        for item in self.db.prefix_iterator_cf(self.cf(META), prefix) {
+            let (key, value) = item.map_err(|e| self.err(e))?;
+            let Some(rest) = key
+                .strip_prefix(prefix.as_bytes())
+                .and_then(|k| std::str::from_utf8(k).ok())
+            else {
+                break;
+            };
+            out.push((rest.to_string(), value.to_vec()));
+        }
+        Ok(out)
     }
 
     /// Applies segment `name` in one commit, starting from an empty index
@@ -773,11 +791,7 @@ impl Index {
 
     /// True when `pack` has a tombstone here.
     fn is_retired(&self, pack: &PackId) -> Result<bool> {
-        Ok(self
-            .db
-            .get_pinned_cf(self.cf(META), retired_key(pack))
-            .map_err(|e| self.err(e))?
-            .is_some())
+        Ok(self.meta(&retired_key(pack))?.is_some())
     }
 
     /// Writes a full segment of the index as it stands to `home`: every
@@ -802,15 +816,9 @@ impl Index {
                 entries: entries.remove(&pack).unwrap_or_default(),
             })
             .collect();
-        for item in self.db.prefix_iterator_cf(self.cf(META), RETIRED) {
-            let (key, _) = item.map_err(|e| self.err(e))?;
-            let Some(pack) = key
-                .strip_prefix(RETIRED.as_bytes())
-                .and_then(|h| std::str::from_utf8(h).ok())
-                .and_then(PackId::from_hex)
-            else {
-                break;
-            };
+        for (hex, _) in self.meta_under(RETIRED)? {
+            let pack = PackId::from_hex(&hex)
+                .ok_or_else(|| Error::corrupt("index tombstone", &hex, "not a pack id"))?;
             ops.push(Op::RetirePack {
                 pack,
                 ids: Vec::new(),
@@ -846,29 +854,13 @@ impl Index {
     /// segment that is not in `names`, the home's: it is of another
     /// history.
     fn ahead_of(&self, names: &[String]) -> Result<bool> {
-        for item in self.db.prefix_iterator_cf(self.cf(META), APPLIED) {
-            let (key, value) = item.map_err(|e| self.err(e))?;
-            let Some(name) = key
-                .strip_prefix(APPLIED.as_bytes())
-                .and_then(|n| std::str::from_utf8(n).ok())
-            else {
-                break;
-            };
-            if value.as_ref() != COVERED
-                && names.binary_search_by(|l| l.as_str().cmp(name)).is_err()
-            {
-                return Ok(true);
-            }
-        }
-        Ok(false)
+        Ok(self.meta_under(APPLIED)?.iter().any(|(name, value)| {
+            value != COVERED && names.binary_search_by(|l| l.cmp(name)).is_err()
+        }))
     }
 
     fn has_applied(&self, name: &str) -> Result<bool> {
-        Ok(self
-            .db
-            .get_pinned_cf(self.cf(META), applied_key(name))
-            .map_err(|e| self.err(e))?
-            .is_some())
+        Ok(self.meta(&applied_key(name))?.is_some())
     }
 
     /// Commits so far: a saved Bloom filter stamped with another number
@@ -1149,11 +1141,7 @@ impl Index {
 
     /// A metadata counter (0 when absent).
     pub fn counter(&self, name: &str) -> Result<u64> {
-        match self
-            .db
-            .get_cf(self.cf(META), name)
-            .map_err(|e| self.err(e))?
-        {
+        match self.meta(name)? {
             Some(v) => {
                 let mut r = Reader::new(&v, "index counter", name);
                 let n = r.u64()?;

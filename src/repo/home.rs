@@ -90,9 +90,8 @@ pub(crate) enum Hold {
     /// A folder home's writer: `flock`s on `lock` (alone, or shared with
     /// other writers) and on `readers` (tried alone before each delete).
     FolderWriter {
-        _lock: WriteLock,
+        lock: WriteLock,
         readers: ReadersLock,
-        shared: bool,
     },
     /// A folder home's reader: a shared `flock` on `readers` (`None` when
     /// the folder is read-only media, where nobody deletes).
@@ -108,9 +107,8 @@ impl Hold {
     pub(crate) fn writer(home: &Home, shared: bool) -> Result<Hold> {
         match home {
             Home::Folder(s) => Ok(Hold::FolderWriter {
-                _lock: WriteLock::acquire(s.root(), shared)?,
+                lock: WriteLock::acquire(s.root(), shared)?,
                 readers: ReadersLock::create(s.root())?,
-                shared,
             }),
             #[cfg(feature = "s3")]
             Home::Object(s) => {
@@ -152,7 +150,7 @@ impl Hold {
     /// True for the writer that holds the lock alone.
     pub(crate) fn is_exclusive(&self) -> bool {
         match self {
-            Hold::FolderWriter { shared, .. } => !shared,
+            Hold::FolderWriter { lock, .. } => !lock.is_shared(),
             Hold::FolderReader { .. } => false,
             #[cfg(feature = "s3")]
             Hold::Object(_, kind) => *kind == Kind::Exclusive,

@@ -131,6 +131,11 @@ impl WriteLock {
         }
         Ok(Err("other processes taking and releasing it".into()))
     }
+
+    /// True when held beside other shared holders, not alone.
+    pub(crate) fn is_shared(&self) -> bool {
+        self.shared
+    }
 }
 
 impl Drop for WriteLock {
