@@ -21,6 +21,8 @@ ROUNDS="${ROUNDS:-4}"
 [ -x /usr/bin/time ] || { echo "ab.sh needs GNU time (Debian: apt-get install -y time)" >&2; exit 1; }
 source benches/corpora.sh
 NEW="$DEDUP"
+# The cache beside the repository, on the same file system.
+export DEDUP_CACHE="$WORK/dedup-cache"
 
 seconds() { # CMD...: prints the wall seconds CMD took
   /usr/bin/time -f "%e" -o "$WORK/time" "$@" >/dev/null
@@ -29,14 +31,14 @@ seconds() { # CMD...: prints the wall seconds CMD took
 
 results="$WORK/results"
 : >"$results"
-for corpus in small shift huge; do
+for corpus in "${CORPORA[@]}"; do
   for round in $(seq 1 "$ROUNDS"); do
     order="new base"
     [ $((round % 2)) = 0 ] && order="base new"
     for build in $order; do
       bin="$NEW"
       [ "$build" = base ] && bin="$BASE"
-      rm -rf "$WORK/repo" "$WORK/out"
+      rm -rf "$WORK/repo" "$WORK/out" "$DEDUP_CACHE"
       "$bin" --repo "$WORK/repo" --quiet init >/dev/null
       i=$(seconds "$bin" --repo "$WORK/repo" --quiet ingest "$WORK/base/$corpus")
       r=$(seconds "$bin" --repo "$WORK/repo" --quiet restore latest "$WORK/out")
@@ -50,12 +52,15 @@ rm -rf "$WORK/repo" "$WORK/out"
 python3 - "$results" <<'EOF'
 import collections, statistics, sys
 runs = collections.defaultdict(list)
+corpora = []
 for line in open(sys.argv[1]):
     corpus, build, ingest, restore = line.split()
+    if corpus not in corpora:
+        corpora.append(corpus)
     runs[corpus, build, "ingest"].append(float(ingest))
     runs[corpus, build, "restore"].append(float(restore))
 print(f"{'corpus':7} {'step':8} {'baseline s':>10} {'this s':>8} {'ratio':>6}")
-for corpus in ["small", "shift", "huge"]:
+for corpus in corpora:
     for step in ["ingest", "restore"]:
         base = statistics.median(runs[corpus, "base", step])
         new = statistics.median(runs[corpus, "new", step])

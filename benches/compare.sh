@@ -1,31 +1,52 @@
 #!/usr/bin/env bash
-# Side-by-side: dedup against restic and borg on the same generated corpora.
+# Side-by-side: dedup against restic and borg on the same corpora.
 #
-#   benches/compare.sh [WORKDIR]        (default WORKDIR: /tmp/dedup-compare)
+#   benches/compare.sh [--tmpfs] [WORKDIR]   (default WORKDIR: /tmp/dedup-compare,
+#                                             with --tmpfs /dev/shm/dedup-compare)
 #
 # Needs restic, borg and GNU time; installs nothing. On Debian:
 #   apt-get install -y restic borgbackup time
-# Corpora (seeded, see examples/gen_corpus.rs), scaled by SCALE (default 1):
+# --tmpfs puts the corpora, the repositories and every tool's cache on a
+# tmpfs (it checks that WORKDIR is one), so a noisy disk cannot decide a
+# ratio; everything is then read from memory by every tool alike.
+# Corpora ($CORPORA, default all five, in this order):
+#   trees : ten releases of Django's source (PyPI sdists, fetched once per
+#           machine by pip into ~/.cache/dedup-tools/corpus), unpacked side
+#           by side: about 67 000 files of real source;
+#   tars  : the same ten releases as ten uncompressed tar files;
 #   small : 50 000 small files of mixed sizes and kinds, then 3 more versions
 #           (~2% of files edited, ~1% added, ~0.5% deleted each), changed in
 #           place as a real backup source is;
 #   shift : 4 files of 256 MiB, then 2 versions with blocks inserted and
 #           deleted at random places (content shifts);
 #   huge  : one 2 GiB file.
+# The last three are seeded (examples/gen_corpus.rs) and scaled by SCALE
+# (default 1).
 # For each tool and corpus it prints: ingest seconds (all versions, new
 # data), re-ingest seconds (the last version again, unchanged), restore
 # seconds (last version), stored bytes, peak memory (largest RSS of any step),
 # then dedup's ratio to each peer. Peers run with their defaults, encryption
 # off where the tool allows (borg: --encryption none; restic cannot: a
-# password is set). Everything runs from the page cache.
+# password is set). Before each tool starts on a corpus, the corpus is read
+# once so every tool starts from a warm page cache.
 #
 # PEERS="restic borg" (the default) picks the peers. DEDUP_BASELINE=PATH adds
 # another dedup binary (an earlier build, say) as the peer "baseline", run
 # side by side with this one, to see what a change did to speed:
-#   DEDUP_BASELINE=/tmp/dedup-before PEERS= benches/compare.sh /dev/shm/cmp
+#   DEDUP_BASELINE=/tmp/dedup-before PEERS= benches/compare.sh --tmpfs
 set -euo pipefail
 cd "$(dirname "$0")/.."
-WORK="${1:-/tmp/dedup-compare}"
+TMPFS=
+if [ "${1:-}" = --tmpfs ]; then
+  TMPFS=1
+  shift
+fi
+WORK="${1:-$([ -n "$TMPFS" ] && echo /dev/shm/dedup-compare || echo /tmp/dedup-compare)}"
+if [ -n "$TMPFS" ]; then
+  mkdir -p "$WORK"
+  fs=$(stat -f -c %T "$WORK")
+  [ "$fs" = tmpfs ] || { echo "compare.sh --tmpfs: $WORK is on $fs, not a tmpfs" >&2; exit 1; }
+fi
 SCALE="${SCALE:-1}"
 
 read -r -a PEERS <<<"${PEERS-restic borg}"
@@ -50,6 +71,9 @@ fi
 source benches/corpora.sh
 export RESTIC_PASSWORD=compare BORG_UNKNOWN_UNENCRYPTED_REPO_ACCESS_IS_OK=yes BORG_RELOCATED_REPO_ACCESS_IS_OK=yes
 export RESTIC_CACHE_DIR="$WORK/restic-cache" BORG_BASE_DIR="$WORK/borg-base"
+export DEDUP_CACHE="$WORK/dedup-cache"
+versions_trees=1
+versions_tars=1
 versions_small=4
 versions_shift=3
 versions_huge=1
@@ -77,13 +101,15 @@ backup() { # tool repo archive-name
 }
 
 declare -A RESULT
-for corpus in small shift huge; do
+for corpus in "${CORPORA[@]}"; do
   versions_var="versions_$corpus"
   versions=${!versions_var}
   for tool in "${TOOLS[@]}"; do
     repo="$WORK/repo-$tool-$corpus"
-    rm -rf "$WORK/live" "$repo"
+    rm -rf "$WORK/live" "$repo" "$DEDUP_CACHE" "$RESTIC_CACHE_DIR" "$BORG_BASE_DIR"
     cp -al "$WORK/base/$corpus" "$WORK/live"
+    # A warm page cache for every tool alike.
+    tar -cf - -C "$WORK" live | cat >/dev/null
     case $tool in
       dedup) "$DEDUP" --repo "$repo" init >/dev/null ;;
       baseline) "$DEDUP_BASELINE" --repo "$repo" init >/dev/null ;;
@@ -131,7 +157,7 @@ done
 
 echo
 printf '%-7s %-7s %10s %12s %10s %14s %10s\n' corpus tool "ingest s" "re-ingest s" "restore s" "stored MiB" "peak MiB"
-for corpus in small shift huge; do
+for corpus in "${CORPORA[@]}"; do
   for tool in "${TOOLS[@]}"; do
     read -r i r s b p <<<"${RESULT[$corpus,$tool]}"
     printf '%-7s %-7s %10.2f %12.2f %10.2f %14.1f %10d\n' "$corpus" "$tool" "$i" "$r" "$s" "$(awk -v b="$b" 'BEGIN{print b/1048576}')" $((p / 1024))
@@ -140,7 +166,7 @@ done
 echo
 echo "dedup's advantage (peer / dedup: above 1 means dedup is faster or smaller)"
 printf '%-7s %-7s %10s %12s %10s %14s %10s\n' corpus peer ingest re-ingest restore stored peak
-for corpus in small shift huge; do
+for corpus in "${CORPORA[@]}"; do
   read -r di dr ds db dp <<<"${RESULT[$corpus,dedup]}"
   for tool in "${PEERS[@]}"; do
     read -r i r s b p <<<"${RESULT[$corpus,$tool]}"

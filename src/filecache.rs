@@ -102,7 +102,7 @@ impl FileCache {
     }
 
     /// Cache values for many paths, in order. A read error counts as a miss.
-    pub fn get_many(&self, keys: &[Vec<u8>]) -> Vec<Option<Vec<u8>>> {
+    pub fn get_many<K: AsRef<[u8]>>(&self, keys: &[K]) -> Vec<Option<Vec<u8>>> {
         self.db
             .multi_get(keys)
             .into_iter()

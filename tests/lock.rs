@@ -154,8 +154,9 @@ struct PauseHalfway {
 }
 
 impl dedup::Progress for PauseHalfway {
-    fn set_total(&self, bytes: u64) {
-        self.total.store(bytes, std::sync::atomic::Ordering::SeqCst);
+    fn add_total(&self, bytes: u64) {
+        self.total
+            .fetch_add(bytes, std::sync::atomic::Ordering::SeqCst);
     }
     fn advance(&self, bytes: u64) {
         use std::sync::atomic::Ordering::SeqCst;

@@ -67,6 +67,9 @@ use writer::ObjectWriter;
 pub trait Progress: Sync {
     /// The total bytes the operation expects to handle, once known.
     fn set_total(&self, _bytes: u64) {}
+    /// `bytes` more to handle, found while the work is under way (an
+    /// ingest finds its input as it walks it).
+    fn add_total(&self, _bytes: u64) {}
     /// `bytes` more were handled.
     fn advance(&self, _bytes: u64) {}
     /// A non-fatal problem (an unreadable file that is skipped, say).

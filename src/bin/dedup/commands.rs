@@ -150,6 +150,11 @@ impl Progress for Bar {
             bar.set_length(bytes);
         }
     }
+    fn add_total(&self, bytes: u64) {
+        if let Some(bar) = &self.bar {
+            bar.inc_length(bytes);
+        }
+    }
     fn advance(&self, bytes: u64) {
         if let Some(bar) = &self.bar {
             bar.inc(bytes);

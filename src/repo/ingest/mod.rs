@@ -1,32 +1,28 @@
 //! Ingest: walk directory trees, store their files and listings, record a
 //! snapshot.
 //!
-//! Four phases. (1) Walk (`scan.rs`): read directory listings and
-//! metadata, sorted by name, without following symlinks. (2) Files
-//! (`read.rs`), in parallel: from the file cache when unchanged, else read
-//! and cut, their new chunks stored. (3) Trees bottom-up. (4) The snapshot
-//! record, written only after every pack is committed (invariant 3).
-//! Output is deterministic: the same tree always gives the same root tree
-//! id.
+//! Folder by folder (`folder.rs`), in parallel: list a folder (sorted by
+//! name, symlinks not followed), store its files (`read.rs`: from the file
+//! cache when unchanged, else read and cut, their new chunks stored) and
+//! subfolders, then its tree. Last, the snapshot record, written only
+//! after every pack is committed (invariant 3). Output is deterministic:
+//! the same tree always gives the same root tree id.
 
+mod folder;
 mod read;
-mod scan;
 
-use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
-use std::time::{Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
-use read::{fresh_cache_entries, FileResult};
-use scan::{mtime, Node, Walk};
+use folder::Walker;
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::id::ChunkId;
 use crate::repo::report::human_bytes;
 use crate::repo::writer::ObjectWriter;
 use crate::repo::{Progress, Repository};
 use crate::snapshot::record::RECORD_VERSION;
-use crate::snapshot::{Entry, EntryKind, IngestSummary, Skipped, SnapshotId, SnapshotRecord, Tree};
-use crate::store::record::ObjectKind;
+use crate::snapshot::{SnapshotId, SnapshotRecord};
 
 /// A file's chunks in order: `(id, length)`.
 type ChunkList = Vec<(ChunkId, u32)>;
@@ -120,29 +116,35 @@ impl Repository {
         self.refresh()?;
         let started = Instant::now();
         let start_time = SystemTime::now();
-        let (mut walk, roots) = Walk::roots(paths, self.own_folders(), progress)?;
-        progress.set_total(walk.files.iter().map(|f| f.stamp.size).sum());
         let writer = ObjectWriter::new(self);
-        let results = self.read_files(&writer, &walk.files, opts, progress)?;
-        // Files read this time become the cache for the next ingest. Only
-        // after `writer.finish` are their chunks indexed, so this waits.
-        let fresh_cache = fresh_cache_entries(&walk.files, &results, start_time);
-        let mut summary = IngestSummary::default();
-        let root_tree = Self::store_root(&writer, roots, results, &mut walk.skipped, &mut summary)?;
+        let walker = Walker {
+            repo: self,
+            writer: &writer,
+            progress,
+            file_cache: opts.file_cache,
+            own: self.own_folders(),
+            settled: start_time
+                .checked_sub(Duration::from_secs(read::RACY_SECONDS))
+                .and_then(|t| t.duration_since(SystemTime::UNIX_EPOCH).ok())
+                .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX)),
+        };
+        let (root_tree, tally) = walk_pool()?.install(|| walker.roots(paths))?;
         let stats = writer.finish()?;
+        // Files read this time become the cache for the next ingest, once
+        // their chunks are indexed (by `writer.finish`).
         if let Some(cache) = &self.file_cache {
             // The cache only saves re-reading: a write that fails (a full
             // disk) costs the next ingest time, not this one its snapshot.
-            if let Err(e) = cache.put_many(&fresh_cache) {
+            if let Err(e) = cache.put_many(&tally.fresh_cache) {
                 progress.warn(&format!("file cache not updated: {e}"));
             }
         }
+        let mut summary = tally.summary;
         summary.new_chunks = stats.new_objects;
         summary.new_bytes = stats.new_raw;
         summary.new_stored_bytes = stats.new_stored;
         summary.reused_bytes = summary.logical_bytes.saturating_sub(stats.new_data_raw);
         summary.bloom = stats.bloom;
-        summary.skipped = walk.skipped;
         summary.seconds = started.elapsed().as_secs_f64();
         let record = SnapshotRecord {
             version: RECORD_VERSION,
@@ -158,31 +160,7 @@ impl Repository {
         self.publish_snapshot(record, progress)
     }
 
-    /// Phase 3: the trees, bottom-up, and the root tree's id. One folder
-    /// given is the snapshot's root; anything else sits under its name.
-    fn store_root(
-        writer: &ObjectWriter<'_>,
-        mut roots: scan::Roots,
-        results: Vec<FileResult>,
-        skipped: &mut Vec<Skipped>,
-        summary: &mut IngestSummary,
-    ) -> Result<ChunkId> {
-        let children = match roots.pop() {
-            Some((_, Some(Node::Dir { children, .. }))) if roots.is_empty() => {
-                summary.dirs += 1;
-                children
-            }
-            last => roots
-                .into_iter()
-                .chain(last)
-                .filter_map(|(name, node)| Some((name, node?)))
-                .collect(),
-        };
-        let mut results = results.into_iter();
-        Self::store_tree(writer, children, &mut results, skipped, summary)
-    }
-
-    /// Phase 4: the snapshot record, durably into `snapshots/` and then
+    /// Last, the snapshot record, durably into `snapshots/` and then
     /// into the index (invariant 3: every pack it reaches is committed),
     /// then the Bloom counters and filter. Once the record file is durable
     /// the snapshot is saved: what fails after it is a warning, not an
@@ -219,65 +197,21 @@ impl Repository {
         }
         Ok(IngestOutcome { id, record })
     }
+}
 
-    /// Stores the tree for `children` (and, first, every subtree), consuming
-    /// file results in walk order.
-    fn store_tree(
-        writer: &ObjectWriter<'_>,
-        children: Vec<(Vec<u8>, Node)>,
-        results: &mut impl Iterator<Item = FileResult>,
-        skipped: &mut Vec<Skipped>,
-        summary: &mut IngestSummary,
-    ) -> Result<ChunkId> {
-        let mut tree = Tree::default();
-        for (name, node) in children {
-            let (meta, kind) = match node {
-                Node::File { path, meta } => {
-                    match results.next().expect("one result per walked file") {
-                        FileResult::Stored {
-                            chunks,
-                            size,
-                            reused,
-                            changed,
-                        } => {
-                            summary.files += 1;
-                            summary.unchanged_files += u64::from(reused);
-                            if changed {
-                                summary.changed.push(path.display().to_string());
-                            }
-                            summary.logical_bytes += size;
-                            summary.total_chunks += chunks.len() as u64;
-                            (meta, EntryKind::File { size, chunks })
-                        }
-                        FileResult::Unreadable(reason) => {
-                            skipped.push(Skipped {
-                                path: path.display().to_string(),
-                                reason,
-                            });
-                            continue;
-                        }
-                    }
-                }
-                Node::Dir { meta, children } => {
-                    summary.dirs += 1;
-                    let tree = Self::store_tree(writer, children, results, skipped, summary)?;
-                    (meta, EntryKind::Dir { tree })
-                }
-                Node::Symlink { meta, target } => {
-                    summary.symlinks += 1;
-                    (meta, EntryKind::Symlink { target })
-                }
-            };
-            let (mtime_s, mtime_ns) = mtime(&meta);
-            tree.entries.push(Entry {
-                name,
-                mode: meta.mode() & 0o7777,
-                mtime_s,
-                mtime_ns,
-                kind,
-            });
-        }
-        tree.sort();
-        writer.store(&tree.encode(), ObjectKind::Tree)
-    }
+/// Stack for each thread of an ingest: a folder's children are stored on
+/// the pool, each level of folders nests a few frames, and folders nest as
+/// deep as a path can be long (PATH_MAX, 4096 bytes: 2048 levels). Only
+/// the pages touched are ever committed.
+const WALK_STACK: usize = 64 << 20;
+
+/// The pool an ingest walks, reads and stores on: one thread per core,
+/// each with a stack deep enough for any folder depth (see [`WALK_STACK`]).
+fn walk_pool() -> Result<rayon::ThreadPool> {
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(rayon::current_num_threads())
+        .stack_size(WALK_STACK)
+        .thread_name(|i| format!("dedup-ingest-{i}"))
+        .build()
+        .map_err(|e| Error::invalid("ingest", format!("cannot start its threads: {e}")))
 }

@@ -1,27 +1,31 @@
-//! Phase 2 of an ingest: each walked file's chunk list, from the file
-//! cache when the file is unchanged, else by reading it. A small file is
+//! Reading one file of an ingest into its chunk list. A small file is
 //! read whole and cut in memory; a large one is cut as a stream while the
 //! previous batch of its chunks is hashed, looked up and compressed on the
 //! pool, so one large file still uses every core and memory stays bounded
 //! (about two 8 MiB batches per file in flight).
 
+use std::collections::HashSet;
 use std::fs;
 use std::io::{Read, Seek};
-use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
 use rayon::prelude::*;
 
-use super::scan::FileJob;
-use super::{ChunkList, IngestOptions};
+use super::ChunkList;
 use crate::error::Result;
-use crate::filecache::{self, FileCache, FileStamp};
+use crate::filecache::FileStamp;
 use crate::id::ChunkId;
 use crate::index::LOOKUP_BATCH;
 use crate::repo::writer::ObjectWriter;
 use crate::repo::{Progress, Repository};
 use crate::store::record::ObjectKind;
+
+/// A regular file found by the walk.
+pub(super) struct FileJob {
+    pub(super) path: std::path::PathBuf,
+    pub(super) stamp: FileStamp,
+}
 
 /// Bytes of chunks gathered before hashing and storing them in parallel.
 const BATCH_BYTES: usize = 8 << 20;
@@ -46,7 +50,7 @@ pub(super) enum FileResult {
 ///
 /// Cutting is sequential, but while one batch of chunks is hashed, looked up
 /// and compressed on the pool, the next batch is read and cut.
-fn store_file(
+pub(super) fn store_file(
     writer: &ObjectWriter<'_>,
     chunker: crate::chunker::ChunkerConfig,
     job: &FileJob,
@@ -165,119 +169,36 @@ fn stored(
     }
 }
 
-impl Repository {
-    /// Phase 2: every walked file's chunk list, from the file cache when
-    /// the file is unchanged, else by reading it (in parallel).
-    pub(super) fn read_files(
-        &self,
-        writer: &ObjectWriter<'_>,
-        files: &[FileJob],
-        opts: &IngestOptions,
-        progress: &dyn Progress,
-    ) -> Result<Vec<FileResult>> {
-        let cached = match (opts.file_cache, &self.file_cache) {
-            (true, Some(cache)) => self.cached_chunk_lists(cache, files)?,
-            _ => vec![None; files.len()],
-        };
-        let chunker = self.config.chunker;
-        files
-            .par_iter()
-            .zip(cached)
-            .map(|(job, cached)| match cached {
-                Some(chunks) => {
-                    progress.advance(job.stamp.size);
-                    Ok(FileResult::Stored {
-                        chunks,
-                        size: job.stamp.size,
-                        reused: true,
-                        changed: false,
-                    })
-                }
-                None => store_file(writer, chunker, job, progress),
-            })
-            .collect()
-    }
-
-    /// For each file, its chunk list from the file cache when its stamp is
-    /// unchanged and every chunk is still indexed.
-    fn cached_chunk_lists(
-        &self,
-        cache: &FileCache,
-        files: &[FileJob],
-    ) -> Result<Vec<Option<ChunkList>>> {
-        let keys: Vec<Vec<u8>> = files
-            .iter()
-            .map(|f| f.path.as_os_str().as_bytes().to_vec())
-            .collect();
-        let mut out = Vec::with_capacity(files.len());
-        for (job, value) in files.iter().zip(cache.get_many(&keys)) {
-            // A damaged entry only costs a re-read.
-            let hit = value
-                .and_then(|v| filecache::decode(&v, &job.path.display().to_string()).ok())
-                .filter(|(stamp, _)| *stamp == job.stamp)
-                .map(|(_, chunks)| chunks);
-            out.push(hit);
-        }
-        // gc may have dropped chunks since: check they are all still there.
-        let ids: Vec<ChunkId> = out.iter().flatten().flatten().map(|c| c.0).collect();
-        let mut missing = std::collections::HashSet::new();
-        for batch in ids.chunks(LOOKUP_BATCH) {
-            for (id, loc) in batch.iter().zip(self.index.chunks(batch)?) {
-                if loc.is_none() {
-                    missing.insert(*id);
-                }
+/// Forgets the cached chunk lists that name a chunk no longer indexed (a
+/// gc may have dropped it since): those files are read again.
+pub(super) fn drop_unindexed(repo: &Repository, lists: &mut [Option<ChunkList>]) -> Result<()> {
+    let ids: Vec<ChunkId> = lists.iter().flatten().flatten().map(|c| c.0).collect();
+    let mut missing = HashSet::new();
+    for batch in ids.chunks(LOOKUP_BATCH) {
+        for (id, loc) in batch.iter().zip(repo.index.chunks(batch)?) {
+            if loc.is_none() {
+                missing.insert(*id);
             }
         }
-        if !missing.is_empty() {
-            for entry in &mut out {
-                if entry
-                    .as_ref()
-                    .is_some_and(|c| c.iter().any(|(id, _)| missing.contains(id)))
-                {
-                    *entry = None;
-                }
+    }
+    if !missing.is_empty() {
+        for list in lists {
+            if list
+                .as_ref()
+                .is_some_and(|c| c.iter().any(|(id, _)| missing.contains(id)))
+            {
+                *list = None;
             }
         }
-        Ok(out)
     }
+    Ok(())
 }
 
-/// The file-cache entries of the files read (not taken from the cache,
-/// not changed while being read) by this ingest, which `started` then.
-/// A file modified in the last [`RACY_SECONDS`] before that is left out:
-/// on a file system with coarse timestamps a write later in the same tick
-/// would leave its stamp unchanged, and the cache would vouch for content
-/// it never saw.
-pub(super) fn fresh_cache_entries(
-    files: &[FileJob],
-    results: &[FileResult],
-    started: std::time::SystemTime,
-) -> Vec<(Vec<u8>, Vec<u8>)> {
-    let settled = started
-        .checked_sub(std::time::Duration::from_secs(RACY_SECONDS))
-        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
-    files
-        .iter()
-        .zip(results)
-        .filter(|(job, _)| job.stamp.mtime.0 < settled)
-        .filter_map(|(job, r)| match r {
-            FileResult::Stored {
-                chunks,
-                reused: false,
-                changed: false,
-                ..
-            } => Some((
-                job.path.as_os_str().as_bytes().to_vec(),
-                filecache::encode(&job.stamp, chunks),
-            )),
-            _ => None,
-        })
-        .collect()
-}
-
-/// See [`fresh_cache_entries`].
-const RACY_SECONDS: u64 = 2;
+/// A file modified in the last `RACY_SECONDS` before an ingest started is
+/// not put in the file cache: on a file system with coarse timestamps a
+/// write later in the same tick would leave its stamp unchanged, and the
+/// cache would vouch for content it never saw.
+pub(super) const RACY_SECONDS: u64 = 2;
 
 fn unreadable(path: &Path, e: &std::io::Error, progress: &dyn Progress) -> FileResult {
     progress.warn(&format!("skipping {}: {e}", path.display()));

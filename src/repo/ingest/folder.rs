@@ -1,0 +1,389 @@
+//! Phases 1 to 3 of an ingest, one folder at a time: list the folder,
+//! store its children in parallel (files read or taken from the file
+//! cache, subfolders the same way, recursively), then store its tree.
+//!
+//! Walking, reading and storing overlap, and nothing waits for the whole
+//! walk: a folder's tree is stored as soon as its children are, so memory
+//! holds the folders being worked on, not a map of the whole input.
+//! Children are always taken in name order and their results gathered in
+//! that order, so the same input gives the same root tree id and the same
+//! summary however the work was spread over the cores.
+
+use std::collections::HashSet;
+use std::ffi::OsString;
+use std::fs::{self, File, Metadata};
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::path::{Path, PathBuf};
+
+use rayon::prelude::*;
+
+use super::read::{self, FileJob, FileResult};
+use super::ChunkList;
+use crate::error::{Error, IoContext, Result};
+use crate::filecache::{self, FileStamp};
+use crate::id::ChunkId;
+use crate::repo::writer::ObjectWriter;
+use crate::repo::{Progress, Repository};
+use crate::snapshot::{Entry, EntryKind, IngestSummary, Skipped, Tree};
+use crate::store::record::ObjectKind;
+
+/// What a part of the input added up to, gathered in walk order.
+#[derive(Default)]
+pub(super) struct Tally {
+    /// Counts, and the entries skipped or changed while read.
+    pub(super) summary: IngestSummary,
+    /// File-cache entries of the files read this time: `(key, value)`.
+    pub(super) fresh_cache: Vec<(Vec<u8>, Vec<u8>)>,
+}
+
+impl Tally {
+    fn absorb(&mut self, other: Tally) {
+        let (s, o) = (&mut self.summary, other.summary);
+        s.files += o.files;
+        s.dirs += o.dirs;
+        s.symlinks += o.symlinks;
+        s.logical_bytes += o.logical_bytes;
+        s.total_chunks += o.total_chunks;
+        s.unchanged_files += o.unchanged_files;
+        s.skipped.extend(o.skipped);
+        s.changed.extend(o.changed);
+        self.fresh_cache.extend(other.fresh_cache);
+    }
+
+    fn skip(&mut self, path: &Path, reason: impl Into<String>, progress: &dyn Progress) {
+        let reason = reason.into();
+        progress.warn(&format!("skipping {}: {reason}", path.display()));
+        self.summary.skipped.push(Skipped {
+            path: path.display().to_string(),
+            reason,
+        });
+    }
+}
+
+/// One ingest's walk: what it needs at every folder.
+pub(super) struct Walker<'a> {
+    pub(super) repo: &'a Repository,
+    pub(super) writer: &'a ObjectWriter<'a>,
+    pub(super) progress: &'a dyn Progress,
+    /// Use the file cache.
+    pub(super) file_cache: bool,
+    /// Folders never stored, by (device, inode): the repository's own.
+    pub(super) own: HashSet<(u64, u64)>,
+    /// Files modified at or after this second (Unix time) are not put in
+    /// the file cache; see [`read::RACY_SECONDS`].
+    pub(super) settled: i64,
+}
+
+impl Walker<'_> {
+    /// Stores every given path (by absolute path: it is also the file
+    /// cache's key) and returns the snapshot's root tree. One folder given
+    /// is the root itself; anything else sits under its base name. A path
+    /// that is missing or unreadable itself is an error; anything
+    /// unreadable below it is skipped.
+    pub(super) fn roots(&self, paths: &[PathBuf]) -> Result<(ChunkId, Tally)> {
+        if paths.is_empty() {
+            return Err(Error::invalid("ingest paths", "give at least one path"));
+        }
+        let mut roots = Vec::new();
+        let mut names = HashSet::new();
+        for given in paths {
+            let path = std::path::absolute(given).at(given)?;
+            let meta = fs::symlink_metadata(&path).at(given)?;
+            if meta.is_dir() {
+                fs::read_dir(&path).at(given)?;
+            } else if meta.is_file() {
+                File::open(&path).at(given)?;
+            }
+            let name = path
+                .canonicalize()
+                .ok()
+                .and_then(|p| p.file_name().map(|n| n.as_bytes().to_vec()))
+                .or_else(|| path.file_name().map(|n| n.as_bytes().to_vec()))
+                .unwrap_or_else(|| b"root".to_vec());
+            if paths.len() > 1 && !names.insert(name.clone()) {
+                return Err(Error::invalid(
+                    "ingest paths",
+                    format!(
+                        "two paths share the name {:?}",
+                        String::from_utf8_lossy(&name)
+                    ),
+                ));
+            }
+            roots.push((path, name, meta));
+        }
+        match roots.as_slice() {
+            [(path, _, meta)] if meta.is_dir() && !self.own(meta) => {
+                let (tree, mut tally) = self.folder(path)?;
+                tally.summary.dirs += 1;
+                let tree = tree.ok_or_else(|| {
+                    Error::invalid(
+                        "ingest paths",
+                        format!("{} cannot be listed", path.display()),
+                    )
+                })?;
+                Ok((tree, tally))
+            }
+            _ => {
+                let children = roots
+                    .into_iter()
+                    .map(|(path, name, meta)| Child { path, name, meta })
+                    .collect();
+                self.tree_of(children)
+            }
+        }
+    }
+
+    fn own(&self, meta: &Metadata) -> bool {
+        self.own.contains(&(meta.dev(), meta.ino()))
+    }
+
+    /// Stores the folder at `path` and everything below it; its tree's id,
+    /// or `None` when it cannot be listed (it is then skipped).
+    fn folder(&self, path: &Path) -> Result<(Option<ChunkId>, Tally)> {
+        let mut tally = Tally::default();
+        let listing = match fs::read_dir(path) {
+            Ok(listing) => listing,
+            Err(e) => {
+                tally.skip(path, e.to_string(), self.progress);
+                return Ok((None, tally));
+            }
+        };
+        let mut found: Vec<(OsString, Metadata)> = Vec::new();
+        for item in listing {
+            let item = match item {
+                Ok(item) => item,
+                Err(e) => {
+                    tally.skip(path, e.to_string(), self.progress);
+                    continue;
+                }
+            };
+            let name = item.file_name();
+            if name.len() > usize::from(u16::MAX) {
+                tally.skip(&path.join(&name), "name too long", self.progress);
+                continue;
+            }
+            // Asked of the open folder (fstatat), not by path: no lookup
+            // of every parent again, and symlinks are not followed.
+            match item.metadata() {
+                Ok(meta) => found.push((name, meta)),
+                Err(e) => tally.skip(&path.join(&name), e.to_string(), self.progress),
+            }
+        }
+        found.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        let children = found
+            .into_iter()
+            .map(|(name, meta)| Child {
+                path: path.join(&name),
+                name: name.into_vec(),
+                meta,
+            })
+            .collect();
+        let (tree, below) = self.tree_of(children)?;
+        tally.absorb(below);
+        Ok((Some(tree), tally))
+    }
+
+    /// Stores `children` (in parallel) and then the tree that lists them.
+    fn tree_of(&self, children: Vec<Child>) -> Result<(ChunkId, Tally)> {
+        self.progress.add_total(
+            children
+                .iter()
+                .filter(|c| c.meta.is_file())
+                .map(|c| c.meta.len())
+                .sum(),
+        );
+        let cached = self.cached_chunk_lists(&children)?;
+        let stored: Vec<(Option<Entry>, Tally)> = children
+            .into_par_iter()
+            .zip(cached)
+            .map(|(child, cached)| self.child(child, cached))
+            .collect::<Result<_>>()?;
+        let mut tally = Tally::default();
+        let mut tree = Tree::default();
+        for (entry, below) in stored {
+            tally.absorb(below);
+            tree.entries.extend(entry);
+        }
+        tree.sort();
+        let id = self.writer.store(&tree.encode(), ObjectKind::Tree)?;
+        Ok((id, tally))
+    }
+
+    /// Stores one entry of a folder: its tree entry (`None`: skipped).
+    fn child(&self, child: Child, cached: Option<ChunkList>) -> Result<(Option<Entry>, Tally)> {
+        let Child { path, name, meta } = child;
+        let mut tally = Tally::default();
+        let ft = meta.file_type();
+        let kind = if ft.is_file() {
+            self.file(path, &meta, cached, &mut tally)?
+        } else if ft.is_dir() {
+            self.subfolder(&path, &meta, &mut tally)?
+        } else if ft.is_symlink() {
+            symlink(&path, &mut tally, self.progress)
+        } else {
+            let what = if ft.is_fifo() {
+                "a FIFO"
+            } else if ft.is_socket() {
+                "a socket"
+            } else if ft.is_block_device() || ft.is_char_device() {
+                "a device"
+            } else {
+                "an unsupported file type"
+            };
+            tally.skip(&path, format!("{what} is not stored"), self.progress);
+            None
+        };
+        let entry = kind.map(|kind| {
+            let (mtime_s, mtime_ns) = mtime(&meta);
+            Entry {
+                name,
+                mode: meta.mode() & 0o7777,
+                mtime_s,
+                mtime_ns,
+                kind,
+            }
+        });
+        Ok((entry, tally))
+    }
+
+    /// A regular file: from the file cache (`cached`), else read.
+    fn file(
+        &self,
+        path: PathBuf,
+        meta: &Metadata,
+        cached: Option<ChunkList>,
+        tally: &mut Tally,
+    ) -> Result<Option<EntryKind>> {
+        let job = FileJob {
+            stamp: FileStamp::of(meta),
+            path,
+        };
+        let result = match cached {
+            Some(chunks) => {
+                self.progress.advance(job.stamp.size);
+                FileResult::Stored {
+                    chunks,
+                    size: job.stamp.size,
+                    reused: true,
+                    changed: false,
+                }
+            }
+            None => read::store_file(self.writer, self.repo.config.chunker, &job, self.progress)?,
+        };
+        let (chunks, size, reused, changed) = match result {
+            FileResult::Stored {
+                chunks,
+                size,
+                reused,
+                changed,
+            } => (chunks, size, reused, changed),
+            FileResult::Unreadable(reason) => {
+                tally.summary.skipped.push(Skipped {
+                    path: job.path.display().to_string(),
+                    reason,
+                });
+                return Ok(None);
+            }
+        };
+        let s = &mut tally.summary;
+        s.files += 1;
+        s.unchanged_files += u64::from(reused);
+        if changed {
+            s.changed.push(job.path.display().to_string());
+        }
+        s.logical_bytes += size;
+        s.total_chunks += chunks.len() as u64;
+        if !reused && !changed && job.stamp.mtime.0 < self.settled {
+            tally.fresh_cache.push((
+                job.path.as_os_str().as_bytes().to_vec(),
+                filecache::encode(&job.stamp, &chunks),
+            ));
+        }
+        Ok(Some(EntryKind::File { size, chunks }))
+    }
+
+    /// A folder below the roots, unless it is the repository's own.
+    fn subfolder(
+        &self,
+        path: &Path,
+        meta: &Metadata,
+        tally: &mut Tally,
+    ) -> Result<Option<EntryKind>> {
+        if self.own(meta) {
+            self.progress.warn(&format!(
+                "{} is this repository's own folder; not stored",
+                path.display()
+            ));
+            return Ok(None);
+        }
+        let (tree, below) = self.folder(path)?;
+        tally.absorb(below);
+        Ok(tree.map(|tree| {
+            tally.summary.dirs += 1;
+            EntryKind::Dir { tree }
+        }))
+    }
+
+    /// For each child that is a file, its chunk list from the file cache
+    /// when its stamp is unchanged and every chunk is still indexed.
+    fn cached_chunk_lists(&self, children: &[Child]) -> Result<Vec<Option<ChunkList>>> {
+        let none = || vec![None; children.len()];
+        let Some(cache) = self.repo.file_cache.as_ref().filter(|_| self.file_cache) else {
+            return Ok(none());
+        };
+        let files: Vec<(usize, &Child)> = children
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| c.meta.is_file())
+            .collect();
+        if files.is_empty() {
+            return Ok(none());
+        }
+        let keys: Vec<&[u8]> = files
+            .iter()
+            .map(|(_, c)| c.path.as_os_str().as_bytes())
+            .collect();
+        let mut out = none();
+        for ((at, child), value) in files.iter().zip(cache.get_many(&keys)) {
+            // A damaged entry only costs a re-read.
+            out[*at] = value
+                .and_then(|v| filecache::decode(&v, &child.path.display().to_string()).ok())
+                .filter(|(stamp, _)| *stamp == FileStamp::of(&child.meta))
+                .map(|(_, chunks)| chunks);
+        }
+        read::drop_unindexed(self.repo, &mut out)?;
+        Ok(out)
+    }
+}
+
+/// A symlink, stored as its target (never followed).
+fn symlink(path: &Path, tally: &mut Tally, progress: &dyn Progress) -> Option<EntryKind> {
+    match fs::read_link(path) {
+        Ok(t) if !t.as_os_str().is_empty() && u16::try_from(t.as_os_str().len()).is_ok() => {
+            tally.summary.symlinks += 1;
+            Some(EntryKind::Symlink {
+                target: t.as_os_str().as_bytes().to_vec(),
+            })
+        }
+        Ok(_) => {
+            tally.skip(path, "symlink target is empty or too long", progress);
+            None
+        }
+        Err(e) => {
+            tally.skip(path, e.to_string(), progress);
+            None
+        }
+    }
+}
+
+/// An entry of a folder (or a path given), about to be stored.
+struct Child {
+    path: PathBuf,
+    name: Vec<u8>,
+    meta: Metadata,
+}
+
+pub(super) fn mtime(meta: &Metadata) -> (i64, u32) {
+    (meta.mtime(), meta.mtime_nsec().clamp(0, 999_999_999) as u32)
+}
