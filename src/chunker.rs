@@ -156,6 +156,74 @@ impl ChunkerConfig {
         }
     }
 
+    /// [`cut_slice`](Self::cut_slice) of `data` on up to `pieces` cores, with
+    /// the same result. With `eof` false, `data` is the front of a longer
+    /// stream: its last chunk, which more data could still change, is left
+    /// out (cut it again with the bytes that follow).
+    ///
+    /// FastCDC's next cut depends only on where the previous one was, so
+    /// each piece of `data` is cut from its own start as if a chunk began
+    /// there, all at once. Those guesses are then joined in order: from the
+    /// last true cut, the serial chunker runs on until it reaches a cut the
+    /// next piece also made; from there on that piece's cuts are the true
+    /// ones. Content-defined cuts meet again within a chunk or two, so the
+    /// serial part is a few chunks per piece.
+    #[cfg(feature = "engine")]
+    pub fn cut_parallel(&self, data: &[u8], eof: bool, pieces: usize) -> Vec<usize> {
+        use rayon::prelude::*;
+        let mut lengths = match *self {
+            ChunkerConfig::Fixed { .. } => self.cut_slice(data),
+            ChunkerConfig::FastCdc { min, avg, max } => {
+                let cut = Cutter {
+                    data,
+                    min: min as usize,
+                    avg: avg as usize,
+                    max: max as usize,
+                };
+                let n = data.len();
+                let pieces = pieces.clamp(1, (n / (4 * max as usize)).max(1));
+                let bounds: Vec<usize> = (0..=pieces).map(|j| j * n / pieces).collect();
+                let guesses: Vec<Vec<usize>> = (0..pieces)
+                    .into_par_iter()
+                    .map(|j| cut.ends(bounds[j], |end| end >= bounds[j + 1]))
+                    .collect();
+                let mut ends = Vec::with_capacity(n / avg as usize + 1);
+                for (j, guess) in guesses.iter().enumerate() {
+                    let from = ends.last().copied().unwrap_or(0);
+                    if from >= n {
+                        break;
+                    }
+                    if j == 0 {
+                        ends.extend_from_slice(guess);
+                    } else if let Ok(i) = guess.binary_search(&from) {
+                        ends.extend_from_slice(&guess[i + 1..]);
+                    } else {
+                        let next = bounds[j + 1];
+                        let serial =
+                            cut.ends(from, |end| end >= next || guess.binary_search(&end).is_ok());
+                        let met = *serial.last().expect("a cut before the end");
+                        ends.extend_from_slice(&serial);
+                        if let Ok(i) = guess.binary_search(&met) {
+                            ends.extend_from_slice(&guess[i + 1..]);
+                        }
+                    }
+                }
+                let mut at = 0;
+                ends.into_iter()
+                    .map(|end| {
+                        let len = end - at;
+                        at = end;
+                        len
+                    })
+                    .collect()
+            }
+        };
+        if !eof {
+            lengths.pop();
+        }
+        lengths
+    }
+
     /// Cuts `source` into chunks. The configuration must be valid.
     pub fn chunks<R: Read>(&self, source: R) -> Chunks<R> {
         match *self {
@@ -182,6 +250,33 @@ impl std::fmt::Display for ChunkerConfig {
                 write!(f, "fastcdc min {min} B, avg {avg} B, max {max} B")
             }
         }
+    }
+}
+
+/// FastCDC over one buffer, from any offset.
+#[cfg(feature = "engine")]
+struct Cutter<'a> {
+    data: &'a [u8],
+    min: usize,
+    avg: usize,
+    max: usize,
+}
+
+#[cfg(feature = "engine")]
+impl Cutter<'_> {
+    /// The ends (offsets into the buffer) of the chunks cut from `from`,
+    /// up to the first end that satisfies `stop` or the buffer's end.
+    fn ends(&self, from: usize, stop: impl Fn(usize) -> bool) -> Vec<usize> {
+        let mut ends = Vec::new();
+        let cdc = fastcdc::v2020::FastCDC::new(&self.data[from..], self.min, self.avg, self.max);
+        for chunk in cdc {
+            let end = from + chunk.offset + chunk.length;
+            ends.push(end);
+            if stop(end) {
+                break;
+            }
+        }
+        ends
     }
 }
 
@@ -277,6 +372,49 @@ mod tests {
         }
         ChunkerConfig::default().validate().unwrap();
         ChunkerConfig::Fixed { size: 65536 }.validate().unwrap();
+    }
+
+    /// Seeded bytes: random where `noisy`, else long runs of a few values
+    /// (where content-defined cuts are rare and max-size cuts common).
+    fn bytes(len: usize, seed: u64, noisy: bool) -> Vec<u8> {
+        let mut x = seed | 1;
+        (0..len)
+            .map(|i| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                if noisy || (i / 4096) % 3 == 0 {
+                    x as u8
+                } else {
+                    (x % 3) as u8
+                }
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_stream_cut_window_by_window_on_many_cores_has_the_serial_boundaries() {
+        for (seed, noisy) in [(1, true), (2, false)] {
+            let data = bytes(9 << 20, seed, noisy);
+            for config in [ChunkerConfig::default(), ChunkerConfig::fastcdc(4096)] {
+                let serial: Vec<usize> =
+                    config.chunks(&data[..]).map(|c| c.unwrap().len()).collect();
+                for pieces in [2, 3, 8] {
+                    // As ingest reads a large file: a window at a time,
+                    // its uncertain last chunk carried into the next.
+                    let window = 1 << 20;
+                    let (mut at, mut cut) = (0, Vec::new());
+                    while at < data.len() {
+                        let end = (at + window).min(data.len());
+                        let lengths =
+                            config.cut_parallel(&data[at..end], end == data.len(), pieces);
+                        at += lengths.iter().sum::<usize>();
+                        cut.extend(lengths);
+                    }
+                    assert_eq!(cut, serial, "{config}, {pieces} pieces, seed {seed}");
+                }
+            }
+        }
     }
 
     #[test]

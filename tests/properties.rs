@@ -133,6 +133,20 @@ proptest! {
         let streamed: Vec<usize> = config.chunks(&data[..]).map(|c| c.unwrap().len()).collect();
         prop_assert_eq!(config.cut_slice(&data), streamed);
     }
+
+    #[test]
+    fn cutting_on_many_cores_finds_the_serial_boundaries(
+        config in chunker(),
+        data in data(),
+        pieces in 1usize..9,
+    ) {
+        let serial = config.cut_slice(&data);
+        prop_assert_eq!(config.cut_parallel(&data, true, pieces), serial.clone());
+        // Mid-stream, the last chunk is left for the bytes that follow.
+        let mut front = serial;
+        front.pop();
+        prop_assert_eq!(config.cut_parallel(&data, false, pieces), front);
+    }
 }
 
 /// Valid encodings of every format dedup reads from disk, taken from a real

@@ -1,8 +1,8 @@
 //! Reading one file of an ingest into its chunk list. A small file is
-//! read whole and cut in memory; a large one is cut as a stream while the
-//! previous batch of its chunks is hashed, looked up and compressed on the
-//! pool, so one large file still uses every core and memory stays bounded
-//! (about two 8 MiB batches per file in flight).
+//! read whole and cut in memory; a large one an 8 MiB window at a time, cut
+//! on every core (`ChunkerConfig::cut_parallel`) and stored on every core
+//! while the next window is read, so one large file uses every core and
+//! memory stays bounded (two windows per file in flight).
 
 use std::collections::HashSet;
 use std::fs;
@@ -27,8 +27,9 @@ pub(super) struct FileJob {
     pub(super) stamp: FileStamp,
 }
 
-/// Bytes of chunks gathered before hashing and storing them in parallel.
-const BATCH_BYTES: usize = 8 << 20;
+/// Bytes of a large file cut and stored at a time (two windows of each
+/// large file being read are in memory at once).
+const WINDOW: usize = 8 << 20;
 /// Files up to this size are read whole and cut in memory.
 const SMALL_FILE: u64 = 1 << 20;
 
@@ -48,8 +49,8 @@ pub(super) enum FileResult {
 /// Reads one file through the chunker and stores its chunks. I/O errors on
 /// the file are not fatal (the file is skipped); repository errors are.
 ///
-/// Cutting is sequential, but while one batch of chunks is hashed, looked up
-/// and compressed on the pool, the next batch is read and cut.
+/// A large file is cut a window at a time on every core, and its chunks
+/// are stored while the next window is read.
 pub(super) fn store_file(
     writer: &ObjectWriter<'_>,
     chunker: crate::chunker::ChunkerConfig,
@@ -96,46 +97,64 @@ pub(super) fn store_file(
             return Ok(unreadable(path, &e, progress));
         }
     }
-    let mut cutter = chunker.chunks(&file);
-    let mut next_batch = || -> std::io::Result<Vec<Vec<u8>>> {
-        let mut batch = Vec::new();
-        let mut bytes = 0;
-        while bytes < BATCH_BYTES {
-            match cutter.next() {
-                Some(chunk) => {
-                    let chunk = chunk?;
-                    bytes += chunk.len();
-                    batch.push(chunk);
-                }
-                None => break,
-            }
-        }
-        Ok(batch)
-    };
-    let store_batch = |batch: Vec<Vec<u8>>| -> Result<ChunkList> {
-        batch
-            .into_par_iter()
-            .map(|data| {
-                let len = data.len() as u32;
-                progress.advance(u64::from(len));
-                Ok((writer.store(&data, ObjectKind::Data)?, len))
-            })
-            .collect()
-    };
+    // A window of the file at a time: cut on every core (the same cuts as
+    // the serial chunker), then its chunks hashed, looked up and stored on
+    // every core while the next window is read. The window's last chunk,
+    // which the bytes after it could still change, is cut again with them.
+    let pieces = rayon::current_num_threads();
+    let capacity = WINDOW + chunker.max_chunk() as usize;
     let mut chunks = Vec::new();
-    let mut batch = match next_batch() {
-        Ok(b) => b,
+    let mut window = Vec::with_capacity(capacity);
+    let mut eof = match fill(&mut file, &mut window) {
+        Ok(eof) => eof,
         Err(e) => return Ok(unreadable(path, &e, progress)),
     };
-    while !batch.is_empty() {
-        let (stored, next) = rayon::join(|| store_batch(batch), &mut next_batch);
+    loop {
+        let mut spans = Vec::new();
+        let mut at = 0;
+        for len in chunker.cut_parallel(&window, eof, pieces) {
+            spans.push((at, len));
+            at += len;
+        }
+        let mut next = Vec::with_capacity(capacity);
+        next.extend_from_slice(&window[at..]);
+        let store = || -> Result<ChunkList> {
+            spans
+                .par_iter()
+                .map(|&(at, len)| {
+                    progress.advance(len as u64);
+                    let id = writer.store(&window[at..at + len], ObjectKind::Data)?;
+                    Ok((id, len as u32))
+                })
+                .collect()
+        };
+        let read_next = || {
+            if eof {
+                Ok(true)
+            } else {
+                fill(&mut file, &mut next)
+            }
+        };
+        let (stored, filled) = rayon::join(store, read_next);
         chunks.extend(stored?);
-        batch = match next {
-            Ok(b) => b,
+        if eof {
+            break;
+        }
+        eof = match filled {
+            Ok(eof) => eof,
             Err(e) => return Ok(unreadable(path, &e, progress)),
         };
+        window = next;
     }
     Ok(stored(job, chunks, after(&file), progress))
+}
+
+/// Reads into `window` until it holds [`WINDOW`] bytes; true at the end of
+/// the file.
+fn fill(file: &mut fs::File, window: &mut Vec<u8>) -> std::io::Result<bool> {
+    let want = WINDOW.saturating_sub(window.len());
+    let got = file.take(want as u64).read_to_end(window)?;
+    Ok(got < want)
 }
 
 /// The result for a file read completely; warns when it changed since the
