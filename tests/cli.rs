@@ -549,3 +549,55 @@ fn a_same_size_change_during_the_read_is_noticed_and_not_cached() {
         .unwrap();
     assert_eq!(again.record.summary.unchanged_files, 0);
 }
+
+#[test]
+fn many_copies_of_one_tree_restore_each_with_its_own_modes_and_times() {
+    // Releases of a source tree: the same files again and again, which a
+    // restore fetches once and writes to every copy.
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let (src, repo, out) = (
+        tmp.path().join("src"),
+        tmp.path().join("repo"),
+        tmp.path().join("out"),
+    );
+    for release in 0..4u32 {
+        let root = src.join(format!("release-{release}"));
+        common::make_tree(&root, 11);
+        // Each copy differs a little: one file, and modes and times.
+        fs::write(root.join("src/version"), format!("{release}\n")).unwrap();
+        let t = filetime::FileTime::from_unix_time(1_600_000_000 + i64::from(release), release);
+        filetime::set_file_mtime(root.join("src/deep/file-02.dat"), t).unwrap();
+        fs::set_permissions(
+            root.join("src/deep/file-03.dat"),
+            fs::Permissions::from_mode(0o600 + release),
+        )
+        .unwrap();
+    }
+    // A folder that takes away its own write and search bits, inside one
+    // that takes away write: made, filled and then closed, deepest first.
+    let locked = src.join("release-0/locked");
+    fs::create_dir_all(locked.join("inner")).unwrap();
+    fs::write(locked.join("inner/kept"), b"kept").unwrap();
+    fs::set_permissions(locked.join("inner"), fs::Permissions::from_mode(0o400)).unwrap();
+    fs::set_permissions(&locked, fs::Permissions::from_mode(0o500)).unwrap();
+    ok(dedup(&repo).arg("init"));
+    ok(dedup(&repo).arg("ingest").arg(&src));
+    ok(dedup(&repo).args(["restore", "latest"]).arg(&out));
+    // Open the locked folders again so both trees can be read and removed.
+    for root in [&src, &out] {
+        let locked = root.join("release-0/locked");
+        let mode = fs::metadata(&locked).unwrap().permissions().mode() & 0o7777;
+        assert_eq!(mode, 0o500, "{}", locked.display());
+        fs::set_permissions(&locked, fs::Permissions::from_mode(0o700)).unwrap();
+        let inner = locked.join("inner");
+        let mode = fs::metadata(&inner).unwrap().permissions().mode() & 0o7777;
+        assert_eq!(mode, 0o400, "{}", inner.display());
+        let t = filetime::FileTime::from_last_modification_time(&fs::metadata(&inner).unwrap());
+        fs::set_permissions(&inner, fs::Permissions::from_mode(0o700)).unwrap();
+        filetime::set_file_mtime(&inner, t).unwrap();
+        let t = filetime::FileTime::from_last_modification_time(&fs::metadata(&locked).unwrap());
+        filetime::set_file_mtime(&locked, t).unwrap();
+    }
+    assert_eq!(common::describe(&out), common::describe(&src));
+}

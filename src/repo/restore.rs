@@ -1,18 +1,23 @@
 //! Restore: bring a snapshot back, byte for byte, into an empty folder.
 //!
 //! Trees are read and checked first (every name is one safe component, see
-//! `snapshot::tree`), folders are created as they are met, then files are
-//! written in parallel. Within a file, chunks that sit next to each other in
-//! the same pack are fetched with one ranged read. When packs live on an
+//! `snapshot::tree`), then folders are made a level at a time, each level
+//! on every core, then files are written in parallel. Within a file, chunks
+//! that sit next to each other in the same pack are fetched with one ranged
+//! read. From local shards, small files with the same content (a file
+//! unchanged across many releases of a tree) are fetched, decompressed and
+//! checked once and written to each copy from memory. When packs live on an
 //! object store, where every read is a network round trip, a restore also
-//! keeps 32 reads in flight (`Repository::io_pool`), reads each level of folders in
-//! parallel, and fetches small files whose records lie near each other in
-//! one pack with one read for the batch. Every chunk is checked
-//! against its id before it is written (invariant 6). Symlinks are made
-//! last and folders get their modes and times last, deepest first, so
-//! nothing is ever written through a link (invariant 7): files are created
-//! with `O_EXCL | O_NOFOLLOW` inside folders this restore just made.
+//! keeps 32 reads in flight (`Repository::io_pool`), reads each level of
+//! folders in parallel, and fetches small files whose records lie near each
+//! other in one pack with one read for the batch. Every chunk is checked
+//! against its id before it is written (invariant 6). Files get their modes
+//! and times through their open handle; symlinks are made last and folders
+//! get their modes and times last, deepest level first, so nothing is ever
+//! written through a link (invariant 7): files are created with `O_EXCL |
+//! O_NOFOLLOW` inside folders this restore just made.
 
+use std::collections::HashMap;
 use std::fs::{self, OpenOptions};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileExt, OpenOptionsExt, PermissionsExt};
@@ -31,6 +36,10 @@ use crate::store::record;
 /// Largest single ranged read when coalescing neighbouring chunks.
 const MAX_READ: u64 = 16 << 20;
 
+/// Files up to this size with the same content are restored from one
+/// fetch of it, held in memory while it is written to each.
+const SHARED_CONTENT: u64 = 4 << 20;
+
 /// What a restore did.
 #[derive(Clone, Debug, Default)]
 pub struct RestoreOutcome {
@@ -47,9 +56,28 @@ pub struct RestoreOutcome {
 }
 
 struct Plan {
+    /// Folders, a level of the tree after another (parents first).
     dirs: Vec<(PathBuf, Entry)>,
+    /// The level of each of `dirs` (1: in the destination).
+    depths: Vec<usize>,
     files: Vec<(PathBuf, Entry)>,
     links: Vec<(PathBuf, Entry)>,
+}
+
+impl Plan {
+    /// `dirs`, one slice per level, shallowest first.
+    fn levels(&self) -> impl DoubleEndedIterator<Item = &[(PathBuf, Entry)]> {
+        let mut bounds = vec![0];
+        for (i, pair) in self.depths.windows(2).enumerate() {
+            if pair[0] != pair[1] {
+                bounds.push(i + 1);
+            }
+        }
+        bounds.push(self.dirs.len());
+        bounds.dedup();
+        let dirs = &self.dirs;
+        (0..bounds.len() - 1).map(move |k| &dirs[bounds[k]..bounds[k + 1]])
+    }
 }
 
 /// Two small files' records at most this far apart in a pack are fetched
@@ -73,7 +101,23 @@ struct Run {
     file_offset: u64,
 }
 
-impl Located<'_> {
+impl<'a> Located<'a> {
+    /// The file's chunk list.
+    fn chunks(&self) -> &'a [(ChunkId, u32)] {
+        match &self.entry.kind {
+            EntryKind::File { chunks, .. } => chunks,
+            _ => &[],
+        }
+    }
+
+    /// The file's length.
+    fn size(&self) -> u64 {
+        match self.entry.kind {
+            EntryKind::File { size, .. } => size,
+            _ => 0,
+        }
+    }
+
     /// The pack offsets `run`'s records span.
     fn span(&self, run: &Run) -> (u64, u64) {
         let first = &self.locations[run.start].entry;
@@ -133,8 +177,14 @@ fn file_mode(stored: u32) -> u32 {
     stored & !0o6000
 }
 
-/// Gives a restored file its mode and times; returns its length.
-fn finish_file(path: &Path, entry: &Entry, progress: &dyn Progress) -> Result<u64> {
+/// Gives a restored file, still open, its mode and times (through the
+/// open file: no lookup of its path again); returns its length.
+fn finish_file(
+    file: &fs::File,
+    path: &Path,
+    entry: &Entry,
+    progress: &dyn Progress,
+) -> Result<u64> {
     let mode = file_mode(entry.mode);
     if mode != entry.mode {
         progress.warn(&format!(
@@ -142,8 +192,10 @@ fn finish_file(path: &Path, entry: &Entry, progress: &dyn Progress) -> Result<u6
             path.display()
         ));
     }
-    fs::set_permissions(path, fs::Permissions::from_mode(mode)).at(path)?;
-    set_times(path, entry, false)?;
+    file.set_permissions(fs::Permissions::from_mode(mode))
+        .at(path)?;
+    let t = FileTime::from_unix_time(entry.mtime_s, entry.mtime_ns);
+    filetime::set_file_handle_times(file, Some(t), Some(t)).at(path)?;
     match entry.kind {
         EntryKind::File { size, .. } => Ok(size),
         _ => Ok(0),
@@ -206,6 +258,7 @@ impl Repository {
         let pool = self.io_pool();
         let mut plan = Plan {
             dirs: Vec::new(),
+            depths: Vec::new(),
             files: Vec::new(),
             links: Vec::new(),
         };
@@ -224,10 +277,7 @@ impl Repository {
             if pool.is_some() {
                 self.restore_remote(&plan.files, progress)
             } else {
-                plan.files
-                    .par_iter()
-                    .map(|(path, entry)| (path.clone(), self.restore_file(path, entry, progress)))
-                    .collect()
+                self.restore_local(&plan.files, progress)
             }
         });
         let mut outcome = RestoreOutcome {
@@ -255,40 +305,52 @@ impl Repository {
             set_times(path, entry, true)?;
             outcome.symlinks += 1;
         }
-        // Deepest first, so setting a folder's time is not undone by
-        // creating something inside it.
-        for (path, entry) in plan.dirs.iter().rev() {
-            fs::set_permissions(path, fs::Permissions::from_mode(entry.mode)).at(path)?;
-            set_times(path, entry, false)?;
+        // Everything inside is made, so no folder's time changes again.
+        // Deepest first, so that a folder whose mode takes away its own
+        // search bit is not walked through afterwards; a level at a time,
+        // each on every core.
+        for level in plan.levels().rev() {
+            level.par_iter().try_for_each(|(path, entry)| {
+                fs::set_permissions(path, fs::Permissions::from_mode(entry.mode)).at(path)?;
+                set_times(path, entry, false)
+            })?;
         }
         Ok(outcome)
     }
 
-    /// Walks tree `root` under `dest`, creating folders as they are met
-    /// and listing the rest. Parents come before their children in
-    /// `plan.dirs`.
+    /// Walks tree `root` under `dest`, listing what to make, then makes
+    /// its folders, a level at a time (each on every core). Parents come
+    /// before their children in `plan.dirs`.
     fn plan(&self, root: &ChunkId, dest: &Path, plan: &mut Plan) -> Result<()> {
-        self.walk_paths(vec![(*root, dest.to_path_buf())], |dir, _, tree| {
-            let mut subdirs = Vec::new();
-            for entry in tree?.entries {
-                // Names were checked when the tree was decoded; a path
-                // built from them can only be a direct child of `dir`.
-                let path = dir.join(std::ffi::OsStr::from_bytes(&entry.name));
-                match &entry.kind {
-                    EntryKind::Dir { tree } => {
-                        // `create_dir`, not `create_dir_all`: an existing
-                        // entry of this name (a link, say) is an error,
-                        // never followed.
-                        fs::create_dir(&path).at(&path)?;
-                        subdirs.push((*tree, path.clone()));
-                        plan.dirs.push((path, entry));
+        self.walk_paths(
+            vec![(*root, (dest.to_path_buf(), 0))],
+            |(dir, depth), _, tree| {
+                let mut subdirs = Vec::new();
+                for entry in tree?.entries {
+                    // Names were checked when the tree was decoded; a path
+                    // built from them can only be a direct child of `dir`.
+                    let path = dir.join(std::ffi::OsStr::from_bytes(&entry.name));
+                    match &entry.kind {
+                        EntryKind::Dir { tree } => {
+                            subdirs.push((*tree, (path.clone(), depth + 1)));
+                            plan.dirs.push((path, entry));
+                            plan.depths.push(depth + 1);
+                        }
+                        EntryKind::File { .. } => plan.files.push((path, entry)),
+                        EntryKind::Symlink { .. } => plan.links.push((path, entry)),
                     }
-                    EntryKind::File { .. } => plan.files.push((path, entry)),
-                    EntryKind::Symlink { .. } => plan.links.push((path, entry)),
                 }
-            }
-            Ok(subdirs)
-        })
+                Ok(subdirs)
+            },
+        )?;
+        for level in plan.levels() {
+            // `create_dir`, not `create_dir_all`: an existing entry of
+            // this name (a link, say) is an error, never followed.
+            level
+                .par_iter()
+                .try_for_each(|(path, _)| fs::create_dir(path).at(path))?;
+        }
+        Ok(())
     }
 
     /// Looks up where `entry`'s chunks are and groups them into runs; an
@@ -312,9 +374,81 @@ impl Repository {
         })
     }
 
-    /// Writes one file; returns its length.
-    fn restore_file(&self, path: &Path, entry: &Entry, progress: &dyn Progress) -> Result<u64> {
-        self.restore_located(&self.locate(path, entry)?, progress)
+    /// From local shards. Small files with the same content (the same
+    /// chunk list: a file unchanged across the releases of a tree, say)
+    /// are fetched, decompressed and checked once, and each is written
+    /// from that one copy; they go in the order their records lie in the
+    /// packs. Larger files are fetched a run at a time, on every core.
+    fn restore_local(
+        &self,
+        files: &[(PathBuf, Entry)],
+        progress: &dyn Progress,
+    ) -> Vec<(PathBuf, Result<u64>)> {
+        let located: Vec<Result<Located<'_>>> = files
+            .par_iter()
+            .map(|(path, entry)| self.locate(path, entry))
+            .collect();
+        let mut out = Vec::new();
+        let mut same: HashMap<&[(ChunkId, u32)], Vec<Located<'_>>> = HashMap::new();
+        let mut rest = Vec::new();
+        for ((path, _), f) in files.iter().zip(located) {
+            match f {
+                Err(e) => out.push((path.clone(), Err(e))),
+                Ok(f) if f.runs.len() == 1 && f.size() <= SHARED_CONTENT => {
+                    same.entry(f.chunks()).or_default().push(f);
+                }
+                Ok(f) => rest.push(f),
+            }
+        }
+        let mut same: Vec<Vec<Located<'_>>> = same.into_values().collect();
+        same.sort_unstable_by_key(|g| (g[0].locations[0].pack, g[0].locations[0].entry.offset));
+        out.par_extend(
+            same.par_iter()
+                .flat_map_iter(|group| self.restore_same(group, progress)),
+        );
+        out.par_extend(
+            rest.par_iter()
+                .map(|f| (f.path.to_path_buf(), self.restore_located(f, progress))),
+        );
+        out
+    }
+
+    /// Restores one-run files that share their content from one fetch.
+    fn restore_same(
+        &self,
+        group: &[Located<'_>],
+        progress: &dyn Progress,
+    ) -> Vec<(PathBuf, Result<u64>)> {
+        let first = &group[0];
+        let run = &first.runs[0];
+        let (start, end) = first.span(run);
+        let pack = first.locations[0].pack;
+        let content = self.pack_shard(&pack).and_then(|shard| {
+            let bytes = shard
+                .backend
+                .get_range(&pack.key(), start, (end - start) as usize)?;
+            let mut content = Vec::with_capacity(first.size() as usize);
+            for loc in &first.locations {
+                let stored = loc.entry.stored_in(&bytes, start)?;
+                content.extend_from_slice(&record::open(&loc.pack, &loc.entry, stored)?);
+            }
+            Ok(content)
+        });
+        group
+            .iter()
+            .map(|f| {
+                let result = match &content {
+                    Ok(content) => create_file(f.path).and_then(|file| {
+                        file.write_all_at(content, 0).at(f.path)?;
+                        progress.advance(content.len() as u64);
+                        finish_file(&file, f.path, f.entry, progress)
+                    }),
+                    // Each file on its own then, and with its own error.
+                    Err(_) => self.restore_located(f, progress),
+                };
+                (f.path.to_path_buf(), result)
+            })
+            .collect()
     }
 
     /// Writes one located file, its runs fetched in parallel (a large
@@ -331,8 +465,7 @@ impl Repository {
             )?;
             write_run(&file, f, run, start, &bytes, progress)
         })?;
-        drop(file);
-        finish_file(f.path, f.entry, progress)
+        finish_file(&file, f.path, f.entry, progress)
     }
 
     /// From an object store, where each read is a round trip: small files
@@ -407,8 +540,7 @@ impl Repository {
                 let result = match &bytes {
                     Ok(bytes) => create_file(f.path).and_then(|file| {
                         write_run(&file, f, &f.runs[0], start, bytes, progress)?;
-                        drop(file);
-                        finish_file(f.path, f.entry, progress)
+                        finish_file(&file, f.path, f.entry, progress)
                     }),
                     // Each file on its own then, and with its own error.
                     Err(_) => self.restore_located(f, progress),

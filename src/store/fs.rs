@@ -77,10 +77,11 @@ const MAX_HANDLES: usize = 256;
 /// only: files 0600, folders 0700, whatever the umask.
 #[derive(Debug, Default)]
 pub struct OsFs {
-    /// Files opened by `read_at`, so restoring many small files does not
-    /// open the same pack once per file. Dropped when their path is
-    /// written, renamed over or removed.
-    handles: Mutex<HashMap<PathBuf, Arc<File>>>,
+    /// Files opened by `read_at`, each with its length, so restoring many
+    /// small files neither opens nor measures the same pack once per file
+    /// (the engine never changes a file in place). Dropped when their path
+    /// is written, renamed over or removed.
+    handles: Mutex<HashMap<PathBuf, (Arc<File>, u64)>>,
 }
 
 impl OsFs {
@@ -93,11 +94,13 @@ impl OsFs {
         self.handles.lock().expect("handles lock").remove(path);
     }
 
-    fn handle(&self, path: &Path) -> io::Result<Arc<File>> {
+    fn handle(&self, path: &Path) -> io::Result<(Arc<File>, u64)> {
         if let Some(f) = self.handles.lock().expect("handles lock").get(path) {
             return Ok(f.clone());
         }
-        let f = Arc::new(File::open(path)?);
+        let file = File::open(path)?;
+        let len = file.metadata()?.len();
+        let f = (Arc::new(file), len);
         let mut handles = self.handles.lock().expect("handles lock");
         if handles.len() >= MAX_HANDLES {
             if let Some(old) = handles.keys().next().cloned() {
@@ -163,9 +166,9 @@ impl Fs for OsFs {
     }
 
     fn read_at(&self, path: &Path, offset: u64, len: usize) -> io::Result<Vec<u8>> {
-        let file = self.handle(path)?;
+        let (file, file_len) = self.handle(path)?;
         // A length from damaged metadata must not size the buffer.
-        if offset.saturating_add(len as u64) > file.metadata()?.len() {
+        if offset.saturating_add(len as u64) > file_len {
             return Err(io::Error::new(
                 io::ErrorKind::UnexpectedEof,
                 format!("{len} bytes at {offset} run past the end of the file"),
