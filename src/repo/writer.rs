@@ -2,7 +2,8 @@
 //!
 //! The path of a chunk: hash → "seen in this session?" → Bloom filter
 //! ("surely new" skips the index) → RocksDB lookup → ring → the shard's open
-//! pack. A pack that reaches its target size is sealed, written durably,
+//! pack. A pack that reaches its target size is sealed (or the fullest one,
+//! when the open packs of all shards hold two packs' worth), written durably,
 //! and only then are its index entries committed in one synced batch; only
 //! after that are its ids added to the Bloom filter (invariant 2).
 //!
@@ -12,7 +13,7 @@
 //! concurrent lookup always finds it in one of the two places.
 
 use std::collections::HashSet;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::Mutex;
 
 use crate::error::Result;
@@ -32,11 +33,34 @@ pub(crate) struct WriterStats {
     pub bloom: BloomStats,
 }
 
+/// Window buffers kept for reuse: two per large file being read, on each
+/// of two cores.
+const SPARE_WINDOWS: usize = 4;
+
+/// What the open packs may hold together: two packs' worth, however many
+/// shards new chunks are spread over. With one or two shards every pack
+/// fills to `pack_size`; with more, the fullest is sealed early once they
+/// hold the budget together (with four shards, at 8 MiB or more of 16), so
+/// an ingest's memory does not grow with the number of shards.
+fn open_budget(pack_size: usize) -> usize {
+    pack_size.saturating_mul(2)
+}
+
 /// Stores objects into a repository; see the module docs.
 pub(crate) struct ObjectWriter<'r> {
     repo: &'r Repository,
     pending: Mutex<HashSet<ChunkId>>,
     open: Vec<Mutex<PackBuilder>>,
+    /// Bytes in all of `open` together.
+    buffered: AtomicUsize,
+    /// Buffers of packs written, and of large files' windows read, kept
+    /// for the next: allocating and freeing buffers this large over and
+    /// over leaves much more memory resident than is ever in use.
+    spare_packs: Mutex<Vec<Vec<u8>>>,
+    spare_windows: Mutex<Vec<Vec<u8>>>,
+    /// What `open` may hold together before its fullest pack is sealed
+    /// early (see [`open_budget`]).
+    budget: usize,
     new_objects: AtomicU64,
     new_raw: AtomicU64,
     new_data_raw: AtomicU64,
@@ -56,6 +80,10 @@ impl<'r> ObjectWriter<'r> {
                 .iter()
                 .map(|_| Mutex::new(PackBuilder::new()))
                 .collect(),
+            buffered: AtomicUsize::new(0),
+            spare_packs: Mutex::default(),
+            spare_windows: Mutex::default(),
+            budget: open_budget(repo.config.pack_size as usize),
             new_objects: AtomicU64::new(0),
             new_raw: AtomicU64::new(0),
             new_data_raw: AtomicU64::new(0),
@@ -122,17 +150,60 @@ impl<'r> ObjectWriter<'r> {
             .expect("the ring only names configured shards");
         let full = {
             let mut pack = self.open[slot].lock().expect("pack lock");
+            let before = pack.len();
             pack.add(id, raw_len, flag, &stored);
-            if pack.len() >= self.repo.config.pack_size as usize {
-                Some(std::mem::take(&mut *pack))
-            } else {
-                None
-            }
+            self.buffered.fetch_add(pack.len() - before, Relaxed);
+            (pack.len() >= self.repo.config.pack_size as usize).then(|| self.take(&mut pack))
         };
         if let Some(pack) = full {
             self.commit(slot, pack)?;
+        } else if self.buffered.load(Relaxed) > self.budget {
+            self.seal_fullest()?;
         }
         Ok(id)
+    }
+
+    /// Takes an open pack out to be committed, leaving an empty one.
+    fn take(&self, pack: &mut PackBuilder) -> PackBuilder {
+        self.buffered.fetch_sub(pack.len(), Relaxed);
+        let buf = self.spare_packs.lock().expect("spare lock").pop();
+        std::mem::replace(pack, buf.map(PackBuilder::reuse).unwrap_or_default())
+    }
+
+    /// An empty buffer for a window of a large file, with at least
+    /// `capacity` bytes of room.
+    pub fn window(&self, capacity: usize) -> Vec<u8> {
+        let mut buf = self
+            .spare_windows
+            .lock()
+            .expect("spare lock")
+            .pop()
+            .unwrap_or_default();
+        buf.clear();
+        buf.reserve(capacity);
+        buf
+    }
+
+    /// Gives back a window buffer for the next.
+    pub fn recycle_window(&self, buf: Vec<u8>) {
+        let mut spare = self.spare_windows.lock().expect("spare lock");
+        if spare.len() < SPARE_WINDOWS {
+            spare.push(buf);
+        }
+    }
+
+    /// Commits the fullest open pack before it reaches the pack size, so
+    /// that the open packs of many shards together stay within the budget.
+    fn seal_fullest(&self) -> Result<()> {
+        let fullest = (0..self.open.len())
+            .max_by_key(|&slot| self.open[slot].lock().expect("pack lock").len());
+        if let Some(slot) = fullest {
+            let pack = self.take(&mut self.open[slot].lock().expect("pack lock"));
+            if !pack.is_empty() {
+                self.commit(slot, pack)?;
+            }
+        }
+        Ok(())
     }
 
     /// Seals `pack`, writes it durably to shard `slot`, then indexes it.
@@ -154,13 +225,18 @@ impl<'r> ObjectWriter<'r> {
         for e in &entries {
             pending.remove(&e.id);
         }
+        drop(pending);
+        let mut spare = self.spare_packs.lock().expect("spare lock");
+        if spare.len() < self.open.len() {
+            spare.push(bytes);
+        }
         Ok(())
     }
 
     /// Commits every open pack and returns what was added.
     pub fn finish(self) -> Result<WriterStats> {
         for (slot, pack) in self.open.iter().enumerate() {
-            let pack = std::mem::take(&mut *pack.lock().expect("pack lock"));
+            let pack = self.take(&mut pack.lock().expect("pack lock"));
             if !pack.is_empty() {
                 self.commit(slot, pack)?;
             }
@@ -176,5 +252,50 @@ impl<'r> ObjectWriter<'r> {
                 false_positives: self.false_positives.load(Relaxed),
             },
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::repo::{InitOptions, OpenOptions};
+
+    #[test]
+    fn the_open_packs_of_many_shards_stay_within_two_packs_worth() {
+        let dir = tempfile::tempdir().unwrap();
+        let pack_size = 256 << 10;
+        let init = InitOptions {
+            shards: 8,
+            pack_size,
+            compression: crate::config::Compression::None,
+            ..Default::default()
+        };
+        let open = OpenOptions {
+            cache_dir: Some(dir.path().join("cache")),
+            ..Default::default()
+        };
+        let repo = Repository::init_with(&dir.path().join("repo"), &init, &open).unwrap();
+        let writer = ObjectWriter::new(&repo);
+        // Eight shards' open packs could hold 2 MiB; two packs' worth is 512 KiB.
+        let budget = 2 * pack_size as usize;
+        let object = 10_000;
+        let mut ids = Vec::new();
+        for i in 0u32..600 {
+            let mut data = i.to_le_bytes().repeat(object / 4);
+            data.push(1);
+            ids.push(writer.store(&data, ObjectKind::Data).unwrap());
+            let held: usize = writer.open.iter().map(|p| p.lock().unwrap().len()).sum();
+            assert!(
+                held <= budget + object + 64,
+                "{held} bytes open after {i} objects"
+            );
+        }
+        writer.finish().unwrap();
+        let packs = repo.pack_infos().unwrap();
+        let shards: std::collections::HashSet<_> = packs.iter().map(|(_, p)| p.shard).collect();
+        assert_eq!(shards.len(), 8, "every shard got packs");
+        for id in ids {
+            assert!(repo.index.chunk(&id).unwrap().is_some());
+        }
     }
 }

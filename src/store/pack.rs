@@ -127,6 +127,17 @@ impl PackBuilder {
         }
     }
 
+    /// An empty pack written into `buf` (its bytes are dropped, its
+    /// capacity kept): the buffer of a pack already sealed and written.
+    pub fn reuse(mut buf: Vec<u8>) -> Self {
+        buf.clear();
+        buf.extend_from_slice(PACK_MAGIC);
+        PackBuilder {
+            buf,
+            entries: Vec::new(),
+        }
+    }
+
     /// Appends a record.
     pub fn add(&mut self, id: ChunkId, raw_len: u32, flags: u8, stored: &[u8]) {
         let offset = self.buf.len() as u64;

@@ -104,7 +104,7 @@ pub(super) fn store_file(
     let pieces = rayon::current_num_threads();
     let capacity = WINDOW + chunker.max_chunk() as usize;
     let mut chunks = Vec::new();
-    let mut window = Vec::with_capacity(capacity);
+    let mut window = writer.window(capacity);
     let mut eof = match fill(&mut file, &mut window) {
         Ok(eof) => eof,
         Err(e) => return Ok(unreadable(path, &e, progress)),
@@ -116,7 +116,7 @@ pub(super) fn store_file(
             spans.push((at, len));
             at += len;
         }
-        let mut next = Vec::with_capacity(capacity);
+        let mut next = writer.window(capacity);
         next.extend_from_slice(&window[at..]);
         let store = || -> Result<ChunkList> {
             spans
@@ -137,14 +137,15 @@ pub(super) fn store_file(
         };
         let (stored, filled) = rayon::join(store, read_next);
         chunks.extend(stored?);
+        writer.recycle_window(std::mem::replace(&mut window, next));
         if eof {
+            writer.recycle_window(window);
             break;
         }
         eof = match filled {
             Ok(eof) => eof,
             Err(e) => return Ok(unreadable(path, &e, progress)),
         };
-        window = next;
     }
     Ok(stored(job, chunks, after(&file), progress))
 }
