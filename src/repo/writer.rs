@@ -274,7 +274,7 @@ mod tests {
             cache_dir: Some(dir.path().join("cache")),
             ..Default::default()
         };
-        let repo = Repository::init_with(&dir.path().join("repo"), &init, &open).unwrap();
+        let repo = Repository::init_with(dir.path().join("repo"), &init, &open).unwrap();
         let writer = ObjectWriter::new(&repo);
         // Eight shards' open packs could hold 2 MiB; two packs' worth is 512 KiB.
         let budget = 2 * pack_size as usize;
