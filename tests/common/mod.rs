@@ -278,9 +278,11 @@ pub fn files_under(dir: &Path, suffix: &str) -> Vec<PathBuf> {
     out
 }
 
-/// Dates every file under `dir` an hour back: ingest does not cache a file
-/// modified in the seconds before it starts (a later write in the same
-/// timestamp tick would go unseen), so tests of the cache age their trees.
+/// Dates every file under `dir` an hour back, and waits until their change
+/// times (which that moves to now, and which nothing can set back) are a
+/// few timestamp ticks old: ingest does not cache a file changed within a
+/// tick of its start (a later write in the same tick would go unseen), so
+/// tests of the cache age their trees.
 pub fn age_files(dir: &Path) {
     let hour_ago = filetime::FileTime::from_system_time(
         std::time::SystemTime::now() - std::time::Duration::from_secs(3600),
@@ -290,4 +292,5 @@ pub fn age_files(dir: &Path) {
             filetime::set_file_mtime(&file, hour_ago).unwrap();
         }
     }
+    std::thread::sleep(std::time::Duration::from_millis(150));
 }

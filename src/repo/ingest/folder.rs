@@ -70,9 +70,10 @@ pub(super) struct Walker<'a> {
     pub(super) file_cache: bool,
     /// Folders never stored, by (device, inode): the repository's own.
     pub(super) own: HashSet<(u64, u64)>,
-    /// Files modified at or after this second (Unix time) are not put in
-    /// the file cache; see [`read::RACY_SECONDS`].
-    pub(super) settled: i64,
+    /// When the ingest started, in nanoseconds since 1970: files changed
+    /// too shortly before are not put in the file cache (see
+    /// [`read::settled`]).
+    pub(super) started_ns: i128,
 }
 
 impl Walker<'_> {
@@ -294,7 +295,7 @@ impl Walker<'_> {
         }
         s.logical_bytes += size;
         s.total_chunks += chunks.len() as u64;
-        if !reused && !changed && job.stamp.mtime.0 < self.settled {
+        if !reused && !changed && read::settled(&job.stamp, self.started_ns) {
             tally.fresh_cache.push((
                 job.path.as_os_str().as_bytes().to_vec(),
                 filecache::encode(&job.stamp, &chunks),

@@ -12,7 +12,7 @@ mod folder;
 mod read;
 
 use std::path::PathBuf;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Instant, SystemTime};
 
 use folder::Walker;
 
@@ -123,10 +123,9 @@ impl Repository {
             progress,
             file_cache: opts.file_cache,
             own: self.own_folders(),
-            settled: start_time
-                .checked_sub(Duration::from_secs(read::RACY_SECONDS))
-                .and_then(|t| t.duration_since(SystemTime::UNIX_EPOCH).ok())
-                .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX)),
+            started_ns: start_time
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos() as i128),
         };
         let (root_tree, tally) = walk_pool()?.install(|| walker.roots(paths))?;
         let stats = writer.finish()?;

@@ -214,11 +214,69 @@ pub(super) fn drop_unindexed(repo: &Repository, lists: &mut [Option<ChunkList>])
     Ok(())
 }
 
-/// A file modified in the last `RACY_SECONDS` before an ingest started is
-/// not put in the file cache: on a file system with coarse timestamps a
-/// write later in the same tick would leave its stamp unchanged, and the
-/// cache would vouch for content it never saw.
-pub(super) const RACY_SECONDS: u64 = 2;
+/// Whether a file read by an ingest that started at `started_ns` may go
+/// into the file cache. Not when it changed (its change time, which every
+/// write and every change of its times moves, and which nothing can set
+/// back) within a timestamp tick of the start: a write later in that same
+/// tick would leave its stamp as it is, and the cache would vouch for
+/// content it never saw. Times with nanoseconds come from a clock that
+/// ticks every few milliseconds ([`RACY_FINE_NS`]); whole seconds may be
+/// a file system that keeps only those, or FAT's two ([`RACY_COARSE_NS`]).
+pub(super) fn settled(stamp: &FileStamp, started_ns: i128) -> bool {
+    let ns = |(s, n): (i64, u32)| i128::from(s) * 1_000_000_000 + i128::from(n);
+    let changed = ns(stamp.ctime).max(ns(stamp.mtime));
+    let whole_seconds = stamp.mtime.1 == 0 && stamp.ctime.1 == 0;
+    let window = if whole_seconds {
+        RACY_COARSE_NS
+    } else {
+        RACY_FINE_NS
+    };
+    changed < started_ns - window
+}
+
+/// See [`settled`]: 25 ticks of a 250 Hz kernel clock.
+const RACY_FINE_NS: i128 = 100_000_000;
+/// See [`settled`].
+const RACY_COARSE_NS: i128 = 2_000_000_000;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stamp(mtime: (i64, u32), ctime: (i64, u32)) -> FileStamp {
+        FileStamp {
+            size: 1,
+            mtime,
+            ctime,
+            ino: 1,
+            dev: 1,
+        }
+    }
+
+    #[test]
+    fn only_files_changed_well_before_the_start_are_settled() {
+        let start = 1_000 * 1_000_000_000_i128;
+        // Nanosecond stamps: settled a tenth of a second before the start.
+        assert!(settled(
+            &stamp((999, 800_000_000), (999, 800_000_000)),
+            start
+        ));
+        assert!(!settled(
+            &stamp((999, 950_000_000), (999, 950_000_000)),
+            start
+        ));
+        // An old modification time set after a recent write: the change
+        // time says it is recent.
+        assert!(!settled(&stamp((500, 1), (999, 990_000_000)), start));
+        // Whole seconds: perhaps a file system that keeps only those, so
+        // two seconds.
+        assert!(settled(&stamp((997, 0), (997, 0)), start));
+        assert!(!settled(&stamp((999, 0), (999, 0)), start));
+        assert!(!settled(&stamp((998, 0), (998, 0)), start));
+        // Before 1970 is long ago.
+        assert!(settled(&stamp((-5, 3), (-5, 3)), start));
+    }
+}
 
 fn unreadable(path: &Path, e: &std::io::Error, progress: &dyn Progress) -> FileResult {
     progress.warn(&format!("skipping {}: {e}", path.display()));
