@@ -125,7 +125,7 @@ impl Repository {
             own: self.own_folders(),
             started_ns: start_time
                 .duration_since(SystemTime::UNIX_EPOCH)
-                .map_or(0, |d| d.as_nanos() as i128),
+                .map_or(0, |d| i128::try_from(d.as_nanos()).unwrap_or(i128::MAX)),
         };
         let (root_tree, tally) = walk_pool()?.install(|| walker.roots(paths))?;
         let stats = writer.finish()?;

@@ -239,6 +239,11 @@ const RACY_FINE_NS: i128 = 100_000_000;
 /// See [`settled`].
 const RACY_COARSE_NS: i128 = 2_000_000_000;
 
+fn unreadable(path: &Path, e: &std::io::Error, progress: &dyn Progress) -> FileResult {
+    progress.warn(&format!("skipping {}: {e}", path.display()));
+    FileResult::Unreadable(e.to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -276,9 +281,4 @@ mod tests {
         // Before 1970 is long ago.
         assert!(settled(&stamp((-5, 3), (-5, 3)), start));
     }
-}
-
-fn unreadable(path: &Path, e: &std::io::Error, progress: &dyn Progress) -> FileResult {
-    progress.warn(&format!("skipping {}: {e}", path.display()));
-    FileResult::Unreadable(e.to_string())
 }
