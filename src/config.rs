@@ -160,7 +160,18 @@ pub struct InitOptions {
     pub shards: u32,
     /// Pack target size in bytes.
     pub pack_size: u32,
+    /// zstd level, [`ZSTD_LEVELS`] (see the README's figures).
+    pub zstd_level: i32,
 }
+
+/// The zstd levels a repository may use: the fast negative ones (larger,
+/// quicker) through 19; 20 to 22 want far more memory per compressor.
+pub const ZSTD_LEVELS: std::ops::RangeInclusive<i32> = -7..=19;
+
+/// The zstd level of a new repository: on the corpora of
+/// `benches/compare.sh`, within 10% of level 1's time and 2.5 to 5% fewer
+/// bytes stored (the README has the figures).
+pub const DEFAULT_ZSTD_LEVEL: i32 = 3;
 
 impl Default for InitOptions {
     fn default() -> Self {
@@ -171,7 +182,24 @@ impl Default for InitOptions {
             shard_options: BTreeMap::new(),
             shards: 4,
             pack_size: DEFAULT_PACK_SIZE,
+            zstd_level: DEFAULT_ZSTD_LEVEL,
         }
+    }
+}
+
+/// Refuses a zstd level outside [`ZSTD_LEVELS`].
+fn check_level(level: i32) -> Result<()> {
+    if ZSTD_LEVELS.contains(&level) {
+        Ok(())
+    } else {
+        Err(Error::invalid(
+            "compression level",
+            format!(
+                "{level} is outside {}..={}",
+                ZSTD_LEVELS.start(),
+                ZSTD_LEVELS.end()
+            ),
+        ))
     }
 }
 
@@ -179,6 +207,7 @@ impl Config {
     /// A config for a new repository, after checking the options.
     pub fn new(opts: &InitOptions) -> Result<Self> {
         opts.chunker.validate()?;
+        check_level(opts.zstd_level)?;
         if !(64 * 1024..=1 << 30).contains(&opts.pack_size) {
             return Err(Error::invalid(
                 "pack size",
@@ -238,7 +267,7 @@ impl Config {
             repository_id: hex::encode(id),
             chunker: opts.chunker,
             compression: opts.compression,
-            zstd_level: 3,
+            zstd_level: opts.zstd_level,
             pack_size: opts.pack_size,
             vnodes: DEFAULT_VNODES,
             shards,
@@ -278,6 +307,7 @@ impl Config {
         config
             .chunker
             .validate()
+            .and_then(|()| check_level(config.zstd_level))
             .map_err(|e| Error::corrupt("config", &location, e.to_string()))?;
         if let Some(s) = config
             .shards

@@ -50,7 +50,7 @@ pub enum Mode {
 }
 
 pub use chunker::ChunkerConfig;
-pub use config::{Compression, Config, InitOptions};
+pub use config::{Compression, Config, InitOptions, DEFAULT_ZSTD_LEVEL, ZSTD_LEVELS};
 pub use error::{Error, Result};
 pub use id::{ChunkId, SnapshotId};
 #[cfg(feature = "engine")]

@@ -244,6 +244,8 @@ fn bad_chunker_sizes_and_options_are_refused_before_anything_is_created() {
         (&["--chunker", "fixed", "--avg-size", "16KiB"], "--size"),
         (&["--avg-size", "12XB"], "unknown size unit"),
         (&["--shards", "0"], "shard count"),
+        (&["--compression-level", "20"], "compression level"),
+        (&["--compression-level", "-8"], "compression level"),
     ];
     for (i, (args, message)) in cases.iter().enumerate() {
         let repo = tmp.path().join(format!("r{i}"));
@@ -260,6 +262,20 @@ fn bad_chunker_sizes_and_options_are_refused_before_anything_is_created() {
     let r = run(dedup(&repo).arg("init"));
     assert_eq!(r.code, 2);
     assert!(r.stderr.contains("already exists"), "{}", r.stderr);
+    // A fast negative level is a level like any other, kept in the config.
+    let fast = tmp.path().join("fast");
+    ok(dedup(&fast).args(["init", "--compression-level", "-3"]));
+    let config: serde_json::Value =
+        serde_json::from_slice(&fs::read(fast.join("config")).unwrap()).unwrap();
+    assert_eq!(config["zstd_level"], -3);
+    // One edited out of range is a damaged config, named as such.
+    let edited = fs::read_to_string(fast.join("config"))
+        .unwrap()
+        .replace("\"zstd_level\": -3", "\"zstd_level\": 99");
+    fs::write(fast.join("config"), edited).unwrap();
+    let r = run(dedup(&fast).arg("snapshots"));
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.stderr.contains("compression level"), "{}", r.stderr);
 }
 
 #[test]

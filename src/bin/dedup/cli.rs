@@ -210,6 +210,9 @@ pub struct InitArgs {
     /// Per-chunk compression
     #[arg(long, value_enum, default_value = "zstd")]
     pub compression: CompressionArg,
+    /// zstd level: -7 (fastest, largest) to 19 (slowest, smallest)
+    #[arg(long, default_value_t = dedup::DEFAULT_ZSTD_LEVEL, allow_negative_numbers = true)]
+    pub compression_level: i32,
     /// Pack target size
     #[arg(long, value_parser = parse_size, default_value = "16MiB")]
     pub pack_size: u32,

@@ -199,6 +199,7 @@ pub fn init(cx: &Context, args: InitArgs) -> Code {
         shard_options: args.shard_option.into_iter().collect(),
         shards: args.shards,
         pack_size: args.pack_size,
+        zstd_level: args.compression_level,
     };
     let repo = Repository::init_with(&cx.repo, &opts, &cx.open)?;
     let config = repo.config();
