@@ -33,6 +33,7 @@ pub mod error;
 pub mod filecache;
 pub mod id;
 pub mod index;
+pub mod locality;
 #[cfg(feature = "engine")]
 pub mod repo;
 pub mod ring;

@@ -1,7 +1,8 @@
 //! Storing objects: decide what is new, pack it, commit it.
 //!
-//! The path of a chunk: hash → "seen in this session?" → Bloom filter
-//! ("surely new" skips the index) → RocksDB lookup → ring → the shard's open
+//! The path of a chunk: hash → "seen in this session?" → locality cache
+//! (the ids of packs this stream just ran through, see `locality.rs`) →
+//! Bloom filter ("surely new" skips the index) → RocksDB lookup → ring → the shard's open
 //! pack. A pack that reaches its target size is sealed (or the fullest one,
 //! when the open packs of all shards hold two packs' worth), written durably,
 //! and only then are its index entries committed in one synced batch; only
@@ -18,10 +19,12 @@ use std::sync::Mutex;
 
 use crate::error::Result;
 use crate::id::ChunkId;
+use crate::locality::Locality;
 use crate::repo::Repository;
 use crate::snapshot::BloomStats;
+use crate::store::pack::read_entries;
 use crate::store::record::{self, ObjectKind};
-use crate::store::PackBuilder;
+use crate::store::{PackBuilder, PackId};
 
 /// What a writer added.
 #[derive(Clone, Copy, Debug, Default)]
@@ -67,6 +70,7 @@ pub(crate) struct ObjectWriter<'r> {
     new_stored: AtomicU64,
     lookups: AtomicU64,
     skipped: AtomicU64,
+    locality: Mutex<Locality>,
     false_positives: AtomicU64,
 }
 
@@ -90,6 +94,7 @@ impl<'r> ObjectWriter<'r> {
             new_stored: AtomicU64::new(0),
             lookups: AtomicU64::new(0),
             skipped: AtomicU64::new(0),
+            locality: Mutex::default(),
             false_positives: AtomicU64::new(0),
         }
     }
@@ -110,18 +115,42 @@ impl<'r> ObjectWriter<'r> {
         if self.pending.lock().expect("pending lock").contains(&id) {
             return Ok(true);
         }
+        if self.locality.lock().expect("locality lock").contains(&id) {
+            return Ok(true);
+        }
         let maybe = self.repo.bloom.read().expect("bloom lock").may_contain(&id);
         if !maybe {
             self.skipped.fetch_add(1, Relaxed);
             return Ok(!self.claim(id));
         }
-        if self.repo.index.chunk(&id)?.is_some() {
+        if let Some(found) = self.repo.index.chunk(&id)? {
+            self.near_pack(found.pack);
             return Ok(true);
         }
         // A pack committed between our pending check and the index lookup
         // would have shown in the index, so "absent" here is a real miss.
         self.false_positives.fetch_add(1, Relaxed);
         Ok(!self.claim(id))
+    }
+
+    /// After the index found an id in `pack`: on the pack's second such
+    /// hit, its ids are read from its trailer into the locality cache, so
+    /// the ids stored after it are found without the index. A trailer that
+    /// cannot be read only costs the cache.
+    fn near_pack(&self, pack: PackId) {
+        if !self.locality.lock().expect("locality lock").hit(pack) {
+            return;
+        }
+        let Some(shard) = self.repo.index.pack_shard(&pack) else {
+            return;
+        };
+        let Ok(shard) = self.repo.shard(shard) else {
+            return;
+        };
+        if let Ok(entries) = read_entries(shard.backend.as_ref(), &pack.key(), None) {
+            let ids = entries.into_iter().map(|e| e.id).collect();
+            self.locality.lock().expect("locality lock").load(pack, ids);
+        }
     }
 
     /// Stores `data` unless already present; returns its id. An object
@@ -295,6 +324,53 @@ mod tests {
         let shards: std::collections::HashSet<_> = packs.iter().map(|(_, p)| p.shard).collect();
         assert_eq!(shards.len(), 8, "every shard got packs");
         for id in ids {
+            assert!(repo.index.chunk(&id).unwrap().is_some());
+        }
+    }
+
+    #[test]
+    fn a_stream_stored_again_is_found_through_its_packs_and_new_objects_among_it_are_stored() {
+        let dir = tempfile::tempdir().unwrap();
+        let init = InitOptions {
+            shards: 2,
+            pack_size: 64 << 10,
+            ..Default::default()
+        };
+        let open = OpenOptions {
+            cache_dir: Some(dir.path().join("cache")),
+            ..Default::default()
+        };
+        let repo = Repository::init_with(dir.path().join("repo"), &init, &open).unwrap();
+        let object = |i: u32, salt: u8| {
+            let mut data = i.to_le_bytes().repeat(1000);
+            data.push(salt);
+            data
+        };
+        let first = ObjectWriter::new(&repo);
+        for i in 0..300 {
+            first.store(&object(i, 0), ObjectKind::Data).unwrap();
+        }
+        first.finish().unwrap();
+        // The same stream again, with new objects in between.
+        let again = ObjectWriter::new(&repo);
+        let mut fresh = Vec::new();
+        for i in 0..300 {
+            again.store(&object(i, 0), ObjectKind::Data).unwrap();
+            if i % 3 == 0 {
+                fresh.push(again.store(&object(i, 1), ObjectKind::Data).unwrap());
+            }
+        }
+        assert!(
+            !again.locality.lock().unwrap().is_empty(),
+            "the packs of the stream were loaded"
+        );
+        let stats = again.finish().unwrap();
+        assert_eq!(
+            stats.new_objects,
+            fresh.len() as u64,
+            "only the new ones stored"
+        );
+        for id in fresh {
             assert!(repo.index.chunk(&id).unwrap().is_some());
         }
     }
