@@ -384,20 +384,14 @@ impl Repository {
         files: &[(PathBuf, Entry)],
         progress: &dyn Progress,
     ) -> Vec<(PathBuf, Result<u64>)> {
-        let located: Vec<Result<Located<'_>>> = files
-            .par_iter()
-            .map(|(path, entry)| self.locate(path, entry))
-            .collect();
-        let mut out = Vec::new();
+        let (mut out, located) = self.locate_all(files);
         let mut same: HashMap<&[(ChunkId, u32)], Vec<Located<'_>>> = HashMap::new();
         let mut rest = Vec::new();
-        for ((path, _), f) in files.iter().zip(located) {
-            match f {
-                Err(e) => out.push((path.clone(), Err(e))),
-                Ok(f) if f.runs.len() == 1 && f.size() <= SHARED_CONTENT => {
-                    same.entry(f.chunks()).or_default().push(f);
-                }
-                Ok(f) => rest.push(f),
+        for f in located {
+            if f.runs.len() == 1 && f.size() <= SHARED_CONTENT {
+                same.entry(f.chunks()).or_default().push(f);
+            } else {
+                rest.push(f);
             }
         }
         let mut same: Vec<Vec<Located<'_>>> = same.into_values().collect();
@@ -406,11 +400,43 @@ impl Repository {
             same.par_iter()
                 .flat_map_iter(|group| self.restore_same(group, progress)),
         );
+        self.restore_each(&rest, &mut out, progress);
+        out
+    }
+
+    /// Locates every file; those the index cannot place are failed in the
+    /// first list, with the reason.
+    fn locate_all<'a>(
+        &self,
+        files: &'a [(PathBuf, Entry)],
+    ) -> (Vec<(PathBuf, Result<u64>)>, Vec<Located<'a>>) {
+        let located: Vec<Result<Located<'_>>> = files
+            .par_iter()
+            .map(|(path, entry)| self.locate(path, entry))
+            .collect();
+        let mut failed = Vec::new();
+        let mut found = Vec::with_capacity(files.len());
+        for ((path, _), f) in files.iter().zip(located) {
+            match f {
+                Ok(f) => found.push(f),
+                Err(e) => failed.push((path.clone(), Err(e))),
+            }
+        }
+        (failed, found)
+    }
+
+    /// Restores `files` one by one, in parallel, into `out`.
+    fn restore_each(
+        &self,
+        files: &[Located<'_>],
+        out: &mut Vec<(PathBuf, Result<u64>)>,
+        progress: &dyn Progress,
+    ) {
         out.par_extend(
-            rest.par_iter()
+            files
+                .par_iter()
                 .map(|f| (f.path.to_path_buf(), self.restore_located(f, progress))),
         );
-        out
     }
 
     /// Restores one-run files that share their content from one fetch.
@@ -476,19 +502,9 @@ impl Repository {
         files: &[(PathBuf, Entry)],
         progress: &dyn Progress,
     ) -> Vec<(PathBuf, Result<u64>)> {
-        let located: Vec<Result<Located<'_>>> = files
-            .par_iter()
-            .map(|(path, entry)| self.locate(path, entry))
-            .collect();
-        let mut out = Vec::new();
-        let (mut small, mut rest) = (Vec::new(), Vec::new());
-        for ((path, _), f) in files.iter().zip(located) {
-            match f {
-                Err(e) => out.push((path.clone(), Err(e))),
-                Ok(f) if f.runs.len() == 1 => small.push(f),
-                Ok(f) => rest.push(f),
-            }
-        }
+        let (mut out, located) = self.locate_all(files);
+        let (mut small, rest): (Vec<_>, Vec<_>) =
+            located.into_iter().partition(|f| f.runs.len() == 1);
         small.sort_by_key(|f| (f.locations[0].pack, f.locations[0].entry.offset));
         let mut batches: Vec<Vec<Located<'_>>> = Vec::new();
         for f in small {
@@ -512,10 +528,7 @@ impl Repository {
                 .par_iter()
                 .flat_map_iter(|batch| self.restore_batch(batch, progress)),
         );
-        out.par_extend(
-            rest.par_iter()
-                .map(|f| (f.path.to_path_buf(), self.restore_located(f, progress))),
-        );
+        self.restore_each(&rest, &mut out, progress);
         out
     }
 
