@@ -37,6 +37,8 @@ fn two_local_shards_and_one_on_s3_restore_identically() {
     let server = S3Server::start(&tmp.path().join("s3"));
     let (src, repo) = (tmp.path().join("src"), tmp.path().join("repo"));
     make_tree(&src, 81);
+    // A second copy of the tree: restored from one read of each content.
+    make_tree(&src.join("copy"), 81);
     fs::write(src.join("more.bin"), random_bytes(82, 4 << 20)).unwrap();
     let url = format!("s3://{}/repo-one", common::s3::BUCKET);
     ok(dedup_s3(&repo, &server)

@@ -4,13 +4,13 @@
 //! `snapshot::tree`), then folders are made a level at a time, each level
 //! on every core, then files are written in parallel. Within a file, chunks
 //! that sit next to each other in the same pack are fetched with one ranged
-//! read. From local shards, small files with the same content (a file
-//! unchanged across many releases of a tree) are fetched, decompressed and
-//! checked once and written to each copy from memory. When packs live on an
-//! object store, where every read is a network round trip, a restore also
-//! keeps 32 reads in flight (`Repository::io_pool`), reads each level of
-//! folders in parallel, and fetches small files whose records lie near each
-//! other in one pack with one read for the batch. Every chunk is checked
+//! read. Files with the same content (a file unchanged across many releases
+//! of a tree) are fetched, decompressed and checked once and written to each
+//! copy from memory. When packs live on an object store, where every read is
+//! a network round trip, a restore also keeps 32 reads in flight
+//! (`Repository::io_pool`), reads each level of folders in parallel, and
+//! fetches small files whose records lie near each other in one pack with
+//! one read for the batch. Every chunk is checked
 //! against its id before it is written (invariant 6). Files get their modes
 //! and times through their open handle; symlinks are made last and folders
 //! get their modes and times last, deepest level first, so nothing is ever
@@ -35,10 +35,6 @@ use crate::store::record;
 
 /// Largest single ranged read when coalescing neighbouring chunks.
 const MAX_READ: u64 = 16 << 20;
-
-/// Files up to this size with the same content are restored from one
-/// fetch of it, held in memory while it is written to each.
-const SHARED_CONTENT: u64 = 4 << 20;
 
 /// What a restore did.
 #[derive(Clone, Debug, Default)]
@@ -274,11 +270,7 @@ impl Repository {
         );
 
         let results: Vec<(PathBuf, Result<u64>)> = in_pool(pool.as_ref(), || {
-            if pool.is_some() {
-                self.restore_remote(&plan.files, progress)
-            } else {
-                self.restore_local(&plan.files, progress)
-            }
+            self.restore_files(&plan.files, pool.is_some(), progress)
         });
         let mut outcome = RestoreOutcome {
             dirs: plan.dirs.len() as u64,
@@ -374,33 +366,59 @@ impl Repository {
         })
     }
 
-    /// From local shards. Small files with the same content (the same
-    /// chunk list: a file unchanged across the releases of a tree, say)
-    /// are fetched, decompressed and checked once, and each is written
-    /// from that one copy; they go in the order their records lie in the
-    /// packs. Larger files are fetched a run at a time, on every core.
-    fn restore_local(
+    /// Restores `files`. Files of one run (records back to back in one
+    /// pack) with the same content (the same chunk list: a file unchanged
+    /// across the releases of a tree, say) are fetched, decompressed and
+    /// checked once, and each copy is written from that; they go in the
+    /// order their records lie in the packs. With `neighbours` (object
+    /// stores, where each read is a round trip), contents whose records lie
+    /// near each other in one pack are fetched with one read for the lot.
+    /// Larger files are fetched a run at a time, on every core.
+    fn restore_files(
         &self,
         files: &[(PathBuf, Entry)],
+        neighbours: bool,
         progress: &dyn Progress,
     ) -> Vec<(PathBuf, Result<u64>)> {
         let (mut out, located) = self.locate_all(files);
         let mut same: HashMap<&[(ChunkId, u32)], Vec<Located<'_>>> = HashMap::new();
         let mut rest = Vec::new();
         for f in located {
-            if f.runs.len() == 1 && f.size() <= SHARED_CONTENT {
+            if f.runs.len() == 1 {
                 same.entry(f.chunks()).or_default().push(f);
             } else {
                 rest.push(f);
             }
         }
-        let mut same: Vec<Vec<Located<'_>>> = same.into_values().collect();
-        same.sort_unstable_by_key(|g| (g[0].locations[0].pack, g[0].locations[0].entry.offset));
+        let mut groups: Vec<Vec<Located<'_>>> = same.into_values().collect();
+        groups.sort_unstable_by_key(|g| (g[0].locations[0].pack, g[0].locations[0].entry.offset));
+        let mut batches: Vec<std::ops::Range<usize>> = Vec::new();
+        for (k, group) in groups.iter().enumerate() {
+            let (start, end) = group[0].span(&group[0].runs[0]);
+            let joins = neighbours
+                && batches.last().is_some_and(|b| {
+                    let first = &groups[b.start][0];
+                    let last = &groups[b.end - 1][0];
+                    let last_end = last.span(&last.runs[0]).1;
+                    first.locations[0].pack == group[0].locations[0].pack
+                        && start >= last_end
+                        && start - last_end <= MAX_GAP
+                        && end - first.span(&first.runs[0]).0 <= MAX_READ
+                });
+            match batches.last_mut() {
+                Some(batch) if joins => batch.end = k + 1,
+                _ => batches.push(k..k + 1),
+            }
+        }
         out.par_extend(
-            same.par_iter()
-                .flat_map_iter(|group| self.restore_same(group, progress)),
+            batches
+                .par_iter()
+                .flat_map_iter(|batch| self.restore_batch(&groups[batch.clone()], progress)),
         );
-        self.restore_each(&rest, &mut out, progress);
+        out.par_extend(
+            rest.par_iter()
+                .map(|f| (f.path.to_path_buf(), self.restore_located(f, progress))),
+        );
         out
     }
 
@@ -425,58 +443,6 @@ impl Repository {
         (failed, found)
     }
 
-    /// Restores `files` one by one, in parallel, into `out`.
-    fn restore_each(
-        &self,
-        files: &[Located<'_>],
-        out: &mut Vec<(PathBuf, Result<u64>)>,
-        progress: &dyn Progress,
-    ) {
-        out.par_extend(
-            files
-                .par_iter()
-                .map(|f| (f.path.to_path_buf(), self.restore_located(f, progress))),
-        );
-    }
-
-    /// Restores one-run files that share their content from one fetch.
-    fn restore_same(
-        &self,
-        group: &[Located<'_>],
-        progress: &dyn Progress,
-    ) -> Vec<(PathBuf, Result<u64>)> {
-        let first = &group[0];
-        let run = &first.runs[0];
-        let (start, end) = first.span(run);
-        let pack = first.locations[0].pack;
-        let content = self.pack_shard(&pack).and_then(|shard| {
-            let bytes = shard
-                .backend
-                .get_range(&pack.key(), start, (end - start) as usize)?;
-            let mut content = Vec::with_capacity(first.size() as usize);
-            for loc in &first.locations {
-                let stored = loc.entry.stored_in(&bytes, start)?;
-                content.extend_from_slice(&record::open(&loc.pack, &loc.entry, stored)?);
-            }
-            Ok(content)
-        });
-        group
-            .iter()
-            .map(|f| {
-                let result = match &content {
-                    Ok(content) => create_file(f.path).and_then(|file| {
-                        file.write_all_at(content, 0).at(f.path)?;
-                        progress.advance(content.len() as u64);
-                        finish_file(&file, f.path, f.entry, progress)
-                    }),
-                    // Each file on its own then, and with its own error.
-                    Err(_) => self.restore_located(f, progress),
-                };
-                (f.path.to_path_buf(), result)
-            })
-            .collect()
-    }
-
     /// Writes one located file, its runs fetched in parallel (a large
     /// file is fetched, decompressed, checked and written on every core).
     fn restore_located(&self, f: &Located<'_>, progress: &dyn Progress) -> Result<u64> {
@@ -494,73 +460,49 @@ impl Repository {
         finish_file(&file, f.path, f.entry, progress)
     }
 
-    /// From an object store, where each read is a round trip: small files
-    /// (one run) whose records lie near each other in one pack are fetched
-    /// together, one read for many files; the rest one by one.
-    fn restore_remote(
-        &self,
-        files: &[(PathBuf, Entry)],
-        progress: &dyn Progress,
-    ) -> Vec<(PathBuf, Result<u64>)> {
-        let (mut out, located) = self.locate_all(files);
-        let (mut small, rest): (Vec<_>, Vec<_>) =
-            located.into_iter().partition(|f| f.runs.len() == 1);
-        small.sort_by_key(|f| (f.locations[0].pack, f.locations[0].entry.offset));
-        let mut batches: Vec<Vec<Located<'_>>> = Vec::new();
-        for f in small {
-            let (start, end) = f.span(&f.runs[0]);
-            let joins = batches.last().is_some_and(|b| {
-                let batch_start = b[0].span(&b[0].runs[0]).0;
-                let last = &b[b.len() - 1];
-                let last_end = last.span(&last.runs[0]).1;
-                b[0].locations[0].pack == f.locations[0].pack
-                    && start >= last_end
-                    && start - last_end <= MAX_GAP
-                    && end - batch_start <= MAX_READ
-            });
-            match batches.last_mut() {
-                Some(batch) if joins => batch.push(f),
-                _ => batches.push(vec![f]),
-            }
-        }
-        out.par_extend(
-            batches
-                .par_iter()
-                .flat_map_iter(|batch| self.restore_batch(batch, progress)),
-        );
-        self.restore_each(&rest, &mut out, progress);
-        out
-    }
-
-    /// Restores a batch of one-run files from one ranged read.
+    /// Restores groups of one-run files, each group sharing one content,
+    /// from one ranged read: each content is decompressed and checked once
+    /// and written to every file of its group. Should the read or a
+    /// content fail, those files are restored on their own, each with its
+    /// own error.
     fn restore_batch(
         &self,
-        batch: &[Located<'_>],
+        groups: &[Vec<Located<'_>>],
         progress: &dyn Progress,
     ) -> Vec<(PathBuf, Result<u64>)> {
-        let start = batch[0].span(&batch[0].runs[0]).0;
-        let last = &batch[batch.len() - 1];
+        let first = &groups[0][0];
+        let last = &groups[groups.len() - 1][0];
+        let start = first.span(&first.runs[0]).0;
         let end = last.span(&last.runs[0]).1;
-        let pack = batch[0].locations[0].pack;
+        let pack = first.locations[0].pack;
         let bytes = self.pack_shard(&pack).and_then(|shard| {
             shard
                 .backend
                 .get_range(&pack.key(), start, (end - start) as usize)
         });
-        batch
-            .iter()
-            .map(|f| {
-                let result = match &bytes {
-                    Ok(bytes) => create_file(f.path).and_then(|file| {
-                        write_run(&file, f, &f.runs[0], start, bytes, progress)?;
+        let mut out = Vec::new();
+        for group in groups {
+            let content = bytes.as_ref().ok().and_then(|bytes| {
+                let mut content = Vec::with_capacity(group[0].size() as usize);
+                for loc in &group[0].locations {
+                    let stored = loc.entry.stored_in(bytes, start).ok()?;
+                    content.extend_from_slice(&record::open(&loc.pack, &loc.entry, stored).ok()?);
+                }
+                Some(content)
+            });
+            for f in group {
+                let result = match &content {
+                    Some(content) => create_file(f.path).and_then(|file| {
+                        file.write_all_at(content, 0).at(f.path)?;
+                        progress.advance(content.len() as u64);
                         finish_file(&file, f.path, f.entry, progress)
                     }),
-                    // Each file on its own then, and with its own error.
-                    Err(_) => self.restore_located(f, progress),
+                    None => self.restore_located(f, progress),
                 };
-                (f.path.to_path_buf(), result)
-            })
-            .collect()
+                out.push((f.path.to_path_buf(), result));
+            }
+        }
+        out
     }
 }
 
