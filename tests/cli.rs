@@ -601,3 +601,28 @@ fn many_copies_of_one_tree_restore_each_with_its_own_modes_and_times() {
     }
     assert_eq!(common::describe(&out), common::describe(&src));
 }
+
+#[test]
+fn thousands_of_files_in_many_small_packs_are_all_cached() {
+    // Packs small enough that many commit during the walk, in every shard.
+    let tmp = tempfile::tempdir().unwrap();
+    let (src, repo) = (tmp.path().join("src"), tmp.path().join("repo"));
+    for folder in 0..10 {
+        let dir = src.join(format!("folder-{folder}"));
+        fs::create_dir_all(&dir).unwrap();
+        for i in 0..600 {
+            fs::write(
+                dir.join(format!("{i}")),
+                format!("file {folder}/{i}\n").repeat(40),
+            )
+            .unwrap();
+        }
+    }
+    age_files(&src);
+    init(&repo, &["--pack-size", "64KiB"]);
+    let first = json(dedup(&repo).args(["ingest", "--json"]).arg(&src));
+    assert_eq!(first["record"]["summary"]["files"], 6000);
+    let again = json(dedup(&repo).args(["ingest", "--json"]).arg(&src));
+    assert_eq!(again["record"]["summary"]["unchanged_files"], 6000);
+    assert_eq!(again["record"]["summary"]["new_chunks"], 0);
+}
