@@ -88,6 +88,17 @@ pub enum Error {
     #[error("snapshot prefix {0:?} is ambiguous")]
     AmbiguousSnapshot(String),
 
+    /// A path inside a snapshot that names nothing there.
+    #[error("snapshot {snapshot} has no {path:?}: {reason}")]
+    NotInSnapshot {
+        /// The snapshot (short id).
+        snapshot: String,
+        /// The path asked for.
+        path: String,
+        /// Where the path stopped leading anywhere.
+        reason: String,
+    },
+
     /// The repository holds no snapshot (for `latest`).
     #[error("the repository holds no snapshot yet")]
     NoSnapshots,

@@ -3,6 +3,7 @@
 mod common;
 
 use std::fs;
+use std::path::PathBuf;
 
 use common::*;
 
@@ -625,4 +626,139 @@ fn thousands_of_files_in_many_small_packs_are_all_cached() {
     let again = json(dedup(&repo).args(["ingest", "--json"]).arg(&src));
     assert_eq!(again["record"]["summary"]["unchanged_files"], 6000);
     assert_eq!(again["record"]["summary"]["new_chunks"], 0);
+}
+
+/// A repository holding one snapshot of `make_tree`: (tmp, src, repo, id).
+fn one_snapshot() -> (tempfile::TempDir, PathBuf, PathBuf, String) {
+    let tmp = tempfile::tempdir().unwrap();
+    let (src, repo) = (tmp.path().join("src"), tmp.path().join("repo"));
+    make_tree(&src, 21);
+    init(&repo, &[]);
+    let id = snapshot_id(&ok(dedup(&repo).arg("ingest").arg(&src)).stdout);
+    (tmp, src, repo, id)
+}
+
+#[test]
+fn ls_and_cat_look_inside_a_snapshot() {
+    let (_tmp, src, repo, id) = one_snapshot();
+    let short = &id[..10];
+
+    // ls: the root's entries, by name, with a leading slash.
+    let root = ok(dedup(&repo).args(["ls", "latest"])).stdout;
+    let names: Vec<&str> = root.lines().collect();
+    assert!(
+        names.contains(&"/src") && names.contains(&"/empty-file"),
+        "{root}"
+    );
+    assert!(
+        !names.iter().any(|n| n.starts_with("/src/")),
+        "not recursive: {root}"
+    );
+    // A folder by path, long: type and permissions, size, time, path.
+    let long = ok(dedup(&repo).args(["ls", "--long", &format!("{short}:/src")])).stdout;
+    let run_sh = long.lines().find(|l| l.ends_with(" /src/run.sh")).unwrap();
+    assert!(run_sh.starts_with("-rwxr-x---"), "{run_sh}");
+    assert!(run_sh.contains(" 18 "), "{run_sh}");
+    let small = long
+        .lines()
+        .find(|l| l.ends_with(" /src/small.txt"))
+        .unwrap();
+    assert!(small.starts_with("-r--------"), "{small}");
+    assert!(
+        long.lines()
+            .any(|l| l.starts_with("drwx") && l.ends_with(" /src/deep")),
+        "{long}"
+    );
+    // Recursive, as JSON: every file of the tree, with its size.
+    let all = json(dedup(&repo).args(["ls", "--recursive", "--json", "latest"]));
+    let files: Vec<&serde_json::Value> = all
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["type"] == "file")
+        .collect();
+    let on_disk = describe(&src)
+        .iter()
+        .filter(|l| l.contains(" file "))
+        .count();
+    assert_eq!(files.len(), on_disk);
+    let big = files
+        .iter()
+        .find(|e| e["path"] == "/src/deep/er/still/big.bin")
+        .unwrap();
+    assert_eq!(big["size"], 3_000_000);
+    let link = all
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["path"] == "/link-rel")
+        .unwrap();
+    assert_eq!(link["type"], "symlink");
+    assert_eq!(link["target"], "src/small.txt");
+    // One file by path: itself.
+    let one = ok(dedup(&repo).args(["ls", "latest:src/small.txt"])).stdout;
+    assert_eq!(one.trim(), "/src/small.txt");
+
+    // cat: the bytes, checked.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_dedup"))
+        .env("DEDUP_CACHE", common::cache_of(&repo))
+        .arg("--repo")
+        .arg(&repo)
+        .args(["cat", "latest:/src/deep/er/still/big.bin"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert_eq!(
+        out.stdout,
+        fs::read(src.join("src/deep/er/still/big.bin")).unwrap()
+    );
+    // A closed pipe is no error and no panic.
+    let r = run(std::process::Command::new("bash").arg("-c").arg(format!(
+        "DEDUP_CACHE={} {} --repo {} cat latest:src/deep/er/still/big.bin | head -c 10 >/dev/null; echo \"status ${{PIPESTATUS[0]}}\"",
+        common::cache_of(&repo).display(),
+        env!("CARGO_BIN_EXE_dedup"),
+        repo.display()
+    )));
+    assert!(r.stdout.contains("status 0"), "{} {}", r.stdout, r.stderr);
+    assert!(!r.stderr.contains("panicked"), "{}", r.stderr);
+
+    // Paths that lead nowhere, and what is not a file, are clear errors.
+    for (target, message) in [
+        ("latest:src/nope", "has no \"src/nope\": no /src/nope"),
+        ("latest:src/small.txt/x", "/src/small.txt is not a folder"),
+        ("latest:../etc", "`..`"),
+    ] {
+        let r = run(dedup(&repo).args(["ls", target]));
+        assert_eq!(r.code, 2, "{target}: {}", r.stderr);
+        assert!(r.stderr.contains(message), "{target}: {}", r.stderr);
+    }
+    let r = run(dedup(&repo).args(["cat", "latest:src"]));
+    assert_eq!(r.code, 2);
+    assert!(r.stderr.contains("is not a file"), "{}", r.stderr);
+}
+
+#[test]
+fn restore_of_a_path_brings_back_a_folder_or_a_file_under_its_name() {
+    let (tmp, src, repo, id) = one_snapshot();
+    let short = &id[..10];
+    let part = tmp.path().join("part");
+    ok(dedup(&repo).args(["restore", "latest:src/deep"]).arg(&part));
+    assert_eq!(describe(&part), describe(&src.join("src/deep")));
+    let one = tmp.path().join("one");
+    ok(dedup(&repo)
+        .args(["restore", &format!("{short}:/src/run.sh")])
+        .arg(&one));
+    assert_eq!(
+        describe(&one),
+        vec![describe(&src.join("src"))
+            .into_iter()
+            .find(|l| l.starts_with("run.sh "))
+            .unwrap()]
+    );
+    let link = tmp.path().join("link");
+    ok(dedup(&repo).args(["restore", "latest:link-dir"]).arg(&link));
+    assert_eq!(
+        fs::read_link(link.join("link-dir")).unwrap(),
+        std::path::Path::new("src")
+    );
 }

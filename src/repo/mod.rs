@@ -16,6 +16,7 @@
 //! of this machine's cache (see `cache`), whose index it first brings up
 //! to date with the home's segments.
 
+pub mod browse;
 mod cache;
 mod gc;
 mod home;

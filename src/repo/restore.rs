@@ -29,6 +29,7 @@ use rayon::prelude::*;
 use crate::error::{Error, IoContext, Result};
 use crate::id::ChunkId;
 use crate::index::Location;
+use crate::repo::browse::Found;
 use crate::repo::{in_pool, Progress, Repository};
 use crate::snapshot::{Entry, EntryKind, SnapshotId};
 use crate::store::record;
@@ -238,7 +239,22 @@ impl Repository {
         dest: &Path,
         progress: &dyn Progress,
     ) -> Result<RestoreOutcome> {
+        self.restore_path(snapshot, "", dest, progress)
+    }
+
+    /// Restores what `path` names inside `snapshot` (see
+    /// [`browse`](crate::repo::browse)) into `dest`, which must be absent
+    /// or empty: a folder's contents (the root's for `""`), or a file or
+    /// symlink under its own name.
+    pub fn restore_path(
+        &self,
+        snapshot: &SnapshotId,
+        path: &str,
+        dest: &Path,
+        progress: &dyn Progress,
+    ) -> Result<RestoreOutcome> {
         let record = self.snapshot(snapshot)?;
+        let found = self.lookup(snapshot, &record.tree, path)?;
         check_destination(dest)?;
         match fs::read_dir(dest) {
             Ok(mut it) => {
@@ -258,7 +274,18 @@ impl Repository {
             files: Vec::new(),
             links: Vec::new(),
         };
-        self.plan(&record.tree, dest, &mut plan)?;
+        match (found.tree(), found) {
+            (Some(tree), _) => self.plan(&tree, dest, &mut plan)?,
+            (None, Found::Entry(entry)) => {
+                // Checked like every name when its tree was decoded.
+                let path = dest.join(std::ffi::OsStr::from_bytes(&entry.name));
+                match entry.kind {
+                    EntryKind::Symlink { .. } => plan.links.push((path, entry)),
+                    _ => plan.files.push((path, entry)),
+                }
+            }
+            (None, Found::Root(_)) => unreachable!("the root is a folder"),
+        }
         progress.set_total(
             plan.files
                 .iter()

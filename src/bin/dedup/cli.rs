@@ -103,12 +103,33 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Restore a snapshot into an empty or absent folder
+    /// Restore a snapshot, or a folder or file of it, into an empty or
+    /// absent folder
     Restore {
-        /// Snapshot id, unique id prefix, or `latest`
+        /// SNAPSHOT or SNAPSHOT:PATH; SNAPSHOT is an id, a unique id
+        /// prefix, or `latest`; PATH is inside the snapshot
         snapshot: String,
         /// Destination folder
         dest: PathBuf,
+    },
+    /// List a folder of a snapshot (or one entry)
+    Ls {
+        /// SNAPSHOT or SNAPSHOT:PATH (default PATH: the snapshot's root)
+        target: String,
+        /// Type, mode, size and modification time too
+        #[arg(long, short)]
+        long: bool,
+        /// Everything below, not only the folder's own entries
+        #[arg(long, short = 'R')]
+        recursive: bool,
+        /// JSON output
+        #[arg(long)]
+        json: bool,
+    },
+    /// Write a file of a snapshot to standard output
+    Cat {
+        /// SNAPSHOT:PATH
+        target: String,
     },
     /// Dedup report for the repository or one snapshot
     Report {

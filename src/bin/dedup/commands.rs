@@ -14,10 +14,11 @@ use dedup::ring::ShardId;
 use dedup::{ChunkerConfig, Compression, InitOptions, Mode, Progress, Repository};
 use indicatif::{ProgressBar, ProgressStyle};
 
+use crate::browse::split_target;
 use crate::cli::{ChunkerMode, Cli, CompressionArg, InitArgs};
 
 /// An exit code: 0 all well, 1 the command ran but found problems.
-type Code = anyhow::Result<u8>;
+pub(crate) type Code = anyhow::Result<u8>;
 
 /// What every command shares: where the repository is and how to talk.
 pub struct Context {
@@ -49,7 +50,7 @@ impl Context {
     }
 
     /// Opens the repository for reading, beside any writer.
-    fn reader(&self) -> dedup::Result<Repository> {
+    pub(crate) fn reader(&self) -> dedup::Result<Repository> {
         let opts = dedup::OpenOptions {
             read_only: true,
             ..self.open.clone()
@@ -281,10 +282,11 @@ pub fn snapshots(cx: &Context, json: bool) -> Code {
 }
 
 /// `dedup restore`.
-pub fn restore(cx: &Context, snapshot: &str, dest: &Path) -> Code {
+pub fn restore(cx: &Context, target: &str, dest: &Path) -> Code {
     let repo = cx.reader()?;
+    let (snapshot, path) = split_target(target);
     let (id, _) = repo.resolve_snapshot(snapshot)?;
-    let outcome = repo.restore(&id, dest, &cx.bar("restore"))?;
+    let outcome = repo.restore_path(&id, path, dest, &cx.bar("restore"))?;
     writeln!(
         std::io::stdout().lock(),
         "restored snapshot {} into {}: {} files ({}), {} folders, {} symlinks",

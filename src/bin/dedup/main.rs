@@ -2,6 +2,7 @@
 //! command (`commands.rs`), and map errors to exit codes (0 ok, 1 problems
 //! found, 2 error). Everything else is library code.
 
+mod browse;
 mod cli;
 mod commands;
 
@@ -24,6 +25,13 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
         } => commands::ingest(&cx, &paths, json, rehash),
         Command::Snapshots { json } => commands::snapshots(&cx, json),
         Command::Restore { snapshot, dest } => commands::restore(&cx, &snapshot, &dest),
+        Command::Ls {
+            target,
+            long,
+            recursive,
+            json,
+        } => browse::ls(&cx, &target, long, recursive, json),
+        Command::Cat { target } => browse::cat(&cx, &target),
         Command::Report { snapshot, json } => commands::report(&cx, snapshot.as_deref(), json),
         Command::Verify {
             read_data,

@@ -1,0 +1,182 @@
+//! `dedup ls` and `dedup cat`: looking inside a snapshot without
+//! restoring it (`SNAPSHOT:PATH`, see `dedup::repo::browse`).
+
+use std::io::Write;
+
+use dedup::repo::browse::{components, Found};
+use dedup::snapshot::{Entry, EntryKind};
+use dedup::Repository;
+use serde::Serialize;
+
+use crate::commands::{Code, Context};
+
+/// `SNAPSHOT:PATH` split at its first colon (snapshot ids and `latest`
+/// have none); the path is empty (the root) without one.
+pub fn split_target(target: &str) -> (&str, &str) {
+    target.split_once(':').unwrap_or((target, ""))
+}
+
+/// One entry of `ls --json`.
+#[derive(Serialize)]
+struct Listed {
+    path: String,
+    #[serde(rename = "type")]
+    kind: &'static str,
+    mode: u32,
+    size: u64,
+    /// RFC 3339, UTC (times before 1970 show as 1970; `mtime_s` is exact).
+    mtime: String,
+    mtime_s: i64,
+    mtime_ns: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    target: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    chunks: Option<usize>,
+}
+
+impl Listed {
+    fn of(path: String, e: &Entry) -> Self {
+        let (kind, size, target, chunks) = match &e.kind {
+            EntryKind::File { size, chunks } => ("file", *size, None, Some(chunks.len())),
+            EntryKind::Dir { .. } => ("dir", 0, None, None),
+            EntryKind::Symlink { target } => (
+                "symlink",
+                target.len() as u64,
+                Some(String::from_utf8_lossy(target).into_owned()),
+                None,
+            ),
+        };
+        let mtime = std::time::UNIX_EPOCH
+            .checked_add(std::time::Duration::new(
+                e.mtime_s.max(0).unsigned_abs(),
+                e.mtime_ns,
+            ))
+            .map(|t| humantime::format_rfc3339_nanos(t).to_string())
+            .unwrap_or_default();
+        Listed {
+            path,
+            kind,
+            mode: e.mode,
+            size,
+            mtime,
+            mtime_s: e.mtime_s,
+            mtime_ns: e.mtime_ns,
+            target,
+            chunks,
+        }
+    }
+
+    /// `ls -l`'s line: type and permissions, size, time, path.
+    fn line(&self) -> String {
+        let kind = match self.kind {
+            "dir" => 'd',
+            "symlink" => 'l',
+            _ => '-',
+        };
+        let bit = |mask: u32, c: char| if self.mode & mask != 0 { c } else { '-' };
+        let special = |exec: u32, special: u32, on: char, off_exec: char| match (
+            self.mode & exec != 0,
+            self.mode & special != 0,
+        ) {
+            (true, true) => on,
+            (false, true) => off_exec,
+            (true, false) => 'x',
+            (false, false) => '-',
+        };
+        let perms: String = [
+            bit(0o400, 'r'),
+            bit(0o200, 'w'),
+            special(0o100, 0o4000, 's', 'S'),
+            bit(0o040, 'r'),
+            bit(0o020, 'w'),
+            special(0o010, 0o2000, 's', 'S'),
+            bit(0o004, 'r'),
+            bit(0o002, 'w'),
+            special(0o001, 0o1000, 't', 'T'),
+        ]
+        .iter()
+        .collect();
+        let time = self
+            .mtime
+            .get(..19)
+            .unwrap_or(&self.mtime)
+            .replace('T', " ");
+        let mut line = format!("{kind}{perms} {:>12} {time} {}", self.size, self.path);
+        if let Some(target) = &self.target {
+            line.push_str(" -> ");
+            line.push_str(target);
+        }
+        line
+    }
+}
+
+/// `dedup ls SNAPSHOT[:PATH]`.
+pub fn ls(cx: &Context, target: &str, long: bool, recursive: bool, json: bool) -> Code {
+    let repo = cx.reader()?;
+    let (snapshot, path) = split_target(target);
+    let (id, record) = repo.resolve_snapshot(snapshot)?;
+    let found = repo.lookup(&id, &record.tree, path)?;
+    let base = format!("/{}", components(path)?.join("/"));
+    let mut listed = Vec::new();
+    match (&found, found.tree()) {
+        (_, Some(tree)) => list(&repo, tree, &base, recursive, &mut |l| {
+            listed.push(l);
+        })?,
+        (Found::Entry(entry), None) => listed.push(Listed::of(base, entry)),
+        (Found::Root(_), None) => unreachable!("the root is a folder"),
+    }
+    let mut out = std::io::stdout().lock();
+    if json {
+        serde_json::to_writer_pretty(&mut out, &listed)?;
+        writeln!(out)?;
+    } else {
+        for l in &listed {
+            if long {
+                writeln!(out, "{}", l.line())?;
+            } else {
+                writeln!(out, "{}", l.path)?;
+            }
+        }
+    }
+    Ok(0)
+}
+
+/// The entries of folder `tree` (at `base`), and with `recursive` all
+/// below them, each folder followed by what it holds.
+fn list(
+    repo: &Repository,
+    tree: dedup::ChunkId,
+    base: &str,
+    recursive: bool,
+    emit: &mut dyn FnMut(Listed),
+) -> anyhow::Result<()> {
+    let base = base.trim_end_matches('/');
+    for entry in repo.read_tree(&tree)?.entries {
+        let path = format!("{base}/{}", String::from_utf8_lossy(&entry.name));
+        let sub = match &entry.kind {
+            EntryKind::Dir { tree } if recursive => Some(*tree),
+            _ => None,
+        };
+        emit(Listed::of(path.clone(), &entry));
+        if let Some(sub) = sub {
+            list(repo, sub, &path, true, emit)?;
+        }
+    }
+    Ok(())
+}
+
+/// `dedup cat SNAPSHOT:PATH`.
+pub fn cat(cx: &Context, target: &str) -> Code {
+    let repo = cx.reader()?;
+    let (snapshot, path) = split_target(target);
+    let (id, record) = repo.resolve_snapshot(snapshot)?;
+    match repo.lookup(&id, &record.tree, path)? {
+        Found::Entry(entry) if matches!(entry.kind, EntryKind::File { .. }) => {
+            let mut out = std::io::stdout().lock();
+            repo.write_file(&entry, &mut out)?;
+            out.flush()?;
+            Ok(0)
+        }
+        _ => anyhow::bail!("{target} is not a file (`dedup ls {target}` lists a folder)"),
+    }
+}
