@@ -762,3 +762,42 @@ fn restore_of_a_path_brings_back_a_folder_or_a_file_under_its_name() {
         std::path::Path::new("src")
     );
 }
+
+#[test]
+fn find_names_the_snapshots_that_hold_each_match() {
+    let (_tmp, src, repo, first) = one_snapshot();
+    // A second snapshot: one file gone, one added.
+    fs::remove_file(src.join("src/deep/file-05.dat")).unwrap();
+    fs::write(src.join("src/deep/file-99.dat"), b"new").unwrap();
+    let second = snapshot_id(&ok(dedup(&repo).arg("ingest").arg(&src)).stdout);
+    let text = ok(dedup(&repo).args(["find", "file-0[5-6].dat"])).stdout;
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 2, "{text}");
+    assert!(
+        lines[0].starts_with("/src/deep/file-05.dat  (1 snapshot: "),
+        "{text}"
+    );
+    assert!(lines[0].ends_with(&format!("{})", &first[..16])), "{text}");
+    assert!(
+        lines[1].starts_with("/src/deep/file-06.dat  (2 snapshots: "),
+        "{text}"
+    );
+    // By path: `*` stays within one folder, `**` crosses them.
+    let one_level = ok(dedup(&repo).args(["find", "/src/*.dat"])).stdout;
+    assert!(one_level.is_empty(), "{one_level}");
+    let any_depth = json(dedup(&repo).args(["find", "--json", "/src/**/big.bin"]));
+    assert_eq!(any_depth[0]["path"], "/src/deep/er/still/big.bin");
+    assert_eq!(any_depth[0]["size"], 3_000_000);
+    assert_eq!(
+        any_depth[0]["snapshots"],
+        serde_json::json!([first, second])
+    );
+    // Only the snapshots asked for.
+    let only = json(dedup(&repo).args(["find", "--json", "--snapshot", "latest", "file-9*"]));
+    assert_eq!(only[0]["snapshots"], serde_json::json!([second]));
+    let none = json(dedup(&repo).args(["find", "--json", "--snapshot", &first[..8], "file-9*"]));
+    assert_eq!(none, serde_json::json!([]));
+    let r = run(dedup(&repo).args(["find", "["]));
+    assert_eq!(r.code, 2);
+    assert!(r.stderr.contains("bad pattern"), "{}", r.stderr);
+}

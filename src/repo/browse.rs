@@ -113,3 +113,101 @@ impl Repository {
         Ok(written)
     }
 }
+
+/// An entry [`Repository::find`] matched: its path from the snapshot's
+/// root (with a leading `/`) and the entry.
+#[derive(Clone, Debug)]
+pub struct Match {
+    /// `/`-separated, from the snapshot's root.
+    pub path: String,
+    /// What is there.
+    pub entry: Entry,
+}
+
+impl Repository {
+    /// Every entry under the tree `root` whose name (or, when `pattern`
+    /// holds a `/`, whose whole path from the root) matches the glob
+    /// `pattern`, as restic's `find` does: `*.rs`, `/src/*/mod.rs`. `*`,
+    /// `?` and `[...]` never match a `/`; `**` matches across folders.
+    /// `seen` carries what was found under trees already walked, so that
+    /// the folders many snapshots share are read once across them.
+    pub fn find(
+        &self,
+        root: &ChunkId,
+        pattern: &glob::Pattern,
+        seen: &mut FindMemo,
+    ) -> Result<Vec<Match>> {
+        let by_path = pattern.as_str().contains('/');
+        let mut out = Vec::new();
+        self.find_in(root, "", pattern, by_path, seen, &mut out)?;
+        Ok(out)
+    }
+
+    fn find_in(
+        &self,
+        tree: &ChunkId,
+        base: &str,
+        pattern: &glob::Pattern,
+        by_path: bool,
+        seen: &mut FindMemo,
+        out: &mut Vec<Match>,
+    ) -> Result<()> {
+        // A name pattern matches the same below a tree wherever it sits; a
+        // path pattern depends on where.
+        let key = (
+            *tree,
+            if by_path {
+                base.to_string()
+            } else {
+                String::new()
+            },
+        );
+        if let Some(found) = seen.0.get(&key) {
+            out.extend(found.iter().map(|m| Match {
+                path: format!("{base}{}", m.path),
+                entry: m.entry.clone(),
+            }));
+            return Ok(());
+        }
+        let options = glob::MatchOptions {
+            case_sensitive: true,
+            require_literal_separator: true,
+            require_literal_leading_dot: false,
+        };
+        let mut here = Vec::new();
+        for entry in self.read_tree(tree)?.entries {
+            let name = String::from_utf8_lossy(&entry.name).into_owned();
+            let path = format!("{base}/{name}");
+            let subject = if by_path {
+                path.as_str()
+            } else {
+                name.as_str()
+            };
+            if pattern.matches_with(subject, options) {
+                here.push(Match {
+                    path: path[base.len()..].to_string(),
+                    entry: entry.clone(),
+                });
+            }
+            if let EntryKind::Dir { tree } = &entry.kind {
+                let mut below = Vec::new();
+                self.find_in(tree, &path, pattern, by_path, seen, &mut below)?;
+                here.extend(below.into_iter().map(|m| Match {
+                    path: m.path[base.len()..].to_string(),
+                    entry: m.entry,
+                }));
+            }
+        }
+        out.extend(here.iter().map(|m| Match {
+            path: format!("{base}{}", m.path),
+            entry: m.entry.clone(),
+        }));
+        seen.0.insert(key, here);
+        Ok(())
+    }
+}
+
+/// What [`Repository::find`] found under each tree it walked (paths
+/// relative to the tree), kept across snapshots.
+#[derive(Debug, Default)]
+pub struct FindMemo(std::collections::HashMap<(ChunkId, String), Vec<Match>>);

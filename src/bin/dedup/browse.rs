@@ -3,7 +3,7 @@
 
 use std::io::Write;
 
-use dedup::repo::browse::{components, Found};
+use dedup::repo::browse::{components, FindMemo, Found};
 use dedup::snapshot::{Entry, EntryKind};
 use dedup::Repository;
 use serde::Serialize;
@@ -179,4 +179,64 @@ pub fn cat(cx: &Context, target: &str) -> Code {
         }
         _ => anyhow::bail!("{target} is not a file (`dedup ls {target}` lists a folder)"),
     }
+}
+
+/// One path `find --json` found.
+#[derive(Serialize)]
+struct FoundPath {
+    #[serde(flatten)]
+    entry: Listed,
+    /// The snapshots that hold the path, oldest first.
+    snapshots: Vec<String>,
+}
+
+/// `dedup find PATTERN [--snapshot S]...`.
+pub fn find(cx: &Context, pattern: &str, snapshots: &[String], json: bool) -> Code {
+    let glob =
+        glob::Pattern::new(pattern).map_err(|e| anyhow::anyhow!("bad pattern {pattern:?}: {e}"))?;
+    let repo = cx.reader()?;
+    let chosen = if snapshots.is_empty() {
+        repo.snapshots()?
+    } else {
+        snapshots
+            .iter()
+            .map(|s| repo.resolve_snapshot(s))
+            .collect::<dedup::Result<Vec<_>>>()?
+    };
+    let mut memo = FindMemo::default();
+    // Each path with the entry last seen there and the snapshots holding it.
+    let mut found: std::collections::BTreeMap<String, (Entry, Vec<String>)> =
+        std::collections::BTreeMap::new();
+    for (id, record) in &chosen {
+        for m in repo.find(&record.tree, &glob, &mut memo)? {
+            let held = found
+                .entry(m.path)
+                .or_insert_with(|| (m.entry.clone(), Vec::new()));
+            held.0 = m.entry;
+            held.1.push(id.to_hex());
+        }
+    }
+    let mut out = std::io::stdout().lock();
+    if json {
+        let all: Vec<FoundPath> = found
+            .into_iter()
+            .map(|(path, (entry, snapshots))| FoundPath {
+                entry: Listed::of(path, &entry),
+                snapshots,
+            })
+            .collect();
+        serde_json::to_writer_pretty(&mut out, &all)?;
+        writeln!(out)?;
+    } else {
+        for (path, (_, snapshots)) in &found {
+            let short: Vec<&str> = snapshots.iter().map(|s| &s[..16]).collect();
+            let count = if short.len() == 1 {
+                "1 snapshot".to_string()
+            } else {
+                format!("{} snapshots", short.len())
+            };
+            writeln!(out, "{path}  ({count}: {})", short.join(" "))?;
+        }
+    }
+    Ok(0)
 }

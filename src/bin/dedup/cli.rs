@@ -126,6 +126,18 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Find entries by name (or by path, when the pattern holds a `/`) in
+    /// every snapshot, or in those given
+    Find {
+        /// A glob: `*.rs`, `report-202?-*`, `/src/**/mod.rs`
+        pattern: String,
+        /// Look only in this snapshot (repeat for several)
+        #[arg(long = "snapshot", value_name = "SNAPSHOT")]
+        snapshots: Vec<String>,
+        /// JSON output
+        #[arg(long)]
+        json: bool,
+    },
     /// Write a file of a snapshot to standard output
     Cat {
         /// SNAPSHOT:PATH

@@ -32,6 +32,11 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
             json,
         } => browse::ls(&cx, &target, long, recursive, json),
         Command::Cat { target } => browse::cat(&cx, &target),
+        Command::Find {
+            pattern,
+            snapshots,
+            json,
+        } => browse::find(&cx, &pattern, &snapshots, json),
         Command::Report { snapshot, json } => commands::report(&cx, snapshot.as_deref(), json),
         Command::Verify {
             read_data,
