@@ -801,3 +801,52 @@ fn find_names_the_snapshots_that_hold_each_match() {
     assert_eq!(r.code, 2);
     assert!(r.stderr.contains("bad pattern"), "{}", r.stderr);
 }
+
+#[test]
+fn diff_lists_what_was_added_removed_and_changed_between_two_snapshots() {
+    use std::os::unix::fs::PermissionsExt;
+    let (_tmp, src, repo, first) = one_snapshot();
+    fs::remove_file(src.join("src/deep/file-05.dat")).unwrap();
+    fs::create_dir(src.join("src/new-dir")).unwrap();
+    fs::write(src.join("src/new-dir/inside"), b"new").unwrap();
+    fs::write(src.join("src/small.txt.bak"), b"added").unwrap();
+    fs::set_permissions(src.join("src/small.txt"), fs::Permissions::from_mode(0o600)).unwrap();
+    fs::write(src.join("src/run.sh"), b"#!/bin/sh\necho changed\n").unwrap();
+    fs::remove_file(src.join("empty-file")).unwrap();
+    fs::create_dir(src.join("empty-file")).unwrap();
+    let second = snapshot_id(&ok(dedup(&repo).arg("ingest").arg(&src)).stdout);
+    let text = ok(dedup(&repo).args(["diff", &first[..12], &second[..12]])).stdout;
+    let lines: Vec<&str> = text.lines().take_while(|l| !l.is_empty()).collect();
+    for expected in [
+        "T    /empty-file",
+        "-    /src/deep/file-05.dat",
+        "+    /src/new-dir",
+        "+    /src/new-dir/inside",
+        "M    /src/run.sh",
+        "U    /src/small.txt",
+        "+    /src/small.txt.bak",
+    ] {
+        assert!(lines.contains(&expected), "{expected} missing from\n{text}");
+    }
+    // The folders around the changes changed times; nothing else is listed.
+    let files_listed = lines
+        .iter()
+        .filter(|l| !l.ends_with("/src") && !l.ends_with("/src/deep"))
+        .count();
+    assert_eq!(files_listed, 7, "{text}");
+    assert!(text.contains("3 added, 1 removed, 5 changed"), "{text}");
+    // JSON: both sides of a change.
+    let report = json(dedup(&repo).args(["diff", "--json", &first, &second]));
+    let run_sh = report["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["path"] == "/src/run.sh")
+        .unwrap();
+    assert_eq!(run_sh["change"], "content");
+    assert_eq!(run_sh["before"]["size"], 18);
+    assert_eq!(run_sh["after"]["size"], 23);
+    // A snapshot against itself: nothing.
+    let same = json(dedup(&repo).args(["diff", "--json", &second, "latest"]));
+    assert_eq!(same["changes"], serde_json::json!([]));
+}

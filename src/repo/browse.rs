@@ -211,3 +211,126 @@ impl Repository {
 /// relative to the tree), kept across snapshots.
 #[derive(Debug, Default)]
 pub struct FindMemo(std::collections::HashMap<(ChunkId, String), Vec<Match>>);
+
+/// How a path differs between two snapshots.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Change {
+    /// Only in the second.
+    Added,
+    /// Only in the first.
+    Removed,
+    /// A file's content or a symlink's target differs.
+    Content,
+    /// Same content, other mode or modification time.
+    Metadata,
+    /// A file became a folder, say.
+    Kind,
+}
+
+/// One path [`Repository::diff`] reports, with its entry on each side.
+#[derive(Clone, Debug)]
+pub struct Difference {
+    /// `/`-separated, from the snapshots' roots.
+    pub path: String,
+    /// What changed.
+    pub change: Change,
+    /// The entry in the first snapshot.
+    pub before: Option<Entry>,
+    /// The entry in the second.
+    pub after: Option<Entry>,
+}
+
+impl Repository {
+    /// What differs between the trees `a` and `b`, path by path in name
+    /// order: a folder only on one side is reported with everything in
+    /// it; folders whose tree ids are equal are not read.
+    pub fn diff(&self, a: &ChunkId, b: &ChunkId) -> Result<Vec<Difference>> {
+        let mut out = Vec::new();
+        self.diff_trees(Some(a), Some(b), "", &mut out)?;
+        Ok(out)
+    }
+
+    fn diff_trees(
+        &self,
+        first: Option<&ChunkId>,
+        second: Option<&ChunkId>,
+        base: &str,
+        out: &mut Vec<Difference>,
+    ) -> Result<()> {
+        if first == second {
+            return Ok(());
+        }
+        let read = |id: Option<&ChunkId>| -> Result<Vec<Entry>> {
+            id.map_or(Ok(Vec::new()), |id| Ok(self.read_tree(id)?.entries))
+        };
+        let (before, after) = (read(first)?, read(second)?);
+        let (mut at_before, mut at_after) = (0, 0);
+        while at_before < before.len() || at_after < after.len() {
+            let order = match (before.get(at_before), after.get(at_after)) {
+                (Some(old), Some(new)) => old.name.cmp(&new.name),
+                (Some(_), None) => std::cmp::Ordering::Less,
+                _ => std::cmp::Ordering::Greater,
+            };
+            let (old, new) = match order {
+                std::cmp::Ordering::Less => (Some(&before[at_before]), None),
+                std::cmp::Ordering::Greater => (None, Some(&after[at_after])),
+                std::cmp::Ordering::Equal => (Some(&before[at_before]), Some(&after[at_after])),
+            };
+            at_before += usize::from(old.is_some());
+            at_after += usize::from(new.is_some());
+            let name = String::from_utf8_lossy(&old.or(new).expect("one side").name).into_owned();
+            self.diff_entry(old, new, &format!("{base}/{name}"), out)?;
+        }
+        Ok(())
+    }
+
+    fn diff_entry(
+        &self,
+        x: Option<&Entry>,
+        y: Option<&Entry>,
+        path: &str,
+        out: &mut Vec<Difference>,
+    ) -> Result<()> {
+        let tree = |e: Option<&Entry>| match e.map(|e| &e.kind) {
+            Some(EntryKind::Dir { tree }) => Some(*tree),
+            _ => None,
+        };
+        let change = match (x, y) {
+            (Some(_), None) => Some(Change::Removed),
+            (None, Some(_)) => Some(Change::Added),
+            (Some(x), Some(y)) => match (&x.kind, &y.kind) {
+                (EntryKind::File { chunks: p, .. }, EntryKind::File { chunks: q, .. })
+                    if p != q =>
+                {
+                    Some(Change::Content)
+                }
+                (EntryKind::Symlink { target: p }, EntryKind::Symlink { target: q }) if p != q => {
+                    Some(Change::Content)
+                }
+                (p, q) if std::mem::discriminant(p) != std::mem::discriminant(q) => {
+                    Some(Change::Kind)
+                }
+                _ if (x.mode, x.mtime_s, x.mtime_ns) != (y.mode, y.mtime_s, y.mtime_ns) => {
+                    Some(Change::Metadata)
+                }
+                _ => None,
+            },
+            (None, None) => None,
+        };
+        if let Some(change) = change {
+            out.push(Difference {
+                path: path.to_string(),
+                change,
+                before: x.cloned(),
+                after: y.cloned(),
+            });
+        }
+        // What a folder holds: compared when both sides are folders, all
+        // added or removed when only one is.
+        let (ta, tb) = (tree(x), tree(y));
+        if ta.is_some() || tb.is_some() {
+            self.diff_trees(ta.as_ref(), tb.as_ref(), path, out)?;
+        }
+        Ok(())
+    }
+}

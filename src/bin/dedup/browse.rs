@@ -3,7 +3,7 @@
 
 use std::io::Write;
 
-use dedup::repo::browse::{components, FindMemo, Found};
+use dedup::repo::browse::{components, Change, FindMemo, Found};
 use dedup::snapshot::{Entry, EntryKind};
 use dedup::Repository;
 use serde::Serialize;
@@ -238,5 +238,85 @@ pub fn find(cx: &Context, pattern: &str, snapshots: &[String], json: bool) -> Co
             writeln!(out, "{path}  ({count}: {})", short.join(" "))?;
         }
     }
+    Ok(0)
+}
+
+/// One path of `diff --json`.
+#[derive(Serialize)]
+struct Changed {
+    path: String,
+    change: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    before: Option<Listed>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    after: Option<Listed>,
+}
+
+/// `diff --json`.
+#[derive(Serialize)]
+struct DiffReport {
+    changes: Vec<Changed>,
+    added: usize,
+    removed: usize,
+    changed: usize,
+    /// What the later snapshot's ingest added to the repository.
+    new_bytes: u64,
+    new_stored_bytes: u64,
+}
+
+/// `dedup diff A B`.
+pub fn diff(cx: &Context, a: &str, b: &str, json: bool) -> Code {
+    let repo = cx.reader()?;
+    let (_, first) = repo.resolve_snapshot(a)?;
+    let (_, second) = repo.resolve_snapshot(b)?;
+    let differences = repo.diff(&first.tree, &second.tree)?;
+    let count = |c: &[Change]| differences.iter().filter(|d| c.contains(&d.change)).count();
+    let report = DiffReport {
+        added: count(&[Change::Added]),
+        removed: count(&[Change::Removed]),
+        changed: count(&[Change::Content, Change::Metadata, Change::Kind]),
+        new_bytes: second.summary.new_bytes,
+        new_stored_bytes: second.summary.new_stored_bytes,
+        changes: differences
+            .into_iter()
+            .map(|d| Changed {
+                change: match d.change {
+                    Change::Added => "added",
+                    Change::Removed => "removed",
+                    Change::Content => "content",
+                    Change::Metadata => "metadata",
+                    Change::Kind => "type",
+                },
+                before: d.before.as_ref().map(|e| Listed::of(d.path.clone(), e)),
+                after: d.after.as_ref().map(|e| Listed::of(d.path.clone(), e)),
+                path: d.path,
+            })
+            .collect(),
+    };
+    let mut out = std::io::stdout().lock();
+    if json {
+        serde_json::to_writer_pretty(&mut out, &report)?;
+        writeln!(out)?;
+        return Ok(0);
+    }
+    for c in &report.changes {
+        let mark = match c.change {
+            "added" => '+',
+            "removed" => '-',
+            "content" => 'M',
+            "metadata" => 'U',
+            _ => 'T',
+        };
+        writeln!(out, "{mark}    {}", c.path)?;
+    }
+    writeln!(
+        out,
+        "\n{} added, {} removed, {} changed; {b} added {} to the repository ({} stored)",
+        report.added,
+        report.removed,
+        report.changed,
+        dedup::repo::report::human_bytes(report.new_bytes),
+        dedup::repo::report::human_bytes(report.new_stored_bytes)
+    )?;
     Ok(0)
 }

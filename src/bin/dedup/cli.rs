@@ -138,6 +138,16 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// What changed between two snapshots
+    Diff {
+        /// The earlier snapshot
+        a: String,
+        /// The later snapshot
+        b: String,
+        /// JSON output
+        #[arg(long)]
+        json: bool,
+    },
     /// Write a file of a snapshot to standard output
     Cat {
         /// SNAPSHOT:PATH

@@ -32,6 +32,7 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
             json,
         } => browse::ls(&cx, &target, long, recursive, json),
         Command::Cat { target } => browse::cat(&cx, &target),
+        Command::Diff { a, b, json } => browse::diff(&cx, &a, &b, json),
         Command::Find {
             pattern,
             snapshots,
