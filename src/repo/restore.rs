@@ -53,28 +53,10 @@ pub struct RestoreOutcome {
 }
 
 struct Plan {
-    /// Folders, a level of the tree after another (parents first).
-    dirs: Vec<(PathBuf, Entry)>,
-    /// The level of each of `dirs` (1: in the destination).
-    depths: Vec<usize>,
+    /// Folders by level of the tree (`levels[0]`: in the destination).
+    levels: Vec<Vec<(PathBuf, Entry)>>,
     files: Vec<(PathBuf, Entry)>,
     links: Vec<(PathBuf, Entry)>,
-}
-
-impl Plan {
-    /// `dirs`, one slice per level, shallowest first.
-    fn levels(&self) -> impl DoubleEndedIterator<Item = &[(PathBuf, Entry)]> {
-        let mut bounds = vec![0];
-        for (i, pair) in self.depths.windows(2).enumerate() {
-            if pair[0] != pair[1] {
-                bounds.push(i + 1);
-            }
-        }
-        bounds.push(self.dirs.len());
-        bounds.dedup();
-        let dirs = &self.dirs;
-        (0..bounds.len() - 1).map(move |k| &dirs[bounds[k]..bounds[k + 1]])
-    }
 }
 
 /// Two small files' records at most this far apart in a pack are fetched
@@ -269,8 +251,7 @@ impl Repository {
         }
         let pool = self.io_pool();
         let mut plan = Plan {
-            dirs: Vec::new(),
-            depths: Vec::new(),
+            levels: Vec::new(),
             files: Vec::new(),
             links: Vec::new(),
         };
@@ -300,7 +281,7 @@ impl Repository {
             self.restore_files(&plan.files, pool.is_some(), progress)
         });
         let mut outcome = RestoreOutcome {
-            dirs: plan.dirs.len() as u64,
+            dirs: plan.levels.iter().map(Vec::len).sum::<usize>() as u64,
             ..Default::default()
         };
         for (path, r) in results {
@@ -328,7 +309,7 @@ impl Repository {
         // Deepest first, so that a folder whose mode takes away its own
         // search bit is not walked through afterwards; a level at a time,
         // each on every core.
-        for level in plan.levels().rev() {
+        for level in plan.levels.iter().rev() {
             level.par_iter().try_for_each(|(path, entry)| {
                 fs::set_permissions(path, fs::Permissions::from_mode(entry.mode)).at(path)?;
                 set_times(path, entry, false)
@@ -338,8 +319,7 @@ impl Repository {
     }
 
     /// Walks tree `root` under `dest`, listing what to make, then makes
-    /// its folders, a level at a time (each on every core). Parents come
-    /// before their children in `plan.dirs`.
+    /// its folders, a level at a time (each on every core).
     fn plan(&self, root: &ChunkId, dest: &Path, plan: &mut Plan) -> Result<()> {
         self.walk_paths(
             vec![(*root, (dest.to_path_buf(), 0))],
@@ -352,8 +332,10 @@ impl Repository {
                     match &entry.kind {
                         EntryKind::Dir { tree } => {
                             subdirs.push((*tree, (path.clone(), depth + 1)));
-                            plan.dirs.push((path, entry));
-                            plan.depths.push(depth + 1);
+                            if plan.levels.len() <= *depth {
+                                plan.levels.push(Vec::new());
+                            }
+                            plan.levels[*depth].push((path, entry));
                         }
                         EntryKind::File { .. } => plan.files.push((path, entry)),
                         EntryKind::Symlink { .. } => plan.links.push((path, entry)),
@@ -362,7 +344,7 @@ impl Repository {
                 Ok(subdirs)
             },
         )?;
-        for level in plan.levels() {
+        for level in &plan.levels {
             // `create_dir`, not `create_dir_all`: an existing entry of
             // this name (a link, say) is an error, never followed.
             level
