@@ -233,7 +233,10 @@ fn end_to_end(c: &mut Criterion) {
         });
     });
     g.bench_function("re-ingest --rehash", |b| {
-        let opts = dedup::IngestOptions { file_cache: false };
+        let opts = dedup::IngestOptions {
+            file_cache: false,
+            ..Default::default()
+        };
         b.iter(|| {
             repo.ingest_with(std::slice::from_ref(&src), &opts, &Quiet)
                 .unwrap()

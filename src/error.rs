@@ -103,6 +103,10 @@ pub enum Error {
     #[error("the repository holds no snapshot yet")]
     NoSnapshots,
 
+    /// No snapshot passes the `--host`, `--tag` and `--path` filters given.
+    #[error("no snapshot matches {0}")]
+    NoSnapshotMatches(String),
+
     /// A restore destination that is neither absent nor empty.
     #[error("restore destination {0} exists and is not empty")]
     DestinationNotEmpty(PathBuf),

@@ -35,6 +35,8 @@ pub mod id;
 pub mod index;
 pub mod locality;
 #[cfg(feature = "engine")]
+pub mod policy;
+#[cfg(feature = "engine")]
 pub mod repo;
 pub mod ring;
 pub mod segment;

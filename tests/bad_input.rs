@@ -306,7 +306,10 @@ fn a_crafted_tree_with_an_escaping_name_is_refused_and_nothing_is_written_outsid
         time: "2026-01-01T00:00:00Z".into(),
         time_unix_ns: 1,
         hostname: "attacker".into(),
+        username: "mallory".into(),
         paths: vec!["/".into()],
+        tags: Vec::new(),
+        parent: None,
         tree: tree_id,
         summary: dedup::IngestSummary::default(),
     };

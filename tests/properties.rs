@@ -180,7 +180,10 @@ fn seeds() -> &'static Seeds {
         let outcome = repo
             .ingest_with(
                 std::slice::from_ref(&src),
-                &dedup::IngestOptions { file_cache: false },
+                &dedup::IngestOptions {
+                    file_cache: false,
+                    ..Default::default()
+                },
                 &dedup::Quiet,
             )
             .unwrap();

@@ -19,10 +19,11 @@ use serde::Serialize;
 use crate::error::{Error, Result};
 use crate::id::ChunkId;
 use crate::index::{Location, PackInfo};
+use crate::policy::{self, GroupDecisions, KeepPolicy};
 use crate::repo::report::human_bytes;
 use crate::repo::{Mode, Progress, Repository};
 use crate::segment;
-use crate::snapshot::{SnapshotId, SnapshotRecord};
+use crate::snapshot::{GroupBy, SnapshotFilter, SnapshotId, SnapshotRecord};
 use crate::store::pack::{read_entries, repack};
 use crate::store::{PackEntry, PackId};
 
@@ -178,6 +179,46 @@ impl Repository {
             self.files.delete(&SnapshotRecord::key(id))?;
         }
         Ok(())
+    }
+
+    /// Applies a retention policy to the snapshots `filter` lets through,
+    /// each group on its own (see [`policy`]); with [`Mode::Apply`],
+    /// forgets every snapshot the policy does not keep. Periods are read
+    /// in this machine's time zone. Returns every decision with its
+    /// reasons, groups in key order, newest snapshot first.
+    pub fn forget_by_policy(
+        &self,
+        filter: &SnapshotFilter,
+        group_by: GroupBy,
+        keep: &KeepPolicy,
+        mode: Mode,
+    ) -> Result<Vec<GroupDecisions>> {
+        if keep.is_empty() {
+            return Err(Error::invalid(
+                "forget",
+                "no --keep-* rule given (name the snapshots to forget, or give a policy)",
+            ));
+        }
+        let snapshots = self.snapshots_matching(filter)?;
+        let plan = policy::plan(
+            &snapshots,
+            group_by,
+            keep,
+            &jiff::tz::TimeZone::system(),
+            jiff::Timestamp::now(),
+        );
+        if mode == Mode::Apply {
+            let gone: Vec<SnapshotId> = plan
+                .iter()
+                .flat_map(|g| &g.snapshots)
+                .filter(|d| !d.keep)
+                .map(|d| d.id)
+                .collect();
+            if !gone.is_empty() {
+                self.forget(&gone)?;
+            }
+        }
+        Ok(plan)
     }
 
     /// Every object reachable from a snapshot or a stored blob.

@@ -52,7 +52,7 @@ use crate::id::ChunkId;
 use crate::index::{Access, Index, PackInfo, Retired};
 use crate::ring::{Ring, ShardId};
 use crate::segment;
-use crate::snapshot::{SnapshotId, SnapshotRecord};
+use crate::snapshot::{SnapshotFilter, SnapshotId, SnapshotRecord};
 use crate::store::pack::read_entries;
 use crate::store::record::ObjectKind;
 use crate::store::{is_not_found, open_shard, record, shard, Create, Fs, LocalStore, OsFs};
@@ -642,11 +642,39 @@ impl Repository {
         }
     }
 
+    /// The snapshots `filter` lets through, oldest first.
+    pub fn snapshots_matching(
+        &self,
+        filter: &SnapshotFilter,
+    ) -> Result<Vec<(SnapshotId, SnapshotRecord)>> {
+        let mut all = self.snapshots()?;
+        all.retain(|(_, r)| filter.matches(r));
+        Ok(all)
+    }
+
     /// Finds a snapshot by `latest`, a full id, or a unique id prefix.
     pub fn resolve_snapshot(&self, spec: &str) -> Result<(SnapshotId, SnapshotRecord)> {
-        let mut all = self.snapshots()?;
+        self.resolve_snapshot_in(spec, &SnapshotFilter::default())
+    }
+
+    /// [`resolve_snapshot`](Self::resolve_snapshot), where `latest` means
+    /// the newest snapshot `filter` lets through (as in restic: ids and
+    /// prefixes name their snapshot whatever the filter).
+    pub fn resolve_snapshot_in(
+        &self,
+        spec: &str,
+        filter: &SnapshotFilter,
+    ) -> Result<(SnapshotId, SnapshotRecord)> {
+        let all = self.snapshots()?;
         if spec == "latest" {
-            return all.pop().ok_or(Error::NoSnapshots);
+            if all.is_empty() {
+                return Err(Error::NoSnapshots);
+            }
+            return all
+                .into_iter()
+                .rev()
+                .find(|(_, r)| filter.matches(r))
+                .ok_or_else(|| Error::NoSnapshotMatches(filter.to_string()));
         }
         let spec_lower = spec.to_ascii_lowercase();
         if spec_lower.is_empty() || !spec_lower.bytes().all(|b| b.is_ascii_hexdigit()) {

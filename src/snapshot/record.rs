@@ -25,10 +25,20 @@ pub struct SnapshotRecord {
     pub time: String,
     /// The same instant as nanoseconds since the epoch (for sorting).
     pub time_unix_ns: u128,
-    /// The machine that ran the ingest.
+    /// The machine that ran the ingest (or the name `ingest --host` gave).
     pub hostname: String,
-    /// The paths given to ingest, as given.
+    /// The user who ran the ingest (empty in records older than this field).
+    #[serde(default)]
+    pub username: String,
+    /// The paths given to ingest, made absolute (records older than tags
+    /// and users hold them as given).
     pub paths: Vec<String>,
+    /// Labels given with `ingest --tag`, sorted, each once.
+    #[serde(default)]
+    pub tags: Vec<String>,
+    /// The snapshot of the same host and paths this one followed, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent: Option<SnapshotId>,
     /// The root tree.
     pub tree: ChunkId,
     /// What the ingest found and stored.
@@ -90,6 +100,15 @@ pub struct Skipped {
     pub reason: String,
 }
 
+/// A path as records keep it: absolute (symbolic links not resolved), so
+/// `--path` filters and parents match however the path was typed.
+pub fn record_path(path: &std::path::Path) -> String {
+    std::path::absolute(path)
+        .unwrap_or_else(|_| path.to_path_buf())
+        .display()
+        .to_string()
+}
+
 impl SnapshotRecord {
     /// The record's bytes and id.
     pub fn encode(&self) -> (SnapshotId, Vec<u8>) {
@@ -144,7 +163,10 @@ mod tests {
             time: "2026-01-01T00:00:00Z".into(),
             time_unix_ns: 1,
             hostname: "h".into(),
+            username: "u".into(),
             paths: vec!["/x".into()],
+            tags: vec!["t".into()],
+            parent: Some(SnapshotId::of(b"p")),
             tree: ChunkId::of(b"t"),
             summary: IngestSummary::default(),
         };
@@ -153,5 +175,18 @@ mod tests {
         let mut bad = bytes.clone();
         bad[10] ^= 1;
         assert!(SnapshotRecord::decode(&bad, &id).is_err());
+    }
+
+    #[test]
+    fn records_without_user_tags_or_parent_still_read() {
+        let old = br#"{"version":1,"time":"2026-01-01T00:00:00Z","time_unix_ns":1,
+            "hostname":"h","paths":["x"],"tree":"0000000000000000000000000000000000000000000000000000000000000000",
+            "summary":{"files":0,"dirs":0,"symlinks":0,"logical_bytes":0,"total_chunks":0,
+            "new_chunks":0,"new_bytes":0,"new_stored_bytes":0,"reused_bytes":0,"seconds":0.0,
+            "bloom":{"lookups":0,"skipped":0,"false_positives":0},"skipped":[]}}"#;
+        let rec = SnapshotRecord::decode(old, &SnapshotId::of(old)).unwrap();
+        assert_eq!(rec.username, "");
+        assert!(rec.tags.is_empty());
+        assert_eq!(rec.parent, None);
     }
 }

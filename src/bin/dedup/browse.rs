@@ -114,7 +114,7 @@ impl Listed {
 pub fn ls(cx: &Context, target: &str, long: bool, recursive: bool, json: bool) -> Code {
     let repo = cx.reader()?;
     let (snapshot, path) = split_target(target);
-    let (id, record) = repo.resolve_snapshot(snapshot)?;
+    let (id, record) = cx.resolve(&repo, snapshot)?;
     let found = repo.lookup(&id, &record.tree, path)?;
     let base = format!("/{}", components(path)?.join("/"));
     let mut listed = Vec::new();
@@ -169,7 +169,7 @@ fn list(
 pub fn cat(cx: &Context, target: &str) -> Code {
     let repo = cx.reader()?;
     let (snapshot, path) = split_target(target);
-    let (id, record) = repo.resolve_snapshot(snapshot)?;
+    let (id, record) = cx.resolve(&repo, snapshot)?;
     match repo.lookup(&id, &record.tree, path)? {
         Found::Entry(entry) if matches!(entry.kind, EntryKind::File { .. }) => {
             let mut out = std::io::stdout().lock();
@@ -196,11 +196,11 @@ pub fn find(cx: &Context, pattern: &str, snapshots: &[String], json: bool) -> Co
         glob::Pattern::new(pattern).map_err(|e| anyhow::anyhow!("bad pattern {pattern:?}: {e}"))?;
     let repo = cx.reader()?;
     let chosen = if snapshots.is_empty() {
-        repo.snapshots()?
+        repo.snapshots_matching(&cx.filter)?
     } else {
         snapshots
             .iter()
-            .map(|s| repo.resolve_snapshot(s))
+            .map(|s| cx.resolve(&repo, s))
             .collect::<dedup::Result<Vec<_>>>()?
     };
     let mut memo = FindMemo::default();
@@ -267,8 +267,8 @@ struct DiffReport {
 /// `dedup diff A B`.
 pub fn diff(cx: &Context, a: &str, b: &str, json: bool) -> Code {
     let repo = cx.reader()?;
-    let (_, first) = repo.resolve_snapshot(a)?;
-    let (_, second) = repo.resolve_snapshot(b)?;
+    let (_, first) = cx.resolve(&repo, a)?;
+    let (_, second) = cx.resolve(&repo, b)?;
     let differences = repo.diff(&first.tree, &second.tree)?;
     let count = |c: &[Change]| differences.iter().filter(|d| c.contains(&d.change)).count();
     let report = DiffReport {

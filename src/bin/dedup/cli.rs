@@ -5,6 +5,7 @@
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use dedup::policy::{Count, KeepPolicy, Within};
 
 #[derive(Parser)]
 #[command(name = "dedup", version, about = "Content-addressable deduplicating storage", long_about = None)]
@@ -96,9 +97,17 @@ pub enum Command {
         /// Re-read every file, even those unchanged since the last ingest
         #[arg(long)]
         rehash: bool,
+        /// Label the snapshot (repeat, or separate with commas, for several)
+        #[arg(long = "tag", value_name = "TAG", value_delimiter = ',')]
+        tags: Vec<String>,
+        /// Record this host name instead of the machine's
+        #[arg(long)]
+        host: Option<String>,
     },
     /// List snapshots
     Snapshots {
+        #[command(flatten)]
+        filter: FilterArgs,
         /// JSON output
         #[arg(long)]
         json: bool,
@@ -111,6 +120,8 @@ pub enum Command {
         snapshot: String,
         /// Destination folder
         dest: PathBuf,
+        #[command(flatten)]
+        filter: FilterArgs,
     },
     /// List a folder of a snapshot (or one entry)
     Ls {
@@ -125,6 +136,8 @@ pub enum Command {
         /// JSON output
         #[arg(long)]
         json: bool,
+        #[command(flatten)]
+        filter: FilterArgs,
     },
     /// Find entries by name (or by path, when the pattern holds a `/`) in
     /// every snapshot, or in those given
@@ -137,6 +150,8 @@ pub enum Command {
         /// JSON output
         #[arg(long)]
         json: bool,
+        #[command(flatten)]
+        filter: FilterArgs,
     },
     /// What changed between two snapshots
     Diff {
@@ -147,11 +162,15 @@ pub enum Command {
         /// JSON output
         #[arg(long)]
         json: bool,
+        #[command(flatten)]
+        filter: FilterArgs,
     },
     /// Write a file of a snapshot to standard output
     Cat {
         /// SNAPSHOT:PATH
         target: String,
+        #[command(flatten)]
+        filter: FilterArgs,
     },
     /// Dedup report for the repository or one snapshot
     Report {
@@ -160,6 +179,8 @@ pub enum Command {
         /// JSON output
         #[arg(long)]
         json: bool,
+        #[command(flatten)]
+        filter: FilterArgs,
     },
     /// Check snapshots, trees, index and packs (and, with --read-data, every byte)
     Verify {
@@ -173,11 +194,28 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Remove snapshot records (their data is reclaimed by gc)
+    /// Remove snapshots by id, or by a policy of which to keep (their data
+    /// is reclaimed by gc, or at once with --prune)
     Forget {
-        /// Snapshot ids, prefixes or `latest`
-        #[arg(required = true)]
+        /// Snapshot ids, prefixes or `latest` (none with a --keep-* policy)
         snapshots: Vec<String>,
+        #[command(flatten)]
+        keep: KeepArgs,
+        #[command(flatten)]
+        filter: FilterArgs,
+        /// Apply the policy to each group of snapshots sharing these:
+        /// host, paths, tags, comma separated ("" for one group)
+        #[arg(long, value_name = "FIELDS", default_value = "host,paths")]
+        group_by: dedup::snapshot::GroupBy,
+        /// List what would be kept (and why) and removed; change nothing
+        #[arg(long)]
+        dry_run: bool,
+        /// Run gc afterwards, reclaiming the space at once
+        #[arg(long)]
+        prune: bool,
+        /// JSON output
+        #[arg(long)]
+        json: bool,
     },
     /// Reclaim space that no snapshot reaches
     Gc {
@@ -218,6 +256,133 @@ pub enum Command {
         /// Content id (64 hex digits)
         id: String,
     },
+}
+
+/// Which snapshots a command looks at; `latest` is the newest that passes.
+#[derive(Args, Clone, Default)]
+pub struct FilterArgs {
+    /// Only snapshots of this host (repeat: of any of them)
+    #[arg(long = "host", value_name = "HOST")]
+    pub hosts: Vec<String>,
+    /// Only snapshots with all these tags (repeat: any of the lists)
+    #[arg(long = "tag", value_name = "TAG[,TAG]")]
+    pub tags: Vec<String>,
+    /// Only snapshots made of this path (repeat: of all of them)
+    #[arg(long = "path", value_name = "PATH")]
+    pub paths: Vec<PathBuf>,
+}
+
+impl FilterArgs {
+    /// The library's filter; paths are made absolute, as ingest records them.
+    pub fn filter(&self) -> dedup::snapshot::SnapshotFilter {
+        dedup::snapshot::SnapshotFilter {
+            hosts: self.hosts.clone(),
+            tags: self
+                .tags
+                .iter()
+                .map(|list| list.split(',').map(str::to_string).collect())
+                .collect(),
+            paths: self
+                .paths
+                .iter()
+                .map(|p| dedup::snapshot::record::record_path(p))
+                .collect(),
+        }
+    }
+}
+
+/// A retention policy: restic's `--keep-*` options.
+#[derive(Args, Clone, Default)]
+#[allow(clippy::struct_field_names)] // the fields are the options, named as restic names them
+pub struct KeepArgs {
+    /// Keep the N newest snapshots
+    #[arg(long, short = 'l', value_name = "N")]
+    pub keep_last: Option<Count>,
+    /// Keep the newest snapshot of each of the N newest hours ("unlimited": every hour)
+    #[arg(long, short = 'H', value_name = "N")]
+    pub keep_hourly: Option<Count>,
+    /// Keep the newest snapshot of each of the N newest days
+    #[arg(long, short = 'd', value_name = "N")]
+    pub keep_daily: Option<Count>,
+    /// Keep the newest snapshot of each of the N newest ISO weeks
+    #[arg(long, short = 'w', value_name = "N")]
+    pub keep_weekly: Option<Count>,
+    /// Keep the newest snapshot of each of the N newest months
+    #[arg(long, short = 'm', value_name = "N")]
+    pub keep_monthly: Option<Count>,
+    /// Keep the newest snapshot of each of the N newest years
+    #[arg(long, short = 'y', value_name = "N")]
+    pub keep_yearly: Option<Count>,
+    /// Keep every snapshot within this span of the newest: 1y6m, 14d, 2d12h
+    #[arg(long, value_name = "SPAN")]
+    pub keep_within: Option<Within>,
+    /// Keep the newest snapshot of each hour within this span of the newest
+    #[arg(long, value_name = "SPAN")]
+    pub keep_within_hourly: Option<Within>,
+    /// Keep the newest snapshot of each day within this span of the newest
+    #[arg(long, value_name = "SPAN")]
+    pub keep_within_daily: Option<Within>,
+    /// Keep the newest snapshot of each week within this span of the newest
+    #[arg(long, value_name = "SPAN")]
+    pub keep_within_weekly: Option<Within>,
+    /// Keep the newest snapshot of each month within this span of the newest
+    #[arg(long, value_name = "SPAN")]
+    pub keep_within_monthly: Option<Within>,
+    /// Keep the newest snapshot of each year within this span of the newest
+    #[arg(long, value_name = "SPAN")]
+    pub keep_within_yearly: Option<Within>,
+    /// Keep every snapshot with all these tags (repeat: any of the lists)
+    #[arg(long, value_name = "TAG[,TAG]")]
+    pub keep_tag: Vec<String>,
+}
+
+impl KeepArgs {
+    /// The library's policy.
+    pub fn policy(&self) -> KeepPolicy {
+        let mut p = KeepPolicy {
+            last: self.keep_last.unwrap_or_default(),
+            within: self.keep_within,
+            tags: self
+                .keep_tag
+                .iter()
+                .map(|list| list.split(',').map(str::to_string).collect())
+                .collect(),
+            ..KeepPolicy::default()
+        };
+        let periods = [
+            ("hourly", self.keep_hourly, self.keep_within_hourly),
+            ("daily", self.keep_daily, self.keep_within_daily),
+            ("weekly", self.keep_weekly, self.keep_within_weekly),
+            ("monthly", self.keep_monthly, self.keep_within_monthly),
+            ("yearly", self.keep_yearly, self.keep_within_yearly),
+        ];
+        for (name, count, within) in periods {
+            if let Some(count) = count {
+                p.set_period(name, count);
+            }
+            if let Some(within) = within {
+                p.set_within_period(name, within);
+            }
+        }
+        p
+    }
+}
+
+impl Command {
+    /// The snapshot filter the command was given, if it takes one.
+    pub fn filter(&self) -> dedup::snapshot::SnapshotFilter {
+        match self {
+            Command::Snapshots { filter, .. }
+            | Command::Restore { filter, .. }
+            | Command::Ls { filter, .. }
+            | Command::Find { filter, .. }
+            | Command::Diff { filter, .. }
+            | Command::Cat { filter, .. }
+            | Command::Report { filter, .. }
+            | Command::Forget { filter, .. } => filter.filter(),
+            _ => dedup::snapshot::SnapshotFilter::default(),
+        }
+    }
 }
 
 // How a new repository chunks, compresses and spreads its data (a plain

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context as _};
 use dedup::repo::report::human_bytes;
 use dedup::ring::ShardId;
+use dedup::snapshot::SnapshotFilter;
 use dedup::{ChunkerConfig, Compression, InitOptions, Mode, Progress, Repository};
 use indicatif::{ProgressBar, ProgressStyle};
 
@@ -29,6 +30,8 @@ pub struct Context {
     wait_lock: Duration,
     /// How every command opens it (the cache folder).
     open: dedup::OpenOptions,
+    /// The command's `--host`, `--tag` and `--path` (what `latest` means).
+    pub(crate) filter: SnapshotFilter,
 }
 
 impl Context {
@@ -46,7 +49,17 @@ impl Context {
                 cache_dir: cli.cache.clone(),
                 ..Default::default()
             },
+            filter: cli.command.filter(),
         })
+    }
+
+    /// The snapshot `spec` names (`latest`: the newest the filter passes).
+    pub(crate) fn resolve(
+        &self,
+        repo: &Repository,
+        spec: &str,
+    ) -> dedup::Result<(dedup::SnapshotId, dedup::SnapshotRecord)> {
+        repo.resolve_snapshot_in(spec, &self.filter)
     }
 
     /// Opens the repository for reading, beside any writer.
@@ -216,7 +229,7 @@ pub fn init(cx: &Context, args: InitArgs) -> Code {
 }
 
 /// `dedup ingest`; creates the default repository on first use.
-pub fn ingest(cx: &Context, paths: &[PathBuf], json: bool, rehash: bool) -> Code {
+pub fn ingest(cx: &Context, paths: &[PathBuf], json: bool, opts: &dedup::IngestOptions) -> Code {
     let repo = match cx.shared_writer() {
         Err(dedup::Error::NoRepository(_)) if cx.is_default => {
             let repo = Repository::init_with(&cx.repo, &InitOptions::default(), &cx.open)?;
@@ -230,10 +243,7 @@ pub fn ingest(cx: &Context, paths: &[PathBuf], json: bool, rehash: bool) -> Code
         }
         other => other?,
     };
-    let opts = dedup::IngestOptions {
-        file_cache: !rehash,
-    };
-    let outcome = repo.ingest_with(paths, &opts, &cx.bar("ingest"))?;
+    let outcome = repo.ingest_with(paths, opts, &cx.bar("ingest"))?;
     if json {
         print_json(&serde_json::json!({ "id": outcome.id, "record": outcome.record }))?;
     } else {
@@ -252,7 +262,7 @@ pub fn ingest(cx: &Context, paths: &[PathBuf], json: bool, rehash: bool) -> Code
 
 /// `dedup snapshots`: a table, oldest first.
 pub fn snapshots(cx: &Context, json: bool) -> Code {
-    let snaps = cx.reader()?.snapshots()?;
+    let snaps = cx.reader()?.snapshots_matching(&cx.filter)?;
     if json {
         let list: Vec<_> = snaps
             .iter()
@@ -264,15 +274,17 @@ pub fn snapshots(cx: &Context, json: bool) -> Code {
     let mut out = std::io::stdout().lock();
     writeln!(
         out,
-        "{:<16}  {:<20}  {:>10}  {:>10}  paths",
-        "id", "time", "size", "new"
+        "{:<16}  {:<20}  {:<12}  {:<12}  {:>10}  {:>10}  paths",
+        "id", "time", "host", "tags", "size", "new"
     )?;
     for (id, r) in &snaps {
         writeln!(
             out,
-            "{:<16}  {:<20}  {:>10}  {:>10}  {}",
+            "{:<16}  {:<20}  {:<12}  {:<12}  {:>10}  {:>10}  {}",
             &id.to_hex()[..16],
             r.time,
+            r.hostname,
+            r.tags.join(","),
             human_bytes(r.summary.logical_bytes),
             human_bytes(r.summary.new_stored_bytes),
             r.paths.join(" ")
@@ -285,7 +297,7 @@ pub fn snapshots(cx: &Context, json: bool) -> Code {
 pub fn restore(cx: &Context, target: &str, dest: &Path) -> Code {
     let repo = cx.reader()?;
     let (snapshot, path) = split_target(target);
-    let (id, _) = repo.resolve_snapshot(snapshot)?;
+    let (id, _) = cx.resolve(&repo, snapshot)?;
     let outcome = repo.restore_path(&id, path, dest, &cx.bar("restore"))?;
     writeln!(
         std::io::stdout().lock(),
@@ -314,7 +326,7 @@ pub fn restore(cx: &Context, target: &str, dest: &Path) -> Code {
 pub fn report(cx: &Context, snapshot: Option<&str>, json: bool) -> Code {
     let repo = cx.reader()?;
     let report = match snapshot {
-        Some(s) => repo.snapshot_report(&repo.resolve_snapshot(s)?.0)?,
+        Some(s) => repo.snapshot_report(&cx.resolve(&repo, s)?.0)?,
         None => repo.report()?,
     };
     show(&report, json)?;
@@ -334,19 +346,140 @@ pub fn verify(cx: &Context, read_data: bool, subset: Option<f64>, json: bool) ->
     Ok(u8::from(!report.is_clean()))
 }
 
-/// `dedup forget`.
-pub fn forget(cx: &Context, specs: &[String]) -> Code {
-    let repo = cx.writer()?;
-    let ids = specs
-        .iter()
-        .map(|s| repo.resolve_snapshot(s).map(|(id, _)| id))
-        .collect::<dedup::Result<Vec<_>>>()?;
-    repo.forget(&ids)?;
-    let mut out = std::io::stdout().lock();
-    for id in ids {
-        writeln!(out, "forgot snapshot {id}")?;
+/// How `forget` runs, beside what it forgets.
+pub struct ForgetHow {
+    pub group_by: dedup::snapshot::GroupBy,
+    pub dry_run: bool,
+    pub prune: bool,
+    pub json: bool,
+}
+
+/// `forget --json`.
+#[derive(serde::Serialize)]
+struct ForgetReport {
+    dry_run: bool,
+    /// The policy in words (absent when snapshots were named).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    policy: Option<String>,
+    /// Each group's decisions, newest first (empty when snapshots were named).
+    groups: Vec<dedup::policy::GroupDecisions>,
+    /// The snapshots forgotten (or, in a dry run, that would be).
+    forgotten: Vec<dedup::SnapshotId>,
+    /// What `--prune` reclaimed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    gc: Option<dedup::GcReport>,
+}
+
+/// `dedup forget`: named snapshots, or those a policy does not keep.
+pub fn forget(
+    cx: &Context,
+    specs: &[String],
+    policy: &dedup::policy::KeepPolicy,
+    how: &ForgetHow,
+) -> Code {
+    if !specs.is_empty() && !policy.is_empty() {
+        bail!("give snapshots to forget or a --keep-* policy, not both");
     }
-    Ok(0)
+    if specs.is_empty() && policy.is_empty() {
+        bail!("nothing to forget: name snapshots, or give a policy such as --keep-daily 7");
+    }
+    let repo = if how.dry_run {
+        cx.reader()?
+    } else {
+        cx.writer()?
+    };
+    let mut report = ForgetReport {
+        dry_run: how.dry_run,
+        policy: None,
+        groups: Vec::new(),
+        forgotten: Vec::new(),
+        gc: None,
+    };
+    if specs.is_empty() {
+        report.policy = Some(policy.to_string());
+        report.groups =
+            repo.forget_by_policy(&cx.filter, how.group_by, policy, mode(how.dry_run))?;
+        report.forgotten = report
+            .groups
+            .iter()
+            .flat_map(|g| &g.snapshots)
+            .filter(|d| !d.keep)
+            .map(|d| d.id)
+            .collect();
+    } else {
+        report.forgotten = specs
+            .iter()
+            .map(|s| cx.resolve(&repo, s).map(|(id, _)| id))
+            .collect::<dedup::Result<Vec<_>>>()?;
+        if !how.dry_run {
+            repo.forget(&report.forgotten)?;
+        }
+    }
+    if how.prune && !how.dry_run {
+        report.gc = Some(repo.gc(Mode::Apply, &cx.bar("gc"))?);
+    }
+    if how.json {
+        print_json(&report)?;
+    } else {
+        print_forget(&report)?;
+    }
+    Ok(report
+        .gc
+        .as_ref()
+        .map_or(0, |g| u8::from(!g.unreadable_packs.is_empty())))
+}
+
+/// `forget`'s report for people: per group, each snapshot kept (and why)
+/// or removed; then what was done.
+fn print_forget(report: &ForgetReport) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    if let Some(policy) = &report.policy {
+        writeln!(out, "applying the policy: {policy}")?;
+    }
+    for group in &report.groups {
+        let kept = group.snapshots.iter().filter(|d| d.keep).count();
+        writeln!(
+            out,
+            "\n{}: keep {kept}, remove {}",
+            group.group,
+            group.snapshots.len() - kept
+        )?;
+        for d in &group.snapshots {
+            let verdict = if d.keep { "keep  " } else { "remove" };
+            let line = format!(
+                "  {verdict}  {}  {}  {}",
+                &d.id.to_hex()[..16],
+                d.time,
+                d.reasons.join(", ")
+            );
+            writeln!(out, "{}", line.trim_end())?;
+        }
+    }
+    if report.policy.is_some() {
+        writeln!(out)?;
+    }
+    let n = report.forgotten.len();
+    let snapshots = if n == 1 { "snapshot" } else { "snapshots" };
+    if report.dry_run {
+        writeln!(
+            out,
+            "would forget {n} {snapshots} (dry run: nothing changed)"
+        )?;
+        return Ok(());
+    }
+    if report.policy.is_none() {
+        for id in &report.forgotten {
+            writeln!(out, "forgot snapshot {id}")?;
+        }
+    } else {
+        writeln!(out, "forgot {n} {snapshots}")?;
+    }
+    match &report.gc {
+        Some(gc) => write!(out, "{gc}")?,
+        None if n > 0 => writeln!(out, "`dedup gc` reclaims the space they alone used")?,
+        None => {}
+    }
+    Ok(())
 }
 
 fn mode(dry_run: bool) -> Mode {

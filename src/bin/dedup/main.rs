@@ -22,29 +22,57 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
             paths,
             json,
             rehash,
-        } => commands::ingest(&cx, &paths, json, rehash),
-        Command::Snapshots { json } => commands::snapshots(&cx, json),
-        Command::Restore { snapshot, dest } => commands::restore(&cx, &snapshot, &dest),
+            tags,
+            host,
+        } => {
+            let opts = dedup::IngestOptions {
+                file_cache: !rehash,
+                tags,
+                host,
+            };
+            commands::ingest(&cx, &paths, json, &opts)
+        }
+        Command::Snapshots { json, .. } => commands::snapshots(&cx, json),
+        Command::Restore { snapshot, dest, .. } => commands::restore(&cx, &snapshot, &dest),
         Command::Ls {
             target,
             long,
             recursive,
             json,
+            ..
         } => browse::ls(&cx, &target, long, recursive, json),
-        Command::Cat { target } => browse::cat(&cx, &target),
-        Command::Diff { a, b, json } => browse::diff(&cx, &a, &b, json),
+        Command::Cat { target, .. } => browse::cat(&cx, &target),
+        Command::Diff { a, b, json, .. } => browse::diff(&cx, &a, &b, json),
         Command::Find {
             pattern,
             snapshots,
             json,
+            ..
         } => browse::find(&cx, &pattern, &snapshots, json),
-        Command::Report { snapshot, json } => commands::report(&cx, snapshot.as_deref(), json),
+        Command::Report { snapshot, json, .. } => commands::report(&cx, snapshot.as_deref(), json),
         Command::Verify {
             read_data,
             read_data_subset,
             json,
         } => commands::verify(&cx, read_data, read_data_subset, json),
-        Command::Forget { snapshots } => commands::forget(&cx, &snapshots),
+        Command::Forget {
+            snapshots,
+            keep,
+            group_by,
+            dry_run,
+            prune,
+            json,
+            ..
+        } => {
+            let policy = keep.policy();
+            let how = commands::ForgetHow {
+                group_by,
+                dry_run,
+                prune,
+                json,
+            };
+            commands::forget(&cx, &snapshots, &policy, &how)
+        }
         Command::Gc { dry_run, json } => commands::gc(&cx, dry_run, json),
         Command::Repair {
             what: RepairWhat::Index,

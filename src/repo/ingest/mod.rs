@@ -21,7 +21,7 @@ use crate::id::ChunkId;
 use crate::repo::report::human_bytes;
 use crate::repo::writer::ObjectWriter;
 use crate::repo::{Progress, Repository};
-use crate::snapshot::record::RECORD_VERSION;
+use crate::snapshot::record::{record_path, RECORD_VERSION};
 use crate::snapshot::{SnapshotId, SnapshotRecord};
 
 /// A file's chunks in order: `(id, length)`.
@@ -85,11 +85,19 @@ pub struct IngestOptions {
     /// are unchanged since they were last read (see `filecache`). On by
     /// default; off re-reads and re-hashes everything.
     pub file_cache: bool,
+    /// Labels for the snapshot (`ingest --tag`).
+    pub tags: Vec<String>,
+    /// The host name to record instead of this machine's.
+    pub host: Option<String>,
 }
 
 impl Default for IngestOptions {
     fn default() -> Self {
-        IngestOptions { file_cache: true }
+        IngestOptions {
+            file_cache: true,
+            tags: Vec::new(),
+            host: None,
+        }
     }
 }
 
@@ -145,18 +153,48 @@ impl Repository {
         summary.reused_bytes = summary.logical_bytes.saturating_sub(stats.new_data_raw);
         summary.bloom = stats.bloom;
         summary.seconds = started.elapsed().as_secs_f64();
+        let hostname = opts
+            .host
+            .clone()
+            .unwrap_or_else(|| gethostname::gethostname().to_string_lossy().into_owned());
+        let paths: Vec<String> = paths.iter().map(|p| record_path(p)).collect();
+        let mut tags = opts.tags.clone();
+        tags.sort();
+        tags.dedup();
         let record = SnapshotRecord {
             version: RECORD_VERSION,
             time: humantime::format_rfc3339_seconds(start_time).to_string(),
             time_unix_ns: start_time
                 .duration_since(SystemTime::UNIX_EPOCH)
                 .map_or(0, |d| d.as_nanos()),
-            hostname: gethostname::gethostname().to_string_lossy().into_owned(),
-            paths: paths.iter().map(|p| p.display().to_string()).collect(),
+            parent: self.parent_of(&hostname, &paths)?,
+            hostname,
+            username: uzers::get_current_username()
+                .map(|u| u.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+            paths,
+            tags,
             tree: root_tree,
             summary,
         };
         self.publish_snapshot(record, progress)
+    }
+
+    /// The newest snapshot of the same host and the same set of paths: the
+    /// one a new snapshot follows (restic's parent).
+    fn parent_of(&self, hostname: &str, paths: &[String]) -> Result<Option<SnapshotId>> {
+        let sorted = |p: &[String]| {
+            let mut p = p.to_vec();
+            p.sort();
+            p
+        };
+        let want = sorted(paths);
+        Ok(self
+            .snapshots()?
+            .into_iter()
+            .rev()
+            .find(|(_, r)| r.hostname == hostname && sorted(&r.paths) == want)
+            .map(|(id, _)| id))
     }
 
     /// Last, the snapshot record, durably into `snapshots/` and then
