@@ -58,7 +58,7 @@ pub use error::{Error, Result};
 pub use id::{ChunkId, SnapshotId};
 #[cfg(feature = "engine")]
 pub use repo::{
-    GcReport, IngestOptions, IngestOutcome, OpenOptions, Progress, Quiet, RebalanceReport,
-    RepairReport, Report, Repository, RestoreOutcome, VerifyReport,
+    Exclusions, GcReport, IngestOptions, IngestOutcome, OpenOptions, Progress, Quiet,
+    RebalanceReport, RepairReport, Report, Repository, RestoreOutcome, VerifyReport,
 };
 pub use snapshot::{IngestSummary, SnapshotRecord};

@@ -36,7 +36,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 
 pub use gc::GcReport;
-pub use ingest::{IngestOptions, IngestOutcome};
+pub use ingest::{Exclusions, IngestOptions, IngestOutcome};
 pub use lock::LockHolder;
 pub use repair::{PackRepairReport, RepairReport};
 pub use report::{Report, ShardReport};

@@ -78,6 +78,10 @@ pub struct IngestSummary {
     /// Files whose size changed while they were read (stored as read).
     #[serde(default)]
     pub changed: Vec<String>,
+    /// Entries left out by the exclusion rules (a folder counts once, not
+    /// what it holds; a mount point left empty counts once).
+    #[serde(default)]
+    pub excluded: u64,
 }
 
 /// How often the Bloom filter spared an index lookup.

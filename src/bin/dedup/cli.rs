@@ -87,23 +87,7 @@ pub enum Command {
     /// Create a repository
     Init(InitArgs),
     /// Store directories (or files) as a new snapshot
-    Ingest {
-        /// What to store
-        #[arg(required = true)]
-        paths: Vec<PathBuf>,
-        /// Print the snapshot record as JSON
-        #[arg(long)]
-        json: bool,
-        /// Re-read every file, even those unchanged since the last ingest
-        #[arg(long)]
-        rehash: bool,
-        /// Label the snapshot (repeat, or separate with commas, for several)
-        #[arg(long = "tag", value_name = "TAG", value_delimiter = ',')]
-        tags: Vec<String>,
-        /// Record this host name instead of the machine's
-        #[arg(long)]
-        host: Option<String>,
-    },
+    Ingest(IngestArgs),
     /// List snapshots
     Snapshots {
         #[command(flatten)]
@@ -256,6 +240,84 @@ pub enum Command {
         /// Content id (64 hex digits)
         id: String,
     },
+}
+
+// What `ingest` stores and how it labels it (a plain comment: a doc
+// comment would replace the command's help text).
+#[derive(Args)]
+#[allow(clippy::struct_excessive_bools)] // each is a switch of the command line
+pub struct IngestArgs {
+    /// What to store
+    #[arg(required_unless_present = "stdin")]
+    pub paths: Vec<PathBuf>,
+    /// Store standard input as one file (a dump, a tar) instead of paths
+    #[arg(long, conflicts_with = "paths")]
+    pub stdin: bool,
+    /// The name standard input is stored under [default: stdin]
+    #[arg(long, value_name = "NAME")]
+    pub stdin_name: Option<String>,
+    /// Read and hash everything, report what would be added; write nothing
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Print the snapshot record as JSON
+    #[arg(long)]
+    pub json: bool,
+    /// Re-read every file, even those unchanged since the last ingest
+    #[arg(long)]
+    pub rehash: bool,
+    /// Label the snapshot (repeat, or separate with commas, for several)
+    #[arg(long = "tag", value_name = "TAG", value_delimiter = ',')]
+    pub tags: Vec<String>,
+    /// Record this host name instead of the machine's
+    #[arg(long)]
+    pub host: Option<String>,
+    #[command(flatten)]
+    pub exclude: ExcludeArgs,
+}
+
+/// What `ingest` leaves out.
+#[derive(Args)]
+pub struct ExcludeArgs {
+    /// Leave out paths matching this glob (`*.o`, `build/`, `/home/*/.cache`; repeatable)
+    #[arg(long, short = 'e', value_name = "GLOB")]
+    pub exclude: Vec<String>,
+    /// Read --exclude globs from this file, one a line (`#` comments)
+    #[arg(long, value_name = "FILE")]
+    pub exclude_file: Vec<PathBuf>,
+    /// Leave out folders holding a file of this name (repeatable)
+    #[arg(long, value_name = "NAME")]
+    pub exclude_if_present: Vec<String>,
+    /// Leave out folders holding a CACHEDIR.TAG (bford.info/cachedir)
+    #[arg(long)]
+    pub exclude_caches: bool,
+    /// Stay on the file systems of the paths given (mount points stay, empty)
+    #[arg(long, short = 'x')]
+    pub one_file_system: bool,
+    /// Leave out files larger than this
+    #[arg(long, value_name = "SIZE", value_parser = parse_size64)]
+    pub exclude_larger_than: Option<u64>,
+}
+
+impl ExcludeArgs {
+    /// The library's rules; a bad glob or an unreadable file is an error.
+    pub fn exclusions(&self) -> dedup::Result<dedup::Exclusions> {
+        let mut ex = dedup::Exclusions::default();
+        for glob in &self.exclude {
+            ex.add_pattern(glob)?;
+        }
+        for file in &self.exclude_file {
+            ex.add_pattern_file(file)?;
+        }
+        for name in &self.exclude_if_present {
+            ex.add_marker(name);
+        }
+        if self.exclude_caches {
+            ex.exclude_caches();
+        }
+        ex.one_file_system = self.one_file_system;
+        ex.larger_than = self.exclude_larger_than;
+        Ok(ex)
+    }
 }
 
 /// Which snapshots a command looks at; `latest` is the newest that passes.
@@ -436,6 +498,12 @@ pub fn parse_option(s: &str) -> Result<(String, String), String> {
 
 /// Parses `4096`, `16K`, `16KiB`, `1MiB`, `2G` (binary units).
 pub fn parse_size(s: &str) -> Result<u32, String> {
+    let n = parse_size64(s)?;
+    u32::try_from(n).map_err(|_| format!("{s} is too large"))
+}
+
+/// [`parse_size`] for sizes of up to 16 EiB, with `T` too.
+pub fn parse_size64(s: &str) -> Result<u64, String> {
     let s = s.trim();
     let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
     let (digits, unit) = s.split_at(split);
@@ -447,14 +515,14 @@ pub fn parse_size(s: &str) -> Result<u32, String> {
         "k" | "kb" | "kib" => 1 << 10,
         "m" | "mb" | "mib" => 1 << 20,
         "g" | "gb" | "gib" => 1 << 30,
+        "t" | "tb" | "tib" => 1 << 40,
         other => {
             return Err(format!(
-                "unknown size unit {other:?} (use B, KiB, MiB or GiB)"
+                "unknown size unit {other:?} (use B, KiB, MiB, GiB or TiB)"
             ))
         }
     };
     n.checked_mul(mult)
-        .and_then(|v| u32::try_from(v).ok())
         .ok_or_else(|| format!("{s} is too large"))
 }
 

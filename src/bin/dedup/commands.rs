@@ -228,24 +228,44 @@ pub fn init(cx: &Context, args: InitArgs) -> Code {
     Ok(0)
 }
 
-/// `dedup ingest`; creates the default repository on first use.
-pub fn ingest(cx: &Context, paths: &[PathBuf], json: bool, opts: &dedup::IngestOptions) -> Code {
-    let repo = match cx.shared_writer() {
-        Err(dedup::Error::NoRepository(_)) if cx.is_default => {
-            let repo = Repository::init_with(&cx.repo, &InitOptions::default(), &cx.open)?;
-            if !cx.quiet {
-                eprintln!(
-                    "dedup: created the default repository at {}",
-                    cx.repo.display()
-                );
+/// What `ingest` stores.
+pub enum Source<'a> {
+    Paths(&'a [PathBuf]),
+    /// Standard input, as one file of this name.
+    Stdin(&'a str),
+}
+
+/// `dedup ingest`; creates the default repository on first use (not in
+/// a dry run, which writes nothing; it opens the repository as ingests
+/// do, beside them, for this machine's file cache).
+pub fn ingest(cx: &Context, from: &Source, json: bool, opts: &dedup::IngestOptions) -> Code {
+    let repo = {
+        match cx.shared_writer() {
+            Err(dedup::Error::NoRepository(_)) if cx.is_default && !opts.dry_run => {
+                let repo = Repository::init_with(&cx.repo, &InitOptions::default(), &cx.open)?;
+                if !cx.quiet {
+                    eprintln!(
+                        "dedup: created the default repository at {}",
+                        cx.repo.display()
+                    );
+                }
+                repo
             }
-            repo
+            other => other?,
         }
-        other => other?,
     };
-    let outcome = repo.ingest_with(paths, opts, &cx.bar("ingest"))?;
+    let bar = cx.bar("ingest");
+    let outcome = match from {
+        Source::Paths(paths) => repo.ingest_with(paths, opts, &bar)?,
+        Source::Stdin(name) => repo.ingest_stream(std::io::stdin(), name, opts, &bar)?,
+    };
+    drop(bar);
     if json {
-        print_json(&serde_json::json!({ "id": outcome.id, "record": outcome.record }))?;
+        print_json(&serde_json::json!({
+            "id": outcome.id,
+            "record": outcome.record,
+            "dry_run": outcome.dry_run,
+        }))?;
     } else {
         write!(std::io::stdout().lock(), "{outcome}")?;
     }

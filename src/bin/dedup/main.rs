@@ -18,19 +18,23 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
     let cx = Context::new(&cli)?;
     match cli.command {
         Command::Init(args) => commands::init(&cx, args),
-        Command::Ingest {
-            paths,
-            json,
-            rehash,
-            tags,
-            host,
-        } => {
+        Command::Ingest(args) => {
             let opts = dedup::IngestOptions {
-                file_cache: !rehash,
-                tags,
-                host,
+                file_cache: !args.rehash,
+                tags: args.tags,
+                host: args.host,
+                exclude: args.exclude.exclusions()?,
+                dry_run: args.dry_run,
             };
-            commands::ingest(&cx, &paths, json, &opts)
+            if args.stdin_name.is_some() && !args.stdin {
+                anyhow::bail!("--stdin-name names what --stdin stores; give --stdin too");
+            }
+            let from = if args.stdin {
+                commands::Source::Stdin(args.stdin_name.as_deref().unwrap_or("stdin"))
+            } else {
+                commands::Source::Paths(&args.paths)
+            };
+            commands::ingest(&cx, &from, args.json, &opts)
         }
         Command::Snapshots { json, .. } => commands::snapshots(&cx, json),
         Command::Restore { snapshot, dest, .. } => commands::restore(&cx, &snapshot, &dest),

@@ -18,6 +18,7 @@ use std::path::{Path, PathBuf};
 
 use rayon::prelude::*;
 
+use super::exclude::Exclusions;
 use super::read::{self, FileJob, FileResult};
 use super::ChunkList;
 use crate::error::{Error, IoContext, Result};
@@ -46,6 +47,7 @@ impl Tally {
         s.logical_bytes += o.logical_bytes;
         s.total_chunks += o.total_chunks;
         s.unchanged_files += o.unchanged_files;
+        s.excluded += o.excluded;
         s.skipped.extend(o.skipped);
         s.changed.extend(o.changed);
         self.fresh_cache.extend(other.fresh_cache);
@@ -70,6 +72,11 @@ pub(super) struct Walker<'a> {
     pub(super) file_cache: bool,
     /// Folders never stored, by (device, inode): the repository's own.
     pub(super) own: HashSet<(u64, u64)>,
+    /// What else to leave out.
+    pub(super) exclude: &'a Exclusions,
+    /// The file systems of the paths given (`--one-file-system` stays on
+    /// them).
+    pub(super) devices: HashSet<u64>,
     /// When the ingest started, in nanoseconds since 1970: files changed
     /// too shortly before are not put in the file cache (see
     /// [`read::settled`]).
@@ -167,6 +174,9 @@ impl Walker<'_> {
             // Asked of the open folder (fstatat), not by path: no lookup
             // of every parent again, and symlinks are not followed.
             match item.metadata() {
+                Ok(meta) if self.exclude.reason(&path.join(&name), &meta).is_some() => {
+                    tally.summary.excluded += 1;
+                }
                 Ok(meta) => found.push((name, meta)),
                 Err(e) => tally.skip(&path.join(&name), e.to_string(), self.progress),
             }
@@ -317,6 +327,15 @@ impl Walker<'_> {
                 path.display()
             ));
             return Ok(None);
+        }
+        if self.exclude.one_file_system && !self.devices.contains(&meta.dev()) {
+            // A mount point: kept, as an empty folder.
+            tally.summary.dirs += 1;
+            tally.summary.excluded += 1;
+            let tree = self
+                .writer
+                .store(&Tree::default().encode(), ObjectKind::Tree)?;
+            return Ok(Some(EntryKind::Dir { tree }));
         }
         let (tree, below) = self.folder(path)?;
         tally.absorb(below);

@@ -8,8 +8,11 @@
 //! after every pack is committed (invariant 3). Output is deterministic:
 //! the same tree always gives the same root tree id.
 
+mod exclude;
 mod folder;
 mod read;
+
+pub use exclude::Exclusions;
 
 use std::path::PathBuf;
 use std::time::{Instant, SystemTime};
@@ -22,7 +25,8 @@ use crate::repo::report::human_bytes;
 use crate::repo::writer::ObjectWriter;
 use crate::repo::{Progress, Repository};
 use crate::snapshot::record::{record_path, RECORD_VERSION};
-use crate::snapshot::{SnapshotId, SnapshotRecord};
+use crate::snapshot::{Entry, EntryKind, SnapshotId, SnapshotRecord, Tree};
+use crate::store::record::ObjectKind;
 
 /// A file's chunks in order: `(id, length)`.
 type ChunkList = Vec<(ChunkId, u32)>;
@@ -39,13 +43,19 @@ pub struct IngestOutcome {
     pub id: SnapshotId,
     /// Its record (with the summary).
     pub record: SnapshotRecord,
+    /// Nothing was written: `id` is what the snapshot would have been.
+    pub dry_run: bool,
 }
 
 impl std::fmt::Display for IngestOutcome {
     /// What people see after an ingest: the snapshot and what it cost.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let s = &self.record.summary;
-        writeln!(f, "snapshot {} saved", self.id)?;
+        if self.dry_run {
+            writeln!(f, "dry run: nothing was written; the snapshot would hold")?;
+        } else {
+            writeln!(f, "snapshot {} saved", self.id)?;
+        }
         writeln!(
             f,
             "  {} files, {} folders, {} symlinks: {}",
@@ -62,6 +72,9 @@ impl std::fmt::Display for IngestOutcome {
             human_bytes(s.new_stored_bytes)
         )?;
         writeln!(f, "  reused: {}", human_bytes(s.reused_bytes))?;
+        if s.excluded > 0 {
+            writeln!(f, "  excluded: {} entries", s.excluded)?;
+        }
         if s.unchanged_files > 0 {
             writeln!(
                 f,
@@ -89,6 +102,13 @@ pub struct IngestOptions {
     pub tags: Vec<String>,
     /// The host name to record instead of this machine's.
     pub host: Option<String>,
+    /// What to leave out.
+    pub exclude: Exclusions,
+    /// Read, cut, hash and compress everything and report what would be
+    /// added, writing nothing (no packs, no record, no file cache). Works
+    /// on a read-only handle too (which has no file cache: every file is
+    /// read).
+    pub dry_run: bool,
 }
 
 impl Default for IngestOptions {
@@ -97,6 +117,8 @@ impl Default for IngestOptions {
             file_cache: true,
             tags: Vec::new(),
             host: None,
+            exclude: Exclusions::default(),
+            dry_run: false,
         }
     }
 }
@@ -119,27 +141,106 @@ impl Repository {
         progress: &dyn Progress,
     ) -> Result<IngestOutcome> {
         let _storing = self.storing();
-        self.check_writable()?;
-        // Other writers' chunks, committed since this handle opened.
-        self.refresh()?;
-        let started = Instant::now();
-        let start_time = SystemTime::now();
-        let writer = ObjectWriter::new(self);
+        let start = self.begin_ingest(opts)?;
+        let writer = writer_for(self, opts);
         let walker = Walker {
             repo: self,
             writer: &writer,
             progress,
             file_cache: opts.file_cache,
             own: self.own_folders(),
-            started_ns: start_time
+            exclude: &opts.exclude,
+            devices: devices_of(paths),
+            started_ns: start
+                .time
                 .duration_since(SystemTime::UNIX_EPOCH)
                 .map_or(0, |d| i128::try_from(d.as_nanos()).unwrap_or(i128::MAX)),
         };
         let (root_tree, tally) = walk_pool()?.install(|| walker.roots(paths))?;
+        let paths = paths.iter().map(|p| record_path(p)).collect();
+        self.conclude(&start, writer, root_tree, tally, paths, opts, progress)
+    }
+
+    /// Ingests a stream (a database dump, a tar) as a snapshot holding one
+    /// file, `name` (mode 0644, modified now), read through the chunker a
+    /// window at a time: memory stays bounded however long the stream.
+    /// The record's path is `/name`.
+    pub fn ingest_stream(
+        &self,
+        mut stream: impl std::io::Read + Send,
+        name: &str,
+        opts: &IngestOptions,
+        progress: &dyn Progress,
+    ) -> Result<IngestOutcome> {
+        if name.is_empty() || name.contains('/') || name == "." || name == ".." {
+            return Err(Error::invalid(
+                "stdin name",
+                format!("{name:?} is not a file name"),
+            ));
+        }
+        let _storing = self.storing();
+        let start = self.begin_ingest(opts)?;
+        let writer = writer_for(self, opts);
+        let chunks = walk_pool()?
+            .install(|| read::stream_chunks(&writer, self.config.chunker, &mut stream, progress))?;
+        let chunks = chunks.map_err(|e| Error::Io {
+            path: PathBuf::from("standard input"),
+            source: e,
+        })?;
+        let size: u64 = chunks.iter().map(|c| u64::from(c.1)).sum();
+        let mut tally = folder::Tally::default();
+        tally.summary.files = 1;
+        tally.summary.dirs = 1;
+        tally.summary.logical_bytes = size;
+        tally.summary.total_chunks = chunks.len() as u64;
+        let now = start
+            .time
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap_or_default();
+        let tree = Tree {
+            entries: vec![Entry {
+                name: name.as_bytes().to_vec(),
+                mode: 0o644,
+                mtime_s: i64::try_from(now.as_secs()).unwrap_or(i64::MAX),
+                mtime_ns: now.subsec_nanos(),
+                kind: EntryKind::File { size, chunks },
+            }],
+        };
+        let root = writer.store(&tree.encode(), ObjectKind::Tree)?;
+        let paths = vec![format!("/{name}")];
+        self.conclude(&start, writer, root, tally, paths, opts, progress)
+    }
+
+    /// What every ingest does first: check the shards can take data, and
+    /// see what other writers committed since this handle opened.
+    fn begin_ingest(&self, opts: &IngestOptions) -> Result<IngestStart> {
+        if !opts.dry_run {
+            self.check_writable()?;
+        }
+        self.refresh()?;
+        Ok(IngestStart {
+            clock: Instant::now(),
+            time: SystemTime::now(),
+        })
+    }
+
+    /// What every ingest does last: commit the packs, update the file
+    /// cache, and write the record (in a dry run, only describe it).
+    #[allow(clippy::too_many_arguments)] // one call per kind of ingest, all internal
+    fn conclude(
+        &self,
+        start: &IngestStart,
+        writer: ObjectWriter<'_>,
+        root_tree: ChunkId,
+        tally: folder::Tally,
+        paths: Vec<String>,
+        opts: &IngestOptions,
+        progress: &dyn Progress,
+    ) -> Result<IngestOutcome> {
         let stats = writer.finish()?;
         // Files read this time become the cache for the next ingest, once
         // their chunks are indexed (by `writer.finish`).
-        if let Some(cache) = &self.file_cache {
+        if let (Some(cache), false) = (&self.file_cache, opts.dry_run) {
             // The cache only saves re-reading: a write that fails (a full
             // disk) costs the next ingest time, not this one its snapshot.
             if let Err(e) = cache.put_many(&tally.fresh_cache) {
@@ -152,19 +253,19 @@ impl Repository {
         summary.new_stored_bytes = stats.new_stored;
         summary.reused_bytes = summary.logical_bytes.saturating_sub(stats.new_data_raw);
         summary.bloom = stats.bloom;
-        summary.seconds = started.elapsed().as_secs_f64();
+        summary.seconds = start.clock.elapsed().as_secs_f64();
         let hostname = opts
             .host
             .clone()
             .unwrap_or_else(|| gethostname::gethostname().to_string_lossy().into_owned());
-        let paths: Vec<String> = paths.iter().map(|p| record_path(p)).collect();
         let mut tags = opts.tags.clone();
         tags.sort();
         tags.dedup();
         let record = SnapshotRecord {
             version: RECORD_VERSION,
-            time: humantime::format_rfc3339_seconds(start_time).to_string(),
-            time_unix_ns: start_time
+            time: humantime::format_rfc3339_seconds(start.time).to_string(),
+            time_unix_ns: start
+                .time
                 .duration_since(SystemTime::UNIX_EPOCH)
                 .map_or(0, |d| d.as_nanos()),
             parent: self.parent_of(&hostname, &paths)?,
@@ -177,6 +278,14 @@ impl Repository {
             tree: root_tree,
             summary,
         };
+        if opts.dry_run {
+            let (id, _) = record.encode();
+            return Ok(IngestOutcome {
+                id,
+                record,
+                dry_run: true,
+            });
+        }
         self.publish_snapshot(record, progress)
     }
 
@@ -232,8 +341,37 @@ impl Repository {
                 ));
             }
         }
-        Ok(IngestOutcome { id, record })
+        Ok(IngestOutcome {
+            id,
+            record,
+            dry_run: false,
+        })
     }
+}
+
+/// When an ingest began.
+struct IngestStart {
+    clock: Instant,
+    time: SystemTime,
+}
+
+/// The writer an ingest stores through: one that only counts in a dry run.
+fn writer_for<'r>(repo: &'r Repository, opts: &IngestOptions) -> ObjectWriter<'r> {
+    if opts.dry_run {
+        ObjectWriter::counting(repo)
+    } else {
+        ObjectWriter::new(repo)
+    }
+}
+
+/// The file systems the given paths are on.
+fn devices_of(paths: &[PathBuf]) -> std::collections::HashSet<u64> {
+    use std::os::unix::fs::MetadataExt;
+    paths
+        .iter()
+        .filter_map(|p| std::fs::symlink_metadata(p).ok())
+        .map(|m| m.dev())
+        .collect()
 }
 
 /// Stack for each thread of an ingest: a folder's children are stored on

@@ -97,17 +97,31 @@ pub(super) fn store_file(
             return Ok(unreadable(path, &e, progress));
         }
     }
-    // A window of the file at a time: cut on every core (the same cuts as
-    // the serial chunker), then its chunks hashed, looked up and stored on
-    // every core while the next window is read. The window's last chunk,
-    // which the bytes after it could still change, is cut again with them.
+    match stream_chunks(writer, chunker, &mut file, progress)? {
+        Ok(chunks) => Ok(stored(job, chunks, after(&file), progress)),
+        Err(e) => Ok(unreadable(path, &e, progress)),
+    }
+}
+
+/// Cuts and stores everything `input` holds, a window at a time: cut on
+/// every core (the same cuts as the serial chunker), then its chunks
+/// hashed, looked up and stored on every core while the next window is
+/// read. The window's last chunk, which the bytes after it could still
+/// change, is cut again with them. Memory: two windows. The outer error is
+/// the repository's; the inner one, reading `input`'s.
+pub(super) fn stream_chunks(
+    writer: &ObjectWriter<'_>,
+    chunker: crate::chunker::ChunkerConfig,
+    input: &mut (dyn Read + Send),
+    progress: &dyn Progress,
+) -> Result<std::io::Result<ChunkList>> {
     let pieces = rayon::current_num_threads();
     let capacity = WINDOW + chunker.max_chunk() as usize;
     let mut chunks = Vec::new();
     let mut window = writer.window(capacity);
-    let mut eof = match fill(&mut file, &mut window) {
+    let mut eof = match fill(input, &mut window) {
         Ok(eof) => eof,
-        Err(e) => return Ok(unreadable(path, &e, progress)),
+        Err(e) => return Ok(Err(e)),
     };
     loop {
         let mut spans = Vec::new();
@@ -132,7 +146,7 @@ pub(super) fn store_file(
             if eof {
                 Ok(true)
             } else {
-                fill(&mut file, &mut next)
+                fill(input, &mut next)
             }
         };
         let (stored, filled) = rayon::join(store, read_next);
@@ -144,17 +158,17 @@ pub(super) fn store_file(
         }
         eof = match filled {
             Ok(eof) => eof,
-            Err(e) => return Ok(unreadable(path, &e, progress)),
+            Err(e) => return Ok(Err(e)),
         };
     }
-    Ok(stored(job, chunks, after(&file), progress))
+    Ok(Ok(chunks))
 }
 
 /// Reads into `window` until it holds [`WINDOW`] bytes; true at the end of
 /// the file.
-fn fill(file: &mut fs::File, window: &mut Vec<u8>) -> std::io::Result<bool> {
+fn fill(input: &mut (dyn Read + Send), window: &mut Vec<u8>) -> std::io::Result<bool> {
     let want = WINDOW.saturating_sub(window.len());
-    let got = file.take(want as u64).read_to_end(window)?;
+    let got = input.take(want as u64).read_to_end(window)?;
     Ok(got < want)
 }
 
