@@ -59,6 +59,7 @@ pub use id::{ChunkId, SnapshotId};
 #[cfg(feature = "engine")]
 pub use repo::{
     Exclusions, GcReport, IngestOptions, IngestOutcome, OpenOptions, Progress, Quiet,
-    RebalanceReport, RepairReport, Report, Repository, RestoreOutcome, VerifyReport,
+    RebalanceReport, RepairReport, Report, Repository, RestoreOptions, RestoreOutcome,
+    VerifyReport,
 };
 pub use snapshot::{IngestSummary, SnapshotRecord};

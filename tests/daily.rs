@@ -463,3 +463,132 @@ fn stdin_is_stored_as_one_file_under_its_name() {
     }
     assert_eq!(listed(&repo, &[]).len(), 3);
 }
+
+/// A repository holding one snapshot of a small project: (tmp, src, repo).
+fn project() -> (tempfile::TempDir, std::path::PathBuf, std::path::PathBuf) {
+    let tmp = tempfile::tempdir().unwrap();
+    let (src, repo) = (tmp.path().join("src"), tmp.path().join("repo"));
+    for dir in ["app/src/deep", "app/target", "docs"] {
+        fs::create_dir_all(src.join(dir)).unwrap();
+    }
+    for (path, bytes) in [
+        ("app/src/main.rs", &b"fn main() {}"[..]),
+        ("app/src/deep/lib.rs", b"pub fn f() {}"),
+        ("app/src/deep/notes.txt", b"notes"),
+        ("app/target/app.rs", b"generated"),
+        ("docs/guide.md", b"# guide"),
+        ("README", b"read me"),
+    ] {
+        fs::write(src.join(path), bytes).unwrap();
+    }
+    std::os::unix::fs::symlink("app/src/main.rs", src.join("main-link")).unwrap();
+    ok(dedup(&repo).arg("init"));
+    ingest(&repo, &src, &[]);
+    (tmp, src, repo)
+}
+
+/// The files under `dir`, relative to it, sorted.
+fn files_in(dir: &std::path::Path) -> Vec<String> {
+    let mut all: Vec<String> = files_under(dir, "")
+        .iter()
+        .map(|f| f.strip_prefix(dir).unwrap().display().to_string())
+        .collect();
+    all.sort();
+    all
+}
+
+#[test]
+fn restore_takes_what_includes_name_and_leaves_out_what_excludes_name() {
+    let (tmp, _src, repo) = project();
+    let out = tmp.path().join("out");
+    // Include by name, exclude a folder: the folders on the way come too.
+    let r = json(
+        dedup(&repo)
+            .args([
+                "restore", "latest", "--json", "-i", "*.rs", "-e", "target/", "--verify",
+            ])
+            .arg(&out),
+    );
+    assert_eq!(files_in(&out), ["app/src/deep/lib.rs", "app/src/main.rs"]);
+    assert!(!out.join("docs").exists());
+    assert_eq!(r["verified"], 2);
+    assert_eq!(r["files"], 2);
+    // target (1), notes.txt, README, main-link, docs and what it holds.
+    assert_eq!(r["left_out"], 6);
+    // A whole folder by an anchored include.
+    let docs = tmp.path().join("docs-only");
+    ok(dedup(&repo)
+        .args(["restore", "latest", "-i", "/docs"])
+        .arg(&docs));
+    assert_eq!(files_in(&docs), ["docs/guide.md"]);
+    // Bad globs are errors.
+    let r = run(dedup(&repo)
+        .args(["restore", "latest", "-i", "["])
+        .arg(tmp.path().join("x")));
+    assert_eq!(r.code, 2);
+    assert!(r.stderr.contains("invalid include pattern"), "{}", r.stderr);
+}
+
+#[test]
+fn restore_over_a_folder_keeps_or_replaces_as_overwrite_says() {
+    use std::os::unix::fs::MetadataExt;
+    let (tmp, src, repo) = project();
+    let out = tmp.path().join("out");
+    ok(dedup(&repo)
+        .args(["restore", "latest:app"])
+        .arg(out.join("app")));
+    // Into a folder with entries: refused without --overwrite.
+    let r = run(dedup(&repo).args(["restore", "latest"]).arg(&out));
+    assert_eq!(r.code, 2);
+    assert!(r.stderr.contains("not empty"), "{}", r.stderr);
+    // never: what is there stays; the rest comes.
+    fs::write(out.join("app/src/main.rs"), b"local edit").unwrap();
+    let r = json(
+        dedup(&repo)
+            .args(["restore", "latest", "--json", "--overwrite", "never"])
+            .arg(&out),
+    );
+    assert_eq!(
+        fs::read(out.join("app/src/main.rs")).unwrap(),
+        b"local edit"
+    );
+    assert_eq!(r["kept"], 4);
+    assert_eq!(fs::read(out.join("README")).unwrap(), b"read me");
+    // if-changed: the edited file comes back, the untouched ones stay.
+    let untouched = fs::metadata(out.join("README")).unwrap();
+    let r = json(
+        dedup(&repo)
+            .args([
+                "restore",
+                "latest",
+                "--json",
+                "--overwrite",
+                "if-changed",
+                "--verify",
+            ])
+            .arg(&out),
+    );
+    assert_eq!(
+        fs::read(out.join("app/src/main.rs")).unwrap(),
+        b"fn main() {}"
+    );
+    assert_eq!(r["files"], 1, "{r}");
+    assert_eq!(r["verified"], 1);
+    // Five files and the link were there and unchanged.
+    assert_eq!(r["kept"], 6, "{r}");
+    assert_eq!(
+        fs::metadata(out.join("README")).unwrap().ino(),
+        untouched.ino()
+    );
+    // always: every file is written again, a link in a file's place too.
+    fs::remove_file(out.join("README")).unwrap();
+    std::os::unix::fs::symlink("/etc/hostname", out.join("README")).unwrap();
+    let r = json(
+        dedup(&repo)
+            .args(["restore", "latest", "--json", "--overwrite", "always"])
+            .arg(&out),
+    );
+    assert_eq!(r["files"], 6);
+    assert_eq!(r["symlinks"], 1);
+    assert_eq!(describe(&src), describe(&out));
+}

@@ -19,6 +19,7 @@
 pub mod browse;
 mod cache;
 mod gc;
+pub mod globs;
 mod home;
 mod ingest;
 mod lock;
@@ -40,7 +41,7 @@ pub use ingest::{Exclusions, IngestOptions, IngestOutcome};
 pub use lock::LockHolder;
 pub use repair::{PackRepairReport, RepairReport};
 pub use report::{Report, ShardReport};
-pub use restore::RestoreOutcome;
+pub use restore::{Overwrite, RestoreOptions, RestoreOutcome};
 pub use shards::{LostShard, RebalanceReport, ShardMoves};
 pub use verify::{Problem, VerifyReport};
 

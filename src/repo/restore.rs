@@ -29,7 +29,8 @@ use rayon::prelude::*;
 use crate::error::{Error, IoContext, Result};
 use crate::id::ChunkId;
 use crate::index::Location;
-use crate::repo::browse::Found;
+use crate::repo::browse::{components, Found};
+use crate::repo::globs::PathGlobs;
 use crate::repo::{in_pool, Progress, Repository};
 use crate::snapshot::{Entry, EntryKind, SnapshotId};
 use crate::store::record;
@@ -48,15 +49,56 @@ pub struct RestoreOutcome {
     pub dirs: u64,
     /// Symlinks created.
     pub symlinks: u64,
-    /// Files that could not be restored, each with the reason.
+    /// Entries already in the destination and left as they were
+    /// (`--overwrite never`, or `if-changed` and unchanged).
+    pub kept: u64,
+    /// Entries the include and exclude globs left out.
+    pub left_out: u64,
+    /// Files read back and found to hold what the snapshot holds
+    /// (`--verify`).
+    pub verified: u64,
+    /// Files that could not be restored (or read back as they should be),
+    /// each with the reason.
     pub failed: Vec<String>,
 }
 
+/// What to do with an entry already in the destination.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Overwrite {
+    /// Refuse a destination that is not empty (the default).
+    #[default]
+    Refuse,
+    /// Leave every existing entry as it is.
+    Never,
+    /// Replace an existing file only when its size or modification time
+    /// differ from the snapshot's (a symlink, when its target does).
+    IfChanged,
+    /// Replace every existing file and symlink.
+    Always,
+}
+
+/// Options for [`Repository::restore_with`].
+#[derive(Clone, Debug, Default)]
+pub struct RestoreOptions {
+    /// Restore only entries matching these (with everything below a
+    /// matching folder, and the folders on the way); empty: everything.
+    pub include: PathGlobs,
+    /// Leave out entries matching these, and everything below them.
+    pub exclude: PathGlobs,
+    /// Entries already in the destination.
+    pub overwrite: Overwrite,
+    /// Read every restored file back and check it against its chunk ids.
+    pub verify: bool,
+}
+
 struct Plan {
-    /// Folders by level of the tree (`levels[0]`: in the destination).
-    levels: Vec<Vec<(PathBuf, Entry)>>,
+    /// Folders by level of the tree (`levels[0]`: in the destination),
+    /// each with whether it is restored whole (an include matched it or a
+    /// folder above it).
+    levels: Vec<Vec<(PathBuf, Entry, bool)>>,
     files: Vec<(PathBuf, Entry)>,
     links: Vec<(PathBuf, Entry)>,
+    left_out: u64,
 }
 
 /// Two small files' records at most this far apart in a pack are fetched
@@ -235,12 +277,27 @@ impl Repository {
         dest: &Path,
         progress: &dyn Progress,
     ) -> Result<RestoreOutcome> {
+        self.restore_with(snapshot, path, dest, &RestoreOptions::default(), progress)
+    }
+
+    /// [`restore_path`](Self::restore_path) with options: globs that pick
+    /// what is restored, what happens to entries already in `dest`, and a
+    /// read-back check.
+    pub fn restore_with(
+        &self,
+        snapshot: &SnapshotId,
+        path: &str,
+        dest: &Path,
+        opts: &RestoreOptions,
+        progress: &dyn Progress,
+    ) -> Result<RestoreOutcome> {
         let record = self.snapshot(snapshot)?;
         let found = self.lookup(snapshot, &record.tree, path)?;
+        let at = PathBuf::from(format!("/{}", components(path)?.join("/")));
         check_destination(dest)?;
         match fs::read_dir(dest) {
             Ok(mut it) => {
-                if it.next().is_some() {
+                if opts.overwrite == Overwrite::Refuse && it.next().is_some() {
                     return Err(Error::DestinationNotEmpty(dest.to_path_buf()));
                 }
             }
@@ -254,21 +311,36 @@ impl Repository {
             levels: Vec::new(),
             files: Vec::new(),
             links: Vec::new(),
+            left_out: 0,
         };
         match (found.tree(), found) {
-            (Some(tree), _) => self.plan(&tree, dest, &mut plan)?,
+            (Some(tree), _) => self.plan(&tree, dest, &at, opts, &mut plan)?,
             (None, Found::Entry(entry)) => {
                 // Checked like every name when its tree was decoded.
                 let path = dest.join(std::ffi::OsStr::from_bytes(&entry.name));
-                match entry.kind {
-                    EntryKind::Symlink { .. } => plan.links.push((path, entry)),
-                    _ => plan.files.push((path, entry)),
+                if opts.exclude.matches(&at)
+                    || !(opts.include.is_empty() || opts.include.matches(&at))
+                {
+                    plan.left_out += 1;
+                } else if let EntryKind::Symlink { .. } = entry.kind {
+                    plan.links.push((path, entry));
+                } else {
+                    plan.files.push((path, entry));
                 }
             }
             (None, Found::Root(_)) => unreachable!("the root is a folder"),
         }
+        let mut outcome = RestoreOutcome {
+            dirs: plan.levels.iter().map(Vec::len).sum::<usize>() as u64,
+            left_out: plan.left_out,
+            ..Default::default()
+        };
+        let mut files = std::mem::take(&mut plan.files);
+        if opts.overwrite != Overwrite::Refuse {
+            outcome.kept += clear_the_way(&mut files, opts.overwrite, &mut outcome.failed)?;
+        }
         progress.set_total(
-            plan.files
+            files
                 .iter()
                 .map(|(_, e)| match e.kind {
                     EntryKind::File { size, .. } => size,
@@ -278,17 +350,15 @@ impl Repository {
         );
 
         let results: Vec<(PathBuf, Result<u64>)> = in_pool(pool.as_ref(), || {
-            self.restore_files(&plan.files, pool.is_some(), progress)
+            self.restore_files(&files, pool.is_some(), progress)
         });
-        let mut outcome = RestoreOutcome {
-            dirs: plan.levels.iter().map(Vec::len).sum::<usize>() as u64,
-            ..Default::default()
-        };
+        let mut written = Vec::with_capacity(results.len());
         for (path, r) in results {
             match r {
                 Ok(n) => {
                     outcome.files += 1;
                     outcome.bytes += n;
+                    written.push(path);
                 }
                 Err(e) => {
                     let message = format!("{}: {e}", path.display());
@@ -297,46 +367,60 @@ impl Repository {
                 }
             }
         }
-        for (path, entry) in &plan.links {
-            let EntryKind::Symlink { target } = &entry.kind else {
-                unreachable!()
-            };
-            std::os::unix::fs::symlink(std::ffi::OsStr::from_bytes(target), path).at(path)?;
-            set_times(path, entry, true)?;
-            outcome.symlinks += 1;
-        }
+        make_links(&plan.links, opts.overwrite, &mut outcome)?;
         // Everything inside is made, so no folder's time changes again.
         // Deepest first, so that a folder whose mode takes away its own
         // search bit is not walked through afterwards; a level at a time,
         // each on every core.
         for level in plan.levels.iter().rev() {
-            level.par_iter().try_for_each(|(path, entry)| {
+            level.par_iter().try_for_each(|(path, entry, _)| {
                 fs::set_permissions(path, fs::Permissions::from_mode(entry.mode)).at(path)?;
                 set_times(path, entry, false)
             })?;
         }
+        if opts.verify {
+            verify_written(&files, &written, &mut outcome, progress);
+        }
         Ok(outcome)
     }
 
-    /// Walks tree `root` under `dest`, listing what to make, then makes
-    /// its folders, a level at a time (each on every core).
-    fn plan(&self, root: &ChunkId, dest: &Path, plan: &mut Plan) -> Result<()> {
+    /// Walks tree `root` (at `at` in the snapshot) under `dest`, listing
+    /// what to make (what the globs pass: a folder that no include
+    /// matches is made only when something below it is restored), then
+    /// makes its folders, a level at a time (each on every core).
+    fn plan(
+        &self,
+        root: &ChunkId,
+        dest: &Path,
+        at: &Path,
+        opts: &RestoreOptions,
+        plan: &mut Plan,
+    ) -> Result<()> {
+        let everything = opts.include.is_empty();
+        let start = (dest.to_path_buf(), at.to_path_buf(), 0, everything);
         self.walk_paths(
-            vec![(*root, (dest.to_path_buf(), 0))],
-            |(dir, depth), _, tree| {
+            vec![(*root, start)],
+            |(dir, here, depth, whole), _, tree| {
                 let mut subdirs = Vec::new();
                 for entry in tree?.entries {
                     // Names were checked when the tree was decoded; a path
                     // built from them can only be a direct child of `dir`.
-                    let path = dir.join(std::ffi::OsStr::from_bytes(&entry.name));
+                    let name = std::ffi::OsStr::from_bytes(&entry.name);
+                    let (path, inside) = (dir.join(name), here.join(name));
+                    if opts.exclude.matches(&inside) {
+                        plan.left_out += 1;
+                        continue;
+                    }
+                    let taken = *whole || opts.include.matches(&inside);
                     match &entry.kind {
                         EntryKind::Dir { tree } => {
-                            subdirs.push((*tree, (path.clone(), depth + 1)));
+                            subdirs.push((*tree, (path.clone(), inside, depth + 1, taken)));
                             if plan.levels.len() <= *depth {
                                 plan.levels.push(Vec::new());
                             }
-                            plan.levels[*depth].push((path, entry));
+                            plan.levels[*depth].push((path, entry, taken));
                         }
+                        _ if !taken => plan.left_out += 1,
                         EntryKind::File { .. } => plan.files.push((path, entry)),
                         EntryKind::Symlink { .. } => plan.links.push((path, entry)),
                     }
@@ -344,12 +428,37 @@ impl Repository {
                 Ok(subdirs)
             },
         )?;
+        if !everything {
+            // Folders no include took stay only on the way to something
+            // restored.
+            let mut needed: std::collections::HashSet<&Path> = std::collections::HashSet::new();
+            let taken_dirs = plan.levels.iter().flatten().filter(|l| l.2).map(|l| &l.0);
+            for path in plan
+                .files
+                .iter()
+                .chain(&plan.links)
+                .map(|f| &f.0)
+                .chain(taken_dirs)
+            {
+                for up in path.ancestors().skip(1) {
+                    if up == dest || !needed.insert(up) {
+                        break;
+                    }
+                }
+            }
+            let needed: std::collections::HashSet<PathBuf> =
+                needed.into_iter().map(Path::to_path_buf).collect();
+            for level in &mut plan.levels {
+                let before = level.len();
+                level.retain(|(path, _, taken)| *taken || needed.contains(path));
+                plan.left_out += (before - level.len()) as u64;
+            }
+            plan.levels.retain(|l| !l.is_empty());
+        }
         for level in &plan.levels {
-            // `create_dir`, not `create_dir_all`: an existing entry of
-            // this name (a link, say) is an error, never followed.
             level
                 .par_iter()
-                .try_for_each(|(path, _)| fs::create_dir(path).at(path))?;
+                .try_for_each(|(path, _, _)| make_folder(path, opts.overwrite))?;
         }
         Ok(())
     }
@@ -515,6 +624,184 @@ impl Repository {
     }
 }
 
+/// Makes a folder to restore into. `create_dir`, not `create_dir_all`:
+/// an existing entry of this name (a link, say) is an error, never
+/// followed; when overwriting, an existing folder is used as it is and
+/// anything else in the way is replaced (except by `never`).
+fn make_folder(path: &Path, overwrite: Overwrite) -> Result<()> {
+    match fs::create_dir(path) {
+        Err(e)
+            if e.kind() == std::io::ErrorKind::AlreadyExists && overwrite != Overwrite::Refuse =>
+        {
+            let meta = fs::symlink_metadata(path).at(path)?;
+            if meta.is_dir() {
+                return Ok(());
+            }
+            if overwrite == Overwrite::Never {
+                return Err(Error::invalid(
+                    "restore destination",
+                    format!(
+                        "{} is in the way of a folder, and --overwrite never leaves it",
+                        path.display()
+                    ),
+                ));
+            }
+            fs::remove_file(path).at(path)?;
+            fs::create_dir(path).at(path)
+        }
+        other => other.at(path),
+    }
+}
+
+/// Before files are restored into a destination that has entries: drops
+/// from `files` those an existing entry keeps (`never`; `if-changed` with
+/// equal size and modification time), and removes the existing files the
+/// others replace (a folder in the way fails that file). Returns how many
+/// were kept.
+fn clear_the_way(
+    files: &mut Vec<(PathBuf, Entry)>,
+    overwrite: Overwrite,
+    failed: &mut Vec<String>,
+) -> Result<u64> {
+    use std::os::unix::fs::MetadataExt;
+    let verdicts: Vec<Result<Option<bool>>> = files
+        .par_iter()
+        .map(|(path, entry)| {
+            let Ok(meta) = fs::symlink_metadata(path) else {
+                return Ok(Some(true));
+            };
+            let unchanged = meta.is_file()
+                && matches!(entry.kind, EntryKind::File { size, .. } if size == meta.len())
+                && meta.mtime() == entry.mtime_s
+                && meta.mtime_nsec() == i64::from(entry.mtime_ns);
+            match overwrite {
+                Overwrite::Never => return Ok(Some(false)),
+                Overwrite::IfChanged if unchanged => return Ok(Some(false)),
+                _ => {}
+            }
+            if meta.is_dir() {
+                return Ok(None);
+            }
+            fs::remove_file(path).at(path)?;
+            Ok(Some(true))
+        })
+        .collect();
+    let mut kept = 0;
+    let mut go = Vec::with_capacity(files.len());
+    for (file, verdict) in std::mem::take(files).into_iter().zip(verdicts) {
+        match verdict? {
+            Some(true) => go.push(file),
+            Some(false) => kept += 1,
+            None => failed.push(format!(
+                "{}: a folder is in the way; not replaced",
+                file.0.display()
+            )),
+        }
+    }
+    *files = go;
+    Ok(kept)
+}
+
+/// Makes the symlinks, last (nothing is ever written through one); when
+/// overwriting, an existing entry in the way is kept or replaced as
+/// `overwrite` says.
+fn make_links(
+    links: &[(PathBuf, Entry)],
+    overwrite: Overwrite,
+    outcome: &mut RestoreOutcome,
+) -> Result<()> {
+    for (path, entry) in links {
+        let EntryKind::Symlink { target } = &entry.kind else {
+            unreachable!()
+        };
+        let target = std::ffi::OsStr::from_bytes(target);
+        if overwrite != Overwrite::Refuse {
+            if let Ok(meta) = fs::symlink_metadata(path) {
+                let same = meta.file_type().is_symlink()
+                    && fs::read_link(path).is_ok_and(|t| t.as_os_str() == target);
+                let keep = match overwrite {
+                    Overwrite::Never => true,
+                    Overwrite::IfChanged => same,
+                    _ => false,
+                };
+                if keep {
+                    outcome.kept += 1;
+                    continue;
+                }
+                if meta.is_dir() {
+                    outcome.failed.push(format!(
+                        "{}: a folder is in the way; not replaced",
+                        path.display()
+                    ));
+                    continue;
+                }
+                fs::remove_file(path).at(path)?;
+            }
+        }
+        std::os::unix::fs::symlink(target, path).at(path)?;
+        set_times(path, entry, true)?;
+        outcome.symlinks += 1;
+    }
+    Ok(())
+}
+
+/// Reads every file written back (on every core) and checks it against
+/// its entry; a file that reads back different is failed.
+fn verify_written(
+    files: &[(PathBuf, Entry)],
+    written: &[PathBuf],
+    outcome: &mut RestoreOutcome,
+    progress: &dyn Progress,
+) {
+    let by_path: HashMap<&Path, &Entry> = files.iter().map(|(p, e)| (p.as_path(), e)).collect();
+    let checked: Vec<Result<()>> = written
+        .par_iter()
+        .map(|path| read_back(path, by_path[path.as_path()]))
+        .collect();
+    for (path, r) in written.iter().zip(checked) {
+        match r {
+            Ok(()) => outcome.verified += 1,
+            Err(e) => {
+                let message = format!("{}: {e}", path.display());
+                progress.warn(&message);
+                outcome.failed.push(message);
+            }
+        }
+    }
+}
+
+/// Reads a restored file back and checks its length and every chunk
+/// against the snapshot's ids.
+fn read_back(path: &Path, entry: &Entry) -> Result<()> {
+    use std::io::Read;
+    let EntryKind::File { size, chunks } = &entry.kind else {
+        return Ok(());
+    };
+    let mut file = fs::File::open(path).at(path)?;
+    let mut buf = Vec::new();
+    for (k, (id, len)) in chunks.iter().enumerate() {
+        buf.clear();
+        (&mut file)
+            .take(u64::from(*len))
+            .read_to_end(&mut buf)
+            .at(path)?;
+        if buf.len() != *len as usize || ChunkId::of(&buf) != *id {
+            return Err(Error::invalid(
+                "restored file",
+                format!("chunk {k} ({id}) reads back different"),
+            ));
+        }
+    }
+    let len = file.metadata().at(path)?.len();
+    if len != *size {
+        return Err(Error::invalid(
+            "restored file",
+            format!("{len} bytes read back, {size} expected"),
+        ));
+    }
+    Ok(())
+}
+
 /// Refuses a destination another user could redirect. Restore works by
 /// path: if someone else can rename entries in the destination or in any
 /// folder above it, they can swap a folder restore has just made for a
@@ -576,6 +863,36 @@ mod tests {
                 flags: 0,
             },
         }
+    }
+
+    #[test]
+    fn read_back_finds_a_changed_byte_a_short_file_and_a_long_one() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("f");
+        let (a, b) = (vec![1u8; 1000], vec![2u8; 500]);
+        let entry = Entry {
+            name: b"f".to_vec(),
+            mode: 0o644,
+            mtime_s: 0,
+            mtime_ns: 0,
+            kind: EntryKind::File {
+                size: 1500,
+                chunks: vec![(ChunkId::of(&a), 1000), (ChunkId::of(&b), 500)],
+            },
+        };
+        let whole = [a.as_slice(), b.as_slice()].concat();
+        fs::write(&path, &whole).unwrap();
+        read_back(&path, &entry).unwrap();
+        let mut changed = whole.clone();
+        changed[1200] ^= 1;
+        fs::write(&path, &changed).unwrap();
+        let e = read_back(&path, &entry).unwrap_err().to_string();
+        assert!(e.contains("chunk 1"), "{e}");
+        fs::write(&path, &whole[..1400]).unwrap();
+        assert!(read_back(&path, &entry).is_err());
+        fs::write(&path, [whole.as_slice(), b"x"].concat()).unwrap();
+        let e = read_back(&path, &entry).unwrap_err().to_string();
+        assert!(e.contains("1501 bytes"), "{e}");
     }
 
     #[test]

@@ -33,6 +33,13 @@ pub enum ChunkerMode {
 }
 
 #[derive(Clone, Copy, ValueEnum)]
+pub enum OverwriteArg {
+    Never,
+    IfChanged,
+    Always,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
 pub enum CompressionArg {
     Zstd,
     None,
@@ -96,17 +103,9 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Restore a snapshot, or a folder or file of it, into an empty or
-    /// absent folder
-    Restore {
-        /// SNAPSHOT or SNAPSHOT:PATH; SNAPSHOT is an id, a unique id
-        /// prefix, or `latest`; PATH is inside the snapshot
-        snapshot: String,
-        /// Destination folder
-        dest: PathBuf,
-        #[command(flatten)]
-        filter: FilterArgs,
-    },
+    /// Restore a snapshot, or a folder or file of it, into an absent or
+    /// empty folder (or over what a folder holds, with --overwrite)
+    Restore(RestoreArgs),
     /// List a folder of a snapshot (or one entry)
     Ls {
         /// SNAPSHOT or SNAPSHOT:PATH (default PATH: the snapshot's root)
@@ -275,6 +274,73 @@ pub struct IngestArgs {
     pub exclude: ExcludeArgs,
 }
 
+// What `restore` brings back, and where (a plain comment: a doc comment
+// would replace the command's help text).
+#[derive(Args)]
+pub struct RestoreArgs {
+    /// SNAPSHOT or SNAPSHOT:PATH; SNAPSHOT is an id, a unique id
+    /// prefix, or `latest`; PATH is inside the snapshot
+    pub snapshot: String,
+    /// Destination folder
+    pub dest: PathBuf,
+    /// Restore only what matches (and folders on the way; repeatable)
+    #[arg(long, short = 'i', value_name = "GLOB")]
+    pub include: Vec<String>,
+    /// Leave out what matches, and all below it (repeatable)
+    #[arg(long, short = 'e', value_name = "GLOB")]
+    pub exclude: Vec<String>,
+    /// Restore into a folder that has entries: leave them (never),
+    /// replace those whose size or time differ (if-changed), or
+    /// replace all (always) [default: refuse a folder with entries]
+    #[arg(long, value_enum, value_name = "WHEN")]
+    pub overwrite: Option<OverwriteArg>,
+    /// Read every restored file back and check it against the snapshot
+    #[arg(long)]
+    pub verify: bool,
+    /// JSON output
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub filter: FilterArgs,
+}
+
+impl RestoreArgs {
+    /// The library's options; a bad glob is an error.
+    pub fn options(&self) -> dedup::Result<dedup::RestoreOptions> {
+        use dedup::repo::Overwrite;
+        let mut opts = dedup::RestoreOptions {
+            verify: self.verify,
+            overwrite: match self.overwrite {
+                None => Overwrite::Refuse,
+                Some(OverwriteArg::Never) => Overwrite::Never,
+                Some(OverwriteArg::IfChanged) => Overwrite::IfChanged,
+                Some(OverwriteArg::Always) => Overwrite::Always,
+            },
+            ..Default::default()
+        };
+        for glob in &self.include {
+            opts.include.add(glob, "include pattern")?;
+        }
+        for glob in &self.exclude {
+            opts.exclude.add(glob, "exclude pattern")?;
+        }
+        Ok(opts)
+    }
+}
+
+impl IngestArgs {
+    /// The library's options; a bad exclusion is an error.
+    pub fn options(&self) -> dedup::Result<dedup::IngestOptions> {
+        Ok(dedup::IngestOptions {
+            file_cache: !self.rehash,
+            tags: self.tags.clone(),
+            host: self.host.clone(),
+            exclude: self.exclude.exclusions()?,
+            dry_run: self.dry_run,
+        })
+    }
+}
+
 /// What `ingest` leaves out.
 #[derive(Args)]
 pub struct ExcludeArgs {
@@ -435,7 +501,7 @@ impl Command {
     pub fn filter(&self) -> dedup::snapshot::SnapshotFilter {
         match self {
             Command::Snapshots { filter, .. }
-            | Command::Restore { filter, .. }
+            | Command::Restore(RestoreArgs { filter, .. })
             | Command::Ls { filter, .. }
             | Command::Find { filter, .. }
             | Command::Diff { filter, .. }

@@ -313,22 +313,58 @@ pub fn snapshots(cx: &Context, json: bool) -> Code {
     Ok(0)
 }
 
-/// `dedup restore`.
-pub fn restore(cx: &Context, target: &str, dest: &Path) -> Code {
+/// `dedup restore`: exit 1 when some file could not be restored (or
+/// read back as it should be).
+pub fn restore(
+    cx: &Context,
+    target: &str,
+    dest: &Path,
+    opts: &dedup::RestoreOptions,
+    json: bool,
+) -> Code {
     let repo = cx.reader()?;
     let (snapshot, path) = split_target(target);
     let (id, _) = cx.resolve(&repo, snapshot)?;
-    let outcome = repo.restore_path(&id, path, dest, &cx.bar("restore"))?;
-    writeln!(
-        std::io::stdout().lock(),
-        "restored snapshot {} into {}: {} files ({}), {} folders, {} symlinks",
-        &id.to_hex()[..16],
-        dest.display(),
-        outcome.files,
-        human_bytes(outcome.bytes),
-        outcome.dirs,
-        outcome.symlinks
-    )?;
+    let outcome = repo.restore_with(&id, path, dest, opts, &cx.bar("restore"))?;
+    let mut out = std::io::stdout().lock();
+    if json {
+        print_json(&serde_json::json!({
+            "snapshot": id,
+            "destination": dest,
+            "files": outcome.files,
+            "bytes": outcome.bytes,
+            "dirs": outcome.dirs,
+            "symlinks": outcome.symlinks,
+            "kept": outcome.kept,
+            "left_out": outcome.left_out,
+            "verified": outcome.verified,
+            "failed": outcome.failed,
+        }))?;
+    } else {
+        writeln!(
+            out,
+            "restored snapshot {} into {}: {} files ({}), {} folders, {} symlinks",
+            &id.to_hex()[..16],
+            dest.display(),
+            outcome.files,
+            human_bytes(outcome.bytes),
+            outcome.dirs,
+            outcome.symlinks
+        )?;
+        if outcome.kept > 0 {
+            writeln!(out, "  kept as they were: {} entries", outcome.kept)?;
+        }
+        if outcome.left_out > 0 {
+            writeln!(
+                out,
+                "  left out by --include/--exclude: {} entries",
+                outcome.left_out
+            )?;
+        }
+        if opts.verify {
+            writeln!(out, "  read back and verified: {} files", outcome.verified)?;
+        }
+    }
     if outcome.failed.is_empty() {
         return Ok(0);
     }

@@ -19,13 +19,6 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
     match cli.command {
         Command::Init(args) => commands::init(&cx, args),
         Command::Ingest(args) => {
-            let opts = dedup::IngestOptions {
-                file_cache: !args.rehash,
-                tags: args.tags,
-                host: args.host,
-                exclude: args.exclude.exclusions()?,
-                dry_run: args.dry_run,
-            };
             if args.stdin_name.is_some() && !args.stdin {
                 anyhow::bail!("--stdin-name names what --stdin stores; give --stdin too");
             }
@@ -34,10 +27,12 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
             } else {
                 commands::Source::Paths(&args.paths)
             };
-            commands::ingest(&cx, &from, args.json, &opts)
+            commands::ingest(&cx, &from, args.json, &args.options()?)
         }
         Command::Snapshots { json, .. } => commands::snapshots(&cx, json),
-        Command::Restore { snapshot, dest, .. } => commands::restore(&cx, &snapshot, &dest),
+        Command::Restore(args) => {
+            commands::restore(&cx, &args.snapshot, &args.dest, &args.options()?, args.json)
+        }
         Command::Ls {
             target,
             long,

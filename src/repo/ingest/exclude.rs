@@ -8,9 +8,8 @@ use std::fs::Metadata;
 use std::io::Read;
 use std::path::Path;
 
-use glob::{MatchOptions, Pattern};
-
 use crate::error::{Error, IoContext, Result};
+use crate::repo::globs::PathGlobs;
 
 /// The file `--exclude-caches` looks for, and how it must begin
 /// (<https://bford.info/cachedir/>).
@@ -22,7 +21,7 @@ const CACHEDIR_SIGNATURE: &[u8] = b"Signature: 8a477f597d28d172789f06886806bc55"
 #[derive(Clone, Debug, Default)]
 pub struct Exclusions {
     /// Globs against absolute paths (see [`Exclusions::add_pattern`]).
-    patterns: Vec<Pattern>,
+    patterns: PathGlobs,
     /// Folders holding one of these files (with this beginning, if given)
     /// are left out.
     markers: Vec<(OsString, Option<Vec<u8>>)>,
@@ -33,13 +32,6 @@ pub struct Exclusions {
     pub larger_than: Option<u64>,
 }
 
-/// How globs match: `*`, `?` and `[...]` stay within one path component.
-const MATCH: MatchOptions = MatchOptions {
-    case_sensitive: true,
-    require_literal_separator: true,
-    require_literal_leading_dot: false,
-};
-
 impl Exclusions {
     /// Whether no rule is set.
     pub fn is_empty(&self) -> bool {
@@ -49,29 +41,10 @@ impl Exclusions {
             && self.larger_than.is_none()
     }
 
-    /// Leaves out every entry whose path matches `glob`, and all below it.
-    /// As in restic, a glob that starts with `/` is matched against the
-    /// whole absolute path; any other against its last components
-    /// (`*.o` against names, `build/*.o` against a folder and a name
-    /// anywhere). `**` spans folders; a trailing `/` is ignored.
+    /// Leaves out every entry whose absolute path matches `glob` (read as
+    /// [`PathGlobs`] reads globs), and all below it.
     pub fn add_pattern(&mut self, glob: &str) -> Result<()> {
-        let trimmed = glob.trim();
-        let body = trimmed.trim_end_matches('/');
-        if body.is_empty() {
-            return Err(Error::invalid(
-                "exclude pattern",
-                format!("{glob:?} matches nothing"),
-            ));
-        }
-        let anchored = if body.starts_with('/') {
-            body.to_string()
-        } else {
-            format!("/**/{body}")
-        };
-        let pattern = Pattern::new(&anchored)
-            .map_err(|e| Error::invalid("exclude pattern", format!("{glob:?}: {}", e.msg)))?;
-        self.patterns.push(pattern);
-        Ok(())
+        self.patterns.add(glob, "exclude pattern")
     }
 
     /// Adds the patterns of a file: one a line; blank lines and lines
@@ -108,11 +81,7 @@ impl Exclusions {
                 return Some("larger than --exclude-larger-than");
             }
         }
-        if self
-            .patterns
-            .iter()
-            .any(|p| p.matches_path_with(path, MATCH))
-        {
+        if self.patterns.matches(path) {
             return Some("matches --exclude");
         }
         if meta.is_dir() && self.marked(path) {
@@ -141,31 +110,6 @@ impl Exclusions {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn excludes(patterns: &[&str], path: &str) -> bool {
-        let mut ex = Exclusions::default();
-        for p in patterns {
-            ex.add_pattern(p).unwrap();
-        }
-        let meta = std::fs::metadata("/").unwrap();
-        ex.reason(Path::new(path), &meta).is_some()
-    }
-
-    #[test]
-    fn patterns_match_names_tails_and_anchored_paths() {
-        assert!(excludes(&["*.o"], "/src/main.o"));
-        assert!(excludes(&["*.o"], "/main.o"));
-        assert!(!excludes(&["*.o"], "/src/main.c"));
-        // `*` stays within a component.
-        assert!(!excludes(&["/src/*.o"], "/src/deep/main.o"));
-        assert!(excludes(&["/src/**/*.o"], "/src/deep/main.o"));
-        assert!(excludes(&["build/*.o"], "/home/me/build/x.o"));
-        assert!(!excludes(&["build/*.o"], "/home/me/rebuild/x.o"));
-        assert!(excludes(&["node_modules/"], "/a/b/node_modules"));
-        assert!(excludes(&["/home/*/.cache"], "/home/me/.cache"));
-        assert!(!excludes(&["/home/*/.cache"], "/srv/home/me/.cache"));
-        assert!(excludes(&[".git"], "/x/.git"));
-    }
 
     #[test]
     fn bad_patterns_and_files_are_errors() {
