@@ -422,6 +422,7 @@ mod tests {
             tags: tags.iter().map(|t| (*t).to_string()).collect(),
             parent: None,
             tree: ChunkId::of(b""),
+            root: None,
             summary: IngestSummary::default(),
         };
         (SnapshotId::of(when.as_bytes()), record)

@@ -2,7 +2,7 @@
 
 use dedup::bloom::Bloom;
 use dedup::index::Location;
-use dedup::snapshot::{Entry, EntryKind, Tree};
+use dedup::snapshot::{Attrs, Entry, EntryKind, Owner, Tree};
 use dedup::snapshot::{SnapshotId, SnapshotRecord};
 use dedup::store::pack::{parse_trailer, scan_records, trailer_len, FOOTER_SIZE};
 use dedup::store::{PackBuilder, PackId};
@@ -69,13 +69,17 @@ proptest! {
     fn trees_round_trip(entries in prop::collection::btree_map(
         prop::collection::vec(any::<u8>().prop_filter("no / or NUL", |b| *b != b'/' && *b != 0), 1..40)
             .prop_filter("not . or ..", |n| n != b"." && n != b".."),
-        (any::<u32>(), any::<i64>(), 0u32..1_000_000_000, 0u8..3, prop::collection::vec(1u32..100_000, 0..8)),
+        (
+            (any::<u32>(), any::<i64>(), 0u32..1_000_000_000, 0u8..6, prop::collection::vec(1u32..100_000, 0..8)),
+            (any::<u32>(), any::<u32>(), "[a-z]{0,12}", any::<u64>(),
+             prop::collection::btree_map(prop::collection::vec(1u8..=255, 1..20), prop::collection::vec(any::<u8>(), 0..40), 0..4)),
+        ),
         0..30,
     )) {
         let tree = Tree {
             entries: entries
                 .into_iter()
-                .map(|(name, (mode, s, ns, kind, lens))| Entry {
+                .map(|(name, ((mode, s, ns, kind, lens), (uid, gid, user, link, xattrs)))| Entry {
                     name,
                     mode,
                     mtime_s: s,
@@ -86,7 +90,15 @@ proptest! {
                             chunks: lens.iter().map(|&l| (ChunkId::of(&l.to_le_bytes()), l)).collect(),
                         },
                         1 => EntryKind::Dir { tree: ChunkId::of(&mode.to_le_bytes()) },
-                        _ => EntryKind::Symlink { target: b"../some/where".to_vec() },
+                        2 => EntryKind::Symlink { target: b"../some/where".to_vec() },
+                        3 => EntryKind::Fifo,
+                        4 => EntryKind::CharDevice { rdev: link },
+                        _ => EntryKind::BlockDevice { rdev: link },
+                    },
+                    attrs: Attrs {
+                        owner: Some(Owner { uid, gid, group: user.chars().rev().collect(), user }),
+                        xattrs: xattrs.into_iter().collect(),
+                        link,
                     },
                 })
                 .collect(),

@@ -307,10 +307,18 @@ impl Repository {
                 (EntryKind::Symlink { target: p }, EntryKind::Symlink { target: q }) if p != q => {
                     Some(Change::Content)
                 }
+                (EntryKind::CharDevice { rdev: p }, EntryKind::CharDevice { rdev: q })
+                | (EntryKind::BlockDevice { rdev: p }, EntryKind::BlockDevice { rdev: q })
+                    if p != q =>
+                {
+                    Some(Change::Content)
+                }
                 (p, q) if std::mem::discriminant(p) != std::mem::discriminant(q) => {
                     Some(Change::Kind)
                 }
-                _ if (x.mode, x.mtime_s, x.mtime_ns) != (y.mode, y.mtime_s, y.mtime_ns) => {
+                _ if (x.mode, x.mtime_s, x.mtime_ns, &x.attrs)
+                    != (y.mode, y.mtime_s, y.mtime_ns, &y.attrs) =>
+                {
                     Some(Change::Metadata)
                 }
                 _ => None,

@@ -224,7 +224,7 @@ impl Repository {
     /// Every object reachable from a snapshot or a stored blob.
     fn live_set(&self) -> Result<HashSet<ChunkId>> {
         let mut live = HashSet::new();
-        let roots: Vec<ChunkId> = self.snapshots()?.iter().map(|(_, r)| r.tree).collect();
+        let roots: Vec<ChunkId> = self.snapshots()?.iter().map(|(_, r)| r.top()).collect();
         self.walk_trees(roots, |id, tree| {
             live.insert(id);
             live.extend(tree?.chunk_ids());

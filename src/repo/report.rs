@@ -207,7 +207,7 @@ impl Repository {
                         distinct.extend(chunks);
                     }
                     EntryKind::Dir { tree } => sums.children.push(tree),
-                    EntryKind::Symlink { .. } => {}
+                    _ => {}
                 }
             }
             trees.insert(id, sums);

@@ -34,6 +34,7 @@ use crate::repo::globs::PathGlobs;
 use crate::repo::{in_pool, Progress, Repository};
 use crate::snapshot::{Entry, EntryKind, SnapshotId};
 use crate::store::record;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 /// Largest single ranged read when coalescing neighbouring chunks.
 const MAX_READ: u64 = 16 << 20;
@@ -49,6 +50,14 @@ pub struct RestoreOutcome {
     pub dirs: u64,
     /// Symlinks created.
     pub symlinks: u64,
+    /// Further links to files restored (each set of hard links comes back
+    /// as one inode).
+    pub hardlinks: u64,
+    /// FIFOs and device nodes made.
+    pub specials: u64,
+    /// What could not be set, one line for each kind (owners as a normal
+    /// user, say), not one per entry.
+    pub warnings: Vec<String>,
     /// Entries already in the destination and left as they were
     /// (`--overwrite never`, or `if-changed` and unchanged).
     pub kept: u64,
@@ -89,6 +98,8 @@ pub struct RestoreOptions {
     pub overwrite: Overwrite,
     /// Read every restored file back and check it against its chunk ids.
     pub verify: bool,
+    /// Give entries their owners by number, not by the names recorded.
+    pub numeric_owner: bool,
 }
 
 struct Plan {
@@ -98,7 +109,170 @@ struct Plan {
     levels: Vec<Vec<(PathBuf, Entry, bool)>>,
     files: Vec<(PathBuf, Entry)>,
     links: Vec<(PathBuf, Entry)>,
+    /// FIFOs and device nodes.
+    specials: Vec<(PathBuf, Entry)>,
+    /// Further links of a file in `files`: (path, the file's path).
+    hardlinks: Vec<(PathBuf, PathBuf)>,
+    /// The first path restored for each link key.
+    linked: HashMap<u64, PathBuf>,
     left_out: u64,
+}
+
+impl Plan {
+    /// Files an entry that is not a folder under the list it is made from.
+    fn place(&mut self, path: PathBuf, entry: Entry) {
+        match entry.kind {
+            EntryKind::File { .. } if entry.attrs.link != 0 => {
+                if let Some(first) = self.linked.get(&entry.attrs.link) {
+                    self.hardlinks.push((path, first.clone()));
+                } else {
+                    self.linked.insert(entry.attrs.link, path.clone());
+                    self.files.push((path, entry));
+                }
+            }
+            EntryKind::File { .. } => self.files.push((path, entry)),
+            EntryKind::Symlink { .. } => self.links.push((path, entry)),
+            EntryKind::Dir { .. } => unreachable!("folders are planned by level"),
+            EntryKind::Fifo | EntryKind::CharDevice { .. } | EntryKind::BlockDevice { .. } => {
+                self.specials.push((path, entry));
+            }
+        }
+    }
+}
+
+/// The id this machine gives `name` (looked up once, then from `cache`);
+/// `None` for an empty or unknown name.
+fn by_name(
+    cache: &std::sync::Mutex<HashMap<String, Option<u32>>>,
+    name: &str,
+    lookup: impl FnOnce(&str) -> Option<u32>,
+) -> Option<u32> {
+    if name.is_empty() {
+        return None;
+    }
+    *cache
+        .lock()
+        .expect("names lock")
+        .entry(name.to_string())
+        .or_insert_with(|| lookup(name))
+}
+
+/// How restored entries get what they carry beyond content: owners (as
+/// root only; by the names recorded where this machine knows them, unless
+/// `numeric`), extended attributes, and what could not be set, counted for
+/// one warning of each kind.
+struct Apply {
+    root: bool,
+    numeric: bool,
+    users: std::sync::Mutex<HashMap<String, Option<u32>>>,
+    groups: std::sync::Mutex<HashMap<String, Option<u32>>>,
+    owners_left: AtomicU64,
+    xattrs_left: AtomicU64,
+    devices_left: AtomicU64,
+}
+
+impl Apply {
+    fn new(numeric: bool) -> Result<Self> {
+        use std::os::unix::fs::MetadataExt;
+        // The kernel gives /proc/self the process's effective user.
+        let me = fs::metadata("/proc/self").at("/proc/self")?.uid();
+        Ok(Apply {
+            root: me == 0,
+            numeric,
+            users: std::sync::Mutex::default(),
+            groups: std::sync::Mutex::default(),
+            owners_left: AtomicU64::new(0),
+            xattrs_left: AtomicU64::new(0),
+            devices_left: AtomicU64::new(0),
+        })
+    }
+
+    /// The ids to give `entry`, or `None` when owners are not restored
+    /// (not root, or a tree from before owners were kept).
+    fn ids(&self, entry: &Entry) -> Option<(u32, u32)> {
+        let owner = entry.attrs.owner.as_ref()?;
+        if !self.root {
+            self.owners_left.fetch_add(1, Relaxed);
+            return None;
+        }
+        if self.numeric {
+            return Some((owner.uid, owner.gid));
+        }
+        let uid = by_name(&self.users, &owner.user, |n| {
+            uzers::get_user_by_name(n).map(|u| u.uid())
+        });
+        let gid = by_name(&self.groups, &owner.group, |n| {
+            uzers::get_group_by_name(n).map(|g| g.gid())
+        });
+        let (uid, gid) = (uid.unwrap_or(owner.uid), gid.unwrap_or(owner.gid));
+        Some((uid, gid))
+    }
+
+    /// Owner and extended attributes of a file still open; whether the
+    /// owner was given (then setuid and setgid bits may stay).
+    fn file(&self, file: &fs::File, path: &Path, entry: &Entry) -> Result<bool> {
+        use xattr::FileExt as _;
+        let owned = match self.ids(entry) {
+            Some((uid, gid)) => {
+                std::os::unix::fs::fchown(file, Some(uid), Some(gid)).at(path)?;
+                true
+            }
+            None => false,
+        };
+        for (name, value) in &entry.attrs.xattrs {
+            if file
+                .set_xattr(std::ffi::OsStr::from_bytes(name), value)
+                .is_err()
+            {
+                self.xattrs_left.fetch_add(1, Relaxed);
+            }
+        }
+        Ok(owned)
+    }
+
+    /// Owner and extended attributes of a folder, link or special file,
+    /// by path (a link itself, never what it points to).
+    fn path(&self, path: &Path, entry: &Entry) -> Result<bool> {
+        let owned = match self.ids(entry) {
+            Some((uid, gid)) => {
+                std::os::unix::fs::lchown(path, Some(uid), Some(gid)).at(path)?;
+                true
+            }
+            None => false,
+        };
+        for (name, value) in &entry.attrs.xattrs {
+            if xattr::set(path, std::ffi::OsStr::from_bytes(name), value).is_err() {
+                self.xattrs_left.fetch_add(1, Relaxed);
+            }
+        }
+        Ok(owned)
+    }
+
+    /// One line for each kind of thing left unset.
+    fn warnings(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        let owners = self.owners_left.load(Relaxed);
+        if owners > 0 {
+            out.push(format!(
+                "owners not restored on {owners} entries (only root can give files away; they \
+                 belong to you, without setuid and setgid bits)"
+            ));
+        }
+        let xattrs = self.xattrs_left.load(Relaxed);
+        if xattrs > 0 {
+            out.push(format!(
+                "{xattrs} extended attributes not restored (security.* and trusted.* need root; \
+                 some file systems take none)"
+            ));
+        }
+        let devices = self.devices_left.load(Relaxed);
+        if devices > 0 {
+            out.push(format!(
+                "{devices} device nodes not made (only root can make them)"
+            ));
+        }
+        out
+    }
 }
 
 /// Two small files' records at most this far apart in a pack are fetched
@@ -191,36 +365,47 @@ fn create_file(path: &Path) -> Result<fs::File> {
         .at(path)
 }
 
-/// The mode a restored file gets: the stored one without setuid and
-/// setgid. Owners are not restored, so the file belongs to whoever
-/// restores it, and a setuid file restored by root would run as root.
-fn file_mode(stored: u32) -> u32 {
-    stored & !0o6000
+/// The mode a restored entry gets: the stored one, without setuid and
+/// setgid unless its owner was restored too (else the file belongs to
+/// whoever restores it, and a setuid file restored by root would run as
+/// root).
+fn file_mode(stored: u32, owned: bool) -> u32 {
+    if owned {
+        stored
+    } else {
+        stored & !0o6000
+    }
 }
 
-/// Gives a restored file, still open, its mode and times (through the
-/// open file: no lookup of its path again); returns its length.
+/// Gives a restored file, still open, its owner, extended attributes,
+/// length (a hole at the end of a sparse file), mode and times, in that
+/// order (a change of owner clears setuid bits), all through the open
+/// file: no lookup of its path again. Returns its length.
 fn finish_file(
     file: &fs::File,
     path: &Path,
     entry: &Entry,
+    apply: &Apply,
     progress: &dyn Progress,
 ) -> Result<u64> {
-    let mode = file_mode(entry.mode);
+    let owned = apply.file(file, path, entry)?;
+    let mode = file_mode(entry.mode, owned);
     if mode != entry.mode {
         progress.warn(&format!(
-            "{}: setuid/setgid bits not restored (the file's owner is not kept)",
+            "{}: setuid/setgid bits not restored (the file's owner is not)",
             path.display()
         ));
     }
+    let size = match entry.kind {
+        EntryKind::File { size, .. } => size,
+        _ => 0,
+    };
+    file.set_len(size).at(path)?;
     file.set_permissions(fs::Permissions::from_mode(mode))
         .at(path)?;
     let t = FileTime::from_unix_time(entry.mtime_s, entry.mtime_ns);
     filetime::set_file_handle_times(file, Some(t), Some(t)).at(path)?;
-    match entry.kind {
-        EntryKind::File { size, .. } => Ok(size),
-        _ => Ok(0),
-    }
+    Ok(size)
 }
 
 /// Writes `run` of `f` into `file` from `bytes`, which hold the pack from
@@ -237,20 +422,22 @@ fn write_run(
     for k in run.start..run.end {
         let loc = &f.locations[k];
         let raw = record::open(&loc.pack, &loc.entry, loc.entry.stored_in(bytes, base)?)?;
-        file.write_all_at(&raw, offset).at(f.path)?;
+        // A chunk of zeros is left a hole: sparse files come back sparse
+        // (the file is a new one, so unwritten bytes read as zeros).
+        if raw.iter().any(|&b| b != 0) {
+            file.write_all_at(&raw, offset).at(f.path)?;
+        }
         offset += raw.len() as u64;
         progress.advance(raw.len() as u64);
     }
     Ok(())
 }
 
-fn set_times(path: &Path, e: &Entry, link: bool) -> Result<()> {
+/// Sets an entry's times by path, on the entry itself (a link, not what
+/// it points to), without opening it.
+fn set_times(path: &Path, e: &Entry) -> Result<()> {
     let t = FileTime::from_unix_time(e.mtime_s, e.mtime_ns);
-    if link {
-        filetime::set_symlink_file_times(path, t, t).at(path)
-    } else {
-        filetime::set_file_times(path, t, t).at(path)
-    }
+    filetime::set_symlink_file_times(path, t, t).at(path)
 }
 
 impl Repository {
@@ -306,11 +493,15 @@ impl Repository {
             }
             Err(e) => return Err(Error::io(dest, e)),
         }
+        let apply = Apply::new(opts.numeric_owner)?;
         let pool = self.io_pool();
         let mut plan = Plan {
             levels: Vec::new(),
             files: Vec::new(),
             links: Vec::new(),
+            specials: Vec::new(),
+            hardlinks: Vec::new(),
+            linked: HashMap::new(),
             left_out: 0,
         };
         match (found.tree(), found) {
@@ -322,10 +513,8 @@ impl Repository {
                     || !(opts.include.is_empty() || opts.include.matches(&at))
                 {
                     plan.left_out += 1;
-                } else if let EntryKind::Symlink { .. } = entry.kind {
-                    plan.links.push((path, entry));
                 } else {
-                    plan.files.push((path, entry));
+                    plan.place(path, entry);
                 }
             }
             (None, Found::Root(_)) => unreachable!("the root is a folder"),
@@ -350,7 +539,7 @@ impl Repository {
         );
 
         let results: Vec<(PathBuf, Result<u64>)> = in_pool(pool.as_ref(), || {
-            self.restore_files(&files, pool.is_some(), progress)
+            self.restore_files(&files, pool.is_some(), &apply, progress)
         });
         let mut written = Vec::with_capacity(results.len());
         for (path, r) in results {
@@ -367,19 +556,30 @@ impl Repository {
                 }
             }
         }
-        make_links(&plan.links, opts.overwrite, &mut outcome)?;
+        make_hardlinks(&plan.hardlinks, &written, opts.overwrite, &mut outcome)?;
+        make_specials(&plan.specials, opts.overwrite, &apply, &mut outcome)?;
+        make_links(&plan.links, opts.overwrite, &apply, &mut outcome)?;
         // Everything inside is made, so no folder's time changes again.
         // Deepest first, so that a folder whose mode takes away its own
         // search bit is not walked through afterwards; a level at a time,
         // each on every core.
         for level in plan.levels.iter().rev() {
-            level.par_iter().try_for_each(|(path, entry, _)| {
-                fs::set_permissions(path, fs::Permissions::from_mode(entry.mode)).at(path)?;
-                set_times(path, entry, false)
-            })?;
+            level
+                .par_iter()
+                .try_for_each(|(path, entry, _)| finish_path(path, entry, &apply))?;
+        }
+        // The root folder's own metadata, for a whole snapshot.
+        if let (Some(root), true) = (record.root, at == Path::new("/")) {
+            if let Some(entry) = self.read_tree(&root)?.entries.first() {
+                finish_path(dest, entry, &apply)?;
+            }
         }
         if opts.verify {
             verify_written(&files, &written, &mut outcome, progress);
+        }
+        outcome.warnings = apply.warnings();
+        for w in &outcome.warnings {
+            progress.warn(w);
         }
         Ok(outcome)
     }
@@ -421,8 +621,7 @@ impl Repository {
                             plan.levels[*depth].push((path, entry, taken));
                         }
                         _ if !taken => plan.left_out += 1,
-                        EntryKind::File { .. } => plan.files.push((path, entry)),
-                        EntryKind::Symlink { .. } => plan.links.push((path, entry)),
+                        _ => plan.place(path, entry),
                     }
                 }
                 Ok(subdirs)
@@ -496,6 +695,7 @@ impl Repository {
         &self,
         files: &[(PathBuf, Entry)],
         neighbours: bool,
+        apply: &Apply,
         progress: &dyn Progress,
     ) -> Vec<(PathBuf, Result<u64>)> {
         let (mut out, located) = self.locate_all(files);
@@ -531,12 +731,14 @@ impl Repository {
         out.par_extend(
             batches
                 .par_iter()
-                .flat_map_iter(|batch| self.restore_batch(&groups[batch.clone()], progress)),
+                .flat_map_iter(|batch| self.restore_batch(&groups[batch.clone()], apply, progress)),
         );
-        out.par_extend(
-            rest.par_iter()
-                .map(|f| (f.path.to_path_buf(), self.restore_located(f, progress))),
-        );
+        out.par_extend(rest.par_iter().map(|f| {
+            (
+                f.path.to_path_buf(),
+                self.restore_located(f, apply, progress),
+            )
+        }));
         out
     }
 
@@ -563,7 +765,12 @@ impl Repository {
 
     /// Writes one located file, its runs fetched in parallel (a large
     /// file is fetched, decompressed, checked and written on every core).
-    fn restore_located(&self, f: &Located<'_>, progress: &dyn Progress) -> Result<u64> {
+    fn restore_located(
+        &self,
+        f: &Located<'_>,
+        apply: &Apply,
+        progress: &dyn Progress,
+    ) -> Result<u64> {
         let file = create_file(f.path)?;
         f.runs.par_iter().try_for_each(|run| -> Result<()> {
             let (start, end) = f.span(run);
@@ -575,7 +782,7 @@ impl Repository {
             )?;
             write_run(&file, f, run, start, &bytes, progress)
         })?;
-        finish_file(&file, f.path, f.entry, progress)
+        finish_file(&file, f.path, f.entry, apply, progress)
     }
 
     /// Restores groups of one-run files, each group sharing one content,
@@ -586,6 +793,7 @@ impl Repository {
     fn restore_batch(
         &self,
         groups: &[Vec<Located<'_>>],
+        apply: &Apply,
         progress: &dyn Progress,
     ) -> Vec<(PathBuf, Result<u64>)> {
         let first = &groups[0][0];
@@ -613,9 +821,9 @@ impl Repository {
                     Some(content) => create_file(f.path).and_then(|file| {
                         file.write_all_at(content, 0).at(f.path)?;
                         progress.advance(content.len() as u64);
-                        finish_file(&file, f.path, f.entry, progress)
+                        finish_file(&file, f.path, f.entry, apply, progress)
                     }),
-                    None => self.restore_located(f, progress),
+                    None => self.restore_located(f, apply, progress),
                 };
                 out.push((f.path.to_path_buf(), result));
             }
@@ -708,6 +916,7 @@ fn clear_the_way(
 fn make_links(
     links: &[(PathBuf, Entry)],
     overwrite: Overwrite,
+    apply: &Apply,
     outcome: &mut RestoreOutcome,
 ) -> Result<()> {
     for (path, entry) in links {
@@ -715,32 +924,127 @@ fn make_links(
             unreachable!()
         };
         let target = std::ffi::OsStr::from_bytes(target);
-        if overwrite != Overwrite::Refuse {
-            if let Ok(meta) = fs::symlink_metadata(path) {
-                let same = meta.file_type().is_symlink()
-                    && fs::read_link(path).is_ok_and(|t| t.as_os_str() == target);
-                let keep = match overwrite {
-                    Overwrite::Never => true,
-                    Overwrite::IfChanged => same,
-                    _ => false,
-                };
-                if keep {
-                    outcome.kept += 1;
-                    continue;
-                }
-                if meta.is_dir() {
-                    outcome.failed.push(format!(
-                        "{}: a folder is in the way; not replaced",
-                        path.display()
-                    ));
-                    continue;
-                }
-                fs::remove_file(path).at(path)?;
-            }
+        let same = |meta: &fs::Metadata| {
+            meta.file_type().is_symlink()
+                && fs::read_link(path).is_ok_and(|t| t.as_os_str() == target)
+        };
+        if !make_room(path, overwrite, same, outcome)? {
+            continue;
         }
         std::os::unix::fs::symlink(target, path).at(path)?;
-        set_times(path, entry, true)?;
+        apply.path(path, entry)?;
+        set_times(path, entry)?;
         outcome.symlinks += 1;
+    }
+    Ok(())
+}
+
+/// Gives a folder (or the destination, for the snapshot's root) or a
+/// special file its owner, extended attributes, mode and times.
+fn finish_path(path: &Path, entry: &Entry, apply: &Apply) -> Result<()> {
+    let owned = apply.path(path, entry)?;
+    fs::set_permissions(
+        path,
+        fs::Permissions::from_mode(file_mode(entry.mode, owned)),
+    )
+    .at(path)?;
+    // Not following links, and never opening the entry: a FIFO would
+    // block an open until someone opened its other end.
+    set_times(path, entry)
+}
+
+/// Whether an entry already at `path` stays, for the overwrite rule and
+/// whether it is the same as what would replace it; when it goes, it is
+/// removed first (a folder in the way is reported, never removed).
+fn make_room(
+    path: &Path,
+    overwrite: Overwrite,
+    same: impl FnOnce(&fs::Metadata) -> bool,
+    outcome: &mut RestoreOutcome,
+) -> Result<bool> {
+    if overwrite == Overwrite::Refuse {
+        return Ok(true);
+    }
+    let Ok(meta) = fs::symlink_metadata(path) else {
+        return Ok(true);
+    };
+    let keep = match overwrite {
+        Overwrite::Never => true,
+        Overwrite::IfChanged => same(&meta),
+        _ => false,
+    };
+    if keep {
+        outcome.kept += 1;
+        return Ok(false);
+    }
+    if meta.is_dir() {
+        outcome.failed.push(format!(
+            "{}: a folder is in the way; not replaced",
+            path.display()
+        ));
+        return Ok(false);
+    }
+    fs::remove_file(path).at(path)?;
+    Ok(true)
+}
+
+/// Links every further path of a multiply linked file to the path it was
+/// restored at, so the set comes back as one inode.
+fn make_hardlinks(
+    hardlinks: &[(PathBuf, PathBuf)],
+    written: &[PathBuf],
+    overwrite: Overwrite,
+    outcome: &mut RestoreOutcome,
+) -> Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let written: std::collections::HashSet<&Path> = written.iter().map(PathBuf::as_path).collect();
+    for (path, first) in hardlinks {
+        if !written.contains(first.as_path()) {
+            outcome.failed.push(format!(
+                "{}: not linked, as {} was not restored",
+                path.display(),
+                first.display()
+            ));
+            continue;
+        }
+        let same = |meta: &fs::Metadata| {
+            fs::metadata(first).is_ok_and(|f| (f.dev(), f.ino()) == (meta.dev(), meta.ino()))
+        };
+        if make_room(path, overwrite, same, outcome)? {
+            fs::hard_link(first, path).at(path)?;
+            outcome.hardlinks += 1;
+        }
+    }
+    Ok(())
+}
+
+/// Makes FIFOs and device nodes (devices only as root: otherwise they
+/// are counted for one warning).
+fn make_specials(
+    specials: &[(PathBuf, Entry)],
+    overwrite: Overwrite,
+    apply: &Apply,
+    outcome: &mut RestoreOutcome,
+) -> Result<()> {
+    use rustix::fs::{FileType, Mode, CWD};
+    for (path, entry) in specials {
+        let (kind, rdev) = match entry.kind {
+            EntryKind::Fifo => (FileType::Fifo, 0),
+            EntryKind::CharDevice { rdev } => (FileType::CharacterDevice, rdev),
+            EntryKind::BlockDevice { rdev } => (FileType::BlockDevice, rdev),
+            _ => unreachable!("only special files are planned here"),
+        };
+        if kind != FileType::Fifo && !apply.root {
+            apply.devices_left.fetch_add(1, Relaxed);
+            continue;
+        }
+        if !make_room(path, overwrite, |_| false, outcome)? {
+            continue;
+        }
+        rustix::fs::mknodat(CWD, path, kind, Mode::from_bits_truncate(0o600), rdev)
+            .map_err(|e| Error::io(path, e.into()))?;
+        finish_path(path, entry, apply)?;
+        outcome.specials += 1;
     }
     Ok(())
 }
@@ -879,6 +1183,7 @@ mod tests {
                 size: 1500,
                 chunks: vec![(ChunkId::of(&a), 1000), (ChunkId::of(&b), 500)],
             },
+            attrs: crate::snapshot::Attrs::default(),
         };
         let whole = [a.as_slice(), b.as_slice()].concat();
         fs::write(&path, &whole).unwrap();
@@ -897,10 +1202,12 @@ mod tests {
 
     #[test]
     fn setuid_and_setgid_are_dropped_and_every_other_bit_kept() {
-        assert_eq!(file_mode(0o4755), 0o755);
-        assert_eq!(file_mode(0o2750), 0o750);
-        assert_eq!(file_mode(0o7777), 0o1777);
-        assert_eq!(file_mode(0o644), 0o644);
+        assert_eq!(file_mode(0o4755, false), 0o755);
+        assert_eq!(file_mode(0o2750, false), 0o750);
+        assert_eq!(file_mode(0o7777, false), 0o1777);
+        assert_eq!(file_mode(0o644, false), 0o644);
+        // With the owner restored, they stay.
+        assert_eq!(file_mode(0o4755, true), 0o4755);
     }
 
     #[test]

@@ -276,9 +276,14 @@ impl Repository {
         Ok(bad_packs)
     }
 
-    /// Snapshot roots; records that fail to decode, or disagree with
-    /// their file (what a rebuilt index would use), become problems.
-    fn check_snapshots(&self, report: &mut VerifyReport) -> Result<Vec<(SnapshotId, ChunkId)>> {
+    /// Each snapshot with the tree its walk starts from (see
+    /// `SnapshotRecord::top`) and its root tree (what paths are named
+    /// from); records that fail to decode, or disagree with their file
+    /// (what a rebuilt index would use), become problems.
+    fn check_snapshots(
+        &self,
+        report: &mut VerifyReport,
+    ) -> Result<Vec<(SnapshotId, ChunkId, ChunkId)>> {
         let mut out = Vec::new();
         let mut indexed = HashSet::new();
         for (id, bytes) in self.index.snapshots()? {
@@ -299,7 +304,7 @@ impl Repository {
                 Err(e) => report.problems.push(damaged(format!("{key}: {e}"))),
             }
             match SnapshotRecord::decode(&bytes, &id) {
-                Ok(r) => out.push((id, r.tree)),
+                Ok(r) => out.push((id, r.top(), r.tree)),
                 Err(e) => report.problems.push(damaged(e.to_string())),
             }
         }
@@ -321,12 +326,12 @@ impl Repository {
     /// chunks their files name.
     fn check_trees(
         &self,
-        snapshots: &[(SnapshotId, ChunkId)],
+        snapshots: &[(SnapshotId, ChunkId, ChunkId)],
         bad: &mut BadChunks,
         report: &mut VerifyReport,
     ) -> Result<HashSet<ChunkId>> {
         let mut referenced = HashSet::new();
-        self.walk_trees(snapshots.iter().map(|(_, tree)| *tree), |id, tree| {
+        self.walk_trees(snapshots.iter().map(|(_, top, _)| *top), |id, tree| {
             report.trees += 1;
             match tree {
                 Ok(tree) => referenced.extend(tree.chunk_ids()),
@@ -422,7 +427,7 @@ impl Repository {
     /// files (or folders) it breaks.
     fn attach_files(
         &self,
-        snapshots: &[(SnapshotId, ChunkId)],
+        snapshots: &[(SnapshotId, ChunkId, ChunkId)],
         bad: BadChunks,
         report: &mut VerifyReport,
     ) -> Result<()> {
@@ -447,13 +452,13 @@ impl Repository {
     /// exponential); the names found by then are reported.
     fn files_using(
         &self,
-        snapshots: &[(SnapshotId, ChunkId)],
+        snapshots: &[(SnapshotId, ChunkId, ChunkId)],
         bad: &BadChunks,
     ) -> Result<HashMap<ChunkId, Vec<String>>> {
         let mut out: HashMap<ChunkId, Vec<String>> = HashMap::new();
         let roots = snapshots
             .iter()
-            .map(|(snap, root)| (*root, (snap.to_hex()[..12].to_string(), String::new())))
+            .map(|(snap, _, root)| (*root, (snap.to_hex()[..12].to_string(), String::new())))
             .collect();
         let mut budget = PATH_BUDGET;
         self.walk_paths(roots, |(prefix, path), id, tree| {
@@ -492,7 +497,7 @@ impl Repository {
                         }
                     }
                     EntryKind::Dir { tree } => subdirs.push((tree, (prefix.clone(), child))),
-                    EntryKind::Symlink { .. } => {}
+                    _ => {}
                 }
             }
             Ok(subdirs)

@@ -166,6 +166,7 @@ mod tests {
             tags: tags.iter().map(|t| (*t).to_string()).collect(),
             parent: None,
             tree: ChunkId::of(b""),
+            root: None,
             summary: IngestSummary::default(),
         }
     }

@@ -7,4 +7,4 @@ pub mod tree;
 
 pub use filter::{GroupBy, GroupKey, SnapshotFilter};
 pub use record::{BloomStats, IngestSummary, Skipped, SnapshotId, SnapshotRecord};
-pub use tree::{Entry, EntryKind, Tree};
+pub use tree::{Attrs, Entry, EntryKind, Owner, Tree};

@@ -41,6 +41,11 @@ pub struct SnapshotRecord {
     pub parent: Option<SnapshotId>,
     /// The root tree.
     pub tree: ChunkId,
+    /// A tree of one entry, `root`: the folder ingested, with its own mode,
+    /// time, owner and extended attributes, pointing at `tree` (absent for
+    /// several paths, a file, or a stream, and in older records).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub root: Option<ChunkId>,
     /// What the ingest found and stored.
     pub summary: IngestSummary,
 }
@@ -78,6 +83,9 @@ pub struct IngestSummary {
     /// Files whose size changed while they were read (stored as read).
     #[serde(default)]
     pub changed: Vec<String>,
+    /// FIFOs and device nodes stored.
+    #[serde(default)]
+    pub specials: u64,
     /// Entries left out by the exclusion rules (a folder counts once, not
     /// what it holds; a mount point left empty counts once).
     #[serde(default)]
@@ -114,6 +122,13 @@ pub fn record_path(path: &std::path::Path) -> String {
 }
 
 impl SnapshotRecord {
+    /// The tree everything the snapshot holds is reached from: the root
+    /// folder's own entry when recorded, else the root tree (what gc and
+    /// verify walk).
+    pub fn top(&self) -> ChunkId {
+        self.root.unwrap_or(self.tree)
+    }
+
     /// The record's bytes and id.
     pub fn encode(&self) -> (SnapshotId, Vec<u8>) {
         let bytes = serde_json::to_vec_pretty(self).expect("a record always serialises");
@@ -172,6 +187,7 @@ mod tests {
             tags: vec!["t".into()],
             parent: Some(SnapshotId::of(b"p")),
             tree: ChunkId::of(b"t"),
+            root: None,
             summary: IngestSummary::default(),
         };
         let (id, bytes) = rec.encode();

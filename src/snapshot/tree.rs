@@ -5,12 +5,22 @@
 //! gets the same id, and costs nothing in the next snapshot.
 //!
 //! ```text
-//! tree    = version:u8(=1) count:u32 entry*        entries sorted by name, unique
-//! entry   = name_len:u16 name mode:u32 mtime_s:i64 mtime_ns:u32 kind:u8 body
-//! body    = file:    size:u64 chunks:u32 (id[32] len:u32)*
-//!         | dir:     tree id[32]
-//!         | symlink: target_len:u16 target
+//! tree    = version:u8(=2) count:u32 entry*        entries sorted by name, unique
+//! entry   = name_len:u16 name mode:u32 mtime_s:i64 mtime_ns:u32 kind:u8 body attrs
+//! body    = file(0):    size:u64 chunks:u32 (id[32] len:u32)*
+//!         | dir(1):     tree id[32]
+//!         | symlink(2): target_len:u16 target
+//!         | fifo(3)
+//!         | char device(4) | block device(5): rdev:u64
+//! attrs   = uid:u32 gid:u32 user_len:u8 user group_len:u8 group link:u64
+//!           xattr_count:u16 (name_len:u16 name value_len:u32 value)*
 //! ```
+//!
+//! Version 1 trees (no `attrs`, kinds 0 to 2 only) still decode, with no
+//! owner: restore leaves such entries to whoever restores them. `link` is
+//! 0, or a key that every link of one inode with more than one link
+//! shares within a snapshot. Extended attributes are sorted by name, each
+//! once.
 //!
 //! Names are raw bytes (Unix names need not be UTF-8). Decoding checks
 //! everything restore relies on: each name is one safe path component (not
@@ -21,7 +31,8 @@ use crate::codec::{Put, Reader};
 use crate::error::Result;
 use crate::id::ChunkId;
 
-const VERSION: u8 = 1;
+/// The tree format this build writes; version 1 is still read.
+const VERSION: u8 = 2;
 
 /// What an entry is.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -43,6 +54,43 @@ pub enum EntryKind {
         /// The link's target bytes.
         target: Vec<u8>,
     },
+    /// A named pipe.
+    Fifo,
+    /// A character device (made again only by root).
+    CharDevice {
+        /// Its device number (`st_rdev`).
+        rdev: u64,
+    },
+    /// A block device (made again only by root).
+    BlockDevice {
+        /// Its device number (`st_rdev`).
+        rdev: u64,
+    },
+}
+
+/// Who owns an entry.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
+pub struct Owner {
+    /// User id.
+    pub uid: u32,
+    /// Group id.
+    pub gid: u32,
+    /// The user's name where this machine knows it (else empty).
+    pub user: String,
+    /// The group's name where this machine knows it (else empty).
+    pub group: String,
+}
+
+/// What an entry carries beside its name, mode, time and content.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Attrs {
+    /// Its owner; `None` in trees written before owners were kept.
+    pub owner: Option<Owner>,
+    /// Extended attributes (`user.*`, `security.*`, POSIX ACLs as
+    /// `system.posix_acl_*`), sorted by name, each once.
+    pub xattrs: Vec<(Vec<u8>, Vec<u8>)>,
+    /// 0, or a key all links of one multiply linked inode share.
+    pub link: u64,
 }
 
 /// One name in a directory.
@@ -58,6 +106,8 @@ pub struct Entry {
     pub mtime_ns: u32,
     /// What it is.
     pub kind: EntryKind,
+    /// Owner, extended attributes, hard link.
+    pub attrs: Attrs,
 }
 
 /// A directory listing, entries sorted by name.
@@ -125,6 +175,31 @@ impl Tree {
                     v.put_u16(target.len() as u16);
                     v.extend_from_slice(target);
                 }
+                EntryKind::Fifo => v.put_u8(3),
+                EntryKind::CharDevice { rdev } => {
+                    v.put_u8(4);
+                    v.put_u64(*rdev);
+                }
+                EntryKind::BlockDevice { rdev } => {
+                    v.put_u8(5);
+                    v.put_u64(*rdev);
+                }
+            }
+            let owner = e.attrs.owner.clone().unwrap_or_default();
+            v.put_u32(owner.uid);
+            v.put_u32(owner.gid);
+            for name in [&owner.user, &owner.group] {
+                let name = &name.as_bytes()[..name.len().min(255)];
+                v.put_u8(name.len() as u8);
+                v.extend_from_slice(name);
+            }
+            v.put_u64(e.attrs.link);
+            v.put_u16(e.attrs.xattrs.len() as u16);
+            for (name, value) in &e.attrs.xattrs {
+                v.put_u16(name.len() as u16);
+                v.extend_from_slice(name);
+                v.put_u32(value.len() as u32);
+                v.extend_from_slice(value);
             }
         }
         v
@@ -135,7 +210,7 @@ impl Tree {
     pub fn decode(bytes: &[u8], location: &str) -> Result<Self> {
         let mut r = Reader::new(bytes, "tree", location);
         let version = r.u8()?;
-        if version != VERSION {
+        if version != 1 && version != VERSION {
             return Err(r.error(format!("unknown tree version {version}")));
         }
         let count = r.count(2 + 4 + 8 + 4 + 1)?;
@@ -178,7 +253,15 @@ impl Tree {
                     }
                     EntryKind::Symlink { target }
                 }
+                3 if version > 1 => EntryKind::Fifo,
+                4 if version > 1 => EntryKind::CharDevice { rdev: r.u64()? },
+                5 if version > 1 => EntryKind::BlockDevice { rdev: r.u64()? },
                 other => return Err(r.error(format!("unknown entry kind {other}"))),
+            };
+            let attrs = if version == 1 {
+                Attrs::default()
+            } else {
+                decode_attrs(&mut r)?
             };
             entries.push(Entry {
                 name,
@@ -186,11 +269,50 @@ impl Tree {
                 mtime_s,
                 mtime_ns,
                 kind,
+                attrs,
             });
         }
         r.finish()?;
         Ok(Tree { entries })
     }
+}
+
+/// An entry's owner, link key and extended attributes (version 2).
+fn decode_attrs(r: &mut Reader<'_>) -> Result<Attrs> {
+    let uid = r.u32()?;
+    let gid = r.u32()?;
+    let mut names = [String::new(), String::new()];
+    for name in &mut names {
+        let len = usize::from(r.u8()?);
+        *name = String::from_utf8(r.take(len)?.to_vec())
+            .map_err(|_| r.error("an owner's name is not UTF-8"))?;
+    }
+    let [user, group] = names;
+    let link = r.u64()?;
+    let count = usize::from(r.u16()?);
+    let mut xattrs: Vec<(Vec<u8>, Vec<u8>)> = Vec::with_capacity(count.min(r.remaining() / 6));
+    for _ in 0..count {
+        let len = usize::from(r.u16()?);
+        let name = r.take(len)?.to_vec();
+        if name.is_empty() || name.contains(&0) {
+            return Err(r.error("an extended attribute's name is empty or holds a NUL"));
+        }
+        if xattrs.last().is_some_and(|(prev, _)| *prev >= name) {
+            return Err(r.error("extended attributes are out of order or repeated"));
+        }
+        let len = r.u32()? as usize;
+        xattrs.push((name, r.take(len)?.to_vec()));
+    }
+    Ok(Attrs {
+        owner: Some(Owner {
+            uid,
+            gid,
+            user,
+            group,
+        }),
+        xattrs,
+        link,
+    })
 }
 
 #[cfg(test)]
@@ -204,7 +326,71 @@ mod tests {
             mtime_s: 1_700_000_000,
             mtime_ns: 5,
             kind,
+            attrs: Attrs::default(),
         }
+    }
+
+    #[test]
+    fn every_kind_and_attribute_round_trips() {
+        let mut with = entry(
+            b"a",
+            EntryKind::File {
+                size: 0,
+                chunks: Vec::new(),
+            },
+        );
+        with.attrs = Attrs {
+            owner: Some(Owner {
+                uid: 1000,
+                gid: 100,
+                user: "ann".into(),
+                group: "users".into(),
+            }),
+            xattrs: vec![
+                (b"security.selinux".to_vec(), b"ctx\0".to_vec()),
+                (b"user.mime".to_vec(), b"text/plain".to_vec()),
+            ],
+            link: 42,
+        };
+        let mut tree = Tree {
+            entries: vec![
+                with,
+                entry(b"b", EntryKind::Fifo),
+                entry(b"c", EntryKind::CharDevice { rdev: 0x0103 }),
+                entry(b"d", EntryKind::BlockDevice { rdev: 0x0801 }),
+            ],
+        };
+        // Entries written without an owner come back with the empty one.
+        for e in &mut tree.entries[1..] {
+            e.attrs.owner = Some(Owner::default());
+        }
+        assert_eq!(Tree::decode(&tree.encode(), "t").unwrap(), tree);
+        // Attributes out of order are refused.
+        tree.entries[0].attrs.xattrs.reverse();
+        assert!(Tree::decode(&tree.encode(), "t").is_err());
+    }
+
+    #[test]
+    fn version_1_trees_still_decode_without_owners() {
+        // A version-1 tree of one symlink, as version 1 wrote it.
+        let mut v1 = vec![1u8];
+        v1.extend_from_slice(&1u32.to_le_bytes());
+        v1.extend_from_slice(&1u16.to_le_bytes());
+        v1.push(b'l');
+        v1.extend_from_slice(&0o777u32.to_le_bytes());
+        v1.extend_from_slice(&5i64.to_le_bytes());
+        v1.extend_from_slice(&6u32.to_le_bytes());
+        v1.push(2);
+        v1.extend_from_slice(&1u16.to_le_bytes());
+        v1.push(b'x');
+        let tree = Tree::decode(&v1, "t").unwrap();
+        assert_eq!(tree.entries[0].attrs, Attrs::default());
+        assert_eq!(tree.entries[0].mtime_s, 5);
+        // Kinds that version 1 did not have are refused in it.
+        let mut fifo = v1.clone();
+        fifo[1 + 4 + 2 + 1 + 4 + 8 + 4] = 3;
+        fifo.truncate(fifo.len() - 3);
+        assert!(Tree::decode(&fifo, "t").is_err());
     }
 
     #[test]

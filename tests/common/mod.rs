@@ -163,8 +163,20 @@ pub fn describe(root: &Path) -> Vec<String> {
                 format!("link -> {}", fs::read_link(&path).unwrap().display())
             } else if m.is_dir() {
                 "dir".to_string()
-            } else {
+            } else if m.is_file() {
                 format!("file {}", dedup::ChunkId::of(&fs::read(&path).unwrap()))
+            } else {
+                // A FIFO or device: never opened (a FIFO would block).
+                use std::os::unix::fs::FileTypeExt;
+                let t = m.file_type();
+                let kind = if t.is_fifo() {
+                    "fifo"
+                } else if t.is_char_device() {
+                    "chardev"
+                } else {
+                    "blockdev"
+                };
+                format!("{kind} {}", m.rdev())
             };
             let mode = if m.file_type().is_symlink() {
                 0
@@ -293,4 +305,37 @@ pub fn age_files(dir: &Path) {
         }
     }
     std::thread::sleep(std::time::Duration::from_millis(150));
+}
+
+/// Runs `dedup` as an unprivileged user when the tests run as root, since
+/// root reads files whatever their mode.
+/// The binary is copied beside the test's files first: the build folder
+/// may sit where that user cannot reach.
+pub fn as_unprivileged(repo: &Path) -> std::process::Command {
+    if euid_is_root() {
+        let bin = repo.parent().unwrap().join("dedup-bin");
+        if !bin.exists() {
+            fs::copy(env!("CARGO_BIN_EXE_dedup"), &bin).unwrap();
+            fs::set_permissions(&bin, fs::Permissions::from_mode(0o755)).unwrap();
+        }
+        let mut c = std::process::Command::new("setpriv");
+        c.args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+            .arg(&bin)
+            .arg("--repo")
+            .arg(repo)
+            .env_remove("DEDUP_REPO")
+            .env("DEDUP_CACHE", cache_of(repo));
+        c
+    } else {
+        dedup(repo)
+    }
+}
+
+pub fn euid_is_root() -> bool {
+    fs::read_to_string("/proc/self/status")
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("Uid:"))
+        .and_then(|l| l.split_whitespace().nth(1).map(|e| e == "0"))
+        .unwrap_or(false)
 }

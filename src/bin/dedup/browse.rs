@@ -32,6 +32,24 @@ struct Listed {
     target: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     chunks: Option<usize>,
+    /// Device number, for devices.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    rdev: Option<u64>,
+    /// Owner (absent in trees from before owners were kept).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    uid: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    gid: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    user: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    group: Option<String>,
+    /// Names of the extended attributes.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    xattrs: Vec<String>,
+    /// A file with other links (the same inode under other names).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    hardlink: bool,
 }
 
 impl Listed {
@@ -45,7 +63,15 @@ impl Listed {
                 Some(String::from_utf8_lossy(target).into_owned()),
                 None,
             ),
+            EntryKind::Fifo => ("fifo", 0, None, None),
+            EntryKind::CharDevice { .. } => ("chardev", 0, None, None),
+            EntryKind::BlockDevice { .. } => ("blockdev", 0, None, None),
         };
+        let rdev = match e.kind {
+            EntryKind::CharDevice { rdev } | EntryKind::BlockDevice { rdev } => Some(rdev),
+            _ => None,
+        };
+        let owner = e.attrs.owner.as_ref();
         let mtime = std::time::UNIX_EPOCH
             .checked_add(std::time::Duration::new(
                 e.mtime_s.max(0).unsigned_abs(),
@@ -63,6 +89,18 @@ impl Listed {
             mtime_ns: e.mtime_ns,
             target,
             chunks,
+            rdev,
+            uid: owner.map(|o| o.uid),
+            gid: owner.map(|o| o.gid),
+            user: owner.map(|o| o.user.clone()).filter(|u| !u.is_empty()),
+            group: owner.map(|o| o.group.clone()).filter(|g| !g.is_empty()),
+            xattrs: e
+                .attrs
+                .xattrs
+                .iter()
+                .map(|(n, _)| String::from_utf8_lossy(n).into_owned())
+                .collect(),
+            hardlink: e.attrs.link != 0,
         }
     }
 
@@ -71,6 +109,9 @@ impl Listed {
         let kind = match self.kind {
             "dir" => 'd',
             "symlink" => 'l',
+            "fifo" => 'p',
+            "chardev" => 'c',
+            "blockdev" => 'b',
             _ => '-',
         };
         let bit = |mask: u32, c: char| if self.mode & mask != 0 { c } else { '-' };
@@ -101,7 +142,16 @@ impl Listed {
             .get(..19)
             .unwrap_or(&self.mtime)
             .replace('T', " ");
-        let mut line = format!("{kind}{perms} {:>12} {time} {}", self.size, self.path);
+        let name = |name: &Option<String>, id: Option<u32>| {
+            name.clone()
+                .or_else(|| id.map(|i| i.to_string()))
+                .unwrap_or_else(|| "?".into())
+        };
+        let (user, group) = (name(&self.user, self.uid), name(&self.group, self.gid));
+        let mut line = format!(
+            "{kind}{perms} {user:<8} {group:<8} {:>12} {time} {}",
+            self.size, self.path
+        );
         if let Some(target) = &self.target {
             line.push_str(" -> ");
             line.push_str(target);

@@ -297,6 +297,10 @@ pub struct RestoreArgs {
     /// Read every restored file back and check it against the snapshot
     #[arg(long)]
     pub verify: bool,
+    /// As root, give entries their owners by the numbers recorded, not by
+    /// the user and group names
+    #[arg(long)]
+    pub numeric_owner: bool,
     /// JSON output
     #[arg(long)]
     pub json: bool,
@@ -310,6 +314,7 @@ impl RestoreArgs {
         use dedup::repo::Overwrite;
         let mut opts = dedup::RestoreOptions {
             verify: self.verify,
+            numeric_owner: self.numeric_owner,
             overwrite: match self.overwrite {
                 None => Overwrite::Refuse,
                 Some(OverwriteArg::Never) => Overwrite::Never,

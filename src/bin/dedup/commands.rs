@@ -335,9 +335,12 @@ pub fn restore(
             "bytes": outcome.bytes,
             "dirs": outcome.dirs,
             "symlinks": outcome.symlinks,
+            "hardlinks": outcome.hardlinks,
+            "specials": outcome.specials,
             "kept": outcome.kept,
             "left_out": outcome.left_out,
             "verified": outcome.verified,
+            "warnings": outcome.warnings,
             "failed": outcome.failed,
         }))?;
     } else {
@@ -351,6 +354,13 @@ pub fn restore(
             outcome.dirs,
             outcome.symlinks
         )?;
+        if outcome.hardlinks + outcome.specials > 0 {
+            writeln!(
+                out,
+                "  also {} hard links and {} FIFOs and devices",
+                outcome.hardlinks, outcome.specials
+            )?;
+        }
         if outcome.kept > 0 {
             writeln!(out, "  kept as they were: {} entries", outcome.kept)?;
         }

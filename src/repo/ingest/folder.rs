@@ -26,8 +26,11 @@ use crate::filecache::{self, FileStamp};
 use crate::id::ChunkId;
 use crate::repo::writer::ObjectWriter;
 use crate::repo::{Progress, Repository};
-use crate::snapshot::{Entry, EntryKind, IngestSummary, Skipped, Tree};
+use crate::snapshot::{Attrs, Entry, EntryKind, IngestSummary, Owner, Skipped, Tree};
 use crate::store::record::ObjectKind;
+
+/// The name of the root folder's own entry (see `SnapshotRecord::root`).
+pub(crate) const ROOT_NAME: &[u8] = b"root";
 
 /// What a part of the input added up to, gathered in walk order.
 #[derive(Default)]
@@ -48,6 +51,7 @@ impl Tally {
         s.total_chunks += o.total_chunks;
         s.unchanged_files += o.unchanged_files;
         s.excluded += o.excluded;
+        s.specials += o.specials;
         s.skipped.extend(o.skipped);
         s.changed.extend(o.changed);
         self.fresh_cache.extend(other.fresh_cache);
@@ -77,6 +81,8 @@ pub(super) struct Walker<'a> {
     /// The file systems of the paths given (`--one-file-system` stays on
     /// them).
     pub(super) devices: HashSet<u64>,
+    /// User and group names by id, looked up once each.
+    pub(super) names: Names,
     /// When the ingest started, in nanoseconds since 1970: files changed
     /// too shortly before are not put in the file cache (see
     /// [`read::settled`]).
@@ -140,6 +146,29 @@ impl Walker<'_> {
                 self.tree_of(children)
             }
         }
+    }
+
+    /// The one folder ingested, as an entry of its own (mode, time,
+    /// owner, extended attributes) pointing at `tree`, stored as a tree of
+    /// that one entry: its id, or `None` when `given` is not a folder.
+    pub(super) fn root_entry(&self, given: &Path, tree: ChunkId) -> Result<Option<ChunkId>> {
+        let path = std::path::absolute(given).at(given)?;
+        let meta = fs::symlink_metadata(&path).at(given)?;
+        if !meta.is_dir() || self.own(&meta) {
+            return Ok(None);
+        }
+        let (mtime_s, mtime_ns) = mtime(&meta);
+        let entry = Tree {
+            entries: vec![Entry {
+                name: ROOT_NAME.to_vec(),
+                mode: meta.mode() & 0o7777,
+                mtime_s,
+                mtime_ns,
+                kind: EntryKind::Dir { tree },
+                attrs: self.attrs_of(&path, &meta),
+            }],
+        };
+        Ok(Some(self.writer.store(&entry.encode(), ObjectKind::Tree)?))
     }
 
     fn own(&self, meta: &Metadata) -> bool {
@@ -225,6 +254,7 @@ impl Walker<'_> {
     fn child(&self, child: Child, cached: Option<ChunkList>) -> Result<(Option<Entry>, Tally)> {
         let Child { path, name, meta } = child;
         let mut tally = Tally::default();
+        let attrs = self.attrs_of(&path, &meta);
         let ft = meta.file_type();
         let kind = if ft.is_file() {
             self.file(path, &meta, cached, &mut tally)?
@@ -232,13 +262,18 @@ impl Walker<'_> {
             self.subfolder(&path, &meta, &mut tally)?
         } else if ft.is_symlink() {
             symlink(&path, &mut tally, self.progress)
+        } else if ft.is_fifo() {
+            tally.summary.specials += 1;
+            Some(EntryKind::Fifo)
+        } else if ft.is_char_device() {
+            tally.summary.specials += 1;
+            Some(EntryKind::CharDevice { rdev: meta.rdev() })
+        } else if ft.is_block_device() {
+            tally.summary.specials += 1;
+            Some(EntryKind::BlockDevice { rdev: meta.rdev() })
         } else {
-            let what = if ft.is_fifo() {
-                "a FIFO"
-            } else if ft.is_socket() {
+            let what = if ft.is_socket() {
                 "a socket"
-            } else if ft.is_block_device() || ft.is_char_device() {
-                "a device"
             } else {
                 "an unsupported file type"
             };
@@ -253,6 +288,7 @@ impl Walker<'_> {
                 mtime_s,
                 mtime_ns,
                 kind,
+                attrs,
             }
         });
         Ok((entry, tally))
@@ -312,6 +348,40 @@ impl Walker<'_> {
             ));
         }
         Ok(Some(EntryKind::File { size, chunks }))
+    }
+
+    /// What an entry carries beside its content: owner (with names),
+    /// extended attributes (not followed through a symlink; a file system
+    /// without them has none), and for a multiply linked file its link key.
+    pub(super) fn attrs_of(&self, path: &Path, meta: &Metadata) -> Attrs {
+        let xattrs = match xattr::list(path) {
+            Ok(names) => {
+                let mut all: Vec<(Vec<u8>, Vec<u8>)> = names
+                    .filter_map(|name| {
+                        let value = xattr::get(path, &name).ok()??;
+                        Some((name.into_vec(), value))
+                    })
+                    .filter(|(name, value)| {
+                        u16::try_from(name.len()).is_ok() && u32::try_from(value.len()).is_ok()
+                    })
+                    .collect();
+                all.sort();
+                all.dedup_by(|a, b| a.0 == b.0);
+                all.truncate(usize::from(u16::MAX));
+                all
+            }
+            Err(_) => Vec::new(),
+        };
+        let link = if meta.is_file() && meta.nlink() > 1 {
+            link_key(meta.dev(), meta.ino())
+        } else {
+            0
+        };
+        Attrs {
+            owner: Some(self.names.owner(meta.uid(), meta.gid())),
+            xattrs,
+            link,
+        }
     }
 
     /// A folder below the roots, unless it is the repository's own.
@@ -375,6 +445,59 @@ impl Walker<'_> {
         read::drop_unindexed(self.repo, &mut out)?;
         Ok(out)
     }
+}
+
+/// User and group names by id, each looked up (through NSS) once.
+#[derive(Default)]
+pub(super) struct Names {
+    users: std::sync::Mutex<std::collections::HashMap<u32, String>>,
+    groups: std::sync::Mutex<std::collections::HashMap<u32, String>>,
+}
+
+impl Names {
+    /// The owner with its names (empty where this machine has none).
+    pub(super) fn owner(&self, uid: u32, gid: u32) -> Owner {
+        let user = self
+            .users
+            .lock()
+            .expect("names lock")
+            .entry(uid)
+            .or_insert_with(|| {
+                uzers::get_user_by_uid(uid)
+                    .map(|u| u.name().to_string_lossy().into_owned())
+                    .unwrap_or_default()
+            })
+            .clone();
+        let group = self
+            .groups
+            .lock()
+            .expect("names lock")
+            .entry(gid)
+            .or_insert_with(|| {
+                uzers::get_group_by_gid(gid)
+                    .map(|g| g.name().to_string_lossy().into_owned())
+                    .unwrap_or_default()
+            })
+            .clone();
+        Owner {
+            uid,
+            gid,
+            user,
+            group,
+        }
+    }
+}
+
+/// The key all links of one inode share: the start of the SHA-256 of its
+/// device and inode numbers (never 0, which means "no link").
+fn link_key(dev: u64, ino: u64) -> u64 {
+    let mut bytes = [0u8; 16];
+    bytes[..8].copy_from_slice(&dev.to_le_bytes());
+    bytes[8..].copy_from_slice(&ino.to_le_bytes());
+    let id = ChunkId::of(&bytes);
+    let mut key = [0u8; 8];
+    key.copy_from_slice(&id.as_bytes()[..8]);
+    u64::from_le_bytes(key).max(1)
 }
 
 /// A symlink, stored as its target (never followed).

@@ -151,14 +151,20 @@ impl Repository {
             own: self.own_folders(),
             exclude: &opts.exclude,
             devices: devices_of(paths),
+            names: folder::Names::default(),
             started_ns: start
                 .time
                 .duration_since(SystemTime::UNIX_EPOCH)
                 .map_or(0, |d| i128::try_from(d.as_nanos()).unwrap_or(i128::MAX)),
         };
         let (root_tree, tally) = walk_pool()?.install(|| walker.roots(paths))?;
+        let root = match paths {
+            [only] => walker.root_entry(only, root_tree)?,
+            _ => None,
+        };
         let paths = paths.iter().map(|p| record_path(p)).collect();
-        self.conclude(&start, writer, root_tree, tally, paths, opts, progress)
+        let tops = (root_tree, root);
+        self.conclude(&start, writer, tops, tally, paths, opts, progress)
     }
 
     /// Ingests a stream (a database dump, a tar) as a snapshot holding one
@@ -204,11 +210,18 @@ impl Repository {
                 mtime_s: i64::try_from(now.as_secs()).unwrap_or(i64::MAX),
                 mtime_ns: now.subsec_nanos(),
                 kind: EntryKind::File { size, chunks },
+                attrs: crate::snapshot::Attrs {
+                    owner: Some(
+                        folder::Names::default()
+                            .owner(uzers::get_current_uid(), uzers::get_current_gid()),
+                    ),
+                    ..Default::default()
+                },
             }],
         };
         let root = writer.store(&tree.encode(), ObjectKind::Tree)?;
         let paths = vec![format!("/{name}")];
-        self.conclude(&start, writer, root, tally, paths, opts, progress)
+        self.conclude(&start, writer, (root, None), tally, paths, opts, progress)
     }
 
     /// What every ingest does first: check the shards can take data, and
@@ -231,7 +244,7 @@ impl Repository {
         &self,
         start: &IngestStart,
         writer: ObjectWriter<'_>,
-        root_tree: ChunkId,
+        (root_tree, root): (ChunkId, Option<ChunkId>),
         tally: folder::Tally,
         paths: Vec<String>,
         opts: &IngestOptions,
@@ -276,6 +289,7 @@ impl Repository {
             paths,
             tags,
             tree: root_tree,
+            root,
             summary,
         };
         if opts.dry_run {
