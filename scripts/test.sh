@@ -18,6 +18,19 @@ if [ -z "${DEDUP_S3S_FS:-}" ]; then
   export DEDUP_S3S_FS="$tools/bin/s3s-fs"
 fi
 
+# The mount test needs /dev/fuse, and, unless it runs as root (which
+# mounts directly), a fusermount from Debian's fuse3 (or fuse) package;
+# the attribute tests need root to own files as others and make devices.
+# Without them those tests say they did not run and pass.
+if [ ! -e /dev/fuse ]; then
+  echo "test: no /dev/fuse: the mount test will not run" >&2
+elif [ "$(id -u)" != 0 ] && ! command -v fusermount3 >/dev/null && ! command -v fusermount >/dev/null; then
+  echo "test: no fusermount: the mount test will not run (sudo apt-get install -y fuse3)" >&2
+fi
+if [ "$(id -u)" != 0 ]; then
+  echo "test: not root: the owner and device-node tests will not run" >&2
+fi
+
 cargo test --locked "$@"
 
 fuzz_seconds="${DEDUP_FUZZ_SECONDS:-15}"

@@ -148,6 +148,11 @@ pub enum Command {
         #[command(flatten)]
         filter: FilterArgs,
     },
+    /// Show every snapshot as a read-only folder (FUSE) until unmounted
+    Mount {
+        /// An empty folder to mount on
+        dir: PathBuf,
+    },
     /// Write a file of a snapshot to standard output
     Cat {
         /// SNAPSHOT:PATH

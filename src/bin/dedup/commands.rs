@@ -53,6 +53,11 @@ impl Context {
         })
     }
 
+    /// Whether progress and warnings stay off stderr.
+    pub(crate) fn quiet(&self) -> bool {
+        self.quiet
+    }
+
     /// The snapshot `spec` names (`latest`: the newest the filter passes).
     pub(crate) fn resolve(
         &self,

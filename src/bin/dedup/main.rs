@@ -5,6 +5,7 @@
 mod browse;
 mod cli;
 mod commands;
+mod mount;
 
 use std::process::ExitCode;
 
@@ -41,6 +42,7 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
             ..
         } => browse::ls(&cx, &target, long, recursive, json),
         Command::Cat { target, .. } => browse::cat(&cx, &target),
+        Command::Mount { dir } => mount::mount(&cx, &dir),
         Command::Diff { a, b, json, .. } => browse::diff(&cx, &a, &b, json),
         Command::Find {
             pattern,
