@@ -427,6 +427,18 @@ fn every_command_that_prints_exits_quietly_into_a_closed_pipe() {
         &["shard", "list"],
         &["rebalance", "--dry-run"],
         &["get", &id],
+        &["shard", "list", "--json"],
+        &["ls", "-lR", "latest"],
+        &["ls", "--json", "-R", "latest"],
+        &["find", "*"],
+        &["find", "--json", "*"],
+        &["diff", "latest", "latest", "--json"],
+        &["cat", "latest:src/small.txt"],
+        &["forget", "--keep-last", "1", "--dry-run"],
+        &["forget", "--keep-last", "1", "--dry-run", "--json"],
+        &["ingest", "--dry-run", src.to_str().unwrap()],
+        &["ingest", "--dry-run", "--json", src.to_str().unwrap()],
+        &["repair", "index", "--json"],
     ];
     for args in commands {
         let (reader, writer) = std::io::pipe().unwrap();

@@ -219,11 +219,17 @@ pub enum Command {
         /// What to rebuild
         #[arg(value_enum)]
         what: RepairWhat,
+        /// JSON output
+        #[arg(long)]
+        json: bool,
     },
     /// List, add, re-weight or remove shards
     Shard {
         #[command(subcommand)]
         action: ShardAction,
+        /// JSON output
+        #[arg(long, global = true)]
+        json: bool,
     },
     /// Move chunks whose shard on the current ring changed (then gc)
     Rebalance {
@@ -238,6 +244,9 @@ pub enum Command {
     Put {
         /// The file
         file: PathBuf,
+        /// JSON output
+        #[arg(long)]
+        json: bool,
     },
     /// Write a blob's bytes to stdout
     Get {
@@ -507,6 +516,18 @@ impl KeepArgs {
 }
 
 impl Command {
+    /// `--json`, for the commands whose functions read it from the
+    /// context (the others take it as an argument).
+    pub fn json(&self) -> bool {
+        match self {
+            Command::Init(args) => args.json,
+            Command::Repair { json, .. }
+            | Command::Shard { json, .. }
+            | Command::Put { json, .. } => *json,
+            _ => false,
+        }
+    }
+
     /// The snapshot filter the command was given, if it takes one.
     pub fn filter(&self) -> dedup::snapshot::SnapshotFilter {
         match self {
@@ -562,6 +583,9 @@ pub struct InitArgs {
     /// Pack target size
     #[arg(long, value_parser = parse_size, default_value = "16MiB")]
     pub pack_size: u32,
+    /// JSON output
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `KEY=VALUE`, for object-store settings.

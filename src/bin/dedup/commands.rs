@@ -32,6 +32,8 @@ pub struct Context {
     open: dedup::OpenOptions,
     /// The command's `--host`, `--tag` and `--path` (what `latest` means).
     pub(crate) filter: SnapshotFilter,
+    /// `--json`, for commands that read it from here.
+    json: bool,
 }
 
 impl Context {
@@ -50,6 +52,7 @@ impl Context {
                 ..Default::default()
             },
             filter: cli.command.filter(),
+            json: cli.command.json(),
         })
     }
 
@@ -222,6 +225,10 @@ pub fn init(cx: &Context, args: InitArgs) -> Code {
     };
     let repo = Repository::init_with(&cx.repo, &opts, &cx.open)?;
     let config = repo.config();
+    if cx.json {
+        print_json(&serde_json::json!({ "repository": repo.root(), "config": config }))?;
+        return Ok(0);
+    }
     writeln!(
         std::io::stdout().lock(),
         "created repository {} ({}, {} shards, compression {:?})",
@@ -571,21 +578,26 @@ pub fn gc(cx: &Context, dry_run: bool, json: bool) -> Code {
 /// `dedup repair index`: exit 1 when something could not be used as it was.
 pub fn repair_index(cx: &Context) -> Code {
     let (_repo, report) = Repository::repair_index_with(&cx.repo, &cx.open)?;
-    write!(std::io::stdout().lock(), "{report}")?;
+    show(&report, cx.json)?;
     Ok(u8::from(!report.is_clean()))
 }
 
 /// `dedup repair packs`: exit 1 when something was dropped.
 pub fn repair_packs(cx: &Context) -> Code {
     let report = cx.writer()?.repair_packs(&cx.bar("read packs"))?;
-    write!(std::io::stdout().lock(), "{report}")?;
+    show(&report, cx.json)?;
     Ok(u8::from(!report.is_clean()))
 }
 
 /// `dedup shard list`.
 pub fn shard_list(cx: &Context) -> Code {
+    let shards = cx.reader()?.report()?.shards;
+    if cx.json {
+        print_json(&shards)?;
+        return Ok(0);
+    }
     let mut out = std::io::stdout().lock();
-    for s in cx.reader()?.report()?.shards {
+    for s in shards {
         let options: Vec<String> = s.options.iter().map(|(k, v)| format!("{k}={v}")).collect();
         let options = if options.is_empty() {
             String::new()
@@ -621,6 +633,10 @@ pub fn shard_add(
     let id = repo.add_shard(location, weight, options.into_iter().collect())?;
     let shard = repo.config().shards.iter().find(|s| s.id == id);
     let shown = shard.map_or_else(|| location.to_string(), |s| s.location(repo.root()));
+    if cx.json {
+        print_json(&serde_json::json!({ "shard": id.0, "location": shown, "weight": weight }))?;
+        return Ok(0);
+    }
     writeln!(
         std::io::stdout().lock(),
         "added shard {id} at {shown} (run `dedup rebalance` to move chunks onto it)"
@@ -631,6 +647,10 @@ pub fn shard_add(
 /// `dedup shard set-weight`.
 pub fn shard_set_weight(cx: &Context, id: u32, weight: u32) -> Code {
     cx.writer()?.set_shard_weight(ShardId(id), weight)?;
+    if cx.json {
+        print_json(&serde_json::json!({ "shard": id, "weight": weight }))?;
+        return Ok(0);
+    }
     writeln!(
         std::io::stdout().lock(),
         "shard {id:02} now has weight {weight} (run `dedup rebalance` to move chunks)"
@@ -642,10 +662,14 @@ pub fn shard_set_weight(cx: &Context, id: u32, weight: u32) -> Code {
 pub fn shard_remove(cx: &Context, id: u32, lost: bool) -> Code {
     if lost {
         let report = cx.writer()?.remove_lost_shard(ShardId(id))?;
-        write!(std::io::stdout().lock(), "{report}")?;
+        show(&report, cx.json)?;
         return Ok(0);
     }
     let report = cx.writer()?.remove_shard(ShardId(id), &cx.bar("drain"))?;
+    if cx.json {
+        print_json(&report)?;
+        return Ok(0);
+    }
     writeln!(
         std::io::stdout().lock(),
         "removed shard {id:02}: moved {} chunks ({}) to the others",
@@ -685,6 +709,10 @@ pub fn put(cx: &Context, file: &Path) -> Code {
     let repo = cx.shared_writer()?;
     let data = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
     let id = repo.put(&data)?;
+    if cx.json {
+        print_json(&serde_json::json!({ "id": id, "bytes": data.len() }))?;
+        return Ok(0);
+    }
     writeln!(std::io::stdout().lock(), "{id}")?;
     Ok(0)
 }

@@ -77,11 +77,13 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Gc { dry_run, json } => commands::gc(&cx, dry_run, json),
         Command::Repair {
             what: RepairWhat::Index,
+            ..
         } => commands::repair_index(&cx),
         Command::Repair {
             what: RepairWhat::Packs,
+            ..
         } => commands::repair_packs(&cx),
-        Command::Shard { action } => match action {
+        Command::Shard { action, .. } => match action {
             ShardAction::List => commands::shard_list(&cx),
             ShardAction::Add {
                 location,
@@ -92,7 +94,7 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
             ShardAction::Remove { id, lost } => commands::shard_remove(&cx, id, lost),
         },
         Command::Rebalance { dry_run, json } => commands::rebalance(&cx, dry_run, json),
-        Command::Put { file } => commands::put(&cx, &file),
+        Command::Put { file, .. } => commands::put(&cx, &file),
         Command::Get { id } => commands::get(&cx, &id),
     }
 }
