@@ -748,3 +748,38 @@ fn a_home_put_back_from_an_older_copy_wins_over_the_index() {
     ok(dedup(&f.repo).args(["verify", "--read-data"]));
     restores_identically(&f, &first, &f.src);
 }
+
+#[test]
+fn a_damaged_root_folder_entry_is_named_as_the_snapshot_root() {
+    let f = fixture("none");
+    let snaps = json(dedup(&f.repo).args(["snapshots", "--json"]));
+    let record = &snaps[0]["record"];
+    let root = record["root"]
+        .as_str()
+        .expect("one folder ingested has a root entry");
+    assert_ne!(root, record["tree"].as_str().unwrap());
+    let needle = dedup(&f.repo).args(["get", root]).output().unwrap().stdout;
+    assert!(!needle.is_empty());
+    let mut hit = false;
+    for pack in packs(&f.repo) {
+        let mut bytes = fs::read(&pack).unwrap();
+        if let Some(pos) = bytes
+            .windows(needle.len())
+            .position(|w| w == needle.as_slice())
+        {
+            bytes[pos + needle.len() - 1] ^= 1;
+            fs::write(&pack, bytes).unwrap();
+            hit = true;
+        }
+    }
+    assert!(hit, "the root entry's bytes are in a pack");
+    let r = run(dedup(&f.repo).args(["verify", "--read-data"]));
+    assert_eq!(r.code, 1, "{}", r.stdout);
+    let short = &snaps[0]["id"].as_str().unwrap()[..12];
+    assert!(r.stdout.contains(root), "{}", r.stdout);
+    assert!(
+        r.stdout.contains(&format!("breaks {short}:./")),
+        "{}",
+        r.stdout
+    );
+}

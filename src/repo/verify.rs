@@ -456,12 +456,17 @@ impl Repository {
         bad: &BadChunks,
     ) -> Result<HashMap<ChunkId, Vec<String>>> {
         let mut out: HashMap<ChunkId, Vec<String>> = HashMap::new();
+        // From the top (the root folder's own entry, where recorded), whose
+        // one entry is the snapshot's root: its path stays empty.
         let roots = snapshots
             .iter()
-            .map(|(snap, _, root)| (*root, (snap.to_hex()[..12].to_string(), String::new())))
+            .map(|(snap, top, root)| {
+                let prefix = snap.to_hex()[..12].to_string();
+                (*top, (prefix, String::new(), top != root))
+            })
             .collect();
         let mut budget = PATH_BUDGET;
-        self.walk_paths(roots, |(prefix, path), id, tree| {
+        self.walk_paths(roots, |(prefix, path, top), id, tree| {
             if budget == 0 {
                 return Ok(Vec::new());
             }
@@ -479,7 +484,9 @@ impl Repository {
             let mut subdirs = Vec::new();
             for e in tree.entries {
                 let name = String::from_utf8_lossy(&e.name);
-                let child = if path.is_empty() {
+                let child = if *top {
+                    String::new()
+                } else if path.is_empty() {
                     name.into_owned()
                 } else {
                     format!("{path}/{name}")
@@ -496,7 +503,9 @@ impl Repository {
                             }
                         }
                     }
-                    EntryKind::Dir { tree } => subdirs.push((tree, (prefix.clone(), child))),
+                    EntryKind::Dir { tree } => {
+                        subdirs.push((tree, (prefix.clone(), child, false)));
+                    }
                     _ => {}
                 }
             }
