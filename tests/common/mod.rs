@@ -75,12 +75,36 @@ pub fn ok(cmd: &mut Command) -> Run {
 /// environment variable would do it too, but setting one races every
 /// thread that reads the environment.)
 pub fn private() -> dedup::OpenOptions {
-    static DIR: std::sync::OnceLock<tempfile::TempDir> = std::sync::OnceLock::new();
-    let dir = DIR.get_or_init(|| tempfile::tempdir().unwrap());
+    static DIR: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    let dir = DIR.get_or_init(caches_of_this_process);
     dedup::OpenOptions {
-        cache_dir: Some(dir.path().join(format!("cache-{}", unique()))),
+        cache_dir: Some(dir.join(format!("cache-{}", unique()))),
         ..Default::default()
     }
+}
+
+/// The folder [`private`] puts this test process's caches in. A static is
+/// never dropped, so a temporary folder held by one would outlive every
+/// run (the crash tests alone leave gigabytes of caches); instead each
+/// process names its folder by its pid, and the first call sweeps the
+/// folders of processes that have ended.
+fn caches_of_this_process() -> PathBuf {
+    let tmp = std::env::temp_dir();
+    for entry in fs::read_dir(&tmp).into_iter().flatten().flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name
+            .to_str()
+            .and_then(|n| n.strip_prefix("dedup-test-caches-"))
+        else {
+            continue;
+        };
+        if !Path::new("/proc").join(pid).exists() {
+            let _ = fs::remove_dir_all(entry.path());
+        }
+    }
+    let dir = tmp.join(format!("dedup-test-caches-{}", std::process::id()));
+    fs::create_dir_all(&dir).unwrap();
+    dir
 }
 
 /// A number no other call in this process returns.
