@@ -592,3 +592,45 @@ fn restore_over_a_folder_keeps_or_replaces_as_overwrite_says() {
     assert_eq!(r["symlinks"], 1);
     assert_eq!(describe(&src), describe(&out));
 }
+
+#[test]
+fn an_include_that_names_only_fifos_and_further_links_makes_their_folders() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (src, repo, out) = (
+        tmp.path().join("src"),
+        tmp.path().join("repo"),
+        tmp.path().join("out"),
+    );
+    fs::create_dir_all(src.join("a/deep")).unwrap();
+    fs::create_dir_all(src.join("b")).unwrap();
+    fs::write(src.join("b/first"), b"one inode").unwrap();
+    fs::hard_link(src.join("b/first"), src.join("a/deep/twin")).unwrap();
+    assert!(std::process::Command::new("mkfifo")
+        .arg(src.join("a/pipe"))
+        .status()
+        .unwrap()
+        .success());
+    ok(dedup(&repo).arg("init"));
+    ingest(&repo, &src, &[]);
+    // `first` comes for `twin` to link to; the folders on the way to the
+    // FIFO and the link are made.
+    let r = json(
+        dedup(&repo)
+            .args([
+                "restore", "latest", "--json", "-i", "pipe", "-i", "twin", "-i", "first",
+            ])
+            .arg(&out),
+    );
+    assert_eq!(r["failed"], serde_json::json!([]), "{r}");
+    assert_eq!(
+        (
+            r["files"].as_u64(),
+            r["hardlinks"].as_u64(),
+            r["specials"].as_u64()
+        ),
+        (Some(1), Some(1), Some(1))
+    );
+    let pipe = fs::symlink_metadata(out.join("a/pipe")).unwrap();
+    assert!(std::os::unix::fs::FileTypeExt::is_fifo(&pipe.file_type()));
+    assert_eq!(fs::read(out.join("a/deep/twin")).unwrap(), b"one inode");
+}

@@ -173,11 +173,8 @@ struct Apply {
 
 impl Apply {
     fn new(numeric: bool) -> Result<Self> {
-        use std::os::unix::fs::MetadataExt;
-        // The kernel gives /proc/self the process's effective user.
-        let me = fs::metadata("/proc/self").at("/proc/self")?.uid();
         Ok(Apply {
-            root: me == 0,
+            root: effective_uid()? == 0,
             numeric,
             users: std::sync::Mutex::default(),
             groups: std::sync::Mutex::default(),
@@ -212,36 +209,43 @@ impl Apply {
     /// owner was given (then setuid and setgid bits may stay).
     fn file(&self, file: &fs::File, path: &Path, entry: &Entry) -> Result<bool> {
         use xattr::FileExt as _;
-        let owned = match self.ids(entry) {
-            Some((uid, gid)) => {
-                std::os::unix::fs::fchown(file, Some(uid), Some(gid)).at(path)?;
-                true
-            }
-            None => false,
-        };
-        for (name, value) in &entry.attrs.xattrs {
-            if file
-                .set_xattr(std::ffi::OsStr::from_bytes(name), value)
-                .is_err()
-            {
-                self.xattrs_left.fetch_add(1, Relaxed);
-            }
-        }
-        Ok(owned)
+        self.give(
+            path,
+            entry,
+            |uid, gid| std::os::unix::fs::fchown(file, Some(uid), Some(gid)),
+            |name, value| file.set_xattr(name, value),
+        )
     }
 
     /// Owner and extended attributes of a folder, link or special file,
     /// by path (a link itself, never what it points to).
     fn path(&self, path: &Path, entry: &Entry) -> Result<bool> {
+        self.give(
+            path,
+            entry,
+            |uid, gid| std::os::unix::fs::lchown(path, Some(uid), Some(gid)),
+            |name, value| xattr::set(path, name, value),
+        )
+    }
+
+    /// Gives `entry`'s owner (when restored) through `chown` and its
+    /// extended attributes through `set`, counting those that fail.
+    fn give(
+        &self,
+        path: &Path,
+        entry: &Entry,
+        chown: impl FnOnce(u32, u32) -> std::io::Result<()>,
+        set: impl Fn(&std::ffi::OsStr, &[u8]) -> std::io::Result<()>,
+    ) -> Result<bool> {
         let owned = match self.ids(entry) {
             Some((uid, gid)) => {
-                std::os::unix::fs::lchown(path, Some(uid), Some(gid)).at(path)?;
+                chown(uid, gid).at(path)?;
                 true
             }
             None => false,
         };
         for (name, value) in &entry.attrs.xattrs {
-            if xattr::set(path, std::ffi::OsStr::from_bytes(name), value).is_err() {
+            if set(std::ffi::OsStr::from_bytes(name), value).is_err() {
                 self.xattrs_left.fetch_add(1, Relaxed);
             }
         }
@@ -378,9 +382,9 @@ fn file_mode(stored: u32, owned: bool) -> u32 {
 }
 
 /// Gives a restored file, still open, its owner, extended attributes,
-/// length (a hole at the end of a sparse file), mode and times, in that
-/// order (a change of owner clears setuid bits), all through the open
-/// file: no lookup of its path again. Returns its length.
+/// mode and times, in that order (a change of owner clears setuid bits),
+/// all through the open file: no lookup of its path again. Returns its
+/// length.
 fn finish_file(
     file: &fs::File,
     path: &Path,
@@ -400,7 +404,6 @@ fn finish_file(
         EntryKind::File { size, .. } => size,
         _ => 0,
     };
-    file.set_len(size).at(path)?;
     file.set_permissions(fs::Permissions::from_mode(mode))
         .at(path)?;
     let t = FileTime::from_unix_time(entry.mtime_s, entry.mtime_ns);
@@ -423,8 +426,10 @@ fn write_run(
         let loc = &f.locations[k];
         let raw = record::open(&loc.pack, &loc.entry, loc.entry.stored_in(bytes, base)?)?;
         // A chunk of zeros is left a hole: sparse files come back sparse
-        // (the file is a new one, so unwritten bytes read as zeros).
-        if raw.iter().any(|&b| b != 0) {
+        // (the file is a new one, so unwritten bytes read as zeros). The
+        // last chunk is always written, so the file has its length
+        // without another call.
+        if k + 1 == f.locations.len() || raw.iter().any(|&b| b != 0) {
             file.write_all_at(&raw, offset).at(f.path)?;
         }
         offset += raw.len() as u64;
@@ -526,7 +531,7 @@ impl Repository {
         };
         let mut files = std::mem::take(&mut plan.files);
         if opts.overwrite != Overwrite::Refuse {
-            outcome.kept += clear_the_way(&mut files, opts.overwrite, &mut outcome.failed)?;
+            clear_the_way(&mut files, opts.overwrite, &mut outcome)?;
         }
         progress.set_total(
             files
@@ -632,13 +637,9 @@ impl Repository {
             // restored.
             let mut needed: std::collections::HashSet<&Path> = std::collections::HashSet::new();
             let taken_dirs = plan.levels.iter().flatten().filter(|l| l.2).map(|l| &l.0);
-            for path in plan
-                .files
-                .iter()
-                .chain(&plan.links)
-                .map(|f| &f.0)
-                .chain(taken_dirs)
-            {
+            let placed = plan.files.iter().chain(&plan.links).chain(&plan.specials);
+            let hardlinks = plan.hardlinks.iter().map(|h| &h.0);
+            for path in placed.map(|f| &f.0).chain(hardlinks).chain(taken_dirs) {
                 for up in path.ancestors().skip(1) {
                     if up == dest || !needed.insert(up) {
                         break;
@@ -863,51 +864,34 @@ fn make_folder(path: &Path, overwrite: Overwrite) -> Result<()> {
 
 /// Before files are restored into a destination that has entries: drops
 /// from `files` those an existing entry keeps (`never`; `if-changed` with
-/// equal size and modification time), and removes the existing files the
-/// others replace (a folder in the way fails that file). Returns how many
-/// were kept.
+/// equal size and modification time) and those a folder is in the way of,
+/// and removes the existing files the others replace (on every core).
 fn clear_the_way(
     files: &mut Vec<(PathBuf, Entry)>,
     overwrite: Overwrite,
-    failed: &mut Vec<String>,
-) -> Result<u64> {
+    outcome: &mut RestoreOutcome,
+) -> Result<()> {
     use std::os::unix::fs::MetadataExt;
-    let verdicts: Vec<Result<Option<bool>>> = files
+    let rooms: Vec<Result<Room>> = files
         .par_iter()
         .map(|(path, entry)| {
-            let Ok(meta) = fs::symlink_metadata(path) else {
-                return Ok(Some(true));
+            let unchanged = |meta: &fs::Metadata| {
+                meta.is_file()
+                    && matches!(entry.kind, EntryKind::File { size, .. } if size == meta.len())
+                    && meta.mtime() == entry.mtime_s
+                    && meta.mtime_nsec() == i64::from(entry.mtime_ns)
             };
-            let unchanged = meta.is_file()
-                && matches!(entry.kind, EntryKind::File { size, .. } if size == meta.len())
-                && meta.mtime() == entry.mtime_s
-                && meta.mtime_nsec() == i64::from(entry.mtime_ns);
-            match overwrite {
-                Overwrite::Never => return Ok(Some(false)),
-                Overwrite::IfChanged if unchanged => return Ok(Some(false)),
-                _ => {}
-            }
-            if meta.is_dir() {
-                return Ok(None);
-            }
-            fs::remove_file(path).at(path)?;
-            Ok(Some(true))
+            room(path, overwrite, unchanged)
         })
         .collect();
-    let mut kept = 0;
     let mut go = Vec::with_capacity(files.len());
-    for (file, verdict) in std::mem::take(files).into_iter().zip(verdicts) {
-        match verdict? {
-            Some(true) => go.push(file),
-            Some(false) => kept += 1,
-            None => failed.push(format!(
-                "{}: a folder is in the way; not replaced",
-                file.0.display()
-            )),
+    for (file, room) in std::mem::take(files).into_iter().zip(rooms) {
+        if room?.take(&file.0, outcome) {
+            go.push(file);
         }
     }
     *files = go;
-    Ok(kept)
+    Ok(())
 }
 
 /// Makes the symlinks, last (nothing is ever written through one); when
@@ -953,20 +937,48 @@ fn finish_path(path: &Path, entry: &Entry, apply: &Apply) -> Result<()> {
     set_times(path, entry)
 }
 
-/// Whether an entry already at `path` stays, for the overwrite rule and
-/// whether it is the same as what would replace it; when it goes, it is
-/// removed first (a folder in the way is reported, never removed).
-fn make_room(
+/// What a path restore is about to make holds.
+enum Room {
+    /// Nothing (any entry that was there is removed): make it.
+    Free,
+    /// An entry the overwrite rule keeps.
+    Keep,
+    /// A folder, which restore never removes.
+    Blocked,
+}
+
+impl Room {
+    /// Whether to make the entry; what is kept or blocked is counted.
+    fn take(self, path: &Path, outcome: &mut RestoreOutcome) -> bool {
+        match self {
+            Room::Free => true,
+            Room::Keep => {
+                outcome.kept += 1;
+                false
+            }
+            Room::Blocked => {
+                outcome.failed.push(format!(
+                    "{}: a folder is in the way; not replaced",
+                    path.display()
+                ));
+                false
+            }
+        }
+    }
+}
+
+/// Clears `path` for a new entry as the overwrite rule says: `same` tells
+/// whether what is there equals what would replace it (for `if-changed`).
+fn room(
     path: &Path,
     overwrite: Overwrite,
     same: impl FnOnce(&fs::Metadata) -> bool,
-    outcome: &mut RestoreOutcome,
-) -> Result<bool> {
+) -> Result<Room> {
     if overwrite == Overwrite::Refuse {
-        return Ok(true);
+        return Ok(Room::Free);
     }
     let Ok(meta) = fs::symlink_metadata(path) else {
-        return Ok(true);
+        return Ok(Room::Free);
     };
     let keep = match overwrite {
         Overwrite::Never => true,
@@ -974,18 +986,23 @@ fn make_room(
         _ => false,
     };
     if keep {
-        outcome.kept += 1;
-        return Ok(false);
+        return Ok(Room::Keep);
     }
     if meta.is_dir() {
-        outcome.failed.push(format!(
-            "{}: a folder is in the way; not replaced",
-            path.display()
-        ));
-        return Ok(false);
+        return Ok(Room::Blocked);
     }
     fs::remove_file(path).at(path)?;
-    Ok(true)
+    Ok(Room::Free)
+}
+
+/// [`room`], counted into `outcome`: whether to make the entry.
+fn make_room(
+    path: &Path,
+    overwrite: Overwrite,
+    same: impl FnOnce(&fs::Metadata) -> bool,
+    outcome: &mut RestoreOutcome,
+) -> Result<bool> {
+    Ok(room(path, overwrite, same)?.take(path, outcome))
 }
 
 /// Links every further path of a multiply linked file to the path it was
@@ -1106,6 +1123,13 @@ fn read_back(path: &Path, entry: &Entry) -> Result<()> {
     Ok(())
 }
 
+/// The user this process acts as (the kernel gives /proc/self its
+/// effective user).
+fn effective_uid() -> Result<u32> {
+    use std::os::unix::fs::MetadataExt;
+    Ok(fs::metadata("/proc/self").at("/proc/self")?.uid())
+}
+
 /// Refuses a destination another user could redirect. Restore works by
 /// path: if someone else can rename entries in the destination or in any
 /// folder above it, they can swap a folder restore has just made for a
@@ -1117,8 +1141,7 @@ fn read_back(path: &Path, entry: &Entry) -> Result<()> {
 /// theirs).
 fn check_destination(dest: &Path) -> Result<()> {
     use std::os::unix::fs::MetadataExt;
-    // The kernel gives /proc/self the process's effective user.
-    let me = fs::metadata("/proc/self").at("/proc/self")?.uid();
+    let me = effective_uid()?;
     let absolute = std::path::absolute(dest).at(dest)?;
     let mut existing = absolute.as_path();
     while fs::symlink_metadata(existing).is_err() {
