@@ -17,7 +17,8 @@ use crate::snapshot::{Entry, EntryKind, SnapshotId};
 /// What a path inside a snapshot names.
 #[derive(Clone, Debug)]
 pub enum Found {
-    /// The snapshot's root folder (its own metadata is not kept).
+    /// The snapshot's root folder (its own metadata, where kept, is the
+    /// one entry of the tree `SnapshotRecord::root` names).
     Root(ChunkId),
     /// An entry below it.
     Entry(Entry),
@@ -169,11 +170,6 @@ impl Repository {
             }));
             return Ok(());
         }
-        let options = glob::MatchOptions {
-            case_sensitive: true,
-            require_literal_separator: true,
-            require_literal_leading_dot: false,
-        };
         let mut here = Vec::new();
         for entry in self.read_tree(tree)?.entries {
             let name = String::from_utf8_lossy(&entry.name).into_owned();
@@ -183,7 +179,7 @@ impl Repository {
             } else {
                 name.as_str()
             };
-            if pattern.matches_with(subject, options) {
+            if pattern.matches_with(subject, crate::repo::globs::MATCH) {
                 here.push(Match {
                     path: path[base.len()..].to_string(),
                     entry: entry.clone(),

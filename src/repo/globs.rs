@@ -12,7 +12,7 @@ use glob::{MatchOptions, Pattern};
 use crate::error::{Error, Result};
 
 /// How globs match: `*`, `?` and `[...]` stay within one path component.
-const MATCH: MatchOptions = MatchOptions {
+pub(crate) const MATCH: MatchOptions = MatchOptions {
     case_sensitive: true,
     require_literal_separator: true,
     require_literal_leading_dot: false,

@@ -189,9 +189,11 @@ impl Tree {
             v.put_u32(owner.uid);
             v.put_u32(owner.gid);
             for name in [&owner.user, &owner.group] {
-                let name = &name.as_bytes()[..name.len().min(255)];
+                // No account name is that long; cutting one could split a
+                // character, so it is left out (the number stays).
+                let name = if name.len() > 255 { "" } else { name.as_str() };
                 v.put_u8(name.len() as u8);
-                v.extend_from_slice(name);
+                v.extend_from_slice(name.as_bytes());
             }
             v.put_u64(e.attrs.link);
             v.put_u16(e.attrs.xattrs.len() as u16);
@@ -365,6 +367,12 @@ mod tests {
             e.attrs.owner = Some(Owner::default());
         }
         assert_eq!(Tree::decode(&tree.encode(), "t").unwrap(), tree);
+        // A name too long for its length byte is left out, never cut.
+        let mut long = tree.clone();
+        long.entries[0].attrs.owner.as_mut().unwrap().user = "é".repeat(200);
+        let back = Tree::decode(&long.encode(), "t").unwrap();
+        assert_eq!(back.entries[0].attrs.owner.as_ref().unwrap().user, "");
+        assert_eq!(back.entries[0].attrs.owner.as_ref().unwrap().uid, 1000);
         // Attributes out of order are refused.
         tree.entries[0].attrs.xattrs.reverse();
         assert!(Tree::decode(&tree.encode(), "t").is_err());

@@ -171,6 +171,12 @@ impl Walker<'_> {
         Ok(Some(self.writer.store(&entry.encode(), ObjectKind::Tree)?))
     }
 
+    /// Whether the rules leave out `name` in the folder at `dir` (no path
+    /// is built when there are no rules).
+    fn excluded(&self, dir: &Path, name: &std::ffi::OsStr, meta: &Metadata) -> bool {
+        !self.exclude.is_empty() && self.exclude.reason(&dir.join(name), meta).is_some()
+    }
+
     fn own(&self, meta: &Metadata) -> bool {
         self.own.contains(&(meta.dev(), meta.ino()))
     }
@@ -203,7 +209,7 @@ impl Walker<'_> {
             // Asked of the open folder (fstatat), not by path: no lookup
             // of every parent again, and symlinks are not followed.
             match item.metadata() {
-                Ok(meta) if self.exclude.reason(&path.join(&name), &meta).is_some() => {
+                Ok(meta) if self.excluded(path, &name, &meta) => {
                     tally.summary.excluded += 1;
                 }
                 Ok(meta) => found.push((name, meta)),

@@ -25,6 +25,7 @@ use crate::repo::report::human_bytes;
 use crate::repo::writer::ObjectWriter;
 use crate::repo::{Progress, Repository};
 use crate::snapshot::record::{record_path, RECORD_VERSION};
+use crate::snapshot::tree::unsafe_name;
 use crate::snapshot::{Entry, EntryKind, SnapshotId, SnapshotRecord, Tree};
 use crate::store::record::ObjectKind;
 
@@ -178,10 +179,13 @@ impl Repository {
         opts: &IngestOptions,
         progress: &dyn Progress,
     ) -> Result<IngestOutcome> {
-        if name.is_empty() || name.contains('/') || name == "." || name == ".." {
+        if let Some(why) = unsafe_name(name.as_bytes()) {
+            return Err(Error::invalid("stdin name", format!("{name:?}: {why}")));
+        }
+        if u16::try_from(name.len()).is_err() {
             return Err(Error::invalid(
                 "stdin name",
-                format!("{name:?} is not a file name"),
+                format!("{} bytes is too long", name.len()),
             ));
         }
         let _storing = self.storing();
