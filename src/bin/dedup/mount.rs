@@ -11,7 +11,7 @@
 //!
 //! Everything is read on demand: a folder's tree when it is listed or
 //! looked in, a file's chunks when they are read (each checked against its
-//! id), the last chunk read of each file kept for the next read. The
+//! id), the last chunk read kept for the next read. The
 //! snapshots are those the repository held when it was mounted.
 
 use std::collections::HashMap;
@@ -62,8 +62,10 @@ struct Snapshots {
     uid: u32,
     gid: u32,
     mounted_at: SystemTime,
-    /// The last chunk read of each file: (inode, chunk index, bytes).
+    /// The last chunk read, of any file: (inode, chunk index, bytes).
     last_chunk: Option<(u64, usize, Vec<u8>)>,
+    /// Where each chunk of a file read so far starts, by inode.
+    starts: HashMap<u64, Vec<u64>>,
     /// Said on stderr once the kernel has the mount (none with --quiet).
     hello: Option<String>,
 }
@@ -80,6 +82,7 @@ impl Snapshots {
             gid: uzers::get_current_gid(),
             mounted_at: SystemTime::now(),
             last_chunk: None,
+            starts: HashMap::new(),
             hello: None,
         };
         let (mut ids, mut times) = (Vec::new(), Vec::new());
@@ -257,27 +260,41 @@ impl Snapshots {
         else {
             return Err(libc::EISDIR);
         };
-        let (chunks, len) = (chunks.clone(), *len);
-        let end = (offset + size as u64).min(len);
+        let end = (offset + size as u64).min(*len);
+        if offset >= end {
+            return Ok(Vec::new());
+        }
+        // Where each chunk starts, worked out on the file's first read:
+        // a read finds its first chunk by binary search.
+        let starts = self.starts.entry(ino).or_insert_with(|| {
+            let mut at = 0;
+            chunks
+                .iter()
+                .map(|(_, n)| {
+                    let start = at;
+                    at += u64::from(*n);
+                    start
+                })
+                .collect()
+        });
+        let first = starts
+            .partition_point(|&start| start <= offset)
+            .saturating_sub(1);
+        let wanted: Vec<(usize, ChunkId, u64, u32)> = (first..chunks.len())
+            .take_while(|&k| starts[k] < end)
+            .map(|k| (k, chunks[k].0, starts[k], chunks[k].1))
+            .collect();
         let mut out = Vec::with_capacity(end.saturating_sub(offset) as usize);
-        let mut at = 0u64;
-        for (k, (id, chunk_len)) in chunks.iter().enumerate() {
-            let next = at + u64::from(*chunk_len);
-            if next > offset && at < end {
-                let cached = matches!(&self.last_chunk, Some((i, c, _)) if *i == ino && *c == k);
-                if !cached {
-                    let bytes = self.repo.get(id).map_err(|_| libc::EIO)?;
-                    self.last_chunk = Some((ino, k, bytes));
-                }
-                let bytes = &self.last_chunk.as_ref().expect("just read").2;
-                let from = offset.saturating_sub(at) as usize;
-                let to = (end - at).min(u64::from(*chunk_len)) as usize;
-                out.extend_from_slice(&bytes[from..to]);
+        for (k, id, at, chunk_len) in wanted {
+            let cached = matches!(&self.last_chunk, Some((i, c, _)) if *i == ino && *c == k);
+            if !cached {
+                let bytes = self.repo.get(&id).map_err(|_| libc::EIO)?;
+                self.last_chunk = Some((ino, k, bytes));
             }
-            if next >= end {
-                break;
-            }
-            at = next;
+            let bytes = &self.last_chunk.as_ref().expect("just read").2;
+            let from = offset.saturating_sub(at) as usize;
+            let to = (end - at).min(u64::from(chunk_len)) as usize;
+            out.extend_from_slice(&bytes[from..to]);
         }
         Ok(out)
     }
