@@ -867,3 +867,22 @@ fn diff_lists_what_was_added_removed_and_changed_between_two_snapshots() {
     let same = json(dedup(&repo).args(["diff", "--json", &second, "latest"]));
     assert_eq!(same["changes"], serde_json::json!([]));
 }
+
+#[test]
+fn init_put_shard_and_repair_print_json_when_asked() {
+    let tmp = tempfile::tempdir().unwrap();
+    let repo = tmp.path().join("repo");
+    let created = json(dedup(&repo).args(["init", "--json", "--shards", "2"]));
+    assert_eq!(created["config"]["shards"].as_array().unwrap().len(), 2);
+    let blob = tmp.path().join("blob");
+    fs::write(&blob, b"twelve bytes").unwrap();
+    let put = json(dedup(&repo).args(["put", "--json"]).arg(&blob));
+    assert_eq!(put["bytes"], 12);
+    assert_eq!(put["id"], dedup::ChunkId::of(b"twelve bytes").to_hex());
+    let shards = json(dedup(&repo).args(["shard", "list", "--json"]));
+    assert_eq!(shards.as_array().unwrap().len(), 2);
+    let weighted = json(dedup(&repo).args(["shard", "--json", "set-weight", "1", "3"]));
+    assert_eq!(weighted, serde_json::json!({ "shard": 1, "weight": 3 }));
+    let repaired = json(dedup(&repo).args(["repair", "index", "--json"]));
+    assert_eq!(repaired["objects"], 1);
+}

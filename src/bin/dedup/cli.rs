@@ -516,18 +516,6 @@ impl KeepArgs {
 }
 
 impl Command {
-    /// `--json`, for the commands whose functions read it from the
-    /// context (the others take it as an argument).
-    pub fn json(&self) -> bool {
-        match self {
-            Command::Init(args) => args.json,
-            Command::Repair { json, .. }
-            | Command::Shard { json, .. }
-            | Command::Put { json, .. } => *json,
-            _ => false,
-        }
-    }
-
     /// The snapshot filter the command was given, if it takes one.
     pub fn filter(&self) -> dedup::snapshot::SnapshotFilter {
         match self {

@@ -32,8 +32,6 @@ pub struct Context {
     open: dedup::OpenOptions,
     /// The command's `--host`, `--tag` and `--path` (what `latest` means).
     pub(crate) filter: SnapshotFilter,
-    /// `--json`, for commands that read it from here.
-    json: bool,
 }
 
 impl Context {
@@ -52,7 +50,6 @@ impl Context {
                 ..Default::default()
             },
             filter: cli.command.filter(),
-            json: cli.command.json(),
         })
     }
 
@@ -195,6 +192,7 @@ impl Progress for Bar {
 
 /// `dedup init`.
 pub fn init(cx: &Context, args: InitArgs) -> Code {
+    let json = args.json;
     let chunker = match args.chunker {
         ChunkerMode::Fixed => {
             if args.avg_size.is_some() || args.min_size.is_some() || args.max_size.is_some() {
@@ -225,7 +223,7 @@ pub fn init(cx: &Context, args: InitArgs) -> Code {
     };
     let repo = Repository::init_with(&cx.repo, &opts, &cx.open)?;
     let config = repo.config();
-    if cx.json {
+    if json {
         print_json(&serde_json::json!({ "repository": repo.root(), "config": config }))?;
         return Ok(0);
     }
@@ -576,23 +574,23 @@ pub fn gc(cx: &Context, dry_run: bool, json: bool) -> Code {
 }
 
 /// `dedup repair index`: exit 1 when something could not be used as it was.
-pub fn repair_index(cx: &Context) -> Code {
+pub fn repair_index(cx: &Context, json: bool) -> Code {
     let (_repo, report) = Repository::repair_index_with(&cx.repo, &cx.open)?;
-    show(&report, cx.json)?;
+    show(&report, json)?;
     Ok(u8::from(!report.is_clean()))
 }
 
 /// `dedup repair packs`: exit 1 when something was dropped.
-pub fn repair_packs(cx: &Context) -> Code {
+pub fn repair_packs(cx: &Context, json: bool) -> Code {
     let report = cx.writer()?.repair_packs(&cx.bar("read packs"))?;
-    show(&report, cx.json)?;
+    show(&report, json)?;
     Ok(u8::from(!report.is_clean()))
 }
 
 /// `dedup shard list`.
-pub fn shard_list(cx: &Context) -> Code {
+pub fn shard_list(cx: &Context, json: bool) -> Code {
     let shards = cx.reader()?.report()?.shards;
-    if cx.json {
+    if json {
         print_json(&shards)?;
         return Ok(0);
     }
@@ -628,12 +626,13 @@ pub fn shard_add(
     location: &str,
     weight: u32,
     options: Vec<(String, String)>,
+    json: bool,
 ) -> Code {
     let mut repo = cx.writer()?;
     let id = repo.add_shard(location, weight, options.into_iter().collect())?;
     let shard = repo.config().shards.iter().find(|s| s.id == id);
     let shown = shard.map_or_else(|| location.to_string(), |s| s.location(repo.root()));
-    if cx.json {
+    if json {
         print_json(&serde_json::json!({ "shard": id.0, "location": shown, "weight": weight }))?;
         return Ok(0);
     }
@@ -645,9 +644,9 @@ pub fn shard_add(
 }
 
 /// `dedup shard set-weight`.
-pub fn shard_set_weight(cx: &Context, id: u32, weight: u32) -> Code {
+pub fn shard_set_weight(cx: &Context, id: u32, weight: u32, json: bool) -> Code {
     cx.writer()?.set_shard_weight(ShardId(id), weight)?;
-    if cx.json {
+    if json {
         print_json(&serde_json::json!({ "shard": id, "weight": weight }))?;
         return Ok(0);
     }
@@ -659,14 +658,14 @@ pub fn shard_set_weight(cx: &Context, id: u32, weight: u32) -> Code {
 }
 
 /// `dedup shard remove`.
-pub fn shard_remove(cx: &Context, id: u32, lost: bool) -> Code {
+pub fn shard_remove(cx: &Context, id: u32, lost: bool, json: bool) -> Code {
     if lost {
         let report = cx.writer()?.remove_lost_shard(ShardId(id))?;
-        show(&report, cx.json)?;
+        show(&report, json)?;
         return Ok(0);
     }
     let report = cx.writer()?.remove_shard(ShardId(id), &cx.bar("drain"))?;
-    if cx.json {
+    if json {
         print_json(&report)?;
         return Ok(0);
     }
@@ -696,7 +695,7 @@ pub fn rebalance(cx: &Context, dry_run: bool, json: bool) -> Code {
 }
 
 /// `dedup put FILE`: prints the blob's id.
-pub fn put(cx: &Context, file: &Path) -> Code {
+pub fn put(cx: &Context, file: &Path, json: bool) -> Code {
     let len = std::fs::metadata(file)
         .with_context(|| format!("reading {}", file.display()))?
         .len();
@@ -709,7 +708,7 @@ pub fn put(cx: &Context, file: &Path) -> Code {
     let repo = cx.shared_writer()?;
     let data = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
     let id = repo.put(&data)?;
-    if cx.json {
+    if json {
         print_json(&serde_json::json!({ "id": id, "bytes": data.len() }))?;
         return Ok(0);
     }

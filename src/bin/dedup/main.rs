@@ -77,24 +77,26 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Gc { dry_run, json } => commands::gc(&cx, dry_run, json),
         Command::Repair {
             what: RepairWhat::Index,
-            ..
-        } => commands::repair_index(&cx),
+            json,
+        } => commands::repair_index(&cx, json),
         Command::Repair {
             what: RepairWhat::Packs,
-            ..
-        } => commands::repair_packs(&cx),
-        Command::Shard { action, .. } => match action {
-            ShardAction::List => commands::shard_list(&cx),
+            json,
+        } => commands::repair_packs(&cx, json),
+        Command::Shard { action, json } => match action {
+            ShardAction::List => commands::shard_list(&cx, json),
             ShardAction::Add {
                 location,
                 weight,
                 options,
-            } => commands::shard_add(&cx, &location, weight, options),
-            ShardAction::SetWeight { id, weight } => commands::shard_set_weight(&cx, id, weight),
-            ShardAction::Remove { id, lost } => commands::shard_remove(&cx, id, lost),
+            } => commands::shard_add(&cx, &location, weight, options, json),
+            ShardAction::SetWeight { id, weight } => {
+                commands::shard_set_weight(&cx, id, weight, json)
+            }
+            ShardAction::Remove { id, lost } => commands::shard_remove(&cx, id, lost, json),
         },
         Command::Rebalance { dry_run, json } => commands::rebalance(&cx, dry_run, json),
-        Command::Put { file, .. } => commands::put(&cx, &file),
+        Command::Put { file, json } => commands::put(&cx, &file, json),
         Command::Get { id } => commands::get(&cx, &id),
     }
 }
