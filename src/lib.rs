@@ -30,6 +30,8 @@ pub mod chunker;
 mod codec;
 pub mod config;
 pub mod error;
+#[cfg(feature = "engine")]
+pub mod estimate;
 pub mod filecache;
 pub mod id;
 pub mod index;

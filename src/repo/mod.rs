@@ -29,6 +29,7 @@ mod repair;
 pub mod report;
 mod restore;
 mod shards;
+pub mod usage;
 mod verify;
 mod walk;
 mod writer;
@@ -43,6 +44,7 @@ pub use repair::{PackRepairReport, RepairReport};
 pub use report::{Report, ShardReport};
 pub use restore::{Overwrite, RestoreOptions, RestoreOutcome};
 pub use shards::{LostShard, RebalanceReport, ShardMoves};
+pub use usage::{DirReport, DirUsage, Explanation, SnapshotCost, Usage};
 pub use verify::{Problem, VerifyReport};
 
 use crate::bloom::Bloom;

@@ -86,6 +86,12 @@ pub struct Report {
     /// 0 is perfect; rebalancing after a shard change brings it back to
     /// what the ring's hashing gives (a few percent).
     pub shard_imbalance: f64,
+    /// Each snapshot's cost when taken and what it holds alone now, oldest
+    /// first (repository scope, `report --json`; see [`Usage::costs`]).
+    ///
+    /// [`Usage::costs`]: crate::repo::Usage::costs
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub snapshot_costs: Vec<crate::repo::SnapshotCost>,
 }
 
 /// See [`Report::shard_imbalance`].
@@ -100,7 +106,7 @@ fn imbalance(shards: &[ShardReport]) -> f64 {
         .fold(0.0, f64::max)
 }
 
-fn ratio(a: u64, b: u64) -> f64 {
+pub(crate) fn ratio(a: u64, b: u64) -> f64 {
     if b == 0 {
         if a == 0 {
             1.0
@@ -185,6 +191,7 @@ impl Repository {
             },
             shard_imbalance: imbalance(&shards),
             shards,
+            snapshot_costs: Vec::new(),
         })
     }
 
@@ -250,6 +257,7 @@ impl Repository {
             bloom: record.summary.bloom,
             shard_imbalance: imbalance(&shards),
             shards,
+            snapshot_costs: Vec::new(),
         })
     }
 }

@@ -45,6 +45,15 @@ pub enum CompressionArg {
     None,
 }
 
+impl From<CompressionArg> for dedup::Compression {
+    fn from(c: CompressionArg) -> Self {
+        match c {
+            CompressionArg::Zstd => dedup::Compression::Zstd,
+            CompressionArg::None => dedup::Compression::None,
+        }
+    }
+}
+
 #[derive(Subcommand)]
 pub enum ShardAction {
     /// Shards with their weight, chunks, bytes and share
@@ -99,6 +108,10 @@ pub enum Command {
     Snapshots {
         #[command(flatten)]
         filter: FilterArgs,
+        /// What each added when taken and holds alone now (what forgetting
+        /// it alone would free); reads every snapshot's trees
+        #[arg(long)]
+        sizes: bool,
         /// JSON output
         #[arg(long)]
         json: bool,
@@ -164,12 +177,39 @@ pub enum Command {
     Report {
         /// Snapshot id, prefix or `latest` (default: the whole repository)
         snapshot: Option<String>,
+        /// Where the snapshot's bytes went, folder by folder, costliest first
+        #[arg(long, requires = "snapshot")]
+        by_dir: bool,
+        /// With --by-dir: the deepest folders listed (0: the root alone)
+        #[arg(long, value_name = "N", default_value_t = 2, requires = "by_dir")]
+        depth: u32,
+        /// Also write the report as one self-contained HTML page with charts
+        #[arg(long, value_name = "FILE", conflicts_with_all = ["snapshot", "json"])]
+        html: Option<PathBuf>,
         /// JSON output
         #[arg(long)]
         json: bool,
         #[command(flatten)]
         filter: FilterArgs,
     },
+    /// Why a file of a snapshot dedups as it does: its chunks, new or
+    /// reused, and which other files and snapshots hold them
+    Explain {
+        /// SNAPSHOT:PATH
+        target: String,
+        /// Files listed per chunk, and similar files, at most
+        #[arg(long, value_name = "N", default_value_t = 5)]
+        limit: usize,
+        /// JSON output
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        filter: FilterArgs,
+    },
+    /// Which chunker suits some data: one read pass compares chunker
+    /// configurations (dedup, compression, index size, speed); writes
+    /// nothing
+    Estimate(EstimateArgs),
     /// Check snapshots, trees, index and packs (and, with --read-data, every byte)
     Verify {
         /// Re-read and re-hash every chunk
@@ -253,6 +293,44 @@ pub enum Command {
         /// Content id (64 hex digits)
         id: String,
     },
+}
+
+// What `estimate` reads and which chunkers it compares (a plain comment:
+// a doc comment would replace the command's help text).
+#[derive(Args)]
+pub struct EstimateArgs {
+    /// Folders or files to read
+    #[arg(required = true)]
+    pub paths: Vec<PathBuf>,
+    /// Configurations: MODE:SIZE[,SIZE...] for fastcdc (average size)
+    /// and fixed [default: fastcdc:4K,8K,16K,32K,64K,128K fixed:4K,64K]
+    #[arg(long, value_name = "MODE:SIZES", num_args = 1.., value_parser = parse_chunkers)]
+    pub chunkers: Vec<Vec<dedup::ChunkerConfig>>,
+    /// The compression a repository would use
+    #[arg(long, value_enum, default_value = "zstd")]
+    pub compression: CompressionArg,
+    /// Its zstd level
+    #[arg(long, default_value_t = dedup::DEFAULT_ZSTD_LEVEL, allow_negative_numbers = true)]
+    pub compression_level: i32,
+    /// JSON output
+    #[arg(long)]
+    pub json: bool,
+}
+
+impl EstimateArgs {
+    /// The library's options (the default configurations when none are given).
+    pub fn options(&self) -> dedup::estimate::EstimateOptions {
+        let chunkers = self.chunkers.concat();
+        dedup::estimate::EstimateOptions {
+            chunkers: if chunkers.is_empty() {
+                dedup::estimate::default_chunkers()
+            } else {
+                chunkers
+            },
+            compression: self.compression.into(),
+            zstd_level: self.compression_level,
+        }
+    }
 }
 
 // What `ingest` stores and how it labels it (a plain comment: a doc
@@ -348,6 +426,18 @@ impl RestoreArgs {
 }
 
 impl IngestArgs {
+    /// What to read: the paths, or standard input under its name.
+    pub fn source(&self) -> anyhow::Result<crate::commands::Source<'_>> {
+        if self.stdin_name.is_some() && !self.stdin {
+            anyhow::bail!("--stdin-name names what --stdin stores; give --stdin too");
+        }
+        Ok(if self.stdin {
+            crate::commands::Source::Stdin(self.stdin_name.as_deref().unwrap_or("stdin"))
+        } else {
+            crate::commands::Source::Paths(&self.paths)
+        })
+    }
+
     /// The library's options; a bad exclusion is an error.
     pub fn options(&self) -> dedup::Result<dedup::IngestOptions> {
         Ok(dedup::IngestOptions {
@@ -526,6 +616,7 @@ impl Command {
             | Command::Diff { filter, .. }
             | Command::Cat { filter, .. }
             | Command::Report { filter, .. }
+            | Command::Explain { filter, .. }
             | Command::Forget { filter, .. } => filter.filter(),
             _ => dedup::snapshot::SnapshotFilter::default(),
         }
@@ -612,6 +703,27 @@ pub fn parse_size64(s: &str) -> Result<u64, String> {
     };
     n.checked_mul(mult)
         .ok_or_else(|| format!("{s} is too large"))
+}
+
+/// Parses `fastcdc:4K,64K` or `fixed:4K`: a mode and one or more sizes
+/// (FastCDC's average; min and max at a quarter and four times it).
+pub fn parse_chunkers(s: &str) -> Result<Vec<dedup::ChunkerConfig>, String> {
+    let (mode, sizes) = s
+        .split_once(':')
+        .ok_or_else(|| format!("{s:?} is not MODE:SIZES, like fastcdc:16K,64K or fixed:4K"))?;
+    let make: fn(u32) -> dedup::ChunkerConfig = match mode {
+        "fastcdc" => dedup::ChunkerConfig::fastcdc,
+        "fixed" => |size| dedup::ChunkerConfig::fixed(Some(size)),
+        other => return Err(format!("unknown chunker {other:?} (use fastcdc or fixed)")),
+    };
+    sizes
+        .split(',')
+        .map(|size| {
+            let c = make(parse_size(size)?);
+            c.validate().map_err(|e| e.to_string())?;
+            Ok(c)
+        })
+        .collect()
 }
 
 /// Parses `10%` or `10` as 0.10.

@@ -104,7 +104,7 @@ impl Context {
         }
     }
 
-    fn bar(&self, verb: &str) -> Bar {
+    pub(crate) fn bar(&self, verb: &str) -> Bar {
         Bar::new(self.quiet, verb)
     }
 }
@@ -116,7 +116,10 @@ fn default_repo() -> anyhow::Result<PathBuf> {
 }
 
 /// Prints `value` as pretty JSON, or as its `Display`.
-fn show(value: &(impl serde::Serialize + std::fmt::Display), json: bool) -> anyhow::Result<()> {
+pub(crate) fn show(
+    value: &(impl serde::Serialize + std::fmt::Display),
+    json: bool,
+) -> anyhow::Result<()> {
     if json {
         print_json(value)
     } else {
@@ -125,7 +128,7 @@ fn show(value: &(impl serde::Serialize + std::fmt::Display), json: bool) -> anyh
     }
 }
 
-fn print_json(value: &impl serde::Serialize) -> anyhow::Result<()> {
+pub(crate) fn print_json(value: &impl serde::Serialize) -> anyhow::Result<()> {
     let mut out = std::io::stdout().lock();
     serde_json::to_writer_pretty(&mut out, value)?;
     writeln!(out)?;
@@ -134,7 +137,7 @@ fn print_json(value: &impl serde::Serialize) -> anyhow::Result<()> {
 
 /// Progress on stderr: a bar when stderr is a terminal, warnings always
 /// (unless `--quiet`).
-struct Bar {
+pub(crate) struct Bar {
     bar: Option<ProgressBar>,
     quiet: bool,
 }
@@ -290,27 +293,43 @@ pub fn ingest(cx: &Context, from: &Source, json: bool, opts: &dedup::IngestOptio
     Ok(1)
 }
 
-/// `dedup snapshots`: a table, oldest first.
-pub fn snapshots(cx: &Context, json: bool) -> Code {
-    let snaps = cx.reader()?.snapshots_matching(&cx.filter)?;
+/// `dedup snapshots`: a table, oldest first; with `sizes`, what each
+/// holds alone too.
+pub fn snapshots(cx: &Context, sizes: bool, json: bool) -> Code {
+    let repo = cx.reader()?;
+    let snaps = repo.snapshots_matching(&cx.filter)?;
+    let costs: std::collections::HashMap<dedup::SnapshotId, dedup::repo::SnapshotCost> = if sizes {
+        let usage = repo.usage()?;
+        usage.costs().into_iter().map(|c| (c.id, c)).collect()
+    } else {
+        std::collections::HashMap::default()
+    };
     if json {
         let list: Vec<_> = snaps
             .iter()
-            .map(|(id, r)| serde_json::json!({ "id": id, "record": r }))
+            .map(|(id, r)| match costs.get(id) {
+                Some(cost) => serde_json::json!({ "id": id, "record": r, "cost": cost }),
+                None => serde_json::json!({ "id": id, "record": r }),
+            })
             .collect();
         print_json(&list)?;
         return Ok(0);
     }
     let mut out = std::io::stdout().lock();
+    let alone = if sizes { "  exclusive" } else { "" };
     writeln!(
         out,
-        "{:<16}  {:<20}  {:<12}  {:<12}  {:>10}  {:>10}  paths",
-        "id", "time", "host", "tags", "size", "new"
+        "{:<16}  {:<20}  {:<12}  {:<12}  {:>10}  {:>10}{alone}  paths",
+        "id", "time", "host", "tags", "size", "added"
     )?;
     for (id, r) in &snaps {
+        let alone = costs
+            .get(id)
+            .map(|c| format!("  {:>9}", human_bytes(c.exclusive_stored_bytes)))
+            .unwrap_or_default();
         writeln!(
             out,
-            "{:<16}  {:<20}  {:<12}  {:<12}  {:>10}  {:>10}  {}",
+            "{:<16}  {:<20}  {:<12}  {:<12}  {:>10}  {:>10}{alone}  {}",
             &id.to_hex()[..16],
             r.time,
             r.hostname,
@@ -318,6 +337,13 @@ pub fn snapshots(cx: &Context, json: bool) -> Code {
             human_bytes(r.summary.logical_bytes),
             human_bytes(r.summary.new_stored_bytes),
             r.paths.join(" ")
+        )?;
+    }
+    if sizes {
+        writeln!(
+            out,
+            "added: stored on disk by its ingest; exclusive: on disk, held by no other snapshot \
+             (what forget of it alone, then gc, would free)"
         )?;
     }
     Ok(0)
@@ -396,17 +422,6 @@ pub fn restore(
         eprintln!("  {f}");
     }
     Ok(1)
-}
-
-/// `dedup report [SNAPSHOT]`.
-pub fn report(cx: &Context, snapshot: Option<&str>, json: bool) -> Code {
-    let repo = cx.reader()?;
-    let report = match snapshot {
-        Some(s) => repo.snapshot_report(&cx.resolve(&repo, s)?.0)?,
-        None => repo.report()?,
-    };
-    show(&report, json)?;
-    Ok(0)
 }
 
 /// `dedup verify`: exit 1 when something is wrong.

@@ -2,9 +2,11 @@
 //! command (`commands.rs`), and map errors to exit codes (0 ok, 1 problems
 //! found, 2 error). Everything else is library code.
 
+mod analyze;
 mod browse;
 mod cli;
 mod commands;
+mod html;
 mod mount;
 
 use std::process::ExitCode;
@@ -20,17 +22,9 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
     match cli.command {
         Command::Init(args) => commands::init(&cx, args),
         Command::Ingest(args) => {
-            if args.stdin_name.is_some() && !args.stdin {
-                anyhow::bail!("--stdin-name names what --stdin stores; give --stdin too");
-            }
-            let from = if args.stdin {
-                commands::Source::Stdin(args.stdin_name.as_deref().unwrap_or("stdin"))
-            } else {
-                commands::Source::Paths(&args.paths)
-            };
-            commands::ingest(&cx, &from, args.json, &args.options()?)
+            commands::ingest(&cx, &args.source()?, args.json, &args.options()?)
         }
-        Command::Snapshots { json, .. } => commands::snapshots(&cx, json),
+        Command::Snapshots { sizes, json, .. } => commands::snapshots(&cx, sizes, json),
         Command::Restore(args) => {
             commands::restore(&cx, &args.snapshot, &args.dest, &args.options()?, args.json)
         }
@@ -50,7 +44,27 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
             json,
             ..
         } => browse::find(&cx, &pattern, &snapshots, json),
-        Command::Report { snapshot, json, .. } => commands::report(&cx, snapshot.as_deref(), json),
+        Command::Report {
+            snapshot,
+            by_dir,
+            depth,
+            html,
+            json,
+            ..
+        } => analyze::report(
+            &cx,
+            snapshot.as_deref(),
+            by_dir.then_some(depth),
+            html.as_deref(),
+            json,
+        ),
+        Command::Explain {
+            target,
+            limit,
+            json,
+            ..
+        } => analyze::explain(&cx, &target, limit, json),
+        Command::Estimate(args) => analyze::estimate(&cx, &args.paths, &args.options(), args.json),
         Command::Verify {
             read_data,
             read_data_subset,

@@ -1,0 +1,527 @@
+//! `dedup estimate`: which chunker suits some data, before a repository is
+//! made for it.
+//!
+//! One read pass over the files; every block read is handed to every
+//! chunker configuration at once (one configuration a core, through
+//! rayon), each cutting, hashing and counting its distinct chunks as an
+//! ingest into an empty repository would, and compressing a sample of its
+//! new chunks with the repository's codec. Nothing is written anywhere.
+//!
+//! Each configuration keeps, between blocks, the bytes after its last
+//! certain cut: a content-defined cut depends only on where the previous
+//! one was, so cutting `carry ‖ block` gives the cuts a whole-file pass
+//! gives (see [`ChunkerConfig::cut_parallel`]).
+
+use std::collections::HashMap;
+use std::fs;
+use std::io::Read;
+use std::path::PathBuf;
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use rayon::prelude::*;
+use serde::Serialize;
+
+use crate::bloom::Bloom;
+use crate::chunker::ChunkerConfig;
+use crate::config::Compression;
+use crate::error::{Error, Result};
+use crate::id::ChunkId;
+use crate::index::Location;
+use crate::repo::Progress;
+use crate::store::pack::ENTRY_SIZE;
+use crate::store::record::{self, ObjectKind};
+
+/// Bytes read from a file at a time.
+const BLOCK: usize = 8 << 20;
+/// One new chunk in this many (by id) is compressed to estimate the
+/// compression ratio; below [`SAMPLE_FLOOR`] sampled bytes, every one is.
+const SAMPLE_EVERY: u8 = 8;
+const SAMPLE_FLOOR: u64 = 4 << 20;
+/// Bytes one chunk costs in the index: its id (the key) and location.
+pub const INDEX_ENTRY_BYTES: u64 = 32 + Location::ENCODED_LEN as u64;
+/// Bytes one chunk reference costs in a tree (id and length).
+const TREE_REF_BYTES: u64 = 32 + 4;
+/// Bytes a chunk costs in a pack beyond its data: record header and
+/// trailer entry.
+const PACK_OVERHEAD: u64 = record::HEADER + ENTRY_SIZE as u64;
+const TIB: f64 = (1u64 << 40) as f64;
+/// Configurations whose total cost is within this share of the cheapest
+/// count as equally cheap; the one with the largest chunks among them is
+/// recommended (fewer chunks: a smaller index and filter, faster ingest).
+const TIE: f64 = 0.01;
+
+/// What to estimate.
+#[derive(Clone, Debug)]
+pub struct EstimateOptions {
+    /// The configurations to compare.
+    pub chunkers: Vec<ChunkerConfig>,
+    /// The codec the repository would use.
+    pub compression: Compression,
+    /// Its zstd level.
+    pub zstd_level: i32,
+}
+
+/// The configurations `estimate` compares when none are given.
+pub fn default_chunkers() -> Vec<ChunkerConfig> {
+    let k = |n: u32| n * 1024;
+    [4, 8, 16, 32, 64, 128]
+        .into_iter()
+        .map(|n| ChunkerConfig::fastcdc(k(n)))
+        .chain(
+            [4, 64]
+                .into_iter()
+                .map(|n| ChunkerConfig::fixed(Some(k(n)))),
+        )
+        .collect()
+}
+
+/// A short name: `fastcdc:64K` (min and max at their defaults), `fixed:4K`.
+pub fn label(c: &ChunkerConfig) -> String {
+    let size = |n: u32| {
+        if n.is_multiple_of(1 << 20) {
+            format!("{}M", n >> 20)
+        } else if n.is_multiple_of(1024) {
+            format!("{}K", n >> 10)
+        } else {
+            n.to_string()
+        }
+    };
+    match *c {
+        ChunkerConfig::Fixed { size: s } => format!("fixed:{}", size(s)),
+        ChunkerConfig::FastCdc { min, avg, max } if min == avg / 4 && max == avg * 4 => {
+            format!("fastcdc:{}", size(avg))
+        }
+        ChunkerConfig::FastCdc { min, avg, max } => {
+            format!("fastcdc:{}/{}/{}", size(min), size(avg), size(max))
+        }
+    }
+}
+
+/// What one configuration would store.
+#[derive(Clone, Debug, Serialize)]
+pub struct ChunkerEstimate {
+    /// `fastcdc:64K`, `fixed:4K`.
+    pub label: String,
+    /// The configuration.
+    pub chunker: ChunkerConfig,
+    /// Chunk references (with repeats).
+    pub chunks: u64,
+    /// Distinct chunks.
+    pub unique_chunks: u64,
+    /// Their bytes.
+    pub unique_bytes: u64,
+    /// `logical / unique_bytes`: what deduplication saves.
+    pub dedup_ratio: f64,
+    /// `raw / compressed` over the sample of new chunks.
+    pub compression_ratio: f64,
+    /// Bytes the sample's ratio puts on disk, pack overheads included.
+    pub stored_bytes: u64,
+    /// `logical / stored_bytes`.
+    pub total_ratio: f64,
+    /// Bytes of index entries for the distinct chunks.
+    pub index_bytes: u64,
+    /// The same for a TiB of data like this one.
+    pub index_bytes_per_tib: u64,
+    /// Bytes of a Bloom filter holding the distinct chunks.
+    pub bloom_bytes: u64,
+    /// The same for a TiB of data like this one.
+    pub bloom_bytes_per_tib: u64,
+    /// Bytes the trees' chunk lists take.
+    pub tree_bytes: u64,
+    /// Stored, index and tree bytes together: what the recommendation weighs.
+    pub total_cost: u64,
+    /// Seconds one core spent cutting, hashing and counting.
+    pub seconds: f64,
+    /// Bytes a second one core cut and hashed: the ceiling of an ingest's
+    /// speed a core with this configuration.
+    pub bytes_per_second: f64,
+}
+
+/// `dedup estimate`'s answer.
+#[derive(Clone, Debug, Serialize)]
+pub struct Estimate {
+    /// The paths read.
+    pub paths: Vec<String>,
+    /// Regular files read.
+    pub files: u64,
+    /// Their bytes.
+    pub logical_bytes: u64,
+    /// Files that could not be read, with why (left out).
+    pub skipped: Vec<String>,
+    /// Wall-clock seconds of the whole pass.
+    pub seconds: f64,
+    /// One result per configuration, in the order asked.
+    pub configurations: Vec<ChunkerEstimate>,
+    /// The label of the configuration recommended.
+    pub recommended: String,
+    /// Why.
+    pub reason: String,
+}
+
+/// One configuration's running state.
+struct Counter {
+    chunker: ChunkerConfig,
+    compression: Compression,
+    level: i32,
+    carry: Vec<u8>,
+    seen: HashMap<ChunkId, u32>,
+    refs: u64,
+    sampled_raw: u64,
+    sampled_stored: u64,
+    busy: Duration,
+}
+
+impl Counter {
+    /// Cuts `carry ‖ block` (the end of a file when `eof`) and counts.
+    fn feed(&mut self, block: &[u8], eof: bool) {
+        let started = Instant::now();
+        let mut data = std::mem::take(&mut self.carry);
+        data.extend_from_slice(block);
+        let lengths = self.chunker.cut_parallel(&data, eof, 1);
+        let mut at = 0;
+        for len in lengths {
+            let chunk = &data[at..at + len];
+            at += len;
+            let id = ChunkId::of(chunk);
+            self.refs += 1;
+            if self.seen.insert(id, len as u32).is_none()
+                && (id.as_bytes()[0].is_multiple_of(SAMPLE_EVERY)
+                    || self.sampled_raw < SAMPLE_FLOOR)
+            {
+                let (_, stored) =
+                    record::seal(chunk, ObjectKind::Data, self.compression, self.level);
+                self.sampled_raw += len as u64;
+                self.sampled_stored += stored.len() as u64;
+            }
+        }
+        data.drain(..at);
+        self.carry = data;
+        self.busy += started.elapsed();
+    }
+
+    fn finish(self, logical: u64) -> ChunkerEstimate {
+        let unique_chunks = self.seen.len() as u64;
+        let unique_bytes: u64 = self.seen.values().map(|&l| u64::from(l)).sum();
+        let compression_ratio = if self.sampled_stored == 0 {
+            1.0
+        } else {
+            self.sampled_raw as f64 / self.sampled_stored as f64
+        };
+        let stored_bytes =
+            (unique_bytes as f64 / compression_ratio) as u64 + unique_chunks * PACK_OVERHEAD;
+        let mut bloom = Bloom::new(unique_chunks);
+        for id in self.seen.keys() {
+            bloom.insert(id);
+        }
+        let bloom_bytes = bloom.encode(0).len() as u64;
+        let index_bytes = unique_chunks * INDEX_ENTRY_BYTES;
+        let per_tib = |bytes: u64| {
+            if logical == 0 {
+                0
+            } else {
+                (bytes as f64 * TIB / logical as f64) as u64
+            }
+        };
+        let tree_bytes = self.refs * TREE_REF_BYTES;
+        let seconds = self.busy.as_secs_f64();
+        ChunkerEstimate {
+            label: label(&self.chunker),
+            chunker: self.chunker,
+            chunks: self.refs,
+            unique_chunks,
+            unique_bytes,
+            dedup_ratio: ratio(logical, unique_bytes),
+            compression_ratio,
+            stored_bytes,
+            total_ratio: ratio(logical, stored_bytes),
+            index_bytes,
+            index_bytes_per_tib: per_tib(index_bytes),
+            bloom_bytes,
+            bloom_bytes_per_tib: per_tib(bloom_bytes),
+            tree_bytes,
+            total_cost: stored_bytes + index_bytes + tree_bytes,
+            seconds,
+            bytes_per_second: if seconds > 0.0 {
+                logical as f64 / seconds
+            } else {
+                0.0
+            },
+        }
+    }
+}
+
+fn ratio(a: u64, b: u64) -> f64 {
+    if b == 0 {
+        1.0
+    } else {
+        a as f64 / b as f64
+    }
+}
+
+/// The regular files under `paths`, in name order; symbolic links are not
+/// followed. A path that cannot be read at all is an error; an unreadable
+/// entry below one is noted in `skipped`.
+fn files_under(paths: &[PathBuf], skipped: &mut Vec<String>) -> Result<Vec<(PathBuf, u64)>> {
+    let mut out = Vec::new();
+    for path in paths {
+        let meta = fs::symlink_metadata(path).map_err(|e| Error::io(path, e))?;
+        let mut stack = vec![(path.clone(), meta)];
+        while let Some((p, meta)) = stack.pop() {
+            if meta.is_file() {
+                out.push((p, meta.len()));
+            } else if meta.is_dir() {
+                let listing = match fs::read_dir(&p) {
+                    Ok(l) => l,
+                    Err(e) if p == *path => return Err(Error::io(&p, e)),
+                    Err(e) => {
+                        skipped.push(format!("{}: {e}", p.display()));
+                        continue;
+                    }
+                };
+                let mut entries: Vec<_> = listing
+                    .filter_map(|e| match e.and_then(|e| Ok((e.path(), e.metadata()?))) {
+                        Ok(pm) => Some(pm),
+                        Err(e) => {
+                            skipped.push(format!("{}: {e}", p.display()));
+                            None
+                        }
+                    })
+                    .collect();
+                entries.sort_by(|a, b| b.0.cmp(&a.0));
+                stack.extend(entries);
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Reads every file under `paths` once and estimates what each of
+/// `opts.chunkers` would store.
+pub fn estimate(
+    paths: &[PathBuf],
+    opts: &EstimateOptions,
+    progress: &dyn Progress,
+) -> Result<Estimate> {
+    if opts.chunkers.is_empty() {
+        return Err(Error::invalid("chunkers", "none given".to_string()));
+    }
+    for c in &opts.chunkers {
+        c.validate()?;
+    }
+    let started = Instant::now();
+    let mut skipped = Vec::new();
+    let files = files_under(paths, &mut skipped)?;
+    progress.set_total(files.iter().map(|f| f.1).sum());
+    let mut counters: Vec<Counter> = opts
+        .chunkers
+        .iter()
+        .map(|&chunker| Counter {
+            chunker,
+            compression: opts.compression,
+            level: opts.zstd_level,
+            carry: Vec::new(),
+            seen: HashMap::new(),
+            refs: 0,
+            sampled_raw: 0,
+            sampled_stored: 0,
+            busy: Duration::ZERO,
+        })
+        .collect();
+    // A reader thread keeps the next blocks coming while the counters cut
+    // the current one.
+    let (tx, rx) = mpsc::sync_channel::<Block>(2);
+    let (mut read_files, mut logical) = (0u64, 0u64);
+    std::thread::scope(|scope| {
+        let reader = scope.spawn(move || read_all(&files, &tx));
+        for block in rx {
+            match block {
+                Block::Data { bytes, eof } => {
+                    logical += bytes.len() as u64;
+                    counters.par_iter_mut().for_each(|c| c.feed(&bytes, eof));
+                    progress.advance(bytes.len() as u64);
+                    if eof {
+                        read_files += 1;
+                    }
+                }
+                Block::Failed { path, reason } => {
+                    // A read that fails part way (rare): what was fed of
+                    // the file stays counted; its unfinished chunk is dropped.
+                    for c in &mut counters {
+                        c.carry.clear();
+                    }
+                    let line = format!("{}: {reason}", path.display());
+                    progress.warn(&line);
+                    skipped.push(line);
+                }
+            }
+        }
+        reader.join().expect("the reader thread does not panic");
+    });
+    let configurations: Vec<ChunkerEstimate> = counters
+        .into_par_iter()
+        .map(|c| c.finish(logical))
+        .collect();
+    let (recommended, reason) = recommend(&configurations);
+    Ok(Estimate {
+        paths: paths.iter().map(|p| p.display().to_string()).collect(),
+        files: read_files,
+        logical_bytes: logical,
+        skipped,
+        seconds: started.elapsed().as_secs_f64(),
+        recommended: configurations[recommended].label.clone(),
+        reason,
+        configurations,
+    })
+}
+
+enum Block {
+    Data { bytes: Vec<u8>, eof: bool },
+    Failed { path: PathBuf, reason: String },
+}
+
+/// Sends every file's bytes a block at a time; an empty file is one empty
+/// block with `eof`.
+fn read_all(files: &[(PathBuf, u64)], tx: &mpsc::SyncSender<Block>) {
+    for (path, _) in files {
+        let mut file = match fs::File::open(path) {
+            Ok(f) => f,
+            Err(e) => {
+                let _ = tx.send(Block::Failed {
+                    path: path.clone(),
+                    reason: e.to_string(),
+                });
+                continue;
+            }
+        };
+        loop {
+            let mut bytes = Vec::with_capacity(BLOCK);
+            match (&mut file).take(BLOCK as u64).read_to_end(&mut bytes) {
+                Ok(n) => {
+                    let eof = n < BLOCK;
+                    if tx.send(Block::Data { bytes, eof }).is_err() {
+                        return;
+                    }
+                    if eof {
+                        break;
+                    }
+                }
+                Err(e) => {
+                    let _ = tx.send(Block::Failed {
+                        path: path.clone(),
+                        reason: e.to_string(),
+                    });
+                    break;
+                }
+            }
+        }
+    }
+}
+
+/// The configuration to recommend, and why: the cheapest in stored,
+/// index and tree bytes, or, among those within [`TIE`] of it, the one
+/// with the largest chunks.
+fn recommend(all: &[ChunkerEstimate]) -> (usize, String) {
+    let cheapest = (0..all.len())
+        .min_by_key(|&i| all[i].total_cost)
+        .expect("at least one configuration");
+    let best_cost = all[cheapest].total_cost as f64;
+    let avg = |c: &ChunkerEstimate| c.unique_bytes as f64 / c.unique_chunks.max(1) as f64;
+    let chosen = (0..all.len())
+        .filter(|&i| all[i].total_cost as f64 <= best_cost * (1.0 + TIE))
+        .max_by(|&a, &b| avg(&all[a]).total_cmp(&avg(&all[b])).then(b.cmp(&a)))
+        .unwrap_or(cheapest);
+    let c = &all[chosen];
+    let human = crate::repo::report::human_bytes;
+    let reason = if chosen == cheapest {
+        let runner = (0..all.len())
+            .filter(|&i| i != chosen)
+            .min_by_key(|&i| all[i].total_cost);
+        match runner {
+            Some(r) => format!(
+                "it stores the least ({} on disk, index and trees included, dedup {:.2}x), \
+                 {:.1}% less than the next best, {} ({})",
+                human(c.total_cost),
+                c.dedup_ratio,
+                (1.0 - c.total_cost as f64 / all[r].total_cost as f64) * 100.0,
+                all[r].label,
+                human(all[r].total_cost)
+            ),
+            None => format!(
+                "the only configuration asked for ({} on disk, dedup {:.2}x)",
+                human(c.total_cost),
+                c.dedup_ratio
+            ),
+        }
+    } else {
+        let b = &all[cheapest];
+        format!(
+            "it stores within {:.1}% of the least ({} against {}'s {}) with {:.1}x fewer \
+             chunks: an index of {} instead of {} per TiB, and a faster ingest",
+            (c.total_cost as f64 / b.total_cost as f64 - 1.0) * 100.0,
+            human(c.total_cost),
+            b.label,
+            human(b.total_cost),
+            b.unique_chunks as f64 / c.unique_chunks.max(1) as f64,
+            human(c.index_bytes_per_tib),
+            human(b.index_bytes_per_tib)
+        )
+    };
+    (chosen, reason)
+}
+
+impl std::fmt::Display for Estimate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let human = crate::repo::report::human_bytes;
+        writeln!(
+            f,
+            "read {} files, {} in {:.1} s{}",
+            self.files,
+            human(self.logical_bytes),
+            self.seconds,
+            if self.skipped.is_empty() {
+                String::new()
+            } else {
+                format!(" ({} skipped)", self.skipped.len())
+            }
+        )?;
+        writeln!(
+            f,
+            "{:<14} {:>9} {:>7} {:>6} {:>10} {:>10} {:>11} {:>11} {:>10}",
+            "chunker",
+            "chunks",
+            "dedup",
+            "zstd",
+            "stored",
+            "index",
+            "index/TiB",
+            "bloom/TiB",
+            "speed"
+        )?;
+        for c in &self.configurations {
+            writeln!(
+                f,
+                "{:<14} {:>9} {:>6.2}x {:>5.2}x {:>10} {:>10} {:>11} {:>11} {:>8}/s{}",
+                c.label,
+                c.unique_chunks,
+                c.dedup_ratio,
+                c.compression_ratio,
+                human(c.stored_bytes),
+                human(c.index_bytes),
+                human(c.index_bytes_per_tib),
+                human(c.bloom_bytes_per_tib),
+                human(c.bytes_per_second as u64),
+                if c.label == self.recommended {
+                    "  <"
+                } else {
+                    ""
+                }
+            )?;
+        }
+        writeln!(f, "recommended: {}: {}", self.recommended, self.reason)?;
+        writeln!(
+            f,
+            "(speed: one core cutting and hashing; dedup init --chunker and --avg-size/--size set it)"
+        )
+    }
+}
