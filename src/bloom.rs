@@ -168,6 +168,26 @@ fn grown_size(estimated: u64, i: u16) -> (u64, u64) {
     (slices.saturating_mul(slice_bits).div_ceil(8), slices)
 }
 
+/// Bytes of bit field a filter made by [`Bloom::new`]`(ids)` has once it
+/// holds `ids` ids: one filter, or for more than it was sized for (past
+/// its ceiling), the filters it grew.
+pub fn memory_for(ids: u64) -> u64 {
+    let estimated = ids.clamp(MIN_EXPECTED, MAX_EXPECTED);
+    let (mut bytes, mut capacity) = (0u64, 0u64);
+    for i in 0..MAX_FILTERS as u16 {
+        bytes = bytes.saturating_add(grown_size(estimated, i).0);
+        capacity = capacity.saturating_add(
+            GROWTH_FACTOR
+                .saturating_pow(i.into())
+                .saturating_mul(estimated),
+        );
+        if capacity >= ids {
+            break;
+        }
+    }
+    bytes
+}
+
 /// Filters a saved Bloom file may hold: each growth doubles the capacity,
 /// so a real file never has more than a few.
 const MAX_FILTERS: usize = 16;
@@ -190,6 +210,23 @@ fn checksum(stamp: u64, payload: &[u8]) -> [u8; 32] {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn memory_for_is_the_size_of_a_real_filter() {
+        for n in [1_000u64, 150_000, 400_000] {
+            let mut b = Bloom::new(n);
+            for i in 0..n {
+                b.insert(&ChunkId::of(&i.to_le_bytes()));
+            }
+            let encoded = b.encode(0).len() as u64;
+            let computed = memory_for(n);
+            // The encoding adds a header and a few fields per filter.
+            assert!(
+                computed <= encoded && encoded - computed < 200,
+                "{n}: {computed} vs {encoded}"
+            );
+        }
+    }
 
     #[test]
     fn a_crafted_filter_that_would_panic_lookups_is_refused() {

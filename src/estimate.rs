@@ -4,31 +4,36 @@
 //! One read pass over the files; every block read is handed to every
 //! chunker configuration at once (one configuration a core, through
 //! rayon), each cutting, hashing and counting its distinct chunks as an
-//! ingest into an empty repository would, and compressing a sample of its
-//! new chunks with the repository's codec. Nothing is written anywhere.
+//! ingest into an empty repository would, compressing a sample of its new
+//! chunks with the repository's codec, and encoding each folder's tree as
+//! ingest would (trees list every chunk: small chunks make large trees).
+//! Nothing is written anywhere.
 //!
 //! Each configuration keeps, between blocks, the bytes after its last
 //! certain cut: a content-defined cut depends only on where the previous
 //! one was, so cutting `carry ‖ block` gives the cuts a whole-file pass
 //! gives (see [`ChunkerConfig::cut_parallel`]).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fs;
 use std::io::Read;
-use std::path::PathBuf;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use rayon::prelude::*;
 use serde::Serialize;
 
-use crate::bloom::Bloom;
+use crate::bloom;
 use crate::chunker::ChunkerConfig;
 use crate::config::Compression;
 use crate::error::{Error, Result};
 use crate::id::ChunkId;
 use crate::index::Location;
 use crate::repo::Progress;
+use crate::snapshot::{Attrs, Entry, EntryKind, Tree};
 use crate::store::pack::ENTRY_SIZE;
 use crate::store::record::{self, ObjectKind};
 
@@ -40,8 +45,6 @@ const SAMPLE_EVERY: u8 = 8;
 const SAMPLE_FLOOR: u64 = 4 << 20;
 /// Bytes one chunk costs in the index: its id (the key) and location.
 pub const INDEX_ENTRY_BYTES: u64 = 32 + Location::ENCODED_LEN as u64;
-/// Bytes one chunk reference costs in a tree (id and length).
-const TREE_REF_BYTES: u64 = 32 + 4;
 /// Bytes a chunk costs in a pack beyond its data: record header and
 /// trailer entry.
 const PACK_OVERHEAD: u64 = record::HEADER + ENTRY_SIZE as u64;
@@ -115,21 +118,24 @@ pub struct ChunkerEstimate {
     pub dedup_ratio: f64,
     /// `raw / compressed` over the sample of new chunks.
     pub compression_ratio: f64,
-    /// Bytes the sample's ratio puts on disk, pack overheads included.
+    /// Bytes on disk: the data as the sample's ratio compresses it, the
+    /// trees as ingest would write them, pack overheads included.
     pub stored_bytes: u64,
     /// `logical / stored_bytes`.
     pub total_ratio: f64,
-    /// Bytes of index entries for the distinct chunks.
+    /// Bytes of index entries for the distinct chunks and trees.
     pub index_bytes: u64,
     /// The same for a TiB of data like this one.
     pub index_bytes_per_tib: u64,
-    /// Bytes of a Bloom filter holding the distinct chunks.
+    /// Bytes of the Bloom filter a repository of this data would keep in
+    /// memory (it has a floor: a filter is sized for 100 000 chunks at least).
     pub bloom_bytes: u64,
     /// The same for a TiB of data like this one.
     pub bloom_bytes_per_tib: u64,
-    /// Bytes the trees' chunk lists take.
+    /// Of `stored_bytes`, the distinct trees' (folder listings, which
+    /// name every chunk of every file: more chunks, larger trees).
     pub tree_bytes: u64,
-    /// Stored, index and tree bytes together: what the recommendation weighs.
+    /// Stored and index bytes together: what the recommendation weighs.
     pub total_cost: u64,
     /// Seconds one core spent cutting, hashing and counting.
     pub seconds: f64,
@@ -169,13 +175,110 @@ struct Counter {
     refs: u64,
     sampled_raw: u64,
     sampled_stored: u64,
+    /// The chunks of the file being read.
+    file: Vec<(ChunkId, u32)>,
+    /// The entries of each folder open on the walk, innermost last.
+    folders: Vec<Vec<Entry>>,
+    /// Distinct trees, and their bytes on disk.
+    trees: HashSet<ChunkId>,
+    tree_stored: u64,
     busy: Duration,
 }
 
 impl Counter {
+    fn new(chunker: ChunkerConfig, opts: &EstimateOptions) -> Self {
+        Counter {
+            chunker,
+            compression: opts.compression,
+            level: opts.zstd_level,
+            carry: Vec::new(),
+            seen: HashMap::new(),
+            refs: 0,
+            sampled_raw: 0,
+            sampled_stored: 0,
+            file: Vec::new(),
+            folders: vec![Vec::new()],
+            trees: HashSet::new(),
+            tree_stored: 0,
+            busy: Duration::ZERO,
+        }
+    }
+
+    /// Takes the walk's next step.
+    fn step(&mut self, step: &Step) {
+        let started = Instant::now();
+        match step {
+            Step::Data { bytes, eof, entry } => {
+                self.feed(bytes, *eof);
+                if *eof {
+                    let mut entry = entry.clone();
+                    let size = self.file.iter().map(|c| u64::from(c.1)).sum();
+                    entry.kind = EntryKind::File {
+                        size,
+                        chunks: std::mem::take(&mut self.file),
+                    };
+                    self.push(entry);
+                }
+            }
+            Step::Failed => {
+                // Ingest skips a file it cannot read: so does the tree.
+                self.carry.clear();
+                self.file.clear();
+            }
+            Step::Enter => self.folders.push(Vec::new()),
+            Step::Entry(entry) => self.push(entry.clone()),
+            Step::Leave(entry) => {
+                let entries = self.folders.pop().unwrap_or_default();
+                let tree = self.store_tree(entries);
+                let mut entry = entry.clone();
+                entry.kind = EntryKind::Dir { tree };
+                self.push(entry);
+            }
+        }
+        self.busy += started.elapsed();
+    }
+
+    fn push(&mut self, entry: Entry) {
+        if let Some(folder) = self.folders.last_mut() {
+            folder.push(entry);
+        }
+    }
+
+    /// Encodes a folder's tree as ingest would and counts it if new.
+    fn store_tree(&mut self, entries: Vec<Entry>) -> ChunkId {
+        let mut tree = Tree { entries };
+        tree.sort();
+        let bytes = tree.encode();
+        let id = ChunkId::of(&bytes);
+        if self.trees.insert(id) {
+            let (_, stored) = record::seal(&bytes, ObjectKind::Tree, self.compression, self.level);
+            self.tree_stored += stored.len() as u64 + PACK_OVERHEAD;
+        }
+        id
+    }
+
+    /// The snapshot's root, as ingest makes it: one folder given is the
+    /// root (with a one-entry tree holding its own metadata); anything
+    /// else sits under a root of its own.
+    fn finish_walk(&mut self) {
+        let mut top = self.folders.pop().unwrap_or_default();
+        match top.as_slice() {
+            [Entry {
+                kind: EntryKind::Dir { .. },
+                ..
+            }] => {
+                let mut root = top.remove(0);
+                root.name = crate::repo::ROOT_NAME.to_vec();
+                self.store_tree(vec![root]);
+            }
+            _ => {
+                self.store_tree(top);
+            }
+        }
+    }
+
     /// Cuts `carry ‖ block` (the end of a file when `eof`) and counts.
     fn feed(&mut self, block: &[u8], eof: bool) {
-        let started = Instant::now();
         let mut data = std::mem::take(&mut self.carry);
         data.extend_from_slice(block);
         let lengths = self.chunker.cut_parallel(&data, eof, 1);
@@ -185,6 +288,7 @@ impl Counter {
             at += len;
             let id = ChunkId::of(chunk);
             self.refs += 1;
+            self.file.push((id, len as u32));
             if self.seen.insert(id, len as u32).is_none()
                 && (id.as_bytes()[0].is_multiple_of(SAMPLE_EVERY)
                     || self.sampled_raw < SAMPLE_FLOOR)
@@ -197,7 +301,6 @@ impl Counter {
         }
         data.drain(..at);
         self.carry = data;
-        self.busy += started.elapsed();
     }
 
     fn finish(self, logical: u64) -> ChunkerEstimate {
@@ -208,22 +311,19 @@ impl Counter {
         } else {
             self.sampled_raw as f64 / self.sampled_stored as f64
         };
-        let stored_bytes =
+        let data_stored =
             (unique_bytes as f64 / compression_ratio) as u64 + unique_chunks * PACK_OVERHEAD;
-        let mut bloom = Bloom::new(unique_chunks);
-        for id in self.seen.keys() {
-            bloom.insert(id);
-        }
-        let bloom_bytes = bloom.encode(0).len() as u64;
-        let index_bytes = unique_chunks * INDEX_ENTRY_BYTES;
-        let per_tib = |bytes: u64| {
+        let stored_bytes = data_stored + self.tree_stored;
+        let per_tib = |n: u64| {
             if logical == 0 {
                 0
             } else {
-                (bytes as f64 * TIB / logical as f64) as u64
+                (n as f64 * TIB / logical as f64) as u64
             }
         };
-        let tree_bytes = self.refs * TREE_REF_BYTES;
+        let objects = unique_chunks + self.trees.len() as u64;
+        let index_bytes = objects * INDEX_ENTRY_BYTES;
+        let bloom_bytes = bloom::memory_for(objects);
         let seconds = self.busy.as_secs_f64();
         ChunkerEstimate {
             label: label(&self.chunker),
@@ -238,9 +338,9 @@ impl Counter {
             index_bytes,
             index_bytes_per_tib: per_tib(index_bytes),
             bloom_bytes,
-            bloom_bytes_per_tib: per_tib(bloom_bytes),
-            tree_bytes,
-            total_cost: stored_bytes + index_bytes + tree_bytes,
+            bloom_bytes_per_tib: bloom::memory_for(per_tib(objects)),
+            tree_bytes: self.tree_stored,
+            total_cost: stored_bytes + index_bytes,
             seconds,
             bytes_per_second: if seconds > 0.0 {
                 logical as f64 / seconds
@@ -259,37 +359,119 @@ fn ratio(a: u64, b: u64) -> f64 {
     }
 }
 
-/// The regular files under `paths`, in name order; symbolic links are not
-/// followed. A path that cannot be read at all is an error; an unreadable
-/// entry below one is noted in `skipped`.
-fn files_under(paths: &[PathBuf], skipped: &mut Vec<String>) -> Result<Vec<(PathBuf, u64)>> {
+/// One step of the walk, as every configuration sees it.
+enum Step {
+    /// A block of the current file's bytes; with `eof`, its last, and the
+    /// file's entry (its kind filled in by each configuration).
+    Data {
+        bytes: Vec<u8>,
+        eof: bool,
+        entry: Entry,
+    },
+    /// The current file could not be read to its end: left out.
+    Failed,
+    /// A folder's entries follow.
+    Enter,
+    /// A symbolic link, FIFO or device: an entry with no content.
+    Entry(Entry),
+    /// The folder entered last is complete; its entry (kind filled in).
+    Leave(Entry),
+}
+
+/// What the walk found, in the order it is read: depth first, names in
+/// byte order, each folder's entries between its `Enter` and `Leave`.
+enum Found {
+    File(PathBuf, Entry, u64),
+    Enter,
+    Other(Entry),
+    Leave(Entry),
+}
+
+/// An entry for `meta` as ingest makes it (without extended attributes,
+/// which seldom weigh anything).
+fn entry_of(name: Vec<u8>, meta: &fs::Metadata, names: &crate::repo::Names) -> Entry {
+    let (mtime_s, mtime_ns) = crate::repo::mtime(meta);
+    Entry {
+        name,
+        mode: meta.mode() & 0o7777,
+        mtime_s,
+        mtime_ns,
+        kind: EntryKind::Fifo,
+        attrs: Attrs {
+            owner: Some(names.owner(meta.uid(), meta.gid())),
+            xattrs: Vec::new(),
+            link: 0,
+        },
+    }
+}
+
+/// Walks `paths`. A path that cannot be read at all is an error; an
+/// unreadable entry below one is noted in `skipped` and left out.
+fn walk(paths: &[PathBuf], skipped: &mut Vec<String>) -> Result<Vec<Found>> {
+    let names = crate::repo::Names::default();
     let mut out = Vec::new();
     for path in paths {
         let meta = fs::symlink_metadata(path).map_err(|e| Error::io(path, e))?;
-        let mut stack = vec![(path.clone(), meta)];
-        while let Some((p, meta)) = stack.pop() {
-            if meta.is_file() {
-                out.push((p, meta.len()));
+        if meta.is_dir() {
+            fs::read_dir(path).map_err(|e| Error::io(path, e))?;
+        }
+        let name = path
+            .file_name()
+            .map_or_else(|| b"root".to_vec(), |n| n.as_bytes().to_vec());
+        // (path, metadata, name, whether its Leave is due)
+        let mut stack = vec![(path.clone(), meta, name, false)];
+        while let Some((p, meta, name, leaving)) = stack.pop() {
+            let entry = entry_of(name.clone(), &meta, &names);
+            if leaving {
+                out.push(Found::Leave(entry));
+            } else if meta.is_file() {
+                out.push(Found::File(p, entry, meta.len()));
             } else if meta.is_dir() {
                 let listing = match fs::read_dir(&p) {
                     Ok(l) => l,
-                    Err(e) if p == *path => return Err(Error::io(&p, e)),
                     Err(e) => {
                         skipped.push(format!("{}: {e}", p.display()));
                         continue;
                     }
                 };
                 let mut entries: Vec<_> = listing
-                    .filter_map(|e| match e.and_then(|e| Ok((e.path(), e.metadata()?))) {
-                        Ok(pm) => Some(pm),
-                        Err(e) => {
-                            skipped.push(format!("{}: {e}", p.display()));
-                            None
+                    .filter_map(|e| {
+                        match e.and_then(|e| Ok((e.path(), e.metadata()?, e.file_name()))) {
+                            Ok(x) => Some(x),
+                            Err(e) => {
+                                skipped.push(format!("{}: {e}", p.display()));
+                                None
+                            }
                         }
                     })
+                    .filter(|(_, meta, _)| !meta.file_type().is_socket())
+                    .map(|(p, meta, n)| (p, meta, n.as_bytes().to_vec(), false))
                     .collect();
-                entries.sort_by(|a, b| b.0.cmp(&a.0));
+                entries.sort_by(|a, b| b.2.cmp(&a.2));
+                out.push(Found::Enter);
+                stack.push((p, meta, name, true));
                 stack.extend(entries);
+            } else {
+                let mut entry = entry;
+                let ft = meta.file_type();
+                entry.kind = if ft.is_symlink() {
+                    match fs::read_link(&p) {
+                        Ok(target) => EntryKind::Symlink {
+                            target: target.into_os_string().into_vec(),
+                        },
+                        Err(e) => {
+                            skipped.push(format!("{}: {e}", p.display()));
+                            continue;
+                        }
+                    }
+                } else if ft.is_char_device() {
+                    EntryKind::CharDevice { rdev: meta.rdev() }
+                } else if ft.is_block_device() {
+                    EntryKind::BlockDevice { rdev: meta.rdev() }
+                } else {
+                    EntryKind::Fifo
+                };
+                out.push(Found::Other(entry));
             }
         }
     }
@@ -311,53 +493,50 @@ pub fn estimate(
     }
     let started = Instant::now();
     let mut skipped = Vec::new();
-    let files = files_under(paths, &mut skipped)?;
-    progress.set_total(files.iter().map(|f| f.1).sum());
+    let found = walk(paths, &mut skipped)?;
+    progress.set_total(
+        found
+            .iter()
+            .map(|f| match f {
+                Found::File(_, _, size) => *size,
+                _ => 0,
+            })
+            .sum(),
+    );
     let mut counters: Vec<Counter> = opts
         .chunkers
         .iter()
-        .map(|&chunker| Counter {
-            chunker,
-            compression: opts.compression,
-            level: opts.zstd_level,
-            carry: Vec::new(),
-            seen: HashMap::new(),
-            refs: 0,
-            sampled_raw: 0,
-            sampled_stored: 0,
-            busy: Duration::ZERO,
-        })
+        .map(|&chunker| Counter::new(chunker, opts))
         .collect();
     // A reader thread keeps the next blocks coming while the counters cut
     // the current one.
-    let (tx, rx) = mpsc::sync_channel::<Block>(2);
-    let (mut read_files, mut logical) = (0u64, 0u64);
-    std::thread::scope(|scope| {
-        let reader = scope.spawn(move || read_all(&files, &tx));
-        for block in rx {
-            match block {
-                Block::Data { bytes, eof } => {
-                    logical += bytes.len() as u64;
-                    counters.par_iter_mut().for_each(|c| c.feed(&bytes, eof));
-                    progress.advance(bytes.len() as u64);
-                    if eof {
-                        read_files += 1;
-                    }
-                }
-                Block::Failed { path, reason } => {
-                    // A read that fails part way (rare): what was fed of
-                    // the file stays counted; its unfinished chunk is dropped.
-                    for c in &mut counters {
-                        c.carry.clear();
-                    }
-                    let line = format!("{}: {reason}", path.display());
-                    progress.warn(&line);
-                    skipped.push(line);
+    let (tx, rx) = mpsc::sync_channel::<Step>(4);
+    let (mut files, mut logical) = (0u64, 0u64);
+    let found = &found;
+    let failed = std::thread::scope(|scope| {
+        let reader = scope.spawn(move || read_all(found, &tx, progress));
+        for step in rx {
+            if let Step::Data { bytes, eof, .. } = &step {
+                logical += bytes.len() as u64;
+                progress.advance(bytes.len() as u64);
+                files += u64::from(*eof);
+            }
+            // Cutting and hashing a block, or encoding and compressing a
+            // tree, is worth a core each; the other steps are not.
+            if matches!(step, Step::Data { .. } | Step::Leave(_)) {
+                counters.par_iter_mut().for_each(|c| c.step(&step));
+            } else {
+                for c in &mut counters {
+                    c.step(&step);
                 }
             }
         }
-        reader.join().expect("the reader thread does not panic");
+        reader.join().expect("the reader thread does not panic")
     });
+    skipped.extend(failed);
+    for c in &mut counters {
+        c.finish_walk();
+    }
     let configurations: Vec<ChunkerEstimate> = counters
         .into_par_iter()
         .map(|c| c.finish(logical))
@@ -365,7 +544,7 @@ pub fn estimate(
     let (recommended, reason) = recommend(&configurations);
     Ok(Estimate {
         paths: paths.iter().map(|p| p.display().to_string()).collect(),
-        files: read_files,
+        files,
         logical_bytes: logical,
         skipped,
         seconds: started.elapsed().as_secs_f64(),
@@ -375,45 +554,48 @@ pub fn estimate(
     })
 }
 
-enum Block {
-    Data { bytes: Vec<u8>, eof: bool },
-    Failed { path: PathBuf, reason: String },
-}
-
-/// Sends every file's bytes a block at a time; an empty file is one empty
-/// block with `eof`.
-fn read_all(files: &[(PathBuf, u64)], tx: &mpsc::SyncSender<Block>) {
-    for (path, _) in files {
-        let mut file = match fs::File::open(path) {
-            Ok(f) => f,
-            Err(e) => {
-                let _ = tx.send(Block::Failed {
-                    path: path.clone(),
-                    reason: e.to_string(),
-                });
-                continue;
+/// Sends the walk's steps, each file's bytes a block at a time (an empty
+/// file is one empty block with `eof`); returns the files it could not
+/// read, with why.
+fn read_all(found: &[Found], tx: &mpsc::SyncSender<Step>, progress: &dyn Progress) -> Vec<String> {
+    let mut failed = Vec::new();
+    for f in found {
+        let step = match f {
+            Found::Enter => Step::Enter,
+            Found::Other(e) => Step::Entry(e.clone()),
+            Found::Leave(e) => Step::Leave(e.clone()),
+            Found::File(path, entry, _) => {
+                if let Err(e) = send_file(path, entry, tx) {
+                    let line = format!("{}: {e}", path.display());
+                    progress.warn(&line);
+                    failed.push(line);
+                    Step::Failed
+                } else {
+                    continue;
+                }
             }
         };
-        loop {
-            let mut bytes = Vec::with_capacity(BLOCK);
-            match (&mut file).take(BLOCK as u64).read_to_end(&mut bytes) {
-                Ok(n) => {
-                    let eof = n < BLOCK;
-                    if tx.send(Block::Data { bytes, eof }).is_err() {
-                        return;
-                    }
-                    if eof {
-                        break;
-                    }
-                }
-                Err(e) => {
-                    let _ = tx.send(Block::Failed {
-                        path: path.clone(),
-                        reason: e.to_string(),
-                    });
-                    break;
-                }
-            }
+        if tx.send(step).is_err() {
+            break;
+        }
+    }
+    failed
+}
+
+/// Sends one file's blocks.
+fn send_file(path: &Path, entry: &Entry, tx: &mpsc::SyncSender<Step>) -> std::io::Result<()> {
+    let mut file = fs::File::open(path)?;
+    loop {
+        let mut bytes = Vec::with_capacity(BLOCK);
+        let n = (&mut file).take(BLOCK as u64).read_to_end(&mut bytes)?;
+        let eof = n < BLOCK;
+        let step = Step::Data {
+            bytes,
+            eof,
+            entry: entry.clone(),
+        };
+        if tx.send(step).is_err() || eof {
+            return Ok(());
         }
     }
 }
@@ -439,7 +621,7 @@ fn recommend(all: &[ChunkerEstimate]) -> (usize, String) {
             .min_by_key(|&i| all[i].total_cost);
         match runner {
             Some(r) => format!(
-                "it stores the least ({} on disk, index and trees included, dedup {:.2}x), \
+                "it costs the least ({} on disk and in the index, dedup {:.2}x), \
                  {:.1}% less than the next best, {} ({})",
                 human(c.total_cost),
                 c.dedup_ratio,
@@ -456,8 +638,9 @@ fn recommend(all: &[ChunkerEstimate]) -> (usize, String) {
     } else {
         let b = &all[cheapest];
         format!(
-            "it stores within {:.1}% of the least ({} against {}'s {}) with {:.1}x fewer \
-             chunks: an index of {} instead of {} per TiB, and a faster ingest",
+            "it costs within {:.1}% of the least ({} on disk and in the index, against \
+             {}'s {}) with {:.1}x fewer chunks: an index of {} instead of {} per TiB, and a \
+             faster ingest",
             (c.total_cost as f64 / b.total_cost as f64 - 1.0) * 100.0,
             human(c.total_cost),
             b.label,
@@ -521,7 +704,7 @@ impl std::fmt::Display for Estimate {
         writeln!(f, "recommended: {}: {}", self.recommended, self.reason)?;
         writeln!(
             f,
-            "(speed: one core cutting and hashing; dedup init --chunker and --avg-size/--size set it)"
+            "(speed: bytes a second one core cuts, hashes and lists; pick one with `dedup init --avg-size N` or `--chunker fixed --size N`)"
         )
     }
 }

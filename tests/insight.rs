@@ -308,13 +308,14 @@ fn estimate_agrees_with_what_ingest_stores() {
             "{}",
             c["label"]
         );
-        // Stored bytes come from a compression sample: close, not exact.
+        // Stored bytes: data compressed as a sample is, trees as ingest
+        // writes them: close, not exact.
         let (est_stored, stored) = (
             num(&c["stored_bytes"]) as f64,
             num(&report["stored_bytes"]) as f64,
         );
         assert!(
-            (est_stored / stored - 1.0).abs() < 0.15,
+            (est_stored / stored - 1.0).abs() < 0.05,
             "{}: {est_stored} vs {stored}",
             c["label"]
         );

@@ -38,6 +38,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 
 pub use gc::GcReport;
+pub(crate) use ingest::{mtime, Names, ROOT_NAME};
 pub use ingest::{Exclusions, IngestOptions, IngestOutcome};
 pub use lock::LockHolder;
 pub use repair::{PackRepairReport, RepairReport};

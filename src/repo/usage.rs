@@ -97,8 +97,6 @@ pub struct SnapshotCost {
     pub exclusive_bytes: u64,
     /// Their bytes on disk: what forgetting it alone would free.
     pub exclusive_stored_bytes: u64,
-    /// `logical_bytes / unique bytes` of the snapshot alone.
-    pub dedup_ratio: f64,
 }
 
 /// One folder of a snapshot and what its bytes cost.
@@ -368,19 +366,10 @@ impl Usage {
                 e.1.stored += sizes.stored;
             }
         }
-        let mut unique = vec![0u64; n];
-        for (s, &(top, _)) in self.tops.iter().enumerate() {
-            unique[s] = self
-                .distinct_chunks(top)
-                .iter()
-                .map(|&c| self.chunk_sizes[c as usize].raw)
-                .sum();
-        }
         self.snapshots
             .iter()
             .zip(exclusive)
-            .zip(unique)
-            .map(|(((id, r), (objects, sizes)), unique)| SnapshotCost {
+            .map(|((id, r), (objects, sizes))| SnapshotCost {
                 id: *id,
                 time: r.time.clone(),
                 hostname: r.hostname.clone(),
@@ -390,7 +379,6 @@ impl Usage {
                 exclusive_objects: objects,
                 exclusive_bytes: sizes.raw,
                 exclusive_stored_bytes: sizes.stored,
-                dedup_ratio: super::report::ratio(r.summary.logical_bytes, unique),
             })
             .collect()
     }
@@ -440,14 +428,6 @@ impl Usage {
             logical += m * node.files.iter().map(|f| f.size).sum::<u64>();
         }
         (refs, files, logical)
-    }
-
-    /// The distinct chunks under `top`.
-    fn distinct_chunks(&self, top: u32) -> HashSet<u32> {
-        self.topological(top)
-            .into_iter()
-            .flat_map(|t| self.trees[t as usize].chunks.iter().copied())
-            .collect()
     }
 
     fn snapshot_index(&self, id: &SnapshotId) -> Result<usize> {
@@ -948,11 +928,12 @@ impl std::fmt::Display for Explanation {
         let place = |x: &Holder| format!("{}:{}", short(&x.snapshot), x.path);
         writeln!(
             f,
-            "{}:{}  {} in {} chunks",
+            "{}:{}  {} in {} chunk{}",
             short(&self.snapshot),
             self.path,
             human(self.size),
-            self.chunks.len()
+            self.chunks.len(),
+            if self.chunks.len() == 1 { "" } else { "s" }
         )?;
         writeln!(f, "why:      {}", self.verdict)?;
         writeln!(

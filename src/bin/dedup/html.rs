@@ -520,8 +520,11 @@ fn treemap_chart(folders: &[DirUsage]) -> anyhow::Result<String> {
                     human_bytes(t.logical),
                     t.unique * 100.0
                 );
-                root.draw(&Text::new(fit(&figure, room), (x0 + 5, y0 + 21), style))
-                    .map_err(plot_error)?;
+                // The figures whole, or not at all.
+                if figure.chars().count() <= room {
+                    root.draw(&Text::new(figure, (x0 + 5, y0 + 21), style))
+                        .map_err(plot_error)?;
+                }
             }
         }
         Ok(())
@@ -655,4 +658,72 @@ fn bloom_chart(report: &Report) -> anyhow::Result<String> {
         }
         Ok(())
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn squarify_tiles_the_rectangle_in_proportion_to_the_areas() {
+        let areas = [600.0, 300.0, 200.0, 120.0, 60.0, 10.0, 1.0];
+        let (w, h) = (880.0, 380.0);
+        let rects = squarify(&areas, (0.0, 0.0, w, h));
+        assert_eq!(rects.len(), areas.len());
+        let total: f64 = areas.iter().sum();
+        for (a, &(x, y, rw, rh)) in areas.iter().zip(&rects) {
+            // Each tile's area is its share of the whole.
+            assert!(
+                (rw * rh - a / total * w * h).abs() < 1e-6,
+                "{a}: {rw} x {rh}"
+            );
+            // Inside the rectangle.
+            assert!(x >= -1e-9 && y >= -1e-9 && x + rw <= w + 1e-6 && y + rh <= h + 1e-6);
+        }
+        // No two tiles overlap.
+        for (i, a) in rects.iter().enumerate() {
+            for b in &rects[i + 1..] {
+                let dx = (a.0 + a.2).min(b.0 + b.2) - a.0.max(b.0);
+                let dy = (a.1 + a.3).min(b.1 + b.3) - a.1.max(b.1);
+                assert!(dx <= 1e-6 || dy <= 1e-6, "{a:?} overlaps {b:?}");
+            }
+        }
+        // Squarified: the big tiles are not slivers.
+        let (_, _, rw, rh) = rects[0];
+        assert!(rw.max(rh) / rw.min(rh) < 3.0);
+    }
+
+    #[test]
+    fn tiles_split_a_folder_into_its_subfolders_and_its_own_files() {
+        let row = |path: &str, depth: u32, logical: u64, unique: u64| DirUsage {
+            path: path.into(),
+            depth,
+            files: 1,
+            logical_bytes: logical,
+            distinct_bytes: logical,
+            stored_bytes: logical,
+            unique_bytes: unique,
+            unique_stored_bytes: unique,
+            shared_in_snapshot: 0,
+            shared_with_snapshots: logical - unique,
+        };
+        let folders = [
+            row("/", 0, 1000, 100),
+            row("/a", 1, 700, 0),
+            row("/a/x", 2, 500, 0),
+            row("/b", 1, 200, 100),
+        ];
+        let tiles = tiles(&folders);
+        let got: Vec<(&str, u64)> = tiles.iter().map(|t| (t.name.as_str(), t.logical)).collect();
+        assert_eq!(
+            got,
+            [
+                ("/a/x", 500),
+                ("/a (files)", 200),
+                ("/b (files)", 200),
+                ("/ (files)", 100)
+            ]
+        );
+        assert!((tiles[2].unique - 0.5).abs() < 1e-9);
+    }
 }

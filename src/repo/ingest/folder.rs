@@ -455,14 +455,14 @@ impl Walker<'_> {
 
 /// User and group names by id, each looked up (through NSS) once.
 #[derive(Default)]
-pub(super) struct Names {
+pub(crate) struct Names {
     users: std::sync::Mutex<std::collections::HashMap<u32, String>>,
     groups: std::sync::Mutex<std::collections::HashMap<u32, String>>,
 }
 
 impl Names {
     /// The owner with its names (empty where this machine has none).
-    pub(super) fn owner(&self, uid: u32, gid: u32) -> Owner {
+    pub(crate) fn owner(&self, uid: u32, gid: u32) -> Owner {
         let user = self
             .users
             .lock()
@@ -533,6 +533,6 @@ struct Child {
     meta: Metadata,
 }
 
-pub(super) fn mtime(meta: &Metadata) -> (i64, u32) {
+pub(crate) fn mtime(meta: &Metadata) -> (i64, u32) {
     (meta.mtime(), meta.mtime_nsec().clamp(0, 999_999_999) as u32)
 }

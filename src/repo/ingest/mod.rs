@@ -12,6 +12,8 @@ mod exclude;
 mod folder;
 mod read;
 
+pub(crate) use folder::{mtime, Names, ROOT_NAME};
+
 pub use exclude::Exclusions;
 
 use std::path::PathBuf;
