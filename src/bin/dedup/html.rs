@@ -24,9 +24,11 @@ const GREY: RGBColor = RGBColor(0x9a, 0xa3, 0xad);
 const INK: RGBColor = RGBColor(0x22, 0x2b, 0x33);
 const FONT: &str = "sans-serif";
 
-/// Folders of the latest snapshot the treemap shows, at most (the rest of
-/// each folder is one "other" tile).
+/// The depth of the folders the treemap shows (what a folder above holds
+/// in files of its own is one more tile).
 const TREEMAP_DEPTH: u32 = 2;
+/// Tiles the treemap draws at most.
+const MAX_TILES: usize = 400;
 
 /// The page for `report`, drawn from the repository's snapshots.
 pub fn page(repo: &Repository, report: &Report, usage: &Usage) -> anyhow::Result<String> {
@@ -376,20 +378,21 @@ struct Tile {
 }
 
 /// The latest snapshot's folders at [`TREEMAP_DEPTH`], with what each
-/// folder above holds in files of its own as one more tile.
+/// folder above holds in files of its own as one more tile; largest first,
+/// the smallest beyond [`MAX_TILES`] as one tile.
 fn tiles(folders: &[DirUsage]) -> Vec<Tile> {
+    let mut below: std::collections::HashMap<&str, u64> = std::collections::HashMap::new();
+    for d in folders.iter().filter(|d| d.depth > 0) {
+        *below.entry(parent(&d.path)).or_default() += d.logical_bytes;
+    }
     let mut tiles = Vec::new();
     for d in folders {
-        let below: u64 = folders
-            .iter()
-            .filter(|c| c.depth == d.depth + 1 && parent(&c.path) == d.path)
-            .map(|c| c.logical_bytes)
-            .sum();
         let unique = if d.distinct_bytes == 0 {
             0.0
         } else {
             d.unique_bytes as f64 / d.distinct_bytes as f64
         };
+        let below = below.get(d.path.as_str()).copied().unwrap_or(0);
         if d.depth == TREEMAP_DEPTH {
             tiles.push(Tile {
                 name: d.path.clone(),
@@ -411,6 +414,20 @@ fn tiles(folders: &[DirUsage]) -> Vec<Tile> {
     }
     tiles.retain(|t| t.logical > 0);
     tiles.sort_by(|a, b| b.logical.cmp(&a.logical).then(a.name.cmp(&b.name)));
+    if tiles.len() > MAX_TILES {
+        let rest = tiles.split_off(MAX_TILES - 1);
+        let logical: u64 = rest.iter().map(|t| t.logical).sum();
+        let unique = rest
+            .iter()
+            .map(|t| t.unique * t.logical as f64)
+            .sum::<f64>()
+            / logical as f64;
+        tiles.push(Tile {
+            name: format!("{} smaller folders", rest.len()),
+            logical,
+            unique,
+        });
+    }
     tiles
 }
 
@@ -725,5 +742,14 @@ mod tests {
             ]
         );
         assert!((tiles[2].unique - 0.5).abs() < 1e-9);
+        // Past the cap, the smallest are one tile of the same bytes.
+        let many: Vec<DirUsage> = (0..500u64)
+            .map(|i| row(&format!("/a/{i:03}"), 2, 1000 + i, 0))
+            .collect();
+        let tiles = super::tiles(&many);
+        assert_eq!(tiles.len(), MAX_TILES);
+        assert_eq!(tiles.last().unwrap().name, "101 smaller folders");
+        let total: u64 = tiles.iter().map(|t| t.logical).sum();
+        assert_eq!(total, many.iter().map(|d| d.logical_bytes).sum::<u64>());
     }
 }
