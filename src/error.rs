@@ -151,6 +151,20 @@ pub enum Error {
         reason: String,
     },
 
+    /// No key file of the repository opens with the password given.
+    #[error("wrong password: no key of this repository opens with it")]
+    WrongPassword,
+
+    /// An encrypted repository without any key file.
+    #[error(
+        "the repository is encrypted but has no key file in keys/ (restore keys/ from a copy)"
+    )]
+    NoKey,
+
+    /// An encrypted repository was opened without a password source.
+    #[error("the repository is encrypted: give its password with --password-file, $DEDUP_PASSWORD or $DEDUP_PASSWORD_COMMAND")]
+    NoPassword,
+
     /// The RocksDB index reported an error.
     #[error("index {path}: {message}")]
     Index {

@@ -29,6 +29,8 @@ pub mod bloom;
 pub mod chunker;
 mod codec;
 pub mod config;
+#[cfg(feature = "engine")]
+pub mod crypto;
 pub mod error;
 #[cfg(feature = "engine")]
 pub mod estimate;

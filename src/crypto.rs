@@ -1,0 +1,422 @@
+//! Encryption's building blocks: the repository's master key, the key
+//! files that wrap it under passwords, keyed object ids, and sealing bytes
+//! with an AEAD.
+//!
+//! - **Master key**: 64 random bytes made at `init`: 32 for
+//!   XChaCha20-Poly1305, 32 for HMAC-SHA-256 object ids. It never leaves
+//!   memory unwrapped and is wiped when dropped.
+//! - **Key file** (`keys/<id>` in the home, JSON): the master key sealed
+//!   under a key derived from a password with Argon2id; the salt and the
+//!   Argon2 parameters sit beside it, so each key file can be tuned on its
+//!   own machine. Any number of key files wrap the same master key; `<id>`
+//!   is the SHA-256 of the file's bytes (its first 16 bytes, in hex).
+//! - **Sealed bytes**: `nonce[24] ‖ ciphertext ‖ tag[16]`, the nonce random
+//!   for every seal (24 bytes: random nonces never collide in practice).
+//!   The associated data names what the bytes are (and, for an object, its
+//!   id), so a sealed object moved elsewhere fails to open instead of being
+//!   read as something else.
+//! - **Keyed ids**: HMAC-SHA-256 of an object's bytes under the id key, so
+//!   that whoever holds the store cannot test whether a known file is in
+//!   it; unencrypted repositories keep plain SHA-256 ids.
+
+use std::time::{Duration, Instant};
+
+use chacha20poly1305::aead::{Aead, KeyInit, Payload};
+use chacha20poly1305::{XChaCha20Poly1305, XNonce};
+use hmac::{Hmac, Mac};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use zeroize::Zeroizing;
+
+use crate::error::{Error, Result};
+use crate::id::ChunkId;
+
+/// Bytes of a nonce.
+pub const NONCE_LEN: usize = 24;
+/// Bytes of a tag.
+pub const TAG_LEN: usize = 16;
+/// What sealing adds to a plaintext's length.
+pub const OVERHEAD: usize = NONCE_LEN + TAG_LEN;
+/// The key file format this build writes and reads.
+pub const KEY_FILE_VERSION: u32 = 1;
+
+/// The repository's secret: the encryption key and the id key.
+pub struct MasterKey {
+    encrypt: Zeroizing<[u8; 32]>,
+    ids: Zeroizing<[u8; 32]>,
+}
+
+impl std::fmt::Debug for MasterKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("MasterKey(..)")
+    }
+}
+
+impl MasterKey {
+    /// A new random key.
+    pub fn generate() -> Result<Self> {
+        let mut bytes = Zeroizing::new([0u8; 64]);
+        getrandom::fill(bytes.as_mut()).map_err(|e| Error::invalid("random key", e.to_string()))?;
+        Ok(Self::from_bytes(&bytes))
+    }
+
+    fn from_bytes(bytes: &[u8; 64]) -> Self {
+        let mut encrypt = Zeroizing::new([0u8; 32]);
+        let mut ids = Zeroizing::new([0u8; 32]);
+        encrypt.copy_from_slice(&bytes[..32]);
+        ids.copy_from_slice(&bytes[32..]);
+        MasterKey { encrypt, ids }
+    }
+
+    fn to_bytes(&self) -> Zeroizing<[u8; 64]> {
+        let mut out = Zeroizing::new([0u8; 64]);
+        out[..32].copy_from_slice(self.encrypt.as_ref());
+        out[32..].copy_from_slice(self.ids.as_ref());
+        out
+    }
+
+    /// The keyed id of an object's bytes: HMAC-SHA-256 under the id key.
+    pub fn id_of(&self, data: &[u8]) -> ChunkId {
+        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(self.ids.as_ref())
+            .expect("HMAC takes any key length");
+        mac.update(data);
+        ChunkId(mac.finalize().into_bytes().into())
+    }
+
+    /// Seals `plaintext`; `aad` names what it is (bound, not stored).
+    pub fn seal(&self, aad: &[u8], plaintext: &[u8]) -> Vec<u8> {
+        seal_with(&self.encrypt, aad, plaintext)
+    }
+
+    /// Opens bytes [`seal`](Self::seal) made with the same `aad`. Any
+    /// changed byte, or other associated data, is an error naming `what`
+    /// and `location`: never wrong bytes.
+    pub fn open(
+        &self,
+        aad: &[u8],
+        sealed: &[u8],
+        what: &'static str,
+        location: &str,
+    ) -> Result<Vec<u8>> {
+        open_with(&self.encrypt, aad, sealed).ok_or_else(|| {
+            Error::corrupt(
+                what,
+                location,
+                "it does not decrypt: damaged, or not this repository's",
+            )
+        })
+    }
+}
+
+fn seal_with(key: &[u8; 32], aad: &[u8], plaintext: &[u8]) -> Vec<u8> {
+    let cipher = XChaCha20Poly1305::new(key.into());
+    let mut nonce = [0u8; NONCE_LEN];
+    getrandom::fill(&mut nonce).expect("the system's random source works");
+    let sealed = cipher
+        .encrypt(
+            XNonce::from_slice(&nonce),
+            Payload {
+                msg: plaintext,
+                aad,
+            },
+        )
+        .expect("encryption of a buffer in memory does not fail");
+    let mut out = Vec::with_capacity(NONCE_LEN + sealed.len());
+    out.extend_from_slice(&nonce);
+    out.extend_from_slice(&sealed);
+    out
+}
+
+fn open_with(key: &[u8; 32], aad: &[u8], sealed: &[u8]) -> Option<Vec<u8>> {
+    if sealed.len() < OVERHEAD {
+        return None;
+    }
+    let (nonce, body) = sealed.split_at(NONCE_LEN);
+    XChaCha20Poly1305::new(key.into())
+        .decrypt(XNonce::from_slice(nonce), Payload { msg: body, aad })
+        .ok()
+}
+
+/// Argon2id's cost parameters, kept in each key file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KdfParams {
+    /// Memory, in KiB.
+    pub m_cost_kib: u32,
+    /// Passes.
+    pub t_cost: u32,
+    /// Lanes.
+    pub p_cost: u32,
+}
+
+/// Memory Argon2id uses when tuned: 64 MiB, as restic does.
+const TUNED_MEMORY_KIB: u32 = 64 * 1024;
+/// The most passes tuning will choose.
+const MAX_PASSES: u32 = 64;
+
+impl KdfParams {
+    /// Parameters that take about `target` on this machine: 64 MiB of
+    /// memory, and as many passes as fit (at least 1, at most 64).
+    pub fn tuned(target: Duration) -> Result<Self> {
+        let probe = KdfParams {
+            m_cost_kib: TUNED_MEMORY_KIB,
+            t_cost: 1,
+            p_cost: 1,
+        };
+        let started = Instant::now();
+        probe.derive(b"tuning", &[0u8; 16])?;
+        let one = started.elapsed().max(Duration::from_millis(1));
+        let passes = (target.as_secs_f64() / one.as_secs_f64()).floor() as u32;
+        Ok(KdfParams {
+            t_cost: passes.clamp(1, MAX_PASSES),
+            ..probe
+        })
+    }
+
+    /// The 32-byte key `password` and `salt` give.
+    fn derive(&self, password: &[u8], salt: &[u8]) -> Result<Zeroizing<[u8; 32]>> {
+        let params = argon2::Params::new(self.m_cost_kib, self.t_cost, self.p_cost, Some(32))
+            .map_err(|e| Error::invalid("key derivation parameters", e.to_string()))?;
+        let argon =
+            argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params);
+        let mut out = Zeroizing::new([0u8; 32]);
+        argon
+            .hash_password_into(password, salt, out.as_mut())
+            .map_err(|e| Error::invalid("key derivation", e.to_string()))?;
+        Ok(out)
+    }
+}
+
+/// A key file: the master key wrapped under one password.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyFile {
+    /// Format version.
+    pub version: u32,
+    /// When it was made (RFC 3339).
+    pub created: String,
+    /// Where it was made.
+    pub hostname: String,
+    /// By whom.
+    pub username: String,
+    /// Always `argon2id`.
+    pub kdf: String,
+    /// Its costs.
+    pub params: KdfParams,
+    /// 32 random bytes, hex.
+    pub salt: String,
+    /// The master key sealed under the derived key, hex.
+    pub sealed: String,
+}
+
+/// What a key file's sealed master key is bound to.
+const KEY_AAD: &[u8] = b"dedup key file v1";
+
+impl KeyFile {
+    /// Wraps `master` under `password` with `params`.
+    pub fn wrap(master: &MasterKey, password: &[u8], params: KdfParams) -> Result<Self> {
+        if password.is_empty() {
+            return Err(Error::invalid("password", "it is empty".to_string()));
+        }
+        let mut salt = [0u8; 32];
+        getrandom::fill(&mut salt).map_err(|e| Error::invalid("random salt", e.to_string()))?;
+        let wrapping = params.derive(password, &salt)?;
+        let sealed = seal_with(&wrapping, KEY_AAD, master.to_bytes().as_ref());
+        Ok(KeyFile {
+            version: KEY_FILE_VERSION,
+            created: humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
+            hostname: gethostname::gethostname().to_string_lossy().into_owned(),
+            username: std::env::var("USER").unwrap_or_default(),
+            kdf: "argon2id".into(),
+            params,
+            salt: hex::encode(salt),
+            sealed: hex::encode(sealed),
+        })
+    }
+
+    /// The master key, if `password` is this key file's.
+    pub fn unwrap(&self, password: &[u8], location: &str) -> Result<Option<MasterKey>> {
+        let salt = hex::decode(&self.salt)
+            .map_err(|_| Error::corrupt("key file", location, "its salt is not hex"))?;
+        let sealed = hex::decode(&self.sealed)
+            .map_err(|_| Error::corrupt("key file", location, "its sealed key is not hex"))?;
+        let wrapping = self.params.derive(password, &salt)?;
+        let Some(bytes) = open_with(&wrapping, KEY_AAD, &sealed) else {
+            return Ok(None);
+        };
+        let bytes: Zeroizing<Vec<u8>> = Zeroizing::new(bytes);
+        let bytes: &[u8; 64] = bytes
+            .as_slice()
+            .try_into()
+            .map_err(|_| Error::corrupt("key file", location, "its key is not 64 bytes"))?;
+        Ok(Some(MasterKey::from_bytes(bytes)))
+    }
+
+    /// The file's bytes and its id (the name it is stored under).
+    pub fn encode(&self) -> (String, Vec<u8>) {
+        let bytes = serde_json::to_vec_pretty(self).expect("a key file always serialises");
+        (Self::id_of(&bytes), bytes)
+    }
+
+    /// The id of a key file's bytes.
+    pub fn id_of(bytes: &[u8]) -> String {
+        hex::encode(&Sha256::digest(bytes)[..16])
+    }
+
+    /// Decodes a key file, refusing one this build cannot use.
+    pub fn decode(bytes: &[u8], location: &str) -> Result<Self> {
+        let file: KeyFile = serde_json::from_slice(bytes)
+            .map_err(|e| Error::corrupt("key file", location, e.to_string()))?;
+        if file.version != KEY_FILE_VERSION {
+            return Err(Error::corrupt(
+                "key file",
+                location,
+                format!(
+                    "format version {}, this build reads {KEY_FILE_VERSION}",
+                    file.version
+                ),
+            ));
+        }
+        if file.kdf != "argon2id" {
+            return Err(Error::corrupt(
+                "key file",
+                location,
+                format!("key derivation {:?}, this build knows argon2id", file.kdf),
+            ));
+        }
+        // Costs a crafted file could use to exhaust memory or time.
+        if file.params.m_cost_kib > 4 * 1024 * 1024
+            || file.params.t_cost > 1024
+            || file.params.p_cost > 64
+        {
+            return Err(Error::corrupt(
+                "key file",
+                location,
+                format!("key derivation costs out of range: {:?}", file.params),
+            ));
+        }
+        Ok(file)
+    }
+}
+
+/// Which key file of `files` (name, bytes) `password` opens, and the
+/// master key; [`Error::WrongPassword`] when none does. Damaged files are
+/// passed over while another may open.
+pub fn unlock(files: &[(String, Vec<u8>)], password: &[u8]) -> Result<(String, MasterKey)> {
+    if files.is_empty() {
+        return Err(Error::NoKey);
+    }
+    let mut damaged = None;
+    for (name, bytes) in files {
+        let file = match KeyFile::decode(bytes, name) {
+            Ok(f) => f,
+            Err(e) => {
+                damaged = Some(e);
+                continue;
+            }
+        };
+        match file.unwrap(password, name) {
+            Ok(Some(master)) => return Ok((name.clone(), master)),
+            Ok(None) => {}
+            Err(e) => damaged = Some(e),
+        }
+    }
+    Err(match damaged {
+        Some(e) if files.len() == 1 => e,
+        _ => Error::WrongPassword,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fast() -> KdfParams {
+        KdfParams {
+            m_cost_kib: 64,
+            t_cost: 1,
+            p_cost: 1,
+        }
+    }
+
+    #[test]
+    fn sealed_bytes_open_only_unchanged_and_with_their_label() {
+        let key = MasterKey::generate().unwrap();
+        let sealed = key.seal(b"record", b"hello, dedup");
+        assert_eq!(sealed.len(), 12 + OVERHEAD);
+        assert!(!sealed.windows(5).any(|w| w == b"hello"));
+        assert_eq!(
+            key.open(b"record", &sealed, "x", "here").unwrap(),
+            b"hello, dedup"
+        );
+        // Two seals of the same bytes differ (random nonces).
+        assert_ne!(key.seal(b"record", b"hello, dedup"), sealed);
+        for i in 0..sealed.len() {
+            let mut bad = sealed.clone();
+            bad[i] ^= 1;
+            assert!(key.open(b"record", &bad, "x", "here").is_err(), "byte {i}");
+        }
+        assert!(key.open(b"tree", &sealed, "x", "here").is_err());
+        assert!(key
+            .open(b"record", &sealed[..OVERHEAD - 1], "x", "here")
+            .is_err());
+        let other = MasterKey::generate().unwrap();
+        assert!(other.open(b"record", &sealed, "x", "here").is_err());
+    }
+
+    #[test]
+    fn keyed_ids_differ_from_plain_and_between_keys() {
+        let (a, b) = (
+            MasterKey::generate().unwrap(),
+            MasterKey::generate().unwrap(),
+        );
+        assert_eq!(a.id_of(b"data"), a.id_of(b"data"));
+        assert_ne!(a.id_of(b"data"), ChunkId::of(b"data"));
+        assert_ne!(a.id_of(b"data"), b.id_of(b"data"));
+    }
+
+    #[test]
+    fn a_key_file_opens_with_its_password_only() {
+        let master = MasterKey::generate().unwrap();
+        let file = KeyFile::wrap(&master, b"correct horse", fast()).unwrap();
+        let (name, bytes) = file.encode();
+        assert_eq!(KeyFile::decode(&bytes, &name).unwrap(), file);
+        let got = file.unwrap(b"correct horse", &name).unwrap().unwrap();
+        assert_eq!(got.to_bytes().as_ref(), master.to_bytes().as_ref());
+        assert!(file.unwrap(b"wrong", &name).unwrap().is_none());
+        // The master key is nowhere in the file.
+        let hex_key = hex::encode(&master.to_bytes()[..16]);
+        assert!(!String::from_utf8_lossy(&bytes).contains(&hex_key));
+        assert!(KeyFile::wrap(&master, b"", fast()).is_err());
+    }
+
+    #[test]
+    fn unlock_tries_every_key_file_and_names_the_failure() {
+        let master = MasterKey::generate().unwrap();
+        let one = KeyFile::wrap(&master, b"one", fast()).unwrap().encode();
+        let two = KeyFile::wrap(&master, b"two", fast()).unwrap().encode();
+        let files = vec![one.clone(), two.clone()];
+        assert_eq!(unlock(&files, b"two").unwrap().0, two.0);
+        assert!(matches!(
+            unlock(&files, b"three"),
+            Err(Error::WrongPassword)
+        ));
+        assert!(matches!(unlock(&[], b"x"), Err(Error::NoKey)));
+        // A damaged file beside a good one: the good one still opens.
+        let damaged = ("bad".to_string(), b"{not json".to_vec());
+        assert!(unlock(&[damaged.clone(), two.clone()], b"two").is_ok());
+        // Alone, the damage is what is reported.
+        let err = unlock(&[damaged], b"two").unwrap_err();
+        assert!(err.to_string().contains("key file"), "{err}");
+        // Crafted costs are refused before any work.
+        let mut greedy = KeyFile::decode(&one.1, "one").unwrap();
+        greedy.params.m_cost_kib = u32::MAX;
+        let (_, bytes) = greedy.encode();
+        assert!(KeyFile::decode(&bytes, "greedy").is_err());
+    }
+
+    #[test]
+    fn tuning_picks_at_least_one_pass_of_64_mib() {
+        let p = KdfParams::tuned(Duration::from_millis(1)).unwrap();
+        assert_eq!(p.m_cost_kib, TUNED_MEMORY_KIB);
+        assert!(p.t_cost >= 1);
+    }
+}
