@@ -420,3 +420,69 @@ mod tests {
         assert!(p.t_cost >= 1);
     }
 }
+
+/// What a repository seals with: nothing (an unencrypted repository) or
+/// its master key. Cheap to clone; every layer that writes or reads
+/// stored bytes holds one.
+#[derive(Clone, Debug, Default)]
+pub struct Crypt(Option<std::sync::Arc<MasterKey>>);
+
+impl Crypt {
+    /// Encryption with `key`.
+    pub fn with(key: MasterKey) -> Self {
+        Crypt(Some(std::sync::Arc::new(key)))
+    }
+
+    /// No encryption: plain SHA-256 ids, bytes stored as they are.
+    pub fn none() -> Self {
+        Crypt(None)
+    }
+
+    /// Whether stored bytes are sealed.
+    pub fn is_on(&self) -> bool {
+        self.0.is_some()
+    }
+
+    /// An object's id: keyed when encrypted, plain SHA-256 otherwise.
+    pub fn id_of(&self, data: &[u8]) -> ChunkId {
+        match &self.0 {
+            Some(key) => key.id_of(data),
+            None => ChunkId::of(data),
+        }
+    }
+
+    /// `data` sealed under `aad`, or as it is when not encrypted.
+    pub fn seal<'a>(&self, aad: &[u8], data: &'a [u8]) -> std::borrow::Cow<'a, [u8]> {
+        match &self.0 {
+            Some(key) => std::borrow::Cow::Owned(key.seal(aad, data)),
+            None => std::borrow::Cow::Borrowed(data),
+        }
+    }
+
+    /// Opens what [`seal`](Self::seal) made (`what` and `location` name it
+    /// in errors).
+    pub fn open<'a>(
+        &self,
+        aad: &[u8],
+        data: &'a [u8],
+        what: &'static str,
+        location: &str,
+    ) -> Result<std::borrow::Cow<'a, [u8]>> {
+        match &self.0 {
+            Some(key) => Ok(std::borrow::Cow::Owned(
+                key.open(aad, data, what, location)?,
+            )),
+            None => Ok(std::borrow::Cow::Borrowed(data)),
+        }
+    }
+}
+
+/// The associated data of an object's sealed bytes: its kind and id, so
+/// that a sealed record copied under another id, or a chunk's bytes under a
+/// tree's, does not open.
+pub fn record_aad(id: &ChunkId, tree: bool) -> [u8; 40] {
+    let mut aad = [0u8; 40];
+    aad[..8].copy_from_slice(if tree { b"dd-tree\0" } else { b"dd-data\0" });
+    aad[8..].copy_from_slice(id.as_bytes());
+    aad
+}

@@ -285,7 +285,7 @@ impl Repository {
                     report.packs_rewritten += 1;
                     report.objects_removed += dead.len() as u64;
                     let bytes = self.shard(info.shard)?.backend.get(&pack.key())?;
-                    let (new_bytes, new_entries) = repack(pack, &bytes, 0, &live)?;
+                    let (new_bytes, new_entries) = repack(pack, &bytes, 0, &live, self.crypt())?;
                     let copy = Some((&new_bytes[..], &new_entries[..]));
                     let deleted =
                         mode == Mode::DryRun || self.replace_pack(pack, info, copy, &dead, ids)?;
@@ -368,7 +368,7 @@ impl Repository {
                 // An orphan that holds live objects the index lacks (an
                 // index rebuilt or restored without it) is the only copy
                 // of them: it is indexed again, never deleted.
-                let entries = read_entries(shard.backend.as_ref(), &key, Some(size));
+                let entries = read_entries(shard.backend.as_ref(), &key, Some(size), self.crypt());
                 if let Ok(entries) = entries {
                     let ids: Vec<ChunkId> = entries.iter().map(|e| e.id).collect();
                     let lost = lost_entries(&entries, &self.index.chunks(&ids)?, live);

@@ -153,6 +153,8 @@ pub struct Repository {
     work: RwLock<()>,
     /// One [`refresh`](Self::refresh) at a time.
     refreshing: std::sync::Mutex<()>,
+    /// What stored bytes are sealed with (nothing when unencrypted).
+    crypt: crate::crypto::Crypt,
 }
 
 /// The largest blob [`Repository::put`] stores (a blob is one object, held
@@ -333,6 +335,7 @@ impl Repository {
             hold,
             work: RwLock::new(()),
             refreshing: std::sync::Mutex::new(()),
+            crypt: crate::crypto::Crypt::none(),
         };
         if repo.hold.is_exclusive() {
             // What a crash left of the home's own durable writes (config,
@@ -593,7 +596,12 @@ impl Repository {
             shard
                 .backend
                 .get_range(&loc.pack.key(), range.start, loc.entry.stored_len as usize)?;
-        record::open(&loc.pack, &loc.entry, &stored)
+        record::open(&loc.pack, &loc.entry, &stored, &self.crypt)
+    }
+
+    /// What this repository seals stored bytes with.
+    pub(crate) fn crypt(&self) -> &crate::crypto::Crypt {
+        &self.crypt
     }
 
     /// Stores `data` as one object and returns its content id. Storing the
@@ -734,7 +742,12 @@ impl Repository {
                     .par_iter()
                     .map(|(pack, info)| {
                         let shard = self.shard(info.shard)?;
-                        read_entries(shard.backend.as_ref(), &pack.key(), Some(info.size))
+                        read_entries(
+                            shard.backend.as_ref(),
+                            &pack.key(),
+                            Some(info.size),
+                            &self.crypt,
+                        )
                     })
                     .collect()
             };

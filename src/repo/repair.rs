@@ -15,6 +15,7 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
+use crate::crypto::Crypt;
 use crate::error::{IoContext, Result};
 use crate::id::ChunkId;
 use crate::index::{Access, Index, PackInfo};
@@ -85,6 +86,7 @@ impl Repository {
         let home = Home::open(root, &fs, false)?;
         let files = home.files();
         let config = read_config(files.as_ref(), root)?;
+        let crypt = Crypt::none();
         let mut report = RepairReport::default();
         {
             let _hold = Hold::writer(&home, false)?;
@@ -101,7 +103,13 @@ impl Repository {
             let mut damaged = Vec::new();
             for shard in &config.shards {
                 let backend = open_shard(root, shard, Create::No, &fs)?;
-                damaged.extend(index_shard(&index, shard.id, &backend, &mut report)?);
+                damaged.extend(index_shard(
+                    &index,
+                    shard.id,
+                    &backend,
+                    &crypt,
+                    &mut report,
+                )?);
             }
             index_snapshots(&index, files.as_ref(), &mut report)?;
             // The rebuilt index becomes the truth: a full segment of it,
@@ -157,6 +165,7 @@ fn index_shard(
     index: &Index,
     shard: ShardId,
     backend: &Arc<dyn PackStore>,
+    crypt: &Crypt,
     report: &mut RepairReport,
 ) -> Result<Vec<(PackId, Arc<dyn PackStore>)>> {
     let mut damaged = Vec::new();
@@ -164,7 +173,7 @@ fn index_shard(
         let Some(pack) = PackId::from_key(&key) else {
             continue;
         };
-        if let Ok(entries) = read_entries(backend.as_ref(), &key, None) {
+        if let Ok(entries) = read_entries(backend.as_ref(), &key, None, crypt) {
             let info = PackInfo::of(shard, backend.size(&key)?, &entries);
             index.commit_pack(pack, &info, &entries)?;
             report.packs += 1;
@@ -172,7 +181,9 @@ fn index_shard(
             continue;
         }
         let bytes = backend.get(&key)?;
-        let salvaged = scan_records(&bytes, |e, stored| record::open(&pack, e, stored).is_ok());
+        let salvaged = scan_records(&bytes, |e, stored| {
+            record::open(&pack, e, stored, crypt).is_ok()
+        });
         let place = format!("{}/{key}", backend.location());
         if salvaged.is_empty() {
             report
@@ -186,7 +197,7 @@ fn index_shard(
         if backend.size(&kept).is_err() {
             backend.create(&kept, &bytes)?;
         }
-        let (new_bytes, entries) = repack(&pack, &bytes, 0, &salvaged)?;
+        let (new_bytes, entries) = repack(&pack, &bytes, 0, &salvaged, crypt)?;
         let mut batch = index.batch();
         let new_pack = batch.publish_pack(shard, backend.as_ref(), &new_bytes, &entries)?;
         index.commit(batch)?;
@@ -314,7 +325,10 @@ impl Repository {
             let backend = &self.shard(info.shard)?.backend;
             let location = format!("{}/{}", backend.location(), pack.key());
             let bytes = self.pack_bytes(pack, info)?;
-            match bytes.as_deref().map(|b| entries_of(b, &location)) {
+            match bytes
+                .as_deref()
+                .map(|b| entries_of(b, &location, self.crypt()))
+            {
                 Some(Ok(entries)) => {
                     let used = self.used_entries(pack, entries)?;
                     self.repair_pack(*pack, info, PackState { used, bytes }, &mut report)?;
@@ -375,7 +389,7 @@ impl Repository {
             None => (Vec::new(), state.used),
             Some(bytes) => state.used.into_iter().partition(|e| {
                 e.stored_in(bytes, 0)
-                    .and_then(|stored| record::open(&pack, e, stored))
+                    .and_then(|stored| record::open(&pack, e, stored, self.crypt()))
                     .is_ok()
             }),
         };
@@ -393,7 +407,7 @@ impl Repository {
         if let Some(all) = state
             .bytes
             .as_deref()
-            .and_then(|b| entries_of(b, &pack.key()).ok())
+            .and_then(|b| entries_of(b, &pack.key(), self.crypt()).ok())
         {
             ids = all.iter().map(|e| e.id).collect();
         }
@@ -407,7 +421,7 @@ impl Repository {
                     backend.create(&kept, bytes)?;
                 }
                 if !good.is_empty() {
-                    let (new_bytes, entries) = repack(&pack, bytes, 0, &good)?;
+                    let (new_bytes, entries) = repack(&pack, bytes, 0, &good, self.crypt())?;
                     batch.publish_pack(info.shard, backend.as_ref(), &new_bytes, &entries)?;
                 }
                 report.rewritten_packs.push(format!(

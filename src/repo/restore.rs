@@ -414,6 +414,7 @@ fn finish_file(
 /// Writes `run` of `f` into `file` from `bytes`, which hold the pack from
 /// offset `base` on; each record is checked against its id first.
 fn write_run(
+    crypt: &crate::crypto::Crypt,
     file: &fs::File,
     f: &Located<'_>,
     run: &Run,
@@ -424,7 +425,12 @@ fn write_run(
     let mut offset = run.file_offset;
     for k in run.start..run.end {
         let loc = &f.locations[k];
-        let raw = record::open(&loc.pack, &loc.entry, loc.entry.stored_in(bytes, base)?)?;
+        let raw = record::open(
+            &loc.pack,
+            &loc.entry,
+            loc.entry.stored_in(bytes, base)?,
+            crypt,
+        )?;
         // A chunk of zeros is left a hole: sparse files come back sparse
         // (the file is a new one, so unwritten bytes read as zeros). The
         // last chunk is always written, so the file has its length
@@ -580,7 +586,7 @@ impl Repository {
             }
         }
         if opts.verify {
-            verify_written(&files, &written, &mut outcome, progress);
+            verify_written(self.crypt(), &files, &written, &mut outcome, progress);
         }
         outcome.warnings = apply.warnings();
         for w in &outcome.warnings {
@@ -781,7 +787,7 @@ impl Repository {
                 start,
                 (end - start) as usize,
             )?;
-            write_run(&file, f, run, start, &bytes, progress)
+            write_run(self.crypt(), &file, f, run, start, &bytes, progress)
         })?;
         finish_file(&file, f.path, f.entry, apply, progress)
     }
@@ -813,7 +819,9 @@ impl Repository {
                 let mut content = Vec::with_capacity(group[0].size() as usize);
                 for loc in &group[0].locations {
                     let stored = loc.entry.stored_in(bytes, start).ok()?;
-                    content.extend_from_slice(&record::open(&loc.pack, &loc.entry, stored).ok()?);
+                    content.extend_from_slice(
+                        &record::open(&loc.pack, &loc.entry, stored, self.crypt()).ok()?,
+                    );
                 }
                 Some(content)
             });
@@ -1069,6 +1077,7 @@ fn make_specials(
 /// Reads every file written back (on every core) and checks it against
 /// its entry; a file that reads back different is failed.
 fn verify_written(
+    crypt: &crate::crypto::Crypt,
     files: &[(PathBuf, Entry)],
     written: &[PathBuf],
     outcome: &mut RestoreOutcome,
@@ -1077,7 +1086,7 @@ fn verify_written(
     let by_path: HashMap<&Path, &Entry> = files.iter().map(|(p, e)| (p.as_path(), e)).collect();
     let checked: Vec<Result<()>> = written
         .par_iter()
-        .map(|path| read_back(path, by_path[path.as_path()]))
+        .map(|path| read_back(path, by_path[path.as_path()], crypt))
         .collect();
     for (path, r) in written.iter().zip(checked) {
         match r {
@@ -1093,7 +1102,7 @@ fn verify_written(
 
 /// Reads a restored file back and checks its length and every chunk
 /// against the snapshot's ids.
-fn read_back(path: &Path, entry: &Entry) -> Result<()> {
+fn read_back(path: &Path, entry: &Entry, crypt: &crate::crypto::Crypt) -> Result<()> {
     use std::io::Read;
     let EntryKind::File { size, chunks } = &entry.kind else {
         return Ok(());
@@ -1106,7 +1115,7 @@ fn read_back(path: &Path, entry: &Entry) -> Result<()> {
             .take(u64::from(*len))
             .read_to_end(&mut buf)
             .at(path)?;
-        if buf.len() != *len as usize || ChunkId::of(&buf) != *id {
+        if buf.len() != *len as usize || crypt.id_of(&buf) != *id {
             return Err(Error::invalid(
                 "restored file",
                 format!("chunk {k} ({id}) reads back different"),
@@ -1210,16 +1219,20 @@ mod tests {
         };
         let whole = [a.as_slice(), b.as_slice()].concat();
         fs::write(&path, &whole).unwrap();
-        read_back(&path, &entry).unwrap();
+        read_back(&path, &entry, &crate::crypto::Crypt::none()).unwrap();
         let mut changed = whole.clone();
         changed[1200] ^= 1;
         fs::write(&path, &changed).unwrap();
-        let e = read_back(&path, &entry).unwrap_err().to_string();
+        let e = read_back(&path, &entry, &crate::crypto::Crypt::none())
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("chunk 1"), "{e}");
         fs::write(&path, &whole[..1400]).unwrap();
-        assert!(read_back(&path, &entry).is_err());
+        assert!(read_back(&path, &entry, &crate::crypto::Crypt::none()).is_err());
         fs::write(&path, [whole.as_slice(), b"x"].concat()).unwrap();
-        let e = read_back(&path, &entry).unwrap_err().to_string();
+        let e = read_back(&path, &entry, &crate::crypto::Crypt::none())
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("1501 bytes"), "{e}");
     }
 

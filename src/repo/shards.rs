@@ -365,12 +365,12 @@ impl Repository {
             groups.push((shard, split.staying));
         }
         for (dest, es) in groups {
-            let (new_bytes, new_entries) = repack(pack, &bytes, 0, &es)?;
+            let (new_bytes, new_entries) = repack(pack, &bytes, 0, &es, self.crypt())?;
             let backend = self.shard(dest)?.backend.as_ref();
             batch.publish_pack(dest, backend, &new_bytes, &new_entries)?;
         }
         // Every id the file holds, copies the index does not use included.
-        let ids = entries_of(&bytes, &pack.key())?
+        let ids = entries_of(&bytes, &pack.key(), self.crypt())?
             .iter()
             .map(|e| e.id)
             .collect();

@@ -397,7 +397,7 @@ impl Repository {
         let backend = &self.shard(info.shard)?.backend;
         let bytes = backend.get(&pack.key())?;
         let location = format!("{}/{}", backend.location(), pack.key());
-        let entries = match entries_of(&bytes, &location) {
+        let entries = match entries_of(&bytes, &location, self.crypt()) {
             Ok(e) => e,
             Err(e) => {
                 let problem = Problem::new(ProblemKind::DamagedPack, e.to_string()).in_pack(pack);
@@ -409,7 +409,7 @@ impl Repository {
             report.chunks_read += 1;
             let opened = e
                 .stored_in(&bytes, 0)
-                .and_then(|stored| record::open(pack, &e, stored));
+                .and_then(|stored| record::open(pack, &e, stored, self.crypt()));
             if let Err(err) = opened {
                 // Only damage to the copy the index uses breaks anything.
                 let indexed = self.index.chunk(&e.id)?;

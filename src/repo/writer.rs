@@ -162,7 +162,9 @@ impl<'r> ObjectWriter<'r> {
         let Ok(shard) = self.repo.shard(shard) else {
             return;
         };
-        if let Ok(entries) = read_entries(shard.backend.as_ref(), &pack.key(), None) {
+        if let Ok(entries) =
+            read_entries(shard.backend.as_ref(), &pack.key(), None, self.repo.crypt())
+        {
             let ids = entries.into_iter().map(|e| e.id).collect();
             self.locality.lock().expect("locality lock").load(pack, ids);
         }
@@ -172,12 +174,20 @@ impl<'r> ObjectWriter<'r> {
     /// larger than a record can say is refused, never truncated.
     pub fn store(&self, data: &[u8], kind: ObjectKind) -> Result<ChunkId> {
         let raw_len = record::length(data.len(), kind)?;
-        let id = ChunkId::of(data);
+        let crypt = self.repo.crypt();
+        let id = crypt.id_of(data);
         if self.known_or_claim(id)? {
             return Ok(id);
         }
         let config = &self.repo.config;
-        let (flag, stored) = record::seal(data, kind, config.compression, config.zstd_level);
+        let (flag, stored) = record::seal_for(
+            crypt,
+            &id,
+            data,
+            kind,
+            config.compression,
+            config.zstd_level,
+        );
         self.new_objects.fetch_add(1, Relaxed);
         self.new_raw.fetch_add(u64::from(raw_len), Relaxed);
         if kind == ObjectKind::Data {
@@ -256,7 +266,7 @@ impl<'r> ObjectWriter<'r> {
     /// Seals `pack`, writes it durably to shard `slot`, then indexes it.
     fn commit(&self, slot: usize, pack: PackBuilder) -> Result<()> {
         let shard = &self.repo.shards[slot];
-        let (bytes, entries) = pack.seal();
+        let (bytes, entries) = pack.seal_with(self.repo.crypt());
         let mut batch = self.repo.index.batch();
         batch.publish_pack(shard.id, shard.backend.as_ref(), &bytes, &entries)?;
         // Into the filter before the commit: a filter saved at any

@@ -28,6 +28,12 @@ pub const FOOTER_MAGIC: &[u8; 8] = b"DDPKEND\x01";
 pub const ENTRY_SIZE: usize = 32 + 8 + 4 + 4 + 1;
 /// Bytes of the footer.
 pub const FOOTER_SIZE: usize = 4 + 4 + 8;
+/// Last bytes of a pack of an encrypted repository, whose trailer is
+/// sealed: its footer's first field is the sealed trailer's length.
+pub const SEALED_FOOTER_MAGIC: &[u8; 8] = b"DDPKSEA\x01";
+/// What a sealed trailer is bound to.
+#[cfg(feature = "engine")]
+const TRAILER_AAD: &[u8] = b"dd-pack-trailer";
 
 /// A pack's name: 16 random bytes, shown as 32 hex digits.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -95,14 +101,15 @@ pub fn repack(
     bytes: &[u8],
     base: u64,
     entries: &[PackEntry],
+    crypt: &crate::crypto::Crypt,
 ) -> Result<(Vec<u8>, Vec<PackEntry>)> {
     let mut builder = PackBuilder::new();
     for e in entries {
         let stored = e.stored_in(bytes, base)?;
-        crate::store::record::open(from, e, stored)?;
+        crate::store::record::open(from, e, stored, crypt)?;
         builder.add(e.id, e.raw_len, e.flags, stored);
     }
-    Ok(builder.seal())
+    Ok(builder.seal_with(crypt))
 }
 
 /// A pack being filled in memory.
@@ -166,17 +173,32 @@ impl PackBuilder {
         self.entries.is_empty()
     }
 
+    /// [`seal`](Self::seal), with the trailer sealed under the
+    /// repository's key when `crypt` is on: then the store learns how many
+    /// bytes the trailer takes, not what it lists.
+    #[cfg(feature = "engine")]
+    pub fn seal_with(self, crypt: &crate::crypto::Crypt) -> (Vec<u8>, Vec<PackEntry>) {
+        if !crypt.is_on() {
+            return self.seal();
+        }
+        let PackBuilder { mut buf, entries } = self;
+        let mut trailer = Vec::with_capacity(entries.len() * ENTRY_SIZE);
+        put_entries(&mut trailer, &entries);
+        let sealed = crypt.seal(TRAILER_AAD, &trailer);
+        let trailer_start = buf.len();
+        buf.extend_from_slice(&sealed);
+        buf.put_u32(sealed.len() as u32);
+        let crc = crc32fast::hash(&buf[trailer_start..]);
+        buf.put_u32(crc);
+        buf.extend_from_slice(SEALED_FOOTER_MAGIC);
+        (buf, entries)
+    }
+
     /// Appends trailer and footer; returns the finished bytes and entries.
     pub fn seal(self) -> (Vec<u8>, Vec<PackEntry>) {
         let PackBuilder { mut buf, entries } = self;
         let trailer_start = buf.len();
-        for e in &entries {
-            buf.put_id(&e.id);
-            buf.put_u64(e.offset);
-            buf.put_u32(e.raw_len);
-            buf.put_u32(e.stored_len);
-            buf.put_u8(e.flags);
-        }
+        put_entries(&mut buf, &entries);
         buf.put_u32(entries.len() as u32);
         let crc = crc32fast::hash(&buf[trailer_start..]);
         buf.put_u32(crc);
@@ -185,17 +207,95 @@ impl PackBuilder {
     }
 }
 
-/// Reads the entry count from a pack's last [`FOOTER_SIZE`] bytes and
-/// returns how many bytes the trailer plus footer take.
+fn put_entries(buf: &mut Vec<u8>, entries: &[PackEntry]) {
+    for e in entries {
+        buf.put_id(&e.id);
+        buf.put_u64(e.offset);
+        buf.put_u32(e.raw_len);
+        buf.put_u32(e.stored_len);
+        buf.put_u8(e.flags);
+    }
+}
+
+/// Reads the entry count (or, for a sealed trailer, its length) from a
+/// pack's last [`FOOTER_SIZE`] bytes and returns how many bytes the
+/// trailer plus footer take.
 pub fn trailer_len(footer: &[u8], location: &str) -> Result<usize> {
     let mut r = Reader::new(footer, "pack footer", location);
     let count = r.u32()? as usize;
     let _crc = r.u32()?;
-    if r.take(8)? != FOOTER_MAGIC {
+    let magic = r.take(8)?;
+    let body = if magic == FOOTER_MAGIC {
+        count.saturating_mul(ENTRY_SIZE)
+    } else if magic == SEALED_FOOTER_MAGIC {
+        count
+    } else {
         return Err(r.error("bad footer magic"));
-    }
+    };
     r.finish()?;
-    Ok(count.saturating_mul(ENTRY_SIZE).saturating_add(FOOTER_SIZE))
+    Ok(body.saturating_add(FOOTER_SIZE))
+}
+
+/// A pack's trailer plus footer as [`parse_trailer`] reads them: a sealed
+/// one opened with `crypt` (its checksum checked first), a plain one as it
+/// is. An encrypted repository refuses a plain trailer, and a repository
+/// without a key a sealed one.
+#[cfg(feature = "engine")]
+pub fn open_trailer<'a>(
+    tail: &'a [u8],
+    crypt: &crate::crypto::Crypt,
+    location: &str,
+) -> Result<std::borrow::Cow<'a, [u8]>> {
+    use std::borrow::Cow;
+    if tail.len() < FOOTER_SIZE {
+        return Err(Error::corrupt(
+            "pack trailer",
+            location,
+            "shorter than a footer",
+        ));
+    }
+    let (body, footer) = tail.split_at(tail.len() - FOOTER_SIZE);
+    let sealed = &footer[8..] == SEALED_FOOTER_MAGIC;
+    match (sealed, crypt.is_on()) {
+        (false, false) => return Ok(Cow::Borrowed(tail)),
+        (false, true) => {
+            return Err(Error::corrupt(
+                "pack trailer",
+                location,
+                "it is not encrypted, and this repository is",
+            ))
+        }
+        (true, false) => {
+            return Err(Error::corrupt(
+                "pack trailer",
+                location,
+                "it is encrypted, and this repository is not",
+            ))
+        }
+        (true, true) => {}
+    }
+    let stored_crc = u32::from_le_bytes(footer[4..8].try_into().expect("4 bytes"));
+    if crc32fast::hash(&tail[..body.len() + 4]) != stored_crc {
+        return Err(Error::corrupt(
+            "pack trailer",
+            location,
+            "checksum mismatch",
+        ));
+    }
+    let plain = crypt.open(TRAILER_AAD, body, "pack trailer", location)?;
+    if plain.len() % ENTRY_SIZE != 0 {
+        return Err(Error::corrupt(
+            "pack trailer",
+            location,
+            "its entries do not divide into whole ones",
+        ));
+    }
+    let mut out = plain.into_owned();
+    out.put_u32((out.len() / ENTRY_SIZE) as u32);
+    let crc = crc32fast::hash(&out);
+    out.put_u32(crc);
+    out.extend_from_slice(FOOTER_MAGIC);
+    Ok(Cow::Owned(out))
 }
 
 /// Decodes a trailer plus footer (the last [`trailer_len`] bytes of a pack of
@@ -265,7 +365,12 @@ pub fn parse_trailer(tail: &[u8], pack_len: u64, location: &str) -> Result<Vec<P
 const TAIL_GUESS: usize = 64 * 1024;
 
 /// The entries of a whole pack's `bytes`, from its trailer.
-pub fn entries_of(bytes: &[u8], location: &str) -> Result<Vec<PackEntry>> {
+#[cfg(feature = "engine")]
+pub fn entries_of(
+    bytes: &[u8],
+    location: &str,
+    crypt: &crate::crypto::Crypt,
+) -> Result<Vec<PackEntry>> {
     let n = trailer_len(&bytes[bytes.len().saturating_sub(FOOTER_SIZE)..], location)?;
     if n > bytes.len() {
         return Err(Error::corrupt(
@@ -274,7 +379,27 @@ pub fn entries_of(bytes: &[u8], location: &str) -> Result<Vec<PackEntry>> {
             "longer than the pack",
         ));
     }
-    parse_trailer(&bytes[bytes.len() - n..], bytes.len() as u64, location)
+    parse_opened(
+        &bytes[bytes.len() - n..],
+        bytes.len() as u64,
+        location,
+        crypt,
+    )
+}
+
+/// [`open_trailer`], then [`parse_trailer`] as if the plain trailer ended
+/// the pack where the stored one does.
+#[cfg(feature = "engine")]
+fn parse_opened(
+    tail: &[u8],
+    pack_len: u64,
+    location: &str,
+    crypt: &crate::crypto::Crypt,
+) -> Result<Vec<PackEntry>> {
+    let plain = open_trailer(tail, crypt, location)?;
+    // Records end where the stored trailer starts, whatever its length.
+    let records_end = pack_len.saturating_sub(tail.len() as u64);
+    parse_trailer(&plain, records_end + plain.len() as u64, location)
 }
 
 /// Reads a pack's entries from its trailer through `backend`. `known_size`
@@ -282,10 +407,12 @@ pub fn entries_of(bytes: &[u8], location: &str) -> Result<Vec<PackEntry>> {
 /// usually suffices, which matters on an object store, where each request
 /// is a round trip. A pack whose real length differs fails to read or to
 /// decode, as a damaged one should.
+#[cfg(feature = "engine")]
 pub fn read_entries(
     backend: &dyn crate::store::PackStore,
     key: &str,
     known_size: Option<u64>,
+    crypt: &crate::crypto::Crypt,
 ) -> Result<Vec<PackEntry>> {
     let location = format!("{}/{key}", backend.location());
     let size = match known_size {
@@ -312,7 +439,7 @@ pub fn read_entries(
     if tail_len > tail.len() {
         tail = backend.get_range(key, size - tail_len as u64, tail_len)?;
     }
-    parse_trailer(&tail[tail.len() - tail_len..], size, &location)
+    parse_opened(&tail[tail.len() - tail_len..], size, &location, crypt)
 }
 
 /// Walks a pack's records from the front, for packs whose trailer is lost.

@@ -25,8 +25,11 @@ pub mod flags {
     pub const ZSTD: u8 = 1;
     /// The object is a tree (directory listing), not file data.
     pub const TREE: u8 = 2;
+    /// The stored bytes are sealed (encrypted and authenticated) under the
+    /// repository's key, after compression.
+    pub const SEALED: u8 = 4;
     /// All flags this version knows.
-    pub const KNOWN: u8 = ZSTD | TREE;
+    pub const KNOWN: u8 = ZSTD | TREE | SEALED;
 }
 
 /// What an object is, as far as its record says.
@@ -125,7 +128,7 @@ impl PackEntry {
 }
 
 #[cfg(feature = "engine")]
-pub use codec::{open, seal};
+pub use codec::{open, seal, seal_for};
 
 #[cfg(feature = "engine")]
 mod codec {
@@ -134,6 +137,7 @@ mod codec {
 
     use super::{flags, ObjectKind, PackEntry};
     use crate::config::Compression;
+    use crate::crypto::Crypt;
     use crate::error::{Error, Result};
     use crate::id::ChunkId;
     use crate::store::pack::PackId;
@@ -229,18 +233,53 @@ mod codec {
         (kind_flag, Cow::Borrowed(data))
     }
 
-    /// The object in a record of `pack`: `stored` decompressed as its flags
-    /// say, and checked against its id and length.
-    pub fn open(pack: &PackId, entry: &PackEntry, stored: &[u8]) -> Result<Vec<u8>> {
+    /// [`seal`], then sealed under the repository's key when `crypt` is
+    /// on (flag [`flags::SEALED`]), bound to the object's `id` and kind.
+    pub fn seal_for<'a>(
+        crypt: &Crypt,
+        id: &ChunkId,
+        data: &'a [u8],
+        kind: ObjectKind,
+        compression: Compression,
+        level: i32,
+    ) -> (u8, Cow<'a, [u8]>) {
+        let (flag, stored) = seal(data, kind, compression, level);
+        if !crypt.is_on() {
+            return (flag, stored);
+        }
+        let aad = crate::crypto::record_aad(id, kind == ObjectKind::Tree);
+        let sealed = crypt.seal(&aad, &stored).into_owned();
+        (flag | flags::SEALED, Cow::Owned(sealed))
+    }
+
+    /// The object in a record of `pack`: `stored` opened and decompressed
+    /// as its flags say, and checked against its id (keyed, in an
+    /// encrypted repository) and length. In an encrypted repository a
+    /// record that is not sealed is refused, as is a sealed one elsewhere.
+    pub fn open(pack: &PackId, entry: &PackEntry, stored: &[u8], crypt: &Crypt) -> Result<Vec<u8>> {
         let id = &entry.id;
+        let sealed = entry.flags & flags::SEALED != 0;
+        if sealed != crypt.is_on() {
+            return Err(Error::corrupt(
+                "pack record",
+                format!("{id} in pack {pack}"),
+                if sealed {
+                    "it is encrypted, and this repository is not"
+                } else {
+                    "it is not encrypted, and this repository is"
+                },
+            ));
+        }
+        let aad = crate::crypto::record_aad(id, entry.kind() == ObjectKind::Tree);
+        let stored = crypt.open(&aad, stored, "pack record", &format!("{id} in pack {pack}"))?;
         let raw = if entry.flags & flags::ZSTD != 0 {
-            decompress(stored, entry.raw_len as usize).map_err(|e| {
+            decompress(&stored, entry.raw_len as usize).map_err(|e| {
                 Error::corrupt("chunk", format!("{id} in pack {pack}"), e.to_string())
             })?
         } else {
-            stored.to_vec()
+            stored.into_owned()
         };
-        let found = ChunkId::of(&raw);
+        let found = crypt.id_of(&raw);
         if found != *id || raw.len() != entry.raw_len as usize {
             return Err(Error::ChunkMismatch {
                 id: *id,
@@ -282,7 +321,7 @@ mod codec {
                     compression == Compression::Zstd && data.len() > 1
                 );
                 let e = entry(data, flags, &stored);
-                assert_eq!(open(&pack, &e, &stored).unwrap(), data);
+                assert_eq!(open(&pack, &e, &stored, &Crypt::none()).unwrap(), data);
             }
         }
 
@@ -293,7 +332,9 @@ mod codec {
             let (flags, stored) = seal(&text, ObjectKind::Data, Compression::Zstd, 3);
             let mut e = entry(&text, flags, &stored);
             e.raw_len = u32::MAX;
-            let err = open(&pack, &e, &stored).unwrap_err().to_string();
+            let err = open(&pack, &e, &stored, &Crypt::none())
+                .unwrap_err()
+                .to_string();
             assert!(err.contains("the zstd frame holds 3100 bytes"), "{err}");
         }
 
@@ -310,10 +351,10 @@ mod codec {
         fn a_record_that_does_not_hash_to_its_id_is_refused() {
             let pack = PackId([2; 16]);
             let e = entry(b"right", 0, b"wrong");
-            let err = open(&pack, &e, b"wrong").unwrap_err();
+            let err = open(&pack, &e, b"wrong", &Crypt::none()).unwrap_err();
             assert!(matches!(err, Error::ChunkMismatch { .. }), "{err}");
             let e = entry(b"right", flags::ZSTD, b"not zstd");
-            assert!(open(&pack, &e, b"not zstd").is_err());
+            assert!(open(&pack, &e, b"not zstd", &Crypt::none()).is_err());
         }
     }
 }
