@@ -142,7 +142,49 @@ pub struct Config {
     pub vnodes: u32,
     /// The shards.
     pub shards: Vec<ShardConfig>,
+    /// Whether stored bytes are encrypted (`repokey`: under a master key
+    /// kept in `keys/`, wrapped by passwords).
+    #[serde(default, skip_serializing_if = "Encryption::is_none")]
+    pub encryption: Encryption,
 }
+
+/// How a repository protects what it stores.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Encryption {
+    /// Stored as they are, ids are plain SHA-256.
+    #[default]
+    None,
+    /// A random master key in `keys/`, wrapped by passwords: every stored
+    /// object sealed with XChaCha20-Poly1305, ids keyed with HMAC-SHA-256.
+    Repokey,
+}
+
+impl Encryption {
+    /// Whether this is [`Encryption::None`].
+    pub fn is_none(&self) -> bool {
+        *self == Encryption::None
+    }
+}
+
+/// What a config file says before any key is at hand.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConfigHead {
+    /// Must equal [`FORMAT_VERSION`].
+    pub format_version: u32,
+    /// Random id of this repository.
+    pub repository_id: String,
+    /// Whether the rest is sealed.
+    #[serde(default)]
+    pub encryption: Encryption,
+    /// The whole config, sealed, in hex (encrypted repositories only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sealed: Option<String>,
+}
+
+/// What a sealed config is bound to.
+#[cfg(feature = "engine")]
+const CONFIG_AAD: &[u8] = b"dd-config";
 
 /// Options for a new repository.
 #[derive(Clone, Debug)]
@@ -162,6 +204,8 @@ pub struct InitOptions {
     pub pack_size: u32,
     /// zstd level, [`ZSTD_LEVELS`] (see the README's figures).
     pub zstd_level: i32,
+    /// Encryption; `repokey` needs a password (see `OpenOptions`).
+    pub encryption: Encryption,
 }
 
 /// The zstd levels a repository may use: the fast negative ones (larger,
@@ -173,6 +217,27 @@ pub const ZSTD_LEVELS: std::ops::RangeInclusive<i32> = -7..=19;
 /// bytes stored (the README has the figures).
 pub const DEFAULT_ZSTD_LEVEL: i32 = 3;
 
+/// Refuses a config of another format version, before anything else is
+/// read of it (a newer format gets a version message, not a parse error).
+fn check_version(value: &serde_json::Value, path: &Path) -> Result<()> {
+    match value
+        .get("format_version")
+        .and_then(serde_json::Value::as_u64)
+    {
+        Some(v) if v == u64::from(FORMAT_VERSION) => Ok(()),
+        Some(v) => Err(Error::FormatVersion {
+            path: path.to_path_buf(),
+            expected: FORMAT_VERSION,
+            found: v.min(u64::from(u32::MAX)) as u32,
+        }),
+        None => Err(Error::corrupt(
+            "config",
+            path.display().to_string(),
+            "no format_version",
+        )),
+    }
+}
+
 impl Default for InitOptions {
     fn default() -> Self {
         InitOptions {
@@ -183,6 +248,7 @@ impl Default for InitOptions {
             shards: 4,
             pack_size: DEFAULT_PACK_SIZE,
             zstd_level: DEFAULT_ZSTD_LEVEL,
+            encryption: Encryption::None,
         }
     }
 }
@@ -271,6 +337,7 @@ impl Config {
             pack_size: opts.pack_size,
             vnodes: DEFAULT_VNODES,
             shards,
+            encryption: opts.encryption,
         })
     }
 
@@ -281,6 +348,65 @@ impl Config {
         v
     }
 
+    /// The config file's bytes: the config itself, or for an encrypted
+    /// repository its [`ConfigHead`] with the whole config sealed inside.
+    #[cfg(feature = "engine")]
+    pub fn encode_for(&self, crypt: &crate::crypto::Crypt) -> Vec<u8> {
+        if !crypt.is_on() {
+            return self.encode();
+        }
+        let head = ConfigHead {
+            format_version: self.format_version,
+            repository_id: self.repository_id.clone(),
+            encryption: self.encryption,
+            sealed: Some(hex::encode(crypt.seal(CONFIG_AAD, &self.encode()))),
+        };
+        let mut v = serde_json::to_vec_pretty(&head).expect("a head always serialises");
+        v.push(b'\n');
+        v
+    }
+
+    /// What a config file says before any key: its version (checked),
+    /// the repository's id, and whether it is encrypted.
+    pub fn head(bytes: &[u8], path: &Path) -> Result<ConfigHead> {
+        let location = path.display().to_string();
+        let value: serde_json::Value = serde_json::from_slice(bytes)
+            .map_err(|e| Error::corrupt("config", &location, e.to_string()))?;
+        check_version(&value, path)?;
+        serde_json::from_value(value)
+            .map_err(|e| Error::corrupt("config", &location, e.to_string()))
+    }
+
+    /// Parses and checks a config file's bytes, opening a sealed one with
+    /// `crypt` (whose id it must name).
+    #[cfg(feature = "engine")]
+    pub fn open(bytes: &[u8], path: &Path, crypt: &crate::crypto::Crypt) -> Result<Self> {
+        let head = Self::head(bytes, path)?;
+        let location = path.display().to_string();
+        let Some(sealed) = head.sealed else {
+            if crypt.is_on() || head.encryption != Encryption::None {
+                return Err(Error::corrupt(
+                    "config",
+                    &location,
+                    "it says the repository is encrypted, but it is not sealed",
+                ));
+            }
+            return Self::decode(bytes, path);
+        };
+        let sealed = hex::decode(sealed)
+            .map_err(|_| Error::corrupt("config", &location, "its sealed part is not hex"))?;
+        let plain = crypt.open(CONFIG_AAD, &sealed, "config", &location)?;
+        let config = Self::decode(&plain, path)?;
+        if config.repository_id != head.repository_id || config.encryption != head.encryption {
+            return Err(Error::corrupt(
+                "config",
+                &location,
+                "its sealed part names another repository",
+            ));
+        }
+        Ok(config)
+    }
+
     /// Parses and checks a config file's bytes. The version is checked
     /// before anything else so a newer format gets a version message, not a
     /// parse error.
@@ -288,19 +414,13 @@ impl Config {
         let location = path.display().to_string();
         let value: serde_json::Value = serde_json::from_slice(bytes)
             .map_err(|e| Error::corrupt("config", &location, e.to_string()))?;
-        let found = value
-            .get("format_version")
-            .and_then(serde_json::Value::as_u64);
-        match found {
-            Some(v) if v == u64::from(FORMAT_VERSION) => {}
-            Some(v) => {
-                return Err(Error::FormatVersion {
-                    path: path.to_path_buf(),
-                    expected: FORMAT_VERSION,
-                    found: v.min(u64::from(u32::MAX)) as u32,
-                })
-            }
-            None => return Err(Error::corrupt("config", &location, "no format_version")),
+        check_version(&value, path)?;
+        if value.get("sealed").is_some() {
+            return Err(Error::corrupt(
+                "config",
+                &location,
+                "it is sealed: the repository is encrypted",
+            ));
         }
         let config: Config = serde_json::from_value(value)
             .map_err(|e| Error::corrupt("config", &location, e.to_string()))?;

@@ -224,7 +224,9 @@ impl KeyFile {
             version: KEY_FILE_VERSION,
             created: humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
             hostname: gethostname::gethostname().to_string_lossy().into_owned(),
-            username: std::env::var("USER").unwrap_or_default(),
+            username: uzers::get_current_username()
+                .map(|u| u.to_string_lossy().into_owned())
+                .unwrap_or_default(),
             kdf: "argon2id".into(),
             params,
             salt: hex::encode(salt),
@@ -436,6 +438,11 @@ impl Crypt {
     /// No encryption: plain SHA-256 ids, bytes stored as they are.
     pub fn none() -> Self {
         Crypt(None)
+    }
+
+    /// The master key, when encrypted.
+    pub fn key(&self) -> Option<&MasterKey> {
+        self.0.as_deref()
     }
 
     /// Whether stored bytes are sealed.

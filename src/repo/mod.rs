@@ -22,6 +22,7 @@ mod gc;
 pub mod globs;
 mod home;
 mod ingest;
+pub mod keys;
 mod lock;
 #[cfg(feature = "s3")]
 mod objlock;
@@ -105,6 +106,12 @@ pub struct OpenOptions {
     /// [`FaultyFs`](crate::store::FaultyFs). The cache and the locks
     /// always live on the real disk (the locks at the repository's path).
     pub fs: Option<Arc<dyn Fs>>,
+    /// The password of an encrypted repository (for `init`: of its first
+    /// key). Unencrypted repositories need none.
+    pub password: Option<keys::Password>,
+    /// Argon2id's costs for key files made through this handle (`init`,
+    /// `key add`, `key passwd`); `None`: tuned to about half a second here.
+    pub key_params: Option<crate::crypto::KdfParams>,
 }
 
 impl OpenOptions {
@@ -155,6 +162,11 @@ pub struct Repository {
     refreshing: std::sync::Mutex<()>,
     /// What stored bytes are sealed with (nothing when unencrypted).
     crypt: crate::crypto::Crypt,
+    /// The home's files as stored (`files` is the view that seals and
+    /// opens records and segments): for the config and the key files.
+    raw_files: Arc<dyn MetaStore>,
+    /// The key file this handle was opened with (encrypted repositories).
+    key_id: Option<String>,
 }
 
 /// The largest blob [`Repository::put`] stores (a blob is one object, held
@@ -224,7 +236,17 @@ impl Repository {
             check_new_shard(&root, &config.repository_id, shard, &fs)?;
         }
         let home = Home::open(&root, &fs, true)?;
-        let files = home.files();
+        let raw_files = home.files();
+        let crypt = match config.encryption {
+            crate::config::Encryption::None => crate::crypto::Crypt::none(),
+            crate::config::Encryption::Repokey => {
+                let password = open.password.as_ref().ok_or(Error::NoPassword)?;
+                let master = crate::crypto::MasterKey::generate()?;
+                keys::add_key_file(raw_files.as_ref(), &master, password, open.key_params)?;
+                crate::crypto::Crypt::with(master)
+            }
+        };
+        let files = keys::files_for(raw_files.clone(), &crypt);
         if let Some(folder) = home.folder() {
             // An empty folder for the records, where people expect it.
             LocalStore::create(fs.clone(), folder.join(SNAPSHOTS))?;
@@ -242,7 +264,7 @@ impl Repository {
         segment::put(files.as_ref(), &segment::full_name(), &empty)?;
         // The config goes last: a folder without one is not a repository, so
         // a crash during init leaves nothing that looks half-made.
-        files.put(CONFIG, &config.encode())?;
+        raw_files.put(CONFIG, &config.encode_for(&crypt))?;
         Self::open_with(&root, open)
     }
 
@@ -270,8 +292,10 @@ impl Repository {
         let read_only = opts.read_only;
         let fs = opts.file_system();
         let home = Home::open(root, &fs, false)?;
-        let files = home.files();
-        let config = read_config(files.as_ref(), root)?;
+        let raw_files = home.files();
+        let (config, crypt, key_id) =
+            read_config(raw_files.as_ref(), root, opts.password.as_ref())?;
+        let files = keys::files_for(raw_files.clone(), &crypt);
         let ring = config.ring().expect("checked by Config::decode");
         if read_only && legacy_index_only(&home)? {
             // Only a writer moves an index from before the cache out of
@@ -296,7 +320,7 @@ impl Repository {
         // its chunks' segments are, so every record listed here has its
         // chunks in the segments listed next.
         let records = files.list(SnapshotRecord::FOLDER)?;
-        let (index, names) = open_cache_index(&home, &cache, &fs, !read_only)?;
+        let (index, names) = open_cache_index(&home, &files, &cache, &fs, !read_only)?;
         // A writer's filter as saved, then brought up to date with the
         // index (without a rebuild when it was current before).
         let mut bloom = if read_only {
@@ -335,7 +359,9 @@ impl Repository {
             hold,
             work: RwLock::new(()),
             refreshing: std::sync::Mutex::new(()),
-            crypt: crate::crypto::Crypt::none(),
+            crypt,
+            raw_files,
+            key_id,
         };
         if repo.hold.is_exclusive() {
             // What a crash left of the home's own durable writes (config,
@@ -892,12 +918,23 @@ fn attach_shard(
 }
 
 /// Reads and checks the config; `NoRepository` when there is none.
-pub(crate) fn read_config(files: &dyn MetaStore, root: &Path) -> Result<Config> {
-    match files.get(CONFIG) {
-        Ok(bytes) => Config::decode(&bytes, &root.join(CONFIG)),
-        Err(e) if is_not_found(&e) => Err(Error::NoRepository(root.to_path_buf())),
-        Err(e) => Err(e),
-    }
+/// The config of the repository whose home files (as stored) are
+/// `files`, with what its stored bytes are sealed with and the key file
+/// `password` opened (encrypted repositories).
+pub(crate) fn read_config(
+    files: &dyn MetaStore,
+    root: &Path,
+    password: Option<&keys::Password>,
+) -> Result<(Config, crate::crypto::Crypt, Option<String>)> {
+    let bytes = match files.get(CONFIG) {
+        Ok(bytes) => bytes,
+        Err(e) if is_not_found(&e) => return Err(Error::NoRepository(root.to_path_buf())),
+        Err(e) => return Err(e),
+    };
+    let path = root.join(CONFIG);
+    let head = Config::head(&bytes, &path)?;
+    let (crypt, key_id) = keys::unlock(files, &head, password)?;
+    Ok((Config::open(&bytes, &path, &crypt)?, crypt, key_id))
 }
 
 /// The index in `cache`, and the home's segments, which it is then brought
@@ -910,11 +947,12 @@ pub(crate) fn read_config(files: &dyn MetaStore, root: &Path) -> Result<Config> 
 /// would make `gc` take every pack for garbage.
 fn open_cache_index(
     home: &Home,
+    files: &Arc<dyn MetaStore>,
     cache: &CacheSlot,
     fs: &Arc<dyn Fs>,
     writer: bool,
 ) -> Result<(Index, Vec<String>)> {
-    let files = home.files();
+    let files = files.clone();
     let legacy = home.folder().map(|f| f.join(LEGACY_INDEX));
     let mut names = segment::names(files.as_ref())?;
     if names.is_empty() && legacy_index_only(home)? {
@@ -987,8 +1025,9 @@ mod tests {
 
     fn repo_id(root: &Path) -> String {
         let home = Home::open(root, &OsFs::shared(), false).unwrap();
-        read_config(home.files().as_ref(), root)
+        read_config(home.files().as_ref(), root, None)
             .unwrap()
+            .0
             .repository_id
     }
 
@@ -1021,7 +1060,7 @@ mod tests {
         let slot = CacheSlot::take(&cache, &repo_id(&root)).unwrap();
         let home = Home::open(&root, &OsFs::shared(), false).unwrap();
         let fs = OsFs::shared();
-        let (index, _) = open_cache_index(&home, &slot, &fs, true).unwrap();
+        let (index, _) = open_cache_index(&home, &home.files(), &slot, &fs, true).unwrap();
         assert!(
             load_bloom(&slot, &index).unwrap().1,
             "the saved filter was current"
@@ -1033,7 +1072,7 @@ mod tests {
         let other = Repository::open_with(&root, &opts(true)).unwrap();
         other.put(b"from elsewhere").unwrap();
         drop(other);
-        let (index, names) = open_cache_index(&home, &slot, &fs, true).unwrap();
+        let (index, names) = open_cache_index(&home, &home.files(), &slot, &fs, true).unwrap();
         let (mut bloom, current) = load_bloom(&slot, &index).unwrap();
         assert!(current, "current as of the segments it had applied");
         let fresh = ChunkId::of(b"from elsewhere");

@@ -84,9 +84,8 @@ impl Repository {
         let root = path.as_ref();
         let fs = opts.file_system();
         let home = Home::open(root, &fs, false)?;
-        let files = home.files();
-        let config = read_config(files.as_ref(), root)?;
-        let crypt = Crypt::none();
+        let (config, crypt, _) = read_config(home.files().as_ref(), root, opts.password.as_ref())?;
+        let files = super::keys::files_for(home.files(), &crypt);
         let mut report = RepairReport::default();
         {
             let _hold = Hold::writer(&home, false)?;

@@ -20,7 +20,7 @@ use crate::error::{Error, Result};
 use crate::id::ChunkId;
 use crate::index::Location;
 use crate::repo::report::human_bytes;
-use crate::repo::{check_new_shard, Mode, Progress, Repository, Shard, CONFIG};
+use crate::repo::{check_new_shard, Mode, Progress, Repository, Shard};
 use crate::ring::{Ring, ShardId};
 use crate::store::pack::{entries_of, repack};
 use crate::store::{shard, PackEntry, PackId};
@@ -148,7 +148,7 @@ impl Repository {
             };
             shards.push(Shard { id: s.id, backend });
         }
-        self.files.put(CONFIG, &config.encode())?;
+        self.write_config(&config)?;
         self.config = config;
         self.ring = ring;
         self.shards = shards;

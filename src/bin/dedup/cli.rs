@@ -19,6 +19,9 @@ pub struct Cli {
     /// No progress bars or warnings on stderr
     #[arg(long, short, global = true)]
     pub quiet: bool,
+    /// Read an encrypted repository's password from this file (its first line) [else $DEDUP_PASSWORD, $DEDUP_PASSWORD_COMMAND, or a prompt]
+    #[arg(long, global = true, env = "DEDUP_PASSWORD_FILE", value_name = "FILE")]
+    pub password_file: Option<PathBuf>,
     /// When another process is writing, wait up to this many seconds for it
     #[arg(long, global = true, value_name = "SECONDS", default_value_t = 0)]
     pub wait_lock: u64,
@@ -37,6 +40,15 @@ pub enum OverwriteArg {
     Never,
     IfChanged,
     Always,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum EncryptionArg {
+    /// Stored as they are (anyone who can read the store reads the data)
+    None,
+    /// A random master key, wrapped by passwords in keys/: every stored
+    /// object encrypted and authenticated, ids keyed
+    Repokey,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -86,6 +98,29 @@ pub enum ShardAction {
         id: u32,
         /// New weight (0: receives nothing new)
         weight: u32,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum KeyAction {
+    /// The key files, the one used marked
+    List,
+    /// Add a key for another password
+    Add {
+        /// Read the new password from this file [default: ask twice]
+        #[arg(long, value_name = "FILE")]
+        new_password_file: Option<PathBuf>,
+    },
+    /// Remove a key (not the one this command was opened with)
+    Remove {
+        /// Key id, or a unique prefix (see `key list`)
+        id: String,
+    },
+    /// Change the password of the key used to open
+    Passwd {
+        /// Read the new password from this file [default: ask twice]
+        #[arg(long, value_name = "FILE")]
+        new_password_file: Option<PathBuf>,
     },
 }
 
@@ -278,6 +313,14 @@ pub enum Command {
         dry_run: bool,
         /// JSON output
         #[arg(long)]
+        json: bool,
+    },
+    /// List, add, remove or change an encrypted repository's keys
+    Key {
+        #[command(subcommand)]
+        action: KeyAction,
+        /// JSON output
+        #[arg(long, global = true)]
         json: bool,
     },
     /// Store one file's bytes as a blob; prints its content id
@@ -659,6 +702,10 @@ pub struct InitArgs {
     /// zstd level: -7 (fastest, largest) to 19 (slowest, smallest)
     #[arg(long, default_value_t = dedup::DEFAULT_ZSTD_LEVEL, allow_negative_numbers = true)]
     pub compression_level: i32,
+    /// Encryption (repokey: the first key's password from --password-file,
+    /// $DEDUP_PASSWORD, $DEDUP_PASSWORD_COMMAND or a prompt)
+    #[arg(long, value_enum, default_value = "none")]
+    pub encryption: EncryptionArg,
     /// Pack target size
     #[arg(long, value_parser = parse_size, default_value = "16MiB")]
     pub pack_size: u32,

@@ -28,8 +28,11 @@ pub struct Context {
     is_default: bool,
     quiet: bool,
     wait_lock: Duration,
-    /// How every command opens it (the cache folder).
+    /// How every command opens it (the cache folder; the password is
+    /// added by [`options`](Self::options)).
     open: dedup::OpenOptions,
+    /// The password given, or asked for once on a terminal.
+    password: std::cell::RefCell<Option<dedup::repo::keys::Password>>,
     /// The command's `--host`, `--tag` and `--path` (what `latest` means).
     pub(crate) filter: SnapshotFilter,
 }
@@ -49,8 +52,56 @@ impl Context {
                 cache_dir: cli.cache.clone(),
                 ..Default::default()
             },
+            password: std::cell::RefCell::new(crate::password::given(
+                cli.password_file.as_deref(),
+            )?),
             filter: cli.command.filter(),
         })
+    }
+
+    /// The options every open starts from, with the password if known.
+    pub(crate) fn options(&self) -> dedup::OpenOptions {
+        dedup::OpenOptions {
+            password: self.password.borrow().clone(),
+            ..self.open.clone()
+        }
+    }
+
+    /// Runs `open` with the options; when the repository turns out to be
+    /// encrypted and no password was given, asks for it on the terminal
+    /// (once) and runs it again.
+    pub(crate) fn with_password<T>(
+        &self,
+        open: impl Fn(&dedup::OpenOptions) -> dedup::Result<T>,
+    ) -> dedup::Result<T> {
+        match open(&self.options()) {
+            Err(dedup::Error::NoPassword) if self.password.borrow().is_none() => {
+                let question = format!("password of {}: ", self.repo.display());
+                *self.password.borrow_mut() = Some(crate::password::prompt(&question, false)?);
+                open(&self.options())
+            }
+            other => other,
+        }
+    }
+
+    /// The password for a new key (init, key add, key passwd): the one
+    /// given (`--new-password-file`, else the usual sources at init), or
+    /// asked twice on the terminal.
+    pub(crate) fn new_password(
+        &self,
+        file: Option<&Path>,
+        at_init: bool,
+    ) -> anyhow::Result<dedup::repo::keys::Password> {
+        if let Some(file) = file {
+            return crate::password::given(Some(file))?
+                .context("the new password file gave no password");
+        }
+        if at_init {
+            if let Some(p) = self.password.borrow().clone() {
+                return Ok(p);
+            }
+        }
+        Ok(crate::password::prompt("new password: ", true)?)
     }
 
     /// Whether progress and warnings stay off stderr.
@@ -69,16 +120,18 @@ impl Context {
 
     /// Opens the repository for reading, beside any writer.
     pub(crate) fn reader(&self) -> dedup::Result<Repository> {
-        let opts = dedup::OpenOptions {
-            read_only: true,
-            ..self.open.clone()
-        };
-        Repository::open_with(&self.repo, &opts)
+        self.with_password(|opts| {
+            let opts = dedup::OpenOptions {
+                read_only: true,
+                ..opts.clone()
+            };
+            Repository::open_with(&self.repo, &opts)
+        })
     }
 
     /// Opens the repository for maintenance (its lock alone), waiting up
     /// to `--wait-lock` for other writers to finish.
-    fn writer(&self) -> dedup::Result<Repository> {
+    pub(crate) fn writer(&self) -> dedup::Result<Repository> {
         self.open_writer(false)
     }
 
@@ -90,18 +143,20 @@ impl Context {
 
     fn open_writer(&self, shared: bool) -> dedup::Result<Repository> {
         let deadline = Instant::now() + self.wait_lock;
-        let opts = dedup::OpenOptions {
-            shared,
-            ..self.open.clone()
-        };
-        loop {
-            match Repository::open_with(&self.repo, &opts) {
-                Err(dedup::Error::Locked { .. }) if Instant::now() < deadline => {
-                    std::thread::sleep(Duration::from_millis(200));
+        self.with_password(|opts| {
+            let opts = dedup::OpenOptions {
+                shared,
+                ..opts.clone()
+            };
+            loop {
+                match Repository::open_with(&self.repo, &opts) {
+                    Err(dedup::Error::Locked { .. }) if Instant::now() < deadline => {
+                        std::thread::sleep(Duration::from_millis(200));
+                    }
+                    other => return other,
                 }
-                other => return other,
             }
-        }
+        })
     }
 
     pub(crate) fn bar(&self, verb: &str) -> Bar {
@@ -223,8 +278,16 @@ pub fn init(cx: &Context, args: InitArgs) -> Code {
         shards: args.shards,
         pack_size: args.pack_size,
         zstd_level: args.compression_level,
+        encryption: match args.encryption {
+            crate::cli::EncryptionArg::None => dedup::config::Encryption::None,
+            crate::cli::EncryptionArg::Repokey => dedup::config::Encryption::Repokey,
+        },
     };
-    let repo = Repository::init_with(&cx.repo, &opts, &cx.open)?;
+    let mut open = cx.options();
+    if opts.encryption == dedup::config::Encryption::Repokey {
+        open.password = Some(cx.new_password(None, true)?);
+    }
+    let repo = Repository::init_with(&cx.repo, &opts, &open)?;
     let config = repo.config();
     if json {
         print_json(&serde_json::json!({ "repository": repo.root(), "config": config }))?;
@@ -255,7 +318,7 @@ pub fn ingest(cx: &Context, from: &Source, json: bool, opts: &dedup::IngestOptio
     let repo = {
         match cx.shared_writer() {
             Err(dedup::Error::NoRepository(_)) if cx.is_default && !opts.dry_run => {
-                let repo = Repository::init_with(&cx.repo, &InitOptions::default(), &cx.open)?;
+                let repo = Repository::init_with(&cx.repo, &InitOptions::default(), &cx.options())?;
                 if !cx.quiet {
                     eprintln!(
                         "dedup: created the default repository at {}",
@@ -590,7 +653,7 @@ pub fn gc(cx: &Context, dry_run: bool, json: bool) -> Code {
 
 /// `dedup repair index`: exit 1 when something could not be used as it was.
 pub fn repair_index(cx: &Context, json: bool) -> Code {
-    let (_repo, report) = Repository::repair_index_with(&cx.repo, &cx.open)?;
+    let (_repo, report) = cx.with_password(|opts| Repository::repair_index_with(&cx.repo, opts))?;
     show(&report, json)?;
     Ok(u8::from(!report.is_clean()))
 }

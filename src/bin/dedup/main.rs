@@ -7,7 +7,9 @@ mod browse;
 mod cli;
 mod commands;
 mod html;
+mod keycmd;
 mod mount;
+mod password;
 
 use std::process::ExitCode;
 
@@ -64,6 +66,7 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
             json,
             ..
         } => analyze::explain(&cx, &target, limit, json),
+        Command::Key { action, json } => keycmd::run(&cx, &action, json),
         Command::Estimate(args) => analyze::estimate(&cx, &args.paths, &args.options(), args.json),
         Command::Verify {
             read_data,
