@@ -219,8 +219,7 @@ impl KeyFile {
         let mut salt = [0u8; 32];
         getrandom::fill(&mut salt).map_err(|e| Error::invalid("random salt", e.to_string()))?;
         let wrapping = params.derive(password, &salt)?;
-        let sealed = seal_with(&wrapping, KEY_AAD, master.to_bytes().as_ref());
-        Ok(KeyFile {
+        let mut file = KeyFile {
             version: KEY_FILE_VERSION,
             created: humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
             hostname: gethostname::gethostname().to_string_lossy().into_owned(),
@@ -230,8 +229,28 @@ impl KeyFile {
             kdf: "argon2id".into(),
             params,
             salt: hex::encode(salt),
-            sealed: hex::encode(sealed),
-        })
+            sealed: String::new(),
+        };
+        let sealed = seal_with(&wrapping, &file.aad(), master.to_bytes().as_ref());
+        file.sealed = hex::encode(sealed);
+        Ok(file)
+    }
+
+    /// What the sealed key is bound to: every other field, so that no
+    /// byte of the file can change unnoticed.
+    fn aad(&self) -> Vec<u8> {
+        let fields = (
+            self.version,
+            &self.created,
+            &self.hostname,
+            &self.username,
+            &self.kdf,
+            self.params,
+            &self.salt,
+        );
+        let mut aad = KEY_AAD.to_vec();
+        aad.extend(serde_json::to_vec(&fields).expect("key fields always serialise"));
+        aad
     }
 
     /// The master key, if `password` is this key file's.
@@ -241,7 +260,7 @@ impl KeyFile {
         let sealed = hex::decode(&self.sealed)
             .map_err(|_| Error::corrupt("key file", location, "its sealed key is not hex"))?;
         let wrapping = self.params.derive(password, &salt)?;
-        let Some(bytes) = open_with(&wrapping, KEY_AAD, &sealed) else {
+        let Some(bytes) = open_with(&wrapping, &self.aad(), &sealed) else {
             return Ok(None);
         };
         let bytes: Zeroizing<Vec<u8>> = Zeroizing::new(bytes);

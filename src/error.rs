@@ -152,7 +152,9 @@ pub enum Error {
     },
 
     /// No key file of the repository opens with the password given.
-    #[error("wrong password: no key of this repository opens with it")]
+    #[error(
+        "wrong password: no key of this repository opens with it (or its key files are damaged)"
+    )]
     WrongPassword,
 
     /// An encrypted repository without any key file.

@@ -21,8 +21,8 @@ use crate::id::ChunkId;
 use crate::index::{Location, PackInfo, LOOKUP_BATCH};
 use crate::repo::{Progress, Repository};
 use crate::snapshot::{EntryKind, SnapshotId, SnapshotRecord};
-use crate::store::pack::entries_of;
-use crate::store::{is_not_found, record, PackId};
+use crate::store::pack::{check_layout, entries_of, trailer_len, FOOTER_SIZE};
+use crate::store::{is_not_found, record, PackEntry, PackId};
 
 /// What kind of thing is wrong.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
@@ -397,7 +397,14 @@ impl Repository {
         let backend = &self.shard(info.shard)?.backend;
         let bytes = backend.get(&pack.key())?;
         let location = format!("{}/{}", backend.location(), pack.key());
-        let entries = match entries_of(&bytes, &location, self.crypt()) {
+        let tail = trailer_len(&bytes[bytes.len().saturating_sub(FOOTER_SIZE)..], &location);
+        let laid_out = |entries: &[PackEntry]| {
+            let trailer_start = (bytes.len() - tail.as_ref().map_or(0, |n| *n)) as u64;
+            check_layout(&bytes, entries, trailer_start, &location)
+        };
+        let entries = match entries_of(&bytes, &location, self.crypt())
+            .and_then(|e| laid_out(&e).map(|()| e))
+        {
             Ok(e) => e,
             Err(e) => {
                 let problem = Problem::new(ProblemKind::DamagedPack, e.to_string()).in_pack(pack);

@@ -442,6 +442,56 @@ pub fn read_entries(
     parse_opened(&tail[tail.len() - tail_len..], size, &location, crypt)
 }
 
+/// Checks what reading records by their trailer entries passes over: the
+/// pack's magic, each record's header against its entry, and that the
+/// records fill the pack from its header to its trailer with nothing in
+/// between (every pack is written that way). `trailer_start` is where the
+/// stored trailer begins.
+pub fn check_layout(
+    bytes: &[u8],
+    entries: &[PackEntry],
+    trailer_start: u64,
+    location: &str,
+) -> Result<()> {
+    let bad = |reason: String| Err(Error::corrupt("pack", location, reason));
+    if !bytes.starts_with(PACK_MAGIC) {
+        return bad("it does not start with the pack magic".into());
+    }
+    let mut sorted: Vec<&PackEntry> = entries.iter().collect();
+    sorted.sort_by_key(|e| e.offset);
+    let mut at = PACK_MAGIC.len() as u64;
+    for e in sorted {
+        if e.offset != at {
+            return bad(format!(
+                "bytes {at}..{} belong to no record",
+                e.offset.max(at)
+            ));
+        }
+        let start = usize::try_from(e.offset).unwrap_or(usize::MAX);
+        let Some(header) =
+            bytes.get(start..start.saturating_add(crate::store::record::HEADER as usize))
+        else {
+            return bad(format!("the record of {} lies past the end", e.id));
+        };
+        let mut r = Reader::new(header, "pack record", location);
+        let same = r.id()? == e.id
+            && r.u32()? == e.raw_len
+            && r.u32()? == e.stored_len
+            && r.u8()? == e.flags;
+        if !same {
+            return bad(format!(
+                "the record header of {} differs from its trailer entry",
+                e.id
+            ));
+        }
+        at = e.record_end();
+    }
+    if at != trailer_start {
+        return bad(format!("bytes {at}..{trailer_start} belong to no record"));
+    }
+    Ok(())
+}
+
 /// Walks a pack's records from the front, for packs whose trailer is lost.
 /// Passes over a record whose bytes fail `check` (they do not hash to its
 /// id) and stops at the first header that does not decode; returns the

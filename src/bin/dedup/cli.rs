@@ -110,6 +110,9 @@ pub enum KeyAction {
         /// Read the new password from this file [default: ask twice]
         #[arg(long, value_name = "FILE")]
         new_password_file: Option<PathBuf>,
+        /// Milliseconds the new key's derivation should take here
+        #[arg(long, value_name = "MS", default_value_t = 500)]
+        kdf_time: u64,
     },
     /// Remove a key (not the one this command was opened with)
     Remove {
@@ -121,6 +124,9 @@ pub enum KeyAction {
         /// Read the new password from this file [default: ask twice]
         #[arg(long, value_name = "FILE")]
         new_password_file: Option<PathBuf>,
+        /// Milliseconds the new key's derivation should take here
+        #[arg(long, value_name = "MS", default_value_t = 500)]
+        kdf_time: u64,
     },
 }
 
@@ -706,6 +712,10 @@ pub struct InitArgs {
     /// $DEDUP_PASSWORD, $DEDUP_PASSWORD_COMMAND or a prompt)
     #[arg(long, value_enum, default_value = "none")]
     pub encryption: EncryptionArg,
+    /// How long deriving the key from the password should take here, in
+    /// milliseconds (Argon2id, 64 MiB; more is slower to guess)
+    #[arg(long, value_name = "MS", default_value_t = 500)]
+    pub kdf_time: u64,
     /// Pack target size
     #[arg(long, value_parser = parse_size, default_value = "16MiB")]
     pub pack_size: u32,

@@ -286,6 +286,7 @@ pub fn init(cx: &Context, args: InitArgs) -> Code {
     let mut open = cx.options();
     if opts.encryption == dedup::config::Encryption::Repokey {
         open.password = Some(cx.new_password(None, true)?);
+        open.key_params = Some(crate::keycmd::tuned(args.kdf_time)?);
     }
     let repo = Repository::init_with(&cx.repo, &opts, &open)?;
     let config = repo.config();

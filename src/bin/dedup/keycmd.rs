@@ -12,9 +12,15 @@ use crate::commands::{print_json, Code, Context};
 pub fn run(cx: &Context, action: &KeyAction, json: bool) -> Code {
     match action {
         KeyAction::List => list(cx, json),
-        KeyAction::Add { new_password_file } => add(cx, new_password_file.as_deref(), json),
+        KeyAction::Add {
+            new_password_file,
+            kdf_time,
+        } => add(cx, new_password_file.as_deref(), *kdf_time, json),
         KeyAction::Remove { id } => remove(cx, id, json),
-        KeyAction::Passwd { new_password_file } => passwd(cx, new_password_file.as_deref(), json),
+        KeyAction::Passwd {
+            new_password_file,
+            kdf_time,
+        } => passwd(cx, new_password_file.as_deref(), *kdf_time, json),
     }
 }
 
@@ -48,10 +54,10 @@ pub fn list(cx: &Context, json: bool) -> Code {
 }
 
 /// `key add`.
-pub fn add(cx: &Context, new_password_file: Option<&Path>, json: bool) -> Code {
+pub fn add(cx: &Context, new_password_file: Option<&Path>, kdf_time: u64, json: bool) -> Code {
     let repo = cx.writer()?;
     let password = cx.new_password(new_password_file, false)?;
-    let id = repo.add_key(&password, cx.options().key_params)?;
+    let id = repo.add_key(&password, Some(tuned(kdf_time)?))?;
     say(json, "added", &id)
 }
 
@@ -62,11 +68,16 @@ pub fn remove(cx: &Context, id: &str, json: bool) -> Code {
 }
 
 /// `key passwd`.
-pub fn passwd(cx: &Context, new_password_file: Option<&Path>, json: bool) -> Code {
+pub fn passwd(cx: &Context, new_password_file: Option<&Path>, kdf_time: u64, json: bool) -> Code {
     let repo = cx.writer()?;
     let password = cx.new_password(new_password_file, false)?;
-    let id = repo.change_password(&password, cx.options().key_params)?;
+    let id = repo.change_password(&password, Some(tuned(kdf_time)?))?;
     say(json, "changed the password: the key is now", &id)
+}
+
+/// Argon2id's costs for a key derivation of about `ms` here.
+pub fn tuned(ms: u64) -> dedup::Result<dedup::crypto::KdfParams> {
+    dedup::crypto::KdfParams::tuned(std::time::Duration::from_millis(ms))
 }
 
 fn say(json: bool, what: &str, id: &str) -> Code {

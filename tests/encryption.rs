@@ -1,0 +1,293 @@
+//! Encrypted repositories, end to end through the command line: nothing
+//! of a known file is in the store (not its bytes, not its name, not its
+//! plain SHA-256), every stored byte is checked on read, wrong passwords
+//! fail cleanly, and keys come and go while the data stays readable.
+//! (The S3 home is tested in `tests/s3.rs`.)
+
+mod common;
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use common::*;
+
+/// `dedup` on `repo` with the password in `pw`.
+fn with(repo: &Path, pw: &Path) -> Command {
+    let mut cmd = dedup(repo);
+    cmd.arg("--password-file").arg(pw);
+    cmd
+}
+
+fn password(dir: &Path, name: &str, text: &str) -> PathBuf {
+    let path = dir.join(name);
+    fs::write(&path, format!("{text}\n")).unwrap();
+    path
+}
+
+/// Every file of the repository folder, with its bytes.
+fn stored(repo: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+    files_under(repo, "")
+        .into_iter()
+        .map(|p| {
+            let bytes = fs::read(&p).unwrap();
+            (p, bytes)
+        })
+        .collect()
+}
+
+fn holds(hay: &[u8], needle: &[u8]) -> bool {
+    hay.windows(needle.len()).any(|w| w == needle)
+}
+
+/// A tree with a file whose bytes, name and id a test looks for.
+fn known_tree(src: &Path) -> Vec<u8> {
+    make_tree(src, 7);
+    let mut known = b"KNOWN-FILE-PLAINTEXT: the quarterly figures, do not share. ".repeat(40);
+    known.extend_from_slice(&random_bytes(8, 6000));
+    fs::write(src.join("known-secret-name.txt"), &known).unwrap();
+    known
+}
+
+#[test]
+fn a_known_file_is_nowhere_in_an_encrypted_repository() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    let known = known_tree(&src);
+    // The file is one chunk (smaller than the minimum): its plain id is
+    // the SHA-256 of its bytes.
+    let plain_id = sha256(&known);
+    let pw = password(tmp.path(), "pw", "correct horse battery staple");
+    for (encrypted, name) in [(false, "plain"), (true, "sealed")] {
+        let repo = tmp.path().join(name);
+        let mut init = with(&repo, &pw);
+        // No compression: a plaintext byte could not hide in a zstd frame.
+        init.args(["init", "--compression", "none", "--kdf-time", "1"]);
+        if encrypted {
+            init.args(["--encryption", "repokey"]);
+        }
+        ok(&mut init);
+        ok(with(&repo, &pw).arg("ingest").arg(&src));
+        let files = stored(&repo);
+        let found = |needle: &[u8]| files.iter().any(|(_, bytes)| holds(bytes, needle));
+        let id_hex = hex(&plain_id);
+        let pieces = [
+            &known[..48],
+            &known[known.len() / 2..known.len() / 2 + 48],
+            &known[known.len() - 48..],
+            b"known-secret-name.txt",
+            &plain_id,
+        ];
+        for piece in pieces {
+            // The plain repository shows that the search finds them.
+            assert_eq!(
+                found(piece),
+                !encrypted,
+                "{name}: {:?}",
+                String::from_utf8_lossy(piece)
+            );
+        }
+        // Nor its id as hex (records and listings name trees by hex ids).
+        if encrypted {
+            assert!(!found(id_hex.as_bytes()));
+        }
+        let out = tmp.path().join(format!("out-{name}"));
+        ok(with(&repo, &pw).args(["restore", "latest"]).arg(&out));
+        assert_eq!(describe(&src), describe(&out));
+        ok(with(&repo, &pw).args(["verify", "--read-data"]));
+    }
+}
+
+fn sha256(bytes: &[u8]) -> Vec<u8> {
+    use sha2::Digest;
+    sha2::Sha256::digest(bytes).to_vec()
+}
+
+fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write;
+    bytes.iter().fold(String::new(), |mut s, b| {
+        let _ = write!(s, "{b:02x}");
+        s
+    })
+}
+
+#[test]
+fn flipping_any_stored_byte_is_detected() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (src, repo) = (tmp.path().join("src"), tmp.path().join("repo"));
+    fs::create_dir_all(&src).unwrap();
+    fs::write(src.join("a.txt"), b"alpha ".repeat(3000)).unwrap();
+    fs::write(src.join("b.bin"), random_bytes(3, 40_000)).unwrap();
+    let pw = password(tmp.path(), "pw", "s3cret");
+    ok(with(&repo, &pw).args([
+        "init",
+        "--encryption",
+        "repokey",
+        "--shards",
+        "1",
+        "--kdf-time",
+        "1",
+    ]));
+    ok(with(&repo, &pw).arg("ingest").arg(&src));
+    let pristine = stored(&repo);
+    let mut tried = 0;
+    for (path, bytes) in &pristine {
+        let name = path.strip_prefix(&repo).unwrap().display().to_string();
+        // The lock files say who holds them; they store nothing.
+        if bytes.is_empty() || name == "lock" || name == "readers" {
+            continue;
+        }
+        // Each sealed part's ends and middle, and the file's ends.
+        let mut at: Vec<usize> = vec![0, bytes.len() / 3, bytes.len() / 2, bytes.len() - 1];
+        at.extend((0..bytes.len()).step_by((bytes.len() / 12).max(1)));
+        at.sort_unstable();
+        at.dedup();
+        for i in at {
+            let mut bad = bytes.clone();
+            bad[i] ^= 0x40;
+            fs::write(path, &bad).unwrap();
+            // A new machine: nothing cached, everything read from the store.
+            let cache = tmp.path().join(format!("cache-{tried}"));
+            let r = run(with(&repo, &pw)
+                .env("DEDUP_CACHE", &cache)
+                .args(["verify", "--read-data"]));
+            assert_ne!(
+                r.code, 0,
+                "flipping byte {i} of {name} went unnoticed:\n{}",
+                r.stdout
+            );
+            let _ = fs::remove_dir_all(&cache);
+            tried += 1;
+            fs::write(path, bytes).unwrap();
+        }
+    }
+    assert!(tried > 40, "only {tried} flips");
+    // Put back, all is well again.
+    ok(with(&repo, &pw).args(["verify", "--read-data"]));
+}
+
+#[test]
+fn a_wrong_or_missing_password_fails_cleanly_and_writes_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (src, repo) = (tmp.path().join("src"), tmp.path().join("repo"));
+    make_tree(&src, 11);
+    let pw = password(tmp.path(), "pw", "right");
+    ok(with(&repo, &pw).args(["init", "--encryption", "repokey", "--kdf-time", "1"]));
+    ok(with(&repo, &pw).arg("ingest").arg(&src));
+    let before = stored(&repo);
+    let wrong = password(tmp.path(), "wrong", "wrong");
+    for args in [
+        &["snapshots"][..],
+        &["ingest", src.to_str().unwrap()],
+        &["gc"],
+        &["restore", "latest", "/nonexistent/out"],
+        &["key", "list"],
+    ] {
+        let r = run(with(&repo, &wrong).args(args));
+        assert_eq!(r.code, 2, "{args:?}: {}", r.stdout);
+        assert!(
+            r.stderr
+                .starts_with("dedup: error: wrong password: no key of this repository opens"),
+            "{}",
+            r.stderr
+        );
+        assert_eq!(r.stderr.trim().lines().count(), 1);
+        // No password at all (and no terminal to ask on).
+        let r = run(dedup(&repo).args(args).stdin(std::process::Stdio::null()));
+        assert_eq!(r.code, 2);
+        assert!(r.stderr.contains("--password-file"), "{}", r.stderr);
+        assert_eq!(r.stderr.trim().lines().count(), 1);
+    }
+    // An empty password file, a password command that fails.
+    let empty = password(tmp.path(), "empty", "");
+    let r = run(with(&repo, &empty).arg("snapshots"));
+    assert_eq!(r.code, 2);
+    assert!(r.stderr.contains("empty"), "{}", r.stderr);
+    let r = run(dedup(&repo)
+        .env("DEDUP_PASSWORD_COMMAND", "exit 3")
+        .arg("snapshots"));
+    assert_eq!(r.code, 2);
+    assert!(r.stderr.contains("DEDUP_PASSWORD_COMMAND"), "{}", r.stderr);
+    // The password from the environment and from a command work.
+    ok(dedup(&repo).env("DEDUP_PASSWORD", "right").arg("snapshots"));
+    ok(dedup(&repo)
+        .env("DEDUP_PASSWORD_COMMAND", "echo right")
+        .arg("snapshots"));
+    // A damaged key file: said so, not "wrong password".
+    let key = files_under(&repo.join("keys"), "").pop().unwrap();
+    fs::write(&key, b"{ not a key").unwrap();
+    let r = run(with(&repo, &pw).arg("snapshots"));
+    assert_eq!(r.code, 2);
+    assert!(r.stderr.contains("key file"), "{}", r.stderr);
+    // Nothing was changed by any of it but the key file itself.
+    let after = stored(&repo);
+    let changed: Vec<_> = before
+        .iter()
+        .zip(&after)
+        .filter(|(a, b)| a != b)
+        .map(|(a, _)| a.0.display().to_string())
+        .collect();
+    assert_eq!(changed, [key.display().to_string()]);
+    assert_eq!(before.len(), after.len());
+}
+
+#[test]
+fn keys_come_and_go_and_the_data_stays_readable() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (src, repo) = (tmp.path().join("src"), tmp.path().join("repo"));
+    make_tree(&src, 12);
+    let (first, second, third) = (
+        password(tmp.path(), "first", "first password"),
+        password(tmp.path(), "second", "second password"),
+        password(tmp.path(), "third", "third password"),
+    );
+    ok(with(&repo, &first).args(["init", "--encryption", "repokey", "--kdf-time", "1"]));
+    ok(with(&repo, &first).arg("ingest").arg(&src));
+    let keys = |pw: &Path| json(with(&repo, pw).args(["key", "list", "--json"]));
+    let listed = keys(&first);
+    assert_eq!(listed.as_array().unwrap().len(), 1);
+    let first_id = listed[0]["id"].as_str().unwrap().to_string();
+    assert_eq!(listed[0]["current"], true);
+    // A second key; the first cannot remove itself, the second can.
+    ok(with(&repo, &first)
+        .args(["key", "add", "--kdf-time", "1", "--new-password-file"])
+        .arg(&second));
+    assert_eq!(keys(&second).as_array().unwrap().len(), 2);
+    let r = run(with(&repo, &first).args(["key", "remove", &first_id]));
+    assert_eq!(r.code, 2);
+    assert!(r.stderr.contains("opened with"), "{}", r.stderr);
+    ok(with(&repo, &second).args(["key", "remove", &first_id[..8]]));
+    let r = run(with(&repo, &first).arg("snapshots"));
+    assert_eq!(r.code, 2, "the first password opens nothing now");
+    let out = tmp.path().join("out");
+    ok(with(&repo, &second).args(["restore", "latest"]).arg(&out));
+    assert_eq!(describe(&src), describe(&out));
+    ok(with(&repo, &second).args(["verify", "--read-data"]));
+    // The last key cannot go.
+    let last = keys(&second)[0]["id"].as_str().unwrap().to_string();
+    let r = run(with(&repo, &second).args(["key", "remove", &last]));
+    assert_eq!(r.code, 2);
+    // A new password for it.
+    ok(with(&repo, &second)
+        .args(["key", "passwd", "--kdf-time", "1", "--new-password-file"])
+        .arg(&third));
+    assert_eq!(run(with(&repo, &second).arg("snapshots")).code, 2);
+    ok(with(&repo, &third).arg("ingest").arg(&src));
+    assert_eq!(
+        json(with(&repo, &third).args(["snapshots", "--json"]))
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+    // repair index works with the key, and a cache made anew reads all.
+    ok(with(&repo, &third).args(["repair", "index"]));
+    let _ = fs::remove_dir_all(cache_of(&repo));
+    ok(with(&repo, &third).args(["verify", "--read-data"]));
+    // Key commands on an unencrypted repository say why they cannot.
+    let plain = tmp.path().join("plain");
+    ok(dedup(&plain).arg("init"));
+    let r = run(dedup(&plain).args(["key", "list"]));
+    assert_eq!(r.code, 2);
+    assert!(r.stderr.contains("not encrypted"), "{}", r.stderr);
+}
