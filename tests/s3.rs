@@ -755,3 +755,53 @@ fn the_store_honours_create_only_puts() {
     let kept = fs::read(server.dir("claims/locks/exclusive")).unwrap();
     assert_eq!(kept, b"first");
 }
+
+#[test]
+fn an_encrypted_repository_whose_home_is_an_object_store_works_end_to_end() {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = S3Server::start(&tmp.path().join("s3"));
+    let src = tmp.path().join("src");
+    make_tree(&src, 95);
+    let known = b"KNOWN PLAINTEXT IN THE BUCKET? ".repeat(100);
+    fs::write(src.join("known-name-in-bucket.txt"), &known).unwrap();
+    let url = format!("s3://{}/sealed-home", common::s3::BUCKET);
+    let cache = tmp.path().join("cache");
+    let cmd = |password: &str| {
+        let _ = fs::remove_dir_all(&cache);
+        let mut c = dedup_home(&url, &server, &cache);
+        c.env("DEDUP_PASSWORD", password);
+        c
+    };
+    ok(cmd("pw").args([
+        "init",
+        "--encryption",
+        "repokey",
+        "--compression",
+        "none",
+        "--kdf-time",
+        "1",
+    ]));
+    ok(cmd("pw").arg("ingest").arg(&src));
+    let out = tmp.path().join("out");
+    ok(cmd("pw").args(["restore", "latest"]).arg(&out));
+    assert_eq!(describe(&src), describe(&out));
+    ok(cmd("pw").args(["verify", "--read-data"]));
+    // What the store holds: no byte of the file, not its name.
+    let home = server.dir("sealed-home");
+    let objects = files_under(&home, "");
+    assert!(objects.iter().any(|p| p.starts_with(home.join("keys"))));
+    for path in &objects {
+        let bytes = fs::read(path).unwrap();
+        for needle in [&known[..40], b"known-name-in-bucket"] {
+            assert!(
+                !bytes.windows(needle.len()).any(|w| w == needle),
+                "{} holds plaintext",
+                path.display()
+            );
+        }
+    }
+    // A wrong password: one line, exit 2.
+    let r = run(&mut cmd("not it").arg("snapshots"));
+    assert_eq!(r.code, 2);
+    assert!(r.stderr.contains("wrong password"), "{}", r.stderr);
+}
