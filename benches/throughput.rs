@@ -71,6 +71,50 @@ fn hashing(c: &mut Criterion) {
     g.finish();
 }
 
+/// What encryption costs per byte: sealing (XChaCha20-Poly1305) and the
+/// keyed id (HMAC-SHA-256) of 64 KiB chunks, beside the plain SHA-256 id.
+fn sealing(c: &mut Criterion) {
+    let data = seeded(64 << 20);
+    let key = dedup::crypto::MasterKey::generate().unwrap();
+    let mut g = c.benchmark_group("encryption");
+    g.sample_size(10)
+        .throughput(Throughput::Bytes(data.len() as u64));
+    g.bench_function("seal one-core", |b| {
+        b.iter(|| {
+            data.chunks(64 * 1024)
+                .map(|c| key.seal(b"bench", c).len())
+                .sum::<usize>()
+        });
+    });
+    g.bench_function("seal all-cores", |b| {
+        b.iter(|| {
+            data.par_chunks(64 * 1024)
+                .map(|c| key.seal(b"bench", c).len())
+                .sum::<usize>()
+        });
+    });
+    let sealed: Vec<Vec<u8>> = data
+        .chunks(64 * 1024)
+        .map(|c| key.seal(b"bench", c))
+        .collect();
+    g.bench_function("open one-core", |b| {
+        b.iter(|| {
+            sealed
+                .iter()
+                .map(|s| key.open(b"bench", s, "bench", "memory").unwrap().len())
+                .sum::<usize>()
+        });
+    });
+    g.bench_function("keyed id one-core", |b| {
+        b.iter(|| {
+            data.chunks(64 * 1024)
+                .map(|c| key.id_of(c).0[0])
+                .fold(0u8, |a, x| a ^ x)
+        });
+    });
+    g.finish();
+}
+
 fn random_ids(seed: u64, n: usize) -> Vec<ChunkId> {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     (0..n)
@@ -208,59 +252,88 @@ fn end_to_end(c: &mut Criterion) {
     }
     let mut g = c.benchmark_group("end-to-end");
     g.sample_size(10).throughput(Throughput::Bytes(total));
-    let mut n = 0;
-    g.bench_function("ingest new", |b| {
-        b.iter(|| {
-            n += 1;
-            let repo = Repository::init(tmp.path().join(format!("r{n}")), &InitOptions::default())
-                .unwrap();
-            repo.ingest(std::slice::from_ref(&src), &Quiet)
-                .unwrap()
-                .record
-                .summary
-                .new_bytes
+    // Each run's repository (or restored copy) replaces the last, outside
+    // the timing: a tmpfs must not fill up with them.
+    let fresh = |name: &str| {
+        let path = tmp.path().join(name);
+        let _ = std::fs::remove_dir_all(&path);
+        let _ = std::fs::remove_dir_all(path.with_extension("cache"));
+        path
+    };
+    let plain = InitOptions::default();
+    let sealed = InitOptions {
+        encryption: dedup::config::Encryption::Repokey,
+        ..InitOptions::default()
+    };
+    // Encrypted: a cheap key derivation (paid per open, not per byte).
+    let open = |path: &std::path::Path, encrypted: bool| dedup::OpenOptions {
+        cache_dir: Some(path.with_extension("cache")),
+        password: encrypted.then(|| dedup::repo::keys::Password::new(b"bench".to_vec())),
+        key_params: encrypted.then_some(dedup::crypto::KdfParams {
+            m_cost_kib: 64,
+            t_cost: 1,
+            p_cost: 1,
+        }),
+        ..Default::default()
+    };
+    for (label, init, encrypted) in [("", &plain, false), (", encrypted", &sealed, true)] {
+        g.bench_function(format!("ingest new{label}"), |b| {
+            b.iter_batched(
+                || fresh("new"),
+                |path| {
+                    let repo = Repository::init_with(&path, init, &open(&path, encrypted)).unwrap();
+                    repo.ingest(std::slice::from_ref(&src), &Quiet)
+                        .unwrap()
+                        .record
+                        .summary
+                        .new_bytes
+                },
+                criterion::BatchSize::PerIteration,
+            );
         });
-    });
-    let repo = Repository::init(tmp.path().join("keep"), &InitOptions::default()).unwrap();
-    let snap = repo.ingest(std::slice::from_ref(&src), &Quiet).unwrap().id;
-    g.bench_function("re-ingest unchanged", |b| {
-        b.iter(|| {
-            repo.ingest(std::slice::from_ref(&src), &Quiet)
-                .unwrap()
-                .record
-                .summary
-                .files
+        let kept = tmp.path().join(format!("keep{}", u8::from(encrypted)));
+        let repo = Repository::init_with(&kept, init, &open(&kept, encrypted)).unwrap();
+        let snap = repo.ingest(std::slice::from_ref(&src), &Quiet).unwrap().id;
+        if !encrypted {
+            g.bench_function("re-ingest unchanged", |b| {
+                b.iter(|| {
+                    repo.ingest(std::slice::from_ref(&src), &Quiet)
+                        .unwrap()
+                        .record
+                        .summary
+                        .files
+                });
+            });
+            g.bench_function("re-ingest --rehash", |b| {
+                let opts = dedup::IngestOptions {
+                    file_cache: false,
+                    ..Default::default()
+                };
+                b.iter(|| {
+                    repo.ingest_with(std::slice::from_ref(&src), &opts, &Quiet)
+                        .unwrap()
+                        .record
+                        .summary
+                        .files
+                });
+            });
+        }
+        g.bench_function(format!("restore{label}"), |b| {
+            b.iter_batched(
+                || fresh("out"),
+                |out| repo.restore(&snap, &out, &Quiet).unwrap().bytes,
+                criterion::BatchSize::PerIteration,
+            );
         });
-    });
-    g.bench_function("re-ingest --rehash", |b| {
-        let opts = dedup::IngestOptions {
-            file_cache: false,
-            ..Default::default()
-        };
-        b.iter(|| {
-            repo.ingest_with(std::slice::from_ref(&src), &opts, &Quiet)
-                .unwrap()
-                .record
-                .summary
-                .files
-        });
-    });
-    g.bench_function("restore", |b| {
-        b.iter(|| {
-            n += 1;
-            repo.restore(&snap, &tmp.path().join(format!("o{n}")), &Quiet)
-                .unwrap()
-                .bytes
-        });
-    });
+    }
     g.finish();
 }
 
 // criterion's macros make public functions that cannot carry docs.
 #[allow(missing_docs)]
 mod group {
-    use super::{chunking, end_to_end, hashing, lookups};
-    criterion::criterion_group!(benches, chunking, hashing, lookups, end_to_end);
+    use super::{chunking, end_to_end, hashing, lookups, sealing};
+    criterion::criterion_group!(benches, chunking, hashing, sealing, lookups, end_to_end);
 }
 use group::benches;
 criterion_main!(benches);

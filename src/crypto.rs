@@ -21,7 +21,7 @@
 
 use std::time::{Duration, Instant};
 
-use chacha20poly1305::aead::{Aead, KeyInit, Payload};
+use chacha20poly1305::aead::{AeadInPlace, KeyInit};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
 use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
@@ -110,20 +110,17 @@ impl MasterKey {
 
 fn seal_with(key: &[u8; 32], aad: &[u8], plaintext: &[u8]) -> Vec<u8> {
     let cipher = XChaCha20Poly1305::new(key.into());
-    let mut nonce = [0u8; NONCE_LEN];
-    getrandom::fill(&mut nonce).expect("the system's random source works");
-    let sealed = cipher
-        .encrypt(
-            XNonce::from_slice(&nonce),
-            Payload {
-                msg: plaintext,
-                aad,
-            },
-        )
+    // nonce ‖ plaintext, encrypted where it lies, then the tag: one copy
+    // of the bytes, no second buffer.
+    let mut out = Vec::with_capacity(OVERHEAD + plaintext.len());
+    out.resize(NONCE_LEN, 0);
+    getrandom::fill(&mut out[..NONCE_LEN]).expect("the system's random source works");
+    out.extend_from_slice(plaintext);
+    let (nonce, body) = out.split_at_mut(NONCE_LEN);
+    let tag = cipher
+        .encrypt_in_place_detached(XNonce::from_slice(nonce), aad, body)
         .expect("encryption of a buffer in memory does not fail");
-    let mut out = Vec::with_capacity(NONCE_LEN + sealed.len());
-    out.extend_from_slice(&nonce);
-    out.extend_from_slice(&sealed);
+    out.extend_from_slice(&tag);
     out
 }
 
@@ -131,10 +128,18 @@ fn open_with(key: &[u8; 32], aad: &[u8], sealed: &[u8]) -> Option<Vec<u8>> {
     if sealed.len() < OVERHEAD {
         return None;
     }
-    let (nonce, body) = sealed.split_at(NONCE_LEN);
+    let (nonce, rest) = sealed.split_at(NONCE_LEN);
+    let (body, tag) = rest.split_at(rest.len() - TAG_LEN);
+    let mut plain = body.to_vec();
     XChaCha20Poly1305::new(key.into())
-        .decrypt(XNonce::from_slice(nonce), Payload { msg: body, aad })
-        .ok()
+        .decrypt_in_place_detached(
+            XNonce::from_slice(nonce),
+            aad,
+            &mut plain,
+            chacha20poly1305::Tag::from_slice(tag),
+        )
+        .ok()?;
+    Some(plain)
 }
 
 /// Argon2id's cost parameters, kept in each key file.

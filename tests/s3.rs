@@ -801,7 +801,7 @@ fn an_encrypted_repository_whose_home_is_an_object_store_works_end_to_end() {
         }
     }
     // A wrong password: one line, exit 2.
-    let r = run(&mut cmd("not it").arg("snapshots"));
+    let r = run(cmd("not it").arg("snapshots"));
     assert_eq!(r.code, 2);
     assert!(r.stderr.contains("wrong password"), "{}", r.stderr);
 }

@@ -416,7 +416,7 @@ impl Repository {
             report.chunks_read += 1;
             let opened = e
                 .stored_in(&bytes, 0)
-                .and_then(|stored| record::open(pack, &e, stored, self.crypt()));
+                .and_then(|stored| record::open_rehashed(pack, &e, stored, self.crypt()));
             if let Err(err) = opened {
                 // Only damage to the copy the index uses breaks anything.
                 let indexed = self.index.chunk(&e.id)?;
