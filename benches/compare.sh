@@ -30,6 +30,9 @@
 # password is set). Before each tool starts on a corpus, the corpus is read
 # once so every tool starts from a warm page cache.
 #
+# DEDUP_ENCRYPTION=repokey makes dedup's repositories encrypted (password
+# "compare", the default key derivation of half a second per command), to
+# compare with restic, which always encrypts.
 # PEERS="restic borg" (the default) picks the peers. DEDUP_BASELINE=PATH adds
 # another dedup binary (an earlier build, say) as the peer "baseline", run
 # side by side with this one, to see what a change did to speed:
@@ -71,7 +74,7 @@ fi
 source benches/corpora.sh
 export RESTIC_PASSWORD=compare BORG_UNKNOWN_UNENCRYPTED_REPO_ACCESS_IS_OK=yes BORG_RELOCATED_REPO_ACCESS_IS_OK=yes
 export RESTIC_CACHE_DIR="$WORK/restic-cache" BORG_BASE_DIR="$WORK/borg-base"
-export DEDUP_CACHE="$WORK/dedup-cache"
+export DEDUP_CACHE="$WORK/dedup-cache" DEDUP_PASSWORD=compare
 versions_trees=1
 versions_tars=1
 versions_small=4
@@ -111,7 +114,7 @@ for corpus in "${CORPORA[@]}"; do
     # A warm page cache for every tool alike.
     tar -cf - -C "$WORK" live | cat >/dev/null
     case $tool in
-      dedup) "$DEDUP" --repo "$repo" init >/dev/null ;;
+      dedup) "$DEDUP" --repo "$repo" init --encryption "${DEDUP_ENCRYPTION:-none}" >/dev/null ;;
       baseline) "$DEDUP_BASELINE" --repo "$repo" init >/dev/null ;;
       restic) restic -r "$repo" --quiet init >/dev/null ;;
       borg) borg init --encryption none "$repo" ;;

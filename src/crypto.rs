@@ -21,8 +21,6 @@
 
 use std::time::{Duration, Instant};
 
-use chacha20poly1305::aead::{AeadInPlace, KeyInit};
-use chacha20poly1305::{XChaCha20Poly1305, XNonce};
 use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -108,8 +106,27 @@ impl MasterKey {
     }
 }
 
+/// XChaCha20-Poly1305 (draft-irtf-cfrg-xchacha): HChaCha20 (RustCrypto's
+/// `chacha20`) turns the key and the nonce's first 16 bytes into a
+/// subkey, and ChaCha20-Poly1305 (ring's, which runs at twice the speed
+/// here) seals under it with the nonce's last 8 bytes.
+fn subkey(key: &[u8; 32], nonce: &[u8]) -> (ring::aead::LessSafeKey, ring::aead::Nonce) {
+    let mut sub = Zeroizing::new([0u8; 32]);
+    sub.copy_from_slice(&chacha20::hchacha::<chacha20::cipher::consts::U10>(
+        key.into(),
+        nonce[..16].into(),
+    ));
+    let unbound = ring::aead::UnboundKey::new(&ring::aead::CHACHA20_POLY1305, sub.as_ref())
+        .expect("a 32-byte ChaCha20 key");
+    let mut short = [0u8; 12];
+    short[4..].copy_from_slice(&nonce[16..NONCE_LEN]);
+    (
+        ring::aead::LessSafeKey::new(unbound),
+        ring::aead::Nonce::assume_unique_for_key(short),
+    )
+}
+
 fn seal_with(key: &[u8; 32], aad: &[u8], plaintext: &[u8]) -> Vec<u8> {
-    let cipher = XChaCha20Poly1305::new(key.into());
     // nonce ‖ plaintext, encrypted where it lies, then the tag: one copy
     // of the bytes, no second buffer.
     let mut out = Vec::with_capacity(OVERHEAD + plaintext.len());
@@ -117,10 +134,11 @@ fn seal_with(key: &[u8; 32], aad: &[u8], plaintext: &[u8]) -> Vec<u8> {
     getrandom::fill(&mut out[..NONCE_LEN]).expect("the system's random source works");
     out.extend_from_slice(plaintext);
     let (nonce, body) = out.split_at_mut(NONCE_LEN);
+    let (cipher, nonce) = subkey(key, nonce);
     let tag = cipher
-        .encrypt_in_place_detached(XNonce::from_slice(nonce), aad, body)
-        .expect("encryption of a buffer in memory does not fail");
-    out.extend_from_slice(&tag);
+        .seal_in_place_separate_tag(nonce, ring::aead::Aad::from(aad), body)
+        .expect("a buffer in memory always seals");
+    out.extend_from_slice(tag.as_ref());
     out
 }
 
@@ -129,16 +147,13 @@ fn open_with(key: &[u8; 32], aad: &[u8], sealed: &[u8]) -> Option<Vec<u8>> {
         return None;
     }
     let (nonce, rest) = sealed.split_at(NONCE_LEN);
-    let (body, tag) = rest.split_at(rest.len() - TAG_LEN);
-    let mut plain = body.to_vec();
-    XChaCha20Poly1305::new(key.into())
-        .decrypt_in_place_detached(
-            XNonce::from_slice(nonce),
-            aad,
-            &mut plain,
-            chacha20poly1305::Tag::from_slice(tag),
-        )
-        .ok()?;
+    let (cipher, nonce) = subkey(key, nonce);
+    let mut plain = rest.to_vec();
+    let len = cipher
+        .open_in_place(nonce, ring::aead::Aad::from(aad), &mut plain)
+        .ok()?
+        .len();
+    plain.truncate(len);
     Some(plain)
 }
 
@@ -386,6 +401,35 @@ mod tests {
             .is_err());
         let other = MasterKey::generate().unwrap();
         assert!(other.open(b"record", &sealed, "x", "here").is_err());
+    }
+
+    #[test]
+    fn sealing_is_standard_xchacha20_poly1305() {
+        use chacha20poly1305::aead::{Aead, KeyInit, Payload};
+        let key = [9u8; 32];
+        let sealed = seal_with(&key, b"label", b"the bytes");
+        let (nonce, body) = sealed.split_at(NONCE_LEN);
+        let reference = chacha20poly1305::XChaCha20Poly1305::new(&key.into())
+            .decrypt(
+                chacha20poly1305::XNonce::from_slice(nonce),
+                Payload {
+                    msg: body,
+                    aad: b"label",
+                },
+            )
+            .unwrap();
+        assert_eq!(reference, b"the bytes");
+        let theirs = chacha20poly1305::XChaCha20Poly1305::new(&key.into())
+            .encrypt(
+                chacha20poly1305::XNonce::from_slice(nonce),
+                Payload {
+                    msg: b"the bytes",
+                    aad: b"label",
+                },
+            )
+            .unwrap();
+        assert_eq!(theirs, body);
+        assert_eq!(open_with(&key, b"label", &sealed).unwrap(), b"the bytes");
     }
 
     #[test]
