@@ -247,14 +247,7 @@ pub fn open_trailer<'a>(
     location: &str,
 ) -> Result<std::borrow::Cow<'a, [u8]>> {
     use std::borrow::Cow;
-    if tail.len() < FOOTER_SIZE {
-        return Err(Error::corrupt(
-            "pack trailer",
-            location,
-            "shorter than a footer",
-        ));
-    }
-    let (body, footer) = tail.split_at(tail.len() - FOOTER_SIZE);
+    let (body, footer) = split_footer(tail, location)?;
     let sealed = &footer[8..] == SEALED_FOOTER_MAGIC;
     match (sealed, crypt.is_on()) {
         (false, false) => return Ok(Cow::Borrowed(tail)),
@@ -298,10 +291,8 @@ pub fn open_trailer<'a>(
     Ok(Cow::Owned(out))
 }
 
-/// Decodes a trailer plus footer (the last [`trailer_len`] bytes of a pack of
-/// `pack_len` bytes), checking the checksum and that every entry lies inside
-/// the pack's record area.
-pub fn parse_trailer(tail: &[u8], pack_len: u64, location: &str) -> Result<Vec<PackEntry>> {
+/// A trailer plus footer split into the two.
+fn split_footer<'a>(tail: &'a [u8], location: &str) -> Result<(&'a [u8], &'a [u8])> {
     if tail.len() < FOOTER_SIZE {
         return Err(Error::corrupt(
             "pack trailer",
@@ -309,7 +300,14 @@ pub fn parse_trailer(tail: &[u8], pack_len: u64, location: &str) -> Result<Vec<P
             "shorter than a footer",
         ));
     }
-    let (body, footer) = tail.split_at(tail.len() - FOOTER_SIZE);
+    Ok(tail.split_at(tail.len() - FOOTER_SIZE))
+}
+
+/// Decodes a trailer plus footer (the last [`trailer_len`] bytes of a pack of
+/// `pack_len` bytes), checking the checksum and that every entry lies inside
+/// the pack's record area.
+pub fn parse_trailer(tail: &[u8], pack_len: u64, location: &str) -> Result<Vec<PackEntry>> {
+    let (body, footer) = split_footer(tail, location)?;
     let expected = trailer_len(footer, location)?;
     if expected != tail.len() {
         return Err(Error::corrupt(
