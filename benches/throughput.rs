@@ -71,7 +71,7 @@ fn hashing(c: &mut Criterion) {
     g.finish();
 }
 
-/// What encryption costs per byte: sealing (XChaCha20-Poly1305) and the
+/// What encryption costs per byte: sealing (AES-256-GCM, a key per chunk) and the
 /// keyed id (HMAC-SHA-256) of 64 KiB chunks, beside the plain SHA-256 id.
 fn sealing(c: &mut Criterion) {
     let data = seeded(64 << 20);

@@ -156,7 +156,8 @@ pub enum Encryption {
     #[default]
     None,
     /// A random master key in `keys/`, wrapped by passwords: every stored
-    /// object sealed with XChaCha20-Poly1305, ids keyed with HMAC-SHA-256.
+    /// object sealed with AES-256-GCM under per-object keys, ids keyed
+    /// with HMAC-SHA-256.
     Repokey,
 }
 

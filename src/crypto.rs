@@ -3,7 +3,7 @@
 //! with an AEAD.
 //!
 //! - **Master key**: 64 random bytes made at `init`: 32 for
-//!   XChaCha20-Poly1305, 32 for HMAC-SHA-256 object ids. It never leaves
+//!   AES-256-GCM, 32 for HMAC-SHA-256 object ids. It never leaves
 //!   memory unwrapped and is wiped when dropped.
 //! - **Key file** (`keys/<id>` in the home, JSON): the master key sealed
 //!   under a key derived from a password with Argon2id; the salt and the
@@ -11,7 +11,9 @@
 //!   own machine. Any number of key files wrap the same master key; `<id>`
 //!   is the SHA-256 of the file's bytes (its first 16 bytes, in hex).
 //! - **Sealed bytes**: `nonce[24] ‖ ciphertext ‖ tag[16]`, the nonce random
-//!   for every seal (24 bytes: random nonces never collide in practice).
+//!   for every seal: AES-256-GCM under a key derived for that seal from
+//!   the nonce's first 16 bytes (see `subkey`), with its last 8 as GCM's
+//!   nonce, so random nonces never wear a key out.
 //!   The associated data names what the bytes are (and, for an object, its
 //!   id), so a sealed object moved elsewhere fails to open instead of being
 //!   read as something else.
@@ -106,20 +108,24 @@ impl MasterKey {
     }
 }
 
-/// XChaCha20-Poly1305 (draft-irtf-cfrg-xchacha): HChaCha20 (RustCrypto's
-/// `chacha20`) turns the key and the nonce's first 16 bytes into a
-/// subkey, and ChaCha20-Poly1305 (ring's, which runs at twice the speed
-/// here) seals under it with the nonce's last 8 bytes.
+/// What the per-object key derivation is bound to.
+const SUBKEY_LABEL: &[u8] = b"dd-aes-256-gcm-subkey";
+
+/// The cipher for one sealing: AES-256-GCM (ring's, 6.8 GiB/s a core
+/// here with AES-NI) under a key of its own, HMAC-SHA-256 of the
+/// encryption key over a label and the nonce's first 16 bytes, with the
+/// nonce's last 8 bytes (and 4 zero bytes) as GCM's nonce. A fresh key per
+/// object lifts GCM's limit on random 96-bit nonces: keys collide only
+/// after about 2^64 objects.
 fn subkey(key: &[u8; 32], nonce: &[u8]) -> (ring::aead::LessSafeKey, ring::aead::Nonce) {
-    let mut sub = Zeroizing::new([0u8; 32]);
-    sub.copy_from_slice(&chacha20::hchacha::<chacha20::cipher::consts::U10>(
-        key.into(),
-        nonce[..16].into(),
-    ));
-    let unbound = ring::aead::UnboundKey::new(&ring::aead::CHACHA20_POLY1305, sub.as_ref())
-        .expect("a 32-byte ChaCha20 key");
+    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(key).expect("HMAC takes any key length");
+    mac.update(SUBKEY_LABEL);
+    mac.update(&nonce[..16]);
+    let sub = Zeroizing::new(<[u8; 32]>::from(mac.finalize().into_bytes()));
+    let unbound = ring::aead::UnboundKey::new(&ring::aead::AES_256_GCM, sub.as_ref())
+        .expect("a 32-byte AES key");
     let mut short = [0u8; 12];
-    short[4..].copy_from_slice(&nonce[16..NONCE_LEN]);
+    short[..8].copy_from_slice(&nonce[16..NONCE_LEN]);
     (
         ring::aead::LessSafeKey::new(unbound),
         ring::aead::Nonce::assume_unique_for_key(short),
@@ -404,32 +410,35 @@ mod tests {
     }
 
     #[test]
-    fn sealing_is_standard_xchacha20_poly1305() {
-        use chacha20poly1305::aead::{Aead, KeyInit, Payload};
+    fn sealing_is_aes_256_gcm_under_the_derived_key() {
+        use aes_gcm::aead::{Aead, KeyInit, Payload};
         let key = [9u8; 32];
         let sealed = seal_with(&key, b"label", b"the bytes");
+        assert_eq!(sealed.len(), 9 + OVERHEAD);
         let (nonce, body) = sealed.split_at(NONCE_LEN);
-        let reference = chacha20poly1305::XChaCha20Poly1305::new(&key.into())
+        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&key).unwrap();
+        mac.update(SUBKEY_LABEL);
+        mac.update(&nonce[..16]);
+        let sub: [u8; 32] = mac.finalize().into_bytes().into();
+        let mut short = [0u8; 12];
+        short[..8].copy_from_slice(&nonce[16..]);
+        // RustCrypto's AES-256-GCM opens what ring sealed.
+        let plain = aes_gcm::Aes256Gcm::new(&sub.into())
             .decrypt(
-                chacha20poly1305::XNonce::from_slice(nonce),
+                &short.into(),
                 Payload {
                     msg: body,
                     aad: b"label",
                 },
             )
             .unwrap();
-        assert_eq!(reference, b"the bytes");
-        let theirs = chacha20poly1305::XChaCha20Poly1305::new(&key.into())
-            .encrypt(
-                chacha20poly1305::XNonce::from_slice(nonce),
-                Payload {
-                    msg: b"the bytes",
-                    aad: b"label",
-                },
-            )
-            .unwrap();
-        assert_eq!(theirs, body);
+        assert_eq!(plain, b"the bytes");
         assert_eq!(open_with(&key, b"label", &sealed).unwrap(), b"the bytes");
+        // Another nonce, another key: the same bytes seal differently.
+        assert_ne!(
+            seal_with(&key, b"label", b"the bytes")[NONCE_LEN..],
+            sealed[NONCE_LEN..]
+        );
     }
 
     #[test]
