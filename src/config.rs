@@ -394,6 +394,15 @@ impl Config {
             }
             return Self::decode(bytes, path);
         };
+        if !crypt.is_on() {
+            // A head edited to say "none" must not make a sealed config
+            // (or whatever is planted in its place) read as a plain one.
+            return Err(Error::corrupt(
+                "config",
+                &location,
+                "it is sealed, but its head says the repository is not encrypted",
+            ));
+        }
         let sealed = hex::decode(sealed)
             .map_err(|_| Error::corrupt("config", &location, "its sealed part is not hex"))?;
         let plain = crypt.open(CONFIG_AAD, &sealed, "config", &location)?;
@@ -480,6 +489,30 @@ fn without_userinfo(url: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[cfg(feature = "engine")]
+    #[test]
+    fn a_sealed_config_opens_only_with_its_key_and_never_as_plain() {
+        use crate::crypto::{Crypt, MasterKey};
+        let path = Path::new("config");
+        let config = Config::new(&InitOptions {
+            encryption: Encryption::Repokey,
+            ..InitOptions::default()
+        })
+        .unwrap();
+        let crypt = Crypt::with(MasterKey::generate().unwrap());
+        let bytes = config.encode_for(&crypt);
+        assert_eq!(Config::open(&bytes, path, &crypt).unwrap(), config);
+        assert!(Config::decode(&bytes, path).is_err());
+        let other = Crypt::with(MasterKey::generate().unwrap());
+        assert!(Config::open(&bytes, path, &other).is_err());
+        // Its head edited to say "none": still not read as plain.
+        let edited = String::from_utf8(bytes)
+            .unwrap()
+            .replace("\"repokey\"", "\"none\"");
+        let err = Config::open(edited.as_bytes(), path, &Crypt::none()).unwrap_err();
+        assert!(err.to_string().contains("sealed"), "{err}");
+    }
 
     #[test]
     fn config_round_trips_and_a_newer_version_is_named() {

@@ -32,6 +32,7 @@ use crate::config::Compression;
 use crate::error::{Error, Result};
 use crate::id::ChunkId;
 use crate::index::Location;
+use crate::repo::report::ratio;
 use crate::repo::Progress;
 use crate::snapshot::{Attrs, Entry, EntryKind, Tree};
 use crate::store::pack::ENTRY_SIZE;
@@ -348,14 +349,6 @@ impl Counter {
                 0.0
             },
         }
-    }
-}
-
-fn ratio(a: u64, b: u64) -> f64 {
-    if b == 0 {
-        1.0
-    } else {
-        a as f64 / b as f64
     }
 }
 

@@ -219,6 +219,25 @@ fn a_wrong_or_missing_password_fails_cleanly_and_writes_nothing() {
     let r = run(with(&repo, &pw).arg("snapshots"));
     assert_eq!(r.code, 2);
     assert!(r.stderr.contains("key file"), "{}", r.stderr);
+    // A config made to look unencrypted is refused, not read as plain:
+    // its head edited to say so, or the whole file swapped for a plain
+    // repository's while the key files stay.
+    let config = repo.join("config");
+    let sealed_config = fs::read(&config).unwrap();
+    let edited = String::from_utf8(sealed_config.clone())
+        .unwrap()
+        .replace("\"repokey\"", "\"none\"");
+    fs::write(&config, edited).unwrap();
+    let r = run(with(&repo, &pw).arg("snapshots"));
+    assert_eq!(r.code, 2);
+    assert!(r.stderr.contains("not encrypted"), "{}", r.stderr);
+    let plain = tmp.path().join("plain");
+    ok(dedup(&plain).arg("init"));
+    fs::copy(plain.join("config"), &config).unwrap();
+    let r = run(with(&repo, &pw).arg("snapshots"));
+    assert_eq!(r.code, 2);
+    assert!(r.stderr.contains("keys/ holds key files"), "{}", r.stderr);
+    fs::write(&config, &sealed_config).unwrap();
     // Nothing was changed by any of it but the key file itself.
     let after = stored(&repo);
     let changed: Vec<_> = before

@@ -90,6 +90,13 @@ pub(crate) fn unlock(
     password: Option<&Password>,
 ) -> Result<(Crypt, Option<String>)> {
     match head.encryption {
+        // Key files beside a plain config: the config was replaced, and
+        // a writer must not store plaintext into an encrypted repository.
+        Encryption::None if !key_files(files)?.is_empty() => Err(Error::corrupt(
+            "config",
+            format!("{}/config", files.location()),
+            "it says the repository is not encrypted, but keys/ holds key files",
+        )),
         Encryption::None => Ok((Crypt::none(), None)),
         Encryption::Repokey => {
             let password = password.ok_or(Error::NoPassword)?;

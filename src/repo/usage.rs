@@ -340,11 +340,6 @@ impl Usage {
         &self.snapshots
     }
 
-    /// Distinct data chunks in the graph.
-    pub fn chunk_count(&self) -> usize {
-        self.chunk_ids.len()
-    }
-
     /// Uncompressed sizes of every distinct data chunk the snapshots hold.
     pub fn chunk_lengths(&self) -> impl Iterator<Item = u64> + '_ {
         self.chunk_sizes.iter().map(|s| s.raw)
