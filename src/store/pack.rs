@@ -236,61 +236,6 @@ pub fn trailer_len(footer: &[u8], location: &str) -> Result<usize> {
     Ok(body.saturating_add(FOOTER_SIZE))
 }
 
-/// A pack's trailer plus footer as [`parse_trailer`] reads them: a sealed
-/// one opened with `crypt` (its checksum checked first), a plain one as it
-/// is. An encrypted repository refuses a plain trailer, and a repository
-/// without a key a sealed one.
-#[cfg(feature = "engine")]
-pub fn open_trailer<'a>(
-    tail: &'a [u8],
-    crypt: &crate::crypto::Crypt,
-    location: &str,
-) -> Result<std::borrow::Cow<'a, [u8]>> {
-    use std::borrow::Cow;
-    let (body, footer) = split_footer(tail, location)?;
-    let sealed = &footer[8..] == SEALED_FOOTER_MAGIC;
-    match (sealed, crypt.is_on()) {
-        (false, false) => return Ok(Cow::Borrowed(tail)),
-        (false, true) => {
-            return Err(Error::corrupt(
-                "pack trailer",
-                location,
-                "it is not encrypted, and this repository is",
-            ))
-        }
-        (true, false) => {
-            return Err(Error::corrupt(
-                "pack trailer",
-                location,
-                "it is encrypted, and this repository is not",
-            ))
-        }
-        (true, true) => {}
-    }
-    let stored_crc = u32::from_le_bytes(footer[4..8].try_into().expect("4 bytes"));
-    if crc32fast::hash(&tail[..body.len() + 4]) != stored_crc {
-        return Err(Error::corrupt(
-            "pack trailer",
-            location,
-            "checksum mismatch",
-        ));
-    }
-    let plain = crypt.open(TRAILER_AAD, body, "pack trailer", location)?;
-    if plain.len() % ENTRY_SIZE != 0 {
-        return Err(Error::corrupt(
-            "pack trailer",
-            location,
-            "its entries do not divide into whole ones",
-        ));
-    }
-    let mut out = plain.into_owned();
-    out.put_u32((out.len() / ENTRY_SIZE) as u32);
-    let crc = crc32fast::hash(&out);
-    out.put_u32(crc);
-    out.extend_from_slice(FOOTER_MAGIC);
-    Ok(Cow::Owned(out))
-}
-
 /// A trailer plus footer split into the two.
 fn split_footer<'a>(tail: &'a [u8], location: &str) -> Result<(&'a [u8], &'a [u8])> {
     if tail.len() < FOOTER_SIZE {
@@ -305,8 +250,23 @@ fn split_footer<'a>(tail: &'a [u8], location: &str) -> Result<(&'a [u8], &'a [u8
 
 /// Decodes a trailer plus footer (the last [`trailer_len`] bytes of a pack of
 /// `pack_len` bytes), checking the checksum and that every entry lies inside
-/// the pack's record area.
+/// the pack's record area. A sealed trailer needs the key: see
+/// [`entries_of`] and [`read_entries`].
 pub fn parse_trailer(tail: &[u8], pack_len: u64, location: &str) -> Result<Vec<PackEntry>> {
+    let (body, sealed) = checked_body(tail, location)?;
+    if sealed {
+        return Err(Error::corrupt(
+            "pack trailer",
+            location,
+            "it is encrypted, and this repository is not",
+        ));
+    }
+    parse_entries(body, pack_len.saturating_sub(tail.len() as u64), location)
+}
+
+/// A trailer plus footer's body, its length and checksum checked, and
+/// whether it is sealed.
+fn checked_body<'a>(tail: &'a [u8], location: &str) -> Result<(&'a [u8], bool)> {
     let (body, footer) = split_footer(tail, location)?;
     let expected = trailer_len(footer, location)?;
     if expected != tail.len() {
@@ -320,15 +280,19 @@ pub fn parse_trailer(tail: &[u8], pack_len: u64, location: &str) -> Result<Vec<P
         ));
     }
     let stored_crc = u32::from_le_bytes(footer[4..8].try_into().expect("4 bytes"));
-    let crc = crc32fast::hash(&tail[..body.len() + 4]);
-    if crc != stored_crc {
+    if crc32fast::hash(&tail[..body.len() + 4]) != stored_crc {
         return Err(Error::corrupt(
             "pack trailer",
             location,
             "checksum mismatch",
         ));
     }
-    let records_end = pack_len.saturating_sub(tail.len() as u64);
+    Ok((body, &footer[8..] == SEALED_FOOTER_MAGIC))
+}
+
+/// A trailer's entries, each checked to lie between the pack's header and
+/// `records_end`, with flags this version knows.
+fn parse_entries(body: &[u8], records_end: u64, location: &str) -> Result<Vec<PackEntry>> {
     let mut r = Reader::new(body, "pack trailer", location);
     let mut entries = Vec::with_capacity(body.len() / ENTRY_SIZE);
     while r.remaining() > 0 {
@@ -385,8 +349,10 @@ pub fn entries_of(
     )
 }
 
-/// [`open_trailer`], then [`parse_trailer`] as if the plain trailer ended
-/// the pack where the stored one does.
+/// A trailer's entries as the repository's `crypt` reads them: a sealed
+/// trailer opened with the key, a plain one as it is. An encrypted
+/// repository refuses a plain trailer, and a repository without a key a
+/// sealed one.
 #[cfg(feature = "engine")]
 fn parse_opened(
     tail: &[u8],
@@ -394,10 +360,19 @@ fn parse_opened(
     location: &str,
     crypt: &crate::crypto::Crypt,
 ) -> Result<Vec<PackEntry>> {
-    let plain = open_trailer(tail, crypt, location)?;
-    // Records end where the stored trailer starts, whatever its length.
-    let records_end = pack_len.saturating_sub(tail.len() as u64);
-    parse_trailer(&plain, records_end + plain.len() as u64, location)
+    if !crypt.is_on() {
+        return parse_trailer(tail, pack_len, location);
+    }
+    let (body, sealed) = checked_body(tail, location)?;
+    if !sealed {
+        return Err(Error::corrupt(
+            "pack trailer",
+            location,
+            "it is not encrypted, and this repository is",
+        ));
+    }
+    let plain = crypt.open(TRAILER_AAD, body, "pack trailer", location)?;
+    parse_entries(&plain, pack_len.saturating_sub(tail.len() as u64), location)
 }
 
 /// Reads a pack's entries from its trailer through `backend`. `known_size`
@@ -543,6 +518,36 @@ mod tests {
             );
         }
         b.seal()
+    }
+
+    #[cfg(feature = "engine")]
+    #[test]
+    fn an_encrypted_trailer_opens_only_with_its_key_and_any_change_is_refused() {
+        use crate::crypto::{Crypt, MasterKey};
+        let crypt = Crypt::with(MasterKey::generate().unwrap());
+        let mut b = PackBuilder::new();
+        for data in [&b"alpha"[..], b"", b"gamma gamma"] {
+            b.add(ChunkId::of(data), data.len() as u32, 0, data);
+        }
+        let (bytes, entries) = b.seal_with(&crypt);
+        assert!(bytes.ends_with(SEALED_FOOTER_MAGIC));
+        assert_eq!(entries_of(&bytes, "t", &crypt).unwrap(), entries);
+        assert!(entries_of(&bytes, "t", &Crypt::none()).is_err());
+        assert!(entries_of(&bytes, "t", &Crypt::with(MasterKey::generate().unwrap())).is_err());
+        // The ids are not in the trailer in the clear.
+        let tail = &bytes[entries.last().unwrap().record_end() as usize..];
+        assert!(!tail.windows(32).any(|w| w == entries[0].id.as_bytes()));
+        for i in 0..tail.len() {
+            let mut bad = bytes.clone();
+            bad[bytes.len() - tail.len() + i] ^= 1;
+            assert!(
+                entries_of(&bad, "t", &crypt).is_err(),
+                "byte {i} of the trailer"
+            );
+        }
+        // A plain pack in an encrypted repository is refused.
+        let (plain, _) = sample();
+        assert!(entries_of(&plain, "t", &crypt).is_err());
     }
 
     #[test]
