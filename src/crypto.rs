@@ -88,6 +88,12 @@ impl MasterKey {
         seal_with(&self.encrypt, aad, plaintext)
     }
 
+    /// The bytes [`seal`](Self::seal) sealed with the same `aad`, or
+    /// `None` when anything differs.
+    pub fn try_open(&self, aad: &[u8], sealed: &[u8]) -> Option<Vec<u8>> {
+        open_with(&self.encrypt, aad, sealed)
+    }
+
     /// Opens bytes [`seal`](Self::seal) made with the same `aad`. Any
     /// changed byte, or other associated data, is an error naming `what`
     /// and `location`: never wrong bytes.
@@ -98,7 +104,7 @@ impl MasterKey {
         what: &'static str,
         location: &str,
     ) -> Result<Vec<u8>> {
-        open_with(&self.encrypt, aad, sealed).ok_or_else(|| {
+        self.try_open(aad, sealed).ok_or_else(|| {
             Error::corrupt(
                 what,
                 location,
