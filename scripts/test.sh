@@ -45,9 +45,29 @@ if ! command -v chromium >/dev/null && ! command -v chromium-browser >/dev/null;
   fi
 fi
 
-cargo test --locked "$@"
+# The output is kept, so that the failures (from every test binary, under
+# --no-fail-fast) can be listed together at the end.
+log="$(mktemp)"
+trap 'rm -f "$log"' EXIT
+tests_status=0
+cargo test --locked "$@" 2>&1 | tee "$log" || tests_status=$?
 
+fuzz_status=0
 fuzz_seconds="${DEDUP_FUZZ_SECONDS:-15}"
 if [ "$fuzz_seconds" != 0 ]; then
-  scripts/fuzz.sh "$fuzz_seconds"
+  scripts/fuzz.sh "$fuzz_seconds" || fuzz_status=$?
+fi
+
+if [ "$tests_status" != 0 ] || [ "$fuzz_status" != 0 ]; then
+  echo >&2
+  echo "test: FAILED" >&2
+  # Each failed test with its binary; a binary that died without naming a
+  # test (a crash, a build error) by cargo's own line.
+  awk '/^ *Running /{bin=$2; if (bin=="unittests") bin=$3}
+       /^test .* \.\.\. FAILED$/{sub(/^test /,""); sub(/ \.\.\. FAILED$/,""); print "  " bin ": " $0}
+       /^error: (test failed|[0-9]+ targets? failed|could not compile)/{print "  " $0}
+       /process didn.t exit successfully/{print "  " $0}
+       /^    `--/{print "  " $0}' "$log" >&2
+  [ "$fuzz_status" = 0 ] || echo "  fuzzing (scripts/fuzz.sh) failed" >&2
+  exit 1
 fi

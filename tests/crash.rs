@@ -1,6 +1,7 @@
-//! Crash safety: fail every I/O step of an ingest, a gc and a rebalance in
-//! turn, and kill real `dedup ingest` processes with SIGKILL at 30 points,
-//! from their start to their last packs.
+//! Crash safety: fail the I/O steps of an ingest, a gc and a rebalance in
+//! turn (every kind of step in every context, see [`steps_to_fail`]), and
+//! kill real `dedup ingest` processes with SIGKILL at 30 points, from their
+//! start to their last packs.
 //! After each, the repository opens, verifies clean, every snapshot that
 //! completed before restores byte-identical, and a new ingest succeeds.
 //!
@@ -13,6 +14,7 @@
 
 mod common;
 
+use std::collections::HashMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -85,10 +87,72 @@ fn check_after_crash_on(
     }
 }
 
-/// Runs `op` on copies of `base` with a fault at I/O step 0, 1, 2, ...
-/// until one copy completes. After each, the copy must pass
-/// [`check_after_crash`] for `expected`, `redo` must succeed on it, and it
-/// must pass again. Returns the number of steps `op` took.
+/// The steps of an operation to fail, given the kind of each of its steps
+/// in order (from a run under [`FaultPlan::recording`]).
+///
+/// A long operation repeats a few kinds of step once per pack or segment
+/// (a gc of a few hundred packs takes 900 steps, most of them the same six
+/// over again), and failing every repeat took minutes and could find
+/// nothing the first repeats do not. So step N is failed when the kinds
+/// of the steps around it (two before, N, two after) have been failed
+/// fewer than twice before: the first and last steps, every phase, every
+/// change from one phase to the next and every position in a repeating
+/// cycle are all failed. `DEDUP_CRASH_EVERY_STEP=1` fails every step.
+fn steps_to_fail(kinds: &[String]) -> Vec<u64> {
+    if std::env::var_os("DEDUP_CRASH_EVERY_STEP").is_some() {
+        return (0..kinds.len() as u64).collect();
+    }
+    let mut failed: HashMap<&[String], u32> = HashMap::new();
+    let chosen: Vec<u64> = (0..kinds.len())
+        .filter(|&n| {
+            let around = &kinds[n.saturating_sub(2)..(n + 3).min(kinds.len())];
+            let times = failed.entry(around).or_default();
+            *times += 1;
+            *times <= 2
+        })
+        .map(|n| n as u64)
+        .collect();
+    eprintln!("failing {} of {} steps", chosen.len(), kinds.len());
+    chosen
+}
+
+#[test]
+fn steps_to_fail_take_each_phase_its_edges_and_every_place_in_a_cycle() {
+    // A mkdir, 50 cycles of four steps, 30 deletes.
+    let kinds: Vec<String> = std::iter::once("mkdir")
+        .chain(["write", "fsync", "rename", "index commit"].repeat(50))
+        .chain(["delete"; 30])
+        .map(String::from)
+        .collect();
+    let chosen = steps_to_fail(&kinds);
+    assert!(
+        chosen.len() < 40,
+        "{} of {} steps",
+        chosen.len(),
+        kinds.len()
+    );
+    // The first and last steps, and each side of each change of phase.
+    for edge in [0, 1, 2, 199, 200, 201, 202, 230] {
+        assert!(
+            chosen.contains(&edge),
+            "step {edge} is not failed: {chosen:?}"
+        );
+    }
+    // Each place in the cycle at least twice.
+    for place in 0..4 {
+        let times = chosen
+            .iter()
+            .filter(|&&n| (1..=200).contains(&n) && (n - 1) % 4 == place)
+            .count();
+        assert!(times >= 2, "place {place} of the cycle: {chosen:?}");
+    }
+}
+
+/// Runs `op` on a copy of `base` with no fault, to learn its steps, and
+/// then on copies with a fault at each of [`steps_to_fail`]. After each,
+/// the copy must pass [`check_after_crash`] for `expected`, `redo` must
+/// succeed on it, and it must pass again. Returns the number of steps `op`
+/// took.
 fn fail_each_step_in_turn(
     base: &Path,
     expected: &[(String, &Path)],
@@ -96,23 +160,27 @@ fn fail_each_step_in_turn(
     op: impl Fn(&Repository) -> dedup::Result<()>,
     redo: impl Fn(&Repository),
 ) -> u64 {
-    for n in 0.. {
-        let repo = scratch.join(format!("step-{n}"));
+    let run = |plan: FaultPlan, name: &str| {
+        let repo = scratch.join(name);
         copy_dir(base, &repo);
-        let plan = Arc::new(FaultPlan::fail_at(n));
+        let plan = Arc::new(plan);
         let result = open_faulty(&repo, &plan).and_then(|r| op(&r));
         if let Err(e) = &result {
-            assert!(e.to_string().contains("injected fault"), "step {n}: {e}");
+            assert!(e.to_string().contains("injected fault"), "{name}: {e}");
         }
         check_after_crash(&repo, expected, scratch);
         redo(&Repository::open_with(&repo, &private()).unwrap());
         check_after_crash(&repo, expected, scratch);
         fs::remove_dir_all(&repo).unwrap();
-        if result.is_ok() {
-            return n;
-        }
+        (plan, result.is_ok())
+    };
+    let (whole, completed) = run(FaultPlan::recording(), "whole");
+    assert!(completed, "the operation fails with no fault injected");
+    let kinds = whole.kinds();
+    for n in steps_to_fail(&kinds) {
+        run(FaultPlan::fail_at(n), &format!("step-{n}"));
     }
-    unreachable!()
+    kinds.len() as u64
 }
 
 #[test]
@@ -136,27 +204,21 @@ fn a_fault_at_any_io_step_of_an_ingest_loses_nothing() {
     .unwrap();
     fs::write(src.join("added"), random_bytes(98, 300_000)).unwrap();
 
-    let mut n = 0;
-    loop {
-        let repo = tmp.path().join(format!("r{n}"));
+    let round = |plan: FaultPlan, name: &str| {
+        let repo = tmp.path().join(name);
         copy_dir(&base, &repo);
-        let plan = Arc::new(FaultPlan::fail_at(n));
+        let plan = Arc::new(plan);
         let result =
             open_faulty(&repo, &plan).and_then(|r| r.ingest(std::slice::from_ref(&src), &Quiet));
         let mut expected = vec![(first_id.clone(), first_src.as_path())];
-        let completed = match &result {
+        match &result {
             // A fault after the record is durable (its index entry, the
             // Bloom filter) is a warning: the snapshot is saved, and an
             // error would have the user ingest it again.
-            Ok(outcome) => {
-                expected.push((outcome.id.to_hex(), src.as_path()));
-                !plan.tripped()
-            }
-            Err(e) => {
-                assert!(e.to_string().contains("injected fault"), "step {n}: {e}");
-                false
-            }
-        };
+            Ok(outcome) => expected.push((outcome.id.to_hex(), src.as_path())),
+            Err(e) => assert!(e.to_string().contains("injected fault"), "{name}: {e}"),
+        }
+        let completed = result.is_ok() && !plan.tripped();
         drop(result);
         check_after_crash(&repo, &expected, tmp.path());
         // And the interrupted work can be redone.
@@ -166,15 +228,19 @@ fn a_fault_at_any_io_step_of_an_ingest_loses_nothing() {
             .unwrap();
         check_after_crash(&repo, &[(again.id.to_hex(), src.as_path())], tmp.path());
         fs::remove_dir_all(&repo).unwrap();
-        if completed {
-            break;
-        }
-        n += 1;
-    }
+        (plan, completed)
+    };
+    let (whole, completed) = round(FaultPlan::recording(), "whole");
+    assert!(completed, "the ingest fails with no fault injected");
+    let kinds = whole.kinds();
     assert!(
-        n > 20,
-        "the ingest took only {n} I/O steps; the test covers too little"
+        kinds.len() > 20,
+        "the ingest took only {} I/O steps; the test covers too little",
+        kinds.len()
     );
+    for n in steps_to_fail(&kinds) {
+        round(FaultPlan::fail_at(n), &format!("r{n}"));
+    }
 }
 
 #[test]
@@ -279,10 +345,11 @@ impl InMemory {
         }
     }
 
-    /// Runs `op` with a power cut at durable step 0, 1, 2, ... until one
-    /// run completes. After each cut, what was synced must open, verify
-    /// clean and restore `expected` (plus the snapshot `op` returns, when
-    /// it completed). Returns the number of steps `op` took.
+    /// Runs `op` once with no power cut, to learn its durable steps, then
+    /// with a cut at each of [`steps_to_fail`]. After each cut, what was
+    /// synced must open, verify clean and restore `expected` (plus the
+    /// snapshot `op` returns, when it completed). Returns the number of
+    /// steps `op` took.
     fn cut_power_at_each_step(
         &self,
         expected: &[(String, &Path)],
@@ -290,26 +357,30 @@ impl InMemory {
         op: impl Fn(&Repository) -> dedup::Result<Option<String>>,
         made_from: &Path,
     ) -> u64 {
-        for n in 0.. {
+        let run = |plan: FaultPlan| {
             let _ = fs::remove_dir_all(&self.root);
             copy_dir(&self.real, &self.root);
             let files = Arc::new(self.files.live_image());
-            let plan = Arc::new(FaultPlan::fail_at(n));
-            let faulty = Arc::new(FaultyFs::new(files.clone(), plan));
+            let plan = Arc::new(plan);
+            let faulty = Arc::new(FaultyFs::new(files.clone(), plan.clone()));
             let result = Repository::open_with(&self.root, &on(faulty)).and_then(|r| op(&r));
             let mut expected = expected.to_vec();
             match &result {
                 Ok(Some(id)) => expected.push((id.clone(), made_from)),
                 Ok(None) => {}
-                Err(e) => assert!(e.to_string().contains("injected fault"), "step {n}: {e}"),
+                Err(e) => assert!(e.to_string().contains("injected fault"), "{e}"),
             }
             let cut: Arc<dyn Fs> = Arc::new(files.crash_image());
             check_after_crash_on(&self.root, &on(cut), &expected, scratch);
-            if result.is_ok() {
-                return n;
-            }
+            (plan, result.is_ok())
+        };
+        let (whole, completed) = run(FaultPlan::recording());
+        assert!(completed, "the operation fails with no fault injected");
+        let kinds = whole.kinds();
+        for n in steps_to_fail(&kinds) {
+            run(FaultPlan::fail_at(n));
         }
-        unreachable!()
+        kinds.len() as u64
     }
 }
 
@@ -526,14 +597,14 @@ fn a_fault_at_any_io_step_of_a_repair_leaves_the_index_as_it_was() {
     bytes[n - 3] ^= 0xff;
     fs::write(&victim, bytes).unwrap();
     let expected = [(snapshot, src.as_path())];
-    for n in 0.. {
-        let repo = tmp.path().join(format!("repair-{n}"));
+    let round = |plan: FaultPlan, name: &str| {
+        let repo = tmp.path().join(name);
         copy_dir(&base, &repo);
-        let plan = Arc::new(FaultPlan::fail_at(n));
-        let fs = Arc::new(FaultyFs::new(OsFs::shared(), plan));
+        let plan = Arc::new(plan);
+        let fs = Arc::new(FaultyFs::new(OsFs::shared(), plan.clone()));
         let result = Repository::repair_index_with(&repo, &on(fs));
         if let Err(e) = &result {
-            assert!(e.to_string().contains("injected fault"), "step {n}: {e}");
+            assert!(e.to_string().contains("injected fault"), "{name}: {e}");
         }
         let done = result.is_ok();
         drop(result);
@@ -548,16 +619,24 @@ fn a_fault_at_any_io_step_of_a_repair_leaves_the_index_as_it_was() {
                 v.problems
                     .iter()
                     .all(|p| p.pack.as_deref() == Some(&victim_id)),
-                "step {n}: {:?}",
+                "{name}: {:?}",
                 v.problems
             );
         }
         Repository::repair_index_with(&repo, &private()).unwrap();
         check_after_crash(&repo, &expected, tmp.path());
         fs::remove_dir_all(&repo).unwrap();
-        if done {
-            assert!(n > 5, "the repair took only {n} I/O steps");
-            break;
-        }
+        (plan, done)
+    };
+    let (whole, done) = round(FaultPlan::recording(), "whole");
+    assert!(done, "the repair fails with no fault injected");
+    let kinds = whole.kinds();
+    assert!(
+        kinds.len() > 5,
+        "the repair took only {} I/O steps",
+        kinds.len()
+    );
+    for n in steps_to_fail(&kinds) {
+        round(FaultPlan::fail_at(n), &format!("repair-{n}"));
     }
 }
