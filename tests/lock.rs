@@ -85,12 +85,14 @@ fn wait_lock_waits_for_the_holder_to_finish() {
     let (repo, src) = (tmp.path().join("repo"), tmp.path().join("src"));
     make_tree(&src, 33);
     ok(dedup(&repo).arg("init"));
-    // Another process holds the lock for a second: `flock(1)` takes it
-    // as dedup does.
+    // Another process holds the lock until told to let go: `flock(1)`
+    // takes it as dedup does, and `cat` ends when its input is closed.
     let lock = repo.join("lock");
-    let mut sleeper = std::process::Command::new("flock")
+    let mut holder = std::process::Command::new("flock")
         .arg(&lock)
-        .args(["sleep", "1"])
+        .arg("cat")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
         .spawn()
         .unwrap();
     let held = || {
@@ -102,47 +104,73 @@ fn wait_lock_waits_for_the_holder_to_finish() {
             .unwrap();
         !free.success()
     };
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while !held() && std::time::Instant::now() < deadline {
-        std::thread::sleep(std::time::Duration::from_millis(5));
+    while !held() {
+        assert!(holder.try_wait().unwrap().is_none(), "flock exited");
+        std::thread::yield_now();
     }
     let r = run(dedup(&repo).arg("ingest").arg(&src));
     assert_eq!(r.code, 2, "without --wait-lock it fails at once");
-    let waiter = std::thread::spawn({
-        let (repo, src) = (repo.clone(), src.clone());
-        move || run(dedup(&repo).args(["--wait-lock", "30", "ingest"]).arg(&src))
-    });
-    sleeper.wait().unwrap();
-    let r = waiter.join().unwrap();
-    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.stderr.contains("locked by"), "{}", r.stderr);
+    // The waiter says it waits; only then is the lock let go, so it
+    // certainly waited.
+    let mut waiter = dedup(&repo)
+        .args(["--wait-lock", "60", "ingest"])
+        .arg(&src)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = std::io::BufReader::new(waiter.stderr.take().unwrap());
+    let mut first = String::new();
+    std::io::BufRead::read_line(&mut stderr, &mut first).unwrap();
+    assert!(first.contains("waiting up to 60 s"), "{first}");
+    drop(holder.stdin.take());
+    holder.wait().unwrap();
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut stderr, &mut rest).unwrap();
+    assert!(waiter.wait().unwrap().success(), "{first}{rest}");
 }
 
 #[test]
 fn readers_work_while_an_ingest_runs() {
     let tmp = tempfile::tempdir().unwrap();
-    let (repo, src) = (tmp.path().join("repo"), tmp.path().join("src"));
-    fs::create_dir(&src).unwrap();
-    for i in 0..6 {
-        fs::write(src.join(format!("f{i}")), random_bytes(100 + i, 8 << 20)).unwrap();
-    }
+    let repo = tmp.path().join("repo");
     ok(dedup(&repo).arg("init"));
     let first = tmp.path().join("first");
     make_tree(&first, 34);
     ok(dedup(&repo).arg("ingest").arg(&first));
-    let mut ingest = dedup(&repo).arg("ingest").arg(&src).spawn().unwrap();
-    let mut reads = 0;
-    while ingest.try_wait().unwrap().is_none() && reads < 20 {
+    // The ingest reads standard input, so it is still running (waiting for
+    // more) for as long as the test keeps its input open: every read below
+    // overlaps it, certainly. Once 8 MiB have gone through a 64 KiB pipe,
+    // it has opened the repository and is storing chunks.
+    let mut ingest = dedup(&repo)
+        .args(["ingest", "--stdin"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut input = ingest.stdin.take().unwrap();
+    let data = random_bytes(100, 16 << 20);
+    std::io::Write::write_all(&mut input, &data[..8 << 20]).unwrap();
+    for i in 0..3 {
         ok(dedup(&repo).arg("snapshots"));
-        ok(dedup(&repo)
-            .args(["restore", "latest"])
-            .arg(tmp.path().join(format!("o{reads}"))));
-        reads += 1;
+        let out = tmp.path().join(format!("o{i}"));
+        ok(dedup(&repo).args(["restore", "latest"]).arg(&out));
+        assert_eq!(describe(&first), describe(&out));
+        ok(dedup(&repo).arg("verify"));
     }
-    assert!(ingest.wait().unwrap().success());
     assert!(
-        reads > 0,
-        "the ingest finished before any read could overlap it"
+        ingest.try_wait().unwrap().is_none(),
+        "the ingest ended early"
     );
+    std::io::Write::write_all(&mut input, &data[8 << 20..]).unwrap();
+    drop(input);
+    let out = ingest.wait_with_output().unwrap();
+    assert!(out.status.success());
+    let id = snapshot_id(&String::from_utf8_lossy(&out.stdout));
+    let got = tmp.path().join("stdin-out");
+    ok(dedup(&repo).args(["restore", &id]).arg(&got));
+    assert_eq!(fs::read(got.join("stdin")).unwrap(), data);
 }
 
 /// Progress that, halfway through an ingest, lets a gc start and then
@@ -273,8 +301,16 @@ fn restore_and_verify_in_a_loop_beside_gc_rebalance_and_ingest() {
     two_shards_holding_a_tree(&repo, &src, 38);
     let kept = snapshot_id(&ok(dedup(&repo).arg("ingest").arg(&src)).stdout);
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    // Cycles the writer has finished: the reads go on until there are two,
+    // however the machine shares its cores between the two sides.
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
     let churn = std::thread::spawn({
-        let (repo, stop, scratch) = (repo.clone(), stop.clone(), tmp.path().join("churn"));
+        let (repo, stop, done, scratch) = (
+            repo.clone(),
+            stop.clone(),
+            done.clone(),
+            tmp.path().join("churn"),
+        );
         move || {
             let mut cycles = 0u64;
             while !stop.load(std::sync::atomic::Ordering::SeqCst) {
@@ -292,11 +328,16 @@ fn restore_and_verify_in_a_loop_beside_gc_rebalance_and_ingest() {
                 ok(dedup(&repo).args(["forget", &id]));
                 ok(dedup(&repo).arg("gc"));
                 cycles += 1;
+                done.store(cycles, std::sync::atomic::Ordering::SeqCst);
             }
             cycles
         }
     });
-    for round in 0..ROUNDS {
+    let mut round = 0;
+    while round < ROUNDS
+        || (done.load(std::sync::atomic::Ordering::SeqCst) < 2 && !churn.is_finished())
+    {
+        round += 1;
         let out = tmp.path().join(format!("out{round}"));
         ok(dedup(&repo).args(["restore", &kept]).arg(&out));
         assert_eq!(describe(&src), describe(&out), "round {round}");
@@ -305,10 +346,7 @@ fn restore_and_verify_in_a_loop_beside_gc_rebalance_and_ingest() {
     }
     stop.store(true, std::sync::atomic::Ordering::SeqCst);
     let cycles = churn.join().unwrap();
-    assert!(
-        cycles >= 2,
-        "the writer moved every pack only {cycles} times"
-    );
+    assert!(cycles >= 2, "the writer moved every pack {cycles} times");
     ok(dedup(&repo).arg("gc"));
     ok(dedup(&repo).args(["verify", "--read-data"]));
 }

@@ -1,7 +1,9 @@
 //! An S3-compatible server for tests: `s3s-fs`, a real S3 implementation
 //! over a folder, on 127.0.0.1. Each [`S3Server`] runs its own process on a
-//! free port; tests stop and restart it to play a store that goes away.
+//! port the kernel gives it; tests stop and restart it to play a store that
+//! goes away.
 
+use std::io::BufRead;
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -36,6 +38,41 @@ fn binary() -> PathBuf {
     })
 }
 
+/// Runs `s3s-fs` over `root` on `port` (0: one the kernel picks) and waits
+/// until it says it is listening; returns it with its port, or `None` when
+/// it could not listen (it has exited).
+fn spawn(root: &Path, port: u16) -> Option<(Child, u16)> {
+    let mut child = Command::new(binary())
+        .args(["--host", "127.0.0.1", "--port", &port.to_string()])
+        .args(["--access-key", ACCESS_KEY, "--secret-key", SECRET_KEY])
+        .arg(root)
+        .env("RUST_LOG", "s3s_fs=info")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("s3s-fs starts");
+    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    // "... server is running at http://127.0.0.1:PORT", printed once bound.
+    let listening = lines.by_ref().map_while(Result::ok).find_map(|line| {
+        let at = line.split("server is running at http://").nth(1)?;
+        let digits: String = at
+            .rsplit(':')
+            .next()?
+            .chars()
+            .take_while(char::is_ascii_digit)
+            .collect();
+        digits.parse::<u16>().ok()
+    });
+    // What it logs later is read and dropped, so it never blocks on a
+    // full pipe.
+    std::thread::spawn(move || lines.for_each(drop));
+    if listening.is_none() {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    listening.map(|port| (child, port))
+}
+
 pub struct S3Server {
     pub root: PathBuf,
     pub port: u16,
@@ -46,18 +83,15 @@ impl S3Server {
     /// Starts a server storing into `root` (created, with the test bucket).
     pub fn start(root: &Path) -> S3Server {
         std::fs::create_dir_all(root.join(BUCKET)).unwrap();
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let mut server = S3Server {
+        // Port 0: the server binds a free port itself and says which, so no
+        // other test (or client socket) can take it between a probe and
+        // the bind.
+        let (child, port) = spawn(root, 0).expect("s3s-fs listens on a free port");
+        S3Server {
             root: root.to_path_buf(),
             port,
-            child: None,
-        };
-        server.restart();
-        server
+            child: Some(child),
+        }
     }
 
     /// `http://127.0.0.1:PORT`.
@@ -79,22 +113,23 @@ impl S3Server {
     }
 
     /// Starts it again on the same port and folder; returns once it accepts
-    /// connections.
+    /// connections. While it was down, a client socket of another test may
+    /// have been given its port for a moment: it tries again until the
+    /// port is free.
     pub fn restart(&mut self) {
         self.kill();
-        let child = Command::new(binary())
-            .args(["--host", "127.0.0.1", "--port", &self.port.to_string()])
-            .args(["--access-key", ACCESS_KEY, "--secret-key", SECRET_KEY])
-            .arg(&self.root)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("s3s-fs starts");
-        self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while TcpStream::connect(("127.0.0.1", self.port)).is_err() {
-            assert!(Instant::now() < deadline, "s3s-fs did not start listening");
-            std::thread::sleep(Duration::from_millis(20));
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Some((child, _)) = spawn(&self.root, self.port) {
+                self.child = Some(child);
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "s3s-fs could not listen on port {} again",
+                self.port
+            );
+            std::thread::sleep(Duration::from_millis(50));
         }
     }
 

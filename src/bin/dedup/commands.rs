@@ -148,9 +148,18 @@ impl Context {
                 shared,
                 ..opts.clone()
             };
+            let mut told = false;
             loop {
                 match Repository::open_with(&self.repo, &opts) {
-                    Err(dedup::Error::Locked { .. }) if Instant::now() < deadline => {
+                    Err(dedup::Error::Locked { holder, .. }) if Instant::now() < deadline => {
+                        if !told && !self.quiet {
+                            eprintln!(
+                                "dedup: {} is locked by {holder}; waiting up to {} s",
+                                self.repo.display(),
+                                self.wait_lock.as_secs()
+                            );
+                            told = true;
+                        }
                         std::thread::sleep(Duration::from_millis(200));
                     }
                     other => return other,
