@@ -334,13 +334,20 @@ pub fn age_files(dir: &Path) {
 /// Runs `dedup` as an unprivileged user when the tests run as root, since
 /// root reads files whatever their mode.
 /// The binary is copied beside the test's files first: the build folder
-/// may sit where that user cannot reach.
+/// may sit where that user cannot reach. The copy is made by `install`, a
+/// child process: had this process written it, a child another test
+/// thread forks at that moment would hold the write handle until its own
+/// exec, and executing the copy would fail with "Text file busy".
 pub fn as_unprivileged(repo: &Path) -> std::process::Command {
     if euid_is_root() {
         let bin = repo.parent().unwrap().join("dedup-bin");
         if !bin.exists() {
-            fs::copy(env!("CARGO_BIN_EXE_dedup"), &bin).unwrap();
-            fs::set_permissions(&bin, fs::Permissions::from_mode(0o755)).unwrap();
+            let status = std::process::Command::new("install")
+                .args(["-m", "0755", env!("CARGO_BIN_EXE_dedup")])
+                .arg(&bin)
+                .status()
+                .unwrap();
+            assert!(status.success(), "install {}", bin.display());
         }
         let mut c = std::process::Command::new("setpriv");
         c.args(["--reuid=65534", "--regid=65534", "--clear-groups"])
