@@ -88,26 +88,22 @@ impl MasterKey {
         seal_with(&self.encrypt, aad, plaintext)
     }
 
-    /// The bytes [`seal`](Self::seal) sealed with the same `aad`, or
-    /// `None` when anything differs.
-    pub fn try_open(&self, aad: &[u8], sealed: &[u8]) -> Option<Vec<u8>> {
-        open_with(&self.encrypt, aad, sealed)
-    }
-
     /// Opens bytes [`seal`](Self::seal) made with the same `aad`. Any
     /// changed byte, or other associated data, is an error naming `what`
-    /// and `location`: never wrong bytes.
+    /// and `location`: never wrong bytes. `location` is spelled out only
+    /// for an error (records pass `format_args!`: this runs for every
+    /// chunk a restore reads).
     pub fn open(
         &self,
         aad: &[u8],
         sealed: &[u8],
         what: &'static str,
-        location: &str,
+        location: impl std::fmt::Display,
     ) -> Result<Vec<u8>> {
-        self.try_open(aad, sealed).ok_or_else(|| {
+        open_with(&self.encrypt, aad, sealed).ok_or_else(|| {
             Error::corrupt(
                 what,
-                location,
+                location.to_string(),
                 "it does not decrypt: damaged, or not this repository's",
             )
         })
@@ -117,8 +113,8 @@ impl MasterKey {
 /// What the per-object key derivation is bound to.
 const SUBKEY_LABEL: &[u8] = b"dd-aes-256-gcm-subkey";
 
-/// The cipher for one sealing: AES-256-GCM (ring's, 6.8 GiB/s a core
-/// here with AES-NI) under a key of its own, HMAC-SHA-256 of the
+/// The cipher for one sealing: AES-256-GCM (ring's, 6.2 GiB/s sealing and
+/// 6.7 opening on one core here, with AES-NI) under a key of its own, HMAC-SHA-256 of the
 /// encryption key over a label and the nonce's first 16 bytes, with the
 /// nonce's last 8 bytes (and 4 zero bytes) as GCM's nonce. A fresh key per
 /// object lifts GCM's limit on random 96-bit nonces: keys collide only
@@ -556,7 +552,7 @@ impl Crypt {
         aad: &[u8],
         data: &'a [u8],
         what: &'static str,
-        location: &str,
+        location: impl std::fmt::Display,
     ) -> Result<std::borrow::Cow<'a, [u8]>> {
         match &self.0 {
             Some(key) => Ok(std::borrow::Cow::Owned(

@@ -294,21 +294,13 @@ mod codec {
                 },
             ));
         }
-        // The location is spelled out only for an error: this runs for
-        // every chunk a restore reads.
-        let stored = match crypt.key() {
-            None => Cow::Borrowed(stored),
-            Some(key) => {
-                let aad = crate::crypto::record_aad(id, entry.kind() == ObjectKind::Tree);
-                Cow::Owned(key.try_open(&aad, stored).ok_or_else(|| {
-                    Error::corrupt(
-                        "pack record",
-                        format!("{id} in pack {pack}"),
-                        "it does not decrypt: damaged, or not this repository's",
-                    )
-                })?)
-            }
-        };
+        let aad = crate::crypto::record_aad(id, entry.kind() == ObjectKind::Tree);
+        let stored = crypt.open(
+            &aad,
+            stored,
+            "pack record",
+            format_args!("{id} in pack {pack}"),
+        )?;
         let raw = if entry.flags & flags::ZSTD != 0 {
             decompress(&stored, entry.raw_len as usize).map_err(|e| {
                 Error::corrupt("chunk", format!("{id} in pack {pack}"), e.to_string())
