@@ -148,6 +148,25 @@ fn steps_to_fail_take_each_phase_its_edges_and_every_place_in_a_cycle() {
     }
 }
 
+/// Runs `round` (the operation under test on a fresh copy, its steps
+/// going through the plan it is given, then the checks after it; true
+/// when the operation completed) once under a recording plan, where it
+/// must complete, and then with a fault at each of [`steps_to_fail`].
+/// `round` names its copy after the string it gets. Returns the number
+/// of steps the operation took.
+fn walk_faults(round: impl Fn(&Arc<FaultPlan>, &str) -> bool) -> u64 {
+    let whole = Arc::new(FaultPlan::recording());
+    assert!(
+        round(&whole, "whole"),
+        "the operation fails with no fault injected"
+    );
+    let kinds = whole.kinds();
+    for n in steps_to_fail(&kinds) {
+        round(&Arc::new(FaultPlan::fail_at(n)), &format!("step-{n}"));
+    }
+    kinds.len() as u64
+}
+
 /// Runs `op` on a copy of `base` with no fault, to learn its steps, and
 /// then on copies with a fault at each of [`steps_to_fail`]. After each,
 /// the copy must pass [`check_after_crash`] for `expected`, `redo` must
@@ -160,11 +179,10 @@ fn fail_each_step_in_turn(
     op: impl Fn(&Repository) -> dedup::Result<()>,
     redo: impl Fn(&Repository),
 ) -> u64 {
-    let run = |plan: FaultPlan, name: &str| {
+    walk_faults(|plan, name| {
         let repo = scratch.join(name);
         copy_dir(base, &repo);
-        let plan = Arc::new(plan);
-        let result = open_faulty(&repo, &plan).and_then(|r| op(&r));
+        let result = open_faulty(&repo, plan).and_then(|r| op(&r));
         if let Err(e) = &result {
             assert!(e.to_string().contains("injected fault"), "{name}: {e}");
         }
@@ -172,15 +190,8 @@ fn fail_each_step_in_turn(
         redo(&Repository::open_with(&repo, &private()).unwrap());
         check_after_crash(&repo, expected, scratch);
         fs::remove_dir_all(&repo).unwrap();
-        (plan, result.is_ok())
-    };
-    let (whole, completed) = run(FaultPlan::recording(), "whole");
-    assert!(completed, "the operation fails with no fault injected");
-    let kinds = whole.kinds();
-    for n in steps_to_fail(&kinds) {
-        run(FaultPlan::fail_at(n), &format!("step-{n}"));
-    }
-    kinds.len() as u64
+        result.is_ok()
+    })
 }
 
 #[test]
@@ -204,12 +215,11 @@ fn a_fault_at_any_io_step_of_an_ingest_loses_nothing() {
     .unwrap();
     fs::write(src.join("added"), random_bytes(98, 300_000)).unwrap();
 
-    let round = |plan: FaultPlan, name: &str| {
+    let steps = walk_faults(|plan, name| {
         let repo = tmp.path().join(name);
         copy_dir(&base, &repo);
-        let plan = Arc::new(plan);
         let result =
-            open_faulty(&repo, &plan).and_then(|r| r.ingest(std::slice::from_ref(&src), &Quiet));
+            open_faulty(&repo, plan).and_then(|r| r.ingest(std::slice::from_ref(&src), &Quiet));
         let mut expected = vec![(first_id.clone(), first_src.as_path())];
         match &result {
             // A fault after the record is durable (its index entry, the
@@ -228,19 +238,12 @@ fn a_fault_at_any_io_step_of_an_ingest_loses_nothing() {
             .unwrap();
         check_after_crash(&repo, &[(again.id.to_hex(), src.as_path())], tmp.path());
         fs::remove_dir_all(&repo).unwrap();
-        (plan, completed)
-    };
-    let (whole, completed) = round(FaultPlan::recording(), "whole");
-    assert!(completed, "the ingest fails with no fault injected");
-    let kinds = whole.kinds();
+        completed
+    });
     assert!(
-        kinds.len() > 20,
-        "the ingest took only {} I/O steps; the test covers too little",
-        kinds.len()
+        steps > 20,
+        "the ingest took only {steps} I/O steps; the test covers too little"
     );
-    for n in steps_to_fail(&kinds) {
-        round(FaultPlan::fail_at(n), &format!("r{n}"));
-    }
 }
 
 #[test]
@@ -357,11 +360,10 @@ impl InMemory {
         op: impl Fn(&Repository) -> dedup::Result<Option<String>>,
         made_from: &Path,
     ) -> u64 {
-        let run = |plan: FaultPlan| {
+        walk_faults(|plan, _| {
             let _ = fs::remove_dir_all(&self.root);
             copy_dir(&self.real, &self.root);
             let files = Arc::new(self.files.live_image());
-            let plan = Arc::new(plan);
             let faulty = Arc::new(FaultyFs::new(files.clone(), plan.clone()));
             let result = Repository::open_with(&self.root, &on(faulty)).and_then(|r| op(&r));
             let mut expected = expected.to_vec();
@@ -372,15 +374,8 @@ impl InMemory {
             }
             let cut: Arc<dyn Fs> = Arc::new(files.crash_image());
             check_after_crash_on(&self.root, &on(cut), &expected, scratch);
-            (plan, result.is_ok())
-        };
-        let (whole, completed) = run(FaultPlan::recording());
-        assert!(completed, "the operation fails with no fault injected");
-        let kinds = whole.kinds();
-        for n in steps_to_fail(&kinds) {
-            run(FaultPlan::fail_at(n));
-        }
-        kinds.len() as u64
+            result.is_ok()
+        })
     }
 }
 
@@ -597,10 +592,9 @@ fn a_fault_at_any_io_step_of_a_repair_leaves_the_index_as_it_was() {
     bytes[n - 3] ^= 0xff;
     fs::write(&victim, bytes).unwrap();
     let expected = [(snapshot, src.as_path())];
-    let round = |plan: FaultPlan, name: &str| {
+    let steps = walk_faults(|plan, name| {
         let repo = tmp.path().join(name);
         copy_dir(&base, &repo);
-        let plan = Arc::new(plan);
         let fs = Arc::new(FaultyFs::new(OsFs::shared(), plan.clone()));
         let result = Repository::repair_index_with(&repo, &on(fs));
         if let Err(e) = &result {
@@ -626,17 +620,7 @@ fn a_fault_at_any_io_step_of_a_repair_leaves_the_index_as_it_was() {
         Repository::repair_index_with(&repo, &private()).unwrap();
         check_after_crash(&repo, &expected, tmp.path());
         fs::remove_dir_all(&repo).unwrap();
-        (plan, done)
-    };
-    let (whole, done) = round(FaultPlan::recording(), "whole");
-    assert!(done, "the repair fails with no fault injected");
-    let kinds = whole.kinds();
-    assert!(
-        kinds.len() > 5,
-        "the repair took only {} I/O steps",
-        kinds.len()
-    );
-    for n in steps_to_fail(&kinds) {
-        round(FaultPlan::fail_at(n), &format!("repair-{n}"));
-    }
+        done
+    });
+    assert!(steps > 5, "the repair took only {steps} I/O steps");
 }
