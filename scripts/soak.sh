@@ -56,9 +56,7 @@ for i in $(seq 1 "$runs"); do
   status=0
   cargo test --locked --no-fail-fast "$@" >"$log" 2>&1 || status=$?
   took=$(($(date +%s) - start))
-  failures="$(awk '/^ *Running /{bin=$2; if (bin=="unittests") bin=$3}
-    /^test .* \.\.\. FAILED$/{sub(/^test /,""); sub(/ \.\.\. FAILED$/,""); print bin ": " $0}
-    /process didn.t exit successfully/{print $0}' "$log")"
+  failures="$(awk -f scripts/failures.awk "$log")"
   if [ "$status" = 0 ]; then
     echo "run $i/$runs: ${took} s, passed" >&2
     rm -f "$log"

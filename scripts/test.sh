@@ -61,13 +61,7 @@ fi
 if [ "$tests_status" != 0 ] || [ "$fuzz_status" != 0 ]; then
   echo >&2
   echo "test: FAILED" >&2
-  # Each failed test with its binary; a binary that died without naming a
-  # test (a crash, a build error) by cargo's own line.
-  awk '/^ *Running /{bin=$2; if (bin=="unittests") bin=$3}
-       /^test .* \.\.\. FAILED$/{sub(/^test /,""); sub(/ \.\.\. FAILED$/,""); print "  " bin ": " $0}
-       /^error: (test failed|[0-9]+ targets? failed|could not compile)/{print "  " $0}
-       /process didn.t exit successfully/{print "  " $0}
-       /^    `--/{print "  " $0}' "$log" >&2
+  awk -f scripts/failures.awk "$log" | sed 's/^/  /' >&2
   [ "$fuzz_status" = 0 ] || echo "  fuzzing (scripts/fuzz.sh) failed" >&2
   exit 1
 fi
