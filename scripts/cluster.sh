@@ -20,71 +20,9 @@ garage=$tools/bin/garage
 work=${1:-/dev/shm/dedup-cluster}
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/dedup-target}
 
-if [ ! -x "$garage" ]; then
-    echo "installing garage 2.5.0 into $tools (about 9 minutes)"
-    cargo install garage@2.5.0 --locked --root "$tools"
-fi
 (cd "$root" && cargo build --release --locked --quiet)
 dedup=$CARGO_TARGET_DIR/release/dedup
-
-rm -rf "$work"
-mkdir -p "$work"
-pids=()
-stop_all() {
-    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-    wait 2>/dev/null || true
-}
-trap stop_all EXIT
-
-secret=$(od -An -tx1 -N32 /dev/urandom | tr -d ' \n')
-node_conf() { echo "$work/node$1/garage.toml"; }
-for n in 1 2 3; do
-    dir=$work/node$n
-    mkdir -p "$dir/meta" "$dir/data"
-    cat > "$(node_conf $n)" <<EOF
-metadata_dir = "$dir/meta"
-data_dir = "$dir/data"
-db_engine = "sqlite"
-replication_factor = 3
-rpc_bind_addr = "127.0.0.1:39${n}1"
-rpc_public_addr = "127.0.0.1:39${n}1"
-rpc_secret = "$secret"
-
-[s3_api]
-s3_region = "garage"
-api_bind_addr = "127.0.0.1:39${n}0"
-root_domain = ".s3.garage.localhost"
-
-[admin]
-api_bind_addr = "127.0.0.1:39${n}3"
-EOF
-done
-
-start_node() {
-    "$garage" -c "$(node_conf "$1")" server > "$work/node$1/log" 2>&1 &
-    pids[$1]=$!
-}
-g() { "$garage" -c "$(node_conf 1)" "$@"; }
-for n in 1 2 3; do start_node $n; done
-for _ in $(seq 100); do g status > /dev/null 2>&1 && break; sleep 0.2; done
-
-ids=()
-for n in 1 2 3; do
-    ids[$n]=$("$garage" -c "$(node_conf $n)" node id -q 2>/dev/null)
-done
-g node connect "${ids[2]}" > /dev/null
-g node connect "${ids[3]}" > /dev/null
-for n in 1 2 3; do
-    g layout assign -z dc1 -c 1G "${ids[$n]%%@*}" > /dev/null
-done
-g layout apply --version 1 > /dev/null
-key=$(g key create dedup)
-export AWS_ACCESS_KEY_ID=$(echo "$key" | awk '/Key ID:/ {print $3}')
-export AWS_SECRET_ACCESS_KEY=$(echo "$key" | awk '/Secret key:/ {print $3}')
-export AWS_REGION=garage AWS_ENDPOINT=http://127.0.0.1:3910
-g bucket create dedup > /dev/null
-g bucket allow --read --write --owner dedup --key dedup > /dev/null
-echo "garage: 3 nodes on 127.0.0.1, replication factor 3; dedup talks to node 2"
+source "$here/garage.sh"
 
 # Two overlapping trees: C headers and a shared random file in both, and
 # a random file of each one's own.

@@ -805,3 +805,69 @@ fn an_encrypted_repository_whose_home_is_an_object_store_works_end_to_end() {
     assert_eq!(r.code, 2);
     assert!(r.stderr.contains("wrong password"), "{}", r.stderr);
 }
+
+#[test]
+fn a_restore_from_an_object_store_reads_each_needed_pack_region_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = S3Server::start(&tmp.path().join("s3"));
+    // Nothing spoiled: the proxy only records the requests.
+    let proxy = FlakyProxy::start(server.port, 0, Fault::Cut);
+    let (src, repo) = (tmp.path().join("src"), tmp.path().join("repo"));
+    // Small files in a few folders, each content twice (a chunk two files
+    // hold is read once), and two larger files.
+    for dir in 0..4 {
+        let d = src.join(format!("d{dir}"));
+        fs::create_dir_all(&d).unwrap();
+        for f in 0..60u64 {
+            let data = random_bytes(dir * 1000 + f, 500 + (f as usize * 37) % 6000);
+            fs::write(d.join(format!("f{f}")), &data).unwrap();
+            fs::write(d.join(format!("copy{f}")), &data).unwrap();
+        }
+    }
+    fs::write(src.join("big-a"), random_bytes(1, 3 << 20)).unwrap();
+    fs::write(src.join("big-b"), random_bytes(2, 5 << 20)).unwrap();
+    let url = format!("s3://{}/once", common::s3::BUCKET);
+    ok(dedup_s3(&repo, &server).args([
+        "init",
+        "--pack-size",
+        "4MiB",
+        "--shard",
+        &url,
+        "--shard-option",
+        &format!("endpoint={}", proxy.endpoint()),
+    ]));
+    ok(dedup_s3(&repo, &server).arg("ingest").arg(&src));
+    let packs = packs_under(&server.dir("once")).len();
+    let before = proxy.gets().len();
+    let out = tmp.path().join("out");
+    assert_restores(dedup_s3(&repo, &server), &src, &out);
+    let gets = proxy.gets().split_off(before);
+    let listing = gets.join("\n");
+    // No byte of a pack is asked for twice: every record, however many
+    // files hold it, and every tree, whatever its level, is read once.
+    let mut read: Vec<(String, u64, u64)> = gets
+        .iter()
+        .filter_map(|get| {
+            let key = get.split_whitespace().nth(1)?.to_string();
+            let (from, to) = get.split("bytes=").nth(1)?.split_once('-')?;
+            Some((key, from.parse().ok()?, to.parse().ok()?))
+        })
+        .collect();
+    assert_eq!(read.len(), gets.len(), "every read is ranged:\n{listing}");
+    read.sort();
+    for w in read.windows(2) {
+        assert!(
+            w[0].0 != w[1].0 || w[0].2 < w[1].1,
+            "{} read twice:\n{listing}",
+            w[1].0
+        );
+    }
+    // And few requests: each data pack once (its needed records lie close
+    // together), the one tree pack once per level (the root, its four
+    // folders) and once for the root folder's own entry.
+    assert!(
+        gets.len() <= packs + 2,
+        "{} reads for {packs} packs (one of trees):\n{listing}",
+        gets.len()
+    );
+}

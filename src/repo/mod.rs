@@ -18,6 +18,7 @@
 
 pub mod browse;
 mod cache;
+mod fetch;
 mod gc;
 pub mod globs;
 mod home;
@@ -733,17 +734,22 @@ impl Repository {
         self.index.packs()
     }
 
-    /// A pool for I/O-bound work when some shard is an object store: there
-    /// each read mostly waits on the network, so many more reads than
-    /// cores should be in flight. `None` (use the global pool) otherwise.
-    pub(crate) fn io_pool(&self) -> Option<rayon::ThreadPool> {
-        let remote = home::is_url(&self.root)
+    /// True when some packs (or the home) live on an object store, where
+    /// every read is a network round trip.
+    pub(crate) fn packs_are_remote(&self) -> bool {
+        home::is_url(&self.root)
             || self
                 .config
                 .shards
                 .iter()
-                .any(super::config::ShardConfig::is_object_store);
-        if !remote {
+                .any(super::config::ShardConfig::is_object_store)
+    }
+
+    /// A pool for I/O-bound work when some shard is an object store: there
+    /// each read mostly waits on the network, so many more reads than
+    /// cores should be in flight. `None` (use the global pool) otherwise.
+    pub(crate) fn io_pool(&self) -> Option<rayon::ThreadPool> {
+        if !self.packs_are_remote() {
             return None;
         }
         rayon::ThreadPoolBuilder::new()

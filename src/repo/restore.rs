@@ -1,21 +1,19 @@
 //! Restore: bring a snapshot back, byte for byte, into an empty folder.
 //!
-//! Trees are read and checked first (every name is one safe component, see
-//! `snapshot::tree`), then folders are made a level at a time, each level
-//! on every core, then files are written in parallel. Within a file, chunks
-//! that sit next to each other in the same pack are fetched with one ranged
-//! read. Files with the same content (a file unchanged across many releases
-//! of a tree) are fetched, decompressed and checked once and written to each
-//! copy from memory. When packs live on an object store, where every read is
-//! a network round trip, a restore also keeps 32 reads in flight
-//! (`Repository::io_pool`), reads each level of folders in parallel, and
-//! fetches small files whose records lie near each other in one pack with
-//! one read for the batch. Every chunk is checked
-//! against its id before it is written (invariant 6). Files get their modes
-//! and times through their open handle; symlinks are made last and folders
-//! get their modes and times last, deepest level first, so nothing is ever
-//! written through a link (invariant 7): files are created with `O_EXCL |
-//! O_NOFOLLOW` inside folders this restore just made.
+//! Trees are read and checked first, a level of folders at a time (every
+//! name is one safe component, see `snapshot::tree`), then folders are
+//! made a level at a time, each level on every core. Files are restored
+//! planned by pack (`fetch.rs`): every record the files need, each once
+//! however many files hold it, grouped by pack and read in few large
+//! ranges, many at once (32 in flight when packs live on an object store,
+//! where every read is a network round trip: `Repository::io_pool`). Each
+//! record is checked against its id (invariant 6) and written to every
+//! place that needs it, and a file is finished, its mode and times set
+//! through its open handle, when its last chunk is written. Symlinks are
+//! made last and folders get their modes and times last, deepest level
+//! first, so nothing is ever written through a link (invariant 7): files
+//! are created with `O_EXCL | O_NOFOLLOW` inside folders this restore
+//! just made.
 
 use std::collections::HashMap;
 use std::fs::{self, OpenOptions};
@@ -33,11 +31,9 @@ use crate::repo::browse::{components, Found};
 use crate::repo::globs::PathGlobs;
 use crate::repo::{in_pool, Progress, Repository};
 use crate::snapshot::{Entry, EntryKind, SnapshotId};
-use crate::store::record;
+use crate::store::PackId;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-
-/// Largest single ranged read when coalescing neighbouring chunks.
-const MAX_READ: u64 = 16 << 20;
+use std::sync::{Mutex, PoisonError};
 
 /// What a restore did.
 #[derive(Clone, Debug, Default)]
@@ -279,84 +275,6 @@ impl Apply {
     }
 }
 
-/// Two small files' records at most this far apart in a pack are fetched
-/// in one read (the bytes between are read and dropped).
-const MAX_GAP: u64 = 256 << 10;
-
-/// A file to restore, with where its chunks are.
-struct Located<'a> {
-    path: &'a Path,
-    entry: &'a Entry,
-    locations: Vec<Location>,
-    /// Its chunks grouped into runs, each fetched with one read.
-    runs: Vec<Run>,
-}
-
-/// Chunks `start..end` of a file, whose records lie back to back in one
-/// pack, to be written from `file_offset` on.
-struct Run {
-    start: usize,
-    end: usize,
-    file_offset: u64,
-}
-
-impl<'a> Located<'a> {
-    /// The file's chunk list.
-    fn chunks(&self) -> &'a [(ChunkId, u32)] {
-        match &self.entry.kind {
-            EntryKind::File { chunks, .. } => chunks,
-            _ => &[],
-        }
-    }
-
-    /// The file's length.
-    fn size(&self) -> u64 {
-        match self.entry.kind {
-            EntryKind::File { size, .. } => size,
-            _ => 0,
-        }
-    }
-
-    /// The pack offsets `run`'s records span.
-    fn span(&self, run: &Run) -> (u64, u64) {
-        let first = &self.locations[run.start].entry;
-        (first.offset, self.locations[run.end - 1].entry.record_end())
-    }
-}
-
-/// Groups a file's chunks, at `locations`, into runs of records that lie
-/// back to back in one pack, each at most [`MAX_READ`] bytes: one read each.
-fn runs(locations: &[Location]) -> Vec<Run> {
-    let mut runs = Vec::new();
-    let (mut start, mut file_offset) = (0, 0u64);
-    while start < locations.len() {
-        let first = &locations[start];
-        let mut end = start + 1;
-        while end < locations.len() {
-            let next = &locations[end];
-            let joined = locations[end - 1].entry.record_end();
-            if next.pack != first.pack
-                || next.entry.offset != joined
-                || joined - first.entry.offset >= MAX_READ
-            {
-                break;
-            }
-            end += 1;
-        }
-        runs.push(Run {
-            start,
-            end,
-            file_offset,
-        });
-        file_offset += locations[start..end]
-            .iter()
-            .map(|l| u64::from(l.entry.raw_len))
-            .sum::<u64>();
-        start = end;
-    }
-    runs
-}
-
 /// Creates a file to restore into: never an existing entry, never
 /// through a link (invariant 7).
 fn create_file(path: &Path) -> Result<fs::File> {
@@ -409,39 +327,6 @@ fn finish_file(
     let t = FileTime::from_unix_time(entry.mtime_s, entry.mtime_ns);
     filetime::set_file_handle_times(file, Some(t), Some(t)).at(path)?;
     Ok(size)
-}
-
-/// Writes `run` of `f` into `file` from `bytes`, which hold the pack from
-/// offset `base` on; each record is checked against its id first.
-fn write_run(
-    crypt: &crate::crypto::Crypt,
-    file: &fs::File,
-    f: &Located<'_>,
-    run: &Run,
-    base: u64,
-    bytes: &[u8],
-    progress: &dyn Progress,
-) -> Result<()> {
-    let mut offset = run.file_offset;
-    for k in run.start..run.end {
-        let loc = &f.locations[k];
-        let raw = record::open(
-            &loc.pack,
-            &loc.entry,
-            loc.entry.stored_in(bytes, base)?,
-            crypt,
-        )?;
-        // A chunk of zeros is left a hole: sparse files come back sparse
-        // (the file is a new one, so unwritten bytes read as zeros). The
-        // last chunk is always written, so the file has its length
-        // without another call.
-        if k + 1 == f.locations.len() || raw.iter().any(|&b| b != 0) {
-            file.write_all_at(&raw, offset).at(f.path)?;
-        }
-        offset += raw.len() as u64;
-        progress.advance(raw.len() as u64);
-    }
-    Ok(())
 }
 
 /// Sets an entry's times by path, on the entry itself (a link, not what
@@ -549,8 +434,8 @@ impl Repository {
                 .sum(),
         );
 
-        let results: Vec<(PathBuf, Result<u64>)> = in_pool(pool.as_ref(), || {
-            self.restore_files(&files, pool.is_some(), &apply, progress)
+        let results = in_pool(pool.as_ref(), || {
+            self.restore_files(&files, &apply, progress)
         });
         let mut written = Vec::with_capacity(results.len());
         for (path, r) in results {
@@ -669,8 +554,8 @@ impl Repository {
         Ok(())
     }
 
-    /// Looks up where `entry`'s chunks are and groups them into runs; an
-    /// error names the first chunk the index does not have.
+    /// Looks up where `entry`'s chunks are; an error names the first
+    /// chunk the index does not have.
     fn locate<'a>(&self, path: &'a Path, entry: &'a Entry) -> Result<Located<'a>> {
         let EntryKind::File { chunks, .. } = &entry.kind else {
             unreachable!()
@@ -681,162 +566,36 @@ impl Repository {
             .zip(self.index.chunks(&ids)?)
             .map(|(id, loc)| loc.ok_or(Error::MissingChunk(*id)))
             .collect::<Result<Vec<Location>>>()?;
-        let runs = runs(&locations);
         Ok(Located {
             path,
             entry,
             locations,
-            runs,
         })
     }
 
-    /// Restores `files`. Files of one run (records back to back in one
-    /// pack) with the same content (the same chunk list: a file unchanged
-    /// across the releases of a tree, say) are fetched, decompressed and
-    /// checked once, and each copy is written from that; they go in the
-    /// order their records lie in the packs. With `neighbours` (object
-    /// stores, where each read is a round trip), contents whose records lie
-    /// near each other in one pack are fetched with one read for the lot.
-    /// Larger files are fetched a run at a time, on every core.
+    /// Restores `files`, planned by pack ([`restore_by_pack`]); a file
+    /// the index cannot place fails with the reason.
+    ///
+    /// [`restore_by_pack`]: Self::restore_by_pack
     fn restore_files(
         &self,
         files: &[(PathBuf, Entry)],
-        neighbours: bool,
         apply: &Apply,
         progress: &dyn Progress,
-    ) -> Vec<(PathBuf, Result<u64>)> {
-        let (mut out, located) = self.locate_all(files);
-        let mut same: HashMap<&[(ChunkId, u32)], Vec<Located<'_>>> = HashMap::new();
-        let mut rest = Vec::new();
-        for f in located {
-            if f.runs.len() == 1 {
-                same.entry(f.chunks()).or_default().push(f);
-            } else {
-                rest.push(f);
-            }
-        }
-        let mut groups: Vec<Vec<Located<'_>>> = same.into_values().collect();
-        groups.sort_unstable_by_key(|g| (g[0].locations[0].pack, g[0].locations[0].entry.offset));
-        let mut batches: Vec<std::ops::Range<usize>> = Vec::new();
-        for (k, group) in groups.iter().enumerate() {
-            let (start, end) = group[0].span(&group[0].runs[0]);
-            let joins = neighbours
-                && batches.last().is_some_and(|b| {
-                    let first = &groups[b.start][0];
-                    let last = &groups[b.end - 1][0];
-                    let last_end = last.span(&last.runs[0]).1;
-                    first.locations[0].pack == group[0].locations[0].pack
-                        && start >= last_end
-                        && start - last_end <= MAX_GAP
-                        && end - first.span(&first.runs[0]).0 <= MAX_READ
-                });
-            match batches.last_mut() {
-                Some(batch) if joins => batch.end = k + 1,
-                _ => batches.push(k..k + 1),
-            }
-        }
-        out.par_extend(
-            batches
-                .par_iter()
-                .flat_map_iter(|batch| self.restore_batch(&groups[batch.clone()], apply, progress)),
-        );
-        out.par_extend(rest.par_iter().map(|f| {
-            (
-                f.path.to_path_buf(),
-                self.restore_located(f, apply, progress),
-            )
-        }));
-        out
-    }
-
-    /// Locates every file; those the index cannot place are failed in the
-    /// first list, with the reason.
-    fn locate_all<'a>(
-        &self,
-        files: &'a [(PathBuf, Entry)],
-    ) -> (Vec<(PathBuf, Result<u64>)>, Vec<Located<'a>>) {
+    ) -> Vec<(PathBuf, std::result::Result<u64, String>)> {
         let located: Vec<Result<Located<'_>>> = files
             .par_iter()
             .map(|(path, entry)| self.locate(path, entry))
             .collect();
-        let mut failed = Vec::new();
+        let mut out = Vec::new();
         let mut found = Vec::with_capacity(files.len());
         for ((path, _), f) in files.iter().zip(located) {
             match f {
                 Ok(f) => found.push(f),
-                Err(e) => failed.push((path.clone(), Err(e))),
+                Err(e) => out.push((path.clone(), Err(e.to_string()))),
             }
         }
-        (failed, found)
-    }
-
-    /// Writes one located file, its runs fetched in parallel (a large
-    /// file is fetched, decompressed, checked and written on every core).
-    fn restore_located(
-        &self,
-        f: &Located<'_>,
-        apply: &Apply,
-        progress: &dyn Progress,
-    ) -> Result<u64> {
-        let file = create_file(f.path)?;
-        f.runs.par_iter().try_for_each(|run| -> Result<()> {
-            let (start, end) = f.span(run);
-            let pack = f.locations[run.start].pack;
-            let bytes = self.pack_shard(&pack)?.backend.get_range(
-                &pack.key(),
-                start,
-                (end - start) as usize,
-            )?;
-            write_run(self.crypt(), &file, f, run, start, &bytes, progress)
-        })?;
-        finish_file(&file, f.path, f.entry, apply, progress)
-    }
-
-    /// Restores groups of one-run files, each group sharing one content,
-    /// from one ranged read: each content is decompressed and checked once
-    /// and written to every file of its group. Should the read or a
-    /// content fail, those files are restored on their own, each with its
-    /// own error.
-    fn restore_batch(
-        &self,
-        groups: &[Vec<Located<'_>>],
-        apply: &Apply,
-        progress: &dyn Progress,
-    ) -> Vec<(PathBuf, Result<u64>)> {
-        let first = &groups[0][0];
-        let last = &groups[groups.len() - 1][0];
-        let start = first.span(&first.runs[0]).0;
-        let end = last.span(&last.runs[0]).1;
-        let pack = first.locations[0].pack;
-        let bytes = self.pack_shard(&pack).and_then(|shard| {
-            shard
-                .backend
-                .get_range(&pack.key(), start, (end - start) as usize)
-        });
-        let mut out = Vec::new();
-        for group in groups {
-            let content = bytes.as_ref().ok().and_then(|bytes| {
-                let mut content = Vec::with_capacity(group[0].size() as usize);
-                for loc in &group[0].locations {
-                    let stored = loc.entry.stored_in(bytes, start).ok()?;
-                    content.extend_from_slice(
-                        &record::open(&loc.pack, &loc.entry, stored, self.crypt()).ok()?,
-                    );
-                }
-                Some(content)
-            });
-            for f in group {
-                let result = match &content {
-                    Some(content) => create_file(f.path).and_then(|file| {
-                        file.write_all_at(content, 0).at(f.path)?;
-                        progress.advance(content.len() as u64);
-                        finish_file(&file, f.path, f.entry, apply, progress)
-                    }),
-                    None => self.restore_located(f, apply, progress),
-                };
-                out.push((f.path.to_path_buf(), result));
-            }
-        }
+        out.extend(self.restore_by_pack(&found, apply, progress));
         out
     }
 }
@@ -1185,21 +944,6 @@ fn check_destination(dest: &Path) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::{PackEntry, PackId};
-
-    /// Chunk `n` of `len` stored bytes at `offset` in `pack`.
-    fn at(pack: u8, offset: u64, len: u32) -> Location {
-        Location {
-            pack: PackId([pack; 16]),
-            entry: PackEntry {
-                id: ChunkId::of(&offset.to_le_bytes()),
-                offset,
-                raw_len: len * 2,
-                stored_len: len,
-                flags: 0,
-            },
-        }
-    }
 
     #[test]
     fn read_back_finds_a_changed_byte_a_short_file_and_a_long_one() {
@@ -1245,32 +989,167 @@ mod tests {
         // With the owner restored, they stay.
         assert_eq!(file_mode(0o4755, true), 0o4755);
     }
+}
 
-    #[test]
-    fn back_to_back_records_of_one_pack_make_one_run() {
-        // 41-byte record headers: 8 + 41 + 100 = 149, 149 + 41 + 50 = 240.
-        let locations = [
-            at(1, 8, 100),
-            at(1, 149, 50),
-            at(1, 240, 10),
-            at(2, 8, 10),
-            at(1, 900, 5),
-        ];
-        let runs = runs(&locations);
-        let spans: Vec<_> = runs
-            .iter()
-            .map(|r| (r.start, r.end, r.file_offset))
-            .collect();
-        assert_eq!(spans, [(0, 3, 0), (3, 4, 320), (4, 5, 340)]);
+/// A file to restore, with where its chunks are.
+struct Located<'a> {
+    path: &'a Path,
+    entry: &'a Entry,
+    locations: Vec<Location>,
+}
+
+/// Where a record goes: file number `file` of the restore, at `offset`;
+/// `last` when it is that file's last chunk (always written, so the file
+/// gets its length; other chunks of zeros are left holes).
+#[derive(Debug, Clone, Copy)]
+struct Place {
+    file: u32,
+    offset: u64,
+    last: bool,
+}
+
+/// A file being written as its records arrive, in pack order.
+#[derive(Default)]
+struct Writing {
+    created: bool,
+    /// Chunks not yet written.
+    remaining: usize,
+    /// The first thing that went wrong with it.
+    failed: Option<String>,
+    /// Its length, once every chunk is written and it is finished.
+    done: Option<u64>,
+}
+
+/// Opens file `f` of a restore for one more write: creates it the first
+/// time (never through a link, never over an existing entry), opens the
+/// one this restore made afterwards. `None` once it has failed.
+fn open_for_write(f: &Located<'_>, w: &mut Writing) -> Option<fs::File> {
+    if w.failed.is_some() {
+        return None;
     }
+    let opened = if w.created {
+        OpenOptions::new()
+            .write(true)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(f.path)
+            .at(f.path)
+    } else {
+        create_file(f.path)
+    };
+    match opened {
+        Ok(file) => {
+            w.created = true;
+            Some(file)
+        }
+        Err(e) => {
+            w.failed = Some(e.to_string());
+            None
+        }
+    }
+}
 
-    #[test]
-    fn a_run_stops_growing_at_the_largest_read() {
-        let big = (MAX_READ / 2) as u32;
-        let second = 8 + 41 + u64::from(big);
-        let third = second + 41 + u64::from(big);
-        let locations = [at(1, 8, big), at(1, second, big), at(1, third, 1)];
-        let spans: Vec<_> = runs(&locations).iter().map(|r| (r.start, r.end)).collect();
-        assert_eq!(spans, [(0, 2), (2, 3)]);
+impl Repository {
+    /// Restores `files` planned by pack: every record they need, each
+    /// once however many files hold it, grouped by pack and read in few
+    /// large ranges (`fetch.rs`), many at once; each record is
+    /// checked once and written to every place that needs it, and a file
+    /// is finished (owner, mode, times) when its last chunk is written.
+    /// Memory stays within the ranges in flight: records go straight to
+    /// their files, at their offsets.
+    fn restore_by_pack(
+        &self,
+        files: &[Located<'_>],
+        apply: &Apply,
+        progress: &dyn Progress,
+    ) -> Vec<(PathBuf, std::result::Result<u64, String>)> {
+        let mut wanted: HashMap<(PackId, u64), (Location, Vec<Place>)> = HashMap::new();
+        for (n, f) in files.iter().enumerate() {
+            let mut offset = 0;
+            for (k, loc) in f.locations.iter().enumerate() {
+                let place = Place {
+                    file: n as u32,
+                    offset,
+                    last: k + 1 == f.locations.len(),
+                };
+                wanted
+                    .entry((loc.pack, loc.entry.offset))
+                    .or_insert_with(|| (*loc, Vec::new()))
+                    .1
+                    .push(place);
+                offset += u64::from(loc.entry.raw_len);
+            }
+        }
+        let writing: Vec<Mutex<Writing>> = files
+            .iter()
+            .map(|f| {
+                Mutex::new(Writing {
+                    remaining: f.locations.len(),
+                    ..Writing::default()
+                })
+            })
+            .collect();
+        let finish = |f: &Located<'_>, w: &mut Writing, file: &fs::File| match finish_file(
+            file, f.path, f.entry, apply, progress,
+        ) {
+            Ok(size) => w.done = Some(size),
+            Err(e) => w.failed = Some(e.to_string()),
+        };
+        // Files with no chunks (empty ones) are made at once.
+        files
+            .par_iter()
+            .zip(&writing)
+            .filter(|(f, _)| f.locations.is_empty())
+            .for_each(|(f, w)| {
+                let mut w = w.lock().unwrap_or_else(PoisonError::into_inner);
+                if let Some(file) = open_for_write(f, &mut w) {
+                    finish(f, &mut w, &file);
+                }
+            });
+        self.fetch_all(
+            wanted.into_values(),
+            None,
+            &|_, places: &Vec<Place>, raw| {
+                for place in places {
+                    let (f, slot) = (&files[place.file as usize], &writing[place.file as usize]);
+                    let lock = || slot.lock().unwrap_or_else(PoisonError::into_inner);
+                    let raw = match &raw {
+                        Ok(raw) => raw,
+                        Err(e) => {
+                            lock().failed.get_or_insert_with(|| e.to_string());
+                            continue;
+                        }
+                    };
+                    let Some(file) = open_for_write(f, &mut lock()) else {
+                        continue;
+                    };
+                    let zeros = !place.last && raw.iter().all(|&b| b == 0);
+                    if !zeros {
+                        if let Err(e) = file.write_all_at(raw, place.offset).at(f.path) {
+                            lock().failed.get_or_insert_with(|| e.to_string());
+                            continue;
+                        }
+                    }
+                    progress.advance(raw.len() as u64);
+                    let mut w = lock();
+                    w.remaining -= 1;
+                    if w.remaining == 0 && w.failed.is_none() {
+                        finish(f, &mut w, &file);
+                    }
+                }
+            },
+        );
+        files
+            .iter()
+            .zip(writing)
+            .map(|(f, w)| {
+                let w = w.into_inner().unwrap_or_else(PoisonError::into_inner);
+                let result = match (w.failed, w.done) {
+                    (Some(why), _) => Err(why),
+                    (None, Some(size)) => Ok(size),
+                    (None, None) => Err(format!("{} chunks were never read", w.remaining)),
+                };
+                (f.path.to_path_buf(), result)
+            })
+            .collect()
     }
 }

@@ -9,17 +9,20 @@
 //!   with the path the caller builds for it: restore's plan, and the files
 //!   a damaged chunk breaks (`verify`).
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
+use std::sync::{Mutex, PoisonError};
 
 use rayon::prelude::*;
 
 use crate::error::Result;
 use crate::id::ChunkId;
-use crate::repo::{in_pool, Repository};
+use crate::index::Location;
+use crate::repo::{fetch, in_pool, Repository};
 use crate::snapshot::{EntryKind, Tree};
+use crate::store::PackId;
 
 /// Trees read at once within one level, to bound memory on wide levels.
-const READ_BATCH: usize = 1024;
+const READ_BATCH: usize = 4096;
 
 impl Repository {
     /// Reads and decodes a tree object.
@@ -27,10 +30,55 @@ impl Repository {
         Tree::decode(&self.read_object(id)?, &id.to_hex())
     }
 
-    /// Reads `ids`' trees in parallel, in their order.
-    fn read_trees(&self, pool: Option<&rayon::ThreadPool>, ids: &[ChunkId]) -> Vec<Result<Tree>> {
+    /// Reads `ids`' trees, in their order: planned by pack ([`fetch`]), so
+    /// a level of folders whose trees lie together in a few packs costs a
+    /// few reads, not one per folder. A tree whose range could not be read
+    /// is read again alone, for its own error.
+    ///
+    /// [`fetch`]: super::fetch
+    fn read_trees(
+        &self,
+        pool: Option<&rayon::ThreadPool>,
+        kept: &fetch::Kept,
+        ids: &[ChunkId],
+    ) -> Vec<Result<Tree>> {
+        let Ok(locations) = self.index.chunks(ids) else {
+            return in_pool(pool, || {
+                ids.par_iter().map(|id| self.read_tree(id)).collect()
+            });
+        };
+        let mut wanted: HashMap<(PackId, u64), (Location, Vec<usize>)> = HashMap::new();
+        for (n, loc) in locations.into_iter().enumerate() {
+            if let Some(loc) = loc {
+                wanted
+                    .entry((loc.pack, loc.entry.offset))
+                    .or_insert_with(|| (loc, Vec::new()))
+                    .1
+                    .push(n);
+            }
+        }
+        let read: Mutex<Vec<Option<Result<Tree>>>> =
+            Mutex::new((0..ids.len()).map(|_| None).collect());
         in_pool(pool, || {
-            ids.par_iter().map(|id| self.read_tree(id)).collect()
+            self.fetch_all(
+                wanted.into_values(),
+                Some(kept),
+                &|entry, at: &Vec<usize>, raw| {
+                    let Ok(raw) = raw else { return };
+                    for &n in at {
+                        let tree = Tree::decode(&raw, &entry.id.to_hex());
+                        read.lock().unwrap_or_else(PoisonError::into_inner)[n] = Some(tree);
+                    }
+                },
+            );
+        });
+        let read = read.into_inner().unwrap_or_else(PoisonError::into_inner);
+        // Trees the index lacks, or whose range failed: alone, for the error.
+        in_pool(pool, || {
+            read.into_par_iter()
+                .zip(ids)
+                .map(|(tree, id)| tree.unwrap_or_else(|| self.read_tree(id)))
+                .collect()
         })
     }
 
@@ -43,13 +91,13 @@ impl Repository {
         roots: impl IntoIterator<Item = ChunkId>,
         mut visit: impl FnMut(ChunkId, Result<Tree>) -> Result<()>,
     ) -> Result<()> {
-        let pool = self.io_pool();
+        let (pool, kept) = (self.io_pool(), fetch::Kept::default());
         let mut seen = HashSet::new();
         let mut level: Vec<ChunkId> = roots.into_iter().filter(|id| seen.insert(*id)).collect();
         while !level.is_empty() {
             let mut next = Vec::new();
             for batch in level.chunks(READ_BATCH) {
-                let trees = self.read_trees(pool.as_ref(), batch);
+                let trees = self.read_trees(pool.as_ref(), &kept, batch);
                 for (id, tree) in batch.iter().zip(trees) {
                     if let Ok(tree) = &tree {
                         for e in &tree.entries {
@@ -80,13 +128,13 @@ impl Repository {
         roots: Vec<(ChunkId, P)>,
         mut visit: impl FnMut(&P, ChunkId, Result<Tree>) -> Result<Vec<(ChunkId, P)>>,
     ) -> Result<()> {
-        let pool = self.io_pool();
+        let (pool, kept) = (self.io_pool(), fetch::Kept::default());
         let mut level = roots;
         while !level.is_empty() {
             let mut next = Vec::new();
             for batch in level.chunks(READ_BATCH) {
                 let ids: Vec<ChunkId> = batch.iter().map(|(id, _)| *id).collect();
-                let trees = self.read_trees(pool.as_ref(), &ids);
+                let trees = self.read_trees(pool.as_ref(), &kept, &ids);
                 for ((id, path), tree) in batch.iter().zip(trees) {
                     next.extend(visit(path, *id, tree)?);
                 }

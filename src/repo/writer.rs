@@ -3,7 +3,7 @@
 //! The path of a chunk: hash → "seen in this session?" → locality cache
 //! (the ids of packs this stream just ran through, see `locality.rs`) →
 //! Bloom filter ("surely new" skips the index) → RocksDB lookup → ring → the shard's open
-//! pack. A pack that reaches its target size is sealed (or the fullest one,
+//! pack of the object's kind (trees are packed apart from data). A pack that reaches its target size is sealed (or the fullest one,
 //! when the open packs of all shards hold two packs' worth), written durably,
 //! and only then are its index entries committed in one synced batch; only
 //! after that are its ids added to the Bloom filter (invariant 2).
@@ -53,6 +53,8 @@ fn open_budget(pack_size: usize) -> usize {
 pub(crate) struct ObjectWriter<'r> {
     repo: &'r Repository,
     pending: Mutex<HashSet<ChunkId>>,
+    /// Two open packs per shard, in shard order: data, then trees (see
+    /// [`slot`](Self::slot)).
     open: Vec<Mutex<PackBuilder>>,
     /// Bytes in all of `open` together.
     buffered: AtomicUsize,
@@ -82,9 +84,7 @@ impl<'r> ObjectWriter<'r> {
         ObjectWriter {
             repo,
             pending: Mutex::new(HashSet::new()),
-            open: repo
-                .shards
-                .iter()
+            open: (0..repo.shards.len() * 2)
                 .map(|_| Mutex::new(PackBuilder::new()))
                 .collect(),
             buffered: AtomicUsize::new(0),
@@ -198,13 +198,7 @@ impl<'r> ObjectWriter<'r> {
             return Ok(id);
         }
 
-        let shard_id = self.repo.ring.locate(&id);
-        let slot = self
-            .repo
-            .shards
-            .iter()
-            .position(|s| s.id == shard_id)
-            .expect("the ring only names configured shards");
+        let slot = self.slot(&id, kind);
         let full = {
             let mut pack = self.open[slot].lock().expect("pack lock");
             let before = pack.len();
@@ -218,6 +212,22 @@ impl<'r> ObjectWriter<'r> {
             self.seal_fullest()?;
         }
         Ok(id)
+    }
+
+    /// The open pack an object goes to: its shard's (by the ring), and
+    /// of that shard's two the one of its kind. Trees go to packs of their
+    /// own, as in restic and Borg: a walk of the folders (every restore,
+    /// `ls`, `diff`, `verify`) then reads a few dense tree packs instead of
+    /// a tree here and there between the data of every pack.
+    fn slot(&self, id: &ChunkId, kind: ObjectKind) -> usize {
+        let shard_id = self.repo.ring.locate(id);
+        let shard = self
+            .repo
+            .shards
+            .iter()
+            .position(|s| s.id == shard_id)
+            .expect("the ring only names configured shards");
+        shard * 2 + usize::from(kind == ObjectKind::Tree)
     }
 
     /// Takes an open pack out to be committed, leaving an empty one.
@@ -263,9 +273,10 @@ impl<'r> ObjectWriter<'r> {
         Ok(())
     }
 
-    /// Seals `pack`, writes it durably to shard `slot`, then indexes it.
+    /// Seals `pack`, writes it durably to the shard of open pack `slot`,
+    /// then indexes it.
     fn commit(&self, slot: usize, pack: PackBuilder) -> Result<()> {
-        let shard = &self.repo.shards[slot];
+        let shard = &self.repo.shards[slot / 2];
         let (bytes, entries) = pack.seal_with(self.repo.crypt());
         let mut batch = self.repo.index.batch();
         batch.publish_pack(shard.id, shard.backend.as_ref(), &bytes, &entries)?;

@@ -173,6 +173,7 @@ pub enum Fault {
 pub struct FlakyProxy {
     pub port: u16,
     cuts_left: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    gets: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
 }
 
 impl FlakyProxy {
@@ -183,6 +184,8 @@ impl FlakyProxy {
         let port = listener.local_addr().unwrap().port();
         let cuts_left = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(cuts));
         let left = cuts_left.clone();
+        let gets = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let counted = gets.clone();
         std::thread::spawn(move || {
             for client in listener.incoming() {
                 let Ok(client) = client else { return };
@@ -192,18 +195,37 @@ impl FlakyProxy {
                 let (mut c_in, mut s_out) =
                     (client.try_clone().unwrap(), server.try_clone().unwrap());
                 let (mut s_in, mut c_out) = (server, client);
-                let left = left.clone();
+                let (left, counted) = (left.clone(), counted.clone());
                 let drop_answer = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
                 let dropping = drop_answer.clone();
                 std::thread::spawn(move || {
                     let mut buf = [0u8; 16 * 1024];
                     let (mut passed, mut chosen) = (0usize, false);
+                    // What came since the last full line, so that a request
+                    // line split between two reads is still seen whole.
+                    let mut tail: Vec<u8> = Vec::new();
                     loop {
                         let n = match c_in.read(&mut buf) {
                             Ok(0) | Err(_) => break,
                             Ok(n) => n,
                         };
                         passed += n;
+                        tail.extend_from_slice(&buf[..n]);
+                        if let Some(end) = tail.iter().rposition(|&b| b == b'\n') {
+                            let lines = String::from_utf8_lossy(&tail[..end]).into_owned();
+                            let mut counted = counted.lock().unwrap();
+                            for line in lines.split("\r\n") {
+                                if line.starts_with("GET /") {
+                                    counted.push(line.to_string());
+                                } else if line.to_ascii_lowercase().starts_with("range:") {
+                                    if let Some(last) = counted.last_mut() {
+                                        last.push(' ');
+                                        last.push_str(line);
+                                    }
+                                }
+                            }
+                            tail.drain(..=end);
+                        }
                         if !chosen
                             && passed > 64 * 1024
                             && left
@@ -238,7 +260,17 @@ impl FlakyProxy {
                 });
             }
         });
-        FlakyProxy { port, cuts_left }
+        FlakyProxy {
+            port,
+            cuts_left,
+            gets,
+        }
+    }
+
+    /// The request lines of the GETs passed on so far (meaningful while
+    /// nothing is uploaded, whose bodies could hold anything).
+    pub fn gets(&self) -> Vec<String> {
+        self.gets.lock().unwrap().clone()
     }
 
     /// `http://127.0.0.1:PORT`.
