@@ -10,13 +10,15 @@
 //! flight, and each record in it is opened (checked against its id, or its
 //! seal) once and handed to the caller, who may write it to many places.
 //!
-//! Ranges read are kept ([`Kept`]) while they fit in [`KEPT_BYTES`], so a
-//! walk that reads its folders a level at a time reads each region of the
-//! tree packs once, not once a level.
+//! A walk keeps the ranges it read ([`Kept`]) while they fit in
+//! [`KEPT_BYTES`], so reading its folders a level at a time reads each
+//! region of the tree packs once, not once a level. A restore's files keep
+//! nothing: each record is wanted once.
 //!
 //! Memory: the ranges being read and handed out, at most one per thread
 //! of the pool (32 on object stores, the cores on local shards), each at
-//! most [`MAX_RANGE`]; plus the kept ranges, at most [`KEPT_BYTES`].
+//! most [`MAX_RANGE`]; plus, in a walk, the kept ranges, at most
+//! [`KEPT_BYTES`].
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
