@@ -6,7 +6,7 @@
 //! intended change, run with `DEDUP_BLESS=1` and commit the new golden files.
 
 use std::fmt::Write;
-use std::path::Path;
+use std::path::PathBuf;
 
 use dedup::{ChunkId, ChunkerConfig};
 
@@ -22,8 +22,18 @@ fn boundaries(config: ChunkerConfig, data: &[u8]) -> String {
     out
 }
 
+/// The fixtures folder of the checkout being tested: cargo names it as it
+/// runs the test, which stays right when a binary built from another
+/// checkout of the same sources is reused (a shared target folder); the
+/// folder it was built from otherwise.
+fn fixtures() -> PathBuf {
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from)
+        .join("fixtures")
+}
+
 fn check(config: ChunkerConfig, golden: &str) {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures");
+    let root = fixtures();
     let data = std::fs::read(root.join("sample.bin")).unwrap();
     let got = boundaries(config, &data);
     let path = root.join(golden);
@@ -53,8 +63,7 @@ fn fixed_4k_boundaries_match_the_golden_file() {
 fn fastcdc_finds_the_repeated_block_in_the_fixture() {
     // The fixture repeats 30 000 bytes of its random section: content-defined
     // boundaries resynchronise inside the repeat, so some chunk ids recur.
-    let data =
-        std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/sample.bin")).unwrap();
+    let data = std::fs::read(fixtures().join("sample.bin")).unwrap();
     let ids: Vec<ChunkId> = ChunkerConfig::fastcdc(4096)
         .chunks(&data[..])
         .map(|c| ChunkId::of(&c.unwrap()))
