@@ -31,7 +31,6 @@ use crate::repo::browse::{components, Found};
 use crate::repo::globs::PathGlobs;
 use crate::repo::{in_pool, Progress, Repository};
 use crate::snapshot::{Entry, EntryKind, SnapshotId};
-use crate::store::PackId;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Mutex, PoisonError};
 
@@ -1062,7 +1061,7 @@ impl Repository {
         apply: &Apply,
         progress: &dyn Progress,
     ) -> Vec<(PathBuf, std::result::Result<u64, String>)> {
-        let mut wanted: HashMap<(PackId, u64), (Location, Vec<Place>)> = HashMap::new();
+        let mut wanted = Vec::new();
         for (n, f) in files.iter().enumerate() {
             let mut offset = 0;
             for (k, loc) in f.locations.iter().enumerate() {
@@ -1071,11 +1070,7 @@ impl Repository {
                     offset,
                     last: k + 1 == f.locations.len(),
                 };
-                wanted
-                    .entry((loc.pack, loc.entry.offset))
-                    .or_insert_with(|| (*loc, Vec::new()))
-                    .1
-                    .push(place);
+                wanted.push((*loc, place));
                 offset += u64::from(loc.entry.raw_len);
             }
         }
@@ -1105,39 +1100,37 @@ impl Repository {
                     finish(f, &mut w, &file);
                 }
             });
-        self.fetch_all(
-            wanted.into_values(),
-            None,
-            &|_, places: &Vec<Place>, raw| {
-                for place in places {
-                    let (f, slot) = (&files[place.file as usize], &writing[place.file as usize]);
-                    let lock = || slot.lock().unwrap_or_else(PoisonError::into_inner);
-                    let raw = match &raw {
-                        Ok(raw) => raw,
-                        Err(e) => {
-                            lock().failed.get_or_insert_with(|| e.to_string());
-                            continue;
-                        }
-                    };
-                    let Some(file) = open_for_write(f, &mut lock()) else {
+        self.fetch_all(wanted, None, &|_, places: &[Place], raw| {
+            // Checked once for all the places: a chunk of zeros is
+            // left a hole, except where it ends a file.
+            let zeros = raw.as_ref().is_ok_and(|raw| raw.iter().all(|&b| b == 0));
+            for place in places {
+                let (f, slot) = (&files[place.file as usize], &writing[place.file as usize]);
+                let lock = || slot.lock().unwrap_or_else(PoisonError::into_inner);
+                let raw = match &raw {
+                    Ok(raw) => raw,
+                    Err(e) => {
+                        lock().failed.get_or_insert_with(|| e.to_string());
                         continue;
-                    };
-                    let zeros = !place.last && raw.iter().all(|&b| b == 0);
-                    if !zeros {
-                        if let Err(e) = file.write_all_at(raw, place.offset).at(f.path) {
-                            lock().failed.get_or_insert_with(|| e.to_string());
-                            continue;
-                        }
                     }
-                    progress.advance(raw.len() as u64);
-                    let mut w = lock();
-                    w.remaining -= 1;
-                    if w.remaining == 0 && w.failed.is_none() {
-                        finish(f, &mut w, &file);
+                };
+                let Some(file) = open_for_write(f, &mut lock()) else {
+                    continue;
+                };
+                if !zeros || place.last {
+                    if let Err(e) = file.write_all_at(raw, place.offset).at(f.path) {
+                        lock().failed.get_or_insert_with(|| e.to_string());
+                        continue;
                     }
                 }
-            },
-        );
+                progress.advance(raw.len() as u64);
+                let mut w = lock();
+                w.remaining -= 1;
+                if w.remaining == 0 && w.failed.is_none() {
+                    finish(f, &mut w, &file);
+                }
+            }
+        });
         files
             .iter()
             .zip(writing)

@@ -9,17 +9,15 @@
 //!   with the path the caller builds for it: restore's plan, and the files
 //!   a damaged chunk breaks (`verify`).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::sync::{Mutex, PoisonError};
 
 use rayon::prelude::*;
 
 use crate::error::Result;
 use crate::id::ChunkId;
-use crate::index::Location;
 use crate::repo::{fetch, in_pool, Repository};
 use crate::snapshot::{EntryKind, Tree};
-use crate::store::PackId;
 
 /// Trees read at once within one level, to bound memory on wide levels.
 const READ_BATCH: usize = 4096;
@@ -47,30 +45,20 @@ impl Repository {
                 ids.par_iter().map(|id| self.read_tree(id)).collect()
             });
         };
-        let mut wanted: HashMap<(PackId, u64), (Location, Vec<usize>)> = HashMap::new();
-        for (n, loc) in locations.into_iter().enumerate() {
-            if let Some(loc) = loc {
-                wanted
-                    .entry((loc.pack, loc.entry.offset))
-                    .or_insert_with(|| (loc, Vec::new()))
-                    .1
-                    .push(n);
-            }
-        }
+        let wanted = locations
+            .into_iter()
+            .enumerate()
+            .filter_map(|(n, loc)| Some((loc?, n)));
         let read: Mutex<Vec<Option<Result<Tree>>>> =
             Mutex::new((0..ids.len()).map(|_| None).collect());
         in_pool(pool, || {
-            self.fetch_all(
-                wanted.into_values(),
-                Some(kept),
-                &|entry, at: &Vec<usize>, raw| {
-                    let Ok(raw) = raw else { return };
-                    for &n in at {
-                        let tree = Tree::decode(&raw, &entry.id.to_hex());
-                        read.lock().unwrap_or_else(PoisonError::into_inner)[n] = Some(tree);
-                    }
-                },
-            );
+            self.fetch_all(wanted, Some(kept), &|entry, at: &[usize], raw| {
+                let Ok(raw) = raw else { return };
+                for &n in at {
+                    let tree = Tree::decode(&raw, &entry.id.to_hex());
+                    read.lock().unwrap_or_else(PoisonError::into_inner)[n] = Some(tree);
+                }
+            });
         });
         let read = read.into_inner().unwrap_or_else(PoisonError::into_inner);
         // Trees the index lacks, or whose range failed: alone, for the error.
