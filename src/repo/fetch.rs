@@ -56,7 +56,7 @@ impl Reads {
     /// Local shards: reading through costs a copy, and a range is copied
     /// into memory and then read again to check its records, so ranges
     /// stay near cache size (restoring 1 GiB of large files, 16 MiB
-    /// ranges took 10% longer than a read per record and held 45 MiB
+    /// ranges took 10% longer than a read per record and held 40-50 MiB
     /// more; 1 MiB ranges are within 5% and 2 MiB).
     pub(crate) const LOCAL: Reads = Reads {
         gap: 256 << 10,
