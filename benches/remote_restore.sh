@@ -8,12 +8,15 @@
 # nothing cached; dedup also restores the same data from local shards.
 # Each restore runs ROUNDS times (default 3), interleaved. Prints the
 # median seconds of each, the ratios the goal is put in (restic / dedup
-# from the cluster, and dedup cluster / dedup local) and the GET requests
-# each tool's restore made.
+# from the cluster, and dedup cluster / dedup local), the GET requests
+# each tool's restore made, and the link's own speed: every pack object of
+# dedup's repository fetched whole by curl, 8 at once (the floor for a
+# restore that needs all of them). Then `ls -R` of each snapshot, from the
+# cluster with nothing cached and from local shards.
 #
 #   benches/remote_restore.sh [WORKDIR]     (default /dev/shm/dedup-remote)
 #
-# Needs restic (apt-get install -y restic) and Garage 2.5.0 (installed into
+# Needs restic and curl (apt-get install -y restic curl) and Garage 2.5.0 (installed into
 # the tools folder when missing, about 9 minutes).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -23,10 +26,12 @@ tools=${DEDUP_TOOLS:-$HOME/.cache/dedup-tools}
 garage=$tools/bin/garage
 work=${1:-/dev/shm/dedup-remote}
 source scripts/setup.sh
-command -v restic >/dev/null || {
-    echo "remote_restore: needs restic (apt-get install -y restic)" >&2
-    exit 1
-}
+for tool in restic curl; do
+    command -v $tool >/dev/null || {
+        echo "remote_restore: needs $tool (apt-get install -y $tool)" >&2
+        exit 1
+    }
+done
 cargo build --release --locked --quiet --bin dedup
 dedup=$CARGO_TARGET_DIR/release/dedup
 source scripts/garage.sh
@@ -52,11 +57,25 @@ timed() {
     echo $(($(gets) - g0)) >"$work/gets"
 }
 
+# Seconds curl takes to fetch every pack object under the bucket's
+# prefix $1, 8 at once (one listing page: up to 1 000 packs).
+s3curl() { curl -sf -H "x-amz-content-sha256: UNSIGNED-PAYLOAD" --aws-sigv4 "aws:amz:$AWS_REGION:s3" --user "$AWS_ACCESS_KEY_ID:$AWS_SECRET_ACCESS_KEY" "$@"; }
+raw_gets() {
+    s3curl "$AWS_ENDPOINT/dedup?list-type=2&prefix=$1%2F" | grep -o '<Key>[^<]*\.pack</Key>' |
+        sed 's/<[^>]*>//g' >"$work/pack-keys"
+    local t0
+    t0=$(now)
+    xargs -P 8 -I{} curl -sf -o /dev/null -H "x-amz-content-sha256: UNSIGNED-PAYLOAD" \
+        --aws-sigv4 "aws:amz:$AWS_REGION:s3" --user "$AWS_ACCESS_KEY_ID:$AWS_SECRET_ACCESS_KEY" \
+        "$AWS_ENDPOINT/dedup/{}" <"$work/pack-keys"
+    secs "$t0" "$(now)"
+}
+
 # The median of its arguments.
 median() { printf '%s\n' "$@" | sort -n | sed -n "$((($# + 1) / 2))p"; }
 rounds=${ROUNDS:-3}
 
-printf '%-6s %8s %8s %8s %13s %14s %11s %11s\n' corpus dedup restic local restic/dedup cluster/local "dedup GETs" "restic GETs"
+printf '%-6s %8s %8s %8s %13s %14s %11s %11s %9s %9s %9s\n' corpus dedup restic local restic/dedup cluster/local "dedup GETs" "restic GETs" "raw GET" "ls -R" "ls local"
 for corpus in trees large; do
     src=$work/base/$corpus
     home=s3://dedup/dedup-$corpus
@@ -72,7 +91,7 @@ for corpus in trees large; do
     # Each restore $rounds times, interleaved; the cluster ones with
     # nothing cached (dedup builds its index from the home's segments,
     # restic downloads its index and tree packs).
-    dedup_s=() restic_s=() local_s=()
+    dedup_s=() restic_s=() local_s=() raw_s=() ls_s=() ls_local_s=()
     for _ in $(seq "$rounds"); do
         rm -rf "$work/cache-out" "$work/out"
         dedup_s+=("$(timed "$dedup" --quiet --repo "$home" --cache "$work/cache-out" restore latest "$work/out")")
@@ -88,11 +107,16 @@ for corpus in trees large; do
         g_restic=$(cat "$work/gets")
         diff -r --no-dereference "$src" "$work/out$src"
         rm -rf "$work/out"
+
+        raw_s+=("$(raw_gets "dedup-$corpus")")
+        rm -rf "$work/cache-out"
+        ls_s+=("$(timed "$dedup" --quiet --repo "$home" --cache "$work/cache-out" ls -R latest)")
+        ls_local_s+=("$(timed "$dedup" --quiet --repo "$local_repo" --cache "$work/cache-local" ls -R latest)")
     done
     rm -rf "$local_repo"
     t_dedup=$(median "${dedup_s[@]}") t_restic=$(median "${restic_s[@]}") t_local=$(median "${local_s[@]}")
 
-    printf '%-6s %8s %8s %8s %13s %14s %11s %11s\n' "$corpus" "$t_dedup" "$t_restic" "$t_local" \
+    printf '%-6s %8s %8s %8s %13s %14s %11s %11s %9s %9s %9s\n' "$corpus" "$t_dedup" "$t_restic" "$t_local" \
         "$(echo "scale=2; $t_restic / $t_dedup" | bc)" "$(echo "scale=2; $t_dedup / $t_local" | bc)" \
-        "$g_dedup" "$g_restic"
+        "$g_dedup" "$g_restic" "$(median "${raw_s[@]}")" "$(median "${ls_s[@]}")" "$(median "${ls_local_s[@]}")"
 done

@@ -397,29 +397,14 @@ const CATCH_UP_READERS: usize = 16;
 /// Reads the segments `names` of `home`, in order, several at once.
 #[cfg(feature = "engine")]
 fn read_segments(home: &dyn MetaStore, names: &[&str]) -> Result<Vec<Segment>> {
-    use std::sync::atomic::{AtomicUsize, Ordering};
-    let next = AtomicUsize::new(0);
-    let slots: Vec<std::sync::Mutex<Option<Result<Segment>>>> =
-        names.iter().map(|_| std::sync::Mutex::new(None)).collect();
-    std::thread::scope(|scope| {
-        for _ in 0..CATCH_UP_READERS.min(names.len()) {
-            scope.spawn(|| loop {
-                let i = next.fetch_add(1, Ordering::Relaxed);
-                let Some(name) = names.get(i) else { return };
-                let got = read_segment(home, name);
-                *slots[i]
-                    .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(got);
-            });
-        }
-    });
-    slots
+    let keys: Vec<String> = names
+        .iter()
+        .map(|name| format!("{}{name}", segment::FOLDER))
+        .collect();
+    crate::store::get_many(home, &keys, CATCH_UP_READERS)
         .into_iter()
-        .map(|s| {
-            s.into_inner()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .expect("every slot is filled")
-        })
+        .zip(&keys)
+        .map(|(bytes, key)| Segment::decode(&bytes?, key))
         .collect()
 }
 
@@ -897,6 +882,18 @@ impl Index {
         }
     }
 
+    /// What the index knows of `pack`, if anything.
+    pub fn pack(&self, pack: &PackId) -> Result<Option<PackInfo>> {
+        match self
+            .db
+            .get_pinned_cf(self.cf(PACKS), pack.0)
+            .map_err(|e| self.err(e))?
+        {
+            Some(v) => Ok(Some(PackInfo::decode(&v, &pack.to_hex())?)),
+            None => Ok(None),
+        }
+    }
+
     /// The shard holding `pack`, when the index knows the pack.
     pub fn pack_shard(&self, pack: &PackId) -> Option<ShardId> {
         self.packs.read().expect("packs lock").get(pack).copied()
@@ -1111,8 +1108,19 @@ impl Index {
 
     /// Stores a snapshot record (synced).
     pub fn put_snapshot(&self, id: &SnapshotId, record: &[u8]) -> Result<()> {
+        self.put_snapshots(&[(*id, record.to_vec())])
+    }
+
+    /// Adds (or replaces) snapshot records, in one commit (none when
+    /// there are none).
+    pub fn put_snapshots(&self, records: &[(SnapshotId, Vec<u8>)]) -> Result<()> {
+        if records.is_empty() {
+            return Ok(());
+        }
         let mut batch = self.batch();
-        batch.put_snapshot(id, record);
+        for (id, record) in records {
+            batch.put_snapshot(id, record);
+        }
         self.commit(batch).map(drop)
     }
 

@@ -863,11 +863,41 @@ fn a_restore_from_an_object_store_reads_each_needed_pack_region_once() {
         );
     }
     // And few requests: each data pack once (its needed records lie close
-    // together), the one tree pack once per level (the root, its four
-    // folders) and once for the root folder's own entry.
+    // together), and the one tree pack once, whole, at the first level.
     assert!(
-        gets.len() <= packs + 2,
+        gets.len() <= packs,
         "{} reads for {packs} packs (one of trees):\n{listing}",
         gets.len()
+    );
+
+    // Browsing reads one folder at a time; the first read fetches the
+    // tree pack whole, and every later folder is found in it.
+    let before = proxy.gets().len();
+    let listed = ok(dedup_s3(&repo, &server).args(["ls", "-R", "latest"]));
+    assert!(listed.stdout.contains("copy59"), "{}", listed.stdout);
+    let gets = proxy.gets().split_off(before);
+    assert_eq!(
+        gets.len(),
+        1,
+        "one read of the tree pack:\n{}",
+        gets.join("\n")
+    );
+    let sizes: Vec<u64> = packs_under(&server.dir("once"))
+        .iter()
+        .map(|p| fs::metadata(p).unwrap().len())
+        .collect();
+    let whole = |get: &str| {
+        let key = get.split_whitespace().nth(1).unwrap_or_default();
+        let range = get.split("bytes=").nth(1).unwrap_or_default();
+        let size = packs_under(&server.dir("once"))
+            .into_iter()
+            .find(|p| key.ends_with(&*p.file_name().unwrap().to_string_lossy()))
+            .map(|p| fs::metadata(p).unwrap().len());
+        size.is_some_and(|size| range == format!("0-{}", size - 1))
+    };
+    assert!(
+        whole(&gets[0]),
+        "not the whole pack: {} ({sizes:?})",
+        gets[0]
     );
 }

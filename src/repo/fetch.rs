@@ -12,13 +12,19 @@
 //!
 //! A walk keeps the ranges it read ([`Kept`]) while they fit in
 //! [`KEPT_BYTES`], so reading its folders a level at a time reads each
-//! region of the tree packs once, not once a level. A restore's files keep
+//! region of the tree packs once, not once a level. On an object store a
+//! tree pack is read whole at its first miss and kept by the handle, for
+//! every later walk and single read (`ls`, `find`, `mount`): the trees of
+//! a snapshot lie in a few tree packs, so a walk costs a round trip or
+//! two, not one for each level of folders. A restore's files keep
 //! nothing: each record is wanted once.
 //!
 //! Memory: the ranges being read and handed out, at most one per thread
 //! of the pool (32 on object stores, the cores on local shards), each at
-//! most [`Reads::max`] (16 MiB on object stores, 1 MiB locally); plus, in a walk, the kept ranges, at most
-//! [`KEPT_BYTES`].
+//! most [`Reads::max`] (16 MiB on object stores, 1 MiB locally), or a
+//! whole tree pack of at most [`WHOLE_PACK`]; plus the kept ranges, at
+//! most [`KEPT_BYTES`]: a walk's on local shards, dropped with the walk,
+//! and on object stores the handle's, held while it is open.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
@@ -40,6 +46,10 @@ pub(crate) const MAX_RECORDS: usize = 512;
 
 /// The most bytes of ranges one [`Kept`] holds.
 pub(crate) const KEPT_BYTES: usize = 128 << 20;
+
+/// The largest tree pack read whole ([`Kept::whole_tree_packs`]): twice
+/// the default pack size, since a pack closes only once it has passed it.
+pub(crate) const WHOLE_PACK: u64 = 32 << 20;
 
 /// How a store's ranges are cut.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -128,6 +138,11 @@ type KeptRanges = BTreeMap<(PackId, u64), Arc<Vec<u8>>>;
 pub(crate) struct Kept {
     ranges: RwLock<KeptRanges>,
     bytes: AtomicUsize,
+    /// Whether a tree pack (one with no file data) that fits in
+    /// [`WHOLE_PACK`] and in the room left is read whole at its first
+    /// miss, not just the ranges wanted (for object stores, where the
+    /// round trip costs more than the bytes).
+    whole_tree_packs: bool,
 }
 
 impl Kept {
@@ -139,17 +154,28 @@ impl Kept {
         (at_pack == pack && at + bytes.len() as u64 >= end).then(|| (*at, Arc::clone(bytes)))
     }
 
-    /// Keeps a range just read, if there is room.
+    /// Keeps what it reads, and reads each tree pack whole at its first
+    /// miss.
+    pub(crate) fn whole_tree_packs() -> Self {
+        Kept {
+            whole_tree_packs: true,
+            ..Kept::default()
+        }
+    }
+
+    /// Keeps a range just read, if there is room (and it is not kept
+    /// already: two threads may read the same pack at once).
     fn keep(&self, pack: PackId, start: u64, bytes: &Arc<Vec<u8>>) {
         let len = bytes.len();
+        let mut ranges = self.ranges.write().unwrap_or_else(PoisonError::into_inner);
+        if ranges.contains_key(&(pack, start)) {
+            return;
+        }
         if self.bytes.fetch_add(len, Relaxed) + len > KEPT_BYTES {
             self.bytes.fetch_sub(len, Relaxed);
             return;
         }
-        self.ranges
-            .write()
-            .unwrap_or_else(PoisonError::into_inner)
-            .insert((pack, start), Arc::clone(bytes));
+        ranges.insert((pack, start), Arc::clone(bytes));
     }
 }
 
@@ -205,7 +231,11 @@ impl Repository {
         hits.par_iter().for_each(|(loc, what, start, bytes)| {
             self.hand_out(&loc.pack, &loc.entry, what, bytes, *start, each);
         });
-        let ranges = plan(misses, self.reads());
+        let (mut ranges, misses) = match kept {
+            Some(kept) if kept.whole_tree_packs => self.whole_packs(kept, misses),
+            _ => (Vec::new(), misses),
+        };
+        ranges.extend(plan(misses, self.reads()));
         ranges.par_iter().for_each(|range| {
             let read = self.pack_shard(&range.pack).and_then(|shard| {
                 shard.backend.get_range(
@@ -225,12 +255,48 @@ impl Repository {
                     if let Some(kept) = kept {
                         kept.keep(range.pack, range.start, &bytes);
                     }
-                    for (entry, what) in &range.records {
+                    // A whole pack may hold thousands: on every thread.
+                    range.records.par_iter().for_each(|(entry, what)| {
                         self.hand_out(&range.pack, entry, what, &bytes, range.start, each);
-                    }
+                    });
                 }
             }
         });
+    }
+
+    /// Splits `misses` into whole-pack ranges, one for each tree pack
+    /// (a pack with no file data, as the index says) that is at most
+    /// [`WHOLE_PACK`] and still fits in the room `kept` has left, and the
+    /// records left to [`plan`].
+    #[allow(clippy::type_complexity)]
+    fn whole_packs<T>(
+        &self,
+        kept: &Kept,
+        misses: Vec<(Location, T)>,
+    ) -> (Vec<Range<T>>, Vec<(Location, T)>) {
+        let mut by_pack: HashMap<PackId, Vec<(Location, T)>> = HashMap::new();
+        for (loc, what) in misses {
+            by_pack.entry(loc.pack).or_default().push((loc, what));
+        }
+        let mut room = KEPT_BYTES.saturating_sub(kept.bytes.load(Relaxed)) as u64;
+        let (mut whole, mut rest) = (Vec::new(), Vec::new());
+        for (pack, records) in by_pack {
+            match self.index.pack(&pack).ok().flatten() {
+                Some(info)
+                    if info.data_chunks == 0 && info.size <= WHOLE_PACK && info.size <= room =>
+                {
+                    room -= info.size;
+                    whole.push(Range {
+                        pack,
+                        start: 0,
+                        end: info.size,
+                        records: records.into_iter().map(|(loc, w)| (loc.entry, w)).collect(),
+                    });
+                }
+                _ => rest.extend(records),
+            }
+        }
+        (whole, rest)
     }
 
     /// Opens record `entry` of `pack` out of `bytes` (the pack's bytes

@@ -51,7 +51,7 @@ pub use usage::{DirReport, DirUsage, Explanation, SnapshotCost, Usage};
 pub use verify::{Problem, VerifyReport};
 
 use crate::bloom::Bloom;
-use crate::config::{Config, InitOptions, ShardConfig};
+use crate::config::{Config, ConfigHead, InitOptions, ShardConfig};
 use crate::error::{Error, IoContext, Result};
 use crate::filecache::FileCache;
 use crate::id::ChunkId;
@@ -168,11 +168,17 @@ pub struct Repository {
     raw_files: Arc<dyn MetaStore>,
     /// The key file this handle was opened with (encrypted repositories).
     key_id: Option<String>,
+    /// Tree packs read whole from an object store, kept for every later
+    /// walk and tree read of this handle ([`fetch`]).
+    tree_packs: fetch::Kept,
 }
 
 /// The largest blob [`Repository::put`] stores (a blob is one object, held
 /// in memory whole).
 pub const MAX_BLOB: u64 = 1 << 30;
+
+/// Snapshot record files read at once (a fresh cache reads them all).
+const RECORD_READERS: usize = 16;
 
 pub(crate) const CONFIG: &str = "config";
 pub(crate) const SNAPSHOTS: &str = "snapshots";
@@ -294,10 +300,7 @@ impl Repository {
         let fs = opts.file_system();
         let home = Home::open(root, &fs, false)?;
         let raw_files = home.files();
-        let (config, crypt, key_id) =
-            read_config(raw_files.as_ref(), root, opts.password.as_ref())?;
-        let files = keys::files_for(raw_files.clone(), &crypt);
-        let ring = config.ring().expect("checked by Config::decode");
+        let (config_bytes, head) = config_head(raw_files.as_ref(), root)?;
         if read_only && legacy_index_only(&home)? {
             // Only a writer moves an index from before the cache out of
             // the home; it does at open, taking the lock for the moment.
@@ -311,11 +314,35 @@ impl Repository {
         }
         // A reader's before its index is brought up to date: what that
         // index lists stays while this reader lives.
-        let hold = if read_only {
-            Hold::reader(&home)?
-        } else {
-            Hold::writer(&home, opts.shared)?
+        let take_hold = || {
+            if read_only {
+                Hold::reader(&home)
+            } else {
+                Hold::writer(&home, opts.shared)
+            }
         };
+        let unlock = || {
+            let password = opts.password.as_ref();
+            unlock_config(raw_files.as_ref(), root, &config_bytes, &head, password)
+        };
+        let ((config, crypt, key_id), hold) = if home.folder().is_some() {
+            // Nothing to overlap in a folder, and a wrong password leaves
+            // no lock file behind.
+            let unlocked = unlock()?;
+            (unlocked, take_hold()?)
+        } else {
+            // In an object store both are round trips: the key files are
+            // listed (and one opened) while the lock is taken, which a
+            // wrong password then gives back.
+            let (unlocked, hold) = std::thread::scope(|scope| {
+                let unlocking = scope.spawn(unlock);
+                let hold = take_hold();
+                (joined(unlocking), hold)
+            });
+            (unlocked?, hold?)
+        };
+        let files = keys::files_for(raw_files.clone(), &crypt);
+        let ring = config.ring().expect("checked by Config::decode");
         let cache = CacheSlot::take(&opts.cache_root()?, &config.repository_id)?;
         // The records before the segments: a record is written only once
         // its chunks' segments are, so every record listed here has its
@@ -332,13 +359,16 @@ impl Repository {
         let mut insert = |id: &ChunkId| bloom.insert(id);
         let mut ignore = |_: &ChunkId| {};
         let added: &mut dyn FnMut(&ChunkId) = if read_only { &mut ignore } else { &mut insert };
-        index.catch_up_with(files.as_ref(), &names, added)?;
+        let attach = || attach_shards(root, &config, &fs, !read_only);
+        let (attached, records_read) =
+            catch_up_beside(&index, files.as_ref(), &names, added, &records, attach)?;
         let shards = config
             .shards
             .iter()
-            .map(|s| Shard {
+            .zip(attached)
+            .map(|(s, attached)| Shard {
                 id: s.id,
-                backend: attach_shard(root, &config.repository_id, s, &index, &fs, !read_only),
+                backend: attached.settle(root, s, &index),
             })
             .collect();
         let repo = Repository {
@@ -360,6 +390,7 @@ impl Repository {
             hold,
             work: RwLock::new(()),
             refreshing: std::sync::Mutex::new(()),
+            tree_packs: fetch::Kept::whole_tree_packs(),
             crypt,
             raw_files,
             key_id,
@@ -376,7 +407,7 @@ impl Repository {
                 let _ = std::fs::remove_dir_all(old);
             }
         }
-        repo.adopt_snapshot_files(records)?;
+        repo.adopt_snapshot_files(records, records_read)?;
         Ok(repo)
     }
 
@@ -476,7 +507,7 @@ impl Repository {
         self.index
             .catch_up_with(self.files.as_ref(), &names, &mut insert)?;
         drop(bloom);
-        self.adopt_snapshot_files(records)
+        self.adopt_snapshot_files(records, Vec::new())
     }
 
     /// Deletes the files of packs a commit retired, unless a reader is
@@ -530,14 +561,10 @@ impl Repository {
     /// home was put back from an older copy, or the file was removed by
     /// hand, and the home is the truth.
     ///
-    /// `keys` lists `snapshots/`, taken before the index caught up.
-    fn adopt_snapshot_files(&self, keys: Vec<String>) -> Result<()> {
-        let indexed: std::collections::HashSet<SnapshotId> = self
-            .index
-            .snapshots()?
-            .into_iter()
-            .map(|(id, _)| id)
-            .collect();
+    /// `keys` lists `snapshots/`, taken before the index caught up; `read`
+    /// are record files already read (those the index lacked before).
+    fn adopt_snapshot_files(&self, keys: Vec<String>, read: Vec<RecordFile>) -> Result<()> {
+        let indexed = snapshot_ids(&self.index)?;
         let on_disk: std::collections::HashSet<SnapshotId> = keys
             .iter()
             .filter_map(|key| SnapshotRecord::id_of_key(key))
@@ -547,35 +574,28 @@ impl Repository {
         }
         // A record that does not decode is not adopted (verify names it);
         // it must not stop every writer.
-        for (id, _, bytes) in self.unindexed_records(keys, &indexed) {
-            if let Ok(bytes) = bytes {
-                self.index.put_snapshot(&id, &bytes)?;
-            }
-        }
-        Ok(())
+        let was_read: std::collections::HashSet<SnapshotId> = read.iter().map(|r| r.0).collect();
+        let unread: Vec<String> = keys
+            .into_iter()
+            .filter(|key| SnapshotRecord::id_of_key(key).is_some_and(|id| !was_read.contains(&id)))
+            .collect();
+        let adopted: Vec<(SnapshotId, Vec<u8>)> = read
+            .into_iter()
+            .chain(self.unindexed_records(&unread, &indexed))
+            .filter(|(id, _, _)| !indexed.contains(id))
+            .filter_map(|(id, _, bytes)| Some((id, bytes.ok()?)))
+            .collect();
+        self.index.put_snapshots(&adopted)
     }
 
     /// Of the record files `keys` (a listing of `snapshots/`), those whose
     /// snapshot is not `indexed`, read.
     pub(crate) fn unindexed_records(
         &self,
-        keys: Vec<String>,
+        keys: &[String],
         indexed: &std::collections::HashSet<SnapshotId>,
     ) -> Vec<RecordFile> {
-        let mut out = Vec::new();
-        for key in keys {
-            let Some(id) = SnapshotRecord::id_of_key(&key) else {
-                continue;
-            };
-            if !indexed.contains(&id) {
-                let bytes = self
-                    .files
-                    .get(&key)
-                    .and_then(|b| SnapshotRecord::decode(&b, &id).map(|_| b));
-                out.push((id, key, bytes));
-            }
-        }
-        out
+        read_unindexed_records(self.files.as_ref(), keys, indexed)
     }
 
     /// Refills the filter from every id in the index.
@@ -864,6 +884,83 @@ pub(crate) fn check_new_shard(
     Ok(backend)
 }
 
+/// A shard's store as opened, before the index has a say.
+enum Attached {
+    /// Usable, or unavailable with the reason.
+    Settled(Arc<dyn PackStore>),
+    /// No marker and no packs: usable, unless the index has packs on it
+    /// (then its disk is likely not mounted).
+    Empty(Arc<dyn PackStore>),
+}
+
+impl Attached {
+    /// The store for `shard`, now that `index` is up to date.
+    fn settle(self, root: &Path, shard: &ShardConfig, index: &Index) -> Arc<dyn PackStore> {
+        match self {
+            Attached::Empty(_) if index.some_pack_on(shard.id).is_some() => unavailable(
+                root,
+                shard,
+                format!(
+                    "no `{}` marker and none of its packs: is its disk mounted?",
+                    shard::MARKER
+                ),
+            ),
+            Attached::Settled(backend) | Attached::Empty(backend) => backend,
+        }
+    }
+}
+
+/// A stand-in for `shard`, whose every read and write fails with `reason`.
+fn unavailable(root: &Path, shard: &ShardConfig, reason: String) -> Arc<dyn PackStore> {
+    Arc::new(Unavailable {
+        shard: shard.id,
+        location: shard.location(root),
+        reason,
+    })
+}
+
+/// Brings `index` up to date with the segments `names`, and meanwhile
+/// does what does not depend on it, each a round trip on an object store:
+/// `attach` (the shards, their markers checked), and reading the record
+/// files of `records` whose snapshots the index lacks so far (a fresh
+/// cache lacks them all).
+fn catch_up_beside(
+    index: &Index,
+    files: &dyn MetaStore,
+    names: &[String],
+    added: &mut dyn FnMut(&ChunkId),
+    records: &[String],
+    attach: impl FnOnce() -> Vec<Attached> + Send,
+) -> Result<(Vec<Attached>, Vec<RecordFile>)> {
+    let indexed_before = snapshot_ids(index)?;
+    std::thread::scope(|scope| {
+        let attaching = scope.spawn(attach);
+        let reading = scope.spawn(|| read_unindexed_records(files, records, &indexed_before));
+        let caught_up = index.catch_up_with(files, names, added);
+        let (attached, read) = (joined(attaching), joined(reading));
+        caught_up.map(|_| (attached, read))
+    })
+}
+
+/// Every shard of `config` attached ([`attach_shard`]), all at once.
+fn attach_shards(root: &Path, config: &Config, fs: &Arc<dyn Fs>, writer: bool) -> Vec<Attached> {
+    std::thread::scope(|scope| {
+        let attaching: Vec<_> = config
+            .shards
+            .iter()
+            .map(|s| scope.spawn(move || attach_shard(root, &config.repository_id, s, fs, writer)))
+            .collect();
+        attaching.into_iter().map(joined).collect()
+    })
+}
+
+/// What a scoped thread returned; its panic goes on in this thread.
+fn joined<T>(handle: std::thread::ScopedJoinHandle<'_, T>) -> T {
+    handle
+        .join()
+        .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+}
+
 /// Opens a shard of the repository for use, checking that it is the one
 /// the config means: its marker must name this repository and shard. What
 /// cannot be used is opened as [`Unavailable`], so that the other shards
@@ -872,37 +969,31 @@ pub(crate) fn check_new_shard(
 ///
 /// A folder without a marker (a repository from before markers) is taken
 /// as the shard when it holds packs (then a `writer` marks it), or when it
-/// is empty and the index lists no pack there. An empty folder where the
-/// index expects packs is a disk that is not mounted.
+/// is empty and the index lists no pack there ([`Attached::settle`]). An
+/// empty folder where the index expects packs is a disk that is not
+/// mounted.
 fn attach_shard(
     root: &Path,
     repository_id: &str,
     shard: &ShardConfig,
-    index: &Index,
     fs: &Arc<dyn Fs>,
     writer: bool,
-) -> Arc<dyn PackStore> {
-    let unavailable = |reason: String| -> Arc<dyn PackStore> {
-        Arc::new(Unavailable {
-            shard: shard.id,
-            location: shard.location(root),
-            reason,
-        })
-    };
+) -> Attached {
+    let unavailable = |reason: String| Attached::Settled(unavailable(root, shard, reason));
     let backend = match open_shard(root, shard, Create::No, fs) {
         Ok(backend) => backend,
         Err(e) if is_not_found(&e) => return unavailable("its folder is missing".into()),
         Err(e) => return unavailable(e.to_string()),
     };
     if shard.is_object_store() {
-        return backend;
+        return Attached::Settled(backend);
     }
     let expected = ShardMarker {
         repository_id: repository_id.to_string(),
         shard: shard.id,
     };
     match ShardMarker::read(backend.as_ref()) {
-        Ok(Some(marker)) if marker == expected => backend,
+        Ok(Some(marker)) if marker == expected => Attached::Settled(backend),
         Ok(Some(marker)) => unavailable(format!("it holds the marker of {marker}")),
         Err(e) => unavailable(e.to_string()),
         Ok(None) => match backend.list("") {
@@ -912,15 +1003,40 @@ fn attach_shard(
                     // Best effort: an unmarked shard still works, as before.
                     let _ = expected.write(backend.as_ref());
                 }
-                backend
+                Attached::Settled(backend)
             }
-            Ok(_) if index.some_pack_on(shard.id).is_some() => unavailable(format!(
-                "no `{}` marker and none of its packs: is its disk mounted?",
-                shard::MARKER
-            )),
-            Ok(_) => backend,
+            Ok(_) => Attached::Empty(backend),
         },
     }
+}
+
+/// The ids of the snapshots `index` lists.
+fn snapshot_ids(index: &Index) -> Result<std::collections::HashSet<SnapshotId>> {
+    Ok(index.snapshots()?.into_iter().map(|(id, _)| id).collect())
+}
+
+/// Of the record files `keys` (a listing of `snapshots/`), those whose
+/// snapshot is not `indexed`, read (several at once) and checked.
+fn read_unindexed_records(
+    files: &dyn MetaStore,
+    keys: &[String],
+    indexed: &std::collections::HashSet<SnapshotId>,
+) -> Vec<RecordFile> {
+    let unindexed: Vec<(SnapshotId, &String)> = keys
+        .iter()
+        .filter_map(|key| Some((SnapshotRecord::id_of_key(key)?, key)))
+        .filter(|(id, _)| !indexed.contains(id))
+        .collect();
+    let names: Vec<&str> = unindexed.iter().map(|(_, key)| key.as_str()).collect();
+    let read = crate::store::get_many(files, &names, RECORD_READERS);
+    unindexed
+        .into_iter()
+        .zip(read)
+        .map(|((id, key), bytes)| {
+            let bytes = bytes.and_then(|b| SnapshotRecord::decode(&b, &id).map(|_| b));
+            (id, key.clone(), bytes)
+        })
+        .collect()
 }
 
 /// Reads and checks the config; `NoRepository` when there is none.
@@ -932,15 +1048,38 @@ pub(crate) fn read_config(
     root: &Path,
     password: Option<&keys::Password>,
 ) -> Result<(Config, crate::crypto::Crypt, Option<String>)> {
+    let (bytes, head) = config_head(files, root)?;
+    unlock_config(files, root, &bytes, &head, password)
+}
+
+/// The config's bytes and its plain head; `NoRepository` when there is
+/// none.
+fn config_head(files: &dyn MetaStore, root: &Path) -> Result<(Vec<u8>, ConfigHead)> {
     let bytes = match files.get(CONFIG) {
         Ok(bytes) => bytes,
         Err(e) if is_not_found(&e) => return Err(Error::NoRepository(root.to_path_buf())),
         Err(e) => return Err(e),
     };
-    let path = root.join(CONFIG);
-    let head = Config::head(&bytes, &path)?;
-    let (crypt, key_id) = keys::unlock(files, &head, password)?;
-    Ok((Config::open(&bytes, &path, &crypt)?, crypt, key_id))
+    let head = Config::head(&bytes, &root.join(CONFIG))?;
+    Ok((bytes, head))
+}
+
+/// The config `bytes` (with `head`) opened: the key file `password`
+/// opens (encrypted repositories), what stored bytes are sealed with, and
+/// the config itself.
+fn unlock_config(
+    files: &dyn MetaStore,
+    root: &Path,
+    bytes: &[u8],
+    head: &ConfigHead,
+    password: Option<&keys::Password>,
+) -> Result<(Config, crate::crypto::Crypt, Option<String>)> {
+    let (crypt, key_id) = keys::unlock(files, head, password)?;
+    Ok((
+        Config::open(bytes, &root.join(CONFIG), &crypt)?,
+        crypt,
+        key_id,
+    ))
 }
 
 /// The index in `cache`, and the home's segments, which it is then brought

@@ -164,7 +164,7 @@ impl ObjectLock {
             lock.claim()?;
         }
         // Listed after ours is written, so the store's "now" is known.
-        let locks = scan(&lock.home)?;
+        let locks = scan(&lock.home, &lock.key)?;
         for stale in locks.iter().filter(|l| l.stale) {
             let _ = MetaStore::delete(lock.home.as_ref(), &stale.key);
         }
@@ -241,7 +241,7 @@ impl ObjectLock {
                 self.claimed = true;
                 return Ok(());
             }
-            let locks = scan(&self.home)?;
+            let locks = scan(&self.home, &self.key)?;
             if let Some(holder) = locks.into_iter().find(|l| l.key == named && !l.stale) {
                 return Err(self.locked(&holder.holder));
             }
@@ -294,7 +294,7 @@ impl ObjectLock {
 
     /// True when a reader's lock is live.
     pub(crate) fn readers_open(&self) -> Result<bool> {
-        Ok(scan(&self.home)?
+        Ok(scan(&self.home, &self.key)?
             .iter()
             .any(|l| l.kind == Kind::Reader && !l.stale))
     }
@@ -327,22 +327,40 @@ struct Found {
     stale: bool,
 }
 
+/// Lock files read at once when listing the locks.
+const LOCK_READERS: usize = 16;
+
 /// Every lock in `home`. A lock is stale when the store last saw it
 /// written [`stale_after`] before the newest lock it lists (the caller's
 /// own, refreshed within [`refresh`], whenever it holds one), or when it is
 /// this host's and its process is gone. A lock whose contents do not read
-/// is judged by age alone.
-fn scan(home: &ObjectStoreBackend) -> Result<Vec<Found>> {
-    let listing = home.listing(FOLDER)?;
-    let now = listing.iter().map(|(_, t)| *t).max();
+/// is judged by age alone. The others' contents are read several at once;
+/// the lock `own` (the caller's) is not read: it is this process.
+fn scan(home: &ObjectStoreBackend, own: &str) -> Result<Vec<Found>> {
+    let listing: Vec<(String, std::time::SystemTime, Kind)> = home
+        .listing(FOLDER)?
+        .into_iter()
+        .filter_map(|(key, written)| {
+            let kind = Kind::of(key.trim_start_matches(FOLDER))?;
+            Some((key, written, kind))
+        })
+        .collect();
+    let now = listing.iter().map(|(_, t, _)| *t).max();
+    let others: Vec<String> = listing
+        .iter()
+        .map(|(key, _, _)| key.clone())
+        .filter(|key| key != own)
+        .collect();
+    let read = crate::store::get_many(home, &others, LOCK_READERS);
+    let mut bodies: std::collections::HashMap<String, _> = others.into_iter().zip(read).collect();
     let mut out = Vec::new();
-    for (key, written) in listing {
-        let Some(kind) = Kind::of(key.trim_start_matches(FOLDER)) else {
-            continue;
+    for (key, written, kind) in listing {
+        let holder = match bodies.remove(&key) {
+            Some(body) => body
+                .ok()
+                .and_then(|b| serde_json::from_slice::<Holder>(&b).ok()),
+            None => Some(Holder::me()),
         };
-        let holder = MetaStore::get(home, &key)
-            .ok()
-            .and_then(|b| serde_json::from_slice::<Holder>(&b).ok());
         let age = now
             .and_then(|n| n.duration_since(written).ok())
             .unwrap_or_default();

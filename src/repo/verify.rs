@@ -13,13 +13,14 @@
 use std::collections::{HashMap, HashSet};
 use std::fmt;
 
+use rayon::prelude::*;
 use serde::Serialize;
 
 use crate::bloom::Bloom;
 use crate::error::{Error, Result};
 use crate::id::ChunkId;
 use crate::index::{Location, PackInfo, LOOKUP_BATCH};
-use crate::repo::{Progress, Repository};
+use crate::repo::{in_pool, Progress, Repository};
 use crate::snapshot::{EntryKind, SnapshotId, SnapshotRecord};
 use crate::store::pack::{check_layout, entries_of, trailer_len, FOOTER_SIZE};
 use crate::store::{is_not_found, record, PackEntry, PackId};
@@ -167,6 +168,10 @@ type BadPacks = HashMap<PackId, ProblemKind>;
 /// True when `pack` is in the share `share` (0.0 to 1.0) of packs picked
 /// by `seed`: each pack is in or out independently, by a hash of the seed
 /// and its id, so a different seed picks a different sample.
+/// Packs `verify --read-data` reads at once from an object store (whole
+/// packs: at most this many times the pack size in memory).
+const PACKS_AHEAD: usize = 8;
+
 fn sampled(seed: [u8; 8], pack: &PackId, share: f64) -> bool {
     if share >= 1.0 {
         return true;
@@ -198,10 +203,24 @@ impl Repository {
                 .filter(|(pack, _)| sampled(seed, pack, read_data))
                 .collect();
             progress.set_total(chosen.iter().map(|(_, p)| p.size).sum());
-            for (pack, info) in chosen {
-                report.packs_read += 1;
-                self.read_pack_data(pack, info, &mut bad, &mut report)?;
-                progress.advance(info.size);
+            // On an object store several packs are read at once (each
+            // read a round trip), then checked in order.
+            let (pool, ahead) = match self.io_pool() {
+                Some(pool) => (Some(pool), PACKS_AHEAD),
+                None => (None, 1),
+            };
+            for batch in chosen.chunks(ahead) {
+                let read: Vec<Result<Vec<u8>>> = in_pool(pool.as_ref(), || {
+                    batch
+                        .par_iter()
+                        .map(|(pack, info)| self.shard(info.shard)?.backend.get(&pack.key()))
+                        .collect()
+                });
+                for ((pack, info), bytes) in batch.iter().zip(read) {
+                    report.packs_read += 1;
+                    self.check_pack_data(pack, info, &bytes?, &mut bad, &mut report)?;
+                    progress.advance(info.size);
+                }
             }
         }
         self.attach_files(&snapshots, bad, &mut report)?;
@@ -311,7 +330,7 @@ impl Repository {
         // Record files the index lacks are adopted by the next writer,
         // unless they do not decode: those are news.
         let keys = self.files.list(SnapshotRecord::FOLDER)?;
-        for (id, key, bytes) in self.unindexed_records(keys, &indexed) {
+        for (id, key, bytes) in self.unindexed_records(&keys, &indexed) {
             if let Err(e) = bytes {
                 let message = format!("{key} is not adopted: {e}");
                 let problem = Problem::new(ProblemKind::DamagedSnapshot, message);
@@ -386,23 +405,23 @@ impl Repository {
         problem.map(|p| p.in_pack(&loc.pack))
     }
 
-    /// Reads a whole pack and re-hashes every record in it.
-    fn read_pack_data(
+    /// Re-hashes every record of a whole pack's `bytes`.
+    fn check_pack_data(
         &self,
         pack: &PackId,
         info: &PackInfo,
+        bytes: &[u8],
         bad: &mut BadChunks,
         report: &mut VerifyReport,
     ) -> Result<()> {
         let backend = &self.shard(info.shard)?.backend;
-        let bytes = backend.get(&pack.key())?;
         let location = format!("{}/{}", backend.location(), pack.key());
         let tail = trailer_len(&bytes[bytes.len().saturating_sub(FOOTER_SIZE)..], &location);
         let laid_out = |entries: &[PackEntry]| {
             let trailer_start = (bytes.len() - tail.as_ref().map_or(0, |n| *n)) as u64;
-            check_layout(&bytes, entries, trailer_start, &location)
+            check_layout(bytes, entries, trailer_start, &location)
         };
-        let entries = match entries_of(&bytes, &location, self.crypt())
+        let entries = match entries_of(bytes, &location, self.crypt())
             .and_then(|e| laid_out(&e).map(|()| e))
         {
             Ok(e) => e,
@@ -415,7 +434,7 @@ impl Repository {
         for e in entries {
             report.chunks_read += 1;
             let opened = e
-                .stored_in(&bytes, 0)
+                .stored_in(bytes, 0)
                 .and_then(|stored| record::open_rehashed(pack, &e, stored, self.crypt()));
             if let Err(err) = opened {
                 // Only damage to the copy the index uses breaks anything.

@@ -23,9 +23,34 @@ use crate::snapshot::{EntryKind, Tree};
 const READ_BATCH: usize = 4096;
 
 impl Repository {
-    /// Reads and decodes a tree object.
+    /// Reads and decodes a tree object: on an object store through the
+    /// tree packs this handle keeps (its pack is read whole at the first
+    /// miss, so browsing folder by folder costs a request for each tree
+    /// pack, not one for each folder).
     pub fn read_tree(&self, id: &ChunkId) -> Result<Tree> {
+        if self.packs_are_remote() {
+            let read = self.read_trees(None, &self.tree_packs, std::slice::from_ref(id));
+            if let Some(tree) = read.into_iter().next() {
+                return tree;
+            }
+        }
+        self.read_tree_alone(id)
+    }
+
+    /// Reads and decodes a tree object with one read of its own.
+    fn read_tree_alone(&self, id: &ChunkId) -> Result<Tree> {
         Tree::decode(&self.read_object(id)?, &id.to_hex())
+    }
+
+    /// Runs `f` with the ranges a walk keeps: on an object store this
+    /// handle's tree packs, kept for later walks and reads; on local
+    /// shards a set of its own, dropped after it.
+    fn with_kept<R>(&self, f: impl FnOnce(&fetch::Kept) -> R) -> R {
+        if self.packs_are_remote() {
+            f(&self.tree_packs)
+        } else {
+            f(&fetch::Kept::default())
+        }
     }
 
     /// Reads `ids`' trees, in their order: planned by pack ([`fetch`]), so
@@ -42,7 +67,7 @@ impl Repository {
     ) -> Vec<Result<Tree>> {
         let Ok(locations) = self.index.chunks(ids) else {
             return in_pool(pool, || {
-                ids.par_iter().map(|id| self.read_tree(id)).collect()
+                ids.par_iter().map(|id| self.read_tree_alone(id)).collect()
             });
         };
         let wanted = locations
@@ -65,7 +90,7 @@ impl Repository {
         in_pool(pool, || {
             read.into_par_iter()
                 .zip(ids)
-                .map(|(tree, id)| tree.unwrap_or_else(|| self.read_tree(id)))
+                .map(|(tree, id)| tree.unwrap_or_else(|| self.read_tree_alone(id)))
                 .collect()
         })
     }
@@ -77,15 +102,24 @@ impl Repository {
     pub(crate) fn walk_trees(
         &self,
         roots: impl IntoIterator<Item = ChunkId>,
+        visit: impl FnMut(ChunkId, Result<Tree>) -> Result<()>,
+    ) -> Result<()> {
+        self.with_kept(|kept| self.walk_trees_with(kept, roots, visit))
+    }
+
+    fn walk_trees_with(
+        &self,
+        kept: &fetch::Kept,
+        roots: impl IntoIterator<Item = ChunkId>,
         mut visit: impl FnMut(ChunkId, Result<Tree>) -> Result<()>,
     ) -> Result<()> {
-        let (pool, kept) = (self.io_pool(), fetch::Kept::default());
+        let pool = self.io_pool();
         let mut seen = HashSet::new();
         let mut level: Vec<ChunkId> = roots.into_iter().filter(|id| seen.insert(*id)).collect();
         while !level.is_empty() {
             let mut next = Vec::new();
             for batch in level.chunks(READ_BATCH) {
-                let trees = self.read_trees(pool.as_ref(), &kept, batch);
+                let trees = self.read_trees(pool.as_ref(), kept, batch);
                 for (id, tree) in batch.iter().zip(trees) {
                     if let Ok(tree) = &tree {
                         for e in &tree.entries {
@@ -114,15 +148,24 @@ impl Repository {
     pub(crate) fn walk_paths<P: Send + Sync>(
         &self,
         roots: Vec<(ChunkId, P)>,
+        visit: impl FnMut(&P, ChunkId, Result<Tree>) -> Result<Vec<(ChunkId, P)>>,
+    ) -> Result<()> {
+        self.with_kept(|kept| self.walk_paths_with(kept, roots, visit))
+    }
+
+    fn walk_paths_with<P: Send + Sync>(
+        &self,
+        kept: &fetch::Kept,
+        roots: Vec<(ChunkId, P)>,
         mut visit: impl FnMut(&P, ChunkId, Result<Tree>) -> Result<Vec<(ChunkId, P)>>,
     ) -> Result<()> {
-        let (pool, kept) = (self.io_pool(), fetch::Kept::default());
+        let pool = self.io_pool();
         let mut level = roots;
         while !level.is_empty() {
             let mut next = Vec::new();
             for batch in level.chunks(READ_BATCH) {
                 let ids: Vec<ChunkId> = batch.iter().map(|(id, _)| *id).collect();
-                let trees = self.read_trees(pool.as_ref(), &kept, &ids);
+                let trees = self.read_trees(pool.as_ref(), kept, &ids);
                 for ((id, path), tree) in batch.iter().zip(trees) {
                     next.extend(visit(path, *id, tree)?);
                 }

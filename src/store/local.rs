@@ -330,6 +330,27 @@ mod tests {
     }
 
     #[test]
+    fn get_many_answers_in_the_order_asked_each_key_its_own_result() {
+        each_fs(|fs, root| {
+            let b = LocalStore::create(fs, root).unwrap();
+            let keys: Vec<String> = (0..40).map(|n| format!("k/{n}")).collect();
+            for (n, key) in keys.iter().enumerate() {
+                MetaStore::put(&b, key, n.to_string().as_bytes()).unwrap();
+            }
+            let mut asked: Vec<String> = keys.iter().rev().cloned().collect();
+            asked.insert(7, "k/absent".into());
+            let got = crate::store::get_many(&b, &asked, 6);
+            assert_eq!(got.len(), asked.len());
+            for (key, got) in asked.iter().zip(got) {
+                match key.strip_prefix("k/").unwrap().parse::<usize>() {
+                    Ok(n) => assert_eq!(got.unwrap(), n.to_string().as_bytes()),
+                    Err(_) => assert!(crate::store::is_not_found(&got.unwrap_err())),
+                }
+            }
+        });
+    }
+
+    #[test]
     fn create_get_range_list_delete() {
         each_fs(|fs, root| {
             let b = LocalStore::create(fs, root).unwrap();

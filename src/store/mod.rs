@@ -117,6 +117,41 @@ pub trait MetaStore: Send + Sync {
     }
 }
 
+/// The values of `keys` in `store`, in their order, up to `at_once`
+/// fetched at a time (on an object store each is a round trip).
+pub fn get_many<K: AsRef<str> + Sync>(
+    store: &dyn MetaStore,
+    keys: &[K],
+    at_once: usize,
+) -> Vec<Result<Vec<u8>>> {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::{Mutex, PoisonError};
+    if keys.len() <= 1 {
+        return keys.iter().map(|k| store.get(k.as_ref())).collect();
+    }
+    let next = AtomicUsize::new(0);
+    let slots: Vec<Mutex<Option<Result<Vec<u8>>>>> =
+        keys.iter().map(|_| Mutex::new(None)).collect();
+    std::thread::scope(|scope| {
+        for _ in 0..at_once.clamp(1, keys.len()) {
+            scope.spawn(|| loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                let Some(key) = keys.get(i) else { return };
+                let got = store.get(key.as_ref());
+                *slots[i].lock().unwrap_or_else(PoisonError::into_inner) = Some(got);
+            });
+        }
+    });
+    slots
+        .into_iter()
+        .map(|s| {
+            s.into_inner()
+                .unwrap_or_else(PoisonError::into_inner)
+                .expect("every slot is filled")
+        })
+        .collect()
+}
+
 /// True when `err` says the thing asked for does not exist.
 pub fn is_not_found(err: &Error) -> bool {
     matches!(err, Error::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound)

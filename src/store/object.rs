@@ -283,7 +283,8 @@ impl ObjectStoreBackend {
             let got = self.store.get(&path).await?;
             got.bytes().await
         })
-        .map(|b| b.to_vec())
+        // Without a copy when the client gathered the body into one buffer.
+        .map(Vec::from)
         .map_err(|e| self.error("cannot read", key, e))
     }
 
@@ -355,7 +356,7 @@ impl PackStore for ObjectStoreBackend {
                 ),
             ));
         }
-        Ok(bytes.to_vec())
+        Ok(Vec::from(bytes))
     }
 
     fn size(&self, key: &str) -> Result<u64> {
