@@ -184,7 +184,7 @@ impl Kept {
 /// wanted), and its bytes, opened and checked (or the error that kept it
 /// from being read: its range's read, or its own check).
 pub(crate) type Each<'a, T> =
-    dyn Fn(&PackEntry, &[T], std::result::Result<Vec<u8>, &Error>) + Sync + 'a;
+    dyn Fn(&PackEntry, &[T], std::result::Result<&[u8], &Error>) + Sync + 'a;
 
 impl Repository {
     /// How ranges of this repository's packs are cut.
@@ -310,11 +310,12 @@ impl Repository {
         start: u64,
         each: &Each<'_, T>,
     ) {
+        // A record stored as it is is handed out from the range itself.
         let raw = entry
             .stored_in(bytes, start)
-            .and_then(|stored| record::open(pack, entry, stored, self.crypt()));
+            .and_then(|stored| record::open_borrowed(pack, entry, stored, self.crypt()));
         match raw {
-            Ok(raw) => each(entry, what, Ok(raw)),
+            Ok(raw) => each(entry, what, Ok(&raw)),
             Err(e) => each(entry, what, Err(&e)),
         }
     }

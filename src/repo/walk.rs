@@ -80,7 +80,7 @@ impl Repository {
             self.fetch_all(wanted, Some(kept), &|entry, at: &[usize], raw| {
                 let Ok(raw) = raw else { return };
                 for &n in at {
-                    let tree = Tree::decode(&raw, &entry.id.to_hex());
+                    let tree = Tree::decode(raw, &entry.id.to_hex());
                     read.lock().unwrap_or_else(PoisonError::into_inner)[n] = Some(tree);
                 }
             });

@@ -128,7 +128,7 @@ impl PackEntry {
 }
 
 #[cfg(feature = "engine")]
-pub use codec::{open, open_rehashed, seal, seal_for};
+pub use codec::{open, open_borrowed, open_rehashed, seal, seal_for};
 
 #[cfg(feature = "engine")]
 mod codec {
@@ -260,6 +260,17 @@ mod codec {
     /// In an encrypted repository a record that is not sealed is refused,
     /// as is a sealed one elsewhere.
     pub fn open(pack: &PackId, entry: &PackEntry, stored: &[u8], crypt: &Crypt) -> Result<Vec<u8>> {
+        open_checked(pack, entry, stored, crypt, !crypt.is_on()).map(Cow::into_owned)
+    }
+
+    /// [`open`], without a copy when the record is stored as it is (plain
+    /// and not compressed): then its bytes are `stored` itself.
+    pub fn open_borrowed<'a>(
+        pack: &PackId,
+        entry: &PackEntry,
+        stored: &'a [u8],
+        crypt: &Crypt,
+    ) -> Result<Cow<'a, [u8]>> {
         open_checked(pack, entry, stored, crypt, !crypt.is_on())
     }
 
@@ -271,16 +282,16 @@ mod codec {
         stored: &[u8],
         crypt: &Crypt,
     ) -> Result<Vec<u8>> {
-        open_checked(pack, entry, stored, crypt, true)
+        open_checked(pack, entry, stored, crypt, true).map(Cow::into_owned)
     }
 
-    fn open_checked(
+    fn open_checked<'a>(
         pack: &PackId,
         entry: &PackEntry,
-        stored: &[u8],
+        stored: &'a [u8],
         crypt: &Crypt,
         rehash: bool,
-    ) -> Result<Vec<u8>> {
+    ) -> Result<Cow<'a, [u8]>> {
         let id = &entry.id;
         let sealed = entry.flags & flags::SEALED != 0;
         if sealed != crypt.is_on() {
@@ -302,11 +313,11 @@ mod codec {
             format_args!("{id} in pack {pack}"),
         )?;
         let raw = if entry.flags & flags::ZSTD != 0 {
-            decompress(&stored, entry.raw_len as usize).map_err(|e| {
+            Cow::Owned(decompress(&stored, entry.raw_len as usize).map_err(|e| {
                 Error::corrupt("chunk", format!("{id} in pack {pack}"), e.to_string())
-            })?
+            })?)
         } else {
-            stored.into_owned()
+            stored
         };
         if !rehash && raw.len() == entry.raw_len as usize {
             return Ok(raw);
@@ -377,6 +388,27 @@ mod codec {
             let (flags, stored) = seal(&noise, ObjectKind::Data, Compression::Zstd, 3);
             assert_eq!(flags, 0);
             assert_eq!(&stored[..], &noise[..]);
+        }
+
+        #[test]
+        fn a_record_stored_as_it_is_opens_without_a_copy_and_is_still_checked() {
+            let pack = PackId([4; 16]);
+            let text = b"the same words again and again ".repeat(100);
+            let (flags, stored) = seal(&text, ObjectKind::Data, Compression::None, 3);
+            let e = entry(&text, flags, &stored);
+            let raw = open_borrowed(&pack, &e, &stored, &Crypt::none()).unwrap();
+            assert!(matches!(raw, Cow::Borrowed(_)));
+            assert_eq!(&raw[..], &text[..]);
+            let (flags, packed) = seal(&text, ObjectKind::Data, Compression::Zstd, 3);
+            let e = entry(&text, flags, &packed);
+            let raw = open_borrowed(&pack, &e, &packed, &Crypt::none()).unwrap();
+            assert!(matches!(raw, Cow::Owned(_)));
+            assert_eq!(&raw[..], &text[..]);
+            let mut damaged = stored.to_vec();
+            damaged[10] ^= 1;
+            let e = entry(&text, 0, &damaged);
+            let err = open_borrowed(&pack, &e, &damaged, &Crypt::none()).unwrap_err();
+            assert!(matches!(err, Error::ChunkMismatch { .. }), "{err}");
         }
 
         #[test]
