@@ -38,10 +38,11 @@ use crate::repo::Repository;
 use crate::store::record;
 use crate::store::{PackEntry, PackId};
 
-/// The most records one range hands out. A range's records are handed out
-/// one after another on the thread that read it, so a long run of small
-/// records (a pack of small files) is cut into several ranges, handed out
-/// on several threads at once.
+/// The most records one range hands out. A long run of small records (a
+/// pack of small files) is cut into several ranges, read at once, so that
+/// writing the first records starts before the whole run has arrived.
+/// (Within a range, records are handed out on every thread of the pool:
+/// a whole tree pack may hold thousands.)
 pub(crate) const MAX_RECORDS: usize = 512;
 
 /// The most bytes of ranges one [`Kept`] holds.
