@@ -389,10 +389,12 @@ fn read_segment(home: &dyn MetaStore, name: &str) -> Result<Segment> {
 /// compacted away before it could fetch it.
 const CATCH_UP_RELISTS: u32 = 5;
 
-/// Segments fetched at a time when catching up.
-const CATCH_UP_BATCH: usize = 64;
-/// Fetches in flight at once.
-const CATCH_UP_READERS: usize = 16;
+/// Segments fetched at a time when catching up (then applied, in order).
+const CATCH_UP_BATCH: usize = 256;
+/// Fetches in flight at once. On a real cluster a small object's GET can
+/// take 40 ms: a fresh cache of a repository with 84 segments (1 GiB
+/// ingested) read them in 0.23 s with 16 in flight, 0.08 s with 64.
+const CATCH_UP_READERS: usize = 64;
 
 /// Reads the segments `names` of `home`, in order, several at once.
 #[cfg(feature = "engine")]

@@ -178,7 +178,7 @@ pub struct Repository {
 pub const MAX_BLOB: u64 = 1 << 30;
 
 /// Snapshot record files read at once (a fresh cache reads them all).
-const RECORD_READERS: usize = 16;
+const RECORD_READERS: usize = 64;
 
 pub(crate) const CONFIG: &str = "config";
 pub(crate) const SNAPSHOTS: &str = "snapshots";
@@ -1099,7 +1099,14 @@ fn open_cache_index(
 ) -> Result<(Index, Vec<String>)> {
     let files = files.clone();
     let legacy = home.folder().map(|f| f.join(LEGACY_INDEX));
-    let mut names = segment::names(files.as_ref())?;
+    // The cache's index opens while the segments are listed (a round
+    // trip on an object store).
+    let (names, index) = std::thread::scope(|scope| {
+        let listing = scope.spawn(|| segment::names(files.as_ref()));
+        let index = Index::open(&cache.index(), Access::Create);
+        (joined(listing), index)
+    });
+    let mut names = names?;
     if names.is_empty() && legacy_index_only(home)? {
         let legacy = legacy.as_deref().expect("only folders have one");
         let full =
@@ -1117,7 +1124,7 @@ fn open_cache_index(
         std::fs::remove_dir_all(&legacy).at(&legacy)?;
         files.delete(LEGACY_BLOOM)?;
     }
-    let index = Index::open(&cache.index(), Access::Create)?.with_crash_points(fs.clone());
+    let index = index?.with_crash_points(fs.clone());
     let index = if writer {
         index.with_segments(files.clone())
     } else {
