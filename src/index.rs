@@ -1110,18 +1110,23 @@ impl Index {
 
     /// Stores a snapshot record (synced).
     pub fn put_snapshot(&self, id: &SnapshotId, record: &[u8]) -> Result<()> {
-        self.put_snapshots(&[(*id, record.to_vec())])
+        self.put_snapshots([(id, record)])
     }
 
     /// Adds (or replaces) snapshot records, in one commit (none when
     /// there are none).
-    pub fn put_snapshots(&self, records: &[(SnapshotId, Vec<u8>)]) -> Result<()> {
-        if records.is_empty() {
-            return Ok(());
-        }
+    pub fn put_snapshots<'a>(
+        &self,
+        records: impl IntoIterator<Item = (&'a SnapshotId, &'a [u8])>,
+    ) -> Result<()> {
         let mut batch = self.batch();
+        let mut any = false;
         for (id, record) in records {
             batch.put_snapshot(id, record);
+            any = true;
+        }
+        if !any {
+            return Ok(());
         }
         self.commit(batch).map(drop)
     }

@@ -48,8 +48,8 @@ pub(crate) const MAX_RECORDS: usize = 512;
 /// The most bytes of ranges one [`Kept`] holds.
 pub(crate) const KEPT_BYTES: usize = 128 << 20;
 
-/// The largest tree pack read whole ([`Kept::whole_tree_packs`]): twice
-/// the default pack size, since a pack closes only once it has passed it.
+/// The largest tree pack a walk on an object store reads whole: twice the
+/// default pack size, since a pack closes only once it has passed it.
 pub(crate) const WHOLE_PACK: u64 = 32 << 20;
 
 /// How a store's ranges are cut.
@@ -142,11 +142,6 @@ type KeptRanges = BTreeMap<(PackId, u64), Arc<Vec<u8>>>;
 pub(crate) struct Kept {
     ranges: RwLock<KeptRanges>,
     bytes: AtomicUsize,
-    /// Whether a tree pack (one with no file data) that fits in
-    /// [`WHOLE_PACK`] and in the room left is read whole at its first
-    /// miss, not just the ranges wanted (for object stores, where the
-    /// round trip costs more than the bytes).
-    whole_tree_packs: bool,
 }
 
 impl Kept {
@@ -156,15 +151,6 @@ impl Kept {
         let ranges = self.ranges.read().unwrap_or_else(PoisonError::into_inner);
         let ((at_pack, at), bytes) = ranges.range(..=(*pack, start)).next_back()?;
         (at_pack == pack && at + bytes.len() as u64 >= end).then(|| (*at, Arc::clone(bytes)))
-    }
-
-    /// Keeps what it reads, and reads each tree pack whole at its first
-    /// miss.
-    pub(crate) fn whole_tree_packs() -> Self {
-        Kept {
-            whole_tree_packs: true,
-            ..Kept::default()
-        }
     }
 
     /// Keeps a range just read, if there is room (and it is not kept
@@ -201,13 +187,15 @@ impl Repository {
     }
 
     /// Fetches every `wanted` record and hands it to `each`, once however
-    /// often it is wanted, with all it is wanted for: those inside a range `kept` holds from there, the rest
-    /// planned ([`plan`]) and read, many ranges at once on the current
-    /// rayon pool (callers reading object stores run this in
-    /// [`io_pool`](Self::io_pool)). The ranges read go into `kept` while it
-    /// has room; without one (an operation that wants each record once,
-    /// like a restore's files) nothing is kept. `each` runs on the pool's
-    /// threads; a range's records are handed out one after another.
+    /// often it is wanted, with all it is wanted for: those inside a range
+    /// `kept` holds from there, the rest planned ([`plan`]) and read, many
+    /// ranges at once on the current rayon pool (callers reading object
+    /// stores run this in [`io_pool`](Self::io_pool)). The ranges read go
+    /// into `kept` while it has room; on an object store a tree pack a
+    /// `kept` misses is read whole ([`whole_packs`](Self::whole_packs)).
+    /// Without a `kept` (an operation that wants each record once, like a
+    /// restore's files) nothing is kept. `each` runs on the pool's
+    /// threads, for the records of one range as for those of many.
     pub(crate) fn fetch_all<T: Send + Sync>(
         &self,
         wanted: impl IntoIterator<Item = (Location, T)>,
@@ -236,7 +224,7 @@ impl Repository {
             self.hand_out(&loc.pack, &loc.entry, what, bytes, *start, each);
         });
         let (mut ranges, misses) = match kept {
-            Some(kept) if kept.whole_tree_packs => self.whole_packs(kept, misses),
+            Some(kept) if self.packs_are_remote() => self.whole_packs(kept, misses),
             _ => (Vec::new(), misses),
         };
         ranges.extend(plan(misses, self.reads()));

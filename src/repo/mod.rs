@@ -390,7 +390,7 @@ impl Repository {
             hold,
             work: RwLock::new(()),
             refreshing: std::sync::Mutex::new(()),
-            tree_packs: fetch::Kept::whole_tree_packs(),
+            tree_packs: fetch::Kept::default(),
             crypt,
             raw_files,
             key_id,
@@ -407,7 +407,7 @@ impl Repository {
                 let _ = std::fs::remove_dir_all(old);
             }
         }
-        repo.adopt_snapshot_files(records, records_read)?;
+        repo.adopt_snapshot_files(&records, records_read)?;
         Ok(repo)
     }
 
@@ -507,7 +507,7 @@ impl Repository {
         self.index
             .catch_up_with(self.files.as_ref(), &names, &mut insert)?;
         drop(bloom);
-        self.adopt_snapshot_files(records, Vec::new())
+        self.adopt_snapshot_files(&records, Vec::new())
     }
 
     /// Deletes the files of packs a commit retired, unless a reader is
@@ -563,7 +563,7 @@ impl Repository {
     ///
     /// `keys` lists `snapshots/`, taken before the index caught up; `read`
     /// are record files already read (those the index lacked before).
-    fn adopt_snapshot_files(&self, keys: Vec<String>, read: Vec<RecordFile>) -> Result<()> {
+    fn adopt_snapshot_files(&self, keys: &[String], read: Vec<RecordFile>) -> Result<()> {
         let indexed = snapshot_ids(&self.index)?;
         let on_disk: std::collections::HashSet<SnapshotId> = keys
             .iter()
@@ -574,18 +574,18 @@ impl Repository {
         }
         // A record that does not decode is not adopted (verify names it);
         // it must not stop every writer.
-        let was_read: std::collections::HashSet<SnapshotId> = read.iter().map(|r| r.0).collect();
-        let unread: Vec<String> = keys
-            .into_iter()
-            .filter(|key| SnapshotRecord::id_of_key(key).is_some_and(|id| !was_read.contains(&id)))
-            .collect();
+        // Those read already (and not indexed by the catch-up since), then
+        // the rest the index lacks.
+        let mut skip = indexed.clone();
+        skip.extend(read.iter().map(|r| r.0));
         let adopted: Vec<(SnapshotId, Vec<u8>)> = read
             .into_iter()
-            .chain(self.unindexed_records(&unread, &indexed))
             .filter(|(id, _, _)| !indexed.contains(id))
+            .chain(self.unindexed_records(keys, &skip))
             .filter_map(|(id, _, bytes)| Some((id, bytes.ok()?)))
             .collect();
-        self.index.put_snapshots(&adopted)
+        self.index
+            .put_snapshots(adopted.iter().map(|(id, bytes)| (id, &bytes[..])))
     }
 
     /// Of the record files `keys` (a listing of `snapshots/`), those whose

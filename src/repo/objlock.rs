@@ -346,20 +346,22 @@ fn scan(home: &ObjectStoreBackend, own: &str) -> Result<Vec<Found>> {
         })
         .collect();
     let now = listing.iter().map(|(_, t, _)| *t).max();
-    let others: Vec<String> = listing
+    let others: Vec<&str> = listing
         .iter()
-        .map(|(key, _, _)| key.clone())
-        .filter(|key| key != own)
+        .map(|(key, _, _)| key.as_str())
+        .filter(|key| *key != own)
         .collect();
-    let read = crate::store::get_many(home, &others, LOCK_READERS);
-    let mut bodies: std::collections::HashMap<String, _> = others.into_iter().zip(read).collect();
+    // In the listing's order, the caller's own left out.
+    let mut bodies = crate::store::get_many(home, &others, LOCK_READERS).into_iter();
     let mut out = Vec::new();
     for (key, written, kind) in listing {
-        let holder = match bodies.remove(&key) {
-            Some(body) => body
-                .ok()
-                .and_then(|b| serde_json::from_slice::<Holder>(&b).ok()),
-            None => Some(Holder::me()),
+        let holder = if key == own {
+            Some(Holder::me())
+        } else {
+            bodies
+                .next()
+                .and_then(Result::ok)
+                .and_then(|b| serde_json::from_slice::<Holder>(&b).ok())
         };
         let age = now
             .and_then(|n| n.duration_since(written).ok())

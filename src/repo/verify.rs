@@ -165,13 +165,13 @@ type BadChunks = HashMap<ChunkId, Problem>;
 /// Packs whose trailer did not read, with the kind of problem.
 type BadPacks = HashMap<PackId, ProblemKind>;
 
-/// True when `pack` is in the share `share` (0.0 to 1.0) of packs picked
-/// by `seed`: each pack is in or out independently, by a hash of the seed
-/// and its id, so a different seed picks a different sample.
 /// Packs `verify --read-data` reads at once from an object store (whole
 /// packs: at most this many times the pack size in memory).
 const PACKS_AHEAD: usize = 8;
 
+/// True when `pack` is in the share `share` (0.0 to 1.0) of packs picked
+/// by `seed`: each pack is in or out independently, by a hash of the seed
+/// and its id, so a different seed picks a different sample.
 fn sampled(seed: [u8; 8], pack: &PackId, share: f64) -> bool {
     if share >= 1.0 {
         return true;

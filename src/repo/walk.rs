@@ -79,9 +79,14 @@ impl Repository {
         in_pool(pool, || {
             self.fetch_all(wanted, Some(kept), &|entry, at: &[usize], raw| {
                 let Ok(raw) = raw else { return };
-                for &n in at {
-                    let tree = Tree::decode(raw, &entry.id.to_hex());
-                    read.lock().unwrap_or_else(PoisonError::into_inner)[n] = Some(tree);
+                // Decoded once, however often the batch holds it. One that
+                // does not decode is read again alone at its other places,
+                // each for its own error.
+                let tree = Tree::decode(raw, &entry.id.to_hex());
+                let mut read = read.lock().unwrap_or_else(PoisonError::into_inner);
+                match tree {
+                    Ok(tree) => at.iter().for_each(|&n| read[n] = Some(Ok(tree.clone()))),
+                    Err(e) => read[at[0]] = Some(Err(e)),
                 }
             });
         });
