@@ -31,8 +31,8 @@ use crate::repo::browse::{components, Found};
 use crate::repo::globs::PathGlobs;
 use crate::repo::{in_pool, Progress, Repository};
 use crate::snapshot::{Entry, EntryKind, SnapshotId};
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::sync::{Mutex, PoisonError};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::sync::{Arc, Mutex, PoisonError};
 
 /// What a restore did.
 #[derive(Clone, Debug, Default)]
@@ -1007,10 +1007,18 @@ struct Place {
     last: bool,
 }
 
+/// Files a restore keeps open between their records (a file whose
+/// records lie in many packs waits for each); past this, such a file is
+/// opened again for each record, so a restore never runs out of file
+/// handles.
+const KEPT_OPEN: usize = 256;
+
 /// A file being written as its records arrive, in pack order.
 #[derive(Default)]
 struct Writing {
     created: bool,
+    /// The file, kept open while chunks remain (one of [`KEPT_OPEN`]).
+    open: Option<Arc<fs::File>>,
     /// Chunks not yet written.
     remaining: usize,
     /// The first thing that went wrong with it.
@@ -1019,12 +1027,36 @@ struct Writing {
     done: Option<u64>,
 }
 
+impl Writing {
+    /// Records the first failure, and closes the file.
+    fn fail(&mut self, why: String, kept_open: &AtomicUsize) {
+        self.failed.get_or_insert(why);
+        self.close(kept_open);
+    }
+
+    /// Closes the file if it is kept open.
+    fn close(&mut self, kept_open: &AtomicUsize) {
+        if self.open.take().is_some() {
+            kept_open.fetch_sub(1, Relaxed);
+        }
+    }
+}
+
 /// Opens file `f` of a restore for one more write: creates it the first
-/// time (never through a link, never over an existing entry), opens the
-/// one this restore made afterwards. `None` once it has failed.
-fn open_for_write(f: &Located<'_>, w: &mut Writing) -> Option<fs::File> {
+/// time (never through a link, never over an existing entry), keeps it
+/// open while more of its chunks are to come (within [`KEPT_OPEN`]), and
+/// otherwise opens the one this restore made again. `None` once it has
+/// failed.
+fn open_for_write(
+    f: &Located<'_>,
+    w: &mut Writing,
+    kept_open: &AtomicUsize,
+) -> Option<Arc<fs::File>> {
     if w.failed.is_some() {
         return None;
+    }
+    if let Some(file) = &w.open {
+        return Some(Arc::clone(file));
     }
     let opened = if w.created {
         OpenOptions::new()
@@ -1038,6 +1070,12 @@ fn open_for_write(f: &Located<'_>, w: &mut Writing) -> Option<fs::File> {
     match opened {
         Ok(file) => {
             w.created = true;
+            let file = Arc::new(file);
+            if w.remaining > 1 && kept_open.fetch_add(1, Relaxed) < KEPT_OPEN {
+                w.open = Some(Arc::clone(&file));
+            } else if w.remaining > 1 {
+                kept_open.fetch_sub(1, Relaxed);
+            }
             Some(file)
         }
         Err(e) => {
@@ -1083,11 +1121,13 @@ impl Repository {
                 })
             })
             .collect();
-        let finish = |f: &Located<'_>, w: &mut Writing, file: &fs::File| match finish_file(
-            file, f.path, f.entry, apply, progress,
-        ) {
-            Ok(size) => w.done = Some(size),
-            Err(e) => w.failed = Some(e.to_string()),
+        let kept_open = AtomicUsize::new(0);
+        let finish = |f: &Located<'_>, w: &mut Writing, file: &fs::File| {
+            w.close(&kept_open);
+            match finish_file(file, f.path, f.entry, apply, progress) {
+                Ok(size) => w.done = Some(size),
+                Err(e) => w.failed = Some(e.to_string()),
+            }
         };
         // Files with no chunks (empty ones) are made at once.
         files
@@ -1096,7 +1136,7 @@ impl Repository {
             .filter(|(f, _)| f.locations.is_empty())
             .for_each(|(f, w)| {
                 let mut w = w.lock().unwrap_or_else(PoisonError::into_inner);
-                if let Some(file) = open_for_write(f, &mut w) {
+                if let Some(file) = open_for_write(f, &mut w, &kept_open) {
                     finish(f, &mut w, &file);
                 }
             });
@@ -1110,16 +1150,16 @@ impl Repository {
                 let raw = match &raw {
                     Ok(raw) => raw,
                     Err(e) => {
-                        lock().failed.get_or_insert_with(|| e.to_string());
+                        lock().fail(e.to_string(), &kept_open);
                         continue;
                     }
                 };
-                let Some(file) = open_for_write(f, &mut lock()) else {
+                let Some(file) = open_for_write(f, &mut lock(), &kept_open) else {
                     continue;
                 };
                 if !zeros || place.last {
                     if let Err(e) = file.write_all_at(raw, place.offset).at(f.path) {
-                        lock().failed.get_or_insert_with(|| e.to_string());
+                        lock().fail(e.to_string(), &kept_open);
                         continue;
                     }
                 }
