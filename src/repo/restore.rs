@@ -945,6 +945,69 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_file_with_more_to_come_stays_open_within_the_limit_and_past_it_is_opened_again() {
+        let tmp = tempfile::tempdir().unwrap();
+        let entry = Entry {
+            name: b"f".to_vec(),
+            mode: 0o644,
+            mtime_s: 0,
+            mtime_ns: 0,
+            kind: EntryKind::File {
+                size: 4,
+                chunks: Vec::new(),
+            },
+            attrs: crate::snapshot::Attrs::default(),
+        };
+        let (kept_path, again_path) = (tmp.path().join("kept"), tmp.path().join("again"));
+        let located = |path| Located {
+            path,
+            entry: &entry,
+            locations: Vec::new(),
+        };
+        let writing = || Writing {
+            remaining: 2,
+            ..Writing::default()
+        };
+        // Room left: the file created for the first chunk is kept, and the
+        // second chunk is written through the same handle.
+        let (kept, room) = (located(&kept_path), AtomicUsize::new(0));
+        let mut w = writing();
+        let first = open_for_write(&kept, &mut w, &room).unwrap();
+        first.write_all_at(b"ab", 0).unwrap();
+        assert_eq!(room.load(Relaxed), 1);
+        let second = open_for_write(&kept, &mut w, &room).unwrap();
+        assert!(Arc::ptr_eq(&first, &second));
+        second.write_all_at(b"cd", 2).unwrap();
+        w.close(&room);
+        assert_eq!(room.load(Relaxed), 0);
+        assert!(w.open.is_none());
+        // At the limit: not kept, and opened again (not created again,
+        // which would fail on the existing file) for the second chunk.
+        let (again, full) = (located(&again_path), AtomicUsize::new(KEPT_OPEN));
+        let mut w = writing();
+        open_for_write(&again, &mut w, &full)
+            .unwrap()
+            .write_all_at(b"ab", 0)
+            .unwrap();
+        assert!(w.open.is_none());
+        assert_eq!(full.load(Relaxed), KEPT_OPEN);
+        open_for_write(&again, &mut w, &full)
+            .unwrap()
+            .write_all_at(b"cd", 2)
+            .unwrap();
+        assert_eq!(fs::read(&kept_path).unwrap(), b"abcd");
+        assert_eq!(fs::read(&again_path).unwrap(), b"abcd");
+        // A failure closes a kept file and gives its place back.
+        let mut w = writing();
+        w.created = true;
+        open_for_write(&kept, &mut w, &room).unwrap();
+        assert_eq!(room.load(Relaxed), 1);
+        w.fail("broken".into(), &room);
+        assert_eq!(room.load(Relaxed), 0);
+        assert!(open_for_write(&kept, &mut w, &room).is_none());
+    }
+
+    #[test]
     fn read_back_finds_a_changed_byte_a_short_file_and_a_long_one() {
         let tmp = tempfile::tempdir().unwrap();
         let path = tmp.path().join("f");
