@@ -254,6 +254,18 @@ impl Default for InitOptions {
     }
 }
 
+/// Refuses a pack size outside 64 KiB..=1 GiB (a pack is built in memory).
+fn check_pack_size(size: u32) -> Result<()> {
+    if (64 * 1024..=1 << 30).contains(&size) {
+        Ok(())
+    } else {
+        Err(Error::invalid(
+            "pack size",
+            format!("{size} bytes is not between 64 KiB and 1 GiB"),
+        ))
+    }
+}
+
 /// Refuses a zstd level outside [`ZSTD_LEVELS`].
 fn check_level(level: i32) -> Result<()> {
     if ZSTD_LEVELS.contains(&level) {
@@ -275,12 +287,7 @@ impl Config {
     pub fn new(opts: &InitOptions) -> Result<Self> {
         opts.chunker.validate()?;
         check_level(opts.zstd_level)?;
-        if !(64 * 1024..=1 << 30).contains(&opts.pack_size) {
-            return Err(Error::invalid(
-                "pack size",
-                "must be between 64 KiB and 1 GiB",
-            ));
-        }
+        check_pack_size(opts.pack_size)?;
         let shards: Vec<ShardConfig> = if opts.shard_locations.is_empty() {
             if !(1..=256).contains(&opts.shards) {
                 return Err(Error::invalid(
@@ -434,11 +441,22 @@ impl Config {
         }
         let config: Config = serde_json::from_value(value)
             .map_err(|e| Error::corrupt("config", &location, e.to_string()))?;
+        // What init refuses is refused here too: a config is read from a
+        // store that anyone with write access may have edited.
         config
             .chunker
             .validate()
             .and_then(|()| check_level(config.zstd_level))
+            .and_then(|()| check_pack_size(config.pack_size))
             .map_err(|e| Error::corrupt("config", &location, e.to_string()))?;
+        let mut ids = std::collections::HashSet::new();
+        if let Some(s) = config.shards.iter().find(|s| !ids.insert(s.id)) {
+            return Err(Error::corrupt(
+                "config",
+                &location,
+                format!("shard {} is listed twice", s.id),
+            ));
+        }
         if let Some(s) = config
             .shards
             .iter()

@@ -167,6 +167,17 @@ pub enum Error {
     #[error("the repository is encrypted: give its password with --password-file, $DEDUP_PASSWORD or $DEDUP_PASSWORD_COMMAND")]
     NoPassword,
 
+    /// Maintenance that deletes (gc, forget --prune) refuses to while
+    /// something it must mark (a snapshot record, a tree) cannot be read:
+    /// the data only that thing reaches would look like garbage.
+    #[error("{command} deletes nothing: {reason}")]
+    WouldLoseData {
+        /// The command that refused.
+        command: &'static str,
+        /// What cannot be read, and the way out.
+        reason: String,
+    },
+
     /// The RocksDB index reported an error.
     #[error("index {path}: {message}")]
     Index {

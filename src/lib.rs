@@ -64,6 +64,6 @@ pub use id::{ChunkId, SnapshotId};
 pub use repo::{
     Exclusions, GcReport, IngestOptions, IngestOutcome, OpenOptions, Progress, Quiet,
     RebalanceReport, RepairReport, Report, Repository, RestoreOptions, RestoreOutcome,
-    VerifyReport,
+    UnreadableRecord, VerifyReport,
 };
 pub use snapshot::{IngestSummary, SnapshotRecord};

@@ -3,6 +3,7 @@
 mod common;
 
 use std::fs;
+use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
 
 use common::*;
@@ -752,6 +753,45 @@ fn ls_and_cat_look_inside_a_snapshot() {
     let r = run(dedup(&repo).args(["cat", "latest:src"]));
     assert_eq!(r.code, 2);
     assert!(r.stderr.contains("is not a file"), "{}", r.stderr);
+}
+
+#[test]
+fn names_that_are_not_utf8_or_hold_newlines_are_printed_escaped_and_taken_back() {
+    let (tmp, src, repo, _) = one_snapshot();
+    // `make_tree` made `latin1-\xe9t\xe9` (Latin-1 bytes) and a name
+    // with a space and a newline.
+    let root = ok(dedup(&repo).args(["ls", "latest"])).stdout;
+    assert!(root.lines().any(|l| l == "/latin1-\\xe9t\\xe9"), "{root}");
+    assert!(
+        root.lines().any(|l| l == "/with space\\nand newline"),
+        "{root}"
+    );
+    let listed = json(dedup(&repo).args(["ls", "--json", "latest"]));
+    assert!(
+        listed
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["path"] == "/latin1-\\xe9t\\xe9"),
+        "{listed}"
+    );
+    // What ls printed names the entry for cat, ls and restore.
+    let cat = ok(dedup(&repo).args(["cat", "latest:latin1-\\xe9t\\xe9"]));
+    assert_eq!(cat.stdout, "bytes");
+    let one = ok(dedup(&repo).args(["ls", "latest:with space\\nand newline"])).stdout;
+    assert_eq!(one, "/with space\\nand newline\n");
+    let out = tmp.path().join("one");
+    ok(dedup(&repo)
+        .args(["restore", "latest:latin1-\\xe9t\\xe9"])
+        .arg(&out));
+    let name = std::ffi::OsStr::from_bytes(b"latin1-\xe9t\xe9");
+    assert_eq!(
+        fs::read(out.join(name)).unwrap(),
+        fs::read(src.join(name)).unwrap()
+    );
+    let r = run(dedup(&repo).args(["cat", "latest:bad\\q"]));
+    assert_eq!(r.code, 2);
+    assert!(r.stderr.contains("\\xHH"), "{}", r.stderr);
 }
 
 #[test]

@@ -55,6 +55,57 @@ fn a_sparse_file_costs_almost_nothing_and_restores_identically() {
 }
 
 #[test]
+fn a_large_sparse_file_is_ingested_without_reading_its_holes() {
+    use std::os::unix::fs::{FileExt, MetadataExt};
+    let tmp = tempfile::tempdir().unwrap();
+    let (src, repo, out) = (
+        tmp.path().join("src"),
+        tmp.path().join("repo"),
+        tmp.path().join("out"),
+    );
+    fs::create_dir(&src).unwrap();
+    // 4 GiB, of which 2 MiB are data: one MiB at 1 GiB, one at the end.
+    let size = 4u64 << 30;
+    let image = src.join("disk.img");
+    let f = fs::File::create(&image).unwrap();
+    f.set_len(size).unwrap();
+    let (first, last) = (random_bytes(31, 1 << 20), random_bytes(32, 1 << 20));
+    f.write_all_at(&first, 1 << 30).unwrap();
+    f.write_all_at(&last, size - (1 << 20)).unwrap();
+    drop(f);
+    ok(dedup(&repo).arg("init"));
+    // The shell reaps dedup, so its own read count then includes dedup's.
+    let counted = run(std::process::Command::new("sh")
+        .arg("-c")
+        .arg(r#""$0" --repo "$1" ingest "$2" >/dev/null || exit 9; grep '^rchar' /proc/$$/io"#)
+        .arg(env!("CARGO_BIN_EXE_dedup"))
+        .arg(&repo)
+        .arg(&src)
+        .env("DEDUP_CACHE", cache_of(&repo)));
+    assert_eq!(counted.code, 0, "{}", counted.stderr);
+    let read: u64 = counted.stdout.trim()["rchar:".len()..]
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(
+        read < 256 << 20,
+        "{read} bytes read for 2 MiB of data in 4 GiB"
+    );
+    ok(dedup(&repo).args(["restore", "latest"]).arg(&out));
+    let back = fs::File::open(out.join("disk.img")).unwrap();
+    let meta = back.metadata().unwrap();
+    assert_eq!(meta.len(), size);
+    assert!(meta.blocks() * 512 < 64 << 20, "restored sparse");
+    let mut buf = vec![0; 1 << 20];
+    back.read_exact_at(&mut buf, 1 << 30).unwrap();
+    assert!(buf == first);
+    back.read_exact_at(&mut buf, size - (1 << 20)).unwrap();
+    assert!(buf == last);
+    back.read_exact_at(&mut buf, 1 << 29).unwrap();
+    assert!(buf.iter().all(|&b| b == 0));
+}
+
+#[test]
 fn paths_longer_than_the_system_allows_are_skipped_with_a_clear_message() {
     let tmp = tempfile::tempdir().unwrap();
     let (src, repo) = (tmp.path().join("src"), tmp.path().join("repo"));

@@ -4,6 +4,7 @@
 mod common;
 
 use std::fs;
+use std::io::Write;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -477,15 +478,8 @@ fn a_lock_in_the_store_names_its_holder_and_goes_stale() {
     let locks = server.dir("home-two/locks");
     fs::create_dir_all(&locks).unwrap();
     let host = gethostname();
-    let boot = fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap();
-    let lock = |name: &str, pid: u32, host: &str| {
-        let body = serde_json::json!({
-            "pid": pid, "host": host, "boot": boot.trim(), "since": "2026-01-01T00:00:00Z"
-        });
-        let path = locks.join(name);
-        fs::write(&path, body.to_string()).unwrap();
-        path
-    };
+    let me = Identity::here();
+    let lock = |name: &str, pid: u32, host: &str| me.lock(&locks, name, pid, host);
 
     // Maintenance by a live process (this test's own) holds it alone:
     // an ingest is refused, naming it.
@@ -506,10 +500,9 @@ fn a_lock_in_the_store_names_its_holder_and_goes_stale() {
     assert_eq!(r.code, 2, "{}", r.stderr);
     fs::remove_file(&writer).unwrap();
 
-    // One whose process is gone from this host is stale at once.
-    let mut child = Command::new("true").spawn().unwrap();
-    let dead = child.id();
-    child.wait().unwrap();
+    // One whose process is gone from this very kernel and pid namespace
+    // is stale at once.
+    let dead = a_pid_that_is_gone();
     let gone = lock("exclusive-gone", dead, &host);
     ok(dedup_home(&url, &server, &cache).arg("ingest").arg(&src));
     assert!(!gone.exists(), "the stale lock was removed");
@@ -549,6 +542,160 @@ fn a_lock_in_the_store_names_its_holder_and_goes_stale() {
     // Readers never wait for maintenance.
     let _held = lock("exclusive-live", std::process::id(), &host);
     ok(dedup_home(&url, &server, &cache).arg("snapshots"));
+}
+
+/// What a lock object says of the process that wrote it, as this
+/// machine would write it.
+#[derive(Clone)]
+struct Identity {
+    boot: String,
+    machine: String,
+    pidns: String,
+}
+
+impl Identity {
+    fn here() -> Self {
+        let read = |p: &str| fs::read_to_string(p).unwrap_or_default().trim().to_string();
+        Identity {
+            boot: read("/proc/sys/kernel/random/boot_id"),
+            machine: read("/etc/machine-id"),
+            pidns: fs::read_link("/proc/self/ns/pid")
+                .unwrap()
+                .to_string_lossy()
+                .into_owned(),
+        }
+    }
+
+    /// Writes lock `name` into the folder `locks` of a home, as held by
+    /// `pid` on `host`, fresh by the store's clock.
+    fn lock(&self, locks: &Path, name: &str, pid: u32, host: &str) -> std::path::PathBuf {
+        let body = serde_json::json!({
+            "pid": pid, "host": host, "boot": self.boot, "since": "2026-01-01T00:00:00Z",
+            "machine": self.machine, "pidns": self.pidns,
+        });
+        let path = locks.join(name);
+        fs::write(&path, body.to_string()).unwrap();
+        path
+    }
+}
+
+/// The pid of a process that has ended.
+fn a_pid_that_is_gone() -> u32 {
+    let mut child = Command::new("true").spawn().unwrap();
+    let dead = child.id();
+    child.wait().unwrap();
+    dead
+}
+
+#[test]
+fn a_lock_from_a_clone_or_a_container_with_this_hostname_is_live_until_it_ages() {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = S3Server::start(&tmp.path().join("s3"));
+    let src = tmp.path().join("src");
+    make_tree(&src, 95);
+    let url = format!("s3://{}/home-clone", common::s3::BUCKET);
+    let cache = tmp.path().join("cache");
+    ok(dedup_home(&url, &server, &cache).arg("init"));
+    ok(dedup_home(&url, &server, &cache).arg("ingest").arg(&src));
+    let locks = server.dir("home-clone/locks");
+    fs::create_dir_all(&locks).unwrap();
+    let (host, me, dead) = (gethostname(), Identity::here(), a_pid_that_is_gone());
+    // A cloned VM: the same hostname and machine id (and a copy of this
+    // cache folder), booted apart. A container: the same kernel and boot,
+    // another pid namespace. Each has a writer whose pid is not running
+    // here; neither writer may be taken for dead.
+    let clone = Identity {
+        boot: "00000000-1111-2222-3333-444444444444".into(),
+        ..me.clone()
+    };
+    let container = Identity {
+        pidns: "pid:[1]".into(),
+        ..me.clone()
+    };
+    for (what, who) in [("clone", &clone), ("container", &container)] {
+        let copy = tmp.path().join(format!("cache-{what}"));
+        let status = Command::new("cp").arg("-a").arg(&cache).arg(&copy).status();
+        assert!(status.unwrap().success());
+        let writer = who.lock(&locks, "shared-elsewhere", dead, &host);
+        let r = run(dedup_home(&url, &server, &copy).arg("gc"));
+        assert_eq!(
+            r.code, 2,
+            "{what}: {}
+{}",
+            r.stdout, r.stderr
+        );
+        assert!(r.stderr.contains("locked by"), "{what}: {}", r.stderr);
+        assert!(writer.exists(), "{what}: its lock was left alone");
+        // Unwritten for longer than the staleness, by the store's clock,
+        // it is stale.
+        let old =
+            filetime::FileTime::from_unix_time(filetime::FileTime::now().unix_seconds() - 3600, 0);
+        filetime::set_file_mtime(&writer, old).unwrap();
+        ok(dedup_home(&url, &server, &copy).arg("gc"));
+        assert!(!writer.exists(), "{what}");
+    }
+}
+
+#[test]
+fn a_writer_suspended_past_the_stale_age_records_nothing_once_maintenance_came() {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = S3Server::start(&tmp.path().join("s3"));
+    let url = format!("s3://{}/home-suspended", common::s3::BUCKET);
+    let (laptop, other) = (tmp.path().join("laptop"), tmp.path().join("other"));
+    // Locks go stale after 4 s here (written again every 0.67 s).
+    let with_stale_age = |mut cmd: Command| {
+        cmd.env("DEDUP_LOCK_STALE_SECONDS", "4");
+        cmd
+    };
+    let data = random_bytes(96, 2 << 20);
+    let src = tmp.path().join("src");
+    fs::create_dir_all(&src).unwrap();
+    fs::write(src.join("data"), &data).unwrap();
+    ok(dedup_home(&url, &server, &other).arg("init"));
+    let first = snapshot_id(&ok(dedup_home(&url, &server, &other).arg("ingest").arg(&src)).stdout);
+
+    // The laptop stores the same bytes: every chunk deduplicates against
+    // the first snapshot's. Then the lid closes before it records.
+    let mut ingest = with_stale_age(dedup_home(&url, &server, &laptop));
+    let mut child = ingest
+        .args(["ingest", "--stdin", "--stdin-name", "data"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(&data).unwrap();
+    let locks = server.dir("home-suspended/locks");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while files_under(&locks, "").is_empty() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    let pid = child.id().to_string();
+    let signal = |sig: &str| {
+        let status = Command::new("kill").args([sig, &pid]).status().unwrap();
+        assert!(status.success());
+    };
+    signal("-STOP");
+    // Meanwhile another machine finds the lock stale, forgets the first
+    // snapshot and collects: the chunks the laptop counted on are gone.
+    std::thread::sleep(Duration::from_secs(6));
+    ok(with_stale_age(dedup_home(&url, &server, &other)).args(["forget", &first, "--prune"]));
+    signal("-CONT");
+    drop(stdin);
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("may no longer be held"), "{stderr}");
+    let listed = ok(dedup_home(&url, &server, &other).args(["snapshots", "--json"]));
+    let listed: serde_json::Value = serde_json::from_str(&listed.stdout).unwrap();
+    assert_eq!(
+        listed.as_array().unwrap().len(),
+        0,
+        "nothing recorded: {listed}"
+    );
+    ok(dedup_home(&url, &server, &other).args(["verify", "--read-data"]));
 }
 
 #[test]

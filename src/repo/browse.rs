@@ -6,6 +6,12 @@
 //! a leading `/` is allowed and `""` or `/` is the root itself. `.` and
 //! empty components are skipped; `..` is refused (a snapshot has no way
 //! up).
+//!
+//! Names are bytes. They are printed, and read back, with a few escapes
+//! ([`escape_name`]): `\\` for a backslash, `\n`, `\t` and `\r`, and
+//! `\xHH` for any other control character and for each byte that is not
+//! UTF-8; so every name `ls` prints can be given back to `ls`, `cat` or
+//! `restore SNAPSHOT:PATH`, and no name breaks a line.
 
 use std::io::Write;
 
@@ -38,7 +44,79 @@ impl Found {
     }
 }
 
-/// The components of a path inside a snapshot, or why it is not one.
+/// `name` as `ls` prints it: UTF-8 as it is, but `\` doubled, newlines,
+/// tabs and carriage returns as `\n`, `\t`, `\r`, other control
+/// characters and bytes that are not UTF-8 as `\xHH`. [`unescape_name`]
+/// reads it back.
+pub fn escape_name(name: &[u8]) -> String {
+    let mut out = String::with_capacity(name.len());
+    for chunk in name.utf8_chunks() {
+        for c in chunk.valid().chars() {
+            match c {
+                '\\' => out.push_str("\\\\"),
+                '\n' => out.push_str("\\n"),
+                '\t' => out.push_str("\\t"),
+                '\r' => out.push_str("\\r"),
+                c if c.is_control() => {
+                    let mut buf = [0; 4];
+                    for b in c.encode_utf8(&mut buf).bytes() {
+                        out.push_str(&format!("\\x{b:02x}"));
+                    }
+                }
+                c => out.push(c),
+            }
+        }
+        for b in chunk.invalid() {
+            out.push_str(&format!("\\x{b:02x}"));
+        }
+    }
+    out
+}
+
+/// The bytes of a name written as [`escape_name`] writes it.
+pub fn unescape_name(written: &str) -> Result<Vec<u8>> {
+    let bad = |why: &str| {
+        Error::invalid(
+            "snapshot path",
+            format!("{written:?}: {why} (a backslash starts \\\\, \\n, \\t, \\r or \\xHH)"),
+        )
+    };
+    let mut out = Vec::with_capacity(written.len());
+    let mut rest = written.as_bytes();
+    while let Some((&b, after)) = rest.split_first() {
+        rest = after;
+        if b != b'\\' {
+            out.push(b);
+            continue;
+        }
+        let Some((&e, after)) = rest.split_first() else {
+            return Err(bad("it ends in a lone backslash"));
+        };
+        rest = after;
+        match e {
+            b'\\' => out.push(b'\\'),
+            b'n' => out.push(b'\n'),
+            b't' => out.push(b'\t'),
+            b'r' => out.push(b'\r'),
+            b'x' => {
+                let hex = rest
+                    .get(..2)
+                    .ok_or_else(|| bad("\\x wants two hex digits"))?;
+                let byte = std::str::from_utf8(hex)
+                    .ok()
+                    .and_then(|h| u8::from_str_radix(h, 16).ok())
+                    .ok_or_else(|| bad("\\x wants two hex digits"))?;
+                out.push(byte);
+                rest = &rest[2..];
+            }
+            _ => return Err(bad("unknown escape")),
+        }
+    }
+    Ok(out)
+}
+
+/// The components of a path inside a snapshot as written (escapes and
+/// all), or why it is not one.
 pub fn components(path: &str) -> Result<Vec<&str>> {
     let mut parts = Vec::new();
     for part in path.split('/') {
@@ -73,9 +151,10 @@ impl Repository {
             let tree = self.read_tree(&tree)?;
             walked.push('/');
             walked.push_str(part);
+            let name = unescape_name(part)?;
             let entry = tree
                 .entries
-                .binary_search_by(|e| e.name.as_slice().cmp(part.as_bytes()))
+                .binary_search_by(|e| e.name.as_slice().cmp(&name))
                 .ok()
                 .map(|at| tree.entries[at].clone());
             found = match entry {
@@ -98,10 +177,7 @@ impl Repository {
         let EntryKind::File { chunks, .. } = &entry.kind else {
             return Err(Error::invalid(
                 "file",
-                format!(
-                    "{} is not a regular file",
-                    String::from_utf8_lossy(&entry.name)
-                ),
+                format!("{} is not a regular file", escape_name(&entry.name)),
             ));
         };
         let mut written = 0;
@@ -172,7 +248,7 @@ impl Repository {
         }
         let mut here = Vec::new();
         for entry in self.read_tree(tree)?.entries {
-            let name = String::from_utf8_lossy(&entry.name).into_owned();
+            let name = escape_name(&entry.name);
             let path = format!("{base}/{name}");
             let subject = if by_path {
                 path.as_str()
@@ -274,7 +350,7 @@ impl Repository {
             };
             at_before += usize::from(old.is_some());
             at_after += usize::from(new.is_some());
-            let name = String::from_utf8_lossy(&old.or(new).expect("one side").name).into_owned();
+            let name = escape_name(&old.or(new).expect("one side").name);
             self.diff_entry(old, new, &format!("{base}/{name}"), out)?;
         }
         Ok(())
@@ -336,5 +412,39 @@ impl Repository {
             self.diff_trees(ta.as_ref(), tb.as_ref(), path, out)?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_name_is_printed_on_one_line_and_read_back_to_its_bytes() {
+        let names: [&[u8]; 7] = [
+            b"plain.txt",
+            "caf\u{e9} \u{1f600}".as_bytes(),
+            b"latin1-\xe9t\xe9",
+            b"with space\nand newline\tand tab\r",
+            b"back\\slash",
+            b"\x01\x7f bell",
+            b"\xff\xfe",
+        ];
+        for name in names {
+            let printed = escape_name(name);
+            assert!(!printed.contains(['\n', '\r', '\t']), "{printed:?}");
+            assert_eq!(unescape_name(&printed).unwrap(), name, "{printed:?}");
+        }
+        assert_eq!(escape_name(b"latin1-\xe9t\xe9"), "latin1-\\xe9t\\xe9");
+        assert_eq!(escape_name("caf\u{e9}".as_bytes()), "caf\u{e9}");
+        assert_eq!(escape_name(b"a\\b"), "a\\\\b");
+    }
+
+    #[test]
+    fn a_bad_escape_is_refused_with_the_syntax() {
+        for bad in ["trailing\\", "\\q", "\\x4", "\\xzz"] {
+            let e = unescape_name(bad).unwrap_err().to_string();
+            assert!(e.contains("\\xHH"), "{bad}: {e}");
+        }
     }
 }

@@ -22,7 +22,7 @@
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, IoContext, Result};
-use crate::repo::lock::WriteLock;
+use crate::repo::lock::{open_own_file, WriteLock};
 
 /// Slots per repository: that many processes of one machine may use a
 /// repository at once through one cache folder.
@@ -102,20 +102,59 @@ impl CacheSlot {
     /// Writes `bytes` to the slot's file `path` whole: to a temporary
     /// file renamed over it, so a reader finds the old bytes or the new.
     /// No fsync: a file lost to a crash is made again.
+    /// The temporary file is made new (`O_EXCL`), so a link planted at
+    /// its name is never written through.
     pub(crate) fn replace(path: &Path, bytes: &[u8]) -> Result<()> {
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
         let tmp = path.with_extension(format!("{}.tmp", std::process::id()));
-        std::fs::write(&tmp, bytes).at(&tmp)?;
+        // One a crash left behind (the same pid, another boot).
+        let _ = std::fs::remove_file(&tmp);
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(&tmp)
+            .and_then(|mut f| f.write_all(bytes))
+            .at(&tmp)?;
         std::fs::rename(&tmp, path).at(path)
+    }
+
+    /// The slot's file `path` read whole; `None` when there is none. A
+    /// symlink or another user's file there is refused, never read.
+    pub(crate) fn read(path: &Path) -> Result<Option<Vec<u8>>> {
+        use std::io::Read;
+        let Some(mut file) = open_own_file(path)? else {
+            return Ok(None);
+        };
+        let mut bytes = Vec::new();
+        file.read_to_end(&mut bytes).at(path)?;
+        Ok(Some(bytes))
     }
 }
 
-/// Creates `dir` (and its parents) when absent, its owner's only.
+/// Creates `dir` (and its parents) when absent, its owner's only. A slot
+/// folder that is a symlink, or that another user owns, is refused: what
+/// it holds (the index, the paths in the file cache) would be another's
+/// to read or plant.
 fn private_dir(dir: &Path) -> Result<()> {
-    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
     std::fs::DirBuilder::new()
         .recursive(true)
         .mode(0o700)
         .create(dir)
         .at(dir)?;
+    let meta = std::fs::symlink_metadata(dir).at(dir)?;
+    let refuse = |why: &str| Err(Error::io(dir, std::io::Error::other(why.to_string())));
+    if meta.file_type().is_symlink() {
+        return refuse("is a symlink, which dedup never follows (remove it)");
+    }
+    if meta.uid() != uzers::get_effective_uid() {
+        return refuse(&format!(
+            "belongs to user {}, not to this one (remove it, or give this user its own --cache)",
+            meta.uid()
+        ));
+    }
     std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).at(dir)
 }

@@ -164,13 +164,19 @@ impl GcReport {
 }
 
 impl Repository {
-    /// Removes snapshot records (their data stays until `gc`).
+    /// Removes snapshot records (their data stays until `gc`), those whose
+    /// file cannot be read included ([`unreadable_records`](Self::unreadable_records)).
     pub fn forget(&self, ids: &[SnapshotId]) -> Result<()> {
         self.check_alone("forget")?;
         let _alone = self.reclaiming();
+        let unreadable = self.unreadable_records();
+        let is_unreadable = |id: &SnapshotId| unreadable.iter().any(|r| r.id == *id);
         for id in ids {
-            self.snapshot(id)?;
+            if !is_unreadable(id) {
+                self.snapshot(id)?;
+            }
         }
+        self.hold.check_alive()?;
         for id in ids {
             // Index first: a crash between the two leaves the record file,
             // which the next writer adopts again. Forgetting is retried, never
@@ -178,6 +184,10 @@ impl Repository {
             self.index.delete_snapshot(id)?;
             self.files.delete(&SnapshotRecord::key(id))?;
         }
+        self.unreadable
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .retain(|r| !ids.contains(&r.id));
         Ok(())
     }
 
@@ -221,21 +231,109 @@ impl Repository {
         Ok(plan)
     }
 
-    /// Every object reachable from a snapshot or a stored blob.
-    fn live_set(&self) -> Result<HashSet<ChunkId>> {
+    /// Every object reachable from a snapshot or a stored blob. Fails,
+    /// so that nothing is deleted, while a snapshot record or a tree to
+    /// mark cannot be read: first every record file is read (those the
+    /// index lacks, again and again while some fail); a tree that fails is
+    /// read again, and one the index lacks is looked for in the packs it
+    /// does not know (a segment lost), before giving up.
+    /// Returns the live set and how many unindexed packs it indexed (not
+    /// in a dry run, which changes nothing).
+    fn live_set(&self, mode: Mode) -> Result<(HashSet<ChunkId>, u64)> {
+        self.check_every_record("gc")?;
+        let mut adopted = None;
+        for attempt in 1..=MARK_TRIES {
+            let snapshots = self.snapshots()?;
+            let (id, error) = match self.mark(&snapshots)? {
+                Ok(live) => return Ok((live, adopted.unwrap_or(0))),
+                Err(failed) => failed,
+            };
+            if matches!(error, Error::MissingChunk(_)) && adopted.is_none() && mode == Mode::Apply {
+                let packs = self.adopt_unindexed_packs()?;
+                adopted = Some(packs);
+                if packs > 0 {
+                    continue;
+                }
+            }
+            if attempt == MARK_TRIES {
+                return Err(unmarkable(id, &error, &snapshots));
+            }
+        }
+        unreachable!("the last attempt returns")
+    }
+
+    /// Marks from `snapshots` and the blob markers: the live set, or the
+    /// first tree that could not be read, with why.
+    fn mark(
+        &self,
+        snapshots: &[(SnapshotId, SnapshotRecord)],
+    ) -> Result<std::result::Result<HashSet<ChunkId>, (ChunkId, Error)>> {
         let mut live = HashSet::new();
-        let roots: Vec<ChunkId> = self.snapshots()?.iter().map(|(_, r)| r.top()).collect();
-        self.walk_trees(roots, |id, tree| {
-            live.insert(id);
-            live.extend(tree?.chunk_ids());
+        let mut failed = None;
+        let roots = snapshots.iter().map(|(_, r)| r.top());
+        let walked = self.walk_trees(roots, |id, tree| {
+            match tree {
+                Ok(tree) => {
+                    live.insert(id);
+                    live.extend(tree.chunk_ids());
+                }
+                // An unreachable store is no damaged tree: it stops gc as it is.
+                Err(e @ Error::ObjectStore { .. }) => return Err(e),
+                Err(e) => {
+                    failed.get_or_insert((id, e));
+                }
+            }
             Ok(())
-        })?;
+        });
+        walked?;
+        if let Some(failed) = failed {
+            return Ok(Err(failed));
+        }
         for key in self.files.list("blobs/")? {
             if let Ok(id) = key.trim_start_matches("blobs/").parse::<ChunkId>() {
                 live.insert(id);
             }
         }
-        Ok(live)
+        Ok(Ok(live))
+    }
+
+    /// Indexes the records of every pack file the index does not know
+    /// whose ids it lacks (a segment lost or rolled back leaves them
+    /// unindexed, trees among them); returns how many packs it indexed.
+    /// What nothing reaches is then garbage like any other.
+    fn adopt_unindexed_packs(&self) -> Result<u64> {
+        let mut adopted = 0;
+        for shard in &self.shards {
+            for key in shard.backend.list("")? {
+                let Some(pack) = PackId::from_key(&key) else {
+                    continue;
+                };
+                if self.index.pack_shard(&pack).is_some() {
+                    continue;
+                }
+                let size = shard.backend.size(&key)?;
+                let Ok(entries) =
+                    read_entries(shard.backend.as_ref(), &key, Some(size), self.crypt())
+                else {
+                    continue;
+                };
+                let ids: Vec<ChunkId> = entries.iter().map(|e| e.id).collect();
+                let missing: Vec<PackEntry> = entries
+                    .iter()
+                    .zip(self.index.chunks(&ids)?)
+                    .filter(|(_, loc)| loc.is_none())
+                    .map(|(e, _)| *e)
+                    .collect();
+                if missing.is_empty() {
+                    continue;
+                }
+                let mut batch = self.index.batch();
+                batch.index_pack(pack, &PackInfo::of(shard.id, size, &missing), &missing);
+                self.index.commit(batch)?;
+                adopted += 1;
+            }
+        }
+        Ok(adopted)
     }
 
     /// Reclaims space; a [`Mode::DryRun`] only reports what it would free.
@@ -243,10 +341,11 @@ impl Repository {
         self.check_alone("gc")?;
         let _alone = self.reclaiming();
         self.check_every_shard("gc")?;
-        let live = self.live_set()?;
+        let (live, adopted) = self.live_set(mode)?;
         let mut report = GcReport {
             dry_run: mode == Mode::DryRun,
             live_objects: live.len() as u64,
+            orphans_adopted: adopted,
             ..Default::default()
         };
         let packs = self.index.packs()?;
@@ -317,6 +416,7 @@ impl Repository {
         let covered = self.index.applied_of(&names)?;
         self.index
             .write_full_segment(self.files.as_ref(), &covered)?;
+        self.hold.check_alive()?;
         segment::delete(self.files.as_ref(), &covered)
     }
 
@@ -333,6 +433,9 @@ impl Repository {
         ids: Vec<ChunkId>,
     ) -> Result<bool> {
         let shard = self.shard(info.shard)?;
+        // The commit drops entries writers may still dedup against, were
+        // this gc no longer alone.
+        self.hold.check_alive()?;
         let mut batch = self.index.batch();
         if let Some((bytes, entries)) = copy {
             batch.publish_pack(info.shard, shard.backend.as_ref(), bytes, entries)?;
@@ -390,6 +493,35 @@ impl Repository {
             }
         }
         Ok(())
+    }
+}
+
+/// Times gc marks before it gives up on a tree that does not read.
+const MARK_TRIES: u32 = 3;
+
+/// The error for a tree `id` that could not be marked (`error`), naming
+/// the snapshot whose top it is, if one is (a forgotten snapshot's record
+/// put back after a gc, say), and the way out.
+fn unmarkable(id: ChunkId, error: &Error, snapshots: &[(SnapshotId, SnapshotRecord)]) -> Error {
+    let reason = match snapshots.iter().find(|(_, r)| r.top() == id) {
+        Some((snapshot, r)) => format!(
+            "snapshot {} ({}, {}) names tree {id}, which cannot be read ({error}); \
+             if it was forgotten before and its record put back, drop it with \
+             `dedup forget {}`; else `dedup repair index` finds what the index lost",
+            &snapshot.to_hex()[..12],
+            r.hostname,
+            r.time,
+            &snapshot.to_hex()[..12],
+        ),
+        None => format!(
+            "tree {id} cannot be read ({error}); `dedup verify` names the snapshots it \
+             breaks (drop them with `dedup forget`), and `dedup repair index` finds what \
+             the index lost"
+        ),
+    };
+    Error::WouldLoseData {
+        command: "gc",
+        reason,
     }
 }
 

@@ -158,7 +158,10 @@ impl Hold {
     }
 
     /// Fails when a writer can no longer be sure its lock is held (see
-    /// `ObjectLock::check_alive`; a `flock` cannot be lost).
+    /// `ObjectLock::check_alive`; a `flock` cannot be lost). Called before
+    /// a writer records a snapshot or blob, and before maintenance commits
+    /// or deletes; [`when_alone`](Self::when_alone) and
+    /// [`after_readers`](Self::after_readers) call it themselves.
     pub(crate) fn check_alive(&self) -> Result<()> {
         match self {
             #[cfg(feature = "s3")]
@@ -173,11 +176,14 @@ impl Hold {
         match self {
             Hold::FolderWriter { readers, .. } => Ok(readers.when_alone(delete)),
             #[cfg(feature = "s3")]
-            Hold::Object(lock, Kind::Exclusive) => Ok(if lock.readers_open()? {
-                None
-            } else {
-                Some(delete())
-            }),
+            Hold::Object(lock, Kind::Exclusive) => {
+                lock.check_alive()?;
+                Ok(if lock.readers_open()? {
+                    None
+                } else {
+                    Some(delete())
+                })
+            }
             _ => Err(not_alone()),
         }
     }
@@ -191,6 +197,7 @@ impl Hold {
                 while lock.readers_open()? {
                     std::thread::sleep(std::time::Duration::from_secs(1));
                 }
+                lock.check_alive()?;
                 Ok(delete())
             }
             _ => Err(not_alone()),

@@ -63,16 +63,71 @@ fn hostname() -> String {
 const ATTEMPTS: usize = 10;
 
 /// Opens (creating, owner only) a file whose `flock` is a lock; its
-/// contents are never truncated by opening.
+/// contents are never truncated by opening. What someone planted there is
+/// refused, never followed or written through ([`own_file`]).
 fn open_lock_file(path: &Path) -> Result<File> {
-    OpenOptions::new()
+    let file = OpenOptions::new()
         .read(true)
         .write(true)
         .create(true)
         .truncate(false)
         .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW)
         .open(path)
-        .at(path)
+        .map_err(|e| planted(path, e))?;
+    own_file(path, &file)?;
+    Ok(file)
+}
+
+/// Opens a file of the home or the cache for reading, refusing what was
+/// planted there ([`own_file`]); `None` when there is none.
+pub(crate) fn open_own_file(path: &Path) -> Result<Option<File>> {
+    let file = match OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)
+    {
+        Ok(file) => file,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(planted(path, e)),
+    };
+    own_file(path, &file)?;
+    Ok(Some(file))
+}
+
+/// An open that failed because `path` is a symlink (`O_NOFOLLOW`'s
+/// `ELOOP`) said in words; other errors as they are.
+pub(crate) fn planted(path: &Path, e: std::io::Error) -> Error {
+    if e.raw_os_error() == Some(libc::ELOOP) {
+        return Error::io(
+            path,
+            std::io::Error::other("is a symlink, which dedup never follows (remove it)"),
+        );
+    }
+    Error::io(path, e)
+}
+
+/// Refuses `file` (opened at `path`) unless it is a regular file owned by
+/// this user or by the owner of the folder that holds it: a lock or cache
+/// file that someone else put there (a link's target, a device, another
+/// user's file) is never written through.
+pub(crate) fn own_file(path: &Path, file: &File) -> Result<()> {
+    let meta = file.metadata().at(path)?;
+    let refuse = |why: &str| Err(Error::io(path, std::io::Error::other(why.to_string())));
+    if !meta.file_type().is_file() {
+        return refuse("is not a regular file (remove it)");
+    }
+    let folder_owner = path
+        .parent()
+        .and_then(|p| fs::metadata(p).ok())
+        .map(|m| m.uid());
+    if meta.uid() != uzers::get_effective_uid() && Some(meta.uid()) != folder_owner {
+        return refuse(&format!(
+            "belongs to user {}, neither this user nor the folder's owner (remove it)",
+            meta.uid()
+        ));
+    }
+    Ok(())
 }
 
 impl WriteLock {
@@ -168,13 +223,12 @@ impl ReadersLock {
     /// no writer to delete anything).
     pub(crate) fn share(root: &Path) -> Result<Option<Self>> {
         let path = root.join(READERS);
-        let file = match File::open(&path) {
-            Ok(file) => file,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => match Self::create(root) {
+        let file = match open_own_file(&path)? {
+            Some(file) => file,
+            None => match Self::create(root) {
                 Ok(lock) => lock.file,
                 Err(_) => return Ok(None),
             },
-            Err(e) => return Err(Error::io(&path, e)),
         };
         file.lock_shared().at(&path)?;
         Ok(Some(ReadersLock { path, file }))

@@ -171,6 +171,34 @@ pub struct Repository {
     /// Tree packs read whole from an object store, kept for every later
     /// walk and tree read of this handle ([`fetch`]).
     tree_packs: fetch::Kept,
+    /// Record files of `snapshots/` the index lacks that could not be read
+    /// or decoded when last listed: left out of every listing, named by
+    /// every command, and a reason for `gc` to delete nothing.
+    unreadable: std::sync::Mutex<Vec<UnreadableRecord>>,
+}
+
+/// A snapshot record file in the home that could not be read or decoded.
+/// Its snapshot is missing from every listing until it reads again, and
+/// `gc` deletes nothing meanwhile (its chunks would look unreachable).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct UnreadableRecord {
+    /// The snapshot its name gives.
+    pub id: SnapshotId,
+    /// The file, as the home names it (`snapshots/<id>`).
+    pub key: String,
+    /// Why it could not be read.
+    pub reason: String,
+}
+
+impl std::fmt::Display for UnreadableRecord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "snapshot record {} cannot be read ({}); put the file back from a copy, \
+             or drop that snapshot with `dedup forget {}`",
+            self.key, self.reason, self.id
+        )
+    }
 }
 
 /// The largest blob [`Repository::put`] stores (a blob is one object, held
@@ -179,6 +207,10 @@ pub const MAX_BLOB: u64 = 1 << 30;
 
 /// Snapshot record files read at once (a fresh cache reads them all).
 const RECORD_READERS: usize = 64;
+
+/// How often gc reads the snapshot records that fail before it gives up
+/// (and deletes nothing).
+const RECORD_TRIES: u32 = 3;
 
 pub(crate) const CONFIG: &str = "config";
 pub(crate) const SNAPSHOTS: &str = "snapshots";
@@ -391,6 +423,7 @@ impl Repository {
             work: RwLock::new(()),
             refreshing: std::sync::Mutex::new(()),
             tree_packs: fetch::Kept::default(),
+            unreadable: std::sync::Mutex::default(),
             crypt,
             raw_files,
             key_id,
@@ -572,20 +605,90 @@ impl Repository {
         for id in indexed.difference(&on_disk) {
             self.index.delete_snapshot(id)?;
         }
-        // A record that does not decode is not adopted (verify names it);
-        // it must not stop every writer.
         // Those read already (and not indexed by the catch-up since), then
-        // the rest the index lacks.
+        // the rest the index lacks. A record that does not read is not
+        // adopted, and must not stop every writer; it is kept aside, for
+        // every command to name and for gc to refuse on.
         let mut skip = indexed.clone();
         skip.extend(read.iter().map(|r| r.0));
-        let adopted: Vec<(SnapshotId, Vec<u8>)> = read
+        let mut adopted = Vec::new();
+        let mut unreadable = Vec::new();
+        let unindexed = read
             .into_iter()
             .filter(|(id, _, _)| !indexed.contains(id))
-            .chain(self.unindexed_records(keys, &skip))
-            .filter_map(|(id, _, bytes)| Some((id, bytes.ok()?)))
-            .collect();
+            .chain(self.unindexed_records(keys, &skip));
+        for (id, key, bytes) in unindexed {
+            match bytes {
+                Ok(bytes) => adopted.push((id, bytes)),
+                Err(e) => unreadable.push(UnreadableRecord {
+                    id,
+                    key,
+                    reason: e.to_string(),
+                }),
+            }
+        }
+        unreadable.sort_by(|a, b| a.key.cmp(&b.key));
+        *self
+            .unreadable
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = unreadable;
         self.index
             .put_snapshots(adopted.iter().map(|(id, bytes)| (id, &bytes[..])))
+    }
+
+    /// The snapshot record files of the home that could not be read or
+    /// decoded when this handle last listed them (at its opening, or at
+    /// the start of its last ingest or gc). Their snapshots are missing
+    /// from [`snapshots`](Self::snapshots) meanwhile, and [`gc`](Self::gc)
+    /// deletes nothing; a command should tell its user about each.
+    pub fn unreadable_records(&self) -> Vec<UnreadableRecord> {
+        self.unreadable
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Lists `snapshots/` again and reads every record the index lacks, up
+    /// to [`RECORD_TRIES`] times while some fail (a store that erred once,
+    /// a record written as this runs): what reads is adopted. Fails,
+    /// naming the records and the way out, when some still cannot be read:
+    /// `what` (gc, forget --prune) would free the data only they reach.
+    pub(crate) fn check_every_record(&self, what: &'static str) -> Result<()> {
+        for attempt in 1..=RECORD_TRIES {
+            let keys = self.files.list(SnapshotRecord::FOLDER)?;
+            self.adopt_snapshot_files(&keys, Vec::new())?;
+            let unreadable = self.unreadable_records();
+            let Some(first) = unreadable.first() else {
+                return Ok(());
+            };
+            if attempt == RECORD_TRIES {
+                let more = match unreadable.len() {
+                    1 => String::new(),
+                    n => format!(" ({} more records cannot be read either)", n - 1),
+                };
+                return Err(Error::WouldLoseData {
+                    command: what,
+                    reason: format!("{first}{more}"),
+                });
+            }
+            std::thread::sleep(std::time::Duration::from_millis(200 * attempt as u64));
+        }
+        unreachable!("the last attempt returns")
+    }
+
+    /// The snapshot whose record file cannot be read (see
+    /// [`unreadable_records`](Self::unreadable_records)) that `spec` (a
+    /// full id or a unique prefix of one) names, if any.
+    pub fn unreadable_record(&self, spec: &str) -> Option<SnapshotId> {
+        let spec = spec.to_ascii_lowercase();
+        let mut matches = self
+            .unreadable_records()
+            .into_iter()
+            .filter(|r| !spec.is_empty() && r.id.to_hex().starts_with(&spec));
+        match (matches.next(), matches.next()) {
+            (Some(one), None) => Some(one.id),
+            _ => None,
+        }
     }
 
     /// Of the record files `keys` (a listing of `snapshots/`), those whose
@@ -1138,11 +1241,8 @@ fn open_cache_index(
 /// saved one was used.
 fn load_bloom(cache: &CacheSlot, index: &Index) -> Result<(Bloom, bool)> {
     let path = cache.bloom();
-    let saved = match std::fs::read(&path) {
-        Ok(bytes) => Bloom::decode(&bytes, &path.display().to_string()).ok(),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-        Err(e) => return Err(Error::io(&path, e)),
-    };
+    let saved = CacheSlot::read(&path)?
+        .and_then(|bytes| Bloom::decode(&bytes, &path.display().to_string()).ok());
     match saved {
         Some(b) if b.stamp() == index.generation() => Ok((b, true)),
         _ => Ok((rebuilt_bloom(index)?, false)),

@@ -4,11 +4,28 @@
 //! boot id, start time): `exclusive` for maintenance (gc, forget,
 //! rebalance, shard changes, repair), `shared` for each writer (ingest,
 //! put), `reader` for each reader. An exclusive lock excludes every other
-//! exclusive or shared one; readers exclude nothing. The holder writes it again every [`refresh`] interval; a lock
-//! whose object the store has not seen written for [`stale_after`] (by the
-//! store's clock: the age is the difference between its time and that of
-//! an object just written, so no two machines' clocks are compared) is
-//! stale, and so at once is one from this host whose process is gone.
+//! exclusive or shared one; readers exclude nothing. The holder writes it
+//! again every [`refresh`] interval; a lock whose object the store has not
+//! seen written for [`stale_after`] (by the store's clock: the age is the
+//! difference between its time and that of an object just written, so no
+//! two machines' clocks are compared) is stale. Only a lock of this very
+//! kernel and pid namespace (machine id, boot id and pid namespace all
+//! ours) whose process is gone is stale at once: a cloned VM or a
+//! container shares a hostname, a cache folder, even a boot id, with
+//! processes this one cannot see.
+//!
+//! **Fencing.** Each exclusive taker, once it holds the lock, writes a
+//! higher generation into `locks/fence`; every holder remembers the
+//! generation it started under. Before a writer records a snapshot (or a
+//! blob marker), and before maintenance deletes anything, the holder
+//! checks ([`ObjectLock::check_alive`]) that its lock was written again
+//! without a gap long enough for another to judge it stale (measured on
+//! the boot-time clock, which runs on while a laptop is suspended), that
+//! its lock object still exists, and that the generation is unchanged. A
+//! holder suspended or cut off long enough for an exclusive taker to come
+//! and go fails there instead of recording a snapshot whose chunks that
+//! taker's gc may have deleted. The refresher stops writing a lock it
+//! finds deleted or late, so a lost lock is never brought back to life.
 //!
 //! Taking a lock works on stores without conditional writes: write your
 //! lock, then list `locks/`; if a live lock that excludes yours is there,
@@ -46,6 +63,9 @@ pub(crate) const FOLDER: &str = "locks/";
 /// The key an exclusive taker claims with a create-only PUT.
 const CLAIM: &str = "locks/exclusive";
 
+/// The fencing generation: raised by each exclusive taker.
+const FENCE: &str = "locks/fence";
+
 /// What a lock is for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Kind {
@@ -81,33 +101,78 @@ impl Kind {
     }
 }
 
-/// A lock object's contents.
+/// A lock object's contents. Locks written by older builds lack the
+/// machine id and pid namespace: they are judged by age alone.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 struct Holder {
     pid: u32,
     host: String,
-    /// The kernel's id of this boot: a pid from another boot is no one.
+    /// The kernel's id of this boot.
     boot: String,
     since: String,
+    /// `/etc/machine-id` (empty where there is none).
+    #[serde(default)]
+    machine: String,
+    /// The pid namespace the pid belongs to (`pid:[inode]`).
+    #[serde(default)]
+    pidns: String,
+}
+
+/// Who this process is: the parts of [`Holder`] that never change.
+#[derive(Clone)]
+struct Identity {
+    host: String,
+    boot: String,
+    machine: String,
+    pidns: String,
+}
+
+fn identity() -> &'static Identity {
+    static ME: std::sync::OnceLock<Identity> = std::sync::OnceLock::new();
+    ME.get_or_init(|| {
+        let read = |path: &str| {
+            std::fs::read_to_string(path)
+                .map(|s| s.trim().to_string())
+                .unwrap_or_default()
+        };
+        Identity {
+            host: gethostname::gethostname().to_string_lossy().into_owned(),
+            boot: read("/proc/sys/kernel/random/boot_id"),
+            machine: read("/etc/machine-id"),
+            pidns: std::fs::read_link("/proc/self/ns/pid")
+                .map(|p| p.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+        }
+    })
 }
 
 impl Holder {
     fn me() -> Self {
+        let me = identity().clone();
         Holder {
             pid: std::process::id(),
-            host: gethostname::gethostname().to_string_lossy().into_owned(),
-            boot: boot_id(),
+            host: me.host,
+            boot: me.boot,
             since: humantime::format_rfc3339_seconds(SystemTime::now()).to_string(),
+            machine: me.machine,
+            pidns: me.pidns,
         }
     }
 
-    /// True when the holder is a process of this host's current boot
-    /// that no longer runs.
+    /// True when the holder is a process this one could see, of this
+    /// kernel's current boot and pid namespace, that no longer runs. A
+    /// hostname proves nothing (containers, cloned machines), nor does a
+    /// different boot id (a clone booted apart), so every part must match.
     fn is_gone_from_here(&self) -> bool {
-        let me = Holder::me();
-        self.host == me.host
-            && (self.boot != me.boot
-                || !std::path::Path::new(&format!("/proc/{}", self.pid)).exists())
+        let me = identity();
+        let ours = |theirs: &str, mine: &str| !mine.is_empty() && theirs == mine;
+        // Where there is no machine id, the boot id and pid namespace
+        // alone say "this kernel, these pids".
+        ours(&self.host, &me.host)
+            && self.machine == me.machine
+            && ours(&self.boot, &me.boot)
+            && ours(&self.pidns, &me.pidns)
+            && !std::path::Path::new(&format!("/proc/{}", self.pid)).exists()
     }
 }
 
@@ -117,10 +182,11 @@ impl std::fmt::Display for Holder {
     }
 }
 
-fn boot_id() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
-        .map(|s| s.trim().to_string())
-        .unwrap_or_default()
+/// Time since boot, suspended time included (`CLOCK_BOOTTIME`; a
+/// `std::time::Instant` stops while a laptop sleeps).
+fn boot_clock() -> Duration {
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::Boottime);
+    Duration::new(t.tv_sec as u64, t.tv_nsec as u32)
 }
 
 /// How long a lock may go unwritten before it is stale:
@@ -137,16 +203,55 @@ fn refresh() -> Duration {
     (stale_after() / 6).max(Duration::from_millis(200))
 }
 
+/// The longest a holder may go without writing its lock and still be
+/// sure nobody took it for stale: the staleness less one refresh, so that
+/// what it does next has a refresh's time to land.
+fn safe_gap() -> Duration {
+    stale_after().saturating_sub(refresh())
+}
+
+/// What the refresher knows of its lock.
+struct Liveness {
+    /// When the lock was last written ([`boot_clock`]).
+    written: Duration,
+    /// Why the lock can no longer be trusted, once it cannot: it went
+    /// unwritten too long, or another process deleted it as stale.
+    lost: Option<String>,
+}
+
+impl Liveness {
+    /// False, the lock being lost, if at `now` it has gone unwritten for
+    /// longer than [`safe_gap`].
+    fn check(&mut self, now: Duration) -> bool {
+        let gap = now.saturating_sub(self.written);
+        if gap > safe_gap() {
+            self.lose(format!(
+                "it went {}s unwritten (suspended, or cut off from the store), long enough \
+                 for another process to take it for stale",
+                gap.as_secs()
+            ));
+        }
+        self.lost.is_none()
+    }
+
+    fn lose(&mut self, why: String) {
+        self.lost.get_or_insert(why);
+    }
+}
+
 /// A held lock; removed on drop.
 pub(crate) struct ObjectLock {
     home: Arc<ObjectStoreBackend>,
     key: String,
     /// Tells the refresher to stop.
     stop: Arc<(Mutex<bool>, Condvar)>,
-    /// When the lock was last written.
-    written: Arc<Mutex<std::time::Instant>>,
+    /// When the lock was last written, and whether it was lost.
+    liveness: Arc<Mutex<Liveness>>,
     /// This lock holds the claim on [`CLAIM`].
     claimed: bool,
+    /// The fencing generation this lock was taken under (an exclusive
+    /// lock: the one it wrote).
+    generation: u64,
     refresher: Option<std::thread::JoinHandle<()>>,
 }
 
@@ -158,8 +263,10 @@ impl ObjectLock {
         getrandom::fill(&mut random).expect("the operating system's random source failed");
         let key = format!("{FOLDER}{}-{}", kind.name(), hex::encode(random));
         let body = serde_json::to_vec(&Holder::me()).expect("serialises");
+        // Before the write: the store may stamp it any time after.
+        let writing = boot_clock();
         MetaStore::put(home.as_ref(), &key, &body)?;
-        let mut lock = ObjectLock::start(home, key, body);
+        let mut lock = ObjectLock::start(home, key, body, writing);
         if kind == Kind::Exclusive {
             lock.claim()?;
         }
@@ -176,18 +283,42 @@ impl ObjectLock {
             drop(lock);
             return Err(err);
         }
+        // Held. Readers are not fenced: they delete nothing and record
+        // nothing (and a gc that judged one stale only makes its reads fail).
+        lock.generation = match kind {
+            Kind::Exclusive => lock.raise_fence()?,
+            Kind::Shared => read_fence(&lock.home)?.0,
+            Kind::Reader => 0,
+        };
         Ok(lock)
     }
 
-    /// Keeps the lock live from a thread of its own.
-    fn start(home: Arc<ObjectStoreBackend>, key: String, body: Vec<u8>) -> Self {
+    /// Writes a generation one above the current into [`FENCE`], naming
+    /// this lock; returns it. Only an exclusive holder does, one at a time.
+    fn raise_fence(&self) -> Result<u64> {
+        let generation = read_fence(&self.home)?.0 + 1;
+        let body = serde_json::to_vec(&Fence {
+            generation,
+            lock: self.key.clone(),
+        })
+        .expect("serialises");
+        MetaStore::put(self.home.as_ref(), FENCE, &body)?;
+        Ok(generation)
+    }
+
+    /// Keeps the lock, first written at `written` ([`boot_clock`]), live
+    /// from a thread of its own.
+    fn start(home: Arc<ObjectStoreBackend>, key: String, body: Vec<u8>, written: Duration) -> Self {
         let stop = Arc::new((Mutex::new(false), Condvar::new()));
-        let written = Arc::new(Mutex::new(std::time::Instant::now()));
+        let liveness = Arc::new(Mutex::new(Liveness {
+            written,
+            lost: None,
+        }));
         let refresher = std::thread::Builder::new()
             .name("dedup-lock".into())
             .spawn({
                 let (home, key, stop) = (home.clone(), key.clone(), stop.clone());
-                let written = written.clone();
+                let liveness = liveness.clone();
                 move || {
                     let (stopped, wake) = &*stop;
                     let mut done = stopped
@@ -198,16 +329,8 @@ impl ObjectLock {
                             .wait_timeout(done, refresh())
                             .unwrap_or_else(std::sync::PoisonError::into_inner);
                         done = guard;
-                        if *done {
+                        if *done || !refresh_once(&home, &key, &body, &liveness) {
                             return;
-                        }
-                        // A failed refresh is tried again at the next
-                        // tick; staleness allows several to fail.
-                        if MetaStore::put(home.as_ref(), &key, &body).is_ok() {
-                            *written
-                                .lock()
-                                .unwrap_or_else(std::sync::PoisonError::into_inner) =
-                                std::time::Instant::now();
                         }
                     }
                 }
@@ -217,8 +340,9 @@ impl ObjectLock {
             home,
             key,
             stop,
-            written,
+            liveness,
             claimed: false,
+            generation: 0,
             refresher,
         }
     }
@@ -268,28 +392,46 @@ impl ObjectLock {
         }
     }
 
-    /// Fails when the lock has gone unwritten for so long that another
-    /// process may have taken it for stale (this one was suspended, or cut
-    /// off from the store): what it was about to record could name packs a
-    /// `gc` has since deleted.
+    /// Fails when this lock may no longer be held (see the module docs):
+    /// it went unwritten, by the boot-time clock, long enough for another
+    /// process to take it for stale (this one was suspended, or cut off
+    /// from the store), or its object is gone, or an exclusive taker came
+    /// since it was taken. What the caller was about to record or delete
+    /// could then name packs a `gc` has deleted, or that a writer uses.
     pub(crate) fn check_alive(&self) -> Result<()> {
-        let age = self
-            .written
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .elapsed();
-        if age + refresh() < stale_after() {
-            return Ok(());
-        }
-        Err(Error::ObjectStore {
+        let lost = |why: String| Error::ObjectStore {
             location: MetaStore::location(self.home.as_ref()),
             message: format!(
-                "this process's lock {} was last written {}s ago, long enough for \
-                 another machine to take it for stale; nothing more is recorded",
-                self.key,
-                age.as_secs()
+                "this process's lock {} may no longer be held: {why}; nothing more is \
+                 recorded or deleted (run the command again)",
+                self.key
             ),
-        })
+        };
+        {
+            let mut liveness = self
+                .liveness
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if !liveness.check(boot_clock()) {
+                return Err(lost(liveness.lost.clone().unwrap_or_default()));
+            }
+        }
+        match crate::store::PackStore::size(self.home.as_ref(), &self.key) {
+            Ok(_) => {}
+            Err(e) if crate::store::is_not_found(&e) => {
+                return Err(lost("another process deleted it as stale".into()))
+            }
+            Err(e) => return Err(e),
+        }
+        let (generation, by) = read_fence(&self.home)?;
+        if generation != self.generation {
+            return Err(lost(format!(
+                "maintenance took the repository since (fencing generation {} became \
+                 {generation}, by {by})",
+                self.generation
+            )));
+        }
+        Ok(())
     }
 
     /// True when a reader's lock is live.
@@ -316,6 +458,72 @@ impl Drop for ObjectLock {
             let _ = MetaStore::delete(self.home.as_ref(), CLAIM);
         }
         let _ = MetaStore::delete(self.home.as_ref(), &self.key);
+    }
+}
+
+/// Writes the lock `key` again, unless it was lost (too late, or
+/// deleted by another as stale: a lost lock is never brought back, since
+/// whoever judged it stale may be acting on that); returns whether to go
+/// on refreshing. A failed write is tried again at the next tick;
+/// staleness allows several to fail.
+fn refresh_once(
+    home: &ObjectStoreBackend,
+    key: &str,
+    body: &[u8],
+    liveness: &Mutex<Liveness>,
+) -> bool {
+    let lock = || {
+        liveness
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    };
+    let started = boot_clock();
+    if !lock().check(started) {
+        return false;
+    }
+    match crate::store::PackStore::size(home, key) {
+        Err(e) if crate::store::is_not_found(&e) => {
+            lock().lose("another process deleted it as stale".into());
+            return false;
+        }
+        Err(_) => return true,
+        Ok(_) => {}
+    }
+    if MetaStore::put(home, key, body).is_ok() {
+        // Counted from before the write: the store may have stamped it
+        // any time after that.
+        let mut l = lock();
+        if l.lost.is_none() {
+            l.written = started;
+        }
+    }
+    true
+}
+
+/// The contents of [`FENCE`].
+#[derive(Serialize, Deserialize)]
+struct Fence {
+    generation: u64,
+    /// The exclusive lock that wrote it.
+    lock: String,
+}
+
+/// The fencing generation, and the lock that raised it (0 and "nobody"
+/// before any exclusive taker raised one).
+fn read_fence(home: &ObjectStoreBackend) -> Result<(u64, String)> {
+    match MetaStore::get(home, FENCE) {
+        Ok(bytes) => {
+            let fence: Fence = serde_json::from_slice(&bytes).map_err(|e| {
+                Error::corrupt(
+                    "lock fence",
+                    format!("{}/{FENCE}", MetaStore::location(home)),
+                    e.to_string(),
+                )
+            })?;
+            Ok((fence.generation, fence.lock))
+        }
+        Err(e) if crate::store::is_not_found(&e) => Ok((0, "nobody".into())),
+        Err(e) => Err(e),
     }
 }
 
@@ -375,9 +583,77 @@ fn scan(home: &ObjectStoreBackend, own: &str) -> Result<Vec<Found>> {
                 host: "an unknown host".into(),
                 boot: String::new(),
                 since: "an unknown time".into(),
+                machine: String::new(),
+                pidns: String::new(),
             }),
             stale: gone || age > stale_after(),
         });
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_gap_past_the_safe_one_loses_the_lock_for_good() {
+        let gap = safe_gap();
+        let mut l = Liveness {
+            written: Duration::from_secs(1000),
+            lost: None,
+        };
+        assert!(l.check(Duration::from_secs(1000) + gap));
+        // Written again in time: counted from the new write.
+        l.written = Duration::from_secs(1000) + gap;
+        assert!(l.check(Duration::from_secs(1000) + gap + gap / 2));
+        // One gap too long (a suspend) is enough, whatever follows.
+        assert!(!l.check(Duration::from_secs(1001) + gap + gap));
+        l.written = Duration::from_secs(5000);
+        assert!(!l.check(Duration::from_secs(5000)), "lost stays lost");
+        assert!(l.lost.unwrap().contains("unwritten"));
+    }
+
+    #[test]
+    fn only_a_process_of_this_kernel_and_pid_namespace_is_judged_gone() {
+        let dead = {
+            let mut child = std::process::Command::new("true").spawn().unwrap();
+            let pid = child.id();
+            child.wait().unwrap();
+            pid
+        };
+        let gone = Holder {
+            pid: dead,
+            ..Holder::me()
+        };
+        assert!(gone.is_gone_from_here());
+        assert!(!Holder::me().is_gone_from_here(), "this process runs");
+        let elsewhere = [
+            Holder {
+                boot: "another boot".into(),
+                ..gone.clone()
+            },
+            Holder {
+                pidns: "pid:[1]".into(),
+                ..gone.clone()
+            },
+            Holder {
+                machine: "another machine".into(),
+                ..gone.clone()
+            },
+            Holder {
+                host: "another-host".into(),
+                ..gone.clone()
+            },
+            // From a build before these fields: age alone judges it.
+            Holder {
+                machine: String::new(),
+                pidns: String::new(),
+                ..gone.clone()
+            },
+        ];
+        for holder in elsewhere {
+            assert!(!holder.is_gone_from_here(), "{holder:?}");
+        }
+    }
 }

@@ -88,7 +88,7 @@ impl Repository {
         let files = super::keys::files_for(home.files(), &crypt);
         let mut report = RepairReport::default();
         {
-            let _hold = Hold::writer(&home, false)?;
+            let hold = Hold::writer(&home, false)?;
             let cache = CacheSlot::take(&opts.cache_root()?, &config.repository_id)?;
             // The new index is built aside and becomes the truth whole: a
             // repair cut short leaves the index as it was, never a partial
@@ -115,10 +115,12 @@ impl Repository {
             // after which no older segment is applied again.
             // It replaces every segment there was.
             let before = segment::names(files.as_ref())?;
+            hold.check_alive()?;
             index.write_full_segment(files.as_ref(), &before)?;
             index.flush()?;
             drop(index);
             swap_in(&cache.index(), &fresh)?;
+            hold.check_alive()?;
             segment::delete(files.as_ref(), &before)?;
             let bloom = cache.bloom();
             if bloom.exists() {
@@ -431,6 +433,7 @@ impl Repository {
             }
         }
         batch.retire_pack(pack, ids, backend);
+        self.hold.check_alive()?;
         let retired = self.index.commit(batch)?;
         report.packs_kept_for_readers += self.release(retired)?;
         Ok(())

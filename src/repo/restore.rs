@@ -27,7 +27,7 @@ use rayon::prelude::*;
 use crate::error::{Error, IoContext, Result};
 use crate::id::ChunkId;
 use crate::index::Location;
-use crate::repo::browse::{components, Found};
+use crate::repo::browse::{components, unescape_name, Found};
 use crate::repo::globs::PathGlobs;
 use crate::repo::{in_pool, Progress, Repository};
 use crate::snapshot::{Entry, EntryKind, SnapshotId};
@@ -62,7 +62,8 @@ pub struct RestoreOutcome {
     /// (`--verify`).
     pub verified: u64,
     /// Files that could not be restored (or read back as they should be),
-    /// each with the reason.
+    /// and folders whose listing could not be read (nothing below them is
+    /// restored), each with the reason.
     pub failed: Vec<String>,
 }
 
@@ -111,6 +112,9 @@ struct Plan {
     /// The first path restored for each link key.
     linked: HashMap<u64, PathBuf>,
     left_out: u64,
+    /// Folders whose tree could not be read, each with why: made, but
+    /// nothing below them is restored.
+    damaged: Vec<String>,
 }
 
 impl Plan {
@@ -375,7 +379,10 @@ impl Repository {
     ) -> Result<RestoreOutcome> {
         let record = self.snapshot(snapshot)?;
         let found = self.lookup(snapshot, &record.tree, path)?;
-        let at = PathBuf::from(format!("/{}", components(path)?.join("/")));
+        let mut at = PathBuf::from("/");
+        for part in components(path)? {
+            at.push(std::ffi::OsStr::from_bytes(&unescape_name(part)?));
+        }
         check_destination(dest)?;
         match fs::read_dir(dest) {
             Ok(mut it) => {
@@ -398,6 +405,7 @@ impl Repository {
             hardlinks: Vec::new(),
             linked: HashMap::new(),
             left_out: 0,
+            damaged: Vec::new(),
         };
         match (found.tree(), found) {
             (Some(tree), _) => self.plan(&tree, dest, &at, opts, &mut plan)?,
@@ -419,6 +427,10 @@ impl Repository {
             left_out: plan.left_out,
             ..Default::default()
         };
+        for message in std::mem::take(&mut plan.damaged) {
+            progress.warn(&message);
+            outcome.failed.push(message);
+        }
         let mut files = std::mem::take(&mut plan.files);
         if opts.overwrite != Overwrite::Refuse {
             clear_the_way(&mut files, opts.overwrite, &mut outcome)?;
@@ -495,9 +507,21 @@ impl Repository {
         let start = (dest.to_path_buf(), at.to_path_buf(), 0, everything);
         self.walk_paths(
             vec![(*root, start)],
-            |(dir, here, depth, whole), _, tree| {
+            |(dir, here, depth, whole), id, tree| {
                 let mut subdirs = Vec::new();
-                for entry in tree?.entries {
+                let tree = match tree {
+                    Ok(tree) => tree,
+                    // An unreachable store is no damaged tree.
+                    Err(e @ Error::ObjectStore { .. }) => return Err(e),
+                    Err(e) => {
+                        plan.damaged.push(format!(
+                            "{}: folder (tree {id}) cannot be read, nothing in it is restored: {e}",
+                            dir.display()
+                        ));
+                        return Ok(subdirs);
+                    }
+                };
+                for entry in tree.entries {
                     // Names were checked when the tree was decoded; a path
                     // built from them can only be a direct child of `dir`.
                     let name = std::ffi::OsStr::from_bytes(&entry.name);
@@ -1206,7 +1230,7 @@ impl Repository {
         self.fetch_all(wanted, None, &|_, places: &[Place], raw| {
             // Checked once for all the places: a chunk of zeros is
             // left a hole, except where it ends a file.
-            let zeros = raw.as_ref().is_ok_and(|raw| raw.iter().all(|&b| b == 0));
+            let zeros = raw.as_ref().is_ok_and(|raw| super::writer::is_zeros(raw));
             for place in places {
                 let (f, slot) = (&files[place.file as usize], &writing[place.file as usize]);
                 let lock = || slot.lock().unwrap_or_else(PoisonError::into_inner);

@@ -375,6 +375,7 @@ impl Repository {
             .map(|e| e.id)
             .collect();
         batch.retire_pack(*pack, ids, source.backend.clone());
+        self.hold.check_alive()?;
         let retired = self.index.commit(batch)?;
         self.release(retired)
     }

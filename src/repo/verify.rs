@@ -230,19 +230,15 @@ impl Repository {
     /// The Bloom filter is disposable, but a damaged one is still news.
     fn check_bloom(&self, report: &mut VerifyReport) -> Result<()> {
         let path = self.cache.bloom();
-        match std::fs::read(&path) {
-            Ok(bytes) => {
-                if let Err(e) = Bloom::decode(&bytes, &path.display().to_string()) {
-                    report.problems.push(Problem::new(
-                        ProblemKind::DamagedBloom,
-                        format!("{e} (rebuilt from the index at the next write)"),
-                    ));
-                }
-                Ok(())
+        if let Some(bytes) = super::cache::CacheSlot::read(&path)? {
+            if let Err(e) = Bloom::decode(&bytes, &path.display().to_string()) {
+                report.problems.push(Problem::new(
+                    ProblemKind::DamagedBloom,
+                    format!("{e} (rebuilt from the index at the next write)"),
+                ));
             }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(Error::io(&path, e)),
         }
+        Ok(())
     }
 
     /// Every indexed pack is present with a trailer that reads.

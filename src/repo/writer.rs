@@ -40,6 +40,13 @@ pub(crate) struct WriterStats {
 /// of two cores.
 const SPARE_WINDOWS: usize = 4;
 
+/// True when `data` is all zeros; a block at a time, so that data that
+/// is not stops at once and the rest is compared at memory speed.
+pub(crate) fn is_zeros(data: &[u8]) -> bool {
+    data.chunks(4096)
+        .all(|block| block.iter().fold(0u8, |acc, &b| acc | b) == 0)
+}
+
 /// What the open packs may hold together: two packs' worth, however many
 /// shards new chunks are spread over. With one or two shards every pack
 /// fills to `pack_size`; with more, the fullest is sealed early once they
@@ -74,6 +81,8 @@ pub(crate) struct ObjectWriter<'r> {
     skipped: AtomicU64,
     locality: Mutex<Locality>,
     false_positives: AtomicU64,
+    /// The ids of chunks of zeros met so far, by length.
+    zero_ids: Mutex<std::collections::HashMap<usize, ChunkId>>,
     /// Count and compress new objects, write nothing (`ingest --dry-run`):
     /// a new id stays claimed, so it is counted once.
     dry_run: bool,
@@ -99,6 +108,7 @@ impl<'r> ObjectWriter<'r> {
             skipped: AtomicU64::new(0),
             locality: Mutex::default(),
             false_positives: AtomicU64::new(0),
+            zero_ids: Mutex::default(),
             dry_run: false,
         }
     }
@@ -175,7 +185,18 @@ impl<'r> ObjectWriter<'r> {
     pub fn store(&self, data: &[u8], kind: ObjectKind) -> Result<ChunkId> {
         let raw_len = record::length(data.len(), kind)?;
         let crypt = self.repo.crypt();
-        let id = crypt.id_of(data);
+        // A chunk of zeros (a sparse file's holes, a disk image's free
+        // space) is hashed once per length, not once per chunk.
+        let id = if kind == ObjectKind::Data && is_zeros(data) {
+            *self
+                .zero_ids
+                .lock()
+                .expect("zero ids lock")
+                .entry(data.len())
+                .or_insert_with(|| crypt.id_of(data))
+        } else {
+            crypt.id_of(data)
+        };
         if self.known_or_claim(id)? {
             return Ok(id);
         }

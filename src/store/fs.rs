@@ -23,7 +23,10 @@ pub enum FileKind {
     File,
     /// A folder.
     Dir,
-    /// Anything else (a link, a socket): never written by the engine.
+    /// A symbolic link: never followed inside a store (only a store's
+    /// own root may be one, see [`Fs::follow_root`]).
+    Link,
+    /// Anything else (a socket, a device): never written by the engine.
     Other,
 }
 
@@ -62,6 +65,13 @@ pub trait Fs: Send + Sync + std::fmt::Debug {
     /// The entries of folder `path`, by name (names that are not UTF-8
     /// are left out: the engine never writes one).
     fn read_dir(&self, path: &Path) -> io::Result<Vec<(String, FileKind)>>;
+    /// Where the symlink at `path` leads, resolved whole, when `path` is
+    /// one; `None` when it is not (or is absent). Used once, on a store's
+    /// root (a repository or shard moved to another disk and linked back);
+    /// links inside a store are never followed. `None` by default.
+    fn follow_root(&self, _path: &Path) -> io::Result<Option<PathBuf>> {
+        Ok(None)
+    }
     /// Called before the engine makes something durable outside this file
     /// system (an index commit), so that a decorator counting steps sees
     /// every durable step in order. Does nothing by default.
@@ -117,6 +127,8 @@ fn kind_of(t: fs::FileType) -> FileKind {
         FileKind::File
     } else if t.is_dir() {
         FileKind::Dir
+    } else if t.is_symlink() {
+        FileKind::Link
     } else {
         FileKind::Other
     }
@@ -181,6 +193,15 @@ impl Fs for OsFs {
 
     fn kind(&self, path: &Path) -> io::Result<FileKind> {
         Ok(kind_of(fs::symlink_metadata(path)?.file_type()))
+    }
+
+    fn follow_root(&self, path: &Path) -> io::Result<Option<PathBuf>> {
+        match fs::symlink_metadata(path) {
+            Ok(m) if m.file_type().is_symlink() => fs::canonicalize(path).map(Some),
+            Ok(_) => Ok(None),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
     }
 
     fn len(&self, path: &Path) -> io::Result<u64> {

@@ -48,29 +48,44 @@ pub struct LocalStore {
     root: PathBuf,
 }
 
+/// The error for `path`, where a folder was expected and `kind` found.
+fn not_a_folder(path: &Path, kind: FileKind) -> Error {
+    let why = if kind == FileKind::Link {
+        "is a symlink, which dedup never follows inside a repository"
+    } else {
+        "not a directory"
+    };
+    Error::io(
+        path,
+        std::io::Error::new(std::io::ErrorKind::NotADirectory, why),
+    )
+}
+
 impl LocalStore {
     /// A store over `root`, which is created (with its parents, durably)
     /// if absent, and made its owner's only (0700) either way.
+    /// A symlink at `root` is followed, once: the store is then used
+    /// through its real path.
     pub fn create(fs: Arc<dyn Fs>, root: impl Into<PathBuf>) -> Result<Self> {
-        let store = LocalStore {
-            fs,
-            root: root.into(),
-        };
+        let root = root.into();
+        let root = fs.follow_root(&root).at(&root)?.unwrap_or(root);
+        let store = LocalStore { fs, root };
         store.make_dir(&store.root.clone())?;
         store.fs.make_private(&store.root).at(&store.root)?;
         Ok(store)
     }
 
-    /// A store over an existing folder.
+    /// A store over an existing folder, or over the folder a symlink at
+    /// `root` leads to (a repository or shard moved to another disk and
+    /// linked back), used through its real path. Links inside a store are
+    /// never followed.
     pub fn open(fs: Arc<dyn Fs>, root: impl Into<PathBuf>) -> Result<Self> {
         let root = root.into();
-        if fs.kind(&root).at(&root)? != FileKind::Dir {
-            return Err(Error::io(
-                &root,
-                std::io::Error::new(std::io::ErrorKind::NotADirectory, "not a directory"),
-            ));
+        let root = fs.follow_root(&root).at(&root)?.unwrap_or(root);
+        match fs.kind(&root).at(&root)? {
+            FileKind::Dir => Ok(LocalStore { fs, root }),
+            kind => Err(not_a_folder(&root, kind)),
         }
-        Ok(LocalStore { fs, root })
     }
 
     /// The folder this store lives in.
@@ -88,12 +103,7 @@ impl LocalStore {
     fn make_dir(&self, dir: &Path) -> Result<()> {
         match self.fs.kind(dir) {
             Ok(FileKind::Dir) => return Ok(()),
-            Ok(_) => {
-                return Err(Error::io(
-                    dir,
-                    std::io::Error::new(std::io::ErrorKind::NotADirectory, "not a directory"),
-                ))
-            }
+            Ok(kind) => return Err(not_a_folder(dir, kind)),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => return Err(Error::io(dir, e)),
         }
@@ -161,6 +171,14 @@ impl LocalStore {
                     }
                     FileKind::File if key.starts_with(prefix) && !key.ends_with(TMP_SUFFIX) => {
                         out.push(key);
+                    }
+                    // A link where the folder asked for should be (a
+                    // `snapshots/` planted elsewhere) is refused: listed as
+                    // empty, it would make every record look deleted.
+                    FileKind::Link
+                        if !prefix.is_empty() && prefix.starts_with(&format!("{key}/")) =>
+                    {
+                        return Err(not_a_folder(&dir.join(&name), kind));
                     }
                     _ => {}
                 }

@@ -3,7 +3,7 @@
 
 use std::io::Write;
 
-use dedup::repo::browse::{components, Change, FindMemo, Found};
+use dedup::repo::browse::{components, escape_name, Change, FindMemo, Found};
 use dedup::snapshot::{Entry, EntryKind};
 use dedup::Repository;
 use serde::Serialize;
@@ -60,7 +60,7 @@ impl Listed {
             EntryKind::Symlink { target } => (
                 "symlink",
                 target.len() as u64,
-                Some(String::from_utf8_lossy(target).into_owned()),
+                Some(escape_name(target)),
                 None,
             ),
             EntryKind::Fifo => ("fifo", 0, None, None),
@@ -94,12 +94,7 @@ impl Listed {
             gid: owner.map(|o| o.gid),
             user: owner.map(|o| o.user.clone()).filter(|u| !u.is_empty()),
             group: owner.map(|o| o.group.clone()).filter(|g| !g.is_empty()),
-            xattrs: e
-                .attrs
-                .xattrs
-                .iter()
-                .map(|(n, _)| String::from_utf8_lossy(n).into_owned())
-                .collect(),
+            xattrs: e.attrs.xattrs.iter().map(|(n, _)| escape_name(n)).collect(),
             hardlink: e.attrs.link != 0,
         }
     }
@@ -202,7 +197,7 @@ fn list(
 ) -> anyhow::Result<()> {
     let base = base.trim_end_matches('/');
     for entry in repo.read_tree(&tree)?.entries {
-        let path = format!("{base}/{}", String::from_utf8_lossy(&entry.name));
+        let path = format!("{base}/{}", escape_name(&entry.name));
         let sub = match &entry.kind {
             EntryKind::Dir { tree } if recursive => Some(*tree),
             _ => None,

@@ -127,6 +127,7 @@ impl Context {
             };
             Repository::open_with(&self.repo, &opts)
         })
+        .inspect(warn_unreadable)
     }
 
     /// Opens the repository for maintenance (its lock alone), waiting up
@@ -143,7 +144,7 @@ impl Context {
 
     fn open_writer(&self, shared: bool) -> dedup::Result<Repository> {
         let deadline = Instant::now() + self.wait_lock;
-        self.with_password(|opts| {
+        let opened = self.with_password(|opts| {
             let opts = dedup::OpenOptions {
                 shared,
                 ..opts.clone()
@@ -165,11 +166,20 @@ impl Context {
                     other => return other,
                 }
             }
-        })
+        });
+        opened.inspect(warn_unreadable)
     }
 
     pub(crate) fn bar(&self, verb: &str) -> Bar {
         Bar::new(self.quiet, verb)
+    }
+}
+
+/// Names on stderr each snapshot record `repo` could not read: a data
+/// warning, so `--quiet` does not silence it.
+fn warn_unreadable(repo: &Repository) {
+    for record in repo.unreadable_records() {
+        eprintln!("dedup: warning: {record}");
     }
 }
 
@@ -488,7 +498,7 @@ pub fn restore(
         return Ok(0);
     }
     eprintln!(
-        "dedup: {} files could not be restored:",
+        "dedup: {} files or folders could not be restored:",
         outcome.failed.len()
     );
     for f in &outcome.failed {
@@ -571,9 +581,14 @@ pub fn forget(
             .map(|d| d.id)
             .collect();
     } else {
+        // A snapshot whose record cannot be read is named by its id.
         report.forgotten = specs
             .iter()
-            .map(|s| cx.resolve(&repo, s).map(|(id, _)| id))
+            .map(|s| match cx.resolve(&repo, s) {
+                Ok((id, _)) => Ok(id),
+                Err(e @ dedup::Error::UnknownSnapshot(_)) => repo.unreadable_record(s).ok_or(e),
+                Err(e) => Err(e),
+            })
             .collect::<dedup::Result<Vec<_>>>()?;
         if !how.dry_run {
             repo.forget(&report.forgotten)?;

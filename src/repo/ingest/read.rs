@@ -7,7 +7,7 @@
 use std::collections::HashSet;
 use std::fs;
 use std::io::{Read, Seek};
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::Path;
 
 use rayon::prelude::*;
@@ -97,9 +97,111 @@ pub(super) fn store_file(
             return Ok(unreadable(path, &e, progress));
         }
     }
-    match stream_chunks(writer, chunker, &mut file, progress)? {
+    // A sparse file (fewer blocks than its size needs) is read around its
+    // holes: they are zeros, given without a read.
+    let sparse = file
+        .metadata()
+        .is_ok_and(|m| m.blocks().saturating_mul(512) < m.len());
+    let streamed = if sparse {
+        let mut holes = Holes::new(&file);
+        stream_chunks(writer, chunker, &mut holes, progress)?
+    } else {
+        stream_chunks(writer, chunker, &mut file, progress)?
+    };
+    match streamed {
         Ok(chunks) => Ok(stored(job, chunks, after(&file), progress)),
         Err(e) => Ok(unreadable(path, &e, progress)),
+    }
+}
+
+/// Reads a file as `read` would, but gives the holes of a sparse file as
+/// zeros without reading them (`SEEK_DATA` and `SEEK_HOLE`): a 20 GiB disk
+/// image holding 1 GiB costs the reading of 1 GiB. Where the file system
+/// cannot say, everything is data.
+struct Holes<'f> {
+    file: &'f fs::File,
+    /// Where the next byte comes from.
+    at: u64,
+    /// Bytes from `at` known to be data (read them).
+    data: u64,
+    /// Bytes from `at` known to be a hole (zeros).
+    hole: u64,
+    /// The end of the file, once `SEEK_DATA` found no data after `at`.
+    end: Option<u64>,
+}
+
+impl<'f> Holes<'f> {
+    fn new(file: &'f fs::File) -> Self {
+        Holes {
+            file,
+            at: 0,
+            data: 0,
+            hole: 0,
+            end: None,
+        }
+    }
+
+    /// Learns what lies at `at`: data up to the next hole, or a hole up to
+    /// the next data (or the end of the file).
+    fn look(&mut self) -> std::io::Result<()> {
+        use rustix::fs::{seek, SeekFrom};
+        let at = self.at;
+        match seek(self.file, SeekFrom::Data(at)) {
+            Ok(data) if data <= at => {
+                let hole = seek(self.file, SeekFrom::Hole(at)).map_err(std::io::Error::from)?;
+                // At least one byte, so that a file system that answers
+                // oddly can never stop the read.
+                self.data = hole.saturating_sub(at).max(1);
+            }
+            Ok(data) => self.hole = data - at,
+            // No data after `at`: a hole to the end of the file, or the end.
+            Err(rustix::io::Errno::NXIO) => {
+                let end = self.file.metadata()?.len();
+                self.end = Some(end);
+                self.hole = end.saturating_sub(at);
+            }
+            // The file system keeps no map of holes: it is all data.
+            Err(_) => self.data = u64::MAX,
+        }
+        Ok(())
+    }
+}
+
+impl Read for Holes<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        use std::os::unix::fs::FileExt;
+        if buf.is_empty() {
+            return Ok(0);
+        }
+        if self.data == 0 && self.hole == 0 {
+            if self.end.is_some_and(|end| self.at >= end) {
+                return Ok(0);
+            }
+            self.look()?;
+        }
+        let n = if self.data > 0 {
+            let want = buf
+                .len()
+                .min(usize::try_from(self.data).unwrap_or(usize::MAX));
+            let n = self.file.read_at(&mut buf[..want], self.at)?;
+            // The file ended sooner than its map said (it shrank).
+            self.data = if n == 0 { 0 } else { self.data - n as u64 };
+            if n == 0 {
+                self.end = Some(self.at);
+            }
+            n
+        } else if self.hole > 0 {
+            let n = buf
+                .len()
+                .min(usize::try_from(self.hole).unwrap_or(usize::MAX));
+            buf[..n].fill(0);
+            self.hole -= n as u64;
+            n
+        } else {
+            0
+        };
+        self.at += n as u64;
+        Ok(n)
     }
 }
 
