@@ -828,7 +828,10 @@ fn a_writer_killed_mid_ingest_leaves_a_stale_lock_and_leftovers_gc_removes() {
         Vec::<std::path::PathBuf>::new(),
         "{gc}"
     );
-    assert_eq!(locks_in(&server.dir("home-four/locks")), Vec::<String>::new());
+    assert_eq!(
+        locks_in(&server.dir("home-four/locks")),
+        Vec::<String>::new()
+    );
     ok(dedup_home(&url, &server, &cache).args(["verify", "--read-data"]));
     ok(dedup_home(&url, &server, &cache).arg("ingest").arg(&src));
     assert_restores(

@@ -49,6 +49,7 @@ impl Found {
 /// characters and bytes that are not UTF-8 as `\xHH`. [`unescape_name`]
 /// reads it back.
 pub fn escape_name(name: &[u8]) -> String {
+    use std::fmt::Write as _;
     let mut out = String::with_capacity(name.len());
     for chunk in name.utf8_chunks() {
         for c in chunk.valid().chars() {
@@ -60,14 +61,14 @@ pub fn escape_name(name: &[u8]) -> String {
                 c if c.is_control() => {
                     let mut buf = [0; 4];
                     for b in c.encode_utf8(&mut buf).bytes() {
-                        out.push_str(&format!("\\x{b:02x}"));
+                        let _ = write!(out, "\\x{b:02x}");
                     }
                 }
                 c => out.push(c),
             }
         }
         for b in chunk.invalid() {
-            out.push_str(&format!("\\x{b:02x}"));
+            let _ = write!(out, "\\x{b:02x}");
         }
     }
     out

@@ -671,7 +671,7 @@ impl Repository {
                     reason: format!("{first}{more}"),
                 });
             }
-            std::thread::sleep(std::time::Duration::from_millis(200 * attempt as u64));
+            std::thread::sleep(std::time::Duration::from_millis(200 * u64::from(attempt)));
         }
         unreachable!("the last attempt returns")
     }

@@ -379,22 +379,8 @@ impl Repository {
     ) -> Result<RestoreOutcome> {
         let record = self.snapshot(snapshot)?;
         let found = self.lookup(snapshot, &record.tree, path)?;
-        let mut at = PathBuf::from("/");
-        for part in components(path)? {
-            at.push(std::ffi::OsStr::from_bytes(&unescape_name(part)?));
-        }
-        check_destination(dest)?;
-        match fs::read_dir(dest) {
-            Ok(mut it) => {
-                if opts.overwrite == Overwrite::Refuse && it.next().is_some() {
-                    return Err(Error::DestinationNotEmpty(dest.to_path_buf()));
-                }
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                fs::create_dir_all(dest).at(dest)?;
-            }
-            Err(e) => return Err(Error::io(dest, e)),
-        }
+        let at = in_snapshot(path)?;
+        prepare_destination(dest, opts.overwrite)?;
         let apply = Apply::new(opts.numeric_owner)?;
         let pool = self.io_pool();
         let mut plan = Plan {
@@ -627,6 +613,33 @@ impl Repository {
 /// an existing entry of this name (a link, say) is an error, never
 /// followed; when overwriting, an existing folder is used as it is and
 /// anything else in the way is replaced (except by `never`).
+/// Makes `dest` when absent; refuses one that is not safe to write in
+/// ([`check_destination`]), or that is not empty unless `overwrite` says
+/// what to do with what is there.
+fn prepare_destination(dest: &Path, overwrite: Overwrite) -> Result<()> {
+    check_destination(dest)?;
+    match fs::read_dir(dest) {
+        Ok(mut it) => {
+            if overwrite == Overwrite::Refuse && it.next().is_some() {
+                return Err(Error::DestinationNotEmpty(dest.to_path_buf()));
+            }
+            Ok(())
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => fs::create_dir_all(dest).at(dest),
+        Err(e) => Err(Error::io(dest, e)),
+    }
+}
+
+/// `path` (as `ls` prints paths) as a path from the snapshot's root, by
+/// its names' bytes: what restore's globs match against.
+fn in_snapshot(path: &str) -> Result<PathBuf> {
+    let mut at = PathBuf::from("/");
+    for part in components(path)? {
+        at.push(std::ffi::OsStr::from_bytes(&unescape_name(part)?));
+    }
+    Ok(at)
+}
+
 fn make_folder(path: &Path, overwrite: Overwrite) -> Result<()> {
     match fs::create_dir(path) {
         Err(e)
