@@ -6,6 +6,9 @@
 # ingests must succeed and both snapshots restore byte for byte from a
 # machine with nothing cached. Prints: one writer vs two writers (MiB/s),
 # the time to open the repository with a cold cache, the restore time.
+# Then the lock cases on the real store: a writer suspended past the
+# staleness while another machine collects records nothing, and a lock of
+# a clone with this hostname keeps gc out.
 #
 #   scripts/cluster.sh [WORKDIR]      (default /dev/shm/dedup-cluster)
 #
@@ -106,3 +109,49 @@ rm -rf "$work/out-a"
 run "$two" --cache "$work/cache-new" restore "$snap_a" "$work/out-a" > /dev/null
 diff -r --no-dereference "$work/src-a" "$work/out-a"
 echo "after gc: verify --read-data clean, restore identical"
+
+# Locks on the real store. A laptop stores data that deduplicates against
+# a snapshot, and is suspended (SIGSTOP) before it records; locks go stale
+# after 4 s here. Another machine forgets that snapshot and collects. The
+# laptop, resumed, must record nothing.
+fail() { echo "FAILED: $*"; exit 1; }
+locks=s3://dedup/locks
+mkdir -p "$work/src-l"
+head -c $((8 << 20)) /dev/urandom > "$work/src-l/data.bin"
+run "$locks" --cache "$work/cache-l" init > /dev/null
+first=$(run "$locks" --cache "$work/cache-l" ingest "$work/src-l" | awk '/^snapshot/ {print $2}')
+mkfifo "$work/feed"
+DEDUP_LOCK_STALE_SECONDS=4 "$dedup" --repo "$locks" --cache "$work/cache-laptop" \
+    ingest --stdin --stdin-name data.bin < "$work/feed" > /dev/null 2> "$work/laptop.err" &
+laptop=$!
+exec 3> "$work/feed"
+cat "$work/src-l/data.bin" >&3
+sleep 2
+kill -STOP "$laptop"
+sleep 6
+DEDUP_LOCK_STALE_SECONDS=4 run "$locks" --cache "$work/cache-l" forget "$first" --prune > /dev/null
+kill -CONT "$laptop"
+exec 3>&-
+status=0
+wait "$laptop" || status=$?
+[ "$status" = 2 ] && grep -q "may no longer be held" "$work/laptop.err" ||
+    fail "the suspended writer exited $status: $(cat "$work/laptop.err")"
+[ "$(run "$locks" --cache "$work/cache-l" snapshots --json | grep -c '"id"')" = 0 ] ||
+    fail "the suspended writer recorded a snapshot"
+run "$locks" --cache "$work/cache-l" verify --read-data > /dev/null
+echo "a writer suspended past the staleness while another machine collected: exit 2, nothing recorded"
+echo "  it said: $(cut -c1-160 "$work/laptop.err")"
+
+# A clone of this machine (same hostname, machine id and pid namespace,
+# another boot) holds a writer's lock whose pid is not running here: it
+# is live until it ages, so gc stays out.
+s3curl() { curl -sf -H "x-amz-content-sha256: UNSIGNED-PAYLOAD" --aws-sigv4 "aws:amz:$AWS_REGION:s3" --user "$AWS_ACCESS_KEY_ID:$AWS_SECRET_ACCESS_KEY" "$@"; }
+clone=$(printf '{"pid":%d,"host":"%s","boot":"00000000-1111-2222-3333-444444444444","since":"2026-01-01T00:00:00Z","machine":"%s","pidns":"%s"}' \
+    4000000 "$(cat /proc/sys/kernel/hostname)" "$(cat /etc/machine-id 2>/dev/null)" "$(readlink /proc/self/ns/pid)")
+s3curl -X PUT --data-binary "$clone" "$AWS_ENDPOINT/dedup/locks/locks/shared-0c10e0c10e0c10e0"
+status=0
+run "$locks" --cache "$work/cache-l" gc > /dev/null 2> "$work/gc.err" || status=$?
+[ "$status" = 2 ] && grep -q "locked by" "$work/gc.err" || fail "gc beside a clone's lock exited $status"
+s3curl -X DELETE "$AWS_ENDPOINT/dedup/locks/locks/shared-0c10e0c10e0c10e0"
+run "$locks" --cache "$work/cache-l" gc > /dev/null
+echo "a lock of a clone with this hostname, another boot: gc refused while it is fresh, ran once it was gone"

@@ -156,6 +156,64 @@ fn by_name(
         .or_insert_with(|| lookup(name))
 }
 
+/// Paths longer than this are reached through the handle of a folder
+/// above them, so that none handed to the kernel comes near `PATH_MAX`.
+const LONG_PATH: usize = 2048;
+
+/// Where the kernel is asked for a destination path: the path itself, or,
+/// for one longer than [`LONG_PATH`], the rest of it below the handle of a
+/// folder above it (`/proc/self/fd/N/rest`). The handles are opened as the
+/// folders are made and held for the whole restore, so a tree deeper than
+/// `PATH_MAX` restores whole (one handle for every [`LONG_PATH`] bytes of
+/// depth). Errors still name the path itself.
+#[derive(Default)]
+struct Reach {
+    handles: std::sync::RwLock<HashMap<PathBuf, fs::File>>,
+}
+
+impl Reach {
+    /// Where to reach `path`.
+    fn at<'p>(&self, path: &'p Path) -> std::borrow::Cow<'p, Path> {
+        use std::os::fd::AsRawFd;
+        if path.as_os_str().len() <= LONG_PATH {
+            return path.into();
+        }
+        let handles = self.handles.read().unwrap_or_else(PoisonError::into_inner);
+        for up in path.ancestors().skip(1) {
+            if let Some(handle) = handles.get(up) {
+                let rest = path.strip_prefix(up).expect("an ancestor");
+                let base = PathBuf::from(format!("/proc/self/fd/{}", handle.as_raw_fd()));
+                return base.join(rest).into();
+            }
+            // Only folders reached by a long path have handles.
+            if up.as_os_str().len() < LONG_PATH / 2 {
+                break;
+            }
+        }
+        path.into()
+    }
+
+    /// Once the folder `path` is made: holds it open when it takes a long
+    /// path to reach, for what is made below it.
+    fn made(&self, path: &Path) -> Result<()> {
+        use std::os::unix::fs::OpenOptionsExt;
+        let at = self.at(path);
+        if at.as_os_str().len() <= LONG_PATH {
+            return Ok(());
+        }
+        let handle = OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_DIRECTORY | libc::O_NOFOLLOW)
+            .open(&at)
+            .at(path)?;
+        self.handles
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(path.to_path_buf(), handle);
+        Ok(())
+    }
+}
+
 /// How restored entries get what they carry beyond content: owners (as
 /// root only; by the names recorded where this machine knows them, unless
 /// `numeric`), extended attributes, and what could not be set, counted for
@@ -168,6 +226,8 @@ struct Apply {
     owners_left: AtomicU64,
     xattrs_left: AtomicU64,
     devices_left: AtomicU64,
+    /// Where each destination path is reached.
+    reach: Reach,
 }
 
 impl Apply {
@@ -180,6 +240,7 @@ impl Apply {
             owners_left: AtomicU64::new(0),
             xattrs_left: AtomicU64::new(0),
             devices_left: AtomicU64::new(0),
+            reach: Reach::default(),
         })
     }
 
@@ -219,11 +280,12 @@ impl Apply {
     /// Owner and extended attributes of a folder, link or special file,
     /// by path (a link itself, never what it points to).
     fn path(&self, path: &Path, entry: &Entry) -> Result<bool> {
+        let at = self.reach.at(path);
         self.give(
             path,
             entry,
-            |uid, gid| std::os::unix::fs::lchown(path, Some(uid), Some(gid)),
-            |name, value| xattr::set(path, name, value),
+            |uid, gid| std::os::unix::fs::lchown(&at, Some(uid), Some(gid)),
+            |name, value| xattr::set(&at, name, value),
         )
     }
 
@@ -334,9 +396,9 @@ fn finish_file(
 
 /// Sets an entry's times by path, on the entry itself (a link, not what
 /// it points to), without opening it.
-fn set_times(path: &Path, e: &Entry) -> Result<()> {
+fn set_times(path: &Path, e: &Entry, reach: &Reach) -> Result<()> {
     let t = FileTime::from_unix_time(e.mtime_s, e.mtime_ns);
-    filetime::set_symlink_file_times(path, t, t).at(path)
+    filetime::set_symlink_file_times(reach.at(path), t, t).at(path)
 }
 
 impl Repository {
@@ -394,7 +456,7 @@ impl Repository {
             damaged: Vec::new(),
         };
         match (found.tree(), found) {
-            (Some(tree), _) => self.plan(&tree, dest, &at, opts, &mut plan)?,
+            (Some(tree), _) => self.plan(&tree, dest, &at, opts, &mut plan, &apply.reach)?,
             (None, Found::Entry(entry)) => {
                 // Checked like every name when its tree was decoded.
                 let path = dest.join(std::ffi::OsStr::from_bytes(&entry.name));
@@ -419,7 +481,7 @@ impl Repository {
         }
         let mut files = std::mem::take(&mut plan.files);
         if opts.overwrite != Overwrite::Refuse {
-            clear_the_way(&mut files, opts.overwrite, &mut outcome)?;
+            clear_the_way(&mut files, opts.overwrite, &apply.reach, &mut outcome)?;
         }
         progress.set_total(
             files
@@ -449,7 +511,13 @@ impl Repository {
                 }
             }
         }
-        make_hardlinks(&plan.hardlinks, &written, opts.overwrite, &mut outcome)?;
+        make_hardlinks(
+            &plan.hardlinks,
+            &written,
+            opts.overwrite,
+            &apply.reach,
+            &mut outcome,
+        )?;
         make_specials(&plan.specials, opts.overwrite, &apply, &mut outcome)?;
         make_links(&plan.links, opts.overwrite, &apply, &mut outcome)?;
         // Everything inside is made, so no folder's time changes again.
@@ -468,7 +536,8 @@ impl Repository {
             }
         }
         if opts.verify {
-            verify_written(self.crypt(), &files, &written, &mut outcome, progress);
+            let (crypt, reach) = (self.crypt(), &apply.reach);
+            verify_written(crypt, reach, &files, &written, &mut outcome, progress);
         }
         outcome.warnings = apply.warnings();
         for w in &outcome.warnings {
@@ -488,6 +557,7 @@ impl Repository {
         at: &Path,
         opts: &RestoreOptions,
         plan: &mut Plan,
+        reach: &Reach,
     ) -> Result<()> {
         let everything = opts.include.is_empty();
         let start = (dest.to_path_buf(), at.to_path_buf(), 0, everything);
@@ -556,9 +626,10 @@ impl Repository {
             plan.levels.retain(|l| !l.is_empty());
         }
         for level in &plan.levels {
-            level
-                .par_iter()
-                .try_for_each(|(path, _, _)| make_folder(path, opts.overwrite))?;
+            level.par_iter().try_for_each(|(path, _, _)| {
+                make_folder(path, opts.overwrite, reach)?;
+                reach.made(path)
+            })?;
         }
         Ok(())
     }
@@ -609,10 +680,6 @@ impl Repository {
     }
 }
 
-/// Makes a folder to restore into. `create_dir`, not `create_dir_all`:
-/// an existing entry of this name (a link, say) is an error, never
-/// followed; when overwriting, an existing folder is used as it is and
-/// anything else in the way is replaced (except by `never`).
 /// Makes `dest` when absent; refuses one that is not safe to write in
 /// ([`check_destination`]), or that is not empty unless `overwrite` says
 /// what to do with what is there.
@@ -640,12 +707,17 @@ fn in_snapshot(path: &str) -> Result<PathBuf> {
     Ok(at)
 }
 
-fn make_folder(path: &Path, overwrite: Overwrite) -> Result<()> {
-    match fs::create_dir(path) {
+/// Makes a folder to restore into. `create_dir`, not `create_dir_all`:
+/// an existing entry of this name (a link, say) is an error, never
+/// followed; when overwriting, an existing folder is used as it is and
+/// anything else in the way is replaced (except by `never`).
+fn make_folder(path: &Path, overwrite: Overwrite, reach: &Reach) -> Result<()> {
+    let at = reach.at(path);
+    match fs::create_dir(&at) {
         Err(e)
             if e.kind() == std::io::ErrorKind::AlreadyExists && overwrite != Overwrite::Refuse =>
         {
-            let meta = fs::symlink_metadata(path).at(path)?;
+            let meta = fs::symlink_metadata(&at).at(path)?;
             if meta.is_dir() {
                 return Ok(());
             }
@@ -658,8 +730,8 @@ fn make_folder(path: &Path, overwrite: Overwrite) -> Result<()> {
                     ),
                 ));
             }
-            fs::remove_file(path).at(path)?;
-            fs::create_dir(path).at(path)
+            fs::remove_file(&at).at(path)?;
+            fs::create_dir(&at).at(path)
         }
         other => other.at(path),
     }
@@ -672,6 +744,7 @@ fn make_folder(path: &Path, overwrite: Overwrite) -> Result<()> {
 fn clear_the_way(
     files: &mut Vec<(PathBuf, Entry)>,
     overwrite: Overwrite,
+    reach: &Reach,
     outcome: &mut RestoreOutcome,
 ) -> Result<()> {
     use std::os::unix::fs::MetadataExt;
@@ -684,7 +757,7 @@ fn clear_the_way(
                     && meta.mtime() == entry.mtime_s
                     && meta.mtime_nsec() == i64::from(entry.mtime_ns)
             };
-            room(path, overwrite, unchanged)
+            room(path, overwrite, reach, unchanged)
         })
         .collect();
     let mut go = Vec::with_capacity(files.len());
@@ -711,16 +784,17 @@ fn make_links(
             unreachable!()
         };
         let target = std::ffi::OsStr::from_bytes(target);
+        let at = apply.reach.at(path);
         let same = |meta: &fs::Metadata| {
             meta.file_type().is_symlink()
-                && fs::read_link(path).is_ok_and(|t| t.as_os_str() == target)
+                && fs::read_link(&at).is_ok_and(|t| t.as_os_str() == target)
         };
-        if !make_room(path, overwrite, same, outcome)? {
+        if !make_room(path, overwrite, &apply.reach, same, outcome)? {
             continue;
         }
-        std::os::unix::fs::symlink(target, path).at(path)?;
+        std::os::unix::fs::symlink(target, &at).at(path)?;
         apply.path(path, entry)?;
-        set_times(path, entry)?;
+        set_times(path, entry, &apply.reach)?;
         outcome.symlinks += 1;
     }
     Ok(())
@@ -731,13 +805,13 @@ fn make_links(
 fn finish_path(path: &Path, entry: &Entry, apply: &Apply) -> Result<()> {
     let owned = apply.path(path, entry)?;
     fs::set_permissions(
-        path,
+        apply.reach.at(path),
         fs::Permissions::from_mode(file_mode(entry.mode, owned)),
     )
     .at(path)?;
     // Not following links, and never opening the entry: a FIFO would
     // block an open until someone opened its other end.
-    set_times(path, entry)
+    set_times(path, entry, &apply.reach)
 }
 
 /// What a path restore is about to make holds.
@@ -775,12 +849,14 @@ impl Room {
 fn room(
     path: &Path,
     overwrite: Overwrite,
+    reach: &Reach,
     same: impl FnOnce(&fs::Metadata) -> bool,
 ) -> Result<Room> {
     if overwrite == Overwrite::Refuse {
         return Ok(Room::Free);
     }
-    let Ok(meta) = fs::symlink_metadata(path) else {
+    let at = reach.at(path);
+    let Ok(meta) = fs::symlink_metadata(&at) else {
         return Ok(Room::Free);
     };
     let keep = match overwrite {
@@ -794,7 +870,7 @@ fn room(
     if meta.is_dir() {
         return Ok(Room::Blocked);
     }
-    fs::remove_file(path).at(path)?;
+    fs::remove_file(&at).at(path)?;
     Ok(Room::Free)
 }
 
@@ -802,10 +878,11 @@ fn room(
 fn make_room(
     path: &Path,
     overwrite: Overwrite,
+    reach: &Reach,
     same: impl FnOnce(&fs::Metadata) -> bool,
     outcome: &mut RestoreOutcome,
 ) -> Result<bool> {
-    Ok(room(path, overwrite, same)?.take(path, outcome))
+    Ok(room(path, overwrite, reach, same)?.take(path, outcome))
 }
 
 /// Links every further path of a multiply linked file to the path it was
@@ -814,6 +891,7 @@ fn make_hardlinks(
     hardlinks: &[(PathBuf, PathBuf)],
     written: &[PathBuf],
     overwrite: Overwrite,
+    reach: &Reach,
     outcome: &mut RestoreOutcome,
 ) -> Result<()> {
     use std::os::unix::fs::MetadataExt;
@@ -827,11 +905,12 @@ fn make_hardlinks(
             ));
             continue;
         }
+        let first_at = reach.at(first);
         let same = |meta: &fs::Metadata| {
-            fs::metadata(first).is_ok_and(|f| (f.dev(), f.ino()) == (meta.dev(), meta.ino()))
+            fs::metadata(&first_at).is_ok_and(|f| (f.dev(), f.ino()) == (meta.dev(), meta.ino()))
         };
-        if make_room(path, overwrite, same, outcome)? {
-            fs::hard_link(first, path).at(path)?;
+        if make_room(path, overwrite, reach, same, outcome)? {
+            fs::hard_link(&first_at, reach.at(path)).at(path)?;
             outcome.hardlinks += 1;
         }
     }
@@ -858,10 +937,11 @@ fn make_specials(
             apply.devices_left.fetch_add(1, Relaxed);
             continue;
         }
-        if !make_room(path, overwrite, |_| false, outcome)? {
+        if !make_room(path, overwrite, &apply.reach, |_| false, outcome)? {
             continue;
         }
-        rustix::fs::mknodat(CWD, path, kind, Mode::from_bits_truncate(0o600), rdev)
+        let at = apply.reach.at(path);
+        rustix::fs::mknodat(CWD, &*at, kind, Mode::from_bits_truncate(0o600), rdev)
             .map_err(|e| Error::io(path, e.into()))?;
         finish_path(path, entry, apply)?;
         outcome.specials += 1;
@@ -873,6 +953,7 @@ fn make_specials(
 /// its entry; a file that reads back different is failed.
 fn verify_written(
     crypt: &crate::crypto::Crypt,
+    reach: &Reach,
     files: &[(PathBuf, Entry)],
     written: &[PathBuf],
     outcome: &mut RestoreOutcome,
@@ -881,7 +962,7 @@ fn verify_written(
     let by_path: HashMap<&Path, &Entry> = files.iter().map(|(p, e)| (p.as_path(), e)).collect();
     let checked: Vec<Result<()>> = written
         .par_iter()
-        .map(|path| read_back(path, by_path[path.as_path()], crypt))
+        .map(|path| read_back(path, &reach.at(path), by_path[path.as_path()], crypt))
         .collect();
     for (path, r) in written.iter().zip(checked) {
         match r {
@@ -897,12 +978,12 @@ fn verify_written(
 
 /// Reads a restored file back and checks its length and every chunk
 /// against the snapshot's ids.
-fn read_back(path: &Path, entry: &Entry, crypt: &crate::crypto::Crypt) -> Result<()> {
+fn read_back(path: &Path, at: &Path, entry: &Entry, crypt: &crate::crypto::Crypt) -> Result<()> {
     use std::io::Read;
     let EntryKind::File { size, chunks } = &entry.kind else {
         return Ok(());
     };
-    let mut file = fs::File::open(path).at(path)?;
+    let mut file = fs::File::open(at).at(path)?;
     let mut buf = Vec::new();
     for (k, (id, len)) in chunks.iter().enumerate() {
         buf.clear();
@@ -1009,10 +1090,10 @@ mod tests {
         // second chunk is written through the same handle.
         let (kept, room) = (located(&kept_path), AtomicUsize::new(0));
         let mut w = writing();
-        let first = open_for_write(&kept, &mut w, &room).unwrap();
+        let first = open_for_write(&kept, &mut w, &room, &Reach::default()).unwrap();
         first.write_all_at(b"ab", 0).unwrap();
         assert_eq!(room.load(Relaxed), 1);
-        let second = open_for_write(&kept, &mut w, &room).unwrap();
+        let second = open_for_write(&kept, &mut w, &room, &Reach::default()).unwrap();
         assert!(Arc::ptr_eq(&first, &second));
         second.write_all_at(b"cd", 2).unwrap();
         w.close(&room);
@@ -1022,13 +1103,13 @@ mod tests {
         // which would fail on the existing file) for the second chunk.
         let (again, full) = (located(&again_path), AtomicUsize::new(KEPT_OPEN));
         let mut w = writing();
-        open_for_write(&again, &mut w, &full)
+        open_for_write(&again, &mut w, &full, &Reach::default())
             .unwrap()
             .write_all_at(b"ab", 0)
             .unwrap();
         assert!(w.open.is_none());
         assert_eq!(full.load(Relaxed), KEPT_OPEN);
-        open_for_write(&again, &mut w, &full)
+        open_for_write(&again, &mut w, &full, &Reach::default())
             .unwrap()
             .write_all_at(b"cd", 2)
             .unwrap();
@@ -1037,11 +1118,11 @@ mod tests {
         // A failure closes a kept file and gives its place back.
         let mut w = writing();
         w.created = true;
-        open_for_write(&kept, &mut w, &room).unwrap();
+        open_for_write(&kept, &mut w, &room, &Reach::default()).unwrap();
         assert_eq!(room.load(Relaxed), 1);
         w.fail("broken".into(), &room);
         assert_eq!(room.load(Relaxed), 0);
-        assert!(open_for_write(&kept, &mut w, &room).is_none());
+        assert!(open_for_write(&kept, &mut w, &room, &Reach::default()).is_none());
     }
 
     #[test]
@@ -1062,18 +1143,18 @@ mod tests {
         };
         let whole = [a.as_slice(), b.as_slice()].concat();
         fs::write(&path, &whole).unwrap();
-        read_back(&path, &entry, &crate::crypto::Crypt::none()).unwrap();
+        read_back(&path, &path, &entry, &crate::crypto::Crypt::none()).unwrap();
         let mut changed = whole.clone();
         changed[1200] ^= 1;
         fs::write(&path, &changed).unwrap();
-        let e = read_back(&path, &entry, &crate::crypto::Crypt::none())
+        let e = read_back(&path, &path, &entry, &crate::crypto::Crypt::none())
             .unwrap_err()
             .to_string();
         assert!(e.contains("chunk 1"), "{e}");
         fs::write(&path, &whole[..1400]).unwrap();
-        assert!(read_back(&path, &entry, &crate::crypto::Crypt::none()).is_err());
+        assert!(read_back(&path, &path, &entry, &crate::crypto::Crypt::none()).is_err());
         fs::write(&path, [whole.as_slice(), b"x"].concat()).unwrap();
-        let e = read_back(&path, &entry, &crate::crypto::Crypt::none())
+        let e = read_back(&path, &path, &entry, &crate::crypto::Crypt::none())
             .unwrap_err()
             .to_string();
         assert!(e.contains("1501 bytes"), "{e}");
@@ -1151,6 +1232,7 @@ fn open_for_write(
     f: &Located<'_>,
     w: &mut Writing,
     kept_open: &AtomicUsize,
+    reach: &Reach,
 ) -> Option<Arc<fs::File>> {
     if w.failed.is_some() {
         return None;
@@ -1158,14 +1240,18 @@ fn open_for_write(
     if let Some(file) = &w.open {
         return Some(Arc::clone(file));
     }
+    let at = reach.at(f.path);
     let opened = if w.created {
         OpenOptions::new()
             .write(true)
             .custom_flags(libc::O_NOFOLLOW)
-            .open(f.path)
+            .open(&at)
             .at(f.path)
     } else {
-        create_file(f.path)
+        create_file(&at).map_err(|e| match e {
+            Error::Io { source, .. } => Error::io(f.path, source),
+            e => e,
+        })
     };
     match opened {
         Ok(file) => {
@@ -1236,7 +1322,7 @@ impl Repository {
             .filter(|(f, _)| f.locations.is_empty())
             .for_each(|(f, w)| {
                 let mut w = w.lock().unwrap_or_else(PoisonError::into_inner);
-                if let Some(file) = open_for_write(f, &mut w, &kept_open) {
+                if let Some(file) = open_for_write(f, &mut w, &kept_open, &apply.reach) {
                     finish(f, &mut w, &file);
                 }
             });
@@ -1254,7 +1340,7 @@ impl Repository {
                         continue;
                     }
                 };
-                let Some(file) = open_for_write(f, &mut lock(), &kept_open) else {
+                let Some(file) = open_for_write(f, &mut lock(), &kept_open, &apply.reach) else {
                     continue;
                 };
                 if !zeros || place.last {

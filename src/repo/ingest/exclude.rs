@@ -74,8 +74,14 @@ impl Exclusions {
         ));
     }
 
-    /// Why the entry at `path` (absolute) is left out, if it is.
-    pub(super) fn reason(&self, path: &Path, meta: &Metadata) -> Option<&'static str> {
+    /// Why the entry at `path` (absolute; reached at `access`) is left out,
+    /// if it is.
+    pub(super) fn reason(
+        &self,
+        path: &Path,
+        access: &Path,
+        meta: &Metadata,
+    ) -> Option<&'static str> {
         if let Some(limit) = self.larger_than {
             if meta.is_file() && meta.len() > limit {
                 return Some("larger than --exclude-larger-than");
@@ -84,7 +90,7 @@ impl Exclusions {
         if self.patterns.matches(path) {
             return Some("matches --exclude");
         }
-        if meta.is_dir() && self.marked(path) {
+        if meta.is_dir() && self.marked(access) {
             return Some("holds an --exclude-if-present file");
         }
         None
@@ -132,15 +138,15 @@ mod tests {
         let mut ex = Exclusions::default();
         ex.exclude_caches();
         std::fs::write(dir.join(CACHEDIR_TAG), b"not the signature").unwrap();
-        assert!(ex.reason(dir, &meta).is_none());
+        assert!(ex.reason(dir, dir, &meta).is_none());
         let mut tag = CACHEDIR_SIGNATURE.to_vec();
         tag.extend_from_slice(b"\n# a cache\n");
         std::fs::write(dir.join(CACHEDIR_TAG), tag).unwrap();
-        assert!(ex.reason(dir, &meta).is_some());
+        assert!(ex.reason(dir, dir, &meta).is_some());
         let mut by_name = Exclusions::default();
         by_name.add_marker(".nobackup");
-        assert!(by_name.reason(dir, &meta).is_none());
+        assert!(by_name.reason(dir, dir, &meta).is_none());
         std::fs::write(dir.join(".nobackup"), b"").unwrap();
-        assert!(by_name.reason(dir, &meta).is_some());
+        assert!(by_name.reason(dir, dir, &meta).is_some());
     }
 }

@@ -128,7 +128,7 @@ impl Walker<'_> {
         }
         match roots.as_slice() {
             [(path, _, meta)] if meta.is_dir() && !self.own(meta) => {
-                let (tree, mut tally) = self.folder(path)?;
+                let (tree, mut tally) = self.folder(path, path)?;
                 tally.summary.dirs += 1;
                 let tree = tree.ok_or_else(|| {
                     Error::invalid(
@@ -141,7 +141,12 @@ impl Walker<'_> {
             _ => {
                 let children = roots
                     .into_iter()
-                    .map(|(path, name, meta)| Child { path, name, meta })
+                    .map(|(path, name, meta)| Child {
+                        access: path.clone(),
+                        path,
+                        name,
+                        meta,
+                    })
                     .collect();
                 self.tree_of(children)
             }
@@ -171,21 +176,49 @@ impl Walker<'_> {
         Ok(Some(self.writer.store(&entry.encode(), ObjectKind::Tree)?))
     }
 
-    /// Whether the rules leave out `name` in the folder at `dir` (no path
-    /// is built when there are no rules).
-    fn excluded(&self, dir: &Path, name: &std::ffi::OsStr, meta: &Metadata) -> bool {
-        !self.exclude.is_empty() && self.exclude.reason(&dir.join(name), meta).is_some()
+    /// Whether the rules leave out `name` in the folder at `dir` (reached
+    /// at `access`; no path is built when there are no rules).
+    fn excluded(&self, dir: &Path, access: &Path, name: &std::ffi::OsStr, meta: &Metadata) -> bool {
+        !self.exclude.is_empty()
+            && self
+                .exclude
+                .reason(&dir.join(name), &access.join(name), meta)
+                .is_some()
     }
 
     fn own(&self, meta: &Metadata) -> bool {
         self.own.contains(&(meta.dev(), meta.ino()))
     }
 
-    /// Stores the folder at `path` and everything below it; its tree's id,
-    /// or `None` when it cannot be listed (it is then skipped).
-    fn folder(&self, path: &Path) -> Result<(Option<ChunkId>, Tally)> {
+    /// Stores the folder at `path` (reached at `access`) and everything
+    /// below it; its tree's id, or `None` when it cannot be listed (it is
+    /// then skipped).
+    ///
+    /// A folder whose `access` is longer than [`LONG_PATH`] is opened, and
+    /// its entries are reached through that handle (`/proc/self/fd/N/name`),
+    /// held while they are stored: a tree deeper than `PATH_MAX` is stored
+    /// whole, with a handle open for every [`LONG_PATH`] bytes of depth.
+    fn folder(&self, path: &Path, access: &Path) -> Result<(Option<ChunkId>, Tally)> {
         let mut tally = Tally::default();
-        let listing = match fs::read_dir(path) {
+        let anchor = if access.as_os_str().len() > LONG_PATH {
+            match open_folder(access) {
+                Ok(handle) => Some(handle),
+                Err(e) => {
+                    tally.skip(path, e.to_string(), self.progress);
+                    return Ok((None, tally));
+                }
+            }
+        } else {
+            None
+        };
+        let access = match &anchor {
+            Some(handle) => {
+                use std::os::fd::AsRawFd;
+                PathBuf::from(format!("/proc/self/fd/{}", handle.as_raw_fd()))
+            }
+            None => access.to_path_buf(),
+        };
+        let listing = match fs::read_dir(&access) {
             Ok(listing) => listing,
             Err(e) => {
                 tally.skip(path, e.to_string(), self.progress);
@@ -209,7 +242,7 @@ impl Walker<'_> {
             // Asked of the open folder (fstatat), not by path: no lookup
             // of every parent again, and symlinks are not followed.
             match item.metadata() {
-                Ok(meta) if self.excluded(path, &name, &meta) => {
+                Ok(meta) if self.excluded(path, &access, &name, &meta) => {
                     tally.summary.excluded += 1;
                 }
                 Ok(meta) => found.push((name, meta)),
@@ -221,11 +254,14 @@ impl Walker<'_> {
             .into_iter()
             .map(|(name, meta)| Child {
                 path: path.join(&name),
+                access: access.join(&name),
                 name: name.into_vec(),
                 meta,
             })
             .collect();
         let (tree, below) = self.tree_of(children)?;
+        // Only now: every child was reached through it.
+        drop(anchor);
         tally.absorb(below);
         Ok((Some(tree), tally))
     }
@@ -258,16 +294,21 @@ impl Walker<'_> {
 
     /// Stores one entry of a folder: its tree entry (`None`: skipped).
     fn child(&self, child: Child, cached: Option<ChunkList>) -> Result<(Option<Entry>, Tally)> {
-        let Child { path, name, meta } = child;
+        let Child {
+            path,
+            access,
+            name,
+            meta,
+        } = child;
         let mut tally = Tally::default();
-        let attrs = self.attrs_of(&path, &meta);
+        let attrs = self.attrs_of(&access, &meta);
         let ft = meta.file_type();
         let kind = if ft.is_file() {
-            self.file(path, &meta, cached, &mut tally)?
+            self.file(path, access, &meta, cached, &mut tally)?
         } else if ft.is_dir() {
-            self.subfolder(&path, &meta, &mut tally)?
+            self.subfolder(&path, &access, &meta, &mut tally)?
         } else if ft.is_symlink() {
-            symlink(&path, &mut tally, self.progress)
+            symlink(&path, &access, &mut tally, self.progress)
         } else if ft.is_fifo() {
             tally.summary.specials += 1;
             Some(EntryKind::Fifo)
@@ -300,10 +341,12 @@ impl Walker<'_> {
         Ok((entry, tally))
     }
 
-    /// A regular file: from the file cache (`cached`), else read.
+    /// A regular file (at `path`, reached at `access`): from the file
+    /// cache (`cached`), else read.
     fn file(
         &self,
         path: PathBuf,
+        access: PathBuf,
         meta: &Metadata,
         cached: Option<ChunkList>,
         tally: &mut Tally,
@@ -311,6 +354,7 @@ impl Walker<'_> {
         let job = FileJob {
             stamp: FileStamp::of(meta),
             path,
+            access,
         };
         let result = match cached {
             Some(chunks) => {
@@ -356,9 +400,10 @@ impl Walker<'_> {
         Ok(Some(EntryKind::File { size, chunks }))
     }
 
-    /// What an entry carries beside its content: owner (with names),
-    /// extended attributes (not followed through a symlink; a file system
-    /// without them has none), and for a multiply linked file its link key.
+    /// What the entry reached at `path` carries beside its content: owner
+    /// (with names), extended attributes (not followed through a symlink;
+    /// a file system without them has none), and for a multiply linked
+    /// file its link key.
     pub(super) fn attrs_of(&self, path: &Path, meta: &Metadata) -> Attrs {
         let xattrs = match xattr::list(path) {
             Ok(names) => {
@@ -390,10 +435,12 @@ impl Walker<'_> {
         }
     }
 
-    /// A folder below the roots, unless it is the repository's own.
+    /// A folder below the roots (reached at `access`), unless it is the
+    /// repository's own.
     fn subfolder(
         &self,
         path: &Path,
+        access: &Path,
         meta: &Metadata,
         tally: &mut Tally,
     ) -> Result<Option<EntryKind>> {
@@ -413,7 +460,7 @@ impl Walker<'_> {
                 .store(&Tree::default().encode(), ObjectKind::Tree)?;
             return Ok(Some(EntryKind::Dir { tree }));
         }
-        let (tree, below) = self.folder(path)?;
+        let (tree, below) = self.folder(path, access)?;
         tally.absorb(below);
         Ok(tree.map(|tree| {
             tally.summary.dirs += 1;
@@ -507,8 +554,13 @@ fn link_key(dev: u64, ino: u64) -> u64 {
 }
 
 /// A symlink, stored as its target (never followed).
-fn symlink(path: &Path, tally: &mut Tally, progress: &dyn Progress) -> Option<EntryKind> {
-    match fs::read_link(path) {
+fn symlink(
+    path: &Path,
+    access: &Path,
+    tally: &mut Tally,
+    progress: &dyn Progress,
+) -> Option<EntryKind> {
+    match fs::read_link(access) {
         Ok(t) if !t.as_os_str().is_empty() && u16::try_from(t.as_os_str().len()).is_ok() => {
             tally.summary.symlinks += 1;
             Some(EntryKind::Symlink {
@@ -528,9 +580,28 @@ fn symlink(path: &Path, tally: &mut Tally, progress: &dyn Progress) -> Option<En
 
 /// An entry of a folder (or a path given), about to be stored.
 struct Child {
+    /// Its path, as it is named in messages and the file cache.
     path: PathBuf,
+    /// Where the kernel is asked for it: `path`, or below a deep
+    /// folder's handle (see [`Walker::folder`]).
+    access: PathBuf,
     name: Vec<u8>,
     meta: Metadata,
+}
+
+/// Folders whose path is longer than this are reached through a handle
+/// of their own (`/proc/self/fd/N`), so that no path handed to the kernel
+/// comes near `PATH_MAX` (4096), however deep the tree.
+const LONG_PATH: usize = 2048;
+
+/// Opens the folder at `path` for reaching its entries through it: not
+/// through a symlink swapped in since it was listed.
+fn open_folder(path: &Path) -> std::io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_DIRECTORY | libc::O_NOFOLLOW)
+        .open(path)
 }
 
 pub(crate) fn mtime(meta: &Metadata) -> (i64, u32) {

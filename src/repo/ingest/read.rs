@@ -23,7 +23,11 @@ use crate::store::record::ObjectKind;
 
 /// A regular file found by the walk.
 pub(super) struct FileJob {
+    /// Its path, as messages and the file cache name it.
     pub(super) path: std::path::PathBuf,
+    /// Where it is opened (the path, or a deep folder's handle and its
+    /// name).
+    pub(super) access: std::path::PathBuf,
     pub(super) stamp: FileStamp,
 }
 
@@ -63,7 +67,7 @@ pub(super) fn store_file(
     let file = match fs::OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_NONBLOCK | libc::O_NOFOLLOW)
-        .open(path)
+        .open(&job.access)
     {
         Ok(f) => f,
         Err(e) => return Ok(unreadable(path, &e, progress)),
