@@ -111,9 +111,10 @@ diff -r --no-dereference "$work/src-a" "$work/out-a"
 echo "after gc: verify --read-data clean, restore identical"
 
 # Locks on the real store. A laptop stores data that deduplicates against
-# a snapshot, and is suspended (SIGSTOP) before it records; locks go stale
-# after 4 s here. Another machine forgets that snapshot and collects. The
-# laptop, resumed, must record nothing.
+# a snapshot, and is suspended (SIGSTOP) before it records; its lock goes
+# stale after 4 s here. Another machine forgets that snapshot and collects. The
+# laptop, resumed, must record nothing. (The other machine takes locks
+# for stale after 6 s, so that it keeps its own on a busy machine.)
 fail() { echo "FAILED: $*"; exit 1; }
 locks=s3://dedup/locks
 mkdir -p "$work/src-l"
@@ -128,8 +129,8 @@ exec 3> "$work/feed"
 cat "$work/src-l/data.bin" >&3
 sleep 2
 kill -STOP "$laptop"
-sleep 6
-DEDUP_LOCK_STALE_SECONDS=4 run "$locks" --cache "$work/cache-l" forget "$first" --prune > /dev/null
+sleep 8
+DEDUP_LOCK_STALE_SECONDS=6 run "$locks" --cache "$work/cache-l" forget "$first" --prune > /dev/null
 kill -CONT "$laptop"
 exec 3>&-
 status=0

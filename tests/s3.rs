@@ -652,9 +652,11 @@ fn a_writer_suspended_past_the_stale_age_records_nothing_once_maintenance_came()
     let server = S3Server::start(&tmp.path().join("s3"));
     let url = format!("s3://{}/home-suspended", common::s3::BUCKET);
     let (laptop, other) = (tmp.path().join("laptop"), tmp.path().join("other"));
-    // Locks go stale after 4 s here (written again every 0.67 s).
-    let with_stale_age = |mut cmd: Command| {
-        cmd.env("DEDUP_LOCK_STALE_SECONDS", "4");
+    // Locks go stale after a few seconds here: 4 for the laptop (written
+    // again every 0.67 s), 6 for the other machine, which must not lose
+    // its own lock to a busy test machine while it collects.
+    let with_stale_age = |mut cmd: Command, seconds: &str| {
+        cmd.env("DEDUP_LOCK_STALE_SECONDS", seconds);
         cmd
     };
     let data = random_bytes(96, 2 << 20);
@@ -666,7 +668,7 @@ fn a_writer_suspended_past_the_stale_age_records_nothing_once_maintenance_came()
 
     // The laptop stores the same bytes: every chunk deduplicates against
     // the first snapshot's. Then the lid closes before it records.
-    let mut ingest = with_stale_age(dedup_home(&url, &server, &laptop));
+    let mut ingest = with_stale_age(dedup_home(&url, &server, &laptop), "4");
     let mut child = ingest
         .args(["ingest", "--stdin", "--stdin-name", "data"])
         .stdin(Stdio::piped())
@@ -690,8 +692,8 @@ fn a_writer_suspended_past_the_stale_age_records_nothing_once_maintenance_came()
     signal("-STOP");
     // Meanwhile another machine finds the lock stale, forgets the first
     // snapshot and collects: the chunks the laptop counted on are gone.
-    std::thread::sleep(Duration::from_secs(6));
-    ok(with_stale_age(dedup_home(&url, &server, &other)).args(["forget", &first, "--prune"]));
+    std::thread::sleep(Duration::from_secs(8));
+    ok(with_stale_age(dedup_home(&url, &server, &other), "6").args(["forget", &first, "--prune"]));
     signal("-CONT");
     drop(stdin);
     let out = child.wait_with_output().unwrap();
