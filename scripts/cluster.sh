@@ -111,10 +111,9 @@ diff -r --no-dereference "$work/src-a" "$work/out-a"
 echo "after gc: verify --read-data clean, restore identical"
 
 # Locks on the real store. A laptop stores data that deduplicates against
-# a snapshot, and is suspended (SIGSTOP) before it records; its lock goes
-# stale after 4 s here. Another machine forgets that snapshot and collects. The
-# laptop, resumed, must record nothing. (The other machine takes locks
-# for stale after 6 s, so that it keeps its own on a busy machine.)
+# a snapshot, and is suspended (SIGSTOP) before it records. Another
+# machine, taking locks unwritten for 6 s for stale, forgets that snapshot
+# and collects 8 s later. The laptop, resumed, must record nothing.
 fail() { echo "FAILED: $*"; exit 1; }
 locks=s3://dedup/locks
 mkdir -p "$work/src-l"
