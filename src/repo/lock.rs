@@ -1,4 +1,5 @@
-//! The writer lock: one process writes a repository at a time.
+//! The writer lock of a folder home: any number of writers share it,
+//! maintenance holds it alone.
 //!
 //! The lock is an advisory `flock` on the file `lock`, held for as long as
 //! the writer runs; the file's JSON (pid, host, start time) only says who
@@ -17,6 +18,12 @@
 //! ([`ReadersLock::when_alone`]). When a reader is open, the files stay,
 //! unindexed, and the next `gc` without readers removes them. A reader
 //! that opens during a delete waits for that delete only.
+//!
+//! Anyone who can write to the home (an NFS or SMB server among them) can
+//! plant a symlink at `lock` or `readers`, and every writer would then
+//! create or truncate its target: so these files, and the cache's, are
+//! opened with `O_NOFOLLOW` and refused unless they are regular files of
+//! this user or of the folder's owner ([`own_file`]).
 
 use std::fs::{self, File, OpenOptions, TryLockError};
 use std::io::Read;
