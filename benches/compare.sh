@@ -74,7 +74,10 @@ fi
 source benches/corpora.sh
 export RESTIC_PASSWORD=compare BORG_UNKNOWN_UNENCRYPTED_REPO_ACCESS_IS_OK=yes BORG_RELOCATED_REPO_ACCESS_IS_OK=yes
 export RESTIC_CACHE_DIR="$WORK/restic-cache" BORG_BASE_DIR="$WORK/borg-base"
-export DEDUP_CACHE="$WORK/dedup-cache" DEDUP_PASSWORD=compare
+export DEDUP_CACHE="$WORK/dedup-cache"
+# Only for encrypted repositories: a plain one warns about a password it
+# does not use.
+[ "${DEDUP_ENCRYPTION:-none}" = none ] || export DEDUP_PASSWORD=compare
 versions_trees=1
 versions_tars=1
 versions_small=4

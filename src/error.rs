@@ -163,6 +163,12 @@ pub enum Error {
     )]
     NoKey,
 
+    /// A password was given for a repository whose config says it is not
+    /// encrypted: refused, so that a replaced config cannot make a client
+    /// that expects encryption store plaintext.
+    #[error("{0} is not encrypted, but a password was given for it: refused, in case its config was replaced (give no password for a plain repository; for an encrypted one, restore config and keys/ from a copy)")]
+    PasswordForPlain(PathBuf),
+
     /// An encrypted repository was opened without a password source.
     #[error("the repository is encrypted: give its password with --password-file, $DEDUP_PASSWORD or $DEDUP_PASSWORD_COMMAND")]
     NoPassword,

@@ -60,14 +60,22 @@ fn a_known_file_is_nowhere_in_an_encrypted_repository() {
     let pw = password(tmp.path(), "pw", "correct horse battery staple");
     for (encrypted, name) in [(false, "plain"), (true, "sealed")] {
         let repo = tmp.path().join(name);
-        let mut init = with(&repo, &pw);
+        // A password only for the encrypted one (a plain one refuses it).
+        let cmd = || {
+            if encrypted {
+                with(&repo, &pw)
+            } else {
+                dedup(&repo)
+            }
+        };
+        let mut init = cmd();
         // No compression: a plaintext byte could not hide in a zstd frame.
         init.args(["init", "--compression", "none", "--kdf-time", "1"]);
         if encrypted {
             init.args(["--encryption", "repokey"]);
         }
         ok(&mut init);
-        ok(with(&repo, &pw).arg("ingest").arg(&src));
+        ok(cmd().arg("ingest").arg(&src));
         let files = stored(&repo);
         let found = |needle: &[u8]| files.iter().any(|(_, bytes)| holds(bytes, needle));
         let id_hex = hex(&plain_id);
@@ -92,9 +100,9 @@ fn a_known_file_is_nowhere_in_an_encrypted_repository() {
             assert!(!found(id_hex.as_bytes()));
         }
         let out = tmp.path().join(format!("out-{name}"));
-        ok(with(&repo, &pw).args(["restore", "latest"]).arg(&out));
+        ok(cmd().args(["restore", "latest"]).arg(&out));
         assert_eq!(describe(&src), describe(&out));
-        ok(with(&repo, &pw).args(["verify", "--read-data"]));
+        ok(cmd().args(["verify", "--read-data"]));
     }
 }
 
@@ -234,9 +242,14 @@ fn a_wrong_or_missing_password_fails_cleanly_and_writes_nothing() {
     let plain = tmp.path().join("plain");
     ok(dedup(&plain).arg("init"));
     fs::copy(plain.join("config"), &config).unwrap();
-    let r = run(with(&repo, &pw).arg("snapshots"));
+    // (Another repository's config: the key files beside it give it away.)
+    let r = run(dedup(&repo).arg("snapshots"));
     assert_eq!(r.code, 2);
     assert!(r.stderr.contains("keys/ holds key files"), "{}", r.stderr);
+    // With the password at hand, refused before the keys are looked at.
+    let r = run(with(&repo, &pw).arg("snapshots"));
+    assert_eq!(r.code, 2);
+    assert!(r.stderr.contains("a password was given"), "{}", r.stderr);
     fs::write(&config, &sealed_config).unwrap();
     // Nothing was changed by any of it but the key file itself.
     let after = stored(&repo);
@@ -309,4 +322,107 @@ fn keys_come_and_go_and_the_data_stays_readable() {
     let r = run(dedup(&plain).args(["key", "list"]));
     assert_eq!(r.code, 2);
     assert!(r.stderr.contains("not encrypted"), "{}", r.stderr);
+}
+
+#[test]
+fn a_plain_config_put_in_place_of_an_encrypted_one_never_makes_a_client_store_plaintext() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (repo, src, secret) = (
+        tmp.path().join("repo"),
+        tmp.path().join("src"),
+        tmp.path().join("secret"),
+    );
+    make_tree(&src, 12);
+    fs::create_dir_all(&secret).unwrap();
+    fs::write(secret.join("s.txt"), b"TOPSECRET-PLAINTEXT ".repeat(100)).unwrap();
+    let pw = password(tmp.path(), "pw", "sesame");
+    ok(with(&repo, &pw).args(["init", "--encryption", "repokey", "--kdf-time", "50"]));
+    ok(with(&repo, &pw).arg("ingest").arg(&src));
+    // A store writer replaces the config by a plain one of the same
+    // repository id, and deletes the keys.
+    let config = |repo: &Path| -> serde_json::Value {
+        serde_json::from_slice(&fs::read(repo.join("config")).unwrap()).unwrap()
+    };
+    let other = tmp.path().join("plain");
+    ok(dedup(&other).args(["init", "--shards", "4"]));
+    let mut plain = config(&other);
+    plain["repository_id"] = config(&repo)["repository_id"].clone();
+    fs::write(repo.join("config"), plain.to_string()).unwrap();
+    fs::remove_dir_all(repo.join("keys")).unwrap();
+    let leaked = |repo: &Path| {
+        files_under(repo, "")
+            .iter()
+            .any(|p| holds(&fs::read(p).unwrap(), b"TOPSECRET-PLAINTEXT"))
+    };
+    // A client given the password: refused.
+    let r = run(with(&repo, &pw).arg("ingest").arg(&secret));
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("not encrypted, but a password was given"),
+        "{}",
+        r.stderr
+    );
+    // A client whose cache has seen it encrypted, with no password at hand
+    // (the environment's is read only for an encrypted repository): refused.
+    let r = run(dedup(&repo).arg("ingest").arg(&secret));
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("opened it encrypted before"),
+        "{}",
+        r.stderr
+    );
+    let r = run(dedup(&repo)
+        .env("DEDUP_PASSWORD", "sesame")
+        .arg("ingest")
+        .arg(&secret));
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(!leaked(&repo), "plaintext reached the store");
+}
+
+#[test]
+fn a_password_is_an_error_for_a_plain_repository_by_flag_a_warning_by_environment() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (repo, src) = (tmp.path().join("repo"), tmp.path().join("src"));
+    make_tree(&src, 13);
+    let pw = password(tmp.path(), "pw", "not needed");
+    // At init (a plain repository is the default) and after.
+    let r = run(with(&repo, &pw).arg("init"));
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("not encrypted, but a password was given"),
+        "{}",
+        r.stderr
+    );
+    ok(dedup(&repo).arg("init"));
+    let r = run(with(&repo, &pw).arg("ingest").arg(&src));
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    // One exported for other repositories: a warning, and it is used for
+    // nothing.
+    let r = ok(dedup(&repo)
+        .env("DEDUP_PASSWORD", "for another repository")
+        .args(["--quiet", "ingest"])
+        .arg(&src));
+    assert!(
+        r.stderr.contains("$DEDUP_PASSWORD is set") && r.stderr.contains("not encrypted"),
+        "{}",
+        r.stderr
+    );
+    let r = ok(dedup(&repo)
+        .env("DEDUP_PASSWORD_FILE", &pw)
+        .arg("snapshots"));
+    assert!(
+        r.stderr.contains("$DEDUP_PASSWORD_FILE is set"),
+        "{}",
+        r.stderr
+    );
+    // A password command is not run for a plain repository.
+    let ran = tmp.path().join("ran");
+    let command = format!("touch {}; echo pw", ran.display());
+    ok(dedup(&repo)
+        .env("DEDUP_PASSWORD_COMMAND", &command)
+        .arg("snapshots"));
+    assert!(!ran.exists(), "the password command ran");
+    ok(dedup(&repo)
+        .env("DEDUP_PASSWORD_COMMAND", "false")
+        .arg("snapshots"));
 }

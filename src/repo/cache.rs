@@ -11,6 +11,8 @@
 //!     files/                  the file cache (path, size, times -> chunks)
 //!   <repository id>.1/        slot 1: for a second process at the same time
 //!   ...
+//!   <repository id>.encrypted  this machine opened it encrypted: a plain
+//!                             config for it is refused (a downgrade)
 //! ```
 //!
 //! Each process has a slot to itself, so each RocksDB is opened by one
@@ -51,12 +53,7 @@ impl CacheSlot {
     /// creating folders as needed (its owner's only: the file cache holds
     /// paths).
     pub(crate) fn take(root: &Path, id: &str) -> Result<Self> {
-        if id.is_empty() || !id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
-            return Err(Error::invalid(
-                "repository id",
-                format!("{id:?} cannot name a cache folder"),
-            ));
-        }
+        check_id(id)?;
         let mut holders = Vec::new();
         for n in 0..SLOTS {
             let dir = if n == 0 {
@@ -77,6 +74,26 @@ impl CacheSlot {
                 holders[0]
             ),
         })
+    }
+
+    /// Whether this machine's cache under `root` has opened repository
+    /// `id` encrypted (see [`remember_encrypted`](Self::remember_encrypted)).
+    pub(crate) fn seen_encrypted(root: &Path, id: &str) -> Result<bool> {
+        check_id(id)?;
+        Ok(std::fs::symlink_metadata(encrypted_marker(root, id)).is_ok())
+    }
+
+    /// Remembers, beside the slots of repository `id` under `root`, that
+    /// it is encrypted: a config that later says otherwise was replaced,
+    /// and this machine refuses it rather than store plaintext. Best
+    /// effort: a cache that cannot be written only forgets.
+    pub(crate) fn remember_encrypted(root: &Path, id: &str) -> Result<()> {
+        check_id(id)?;
+        let marker = encrypted_marker(root, id);
+        if std::fs::symlink_metadata(&marker).is_err() {
+            let _ = private_dir(root).and_then(|()| Self::replace(&marker, b""));
+        }
+        Ok(())
     }
 
     /// The slot's folder.
@@ -132,6 +149,23 @@ impl CacheSlot {
         file.read_to_end(&mut bytes).at(path)?;
         Ok(Some(bytes))
     }
+}
+
+/// Refuses a repository id that could not name a cache folder (one from
+/// a hostile config could otherwise lead outside the cache).
+fn check_id(id: &str) -> Result<()> {
+    if id.is_empty() || !id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
+        return Err(Error::invalid(
+            "repository id",
+            format!("{id:?} cannot name a cache folder"),
+        ));
+    }
+    Ok(())
+}
+
+/// The file that says repository `id` was opened encrypted here.
+fn encrypted_marker(root: &Path, id: &str) -> PathBuf {
+    root.join(format!("{id}.encrypted"))
 }
 
 /// Creates `dir` (and its parents) when absent, its owner's only. A slot

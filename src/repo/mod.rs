@@ -235,6 +235,9 @@ impl Repository {
         let root = path.as_ref().to_path_buf();
         let fs = open.file_system();
         let config = Config::new(opts)?;
+        if config.encryption.is_none() && open.password.is_some() {
+            return Err(Error::PasswordForPlain(root));
+        }
         if home::is_url(&root) {
             let home = Home::open(&root, &fs, false)?;
             let keys = home.list_all()?;
@@ -353,6 +356,8 @@ impl Repository {
                 Hold::writer(&home, opts.shared)
             }
         };
+        let cache_root = opts.cache_root()?;
+        check_no_downgrade(&cache_root, root, &head, opts.password.as_ref())?;
         let unlock = || {
             let password = opts.password.as_ref();
             unlock_config(raw_files.as_ref(), root, &config_bytes, &head, password)
@@ -375,7 +380,7 @@ impl Repository {
         };
         let files = keys::files_for(raw_files.clone(), &crypt);
         let ring = config.ring().expect("checked by Config::decode");
-        let cache = CacheSlot::take(&opts.cache_root()?, &config.repository_id)?;
+        let cache = CacheSlot::take(&cache_root, &config.repository_id)?;
         // The records before the segments: a record is written only once
         // its chunks' segments are, so every record listed here has its
         // chunks in the segments listed next.
@@ -1142,19 +1147,6 @@ fn read_unindexed_records(
         .collect()
 }
 
-/// Reads and checks the config; `NoRepository` when there is none.
-/// The config of the repository whose home files (as stored) are
-/// `files`, with what its stored bytes are sealed with and the key file
-/// `password` opened (encrypted repositories).
-pub(crate) fn read_config(
-    files: &dyn MetaStore,
-    root: &Path,
-    password: Option<&keys::Password>,
-) -> Result<(Config, crate::crypto::Crypt, Option<String>)> {
-    let (bytes, head) = config_head(files, root)?;
-    unlock_config(files, root, &bytes, &head, password)
-}
-
 /// The config's bytes and its plain head; `NoRepository` when there is
 /// none.
 fn config_head(files: &dyn MetaStore, root: &Path) -> Result<(Vec<u8>, ConfigHead)> {
@@ -1165,6 +1157,37 @@ fn config_head(files: &dyn MetaStore, root: &Path) -> Result<(Vec<u8>, ConfigHea
     };
     let head = Config::head(&bytes, &root.join(CONFIG))?;
     Ok((bytes, head))
+}
+
+/// Refuses a plain config that would have this client store plaintext
+/// into a repository that is encrypted: one opened with a `password`
+/// (whoever gives one expects encryption), or one this machine's cache
+/// (under `cache_root`) has opened encrypted before. Anyone who can write
+/// to the store can replace the config with a plain one and delete
+/// `keys/`; only a client that knows better can tell. An encrypted one is
+/// remembered.
+fn check_no_downgrade(
+    cache_root: &Path,
+    root: &Path,
+    head: &ConfigHead,
+    password: Option<&keys::Password>,
+) -> Result<()> {
+    let id = &head.repository_id;
+    if !head.encryption.is_none() {
+        return CacheSlot::remember_encrypted(cache_root, id);
+    }
+    if password.is_some() {
+        return Err(Error::PasswordForPlain(root.to_path_buf()));
+    }
+    if CacheSlot::seen_encrypted(cache_root, id)? {
+        return Err(Error::corrupt(
+            "config",
+            root.join(CONFIG).display().to_string(),
+            "it says the repository is not encrypted, but this machine has opened it \
+             encrypted before: the config was replaced (restore config and keys/ from a copy)",
+        ));
+    }
+    Ok(())
 }
 
 /// The config `bytes` (with `head`) opened: the key file `password`
@@ -1277,9 +1300,9 @@ mod tests {
 
     fn repo_id(root: &Path) -> String {
         let home = Home::open(root, &OsFs::shared(), false).unwrap();
-        read_config(home.files().as_ref(), root, None)
+        config_head(home.files().as_ref(), root)
             .unwrap()
-            .0
+            .1
             .repository_id
     }
 

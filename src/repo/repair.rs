@@ -21,7 +21,7 @@ use crate::id::ChunkId;
 use crate::index::{Access, Index, PackInfo};
 use crate::repo::cache::CacheSlot;
 use crate::repo::home::{Hold, Home};
-use crate::repo::{read_config, OpenOptions, Progress, Repository};
+use crate::repo::{OpenOptions, Progress, Repository};
 use crate::ring::ShardId;
 use crate::segment;
 use crate::snapshot::{SnapshotId, SnapshotRecord};
@@ -84,7 +84,15 @@ impl Repository {
         let root = path.as_ref();
         let fs = opts.file_system();
         let home = Home::open(root, &fs, false)?;
-        let (config, crypt, _) = read_config(home.files().as_ref(), root, opts.password.as_ref())?;
+        let (bytes, head) = super::config_head(home.files().as_ref(), root)?;
+        super::check_no_downgrade(&opts.cache_root()?, root, &head, opts.password.as_ref())?;
+        let (config, crypt, _) = super::unlock_config(
+            home.files().as_ref(),
+            root,
+            &bytes,
+            &head,
+            opts.password.as_ref(),
+        )?;
         let files = super::keys::files_for(home.files(), &crypt);
         let mut report = RepairReport::default();
         {

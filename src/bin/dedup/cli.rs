@@ -19,8 +19,8 @@ pub struct Cli {
     /// No progress bars or warnings on stderr
     #[arg(long, short, global = true)]
     pub quiet: bool,
-    /// Read an encrypted repository's password from this file (its first line) [else $DEDUP_PASSWORD, $DEDUP_PASSWORD_COMMAND, or a prompt]
-    #[arg(long, global = true, env = "DEDUP_PASSWORD_FILE", value_name = "FILE")]
+    /// Read an encrypted repository's password from this file (its first line); refused for a plain repository [else $DEDUP_PASSWORD_FILE, $DEDUP_PASSWORD, $DEDUP_PASSWORD_COMMAND, or a prompt, used only once the repository turns out to be encrypted]
+    #[arg(long, global = true, value_name = "FILE")]
     pub password_file: Option<PathBuf>,
     /// When another process is writing, wait up to this many seconds for it
     #[arg(long, global = true, value_name = "SECONDS", default_value_t = 0)]

@@ -68,19 +68,27 @@ impl Context {
     }
 
     /// Runs `open` with the options; when the repository turns out to be
-    /// encrypted and no password was given, asks for it on the terminal
-    /// (once) and runs it again.
+    /// encrypted and no password was given, takes it from the environment
+    /// (`$DEDUP_PASSWORD`, `$DEDUP_PASSWORD_COMMAND`) or asks for it on
+    /// the terminal (once), and runs it again. A plain repository never
+    /// gets a password: the library refuses one given by `--password-file`,
+    /// and one in the environment is not even read.
     pub(crate) fn with_password<T>(
         &self,
         open: impl Fn(&dedup::OpenOptions) -> dedup::Result<T>,
-    ) -> dedup::Result<T> {
+    ) -> anyhow::Result<T> {
         match open(&self.options()) {
             Err(dedup::Error::NoPassword) if self.password.borrow().is_none() => {
-                let question = format!("password of {}: ", self.repo.display());
-                *self.password.borrow_mut() = Some(crate::password::prompt(&question, false)?);
-                open(&self.options())
+                let password = if let Some(password) = crate::password::from_environment()? {
+                    password
+                } else {
+                    let question = format!("password of {}: ", self.repo.display());
+                    crate::password::prompt(&question, false)?
+                };
+                *self.password.borrow_mut() = Some(password);
+                Ok(open(&self.options())?)
             }
-            other => other,
+            other => Ok(other?),
         }
     }
 
@@ -98,6 +106,9 @@ impl Context {
         }
         if at_init {
             if let Some(p) = self.password.borrow().clone() {
+                return Ok(p);
+            }
+            if let Some(p) = crate::password::from_environment()? {
                 return Ok(p);
             }
         }
@@ -119,7 +130,7 @@ impl Context {
     }
 
     /// Opens the repository for reading, beside any writer.
-    pub(crate) fn reader(&self) -> dedup::Result<Repository> {
+    pub(crate) fn reader(&self) -> anyhow::Result<Repository> {
         self.with_password(|opts| {
             let opts = dedup::OpenOptions {
                 read_only: true,
@@ -127,22 +138,22 @@ impl Context {
             };
             Repository::open_with(&self.repo, &opts)
         })
-        .inspect(warn_unreadable)
+        .inspect(|repo| self.warn(repo))
     }
 
     /// Opens the repository for maintenance (its lock alone), waiting up
     /// to `--wait-lock` for other writers to finish.
-    pub(crate) fn writer(&self) -> dedup::Result<Repository> {
+    pub(crate) fn writer(&self) -> anyhow::Result<Repository> {
         self.open_writer(false)
     }
 
     /// Opens the repository as one writer of many (ingest, put), waiting
     /// up to `--wait-lock` for maintenance to finish.
-    fn shared_writer(&self) -> dedup::Result<Repository> {
+    fn shared_writer(&self) -> anyhow::Result<Repository> {
         self.open_writer(true)
     }
 
-    fn open_writer(&self, shared: bool) -> dedup::Result<Repository> {
+    fn open_writer(&self, shared: bool) -> anyhow::Result<Repository> {
         let deadline = Instant::now() + self.wait_lock;
         let opened = self.with_password(|opts| {
             let opts = dedup::OpenOptions {
@@ -167,19 +178,28 @@ impl Context {
                 }
             }
         });
-        opened.inspect(warn_unreadable)
+        opened.inspect(|repo| self.warn(repo))
+    }
+
+    /// What an opened repository's user must hear, whatever `--quiet`
+    /// says: the snapshot records it could not read, and a password in the
+    /// environment that a plain repository did not use.
+    fn warn(&self, repo: &Repository) {
+        for record in repo.unreadable_records() {
+            eprintln!("dedup: warning: {record}");
+        }
+        if repo.config().encryption.is_none() {
+            if let Some(name) = crate::password::in_environment() {
+                eprintln!(
+                    "dedup: warning: ${name} is set, but {} is not encrypted: no password was used",
+                    self.repo.display()
+                );
+            }
+        }
     }
 
     pub(crate) fn bar(&self, verb: &str) -> Bar {
         Bar::new(self.quiet, verb)
-    }
-}
-
-/// Names on stderr each snapshot record `repo` could not read: a data
-/// warning, so `--quiet` does not silence it.
-fn warn_unreadable(repo: &Repository) {
-    for record in repo.unreadable_records() {
-        eprintln!("dedup: warning: {record}");
     }
 }
 
@@ -337,7 +357,11 @@ pub enum Source<'a> {
 pub fn ingest(cx: &Context, from: &Source, json: bool, opts: &dedup::IngestOptions) -> Code {
     let repo = {
         match cx.shared_writer() {
-            Err(dedup::Error::NoRepository(_)) if cx.is_default && !opts.dry_run => {
+            Err(e)
+                if matches!(e.downcast_ref(), Some(dedup::Error::NoRepository(_)))
+                    && cx.is_default
+                    && !opts.dry_run =>
+            {
                 let repo = Repository::init_with(&cx.repo, &InitOptions::default(), &cx.options())?;
                 if !cx.quiet {
                     eprintln!(

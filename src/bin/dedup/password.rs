@@ -1,6 +1,8 @@
 //! Where an encrypted repository's password comes from: `--password-file`,
-//! `$DEDUP_PASSWORD`, `$DEDUP_PASSWORD_COMMAND` (its first line of
-//! output), else a prompt when standard input is a terminal.
+//! else, once the repository turns out to be encrypted,
+//! `$DEDUP_PASSWORD_FILE`, `$DEDUP_PASSWORD`, `$DEDUP_PASSWORD_COMMAND`
+//! (its first line of output), or a prompt when standard input is a
+//! terminal.
 
 use std::io::IsTerminal;
 use std::path::Path;
@@ -8,14 +10,41 @@ use std::path::Path;
 use anyhow::{bail, Context as _};
 use dedup::repo::keys::Password;
 
-/// The password the options and the environment give, if any.
+/// The password `--password-file` (or `--new-password-file`) gives, if
+/// one was given.
 pub fn given(file: Option<&Path>) -> anyhow::Result<Option<Password>> {
-    if let Some(file) = file {
-        let text = zeroize::Zeroizing::new(
-            std::fs::read(file)
-                .with_context(|| format!("cannot read the password file {}", file.display()))?,
-        );
-        return Ok(Some(first_line(&text, &file.display().to_string())?));
+    let Some(file) = file else {
+        return Ok(None);
+    };
+    let text = zeroize::Zeroizing::new(
+        std::fs::read(file)
+            .with_context(|| format!("cannot read the password file {}", file.display()))?,
+    );
+    Ok(Some(first_line(&text, &file.display().to_string())?))
+}
+
+/// The environment's password sources, in the order they are tried.
+const IN_ENVIRONMENT: [&str; 3] = [
+    "DEDUP_PASSWORD_FILE",
+    "DEDUP_PASSWORD",
+    "DEDUP_PASSWORD_COMMAND",
+];
+
+/// Which of the environment's password sources is set, if any (for the
+/// warning that a plain repository did not use it).
+pub fn in_environment() -> Option<&'static str> {
+    IN_ENVIRONMENT
+        .into_iter()
+        .find(|name| std::env::var_os(name).is_some())
+}
+
+/// The password the environment gives, if any: asked for only once a
+/// repository turns out to be encrypted (people export one for several
+/// repositories), so that a password command is never run for a plain
+/// one.
+pub fn from_environment() -> anyhow::Result<Option<Password>> {
+    if let Some(file) = std::env::var_os("DEDUP_PASSWORD_FILE") {
+        return given(Some(Path::new(&file)));
     }
     if let Some(p) = std::env::var_os("DEDUP_PASSWORD") {
         return Ok(Some(Password::new(p.into_encoded_bytes())));
