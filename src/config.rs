@@ -146,6 +146,13 @@ pub struct Config {
     /// kept in `keys/`, wrapped by passwords).
     #[serde(default, skip_serializing_if = "Encryption::is_none")]
     pub encryption: Encryption,
+    /// The key files that may open an encrypted repository (their ids),
+    /// kept in the sealed config so that a removed key file put back
+    /// opens nothing. Empty in repositories from before the list: then
+    /// every key file may, until the first `key add`, `key remove` or
+    /// `key passwd` writes the list.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub keys: Vec<String>,
 }
 
 /// How a repository protects what it stores.
@@ -346,6 +353,7 @@ impl Config {
             vnodes: DEFAULT_VNODES,
             shards,
             encryption: opts.encryption,
+            keys: Vec::new(),
         })
     }
 

@@ -180,6 +180,8 @@ pub struct KdfParams {
 const TUNED_MEMORY_KIB: u32 = 64 * 1024;
 /// The most passes tuning will choose.
 const MAX_PASSES: u32 = 64;
+/// The most memory a key file may ask its derivation for (KiB).
+const MAX_MEMORY_KIB: u32 = 256 * 1024;
 
 impl KdfParams {
     /// Parameters that take about `target` on this machine: 64 MiB of
@@ -331,10 +333,15 @@ impl KeyFile {
                 format!("key derivation {:?}, this build knows argon2id", file.kdf),
             ));
         }
-        // Costs a crafted file could use to exhaust memory or time.
-        if file.params.m_cost_kib > 4 * 1024 * 1024
-            || file.params.t_cost > 1024
-            || file.params.p_cost > 64
+        // Costs a crafted file could use to exhaust memory or time: at
+        // most what tuning makes (64 MiB, 64 passes) in memory times
+        // passes, 256 MiB, 64 passes and 16 lanes each.
+        let p = &file.params;
+        if p.m_cost_kib > MAX_MEMORY_KIB
+            || p.t_cost > MAX_PASSES
+            || p.p_cost > 16
+            || u64::from(p.m_cost_kib) * u64::from(p.t_cost)
+                > u64::from(TUNED_MEMORY_KIB) * u64::from(MAX_PASSES)
         {
             return Err(Error::corrupt(
                 "key file",
@@ -347,21 +354,31 @@ impl KeyFile {
 }
 
 /// Which key file of `files` (name, bytes) `password` opens, and the
-/// master key; [`Error::WrongPassword`] when none does. Damaged files are
-/// passed over while another may open.
-pub fn unlock(files: &[(String, Vec<u8>)], password: &[u8]) -> Result<(String, MasterKey)> {
+/// master key; [`Error::WrongPassword`] when none does. `preferred` (the
+/// one that opened it last time) is tried first, then the others from the
+/// cheapest derivation up, so a costly file someone added is tried last.
+/// Damaged files are passed over while another may open.
+pub fn unlock(
+    files: &[(String, Vec<u8>)],
+    password: &[u8],
+    preferred: Option<&str>,
+) -> Result<(String, MasterKey)> {
     if files.is_empty() {
-        return Err(Error::NoKey);
+        return Err(Error::WrongPassword);
     }
     let mut damaged = None;
+    let mut decoded = Vec::new();
     for (name, bytes) in files {
-        let file = match KeyFile::decode(bytes, name) {
-            Ok(f) => f,
-            Err(e) => {
-                damaged = Some(e);
-                continue;
-            }
-        };
+        match KeyFile::decode(bytes, name) {
+            Ok(file) => decoded.push((name, file)),
+            Err(e) => damaged = Some(e),
+        }
+    }
+    decoded.sort_by_key(|(name, file)| {
+        let cost = u64::from(file.params.m_cost_kib) * u64::from(file.params.t_cost);
+        (Some(name.as_str()) != preferred, cost, (*name).clone())
+    });
+    for (name, file) in decoded {
         match file.unwrap(password, name) {
             Ok(Some(master)) => return Ok((name.clone(), master)),
             Ok(None) => {}
@@ -475,23 +492,56 @@ mod tests {
         let one = KeyFile::wrap(&master, b"one", fast()).unwrap().encode();
         let two = KeyFile::wrap(&master, b"two", fast()).unwrap().encode();
         let files = vec![one.clone(), two.clone()];
-        assert_eq!(unlock(&files, b"two").unwrap().0, two.0);
+        assert_eq!(unlock(&files, b"two", None).unwrap().0, two.0);
         assert!(matches!(
-            unlock(&files, b"three"),
+            unlock(&files, b"three", None),
             Err(Error::WrongPassword)
         ));
-        assert!(matches!(unlock(&[], b"x"), Err(Error::NoKey)));
+        assert!(matches!(unlock(&[], b"x", None), Err(Error::WrongPassword)));
         // A damaged file beside a good one: the good one still opens.
         let damaged = ("bad".to_string(), b"{not json".to_vec());
-        assert!(unlock(&[damaged.clone(), two.clone()], b"two").is_ok());
+        assert!(unlock(&[damaged.clone(), two.clone()], b"two", None).is_ok());
         // Alone, the damage is what is reported.
-        let err = unlock(&[damaged], b"two").unwrap_err();
+        let err = unlock(&[damaged], b"two", None).unwrap_err();
         assert!(err.to_string().contains("key file"), "{err}");
-        // Crafted costs are refused before any work.
-        let mut greedy = KeyFile::decode(&one.1, "one").unwrap();
-        greedy.params.m_cost_kib = u32::MAX;
-        let (_, bytes) = greedy.encode();
-        assert!(KeyFile::decode(&bytes, "greedy").is_err());
+        // Crafted costs are refused before any work: each past its own
+        // ceiling, or memory and passes together past tuning's most.
+        let costs = [
+            (u32::MAX, 1, 1),
+            (MAX_MEMORY_KIB + 1, 1, 1),
+            (64, MAX_PASSES + 1, 1),
+            (64, 1, 17),
+            (MAX_MEMORY_KIB, MAX_PASSES, 1),
+        ];
+        for (m_cost_kib, t_cost, p_cost) in costs {
+            let mut greedy = KeyFile::decode(&one.1, "one").unwrap();
+            greedy.params = KdfParams {
+                m_cost_kib,
+                t_cost,
+                p_cost,
+            };
+            let (_, bytes) = greedy.encode();
+            assert!(
+                KeyFile::decode(&bytes, "greedy").is_err(),
+                "{:?}",
+                greedy.params
+            );
+        }
+    }
+
+    #[test]
+    fn the_key_that_opened_it_last_is_tried_first_then_the_cheapest() {
+        let master = MasterKey::generate().unwrap();
+        let costly = KdfParams {
+            t_cost: 4,
+            ..fast()
+        };
+        // The same password in both: which one opens says which was tried.
+        let cheap = KeyFile::wrap(&master, b"pw", fast()).unwrap().encode();
+        let dear = KeyFile::wrap(&master, b"pw", costly).unwrap().encode();
+        let files = vec![dear.clone(), cheap.clone()];
+        assert_eq!(unlock(&files, b"pw", None).unwrap().0, cheap.0);
+        assert_eq!(unlock(&files, b"pw", Some(&dear.0)).unwrap().0, dear.0);
     }
 
     #[test]

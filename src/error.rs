@@ -169,6 +169,11 @@ pub enum Error {
     #[error("{0} is not encrypted, but a password was given for it: refused, in case its config was replaced (give no password for a plain repository; for an encrypted one, restore config and keys/ from a copy)")]
     PasswordForPlain(PathBuf),
 
+    /// The password opens only key files the repository no longer lists
+    /// (removed by `key remove` or `key passwd`, and put back).
+    #[error("key file {0} was removed from this repository (`key remove` or `key passwd`): it opens nothing, even put back")]
+    RevokedKey(String),
+
     /// An encrypted repository was opened without a password source.
     #[error("the repository is encrypted: give its password with --password-file, $DEDUP_PASSWORD or $DEDUP_PASSWORD_COMMAND")]
     NoPassword,

@@ -13,6 +13,7 @@
 //!   ...
 //!   <repository id>.encrypted  this machine opened it encrypted: a plain
 //!                             config for it is refused (a downgrade)
+//!   <repository id>.key       the key file that last opened it, tried first
 //! ```
 //!
 //! Each process has a slot to itself, so each RocksDB is opened by one
@@ -94,6 +95,24 @@ impl CacheSlot {
             let _ = private_dir(root).and_then(|()| Self::replace(&marker, b""));
         }
         Ok(())
+    }
+
+    /// The key file that last opened repository `id` here, if known.
+    pub(crate) fn remembered_key(root: &Path, id: &str) -> Option<String> {
+        check_id(id).ok()?;
+        let bytes = Self::read(&root.join(format!("{id}.key"))).ok()??;
+        let key = String::from_utf8(bytes).ok()?;
+        key.bytes().all(|b| b.is_ascii_hexdigit()).then_some(key)
+    }
+
+    /// Remembers `key` as the key file that opened repository `id` here,
+    /// to be tried first next time. Best effort.
+    pub(crate) fn remember_key(root: &Path, id: &str, key: &str) {
+        if check_id(id).is_err() || Self::remembered_key(root, id).as_deref() == Some(key) {
+            return;
+        }
+        let _ = private_dir(root)
+            .and_then(|()| Self::replace(&root.join(format!("{id}.key")), key.as_bytes()));
     }
 
     /// The slot's folder.

@@ -61,6 +61,13 @@ pub struct KeyInfo {
     pub kdf_memory_kib: u32,
     /// Argon2id's passes.
     pub kdf_passes: u32,
+    /// Not among the keys the config lists: removed, and put back (or
+    /// planted); it opens nothing.
+    pub removed: bool,
+    /// Why the file cannot be used, when it cannot (damaged, or costs
+    /// past the ceilings); the fields above are then empty.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub damaged: Option<String>,
 }
 
 /// The key files in `files`, by name.
@@ -84,10 +91,15 @@ fn key_files(files: &dyn MetaStore) -> Result<Vec<(String, Vec<u8>)>> {
 /// What a repository's stored bytes are sealed with, given its config's
 /// head: nothing for an unencrypted one; for an encrypted one, the master
 /// key a key file yields to `password`, and that key file's id.
+///
+/// `preferred` (the key that opened it last time here) is tried first,
+/// the others cheapest first; those in `passed_over` are not tried.
 pub(crate) fn unlock(
     files: &dyn MetaStore,
     head: &ConfigHead,
     password: Option<&Password>,
+    preferred: Option<&str>,
+    passed_over: &[String],
 ) -> Result<(Crypt, Option<String>)> {
     match head.encryption {
         // Key files beside a plain config: the config was replaced, and
@@ -100,7 +112,12 @@ pub(crate) fn unlock(
         Encryption::None => Ok((Crypt::none(), None)),
         Encryption::Repokey => {
             let password = password.ok_or(Error::NoPassword)?;
-            let (id, master) = crate::crypto::unlock(&key_files(files)?, password.as_bytes())?;
+            let mut candidates = key_files(files)?;
+            if candidates.is_empty() {
+                return Err(Error::NoKey);
+            }
+            candidates.retain(|(name, _)| !passed_over.contains(name));
+            let (id, master) = crate::crypto::unlock(&candidates, password.as_bytes(), preferred)?;
             Ok((Crypt::with(master), Some(id)))
         }
     }
@@ -201,16 +218,33 @@ impl Repository {
     pub fn keys(&self) -> Result<Vec<KeyInfo>> {
         self.check_encrypted()?;
         let mut out = Vec::new();
+        let listed = &self.config.keys;
         for (id, bytes) in key_files(self.raw_files.as_ref())? {
-            let file = KeyFile::decode(&bytes, &format!("{KEYS}{id}"))?;
-            out.push(KeyInfo {
-                current: self.key_id.as_deref() == Some(id.as_str()),
-                id,
-                created: file.created,
-                hostname: file.hostname,
-                username: file.username,
-                kdf_memory_kib: file.params.m_cost_kib,
-                kdf_passes: file.params.t_cost,
+            let removed = !listed.is_empty() && !listed.contains(&id);
+            let current = self.key_id.as_deref() == Some(id.as_str());
+            out.push(match KeyFile::decode(&bytes, &format!("{KEYS}{id}")) {
+                Ok(file) => KeyInfo {
+                    removed,
+                    current,
+                    id,
+                    created: file.created,
+                    hostname: file.hostname,
+                    username: file.username,
+                    kdf_memory_kib: file.params.m_cost_kib,
+                    kdf_passes: file.params.t_cost,
+                    damaged: None,
+                },
+                Err(e) => KeyInfo {
+                    removed,
+                    current,
+                    id,
+                    created: String::new(),
+                    hostname: String::new(),
+                    username: String::new(),
+                    kdf_memory_kib: 0,
+                    kdf_passes: 0,
+                    damaged: Some(e.to_string()),
+                },
             });
         }
         out.sort_by(|a, b| a.created.cmp(&b.created).then(a.id.cmp(&b.id)));
@@ -223,7 +257,36 @@ impl Repository {
         self.check_encrypted()?;
         self.check_alone("adding a key")?;
         let master = self.master()?;
-        add_key_file(self.raw_files.as_ref(), master, password, params)
+        let id = add_key_file(self.raw_files.as_ref(), master, password, params)?;
+        // Listed once written: a crash between the two leaves a key file
+        // that opens nothing.
+        let mut keys = self.valid_keys()?;
+        keys.push(id.clone());
+        self.write_key_list(keys)?;
+        Ok(id)
+    }
+
+    /// The key files that may open the repository: the config's list, or
+    /// (a repository from before the list) every key file there is.
+    fn valid_keys(&self) -> Result<Vec<String>> {
+        if !self.config.keys.is_empty() {
+            return Ok(self.config.keys.clone());
+        }
+        Ok(key_files(self.raw_files.as_ref())?
+            .into_iter()
+            .map(|(name, _)| name)
+            .collect())
+    }
+
+    /// Writes the config with `keys` as the key files that may open it.
+    /// The handle's own config is not changed: key management is the last
+    /// thing a handle does.
+    fn write_key_list(&self, mut keys: Vec<String>) -> Result<()> {
+        keys.sort();
+        keys.dedup();
+        let mut config = self.config.clone();
+        config.keys = keys;
+        self.write_config(&config)
     }
 
     /// Removes the key file `id` (a unique prefix will do). The key this
@@ -258,12 +321,17 @@ impl Repository {
                 format!("{name} is the key this command was opened with; open with another key's password to remove it"),
             ));
         }
-        if files.len() < 2 {
+        let mut keys = self.valid_keys()?;
+        keys.retain(|k| *k != name);
+        if keys.is_empty() {
             return Err(Error::invalid(
                 "key",
                 "it is the repository's last key".to_string(),
             ));
         }
+        // Unlisted first: from then on the file opens nothing, even if it
+        // stays or is put back.
+        self.write_key_list(keys)?;
         self.raw_files.delete(&format!("{KEYS}{name}"))?;
         Ok(name)
     }
@@ -275,8 +343,16 @@ impl Repository {
         password: &Password,
         params: Option<KdfParams>,
     ) -> Result<String> {
-        let new = self.add_key(password, params)?;
+        self.check_encrypted()?;
+        self.check_alone("changing a password")?;
+        let master = self.master()?;
+        let new = add_key_file(self.raw_files.as_ref(), master, password, params)?;
         let old = self.key_id.clone().expect("an encrypted handle has a key");
+        // One config write: the new key listed, the old one not.
+        let mut keys = self.valid_keys()?;
+        keys.retain(|k| *k != old);
+        keys.push(new.clone());
+        self.write_key_list(keys)?;
         self.raw_files.delete(&format!("{KEYS}{old}"))?;
         Ok(new)
     }

@@ -234,7 +234,7 @@ impl Repository {
     ) -> Result<Self> {
         let root = path.as_ref().to_path_buf();
         let fs = open.file_system();
-        let config = Config::new(opts)?;
+        let mut config = Config::new(opts)?;
         if config.encryption.is_none() && open.password.is_some() {
             return Err(Error::PasswordForPlain(root));
         }
@@ -284,7 +284,9 @@ impl Repository {
             crate::config::Encryption::Repokey => {
                 let password = open.password.as_ref().ok_or(Error::NoPassword)?;
                 let master = crate::crypto::MasterKey::generate()?;
-                keys::add_key_file(raw_files.as_ref(), &master, password, open.key_params)?;
+                let id =
+                    keys::add_key_file(raw_files.as_ref(), &master, password, open.key_params)?;
+                config.keys = vec![id];
                 crate::crypto::Crypt::with(master)
             }
         };
@@ -360,7 +362,8 @@ impl Repository {
         check_no_downgrade(&cache_root, root, &head, opts.password.as_ref())?;
         let unlock = || {
             let password = opts.password.as_ref();
-            unlock_config(raw_files.as_ref(), root, &config_bytes, &head, password)
+            let files = raw_files.as_ref();
+            unlock_config(files, root, &config_bytes, &head, password, &cache_root)
         };
         let ((config, crypt, key_id), hold) = if home.folder().is_some() {
             // Nothing to overlap in a folder, and a wrong password leaves
@@ -1193,19 +1196,40 @@ fn check_no_downgrade(
 /// The config `bytes` (with `head`) opened: the key file `password`
 /// opens (encrypted repositories), what stored bytes are sealed with, and
 /// the config itself.
+///
+/// Only a key file the sealed config lists may open it (every one, in a
+/// repository from before the list): one that was removed and put back is
+/// passed over, and the others are tried. `cache_root` remembers which
+/// key opened the repository here, and that one is tried first.
 fn unlock_config(
     files: &dyn MetaStore,
     root: &Path,
     bytes: &[u8],
     head: &ConfigHead,
     password: Option<&keys::Password>,
+    cache_root: &Path,
 ) -> Result<(Config, crate::crypto::Crypt, Option<String>)> {
-    let (crypt, key_id) = keys::unlock(files, head, password)?;
-    Ok((
-        Config::open(bytes, &root.join(CONFIG), &crypt)?,
-        crypt,
-        key_id,
-    ))
+    let preferred = CacheSlot::remembered_key(cache_root, &head.repository_id);
+    let mut revoked = Vec::new();
+    loop {
+        let unlocked = keys::unlock(files, head, password, preferred.as_deref(), &revoked);
+        let (crypt, key_id) = match unlocked {
+            Err(Error::WrongPassword) if !revoked.is_empty() => {
+                return Err(Error::RevokedKey(revoked.remove(0)));
+            }
+            other => other?,
+        };
+        let config = Config::open(bytes, &root.join(CONFIG), &crypt)?;
+        match key_id {
+            Some(id) if !config.keys.is_empty() && !config.keys.contains(&id) => revoked.push(id),
+            key_id => {
+                if let Some(id) = &key_id {
+                    CacheSlot::remember_key(cache_root, &head.repository_id, id);
+                }
+                return Ok((config, crypt, key_id));
+            }
+        }
+    }
 }
 
 /// The index in `cache`, and the home's segments, which it is then brought

@@ -85,13 +85,15 @@ impl Repository {
         let fs = opts.file_system();
         let home = Home::open(root, &fs, false)?;
         let (bytes, head) = super::config_head(home.files().as_ref(), root)?;
-        super::check_no_downgrade(&opts.cache_root()?, root, &head, opts.password.as_ref())?;
+        let cache_root = opts.cache_root()?;
+        super::check_no_downgrade(&cache_root, root, &head, opts.password.as_ref())?;
         let (config, crypt, _) = super::unlock_config(
             home.files().as_ref(),
             root,
             &bytes,
             &head,
             opts.password.as_ref(),
+            &cache_root,
         )?;
         let files = super::keys::files_for(home.files(), &crypt);
         let mut report = RepairReport::default();

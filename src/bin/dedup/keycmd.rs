@@ -38,16 +38,25 @@ pub fn list(cx: &Context, json: bool) -> Code {
         "id", "created", "host", "user"
     )?;
     for k in &keys {
+        if let Some(why) = &k.damaged {
+            writeln!(out, "  {:<32}  cannot be used: {why}", k.id)?;
+            continue;
+        }
         writeln!(
             out,
-            "{} {:<32}  {:<20}  {:<16}  {:<10}  argon2id {} MiB x {}",
+            "{} {:<32}  {:<20}  {:<16}  {:<10}  argon2id {} MiB x {}{}",
             if k.current { "*" } else { " " },
             k.id,
             k.created,
             k.hostname,
             k.username,
             k.kdf_memory_kib / 1024,
-            k.kdf_passes
+            k.kdf_passes,
+            if k.removed {
+                "  (removed: opens nothing)"
+            } else {
+                ""
+            }
         )?;
     }
     Ok(0)
