@@ -263,7 +263,7 @@ impl Repository {
             let tree = tree?;
             let mut node = Node::default();
             for entry in tree.entries {
-                let name: Box<str> = String::from_utf8_lossy(&entry.name).into();
+                let name: Box<str> = super::browse::escape_name(&entry.name).into();
                 match entry.kind {
                     EntryKind::File { size, chunks } => {
                         let start = node.chunks.len() as u32;

@@ -505,11 +505,11 @@ impl Repository {
             };
             let mut subdirs = Vec::new();
             for e in tree.entries {
-                let name = String::from_utf8_lossy(&e.name);
+                let name = super::browse::escape_name(&e.name);
                 let child = if *top {
                     String::new()
                 } else if path.is_empty() {
-                    name.into_owned()
+                    name
                 } else {
                     format!("{path}/{name}")
                 };
