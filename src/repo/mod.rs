@@ -108,7 +108,10 @@ pub struct OpenOptions {
     /// always live on the real disk (the locks at the repository's path).
     pub fs: Option<Arc<dyn Fs>>,
     /// The password of an encrypted repository (for `init`: of its first
-    /// key). Unencrypted repositories need none.
+    /// key). An unencrypted repository refuses one
+    /// ([`Error::PasswordForPlain`]): whoever gives a password expects
+    /// encryption, and a plain config may have been put in place of a
+    /// sealed one.
     pub password: Option<keys::Password>,
     /// Argon2id's costs for key files made through this handle (`init`,
     /// `key add`, `key passwd`); `None`: tuned to about half a second here.
