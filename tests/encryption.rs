@@ -507,3 +507,39 @@ fn a_removed_key_put_back_opens_nothing_and_a_costly_planted_key_is_tried_last()
     let damaged = greedy.unwrap()["damaged"].as_str().unwrap();
     assert!(damaged.contains("costs out of range"), "{listed}");
 }
+
+#[test]
+fn snapshot_record_names_are_keyed_so_the_store_cannot_confirm_a_guessed_record() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (src, repo) = (tmp.path().join("src"), tmp.path().join("repo"));
+    make_tree(&src, 15);
+    let pw = password(tmp.path(), "pw", "names");
+    ok(with(&repo, &pw).args(["init", "--encryption", "repokey", "--kdf-time", "1"]));
+    let id = snapshot_id(&ok(with(&repo, &pw).arg("ingest").arg(&src)).stdout);
+    // Whoever guessed the record whole (host, paths, times, summary) could
+    // hash it: its name must not be that hash.
+    let opened = dedup::Repository::open_with(
+        &repo,
+        &dedup::OpenOptions {
+            password: Some(dedup::repo::keys::Password::new(b"names".to_vec())),
+            read_only: true,
+            ..private()
+        },
+    )
+    .unwrap();
+    let snapshots = opened.snapshots().unwrap();
+    let (listed, record) = &snapshots[0];
+    assert_eq!(listed.to_hex(), id);
+    let (plain, _) = record.encode();
+    assert_ne!(plain, *listed, "the record's name is its plain SHA-256");
+    assert!(repo.join("snapshots").join(&id).exists());
+    drop(opened);
+    // Every command reads it back under that name, a cache made anew too.
+    let _ = fs::remove_dir_all(cache_of(&repo));
+    ok(with(&repo, &pw).args(["verify", "--read-data"]));
+    ok(with(&repo, &pw).args(["repair", "index"]));
+    ok(with(&repo, &pw)
+        .args(["restore", &id])
+        .arg(tmp.path().join("out")));
+    assert_eq!(describe(&src), describe(&tmp.path().join("out")));
+}

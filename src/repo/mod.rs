@@ -352,15 +352,6 @@ impl Repository {
                 },
             )?);
         }
-        // A reader's before its index is brought up to date: what that
-        // index lists stays while this reader lives.
-        let take_hold = || {
-            if read_only {
-                Hold::reader(&home)
-            } else {
-                Hold::writer(&home, opts.shared)
-            }
-        };
         let cache_root = opts.cache_root()?;
         check_no_downgrade(&cache_root, root, &head, opts.password.as_ref())?;
         let unlock = || {
@@ -368,22 +359,7 @@ impl Repository {
             let files = raw_files.as_ref();
             unlock_config(files, root, &config_bytes, &head, password, &cache_root)
         };
-        let ((config, crypt, key_id), hold) = if home.folder().is_some() {
-            // Nothing to overlap in a folder, and a wrong password leaves
-            // no lock file behind.
-            let unlocked = unlock()?;
-            (unlocked, take_hold()?)
-        } else {
-            // In an object store both are round trips: the key files are
-            // listed (and one opened) while the lock is taken, which a
-            // wrong password then gives back.
-            let (unlocked, hold) = std::thread::scope(|scope| {
-                let unlocking = scope.spawn(unlock);
-                let hold = take_hold();
-                (joined(unlocking), hold)
-            });
-            (unlocked?, hold?)
-        };
+        let ((config, crypt, key_id), hold) = unlock_and_hold(&home, opts, unlock)?;
         let files = keys::files_for(raw_files.clone(), &crypt);
         let ring = config.ring().expect("checked by Config::decode");
         let cache = CacheSlot::take(&cache_root, &config.repository_id)?;
@@ -403,8 +379,15 @@ impl Repository {
         let mut ignore = |_: &ChunkId| {};
         let added: &mut dyn FnMut(&ChunkId) = if read_only { &mut ignore } else { &mut insert };
         let attach = || attach_shards(root, &config, &fs, !read_only);
-        let (attached, records_read) =
-            catch_up_beside(&index, files.as_ref(), &names, added, &records, attach)?;
+        let (attached, records_read) = catch_up_beside(
+            &index,
+            files.as_ref(),
+            &crypt,
+            &names,
+            added,
+            &records,
+            attach,
+        )?;
         let shards = config
             .shards
             .iter()
@@ -709,7 +692,7 @@ impl Repository {
         keys: &[String],
         indexed: &std::collections::HashSet<SnapshotId>,
     ) -> Vec<RecordFile> {
-        read_unindexed_records(self.files.as_ref(), keys, indexed)
+        read_unindexed_records(self.files.as_ref(), &self.crypt, keys, indexed)
     }
 
     /// Refills the filter from every id in the index.
@@ -801,7 +784,7 @@ impl Repository {
     pub fn snapshots(&self) -> Result<Vec<(SnapshotId, SnapshotRecord)>> {
         let mut out = Vec::new();
         for (id, bytes) in self.index.snapshots()? {
-            out.push((id, SnapshotRecord::decode(&bytes, &id)?));
+            out.push((id, decode_record(&self.crypt, &bytes, &id)?));
         }
         out.sort_by_key(|(id, r)| (r.time_unix_ns, *id));
         Ok(out)
@@ -810,7 +793,7 @@ impl Repository {
     /// One snapshot's record.
     pub fn snapshot(&self, id: &SnapshotId) -> Result<SnapshotRecord> {
         match self.index.snapshot(id)? {
-            Some(bytes) => SnapshotRecord::decode(&bytes, id),
+            Some(bytes) => decode_record(&self.crypt, &bytes, id),
             None => Err(Error::UnknownSnapshot(id.to_hex())),
         }
     }
@@ -1041,6 +1024,7 @@ fn unavailable(root: &Path, shard: &ShardConfig, reason: String) -> Arc<dyn Pack
 fn catch_up_beside(
     index: &Index,
     files: &dyn MetaStore,
+    crypt: &crate::crypto::Crypt,
     names: &[String],
     added: &mut dyn FnMut(&ChunkId),
     records: &[String],
@@ -1049,7 +1033,8 @@ fn catch_up_beside(
     let indexed_before = snapshot_ids(index)?;
     std::thread::scope(|scope| {
         let attaching = scope.spawn(attach);
-        let reading = scope.spawn(|| read_unindexed_records(files, records, &indexed_before));
+        let reading =
+            scope.spawn(|| read_unindexed_records(files, crypt, records, &indexed_before));
         let caught_up = index.catch_up_with(files, names, added);
         let (attached, read) = (joined(attaching), joined(reading));
         caught_up.map(|_| (attached, read))
@@ -1133,6 +1118,7 @@ fn snapshot_ids(index: &Index) -> Result<std::collections::HashSet<SnapshotId>> 
 /// snapshot is not `indexed`, read (several at once) and checked.
 fn read_unindexed_records(
     files: &dyn MetaStore,
+    crypt: &crate::crypto::Crypt,
     keys: &[String],
     indexed: &std::collections::HashSet<SnapshotId>,
 ) -> Vec<RecordFile> {
@@ -1147,10 +1133,70 @@ fn read_unindexed_records(
         .into_iter()
         .zip(read)
         .map(|((id, key), bytes)| {
-            let bytes = bytes.and_then(|b| SnapshotRecord::decode(&b, &id).map(|_| b));
+            let bytes = bytes.and_then(|b| decode_record(crypt, &b, &id).map(|_| b));
             (id, key.clone(), bytes)
         })
         .collect()
+}
+
+/// Opens the config (`unlock`) and takes what the handle holds on `home`
+/// (a reader's hold before its index is brought up to date: what that
+/// index lists stays while the reader lives).
+fn unlock_and_hold<T: Send>(
+    home: &Home,
+    opts: &OpenOptions,
+    unlock: impl FnOnce() -> Result<T> + Send,
+) -> Result<(T, Hold)> {
+    let take_hold = || {
+        if opts.read_only {
+            Hold::reader(home)
+        } else {
+            Hold::writer(home, opts.shared)
+        }
+    };
+    if home.folder().is_some() {
+        // Nothing to overlap in a folder, and a wrong password leaves no
+        // lock file behind.
+        let unlocked = unlock()?;
+        return Ok((unlocked, take_hold()?));
+    }
+    // In an object store both are round trips: the key files are listed
+    // (and one opened) while the lock is taken, which a wrong password
+    // then gives back.
+    let (unlocked, hold) = std::thread::scope(|scope| {
+        let unlocking = scope.spawn(unlock);
+        let hold = take_hold();
+        (joined(unlocking), hold)
+    });
+    Ok((unlocked?, hold?))
+}
+
+/// A snapshot record's bytes and its id: in an encrypted repository keyed
+/// like object ids (HMAC-SHA-256), so that a store reader cannot confirm
+/// a record it guessed whole; the plain SHA-256 otherwise.
+pub(crate) fn encode_record(
+    crypt: &crate::crypto::Crypt,
+    record: &SnapshotRecord,
+) -> (SnapshotId, Vec<u8>) {
+    let (plain, bytes) = record.encode();
+    let id = if crypt.is_on() {
+        SnapshotId(crypt.id_of(&bytes).0)
+    } else {
+        plain
+    };
+    (id, bytes)
+}
+
+/// A snapshot record named `id` decoded and checked against its name:
+/// keyed ([`encode_record`]) or, for records written before names were
+/// keyed, plain.
+pub(crate) fn decode_record(
+    crypt: &crate::crypto::Crypt,
+    bytes: &[u8],
+    id: &SnapshotId,
+) -> Result<SnapshotRecord> {
+    let keyed = crypt.is_on().then(|| SnapshotId(crypt.id_of(bytes).0));
+    SnapshotRecord::decode_keyed(bytes, id, keyed)
 }
 
 /// The config's bytes and its plain head; `NoRepository` when there is

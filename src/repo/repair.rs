@@ -120,7 +120,7 @@ impl Repository {
                     &mut report,
                 )?);
             }
-            index_snapshots(&index, files.as_ref(), &mut report)?;
+            index_snapshots(&index, files.as_ref(), &crypt, &mut report)?;
             // The rebuilt index becomes the truth: a full segment of it,
             // after which no older segment is applied again.
             // It replaces every segment there was.
@@ -224,13 +224,18 @@ fn index_shard(
 }
 
 /// Indexes every snapshot record file that decodes and hashes to its name.
-fn index_snapshots(index: &Index, files: &dyn MetaStore, report: &mut RepairReport) -> Result<()> {
+fn index_snapshots(
+    index: &Index,
+    files: &dyn MetaStore,
+    crypt: &Crypt,
+    report: &mut RepairReport,
+) -> Result<()> {
     for key in files.list(SnapshotRecord::FOLDER)? {
         let name = key.trim_start_matches(SnapshotRecord::FOLDER);
         let decoded = name.parse::<SnapshotId>().and_then(|id| {
             files
                 .get(&key)
-                .and_then(|b| SnapshotRecord::decode(&b, &id).map(|_| (id, b)))
+                .and_then(|b| super::decode_record(crypt, &b, &id).map(|_| (id, b)))
         });
         match decoded {
             Ok((id, bytes)) => {

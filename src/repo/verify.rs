@@ -318,7 +318,7 @@ impl Repository {
                 Err(e) if is_not_found(&e) && !self.is_writer() => continue,
                 Err(e) => report.problems.push(damaged(format!("{key}: {e}"))),
             }
-            match SnapshotRecord::decode(&bytes, &id) {
+            match super::decode_record(&self.crypt, &bytes, &id) {
                 Ok(r) => out.push((id, r.top(), r.tree)),
                 Err(e) => report.problems.push(damaged(e.to_string())),
             }

@@ -2,7 +2,8 @@
 //!
 //! A record is a small JSON document (so a person can read it with `cat`)
 //! naming the root tree and carrying the ingest's summary. Its id is the
-//! SHA-256 of its bytes; it is written to `snapshots/<id>` and copied into
+//! SHA-256 of its bytes (in an encrypted repository, their keyed hash:
+//! `repo::encode_record`); it is written to `snapshots/<id>` and copied into
 //! the index. Written only after every chunk and tree it reaches is indexed
 //! (invariant 3), never modified afterwards.
 
@@ -137,8 +138,16 @@ impl SnapshotRecord {
 
     /// Decodes a record and checks it hashes to `id`.
     pub fn decode(bytes: &[u8], id: &SnapshotId) -> Result<Self> {
+        Self::decode_keyed(bytes, id, None)
+    }
+
+    /// [`decode`](Self::decode) in a repository whose record names are
+    /// keyed: `keyed` is the id its bytes have under the repository's key,
+    /// and either that or their plain SHA-256 (a record written before
+    /// names were keyed) must be `id`.
+    pub fn decode_keyed(bytes: &[u8], id: &SnapshotId, keyed: Option<SnapshotId>) -> Result<Self> {
         let found = SnapshotId::of(bytes);
-        if found != *id {
+        if found != *id && keyed != Some(*id) {
             return Err(Error::corrupt(
                 "snapshot record",
                 id.to_hex(),
@@ -195,6 +204,31 @@ mod tests {
         let mut bad = bytes.clone();
         bad[10] ^= 1;
         assert!(SnapshotRecord::decode(&bad, &id).is_err());
+    }
+
+    #[test]
+    fn a_keyed_name_or_the_plain_one_is_accepted_nothing_else() {
+        let (plain, bytes) = SnapshotRecord {
+            version: RECORD_VERSION,
+            time: "2026-01-01T00:00:00Z".into(),
+            time_unix_ns: 1,
+            hostname: "h".into(),
+            username: "u".into(),
+            paths: vec![],
+            tags: vec![],
+            parent: None,
+            tree: ChunkId::of(b"t"),
+            root: None,
+            summary: IngestSummary::default(),
+        }
+        .encode();
+        let keyed = SnapshotId::of(b"what a key would give");
+        assert!(SnapshotRecord::decode_keyed(&bytes, &keyed, Some(keyed)).is_ok());
+        // Written before names were keyed: still read.
+        assert!(SnapshotRecord::decode_keyed(&bytes, &plain, Some(keyed)).is_ok());
+        let other = SnapshotId::of(b"another name");
+        assert!(SnapshotRecord::decode_keyed(&bytes, &other, Some(keyed)).is_err());
+        assert!(SnapshotRecord::decode_keyed(&bytes, &keyed, None).is_err());
     }
 
     #[test]

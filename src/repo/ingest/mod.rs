@@ -299,7 +299,7 @@ impl Repository {
             summary,
         };
         if opts.dry_run {
-            let (id, _) = record.encode();
+            let (id, _) = super::encode_record(&self.crypt, &record);
             return Ok(IngestOutcome {
                 id,
                 record,
@@ -336,7 +336,7 @@ impl Repository {
         record: SnapshotRecord,
         progress: &dyn Progress,
     ) -> Result<IngestOutcome> {
-        let (id, bytes) = record.encode();
+        let (id, bytes) = super::encode_record(&self.crypt, &record);
         self.hold.check_alive()?;
         self.files.put(&SnapshotRecord::key(&id), &bytes)?;
         let bloom = &record.summary.bloom;
