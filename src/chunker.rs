@@ -16,7 +16,7 @@
 
 use std::io::{self, Read};
 
-use fastcdc::v2020::StreamCDC;
+use fastcdc::v2020::{Normalization, StreamCDC};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
@@ -44,6 +44,12 @@ pub enum ChunkerConfig {
         avg: u32,
         /// Largest chunk.
         max: u32,
+        /// XOR-ed into the gear table (fastcdc's seed): 0, the plain
+        /// chunker, unless the repository is encrypted. There it is random,
+        /// kept in the sealed config, so the sizes of the chunks a known
+        /// file is cut into say nothing to the store.
+        #[serde(default, skip_serializing_if = "is_zero")]
+        seed: u64,
     },
 }
 
@@ -65,6 +71,7 @@ impl ChunkerConfig {
             min: min.unwrap_or(avg / 4),
             avg,
             max: max.unwrap_or(avg.saturating_mul(4)),
+            seed: 0,
         }
     }
 
@@ -95,7 +102,7 @@ impl ChunkerConfig {
         };
         match *self {
             ChunkerConfig::Fixed { size } => in_range("chunk size", size),
-            ChunkerConfig::FastCdc { min, avg, max } => {
+            ChunkerConfig::FastCdc { min, avg, max, .. } => {
                 in_range("minimum chunk size", min)?;
                 in_range("average chunk size", avg)?;
                 in_range("maximum chunk size", max)?;
@@ -148,11 +155,21 @@ impl ChunkerConfig {
     pub fn cut_slice(&self, data: &[u8]) -> Vec<usize> {
         match *self {
             ChunkerConfig::Fixed { size } => data.chunks(size as usize).map(<[u8]>::len).collect(),
-            ChunkerConfig::FastCdc { min, avg, max } => {
-                fastcdc::v2020::FastCDC::new(data, min as usize, avg as usize, max as usize)
-                    .map(|c| c.length)
-                    .collect()
-            }
+            ChunkerConfig::FastCdc {
+                min,
+                avg,
+                max,
+                seed,
+            } => fastcdc::v2020::FastCDC::with_level_and_seed(
+                data,
+                min as usize,
+                avg as usize,
+                max as usize,
+                Normalization::Level1,
+                seed,
+            )
+            .map(|c| c.length)
+            .collect(),
         }
     }
 
@@ -173,12 +190,18 @@ impl ChunkerConfig {
         use rayon::prelude::*;
         let mut lengths = match *self {
             ChunkerConfig::Fixed { .. } => self.cut_slice(data),
-            ChunkerConfig::FastCdc { min, avg, max } => {
+            ChunkerConfig::FastCdc {
+                min,
+                avg,
+                max,
+                seed,
+            } => {
                 let cut = Cutter {
                     data,
                     min: min as usize,
                     avg: avg as usize,
                     max: max as usize,
+                    seed,
                 };
                 let n = data.len();
                 let pieces = pieces.clamp(1, (n / (4 * max as usize)).max(1));
@@ -232,12 +255,45 @@ impl ChunkerConfig {
                 size: size as usize,
                 done: false,
             },
-            ChunkerConfig::FastCdc { min, avg, max } => Chunks::FastCdc(StreamCDC::new(
+            ChunkerConfig::FastCdc {
+                min,
+                avg,
+                max,
+                seed,
+            } => Chunks::FastCdc(StreamCDC::with_level_and_seed(
                 source,
                 min as usize,
                 avg as usize,
                 max as usize,
+                Normalization::Level1,
+                seed,
             )),
+        }
+    }
+}
+
+#[allow(clippy::trivially_copy_pass_by_ref)] // serde's `skip_serializing_if` passes one
+fn is_zero(seed: &u64) -> bool {
+    *seed == 0
+}
+
+impl ChunkerConfig {
+    /// This configuration keyed with a random seed (FastCDC; fixed-size
+    /// cutting has nothing to key).
+    pub fn with_random_seed(self) -> Result<Self> {
+        match self {
+            ChunkerConfig::FastCdc { min, avg, max, .. } => {
+                let mut seed = [0u8; 8];
+                getrandom::fill(&mut seed)
+                    .map_err(|e| Error::invalid("chunker seed", e.to_string()))?;
+                Ok(ChunkerConfig::FastCdc {
+                    min,
+                    avg,
+                    max,
+                    seed: u64::from_le_bytes(seed) | 1,
+                })
+            }
+            fixed @ ChunkerConfig::Fixed { .. } => Ok(fixed),
         }
     }
 }
@@ -246,7 +302,7 @@ impl std::fmt::Display for ChunkerConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             ChunkerConfig::Fixed { size } => write!(f, "fixed {size} B"),
-            ChunkerConfig::FastCdc { min, avg, max } => {
+            ChunkerConfig::FastCdc { min, avg, max, .. } => {
                 write!(f, "fastcdc min {min} B, avg {avg} B, max {max} B")
             }
         }
@@ -260,6 +316,7 @@ struct Cutter<'a> {
     min: usize,
     avg: usize,
     max: usize,
+    seed: u64,
 }
 
 #[cfg(feature = "engine")]
@@ -268,7 +325,14 @@ impl Cutter<'_> {
     /// up to the first end that satisfies `stop` or the buffer's end.
     fn ends(&self, from: usize, stop: impl Fn(usize) -> bool) -> Vec<usize> {
         let mut ends = Vec::new();
-        let cdc = fastcdc::v2020::FastCDC::new(&self.data[from..], self.min, self.avg, self.max);
+        let cdc = fastcdc::v2020::FastCDC::with_level_and_seed(
+            &self.data[from..],
+            self.min,
+            self.avg,
+            self.max,
+            Normalization::Level1,
+            self.seed,
+        );
         for chunk in cdc {
             let end = from + chunk.offset + chunk.length;
             ends.push(end);
@@ -348,21 +412,25 @@ mod tests {
                 min: 8192,
                 avg: 4096,
                 max: 16384,
+                seed: 0,
             },
             ChunkerConfig::FastCdc {
                 min: 1024,
                 avg: 5000,
                 max: 16384,
+                seed: 0,
             },
             ChunkerConfig::FastCdc {
                 min: 1024,
                 avg: 4096,
                 max: 2048,
+                seed: 0,
             },
             ChunkerConfig::FastCdc {
                 min: 0,
                 avg: 4096,
                 max: 16384,
+                seed: 0,
             },
             ChunkerConfig::fastcdc(1 << 30),
         ];
@@ -396,7 +464,12 @@ mod tests {
     fn a_stream_cut_window_by_window_on_many_cores_has_the_serial_boundaries() {
         for (seed, noisy) in [(1, true), (2, false)] {
             let data = bytes(9 << 20, seed, noisy);
-            for config in [ChunkerConfig::default(), ChunkerConfig::fastcdc(4096)] {
+            let keyed = ChunkerConfig::fastcdc(4096).with_random_seed().unwrap();
+            for config in [
+                ChunkerConfig::default(),
+                ChunkerConfig::fastcdc(4096),
+                keyed,
+            ] {
                 let serial: Vec<usize> =
                     config.chunks(&data[..]).map(|c| c.unwrap().len()).collect();
                 for pieces in [2, 3, 8] {
@@ -415,6 +488,24 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn a_seed_moves_the_cuts_and_only_an_encrypted_config_gets_one() {
+        let data = bytes(4 << 20, 3, true);
+        let plain = ChunkerConfig::fastcdc(4096);
+        let (a, b) = (
+            plain.with_random_seed().unwrap(),
+            plain.with_random_seed().unwrap(),
+        );
+        let cuts = |c: ChunkerConfig| c.cut_slice(&data);
+        assert_ne!(cuts(a), cuts(plain));
+        assert_ne!(cuts(a), cuts(b));
+        assert_eq!(cuts(a), cuts(a), "a seed cuts the same way every time");
+        // Kept in the config, out of what it prints.
+        assert!(!a.to_string().contains("seed"));
+        let fixed = ChunkerConfig::Fixed { size: 4096 };
+        assert_eq!(fixed.with_random_seed().unwrap(), fixed);
     }
 
     #[test]

@@ -343,10 +343,17 @@ impl Config {
         }
         let mut id = [0u8; 16];
         getrandom::fill(&mut id).expect("the operating system's random source failed");
+        // An encrypted repository's chunker is keyed (the seed is sealed
+        // with the config), so that chunk sizes say nothing of contents.
+        let chunker = if opts.encryption.is_none() {
+            opts.chunker
+        } else {
+            opts.chunker.with_random_seed()?
+        };
         Ok(Config {
             format_version: FORMAT_VERSION,
             repository_id: hex::encode(id),
-            chunker: opts.chunker,
+            chunker,
             compression: opts.compression,
             zstd_level: opts.zstd_level,
             pack_size: opts.pack_size,

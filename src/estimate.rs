@@ -93,10 +93,10 @@ pub fn label(c: &ChunkerConfig) -> String {
     };
     match *c {
         ChunkerConfig::Fixed { size: s } => format!("fixed:{}", size(s)),
-        ChunkerConfig::FastCdc { min, avg, max } if min == avg / 4 && max == avg * 4 => {
+        ChunkerConfig::FastCdc { min, avg, max, .. } if min == avg / 4 && max == avg * 4 => {
             format!("fastcdc:{}", size(avg))
         }
-        ChunkerConfig::FastCdc { min, avg, max } => {
+        ChunkerConfig::FastCdc { min, avg, max, .. } => {
             format!("fastcdc:{}/{}/{}", size(min), size(avg), size(max))
         }
     }

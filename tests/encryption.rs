@@ -543,3 +543,43 @@ fn snapshot_record_names_are_keyed_so_the_store_cannot_confirm_a_guessed_record(
         .arg(tmp.path().join("out")));
     assert_eq!(describe(&src), describe(&tmp.path().join("out")));
 }
+
+#[test]
+fn each_encrypted_repository_cuts_the_same_data_its_own_way_plain_ones_alike() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    fs::create_dir_all(&src).unwrap();
+    for i in 0..12 {
+        fs::write(src.join(format!("f{i:02}")), random_bytes(300 + i, 1 << 20)).unwrap();
+    }
+    let pw = password(tmp.path(), "pw", "cut");
+    // The chunk count of every file, in name order, as a repository cut it.
+    let counts = |name: &str, encrypted: bool| -> Vec<u64> {
+        let repo = tmp.path().join(name);
+        let cmd = || {
+            if encrypted {
+                with(&repo, &pw)
+            } else {
+                dedup(&repo)
+            }
+        };
+        let mut init = cmd();
+        init.args(["init", "--avg-size", "16KiB", "--kdf-time", "1"]);
+        if encrypted {
+            init.args(["--encryption", "repokey"]);
+        }
+        ok(&mut init);
+        ok(cmd().arg("ingest").arg(&src));
+        let listed = json(cmd().args(["ls", "--json", "latest"]));
+        listed
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["chunks"].as_u64().unwrap())
+            .collect()
+    };
+    assert_eq!(counts("plain-a", false), counts("plain-b", false));
+    let (a, b) = (counts("sealed-a", true), counts("sealed-b", true));
+    assert_ne!(a, b, "two keys cut 12 files into the same chunk counts");
+    assert_ne!(a, counts("plain-c", false));
+}
