@@ -118,7 +118,7 @@ for corpus in "${CORPORA[@]}"; do
     tar -cf - -C "$WORK" live | cat >/dev/null
     case $tool in
       dedup) "$DEDUP" --repo "$repo" init --encryption "${DEDUP_ENCRYPTION:-none}" >/dev/null ;;
-      baseline) "$DEDUP_BASELINE" --repo "$repo" init >/dev/null ;;
+      baseline) "$DEDUP_BASELINE" --repo "$repo" init --encryption "${DEDUP_ENCRYPTION:-none}" >/dev/null ;;
       restic) restic -r "$repo" --quiet init >/dev/null ;;
       borg) borg init --encryption none "$repo" ;;
     esac
