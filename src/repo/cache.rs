@@ -81,7 +81,7 @@ impl CacheSlot {
     /// `id` encrypted (see [`remember_encrypted`](Self::remember_encrypted)).
     pub(crate) fn seen_encrypted(root: &Path, id: &str) -> Result<bool> {
         check_id(id)?;
-        Ok(std::fs::symlink_metadata(encrypted_marker(root, id)).is_ok())
+        Ok(std::fs::symlink_metadata(beside(root, id, "encrypted")).is_ok())
     }
 
     /// Remembers, beside the slots of repository `id` under `root`, that
@@ -90,7 +90,7 @@ impl CacheSlot {
     /// effort: a cache that cannot be written only forgets.
     pub(crate) fn remember_encrypted(root: &Path, id: &str) -> Result<()> {
         check_id(id)?;
-        let marker = encrypted_marker(root, id);
+        let marker = beside(root, id, "encrypted");
         if std::fs::symlink_metadata(&marker).is_err() {
             let _ = private_dir(root).and_then(|()| Self::replace(&marker, b""));
         }
@@ -100,7 +100,7 @@ impl CacheSlot {
     /// The key file that last opened repository `id` here, if known.
     pub(crate) fn remembered_key(root: &Path, id: &str) -> Option<String> {
         check_id(id).ok()?;
-        let bytes = Self::read(&root.join(format!("{id}.key"))).ok()??;
+        let bytes = Self::read(&beside(root, id, "key")).ok()??;
         let key = String::from_utf8(bytes).ok()?;
         key.bytes().all(|b| b.is_ascii_hexdigit()).then_some(key)
     }
@@ -108,11 +108,11 @@ impl CacheSlot {
     /// Remembers `key` as the key file that opened repository `id` here,
     /// to be tried first next time. Best effort.
     pub(crate) fn remember_key(root: &Path, id: &str, key: &str) {
-        if check_id(id).is_err() || Self::remembered_key(root, id).as_deref() == Some(key) {
+        if check_id(id).is_err() {
             return;
         }
         let _ = private_dir(root)
-            .and_then(|()| Self::replace(&root.join(format!("{id}.key")), key.as_bytes()));
+            .and_then(|()| Self::replace(&beside(root, id, "key"), key.as_bytes()));
     }
 
     /// The slot's folder.
@@ -182,9 +182,10 @@ fn check_id(id: &str) -> Result<()> {
     Ok(())
 }
 
-/// The file that says repository `id` was opened encrypted here.
-fn encrypted_marker(root: &Path, id: &str) -> PathBuf {
-    root.join(format!("{id}.encrypted"))
+/// The file `<id>.<what>` beside repository `id`'s slots under `root`
+/// (what this machine remembers of it: `encrypted`, `key`).
+fn beside(root: &Path, id: &str, what: &str) -> PathBuf {
+    root.join(format!("{id}.{what}"))
 }
 
 /// Creates `dir` (and its parents) when absent, its owner's only. A slot

@@ -231,47 +231,54 @@ impl Repository {
         Ok(plan)
     }
 
-    /// Every object reachable from a snapshot or a stored blob. Fails,
-    /// so that nothing is deleted, while a snapshot record or a tree to
-    /// mark cannot be read: first every record file is read (those the
-    /// index lacks, again and again while some fail); a tree that fails is
-    /// read again, and one the index lacks is looked for in the packs it
-    /// does not know (a segment lost), before giving up.
-    /// Returns the live set and how many unindexed packs it indexed (not
-    /// in a dry run, which changes nothing).
+    /// Every object reachable from a snapshot or a stored blob, and how
+    /// many unindexed packs it indexed on the way (never in a dry run,
+    /// which changes nothing). Fails, so that nothing is deleted, while a
+    /// snapshot record or a tree to mark cannot be read: first every
+    /// record file is read (those the index lacks, again while some fail);
+    /// then the trees are walked once, and only those that failed are
+    /// walked again, up to [`MARK_TRIES`] times in all, after looking for
+    /// trees the index lacks in the packs it does not know (a lost
+    /// segment).
     fn live_set(&self, mode: Mode) -> Result<(HashSet<ChunkId>, u64)> {
-        self.check_every_record("gc")?;
+        self.check_every_record()?;
+        let snapshots = self.snapshots()?;
+        let mut live = HashSet::new();
+        let mut failed = self.mark(snapshots.iter().map(|(_, r)| r.top()), &mut live)?;
         let mut adopted = None;
-        for attempt in 1..=MARK_TRIES {
-            let snapshots = self.snapshots()?;
-            let (id, error) = match self.mark(&snapshots)? {
-                Ok(live) => return Ok((live, adopted.unwrap_or(0))),
-                Err(failed) => failed,
-            };
-            if matches!(error, Error::MissingChunk(_)) && adopted.is_none() && mode == Mode::Apply {
-                let packs = self.adopt_unindexed_packs()?;
-                adopted = Some(packs);
-                if packs > 0 {
-                    continue;
-                }
+        for _ in 1..MARK_TRIES {
+            if failed.is_empty() {
+                break;
             }
-            if attempt == MARK_TRIES {
-                return Err(unmarkable(id, &error, &snapshots));
+            let missing = failed
+                .iter()
+                .any(|(_, e)| matches!(e, Error::MissingChunk(_)));
+            if missing && adopted.is_none() && mode == Mode::Apply {
+                adopted = Some(self.adopt_unindexed_packs()?);
+            }
+            failed = self.mark(failed.into_iter().map(|(id, _)| id), &mut live)?;
+        }
+        if let Some((id, error)) = failed.first() {
+            return Err(unmarkable(*id, error, &snapshots));
+        }
+        for key in self.files.list("blobs/")? {
+            if let Ok(id) = key.trim_start_matches("blobs/").parse::<ChunkId>() {
+                live.insert(id);
             }
         }
-        unreachable!("the last attempt returns")
+        Ok((live, adopted.unwrap_or(0)))
     }
 
-    /// Marks from `snapshots` and the blob markers: the live set, or the
-    /// first tree that could not be read, with why.
+    /// Adds to `live` every object reachable from the trees `roots`;
+    /// returns the trees that could not be read, with why (what is below
+    /// them is not marked).
     fn mark(
         &self,
-        snapshots: &[(SnapshotId, SnapshotRecord)],
-    ) -> Result<std::result::Result<HashSet<ChunkId>, (ChunkId, Error)>> {
-        let mut live = HashSet::new();
-        let mut failed = None;
-        let roots = snapshots.iter().map(|(_, r)| r.top());
-        let walked = self.walk_trees(roots, |id, tree| {
+        roots: impl IntoIterator<Item = ChunkId>,
+        live: &mut HashSet<ChunkId>,
+    ) -> Result<Vec<(ChunkId, Error)>> {
+        let mut failed = Vec::new();
+        self.walk_trees(roots, |id, tree| {
             match tree {
                 Ok(tree) => {
                     live.insert(id);
@@ -279,22 +286,11 @@ impl Repository {
                 }
                 // An unreachable store is no damaged tree: it stops gc as it is.
                 Err(e @ Error::ObjectStore { .. }) => return Err(e),
-                Err(e) => {
-                    failed.get_or_insert((id, e));
-                }
+                Err(e) => failed.push((id, e)),
             }
             Ok(())
-        });
-        walked?;
-        if let Some(failed) = failed {
-            return Ok(Err(failed));
-        }
-        for key in self.files.list("blobs/")? {
-            if let Ok(id) = key.trim_start_matches("blobs/").parse::<ChunkId>() {
-                live.insert(id);
-            }
-        }
-        Ok(Ok(live))
+        })?;
+        Ok(failed)
     }
 
     /// Indexes the records of every pack file the index does not know
@@ -433,9 +429,6 @@ impl Repository {
         ids: Vec<ChunkId>,
     ) -> Result<bool> {
         let shard = self.shard(info.shard)?;
-        // The commit drops entries writers may still dedup against, were
-        // this gc no longer alone.
-        self.hold.check_alive()?;
         let mut batch = self.index.batch();
         if let Some((bytes, entries)) = copy {
             batch.publish_pack(info.shard, shard.backend.as_ref(), bytes, entries)?;
@@ -444,8 +437,7 @@ impl Repository {
             batch.drop_entry(id, *pack);
         }
         batch.retire_pack(*pack, ids, shard.backend.clone());
-        let retired = self.index.commit(batch)?;
-        Ok(self.release(retired)? == 0)
+        Ok(self.commit_alone(batch)? == 0)
     }
 
     /// Deletes pack files nothing indexes (written by an ingest that
@@ -487,6 +479,9 @@ impl Repository {
                     }
                 }
                 report.orphan_packs += 1;
+                if mode == Mode::Apply {
+                    self.hold.check_alive()?;
+                }
                 let deleted = mode == Mode::DryRun
                     || self.delete_unless_read(|| shard.backend.delete(&key))?;
                 report.freed(deleted, size, 0);
@@ -505,13 +500,12 @@ const MARK_TRIES: u32 = 3;
 fn unmarkable(id: ChunkId, error: &Error, snapshots: &[(SnapshotId, SnapshotRecord)]) -> Error {
     let reason = match snapshots.iter().find(|(_, r)| r.top() == id) {
         Some((snapshot, r)) => format!(
-            "snapshot {} ({}, {}) names tree {id}, which cannot be read ({error}); \
+            "snapshot {short} ({}, {}) names tree {id}, which cannot be read ({error}); \
              if it was forgotten before and its record put back, drop it with \
-             `dedup forget {}`; else `dedup repair index` finds what the index lost",
-            &snapshot.to_hex()[..12],
+             `dedup forget {short}`; else `dedup repair index` finds what the index lost",
             r.hostname,
             r.time,
-            &snapshot.to_hex()[..12],
+            short = &snapshot.to_hex()[..12],
         ),
         None => format!(
             "tree {id} cannot be read ({error}); `dedup verify` names the snapshots it \

@@ -160,8 +160,10 @@ impl Hold {
     /// Fails when a writer can no longer be sure its lock is held (see
     /// `ObjectLock::check_alive`; a `flock` cannot be lost). Called before
     /// a writer records a snapshot or blob, and before maintenance commits
-    /// or deletes; [`when_alone`](Self::when_alone) and
-    /// [`after_readers`](Self::after_readers) call it themselves.
+    /// (`Repository::commit_alone`, whose retired files are then deleted
+    /// within the same check) or deletes on its own;
+    /// [`after_readers`](Self::after_readers), which may wait long, calls
+    /// it itself.
     pub(crate) fn check_alive(&self) -> Result<()> {
         match self {
             #[cfg(feature = "s3")]
@@ -176,14 +178,11 @@ impl Hold {
         match self {
             Hold::FolderWriter { readers, .. } => Ok(readers.when_alone(delete)),
             #[cfg(feature = "s3")]
-            Hold::Object(lock, Kind::Exclusive) => {
-                lock.check_alive()?;
-                Ok(if lock.readers_open()? {
-                    None
-                } else {
-                    Some(delete())
-                })
-            }
+            Hold::Object(lock, Kind::Exclusive) => Ok(if lock.readers_open()? {
+                None
+            } else {
+                Some(delete())
+            }),
             _ => Err(not_alone()),
         }
     }

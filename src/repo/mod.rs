@@ -18,6 +18,7 @@
 
 pub mod browse;
 mod cache;
+mod deep;
 mod fetch;
 mod gc;
 pub mod globs;
@@ -537,6 +538,17 @@ impl Repository {
         self.adopt_snapshot_files(&records, Vec::new())
     }
 
+    /// Commits a maintenance batch (one that drops entries or retires
+    /// packs, which every writer applies) once this handle is known to
+    /// still hold its lock, then deletes the files it retired, unless a
+    /// reader is open, within that same check; returns how many files were
+    /// kept for a later `gc`.
+    pub(crate) fn commit_alone(&self, batch: crate::index::Batch<'_>) -> Result<u64> {
+        self.hold.check_alive()?;
+        let retired = self.index.commit(batch)?;
+        self.release(retired)
+    }
+
     /// Deletes the files of packs a commit retired, unless a reader is
     /// open; returns how many were kept for a later `gc`.
     pub(crate) fn release(&self, retired: Retired) -> Result<u64> {
@@ -646,8 +658,8 @@ impl Repository {
     /// to [`RECORD_TRIES`] times while some fail (a store that erred once,
     /// a record written as this runs): what reads is adopted. Fails,
     /// naming the records and the way out, when some still cannot be read:
-    /// `what` (gc, forget --prune) would free the data only they reach.
-    pub(crate) fn check_every_record(&self, what: &'static str) -> Result<()> {
+    /// gc would free the data only they reach.
+    pub(crate) fn check_every_record(&self) -> Result<()> {
         for attempt in 1..=RECORD_TRIES {
             let keys = self.files.list(SnapshotRecord::FOLDER)?;
             self.adopt_snapshot_files(&keys, Vec::new())?;
@@ -661,7 +673,7 @@ impl Repository {
                     n => format!(" ({} more records cannot be read either)", n - 1),
                 };
                 return Err(Error::WouldLoseData {
-                    command: what,
+                    command: "gc",
                     reason: format!("{first}{more}"),
                 });
             }
@@ -1272,7 +1284,10 @@ fn unlock_config(
         match key_id {
             Some(id) if !config.keys.is_empty() && !config.keys.contains(&id) => revoked.push(id),
             key_id => {
-                if let Some(id) = &key_id {
+                if let Some(id) = key_id
+                    .as_deref()
+                    .filter(|id| preferred.as_deref() != Some(id))
+                {
                     CacheSlot::remember_key(cache_root, &head.repository_id, id);
                 }
                 return Ok((config, crypt, key_id));

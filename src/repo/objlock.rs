@@ -416,12 +416,8 @@ impl ObjectLock {
                 return Err(lost(liveness.lost.clone().unwrap_or_default()));
             }
         }
-        match crate::store::PackStore::size(self.home.as_ref(), &self.key) {
-            Ok(_) => {}
-            Err(e) if crate::store::is_not_found(&e) => {
-                return Err(lost("another process deleted it as stale".into()))
-            }
-            Err(e) => return Err(e),
+        if !exists(&self.home, &self.key)? {
+            return Err(lost(DELETED.into()));
         }
         let (generation, by) = read_fence(&self.home)?;
         if generation != self.generation {
@@ -481,13 +477,13 @@ fn refresh_once(
     if !lock().check(started) {
         return false;
     }
-    match crate::store::PackStore::size(home, key) {
-        Err(e) if crate::store::is_not_found(&e) => {
-            lock().lose("another process deleted it as stale".into());
+    match exists(home, key) {
+        Ok(false) => {
+            lock().lose(DELETED.into());
             return false;
         }
         Err(_) => return true,
-        Ok(_) => {}
+        Ok(true) => {}
     }
     if MetaStore::put(home, key, body).is_ok() {
         // Counted from before the write: the store may have stamped it
@@ -498,6 +494,18 @@ fn refresh_once(
         }
     }
     true
+}
+
+/// Why a lock whose object is gone is lost.
+const DELETED: &str = "another process deleted it as stale";
+
+/// Whether the lock object `key` is still there (one HEAD).
+fn exists(home: &ObjectStoreBackend, key: &str) -> Result<bool> {
+    match crate::store::PackStore::size(home, key) {
+        Ok(_) => Ok(true),
+        Err(e) if crate::store::is_not_found(&e) => Ok(false),
+        Err(e) => Err(e),
+    }
 }
 
 /// The contents of [`FENCE`].

@@ -448,9 +448,7 @@ impl Repository {
             }
         }
         batch.retire_pack(pack, ids, backend);
-        self.hold.check_alive()?;
-        let retired = self.index.commit(batch)?;
-        report.packs_kept_for_readers += self.release(retired)?;
+        report.packs_kept_for_readers += self.commit_alone(batch)?;
         Ok(())
     }
 }

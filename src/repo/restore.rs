@@ -28,6 +28,7 @@ use crate::error::{Error, IoContext, Result};
 use crate::id::ChunkId;
 use crate::index::Location;
 use crate::repo::browse::{components, unescape_name, Found};
+use crate::repo::deep::{self, LONG_PATH};
 use crate::repo::globs::PathGlobs;
 use crate::repo::{in_pool, Progress, Repository};
 use crate::snapshot::{Entry, EntryKind, SnapshotId};
@@ -156,10 +157,6 @@ fn by_name(
         .or_insert_with(|| lookup(name))
 }
 
-/// Paths longer than this are reached through the handle of a folder
-/// above them, so that none handed to the kernel comes near `PATH_MAX`.
-const LONG_PATH: usize = 2048;
-
 /// Where the kernel is asked for a destination path: the path itself, or,
 /// for one longer than [`LONG_PATH`], the rest of it below the handle of a
 /// folder above it (`/proc/self/fd/N/rest`). The handles are opened as the
@@ -174,7 +171,6 @@ struct Reach {
 impl Reach {
     /// Where to reach `path`.
     fn at<'p>(&self, path: &'p Path) -> std::borrow::Cow<'p, Path> {
-        use std::os::fd::AsRawFd;
         if path.as_os_str().len() <= LONG_PATH {
             return path.into();
         }
@@ -182,8 +178,7 @@ impl Reach {
         for up in path.ancestors().skip(1) {
             if let Some(handle) = handles.get(up) {
                 let rest = path.strip_prefix(up).expect("an ancestor");
-                let base = PathBuf::from(format!("/proc/self/fd/{}", handle.as_raw_fd()));
-                return base.join(rest).into();
+                return deep::through(handle).join(rest).into();
             }
             // Only folders reached by a long path have handles.
             if up.as_os_str().len() < LONG_PATH / 2 {
@@ -196,16 +191,11 @@ impl Reach {
     /// Once the folder `path` is made: holds it open when it takes a long
     /// path to reach, for what is made below it.
     fn made(&self, path: &Path) -> Result<()> {
-        use std::os::unix::fs::OpenOptionsExt;
         let at = self.at(path);
         if at.as_os_str().len() <= LONG_PATH {
             return Ok(());
         }
-        let handle = OpenOptions::new()
-            .read(true)
-            .custom_flags(libc::O_DIRECTORY | libc::O_NOFOLLOW)
-            .open(&at)
-            .at(path)?;
+        let handle = deep::open_folder(&at).at(path)?;
         self.handles
             .write()
             .unwrap_or_else(PoisonError::into_inner)

@@ -286,6 +286,7 @@ impl Repository {
             // Retired without a delete: the files are out of reach anyway.
             batch.retire_pack(pack, ids, self.shard(id)?.backend.clone());
         }
+        self.hold.check_alive()?;
         let _ = self.index.commit(batch)?;
         let mut config = self.config.clone();
         config.shards.retain(|s| s.id != id);
@@ -375,9 +376,7 @@ impl Repository {
             .map(|e| e.id)
             .collect();
         batch.retire_pack(*pack, ids, source.backend.clone());
-        self.hold.check_alive()?;
-        let retired = self.index.commit(batch)?;
-        self.release(retired)
+        self.commit_alone(batch)
     }
 }
 

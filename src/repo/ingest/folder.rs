@@ -24,6 +24,7 @@ use super::ChunkList;
 use crate::error::{Error, IoContext, Result};
 use crate::filecache::{self, FileStamp};
 use crate::id::ChunkId;
+use crate::repo::deep::{self, LONG_PATH};
 use crate::repo::writer::ObjectWriter;
 use crate::repo::{Progress, Repository};
 use crate::snapshot::{Attrs, Entry, EntryKind, IngestSummary, Owner, Skipped, Tree};
@@ -128,7 +129,7 @@ impl Walker<'_> {
         }
         match roots.as_slice() {
             [(path, _, meta)] if meta.is_dir() && !self.own(meta) => {
-                let (tree, mut tally) = self.folder(path, path)?;
+                let (tree, mut tally) = self.folder(path, None)?;
                 tally.summary.dirs += 1;
                 let tree = tree.ok_or_else(|| {
                     Error::invalid(
@@ -142,8 +143,8 @@ impl Walker<'_> {
                 let children = roots
                     .into_iter()
                     .map(|(path, name, meta)| Child {
-                        access: path.clone(),
                         path,
+                        access: None,
                         name,
                         meta,
                     })
@@ -190,18 +191,18 @@ impl Walker<'_> {
         self.own.contains(&(meta.dev(), meta.ino()))
     }
 
-    /// Stores the folder at `path` (reached at `access`) and everything
-    /// below it; its tree's id, or `None` when it cannot be listed (it is
-    /// then skipped).
+    /// Stores the folder at `path` (reached at `access`, when not at
+    /// `path` itself) and everything below it; its tree's id, or `None`
+    /// when it cannot be listed (it is then skipped).
     ///
-    /// A folder whose `access` is longer than [`LONG_PATH`] is opened, and
-    /// its entries are reached through that handle (`/proc/self/fd/N/name`),
-    /// held while they are stored: a tree deeper than `PATH_MAX` is stored
-    /// whole, with a handle open for every [`LONG_PATH`] bytes of depth.
-    fn folder(&self, path: &Path, access: &Path) -> Result<(Option<ChunkId>, Tally)> {
+    /// A folder reached by a path longer than [`LONG_PATH`] is opened, and
+    /// its entries are reached through that handle ([`deep`]), held while
+    /// they are stored: a tree deeper than `PATH_MAX` is stored whole.
+    fn folder(&self, path: &Path, access: Option<&Path>) -> Result<(Option<ChunkId>, Tally)> {
         let mut tally = Tally::default();
-        let anchor = if access.as_os_str().len() > LONG_PATH {
-            match open_folder(access) {
+        let reached = access.unwrap_or(path);
+        let anchor = if reached.as_os_str().len() > LONG_PATH {
+            match deep::open_folder(reached) {
                 Ok(handle) => Some(handle),
                 Err(e) => {
                     tally.skip(path, e.to_string(), self.progress);
@@ -211,14 +212,13 @@ impl Walker<'_> {
         } else {
             None
         };
-        let access = match &anchor {
-            Some(handle) => {
-                use std::os::fd::AsRawFd;
-                PathBuf::from(format!("/proc/self/fd/{}", handle.as_raw_fd()))
-            }
-            None => access.to_path_buf(),
+        // Where the entries are reached, when not by their own paths.
+        let below = match &anchor {
+            Some(handle) => Some(deep::through(handle)),
+            None => access.map(Path::to_path_buf),
         };
-        let listing = match fs::read_dir(&access) {
+        let base = below.as_deref().unwrap_or(path);
+        let listing = match fs::read_dir(base) {
             Ok(listing) => listing,
             Err(e) => {
                 tally.skip(path, e.to_string(), self.progress);
@@ -242,7 +242,7 @@ impl Walker<'_> {
             // Asked of the open folder (fstatat), not by path: no lookup
             // of every parent again, and symlinks are not followed.
             match item.metadata() {
-                Ok(meta) if self.excluded(path, &access, &name, &meta) => {
+                Ok(meta) if self.excluded(path, base, &name, &meta) => {
                     tally.summary.excluded += 1;
                 }
                 Ok(meta) => found.push((name, meta)),
@@ -254,7 +254,7 @@ impl Walker<'_> {
             .into_iter()
             .map(|(name, meta)| Child {
                 path: path.join(&name),
-                access: access.join(&name),
+                access: below.as_ref().map(|b| b.join(&name)),
                 name: name.into_vec(),
                 meta,
             })
@@ -301,14 +301,15 @@ impl Walker<'_> {
             meta,
         } = child;
         let mut tally = Tally::default();
-        let attrs = self.attrs_of(&access, &meta);
+        let reached = access.as_deref().unwrap_or(&path);
+        let attrs = self.attrs_of(reached, &meta);
         let ft = meta.file_type();
         let kind = if ft.is_file() {
             self.file(path, access, &meta, cached, &mut tally)?
         } else if ft.is_dir() {
-            self.subfolder(&path, &access, &meta, &mut tally)?
+            self.subfolder(&path, access.as_deref(), &meta, &mut tally)?
         } else if ft.is_symlink() {
-            symlink(&path, &access, &mut tally, self.progress)
+            symlink(&path, reached, &mut tally, self.progress)
         } else if ft.is_fifo() {
             tally.summary.specials += 1;
             Some(EntryKind::Fifo)
@@ -341,12 +342,12 @@ impl Walker<'_> {
         Ok((entry, tally))
     }
 
-    /// A regular file (at `path`, reached at `access`): from the file
-    /// cache (`cached`), else read.
+    /// A regular file (at `path`, reached at `access` when not there):
+    /// from the file cache (`cached`), else read.
     fn file(
         &self,
         path: PathBuf,
-        access: PathBuf,
+        access: Option<PathBuf>,
         meta: &Metadata,
         cached: Option<ChunkList>,
         tally: &mut Tally,
@@ -435,12 +436,12 @@ impl Walker<'_> {
         }
     }
 
-    /// A folder below the roots (reached at `access`), unless it is the
-    /// repository's own.
+    /// A folder below the roots (reached at `access` when not at `path`),
+    /// unless it is the repository's own.
     fn subfolder(
         &self,
         path: &Path,
-        access: &Path,
+        access: Option<&Path>,
         meta: &Metadata,
         tally: &mut Tally,
     ) -> Result<Option<EntryKind>> {
@@ -582,26 +583,11 @@ fn symlink(
 struct Child {
     /// Its path, as it is named in messages and the file cache.
     path: PathBuf,
-    /// Where the kernel is asked for it: `path`, or below a deep
+    /// Where the kernel is asked for it, when not at `path`: below a deep
     /// folder's handle (see [`Walker::folder`]).
-    access: PathBuf,
+    access: Option<PathBuf>,
     name: Vec<u8>,
     meta: Metadata,
-}
-
-/// Folders whose path is longer than this are reached through a handle
-/// of their own (`/proc/self/fd/N`), so that no path handed to the kernel
-/// comes near `PATH_MAX` (4096), however deep the tree.
-const LONG_PATH: usize = 2048;
-
-/// Opens the folder at `path` for reaching its entries through it: not
-/// through a symlink swapped in since it was listed.
-fn open_folder(path: &Path) -> std::io::Result<File> {
-    use std::os::unix::fs::OpenOptionsExt;
-    fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_DIRECTORY | libc::O_NOFOLLOW)
-        .open(path)
 }
 
 pub(crate) fn mtime(meta: &Metadata) -> (i64, u32) {

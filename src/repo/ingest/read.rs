@@ -25,9 +25,9 @@ use crate::store::record::ObjectKind;
 pub(super) struct FileJob {
     /// Its path, as messages and the file cache name it.
     pub(super) path: std::path::PathBuf,
-    /// Where it is opened (the path, or a deep folder's handle and its
-    /// name).
-    pub(super) access: std::path::PathBuf,
+    /// Where it is opened, when not at `path`: below a deep folder's
+    /// handle.
+    pub(super) access: Option<std::path::PathBuf>,
     pub(super) stamp: FileStamp,
 }
 
@@ -67,7 +67,7 @@ pub(super) fn store_file(
     let file = match fs::OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_NONBLOCK | libc::O_NOFOLLOW)
-        .open(&job.access)
+        .open(job.access.as_deref().unwrap_or(path))
     {
         Ok(f) => f,
         Err(e) => return Ok(unreadable(path, &e, progress)),
@@ -188,10 +188,12 @@ impl Read for Holes<'_> {
                 .len()
                 .min(usize::try_from(self.data).unwrap_or(usize::MAX));
             let n = self.file.read_at(&mut buf[..want], self.at)?;
-            // The file ended sooner than its map said (it shrank).
-            self.data = if n == 0 { 0 } else { self.data - n as u64 };
             if n == 0 {
+                // The file ended sooner than its map said (it shrank).
+                self.data = 0;
                 self.end = Some(self.at);
+            } else {
+                self.data -= n as u64;
             }
             n
         } else if self.hole > 0 {
