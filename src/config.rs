@@ -15,7 +15,11 @@ use crate::error::{Error, Result};
 use crate::ring::{Ring, ShardId, DEFAULT_VNODES};
 
 /// The format version this build reads and writes.
-pub const FORMAT_VERSION: u32 = 1;
+pub const FORMAT_VERSION: u32 = 2;
+
+/// The format of a plain repository, and of an encrypted one made before
+/// records hid their lengths: every build reads it.
+pub const PLAIN_FORMAT_VERSION: u32 = 1;
 /// Default pack target size.
 pub const DEFAULT_PACK_SIZE: u32 = 16 * 1024 * 1024;
 
@@ -126,7 +130,8 @@ impl ShardConfig {
 /// The whole config file.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Config {
-    /// Must equal [`FORMAT_VERSION`].
+    /// [`PLAIN_FORMAT_VERSION`], or [`FORMAT_VERSION`] (2) for an
+    /// encrypted repository whose records hide their lengths.
     pub format_version: u32,
     /// Random id of this repository.
     pub repository_id: String,
@@ -178,7 +183,7 @@ impl Encryption {
 /// What a config file says before any key is at hand.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ConfigHead {
-    /// Must equal [`FORMAT_VERSION`].
+    /// At most [`FORMAT_VERSION`].
     pub format_version: u32,
     /// Random id of this repository.
     pub repository_id: String,
@@ -232,7 +237,7 @@ fn check_version(value: &serde_json::Value, path: &Path) -> Result<()> {
         .get("format_version")
         .and_then(serde_json::Value::as_u64)
     {
-        Some(v) if v == u64::from(FORMAT_VERSION) => Ok(()),
+        Some(v) if (1..=u64::from(FORMAT_VERSION)).contains(&v) => Ok(()),
         Some(v) => Err(Error::FormatVersion {
             path: path.to_path_buf(),
             expected: FORMAT_VERSION,
@@ -350,8 +355,16 @@ impl Config {
         } else {
             opts.chunker.with_random_seed()?
         };
+        // Version 2 says that records hide their lengths, which only an
+        // encrypted repository's do: a plain one stays readable by builds
+        // that know version 1 only.
+        let format_version = if opts.encryption.is_none() {
+            PLAIN_FORMAT_VERSION
+        } else {
+            FORMAT_VERSION
+        };
         Ok(Config {
-            format_version: FORMAT_VERSION,
+            format_version,
             repository_id: hex::encode(id),
             chunker,
             compression: opts.compression,
@@ -362,6 +375,12 @@ impl Config {
             encryption: opts.encryption,
             keys: Vec::new(),
         })
+    }
+
+    /// Whether records hide their lengths (sealed headers, padded bytes):
+    /// encrypted repositories of format 2 on.
+    pub fn hides_lengths(&self) -> bool {
+        !self.encryption.is_none() && self.format_version >= 2
     }
 
     /// The config as written to disk.
@@ -557,7 +576,7 @@ mod tests {
             .replace("\"format_version\": 1", "\"format_version\": 7");
         match Config::decode(newer.as_bytes(), p) {
             Err(Error::FormatVersion {
-                expected: 1,
+                expected: 2,
                 found: 7,
                 ..
             }) => {}

@@ -35,11 +35,13 @@ pub enum Error {
     AlreadyExists(PathBuf),
 
     /// The repository was written by a format this build does not read.
-    #[error("{path}: repository format version {found}, this build reads version {expected}")]
+    #[error(
+        "{path}: repository format version {found}, this build reads versions 1 to {expected}"
+    )]
     FormatVersion {
         /// The config file.
         path: PathBuf,
-        /// The version this build understands.
+        /// The newest version this build understands.
         expected: u32,
         /// The version found on disk.
         found: u32,

@@ -149,7 +149,7 @@ fn unknown_snapshots_missing_repositories_and_newer_formats_are_clear_errors() {
     let r = run(dedup(&repo).arg("snapshots"));
     assert_eq!(r.code, 2);
     assert!(
-        r.stderr.contains("format version 99") && r.stderr.contains("reads version 1"),
+        r.stderr.contains("format version 99") && r.stderr.contains("reads versions 1 to 2"),
         "{}",
         r.stderr
     );

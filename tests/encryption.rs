@@ -579,3 +579,115 @@ fn each_encrypted_repository_cuts_the_same_data_its_own_way_plain_ones_alike() {
     assert_ne!(a, b, "two keys cut 12 files into the same chunk counts");
     assert_ne!(a, counts("plain-c", false));
 }
+
+#[test]
+fn the_store_cannot_find_where_a_record_ends_and_the_key_holder_still_can() {
+    use dedup::store::pack::scan_records;
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    make_tree(&src, 23);
+    let pw = password(tmp.path(), "pw", "lengths");
+    // How many records a walk from the front finds in each pack, reading
+    // headers as the store can: without the key.
+    let walked = |repo: &Path| -> Vec<usize> {
+        packs(repo)
+            .iter()
+            .map(|p| scan_records(&fs::read(p).unwrap(), |_, _| true).len())
+            .collect()
+    };
+    let args = ["--avg-size", "4KiB", "--pack-size", "64KiB"];
+    let plain = tmp.path().join("plain");
+    init_made(&plain, &pw, false, &args);
+    ok(dedup(&plain).arg("ingest").arg(&src));
+    assert!(
+        walked(&plain).iter().all(|&n| n > 0),
+        "{:?}",
+        walked(&plain)
+    );
+    let sealed = tmp.path().join("sealed");
+    init_made(&sealed, &pw, true, &args);
+    ok(with(&sealed, &pw).arg("ingest").arg(&src));
+    let found = walked(&sealed);
+    assert!(found.len() > 2, "{found:?}");
+    assert!(
+        found.iter().all(|&n| n == 0),
+        "headers read without the key: {found:?}"
+    );
+    // With the key, a pack whose trailer is damaged is still walked from
+    // the front, and every record is kept.
+    let victim = packs(&sealed).into_iter().next().unwrap();
+    let mut bytes = fs::read(&victim).unwrap();
+    let n = bytes.len();
+    bytes[n - 20] ^= 0xff;
+    fs::write(&victim, bytes).unwrap();
+    let _ = fs::remove_dir_all(cache_of(&sealed));
+    let r = run(with(&sealed, &pw).args(["repair", "index"]));
+    assert_eq!(r.code, 1, "salvage is reported: {}", r.stdout);
+    assert!(r.stdout.contains("salvaged damaged pack"), "{}", r.stdout);
+    ok(with(&sealed, &pw).args(["verify", "--read-data"]));
+    let out = tmp.path().join("out");
+    ok(with(&sealed, &pw).args(["restore", "latest"]).arg(&out));
+    assert_eq!(describe(&src), describe(&out));
+}
+
+/// The files of `fixtures/repo-v1-*.tar.gz`'s one snapshot, by SHA-256.
+const FIXTURE_FILES: [(&str, &str); 3] = [
+    (
+        "readme.txt",
+        "3bbef82a0ef8d833bf723e9208fc698d87ccac3cdf32a2d42a02ffeada2b0d64",
+    ),
+    (
+        "sub/data.bin",
+        "06f8fade2a282c74fb2d90ff577c152a849fbcfc8c64cf8a67185cea9acfa046",
+    ),
+    (
+        "sub/text.txt",
+        "f35bcbf10dd87bf40b5b1bf10e17fbcb5238728cf55e4796e9be42d825656b4a",
+    ),
+];
+
+#[test]
+fn repositories_written_before_format_2_open_read_and_take_new_snapshots() {
+    use dedup::store::pack::scan_records;
+    let tmp = tempfile::tempdir().unwrap();
+    let pw = password(tmp.path(), "pw", "fixture");
+    for (kind, encrypted) in [("plain", false), ("encrypted", true)] {
+        // Made by 8952c5e, the last build that wrote format 1 only.
+        let name = format!("repo-v1-{kind}");
+        let archive = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("fixtures")
+            .join(format!("{name}.tar.gz"));
+        ok(Command::new("tar")
+            .arg("-xzf")
+            .arg(&archive)
+            .arg("-C")
+            .arg(tmp.path()));
+        let repo = tmp.path().join(&name);
+        let cmd = || as_made(&repo, &pw, encrypted);
+        let out = tmp.path().join(format!("out-{kind}"));
+        ok(cmd().args(["restore", "latest"]).arg(&out));
+        for (path, sum) in FIXTURE_FILES {
+            let bytes = fs::read(out.join(path)).unwrap();
+            assert_eq!(hex(&sha256(&bytes)), sum, "{kind}: {path}");
+        }
+        // New snapshots are written in the repository's own format, which
+        // the older build reads: headers in the clear.
+        let src = tmp.path().join(format!("src-{kind}"));
+        make_tree(&src, 29);
+        ok(cmd().arg("ingest").arg(&src));
+        ok(cmd().args(["verify", "--read-data"]));
+        let config = fs::read_to_string(repo.join("config")).unwrap();
+        assert!(config.contains("\"format_version\": 1"), "{config}");
+        for p in packs(&repo) {
+            let bytes = fs::read(&p).unwrap();
+            assert!(
+                !scan_records(&bytes, |_, _| true).is_empty(),
+                "{kind}: {}",
+                p.display()
+            );
+        }
+        let again = tmp.path().join(format!("again-{kind}"));
+        ok(cmd().args(["restore", "latest"]).arg(&again));
+        assert_eq!(describe(&src), describe(&again));
+    }
+}

@@ -25,7 +25,7 @@ use crate::repo::{OpenOptions, Progress, Repository};
 use crate::ring::ShardId;
 use crate::segment;
 use crate::snapshot::{SnapshotId, SnapshotRecord};
-use crate::store::pack::{entries_of, read_entries, repack, scan_records};
+use crate::store::pack::{entries_of, read_entries, repack, scan_sealed_records};
 use crate::store::record::ObjectKind;
 use crate::store::{is_not_found, open_shard, record, Create, MetaStore};
 use crate::store::{PackEntry, PackId, PackStore};
@@ -192,7 +192,7 @@ fn index_shard(
             continue;
         }
         let bytes = backend.get(&key)?;
-        let salvaged = scan_records(&bytes, |e, stored| {
+        let salvaged = scan_sealed_records(&bytes, crypt, |e, stored| {
             record::open(&pack, e, stored, crypt).is_ok()
         });
         let place = format!("{}/{key}", backend.location());

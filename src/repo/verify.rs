@@ -415,7 +415,7 @@ impl Repository {
         let tail = trailer_len(&bytes[bytes.len().saturating_sub(FOOTER_SIZE)..], &location);
         let laid_out = |entries: &[PackEntry]| {
             let trailer_start = (bytes.len() - tail.as_ref().map_or(0, |n| *n)) as u64;
-            check_layout(bytes, entries, trailer_start, &location)
+            check_layout(bytes, entries, trailer_start, &location, self.crypt())
         };
         let entries = match entries_of(bytes, &location, self.crypt())
             .and_then(|e| laid_out(&e).map(|()| e))

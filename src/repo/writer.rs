@@ -203,20 +203,22 @@ impl<'r> ObjectWriter<'r> {
             return Ok(id);
         }
         let config = &self.repo.config;
-        let (flag, stored) = record::seal_for(
+        let stored = record::seal_for(
             crypt,
+            config.hides_lengths(),
             &id,
             data,
             kind,
             config.compression,
             config.zstd_level,
-        );
+        )?;
         self.new_objects.fetch_add(1, Relaxed);
         self.new_raw.fetch_add(u64::from(raw_len), Relaxed);
         if kind == ObjectKind::Data {
             self.new_data_raw.fetch_add(u64::from(raw_len), Relaxed);
         }
-        self.new_stored.fetch_add(stored.len() as u64, Relaxed);
+        self.new_stored
+            .fetch_add(stored.bytes.len() as u64, Relaxed);
         if self.dry_run {
             return Ok(id);
         }
@@ -225,7 +227,7 @@ impl<'r> ObjectWriter<'r> {
         let full = {
             let mut pack = self.open[slot].lock().expect("pack lock");
             let before = pack.len();
-            pack.add(id, raw_len, flag, &stored);
+            pack.add_stored(id, raw_len, &stored);
             self.buffered.fetch_add(pack.len() - before, Relaxed);
             (pack.len() >= self.repo.config.pack_size as usize).then(|| self.take(&mut pack))
         };

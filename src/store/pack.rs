@@ -3,7 +3,7 @@
 //! ```text
 //! pack    = header record* trailer footer
 //! header  = "DDPACK\0\x01"                                  8 bytes
-//! record  = id[32] raw_len:u32 stored_len:u32 flags:u8 bytes[stored_len]
+//! record  = header bytes[stored_len]    (header: 41 bytes, sealed 81)
 //! trailer = entry*                                          49 bytes each
 //! entry   = id[32] offset:u64 raw_len:u32 stored_len:u32 flags:u8
 //! footer  = count:u32 crc32(trailer ‖ count):u32 "DDPKEND\x01"   16 bytes
@@ -12,12 +12,13 @@
 //! Integers are little-endian. `offset` is where the entry's record starts
 //! (see [`record`](crate::store::record) for what a record is). Each record repeats its id
 //! and lengths, so a pack whose trailer is damaged can still be walked from
-//! the front. A pack is built in memory up to its target size, then sealed
+//! the front (with the key, when its headers are sealed). A pack is built in memory up to its target size, then sealed
 //! (trailer appended) and written once, durably; it is never modified after.
 
 use crate::codec::{Put, Reader};
 use crate::error::{Error, Result};
 use crate::id::ChunkId;
+use crate::store::record;
 pub use crate::store::record::{flags, PackEntry};
 
 /// First bytes of every pack.
@@ -105,9 +106,12 @@ pub fn repack(
 ) -> Result<(Vec<u8>, Vec<PackEntry>)> {
     let mut builder = PackBuilder::new();
     for e in entries {
-        let stored = e.stored_in(bytes, base)?;
-        crate::store::record::open(from, e, stored, crypt)?;
-        builder.add(e.id, e.raw_len, e.flags, stored);
+        // A sealed header names no place, so it moves as it is.
+        let (header, stored) = e
+            .record_in(bytes, base)?
+            .split_at(record::header_len(e.flags) as usize);
+        record::open(from, e, stored, crypt)?;
+        builder.add_with_header(e.id, e.raw_len, e.flags, header, stored);
     }
     Ok(builder.seal_with(crypt))
 }
@@ -145,14 +149,35 @@ impl PackBuilder {
         }
     }
 
-    /// Appends a record.
+    /// Appends a record with a plain header.
     pub fn add(&mut self, id: ChunkId, raw_len: u32, flags: u8, stored: &[u8]) {
+        let header = record::encode_header(&id, raw_len, stored.len() as u32, flags);
+        self.add_with_header(id, raw_len, flags, &header, stored);
+    }
+
+    /// Appends a record as [`seal_for`](record::seal_for) made it.
+    #[cfg(feature = "engine")]
+    pub fn add_stored(&mut self, id: ChunkId, raw_len: u32, stored: &record::Stored<'_>) {
+        match &stored.header {
+            Some(header) => self.add_with_header(id, raw_len, stored.flags, header, &stored.bytes),
+            None => self.add(id, raw_len, stored.flags, &stored.bytes),
+        }
+    }
+
+    /// Appends a record whose header is given: a sealed one, or one
+    /// copied from another pack.
+    fn add_with_header(
+        &mut self,
+        id: ChunkId,
+        raw_len: u32,
+        flags: u8,
+        header: &[u8],
+        stored: &[u8],
+    ) {
+        debug_assert_eq!(header.len() as u64, record::header_len(flags));
         let offset = self.buf.len() as u64;
         let stored_len = stored.len() as u32;
-        self.buf.put_id(&id);
-        self.buf.put_u32(raw_len);
-        self.buf.put_u32(stored_len);
-        self.buf.put_u8(flags);
+        self.buf.extend_from_slice(header);
         self.buf.extend_from_slice(stored);
         self.entries.push(PackEntry {
             id,
@@ -310,7 +335,7 @@ fn parse_entries(body: &[u8], records_end: u64, location: &str) -> Result<Vec<Pa
         if e.offset < PACK_MAGIC.len() as u64 || end.is_none() {
             return Err(r.error(format!("entry for {} lies outside the pack", e.id)));
         }
-        if e.flags & !flags::KNOWN != 0 {
+        if !e.flags_known() {
             return Err(r.error(format!(
                 "entry for {} has unknown flags {:#x}",
                 e.id, e.flags
@@ -416,15 +441,17 @@ pub fn read_entries(
 }
 
 /// Checks what reading records by their trailer entries passes over: the
-/// pack's magic, each record's header against its entry, and that the
-/// records fill the pack from its header to its trailer with nothing in
-/// between (every pack is written that way). `trailer_start` is where the
-/// stored trailer begins.
+/// pack's magic, each record's header against its entry (a sealed one
+/// opened with the key), and that the records fill the pack from its
+/// header to its trailer with nothing in between (every pack is written
+/// that way). `trailer_start` is where the stored trailer begins.
+#[cfg(feature = "engine")]
 pub fn check_layout(
     bytes: &[u8],
     entries: &[PackEntry],
     trailer_start: u64,
     location: &str,
+    crypt: &crate::crypto::Crypt,
 ) -> Result<()> {
     let bad = |reason: String| Err(Error::corrupt("pack", location, reason));
     if !bytes.starts_with(PACK_MAGIC) {
@@ -440,18 +467,15 @@ pub fn check_layout(
                 e.offset.max(at)
             ));
         }
-        let start = usize::try_from(e.offset).unwrap_or(usize::MAX);
-        let Some(header) =
-            bytes.get(start..start.saturating_add(crate::store::record::HEADER as usize))
-        else {
+        let Some(header) = usize::try_from(e.offset).ok().and_then(|s| bytes.get(s..)) else {
             return bad(format!("the record of {} lies past the end", e.id));
         };
-        let mut r = Reader::new(header, "pack record", location);
-        let same = r.id()? == e.id
-            && r.u32()? == e.raw_len
-            && r.u32()? == e.stored_len
-            && r.u8()? == e.flags;
-        if !same {
+        let found = if e.flags & flags::HIDDEN != 0 {
+            record::open_header(crypt, header, e.offset)
+        } else {
+            record::decode_header(header, e.offset)
+        };
+        if found.as_ref() != Some(e) {
             return bad(format!(
                 "the record header of {} differs from its trailer entry",
                 e.id
@@ -468,37 +492,54 @@ pub fn check_layout(
 /// Walks a pack's records from the front, for packs whose trailer is lost.
 /// Passes over a record whose bytes fail `check` (they do not hash to its
 /// id) and stops at the first header that does not decode; returns the
-/// good ones.
+/// good ones. Sealed headers are not read: see [`scan_sealed_records`].
 pub fn scan_records(bytes: &[u8], check: impl Fn(&PackEntry, &[u8]) -> bool) -> Vec<PackEntry> {
+    scan_with(bytes, |_, _| None, check)
+}
+
+/// [`scan_records`] for a pack of an encrypted repository, whose headers
+/// may be sealed under `crypt`'s key.
+#[cfg(feature = "engine")]
+pub fn scan_sealed_records(
+    bytes: &[u8],
+    crypt: &crate::crypto::Crypt,
+    check: impl Fn(&PackEntry, &[u8]) -> bool,
+) -> Vec<PackEntry> {
+    scan_with(
+        bytes,
+        |at, offset| record::open_header(crypt, at, offset),
+        check,
+    )
+}
+
+fn scan_with(
+    bytes: &[u8],
+    sealed_header: impl Fn(&[u8], u64) -> Option<PackEntry>,
+    check: impl Fn(&PackEntry, &[u8]) -> bool,
+) -> Vec<PackEntry> {
     let mut out = Vec::new();
     if !bytes.starts_with(PACK_MAGIC) {
         return out;
     }
-    let mut r = Reader::new(&bytes[PACK_MAGIC.len()..], "pack record", "scan");
-    loop {
-        let offset = (PACK_MAGIC.len() + (bytes.len() - PACK_MAGIC.len() - r.remaining())) as u64;
-        let Ok(id) = r.id() else { break };
-        let (Ok(raw_len), Ok(stored_len), Ok(bits)) = (r.u32(), r.u32(), r.u8()) else {
+    let mut offset = PACK_MAGIC.len() as u64;
+    while let Some(at) = bytes.get(offset as usize..) {
+        let plain = || {
+            record::decode_header(at, offset)
+                .filter(|e| e.flags_known() && e.flags & flags::HIDDEN == 0)
+        };
+        // Not a record header: nothing after it can be trusted.
+        let Some(e) = sealed_header(at, offset).or_else(plain) else {
             break;
         };
-        let Ok(data) = r.take(stored_len as usize) else {
+        let Some(data) = bytes.get(e.data_range().start as usize..e.record_end() as usize) else {
             break;
         };
-        let e = PackEntry {
-            id,
-            offset,
-            raw_len,
-            stored_len,
-            flags: bits,
-        };
-        if bits & !flags::KNOWN != 0 {
-            break; // not a record header: nothing after it can be trusted
-        }
         // A record whose bytes do not hash to its id is passed over: its
         // header still says where the next one starts.
         if check(&e, data) {
             out.push(e);
         }
+        offset = e.record_end();
     }
     out
 }
@@ -548,6 +589,54 @@ mod tests {
         // A plain pack in an encrypted repository is refused.
         let (plain, _) = sample();
         assert!(entries_of(&plain, "t", &crypt).is_err());
+    }
+
+    #[cfg(feature = "engine")]
+    #[test]
+    fn a_pack_of_hidden_records_is_checked_walked_and_repacked_only_with_its_key() {
+        use crate::config::Compression;
+        use crate::crypto::{Crypt, MasterKey};
+        use crate::store::record::{seal_for, ObjectKind};
+        let crypt = Crypt::with(MasterKey::generate().unwrap());
+        let mut b = PackBuilder::new();
+        let text = b"words words words ".repeat(50);
+        for data in [&b"alpha"[..], b"", &text, b"gamma gamma"] {
+            let id = crypt.id_of(data);
+            let s = seal_for(
+                &crypt,
+                true,
+                &id,
+                data,
+                ObjectKind::Data,
+                Compression::Zstd,
+                3,
+            )
+            .unwrap();
+            b.add_stored(id, data.len() as u32, &s);
+        }
+        let (bytes, entries) = b.seal_with(&crypt);
+        assert_eq!(entries_of(&bytes, "t", &crypt).unwrap(), entries);
+        let trailer_start = entries.last().unwrap().record_end();
+        check_layout(&bytes, &entries, trailer_start, "t", &crypt).unwrap();
+        let other = Crypt::with(MasterKey::generate().unwrap());
+        assert!(check_layout(&bytes, &entries, trailer_start, "t", &other).is_err());
+        // Without the key a walk finds nothing; with it, every record.
+        assert!(scan_records(&bytes, |_, _| true).is_empty());
+        let found = scan_sealed_records(&bytes[..trailer_start as usize], &crypt, |_, _| true);
+        assert_eq!(found, entries);
+        // Repacked, a record keeps its sealed header and still opens.
+        let (moved, moved_entries) =
+            repack(&PackId([9; 16]), &bytes, 0, &entries[2..], &crypt).unwrap();
+        let end = moved_entries.last().unwrap().record_end();
+        check_layout(&moved, &moved_entries, end, "t", &crypt).unwrap();
+        let stored = moved_entries[0].stored_in(&moved, 0).unwrap();
+        let opened =
+            crate::store::record::open(&PackId([9; 16]), &moved_entries[0], stored, &crypt);
+        assert_eq!(opened.unwrap(), text);
+        // A header changed by one bit is not the entry's.
+        let mut bad = bytes.clone();
+        bad[entries[1].offset as usize + 30] ^= 1;
+        assert!(check_layout(&bad, &entries, trailer_start, "t", &crypt).is_err());
     }
 
     #[test]
