@@ -348,6 +348,10 @@ pub struct Index {
     generation: Mutex<u64>,
     /// Where each commit first writes its segment (writers only).
     segments: Option<Arc<dyn MetaStore>>,
+    /// Segments this index applied that a catch-up found gone from the
+    /// home and covered by no full segment there (see
+    /// [`take_gone`](Self::take_gone)).
+    gone: Mutex<Vec<String>>,
 }
 
 /// The `meta` key counting commits, over the index's whole life.
@@ -370,6 +374,10 @@ fn applied_key(name: &str) -> String {
 
 /// `meta` keys `retired/<pack hex>`: tombstones of retired packs, which
 /// no segment met later (in any order) brings back.
+/// `meta` keys `forgotten/<snapshot id>`: snapshots this index saw
+/// forgotten (a record of one that comes back is not one to adopt).
+const FORGOTTEN: &str = "forgotten/";
+
 const RETIRED: &str = "retired/";
 /// Just past every `retired/` key.
 const RETIRED_END: &str = "retired0";
@@ -444,6 +452,7 @@ impl Index {
             crash_points: None,
             packs: RwLock::default(),
             generation: Mutex::new(0),
+            gone: Mutex::default(),
             segments: None,
         };
         let packs = index
@@ -524,12 +533,25 @@ impl Index {
         applied: &mut u64,
     ) -> Result<()> {
         let newest = names.iter().rev().find(|n| segment::is_full(n));
+        let mut gone = self.applied_gone(names)?;
         if let Some(full) = newest {
             let fresh = !self.has_applied(full)?;
-            if fresh || self.ahead_of(names)? {
-                self.apply(full, &read_segment(home, full)?, true, added)?;
+            if fresh || !gone.is_empty() {
+                let segment = read_segment(home, full)?;
+                let covered: HashSet<&str> = segment.covers().collect();
+                // Before covers were written down, a full segment covered
+                // every name before its own.
+                let legacy = !segment.ops.iter().any(|o| matches!(o, Op::Covers(_)));
+                gone.retain(|name| !(covered.contains(name.as_str()) || legacy && name < full));
+                self.apply(full, &segment, true, added)?;
                 *applied += 1;
             }
+        }
+        if !gone.is_empty() {
+            self.gone
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .extend(gone);
         }
         let legacy = match newest {
             Some(full) => self.covers_legacy(full)?,
@@ -811,6 +833,19 @@ impl Index {
                 ids: Vec::new(),
             });
         }
+        // What earlier full segments covered is carried forward, so that
+        // a cache that applied a segment two compactions ago still finds
+        // its absence accounted for (see `repo::history`).
+        let mut all: Vec<String> = covers.to_vec();
+        all.extend(
+            self.meta_under(APPLIED)?
+                .into_iter()
+                .filter(|(_, value)| value == COVERED)
+                .map(|(name, _)| name),
+        );
+        all.sort();
+        all.dedup();
+        let covers = &all[..];
         ops.push(Op::Covers(covers.to_vec()));
         let name = segment::full_name();
         segment::put(home, &name, &Segment { full: true, ops })?;
@@ -840,10 +875,50 @@ impl Index {
     /// True when this index has applied (not merely had covered) a
     /// segment that is not in `names`, the home's: it is of another
     /// history.
-    fn ahead_of(&self, names: &[String]) -> Result<bool> {
-        Ok(self.meta_under(APPLIED)?.iter().any(|(name, value)| {
-            value != COVERED && names.binary_search_by(|l| l.cmp(name)).is_err()
-        }))
+    /// The segments this index applied (not merely had covered) that
+    /// `names` (sorted) lacks: compacted away, or lost.
+    fn applied_gone(&self, names: &[String]) -> Result<Vec<String>> {
+        Ok(self
+            .meta_under(APPLIED)?
+            .into_iter()
+            .filter(|(name, value)| {
+                value != COVERED && names.binary_search_by(|l| l.cmp(name)).is_err()
+            })
+            .map(|(name, _)| name)
+            .collect())
+    }
+
+    /// The segments catch-ups found gone from the home that no full
+    /// segment there covers, since the last call: the home lost them, or
+    /// was put back from an older copy (the index is then filled again
+    /// from what the home holds).
+    pub fn take_gone(&self) -> Vec<String> {
+        std::mem::take(
+            &mut self
+                .gone
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        )
+    }
+
+    /// Removes a snapshot record and remembers that it was forgotten
+    /// (synced).
+    pub fn forget_snapshot(&self, id: &SnapshotId) -> Result<()> {
+        let mut batch = self.batch();
+        batch.inner.delete_cf(self.cf(SNAPSHOTS), id.as_bytes());
+        batch
+            .inner
+            .put_cf(self.cf(META), format!("{FORGOTTEN}{id}"), b"");
+        self.commit(batch).map(drop)
+    }
+
+    /// The snapshots this index saw forgotten.
+    pub fn forgotten(&self) -> Result<HashSet<SnapshotId>> {
+        Ok(self
+            .meta_under(FORGOTTEN)?
+            .into_iter()
+            .filter_map(|(hex, _)| hex.parse().ok())
+            .collect())
     }
 
     fn has_applied(&self, name: &str) -> Result<bool> {
@@ -1045,13 +1120,6 @@ impl Index {
         self.db
             .flush_cfs_opt(&families, &rocksdb::FlushOptions::default())
             .map_err(|e| self.err(e))
-    }
-
-    /// Removes a snapshot record (synced).
-    pub fn delete_snapshot(&self, id: &SnapshotId) -> Result<()> {
-        let mut batch = self.batch();
-        batch.inner.delete_cf(self.cf(SNAPSHOTS), id.as_bytes());
-        self.commit(batch).map(drop)
     }
 
     /// Every pack the index knows.

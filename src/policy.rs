@@ -424,6 +424,7 @@ mod tests {
             tree: ChunkId::of(b""),
             root: None,
             summary: IngestSummary::default(),
+            prev: None,
         };
         (SnapshotId::of(when.as_bytes()), record)
     }

@@ -94,6 +94,17 @@ pub struct Segment {
 }
 
 impl Segment {
+    /// The names of the segments a full segment covers.
+    pub fn covers(&self) -> impl Iterator<Item = &str> {
+        self.ops
+            .iter()
+            .flat_map(|op| match op {
+                Op::Covers(names) => names.as_slice(),
+                _ => &[],
+            })
+            .map(String::as_str)
+    }
+
     /// The bytes of the segment file.
     pub fn encode(&self) -> Vec<u8> {
         let mut out = Vec::new();

@@ -280,6 +280,7 @@ fn a_crafted_tree_with_an_escaping_name_is_refused_and_nothing_is_written_outsid
         tree: tree_id,
         root: None,
         summary: dedup::IngestSummary::default(),
+        prev: None,
     };
     let (id, bytes) = record.encode();
     fs::write(repo.join("snapshots").join(id.to_hex()), bytes).unwrap();

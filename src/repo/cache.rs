@@ -183,9 +183,14 @@ fn check_id(id: &str) -> Result<()> {
 }
 
 /// The file `<id>.<what>` beside repository `id`'s slots under `root`
-/// (what this machine remembers of it: `encrypted`, `key`).
+/// (what this machine remembers of it: `encrypted`, `key`, `evidence`).
 fn beside(root: &Path, id: &str, what: &str) -> PathBuf {
     root.join(format!("{id}.{what}"))
+}
+
+/// [`beside`], for the other modules of `repo`.
+pub(crate) fn beside_path(root: &Path, id: &str, what: &str) -> PathBuf {
+    beside(root, id, what)
 }
 
 /// Creates `dir` (and its parents) when absent, its owner's only. A slot

@@ -21,7 +21,7 @@ use crate::id::ChunkId;
 use crate::index::{Location, PackInfo};
 use crate::policy::{self, GroupDecisions, KeepPolicy};
 use crate::repo::report::human_bytes;
-use crate::repo::{Mode, Progress, Repository};
+use crate::repo::{history, Evidence, Mode, Progress, Repository};
 use crate::segment;
 use crate::snapshot::{GroupBy, SnapshotFilter, SnapshotId, SnapshotRecord};
 use crate::store::pack::{read_entries, repack};
@@ -111,6 +111,9 @@ pub struct GcReport {
     pub packs_kept_for_readers: u64,
     /// Their bytes.
     pub bytes_kept_for_readers: u64,
+    /// Records of forgotten snapshots found beside their tombstones (a
+    /// forget cut short, or a record put back) and deleted again.
+    pub forgotten_records_deleted: Vec<SnapshotId>,
 }
 
 impl std::fmt::Display for GcReport {
@@ -142,6 +145,14 @@ impl std::fmt::Display for GcReport {
                 human_bytes(self.bytes_kept_for_readers)
             )?;
         }
+        for id in &self.forgotten_records_deleted {
+            let verb = if self.dry_run {
+                "would delete"
+            } else {
+                "deleted"
+            };
+            writeln!(f, "{verb} the record of forgotten snapshot {id} again")?;
+        }
         for p in &self.unreadable_packs {
             writeln!(f, "skipped unreadable pack {p} (run `dedup verify`)")?;
         }
@@ -165,25 +176,43 @@ impl GcReport {
 
 impl Repository {
     /// Removes snapshot records (their data stays until `gc`), those whose
-    /// file cannot be read included ([`unreadable_records`](Self::unreadable_records)).
+    /// file cannot be read included ([`unreadable_records`](Self::unreadable_records)),
+    /// and forgotten ones that came back ([`evidence`](Self::evidence)).
+    /// Each gets a tombstone first (see `history`).
     pub fn forget(&self, ids: &[SnapshotId]) -> Result<()> {
         self.check_alone("forget")?;
         let _alone = self.reclaiming();
         let unreadable = self.unreadable_records();
-        let is_unreadable = |id: &SnapshotId| unreadable.iter().any(|r| r.id == *id);
+        let evidence = self.evidence();
+        let known_otherwise = |id: &SnapshotId| {
+            unreadable.iter().any(|r| r.id == *id)
+                || evidence.contains(&Evidence::RecordBack { id: *id })
+        };
         for id in ids {
-            if !is_unreadable(id) {
+            if !known_otherwise(id) {
                 self.snapshot(id)?;
             }
         }
         self.hold.check_alive()?;
+        let tombstone =
+            serde_json::to_vec(&history::Tombstone::now()).expect("a tombstone always serialises");
         for id in ids {
-            // Index first: a crash between the two leaves the record file,
-            // which the next writer adopts again. Forgetting is retried, never
-            // half-done in the direction that loses the record.
-            self.index.delete_snapshot(id)?;
-            self.files.delete(&SnapshotRecord::key(id))?;
+            // The tombstone first: every client then knows the record was
+            // forgotten, not lost, and that it must not come back (see
+            // `history`). Then the index: a crash before the record file
+            // is deleted leaves it beside its tombstone, forgotten still,
+            // and the next forget or `repair history` deletes it.
+            self.files.put(&history::tombstone_key(id), &tombstone)?;
+            self.index.forget_snapshot(id)?;
+            match self.files.delete(&SnapshotRecord::key(id)) {
+                Err(e) if !crate::store::is_not_found(&e) => return Err(e),
+                _ => {}
+            }
         }
+        self.forget_evidence(|e| match e {
+            Evidence::RecordGone { id } | Evidence::RecordBack { id } => !ids.contains(id),
+            _ => true,
+        });
         self.unreadable
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -242,6 +271,25 @@ impl Repository {
     /// segment).
     fn live_set(&self, mode: Mode) -> Result<(HashSet<ChunkId>, u64)> {
         self.check_every_record()?;
+        // What the home lost may be what this machine would need to put
+        // it back: nothing is deleted until a person has looked. (A
+        // forgotten record that is back is left out, and deleted below:
+        // the forget stands.)
+        let evidence: Vec<Evidence> = self
+            .evidence()
+            .into_iter()
+            .filter(|e| !matches!(e, Evidence::RecordBack { .. }))
+            .collect();
+        if let Some(first) = evidence.first() {
+            let more = match evidence.len() {
+                1 => String::new(),
+                n => format!(" ({} more findings like it)", n - 1),
+            };
+            return Err(Error::WouldLoseData {
+                command: "gc",
+                reason: format!("{first}{more}"),
+            });
+        }
         let snapshots = self.snapshots()?;
         let mut live = HashSet::new();
         let mut failed = self.mark(snapshots.iter().map(|(_, r)| r.top()), &mut live)?;
@@ -342,6 +390,7 @@ impl Repository {
             dry_run: mode == Mode::DryRun,
             live_objects: live.len() as u64,
             orphans_adopted: adopted,
+            forgotten_records_deleted: self.delete_forgotten_records(mode)?,
             ..Default::default()
         };
         let packs = self.index.packs()?;
@@ -399,6 +448,31 @@ impl Repository {
             self.compact_segments()?;
         }
         Ok(report)
+    }
+
+    /// Deletes the records of forgotten snapshots that are back beside
+    /// their tombstones (a forget cut short, or someone put them back):
+    /// the forget stands. Returns their ids.
+    fn delete_forgotten_records(&self, mode: Mode) -> Result<Vec<SnapshotId>> {
+        let back: Vec<SnapshotId> = self
+            .evidence()
+            .into_iter()
+            .filter_map(|e| match e {
+                Evidence::RecordBack { id } => Some(id),
+                _ => None,
+            })
+            .collect();
+        if mode == Mode::Apply && !back.is_empty() {
+            self.hold.check_alive()?;
+            for id in &back {
+                match self.files.delete(&SnapshotRecord::key(id)) {
+                    Err(e) if !crate::store::is_not_found(&e) => return Err(e),
+                    _ => {}
+                }
+            }
+            self.forget_evidence(|e| !matches!(e, Evidence::RecordBack { .. }));
+        }
+        Ok(back)
     }
 
     /// Compacts the home's segments into one full segment when there are

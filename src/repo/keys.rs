@@ -140,7 +140,7 @@ pub(crate) fn add_key_file(
 }
 
 /// The home's files as an encrypted repository sees them: snapshot
-/// records and index segments sealed, bound to their names (a sealed file
+/// records, index segments and forget's tombstones sealed, bound to their names (a sealed file
 /// copied under another name does not open); the config (which seals
 /// itself), key files, locks and blob markers as they are.
 pub(crate) struct SealedFiles {
@@ -161,7 +161,9 @@ pub(crate) fn files_for(inner: Arc<dyn MetaStore>, crypt: &Crypt) -> Arc<dyn Met
 }
 
 fn is_sealed(key: &str) -> bool {
-    key.starts_with(SnapshotRecord::FOLDER) || key.starts_with(segment::FOLDER)
+    key.starts_with(SnapshotRecord::FOLDER)
+        || key.starts_with(segment::FOLDER)
+        || key.starts_with(super::history::FORGOTTEN)
 }
 
 fn file_aad(key: &str) -> Vec<u8> {

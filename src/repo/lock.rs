@@ -61,7 +61,7 @@ pub struct WriteLock {
     shared: bool,
 }
 
-fn hostname() -> String {
+pub(crate) fn hostname() -> String {
     gethostname::gethostname().to_string_lossy().into_owned()
 }
 

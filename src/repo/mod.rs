@@ -22,6 +22,7 @@ mod deep;
 mod fetch;
 mod gc;
 pub mod globs;
+mod history;
 mod home;
 mod ingest;
 pub mod keys;
@@ -41,6 +42,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 
 pub use gc::GcReport;
+pub use history::{describe as describe_evidence, Evidence, HistoryReport};
 pub(crate) use ingest::{mtime, Names, ROOT_NAME};
 pub use ingest::{Exclusions, IngestOptions, IngestOutcome};
 pub use lock::LockHolder;
@@ -179,6 +181,9 @@ pub struct Repository {
     /// or decoded when last listed: left out of every listing, named by
     /// every command, and a reason for `gc` to delete nothing.
     unreadable: std::sync::Mutex<Vec<UnreadableRecord>>,
+    /// What this machine found the store lost or put back, not yet dealt
+    /// with (see [`history`]).
+    evidence: std::sync::Mutex<Vec<Evidence>>,
 }
 
 /// A snapshot record file in the home that could not be read or decoded.
@@ -419,6 +424,7 @@ impl Repository {
             refreshing: std::sync::Mutex::new(()),
             tree_packs: fetch::Kept::default(),
             unreadable: std::sync::Mutex::default(),
+            evidence: std::sync::Mutex::default(),
             crypt,
             raw_files,
             key_id,
@@ -430,7 +436,7 @@ impl Repository {
             // Only alone: a shared writer's are another's writes in flight.
             let _ = repo
                 .files
-                .sweep_unfinished(&["", SNAPSHOTS, "blobs", "segments"]);
+                .sweep_unfinished(&["", SNAPSHOTS, "blobs", "segments", "forgotten"]);
             if let Some(old) = home.folder().and_then(FileCache::legacy_dir) {
                 let _ = std::fs::remove_dir_all(old);
             }
@@ -602,15 +608,18 @@ impl Repository {
     ///
     /// `keys` lists `snapshots/`, taken before the index caught up; `read`
     /// are record files already read (those the index lacked before).
+    ///
+    /// What the home lost or got back against what this index saw is
+    /// found here too (see [`history`]): a record this index holds that
+    /// the home lacks stays, unless a forget's tombstone accounts for it; a
+    /// forgotten record that is back is not adopted.
     fn adopt_snapshot_files(&self, keys: &[String], read: Vec<RecordFile>) -> Result<()> {
         let indexed = snapshot_ids(&self.index)?;
         let on_disk: std::collections::HashSet<SnapshotId> = keys
             .iter()
             .filter_map(|key| SnapshotRecord::id_of_key(key))
             .collect();
-        for id in indexed.difference(&on_disk) {
-            self.index.delete_snapshot(id)?;
-        }
+        let vanished: Vec<SnapshotId> = indexed.difference(&on_disk).copied().collect();
         // Those read already (and not indexed by the catch-up since), then
         // the rest the index lacks. A record that does not read is not
         // adopted, and must not stop every writer; it is kept aside, for
@@ -638,8 +647,100 @@ impl Repository {
             .unreadable
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner) = unreadable;
+        let mut found: Vec<Evidence> = self
+            .index
+            .take_gone()
+            .into_iter()
+            .map(|name| Evidence::SegmentGone { name })
+            .collect();
+        if !vanished.is_empty() || !adopted.is_empty() {
+            let tombstones = history::tombstoned(self.files.as_ref())?;
+            let forgotten = self.index.forgotten()?;
+            for id in vanished {
+                if tombstones.contains(&id) {
+                    self.index.forget_snapshot(&id)?;
+                } else {
+                    found.push(Evidence::RecordGone { id });
+                }
+            }
+            adopted.retain(|(id, _)| {
+                let back = tombstones.contains(id) || forgotten.contains(id);
+                if back {
+                    found.push(Evidence::RecordBack { id: *id });
+                }
+                !back
+            });
+            for (id, bytes) in &adopted {
+                let prev = decode_record(&self.crypt, bytes, id)
+                    .ok()
+                    .and_then(|r| r.prev);
+                if let Some(prev) = prev {
+                    if !on_disk.contains(&prev) && !tombstones.contains(&prev) {
+                        found.push(Evidence::EarlierRecordGone {
+                            id: prev,
+                            named_by: *id,
+                        });
+                    }
+                }
+            }
+        }
+        // What the home holds again is no longer missing, and a record
+        // gone again is no longer back.
+        let settled = |e: &Evidence| match e {
+            Evidence::RecordGone { id } | Evidence::EarlierRecordGone { id, .. } => {
+                on_disk.contains(id)
+            }
+            Evidence::RecordBack { id } => !on_disk.contains(id),
+            Evidence::SegmentGone { .. } => false,
+        };
+        self.note_evidence(found, settled);
         self.index
             .put_snapshots(adopted.iter().map(|(id, bytes)| (id, &bytes[..])))
+    }
+
+    /// Adds `found` to what this machine keeps of the repository's
+    /// history (in memory when the cache cannot be written).
+    /// What is `settled` is dropped.
+    fn note_evidence(&self, found: Vec<Evidence>, settled: impl Fn(&Evidence) -> bool) {
+        let root = self.cache.dir().parent().unwrap_or(self.cache.dir());
+        let id = &self.config.repository_id;
+        // A cache that cannot be written keeps what was found in memory.
+        let all = history::record(root, id, found.clone(), &settled).unwrap_or_else(|_| {
+            let mut all = self.evidence();
+            all.extend(found);
+            all.retain(|e| !settled(e));
+            all.sort();
+            all.dedup();
+            all
+        });
+        *self
+            .evidence
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = all;
+    }
+
+    /// Drops what `keep` refuses from what this machine keeps of the
+    /// repository's history.
+    pub(crate) fn forget_evidence(&self, keep: impl Fn(&Evidence) -> bool) {
+        let mut all = self.evidence();
+        all.retain(|e| keep(e));
+        let root = self.cache.dir().parent().unwrap_or(self.cache.dir());
+        let _ = history::save(root, &self.config.repository_id, &all);
+        *self
+            .evidence
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = all;
+    }
+
+    /// What this machine found the store lost, or put back, against what
+    /// it saw before, and that `repair history` has not yet dealt with:
+    /// a command should tell its user about each; `gc` deletes nothing
+    /// meanwhile.
+    pub fn evidence(&self) -> Vec<Evidence> {
+        self.evidence
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
     }
 
     /// The snapshot record files of the home that could not be read or
@@ -683,16 +784,24 @@ impl Repository {
     }
 
     /// The snapshot whose record file cannot be read (see
-    /// [`unreadable_records`](Self::unreadable_records)) that `spec` (a
-    /// full id or a unique prefix of one) names, if any.
+    /// [`unreadable_records`](Self::unreadable_records)), or that was
+    /// forgotten and came back ([`evidence`](Self::evidence)), that `spec`
+    /// (a full id or a unique prefix of one) names, if any: what `forget`
+    /// takes beside the listed snapshots.
     pub fn unreadable_record(&self, spec: &str) -> Option<SnapshotId> {
         let spec = spec.to_ascii_lowercase();
+        let came_back = self.evidence().into_iter().filter_map(|e| match e {
+            Evidence::RecordBack { id } => Some(id),
+            _ => None,
+        });
         let mut matches = self
             .unreadable_records()
             .into_iter()
-            .filter(|r| !spec.is_empty() && r.id.to_hex().starts_with(&spec));
+            .map(|r| r.id)
+            .chain(came_back)
+            .filter(|id| !spec.is_empty() && id.to_hex().starts_with(&spec));
         match (matches.next(), matches.next()) {
-            (Some(one), None) => Some(one.id),
+            (Some(one), None) => Some(one),
             _ => None,
         }
     }

@@ -168,6 +168,7 @@ mod tests {
             tree: ChunkId::of(b""),
             root: None,
             summary: IngestSummary::default(),
+            prev: None,
         }
     }
 

@@ -49,6 +49,12 @@ pub struct SnapshotRecord {
     pub root: Option<ChunkId>,
     /// What the ingest found and stored.
     pub summary: IngestSummary,
+    /// The newest snapshot the writer's index held when it wrote this one
+    /// (any host): a link in the chain of records that makes a record
+    /// deleted from the store evident to whoever reads one written after
+    /// it (absent in older records).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prev: Option<SnapshotId>,
 }
 
 /// Counters from one ingest.
@@ -198,6 +204,7 @@ mod tests {
             tree: ChunkId::of(b"t"),
             root: None,
             summary: IngestSummary::default(),
+            prev: None,
         };
         let (id, bytes) = rec.encode();
         assert_eq!(SnapshotRecord::decode(&bytes, &id).unwrap(), rec);
@@ -220,6 +227,7 @@ mod tests {
             tree: ChunkId::of(b"t"),
             root: None,
             summary: IngestSummary::default(),
+            prev: None,
         }
         .encode();
         let keyed = SnapshotId::of(b"what a key would give");

@@ -137,6 +137,10 @@ pub enum RepairWhat {
     /// Read every pack and drop damaged or missing objects from the index,
     /// so the next ingest stores them again
     Packs,
+    /// Deal with what the store lost or got back against what this machine
+    /// saw: write back the records it lost, delete again the forgotten
+    /// ones that came back, accept the rest
+    History,
 }
 
 #[derive(Subcommand)]

@@ -182,11 +182,15 @@ impl Context {
     }
 
     /// What an opened repository's user must hear, whatever `--quiet`
-    /// says: the snapshot records it could not read, and a password in the
+    /// says: the snapshot records it could not read, what the store lost
+    /// or got back against what this machine saw, and a password in the
     /// environment that a plain repository did not use.
     fn warn(&self, repo: &Repository) {
         for record in repo.unreadable_records() {
             eprintln!("dedup: warning: {record}");
+        }
+        for line in dedup::repo::describe_evidence(&repo.evidence()) {
+            eprintln!("dedup: warning: {line}");
         }
         if repo.config().encryption.is_none() {
             if let Some(name) = crate::password::in_environment() {
@@ -712,6 +716,13 @@ pub fn repair_packs(cx: &Context, json: bool) -> Code {
     let report = cx.writer()?.repair_packs(&cx.bar("read packs"))?;
     show(&report, json)?;
     Ok(u8::from(!report.is_clean()))
+}
+
+/// `dedup repair history`.
+pub fn repair_history(cx: &Context, json: bool) -> Code {
+    let report = cx.writer()?.repair_history()?;
+    show(&report, json)?;
+    Ok(0)
 }
 
 /// `dedup shard list`.

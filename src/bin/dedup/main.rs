@@ -100,6 +100,10 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
             what: RepairWhat::Packs,
             json,
         } => commands::repair_packs(&cx, json),
+        Command::Repair {
+            what: RepairWhat::History,
+            json,
+        } => commands::repair_history(&cx, json),
         Command::Shard { action, json } => match action {
             ShardAction::List => commands::shard_list(&cx, json),
             ShardAction::Add {

@@ -288,6 +288,7 @@ impl Repository {
                 .duration_since(SystemTime::UNIX_EPOCH)
                 .map_or(0, |d| d.as_nanos()),
             parent: self.parent_of(&hostname, &paths)?,
+            prev: self.snapshots()?.last().map(|(id, _)| *id),
             hostname,
             username: uzers::get_current_username()
                 .map(|u| u.to_string_lossy().into_owned())
