@@ -278,6 +278,15 @@ fn is_zero(seed: &u64) -> bool {
 }
 
 impl ChunkerConfig {
+    /// The seed FastCDC is keyed with: 0 for an unkeyed chunker (and for
+    /// fixed-size cutting).
+    pub fn seed(&self) -> u64 {
+        match self {
+            ChunkerConfig::FastCdc { seed, .. } => *seed,
+            ChunkerConfig::Fixed { .. } => 0,
+        }
+    }
+
     /// This configuration keyed with a random seed (FastCDC; fixed-size
     /// cutting has nothing to key).
     pub fn with_random_seed(self) -> Result<Self> {

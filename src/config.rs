@@ -349,11 +349,21 @@ impl Config {
         let mut id = [0u8; 16];
         getrandom::fill(&mut id).expect("the operating system's random source failed");
         // An encrypted repository's chunker is keyed (the seed is sealed
-        // with the config), so that chunk sizes say nothing of contents.
-        let chunker = if opts.encryption.is_none() {
-            opts.chunker
-        } else {
-            opts.chunker.with_random_seed()?
+        // with the config), so that chunk sizes say nothing of contents:
+        // by a fresh seed, or the one given (another encrypted
+        // repository's, shared so that copies need no re-chunking). A
+        // plain config would publish a given seed.
+        let chunker = match (opts.encryption.is_none(), opts.chunker.seed()) {
+            (true, 0) => opts.chunker,
+            (true, _) => {
+                return Err(Error::invalid(
+                    "chunker",
+                    "a keyed chunker's seed is for encrypted repositories: a plain config \
+                     would publish it (give --encryption repokey)",
+                ))
+            }
+            (false, 0) => opts.chunker.with_random_seed()?,
+            (false, _) => opts.chunker,
         };
         // Version 2 says that records hide their lengths, which only an
         // encrypted repository's do: a plain one stays readable by builds

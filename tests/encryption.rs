@@ -691,3 +691,66 @@ fn repositories_written_before_format_2_open_read_and_take_new_snapshots() {
         assert_eq!(describe(&src), describe(&again));
     }
 }
+
+#[test]
+fn init_can_copy_another_encrypted_repositorys_chunker_seed_and_never_into_a_plain_one() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    fs::create_dir_all(&src).unwrap();
+    for i in 0..12 {
+        fs::write(src.join(format!("f{i:02}")), random_bytes(500 + i, 1 << 20)).unwrap();
+    }
+    let (pa, pb) = (
+        password(tmp.path(), "pa", "first"),
+        password(tmp.path(), "pb", "second"),
+    );
+    let (a, b, c) = (
+        tmp.path().join("a"),
+        tmp.path().join("b"),
+        tmp.path().join("c"),
+    );
+    init_made(&a, &pa, true, &["--avg-size", "16KiB"]);
+    let from = |cmd: &mut Command| {
+        cmd.arg("--copy-chunker-params-from").arg(&a);
+    };
+    // Without the source's password: a clear error, nothing made.
+    let mut init = with(&b, &pb);
+    init.args(["init", "--kdf-time", "1", "--encryption", "repokey"]);
+    from(&mut init);
+    let refused = run(&mut init);
+    assert_eq!(refused.code, 2, "{}", refused.stderr);
+    assert!(
+        refused.stderr.contains("is encrypted: give its password"),
+        "{}",
+        refused.stderr
+    );
+    assert!(!b.exists());
+    // A plain repository would publish the seed.
+    let mut plain = dedup(&c);
+    plain.arg("init").arg("--from-password-file").arg(&pa);
+    from(&mut plain);
+    let refused = run(&mut plain);
+    assert_eq!(refused.code, 2, "{}", refused.stderr);
+    assert!(
+        refused.stderr.contains("would publish it"),
+        "{}",
+        refused.stderr
+    );
+    assert!(!c.exists());
+    init.arg("--from-password-file").arg(&pa);
+    ok(&mut init);
+    init_made(&c, &pb, true, &["--avg-size", "16KiB"]);
+    let counts = |repo: &Path, pw: &Path| -> Vec<u64> {
+        ok(with(repo, pw).arg("ingest").arg(&src));
+        let listed = json(with(repo, pw).args(["ls", "--json", "latest"]));
+        listed
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["chunks"].as_u64().unwrap())
+            .collect()
+    };
+    let (in_a, in_b) = (counts(&a, &pa), counts(&b, &pb));
+    assert_eq!(in_a, in_b, "a repository that copied the seed cuts alike");
+    assert_ne!(in_a, counts(&c, &pb), "another seed cuts otherwise");
+}

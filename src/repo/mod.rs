@@ -339,6 +339,29 @@ impl Repository {
         )
     }
 
+    /// The config of the repository at `path`, unlocked with
+    /// `opts.password` when it is encrypted: no lock taken, no cache
+    /// built. What `init --copy-chunker-params-from` reads.
+    pub fn read_config(path: impl AsRef<Path>, opts: &OpenOptions) -> Result<Config> {
+        let root = path.as_ref();
+        let fs = opts.file_system();
+        let home = Home::open(root, &fs, false)?;
+        let raw_files = home.files();
+        let (bytes, head) = config_head(raw_files.as_ref(), root)?;
+        let cache_root = opts.cache_root()?;
+        check_no_downgrade(&cache_root, root, &head, opts.password.as_ref())?;
+        let password = opts.password.as_ref();
+        unlock_config(
+            raw_files.as_ref(),
+            root,
+            &bytes,
+            &head,
+            password,
+            &cache_root,
+        )
+        .map(|(config, _, _)| config)
+    }
+
     /// Opens with explicit options.
     pub fn open_with(path: impl AsRef<Path>, opts: &OpenOptions) -> Result<Self> {
         let root = path.as_ref();

@@ -723,6 +723,19 @@ pub struct InitArgs {
     /// Pack target size
     #[arg(long, value_parser = parse_size, default_value = "16MiB")]
     pub pack_size: u32,
+    /// Cut as the repository at REPO does (its chunker and sizes and,
+    /// between two encrypted repositories, its keyed seed), so that
+    /// copying between them needs no re-chunking
+    #[arg(
+        long,
+        value_name = "REPO",
+        conflicts_with_all = ["chunker", "avg_size", "min_size", "max_size", "size"]
+    )]
+    pub copy_chunker_params_from: Option<PathBuf>,
+    /// The password of the repository --copy-chunker-params-from names
+    /// (else $DEDUP_FROM_PASSWORD)
+    #[arg(long, value_name = "FILE", requires = "copy_chunker_params_from")]
+    pub from_password_file: Option<PathBuf>,
     /// JSON output
     #[arg(long)]
     pub json: bool,

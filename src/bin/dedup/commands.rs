@@ -294,21 +294,10 @@ impl Progress for Bar {
 /// `dedup init`.
 pub fn init(cx: &Context, args: InitArgs) -> Code {
     let json = args.json;
-    let chunker = match args.chunker {
-        ChunkerMode::Fixed => {
-            if args.avg_size.is_some() || args.min_size.is_some() || args.max_size.is_some() {
-                bail!(
-                    "--avg-size, --min-size and --max-size are for --chunker fastcdc; use --size"
-                );
-            }
-            ChunkerConfig::fixed(args.size)
-        }
-        ChunkerMode::Fastcdc => {
-            if args.size.is_some() {
-                bail!("--size is for --chunker fixed; use --avg-size");
-            }
-            ChunkerConfig::fastcdc_with(args.avg_size, args.min_size, args.max_size)
-        }
+    let chunker = if let Some(from) = &args.copy_chunker_params_from {
+        chunker_of(cx, from, args.from_password_file.as_deref())?
+    } else {
+        chunker_from_args(&args)?
     };
     let opts = InitOptions {
         chunker,
@@ -346,6 +335,49 @@ pub fn init(cx: &Context, args: InitArgs) -> Code {
         config.compression
     )?;
     Ok(0)
+}
+
+/// The chunker `init`'s options ask for.
+fn chunker_from_args(args: &InitArgs) -> anyhow::Result<ChunkerConfig> {
+    Ok(match args.chunker {
+        ChunkerMode::Fixed => {
+            if args.avg_size.is_some() || args.min_size.is_some() || args.max_size.is_some() {
+                bail!(
+                    "--avg-size, --min-size and --max-size are for --chunker fastcdc; use --size"
+                );
+            }
+            ChunkerConfig::fixed(args.size)
+        }
+        ChunkerMode::Fastcdc => {
+            if args.size.is_some() {
+                bail!("--size is for --chunker fixed; use --avg-size");
+            }
+            ChunkerConfig::fastcdc_with(args.avg_size, args.min_size, args.max_size)
+        }
+    })
+}
+
+/// The chunker of the repository at `from` (its password from `file`, else
+/// `$DEDUP_FROM_PASSWORD`, when it is encrypted).
+fn chunker_of(cx: &Context, from: &Path, file: Option<&Path>) -> anyhow::Result<ChunkerConfig> {
+    let password = match crate::password::given(file)? {
+        Some(p) => Some(p),
+        None => std::env::var_os("DEDUP_FROM_PASSWORD")
+            .map(|p| dedup::repo::keys::Password::new(p.into_encoded_bytes())),
+    };
+    let opts = dedup::OpenOptions {
+        password,
+        read_only: true,
+        ..cx.options()
+    };
+    match Repository::read_config(from, &opts) {
+        Ok(config) => Ok(config.chunker),
+        Err(dedup::Error::NoPassword) => bail!(
+            "{} is encrypted: give its password with --from-password-file or $DEDUP_FROM_PASSWORD",
+            from.display()
+        ),
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// What `ingest` stores.
