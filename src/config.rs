@@ -53,6 +53,35 @@ pub struct ShardConfig {
 /// The URL scheme of object-store shards.
 pub const OBJECT_STORE_SCHEME: &str = "s3://";
 
+/// Splits `s3://bucket/some/prefix` into the bucket and the prefix.
+pub fn split_object_url(url: &str) -> Result<(String, String)> {
+    let rest = url.strip_prefix(OBJECT_STORE_SCHEME).ok_or_else(|| {
+        Error::invalid(
+            "object-store URL",
+            format!("{url:?} does not start with s3://"),
+        )
+    })?;
+    let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+    let prefix = prefix.trim_matches('/');
+    let bucket_ok = (3..=63).contains(&bucket.len())
+        && bucket
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.');
+    if !bucket_ok {
+        return Err(Error::invalid(
+            "object-store URL",
+            format!("{bucket:?} in {url} is not a valid bucket name"),
+        ));
+    }
+    if prefix.split('/').any(|c| c == "." || c == "..") || prefix.contains("//") {
+        return Err(Error::invalid(
+            "object-store URL",
+            format!("the prefix of {url} has empty, '.' or '..' parts"),
+        ));
+    }
+    Ok((bucket.to_string(), prefix.to_string()))
+}
+
 impl ShardConfig {
     /// True for an `s3://` shard.
     pub fn is_object_store(&self) -> bool {
@@ -110,8 +139,7 @@ impl ShardConfig {
     /// trailing slashes removed, or a folder made absolute.
     pub fn normalise(spec: &str) -> Result<String> {
         if spec.starts_with(OBJECT_STORE_SCHEME) {
-            #[cfg(feature = "s3")]
-            crate::store::object::parse_url(spec)?;
+            split_object_url(spec)?;
             return Ok(spec.trim_end_matches('/').to_string());
         }
         if spec.contains("://") {

@@ -146,7 +146,7 @@ pub enum Error {
     #[error("shard {shard} ({location}) is unavailable: {reason}")]
     ShardUnavailable {
         /// The shard.
-        shard: crate::ring::ShardId,
+        shard: crate::id::ShardId,
         /// Where it should be.
         location: String,
         /// Why it cannot be used.
@@ -229,6 +229,12 @@ impl Error {
             what,
             reason: reason.into(),
         }
+    }
+}
+
+impl From<crate::id::ParseIdError> for Error {
+    fn from(e: crate::id::ParseIdError) -> Self {
+        Error::invalid(e.what, e.reason)
     }
 }
 

@@ -38,6 +38,7 @@ pub mod filecache;
 pub mod id;
 pub mod index;
 pub mod locality;
+pub mod location;
 #[cfg(feature = "engine")]
 pub mod policy;
 #[cfg(feature = "engine")]
@@ -46,6 +47,7 @@ pub mod ring;
 pub mod segment;
 pub mod snapshot;
 pub mod store;
+pub mod units;
 
 /// Whether a maintenance operation changes anything.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

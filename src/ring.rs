@@ -16,28 +16,7 @@ use sha2::{Digest, Sha256};
 /// Virtual nodes per unit of weight unless the config says otherwise.
 pub const DEFAULT_VNODES: u32 = 256;
 
-/// A shard's stable identity: never reused, survives renames of its path.
-#[derive(
-    Clone,
-    Copy,
-    Debug,
-    Default,
-    PartialEq,
-    Eq,
-    Hash,
-    PartialOrd,
-    Ord,
-    serde::Serialize,
-    serde::Deserialize,
-)]
-#[serde(transparent)]
-pub struct ShardId(pub u32);
-
-impl std::fmt::Display for ShardId {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{:02}", self.0)
-    }
-}
+pub use crate::id::ShardId;
 
 /// A sorted ring of `(position, shard)` points.
 #[derive(Clone, Debug)]

@@ -36,7 +36,7 @@ use sha2::{Digest, Sha256};
 use crate::codec::{Put, Reader};
 use crate::error::{Error, Result};
 use crate::id::ChunkId;
-use crate::index::{Location, PackInfo};
+use crate::location::{Location, PackInfo};
 use crate::store::{MetaStore, PackEntry, PackId};
 
 /// Where segments live in the home.

@@ -20,12 +20,12 @@ use crate::error::{Error, Result};
 use crate::id::ChunkId;
 use crate::index::{Location, PackInfo};
 use crate::policy::{self, GroupDecisions, KeepPolicy};
-use crate::repo::report::human_bytes;
 use crate::repo::{history, Evidence, Mode, Progress, Repository};
 use crate::segment;
 use crate::snapshot::{GroupBy, SnapshotFilter, SnapshotId, SnapshotRecord};
 use crate::store::pack::{read_entries, repack};
 use crate::store::{PackEntry, PackId};
+use crate::units::human_bytes;
 
 /// Segments kept before `gc` compacts them into one full segment.
 const SEGMENTS_BEFORE_COMPACTION: usize = 64;

@@ -16,7 +16,7 @@ use std::sync::Arc;
 use serde::Serialize;
 
 use crate::crypto::Crypt;
-use crate::error::{IoContext, Result};
+use crate::error::{Error, IoContext, Result};
 use crate::id::ChunkId;
 use crate::index::{Access, Index, PackInfo};
 use crate::repo::cache::CacheSlot;
@@ -232,11 +232,14 @@ fn index_snapshots(
 ) -> Result<()> {
     for key in files.list(SnapshotRecord::FOLDER)? {
         let name = key.trim_start_matches(SnapshotRecord::FOLDER);
-        let decoded = name.parse::<SnapshotId>().and_then(|id| {
-            files
-                .get(&key)
-                .and_then(|b| super::decode_record(crypt, &b, &id).map(|_| (id, b)))
-        });
+        let decoded = name
+            .parse::<SnapshotId>()
+            .map_err(Error::from)
+            .and_then(|id| {
+                files
+                    .get(&key)
+                    .and_then(|b| super::decode_record(crypt, &b, &id).map(|_| (id, b)))
+            });
         match decoded {
             Ok((id, bytes)) => {
                 index.put_snapshot(&id, &bytes)?;

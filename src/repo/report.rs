@@ -17,6 +17,7 @@ use crate::repo::ingest::{BLOOM_FALSE_POSITIVES, BLOOM_LOOKUPS, BLOOM_SKIPPED};
 use crate::repo::Repository;
 use crate::ring::ShardId;
 use crate::snapshot::{BloomStats, EntryKind, SnapshotId};
+pub use crate::units::human_bytes;
 
 /// One shard's share.
 #[derive(Clone, Debug, Serialize)]
@@ -306,22 +307,6 @@ fn subtree_sums(
         }
     }
     memo[id]
-}
-
-/// Bytes for people: `1.5 GiB`.
-pub fn human_bytes(n: u64) -> String {
-    const UNITS: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
-    let mut v = n as f64;
-    let mut unit = 0;
-    while v >= 1024.0 && unit + 1 < UNITS.len() {
-        v /= 1024.0;
-        unit += 1;
-    }
-    if unit == 0 {
-        format!("{n} B")
-    } else {
-        format!("{v:.1} {}", UNITS[unit])
-    }
 }
 
 impl fmt::Display for Report {

@@ -19,11 +19,11 @@ use crate::config::{Config, ShardConfig};
 use crate::error::{Error, Result};
 use crate::id::ChunkId;
 use crate::index::Location;
-use crate::repo::report::human_bytes;
 use crate::repo::{check_new_shard, Mode, Progress, Repository, Shard};
 use crate::ring::{Ring, ShardId};
 use crate::store::pack::{entries_of, repack};
 use crate::store::{shard, PackEntry, PackId};
+use crate::units::human_bytes;
 
 /// What a rebalance moves (or, in a dry run, would move) for one shard.
 #[derive(Clone, Debug, Default, Serialize)]

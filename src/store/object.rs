@@ -67,34 +67,7 @@ fn block_on<T>(fut: impl Future<Output = T>) -> T {
     runtime().block_on(fut)
 }
 
-/// Splits `s3://bucket/some/prefix` into the bucket and the prefix.
-pub fn parse_url(url: &str) -> Result<(String, String)> {
-    let rest = url.strip_prefix(SCHEME).ok_or_else(|| {
-        Error::invalid(
-            "object-store URL",
-            format!("{url:?} does not start with s3://"),
-        )
-    })?;
-    let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
-    let prefix = prefix.trim_matches('/');
-    let bucket_ok = (3..=63).contains(&bucket.len())
-        && bucket
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.');
-    if !bucket_ok {
-        return Err(Error::invalid(
-            "object-store URL",
-            format!("{bucket:?} in {url} is not a valid bucket name"),
-        ));
-    }
-    if prefix.split('/').any(|c| c == "." || c == "..") || prefix.contains("//") {
-        return Err(Error::invalid(
-            "object-store URL",
-            format!("the prefix of {url} has empty, '.' or '..' parts"),
-        ));
-    }
-    Ok((bucket.to_string(), prefix.to_string()))
-}
+pub use crate::config::split_object_url as parse_url;
 
 /// First wait before [`ObjectStoreBackend::upload`] tries again.
 const INITIAL_BACKOFF: Duration = Duration::from_millis(100);

@@ -18,6 +18,7 @@
 use crate::codec::{Put, Reader};
 use crate::error::{Error, Result};
 use crate::id::ChunkId;
+pub use crate::id::PackId;
 use crate::store::record;
 pub use crate::store::record::{flags, PackEntry};
 
@@ -35,61 +36,6 @@ pub const SEALED_FOOTER_MAGIC: &[u8; 8] = b"DDPKSEA\x01";
 /// What a sealed trailer is bound to.
 #[cfg(feature = "engine")]
 const TRAILER_AAD: &[u8] = b"dd-pack-trailer";
-
-/// A pack's name: 16 random bytes, shown as 32 hex digits.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct PackId(pub [u8; 16]);
-
-impl PackId {
-    /// A fresh random id (never derived from content, so a retried write of
-    /// different bytes can never collide with an existing pack).
-    pub fn random() -> Self {
-        let mut bytes = [0u8; 16];
-        getrandom::fill(&mut bytes).expect("the operating system's random source failed");
-        PackId(bytes)
-    }
-
-    /// Hex form.
-    pub fn to_hex(&self) -> String {
-        hex::encode(self.0)
-    }
-
-    /// Parses [`to_hex`](Self::to_hex)'s form.
-    pub fn from_hex(hex: &str) -> Option<Self> {
-        let mut id = [0u8; 16];
-        hex::decode_to_slice(hex, &mut id).ok()?;
-        Some(PackId(id))
-    }
-
-    /// The pack's key inside its shard: spread over 256 folders.
-    pub fn key(&self) -> String {
-        let hex = self.to_hex();
-        format!("{}/{hex}.pack", &hex[..2])
-    }
-
-    /// Parses a key made by [`PackId::key`], and nothing else: a file of
-    /// the right name in the wrong place is not a pack of ours.
-    pub fn from_key(key: &str) -> Option<Self> {
-        let name = key.strip_suffix(".pack")?;
-        let (folder, hex) = name.split_once('/')?;
-        let mut bytes = [0u8; 16];
-        hex::decode_to_slice(hex, &mut bytes).ok()?;
-        let id = PackId(bytes);
-        (folder == &id.to_hex()[..2] && hex == id.to_hex()).then_some(id)
-    }
-}
-
-impl std::fmt::Display for PackId {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.to_hex())
-    }
-}
-
-impl std::fmt::Debug for PackId {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "PackId({})", self.to_hex())
-    }
-}
 
 /// A new sealed pack holding `entries` copied, as stored, out of `bytes`
 /// (a pack's bytes from offset `base` on): gc keeps a pack's live records

@@ -264,7 +264,7 @@ mod codec {
     use crate::crypto::Crypt;
     use crate::error::{Error, Result};
     use crate::id::ChunkId;
-    use crate::store::pack::PackId;
+    use crate::id::PackId;
 
     /// Bytes sampled to decide whether an object is worth compressing.
     const SAMPLE: usize = 8 * 1024;

@@ -23,13 +23,13 @@ use folder::Walker;
 
 use crate::error::{Error, Result};
 use crate::id::ChunkId;
-use crate::repo::report::human_bytes;
 use crate::repo::writer::ObjectWriter;
 use crate::repo::{Progress, Repository};
 use crate::snapshot::record::{record_path, RECORD_VERSION};
 use crate::snapshot::tree::unsafe_name;
 use crate::snapshot::{Entry, EntryKind, SnapshotId, SnapshotRecord, Tree};
 use crate::store::record::ObjectKind;
+use crate::units::human_bytes;
 
 /// A file's chunks in order: `(id, length)`.
 type ChunkList = Vec<(ChunkId, u32)>;
