@@ -243,7 +243,7 @@ pub struct InitOptions {
     pub shards: u32,
     /// Pack target size in bytes.
     pub pack_size: u32,
-    /// zstd level, [`ZSTD_LEVELS`] (see the README's figures).
+    /// zstd level, [`ZSTD_LEVELS`] (see docs/performance.md's figures).
     pub zstd_level: i32,
     /// Encryption; `repokey` needs a password (see `OpenOptions`).
     pub encryption: Encryption,
@@ -255,7 +255,7 @@ pub const ZSTD_LEVELS: std::ops::RangeInclusive<i32> = -7..=19;
 
 /// The zstd level of a new repository: on the corpora of
 /// `benches/compare.sh`, within 10% of level 1's time and 2.5 to 5% fewer
-/// bytes stored (the README has the figures).
+/// bytes stored (docs/performance.md has the figures).
 pub const DEFAULT_ZSTD_LEVEL: i32 = 3;
 
 /// Refuses a config of another format version, before anything else is
