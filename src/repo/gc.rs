@@ -194,25 +194,7 @@ impl Repository {
             }
         }
         self.hold.check_alive()?;
-        let tombstone =
-            serde_json::to_vec(&history::Tombstone::now()).expect("a tombstone always serialises");
-        for id in ids {
-            // The tombstone first: every client then knows the record was
-            // forgotten, not lost, and that it must not come back (see
-            // `history`). Then the index: a crash before the record file
-            // is deleted leaves it beside its tombstone, forgotten still,
-            // and the next forget or `repair history` deletes it.
-            self.files.put(&history::tombstone_key(id), &tombstone)?;
-            self.index.forget_snapshot(id)?;
-            match self.files.delete(&SnapshotRecord::key(id)) {
-                Err(e) if !crate::store::is_not_found(&e) => return Err(e),
-                _ => {}
-            }
-        }
-        self.forget_evidence(|e| match e {
-            Evidence::RecordGone { id } | Evidence::RecordBack { id } => !ids.contains(id),
-            _ => true,
-        });
+        self.forget_records(ids)?;
         self.unreadable
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -464,15 +446,33 @@ impl Repository {
             .collect();
         if mode == Mode::Apply && !back.is_empty() {
             self.hold.check_alive()?;
-            for id in &back {
-                match self.files.delete(&SnapshotRecord::key(id)) {
-                    Err(e) if !crate::store::is_not_found(&e) => return Err(e),
-                    _ => {}
-                }
-            }
-            self.forget_evidence(|e| !matches!(e, Evidence::RecordBack { .. }));
+            self.forget_records(&back)?;
         }
         Ok(back)
+    }
+
+    /// Forgets the records of `ids`, the caller holding the repository
+    /// alone: each gets its tombstone first, so every client then knows it
+    /// was forgotten, not lost, and must not come back (see `history`);
+    /// then the index, then the record file. A crash before the file is
+    /// deleted leaves it beside its tombstone, forgotten still, and the
+    /// next gc deletes it.
+    pub(crate) fn forget_records(&self, ids: &[SnapshotId]) -> Result<()> {
+        let tombstone =
+            serde_json::to_vec(&history::Tombstone::now()).expect("a tombstone always serialises");
+        for id in ids {
+            self.files.put(&history::tombstone_key(id), &tombstone)?;
+            self.index.forget_snapshot(id)?;
+            match self.files.delete(&SnapshotRecord::key(id)) {
+                Err(e) if !crate::store::is_not_found(&e) => return Err(e),
+                _ => {}
+            }
+        }
+        self.forget_evidence(|e| match e {
+            Evidence::RecordGone { id } | Evidence::RecordBack { id } => !ids.contains(id),
+            _ => true,
+        });
+        Ok(())
     }
 
     /// Compacts the home's segments into one full segment when there are

@@ -31,6 +31,7 @@
 //! repository whoever writes to the store can forge anything, tombstones
 //! included: there this catches accidental loss only.
 
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -68,15 +69,20 @@ impl Tombstone {
     }
 }
 
-/// The snapshots whose records have a tombstone in `home` (read through
-/// the view that opens sealed files: a tombstone that does not open is
-/// not one).
-pub(crate) fn tombstoned(home: &dyn MetaStore) -> Result<std::collections::HashSet<SnapshotId>> {
-    let mut out = std::collections::HashSet::new();
+/// Of the snapshots `asked`, those whose records have a tombstone in
+/// `home` (read through the view that opens sealed files: a tombstone that
+/// does not open is not one). One listing, and a read only of the
+/// tombstones asked about: the folder holds every forget ever made.
+pub(crate) fn tombstoned(
+    home: &dyn MetaStore,
+    asked: &HashSet<SnapshotId>,
+) -> Result<HashSet<SnapshotId>> {
+    let mut out = HashSet::new();
     for key in home.list(FORGOTTEN)? {
         let Some(id) = key
             .strip_prefix(FORGOTTEN)
             .and_then(|hex| hex.parse::<SnapshotId>().ok())
+            .filter(|id| asked.contains(id))
         else {
             continue;
         };
@@ -221,15 +227,24 @@ pub(crate) fn record(
     settled: impl Fn(&Evidence) -> bool,
 ) -> Result<Vec<Evidence>> {
     let before = load(cache_root, id)?;
-    let mut all = before.clone();
-    all.extend(found);
-    all.retain(|e| !settled(e));
-    all.sort();
-    all.dedup();
+    let all = merge(before.clone(), found, settled);
     if all != before {
         save(cache_root, id, &all)?;
     }
     Ok(all)
+}
+
+/// `known` and `found`, each once, without what is `settled`.
+pub(crate) fn merge(
+    mut known: Vec<Evidence>,
+    found: Vec<Evidence>,
+    settled: impl Fn(&Evidence) -> bool,
+) -> Vec<Evidence> {
+    known.extend(found);
+    known.retain(|e| !settled(e));
+    known.sort();
+    known.dedup();
+    known
 }
 
 /// Replaces what this machine keeps of repository `id` with `all`.
@@ -317,16 +332,7 @@ impl super::Repository {
                     None => report.accepted.push(e),
                 },
                 Evidence::RecordBack { id } => {
-                    if !self.files.list(FORGOTTEN)?.contains(&tombstone_key(id)) {
-                        let tombstone = serde_json::to_vec(&Tombstone::now())
-                            .expect("a tombstone always serialises");
-                        self.files.put(&tombstone_key(id), &tombstone)?;
-                    }
-                    self.index.forget_snapshot(id)?;
-                    match self.files.delete(&crate::snapshot::SnapshotRecord::key(id)) {
-                        Err(e) if !crate::store::is_not_found(&e) => return Err(e),
-                        _ => {}
-                    }
+                    self.forget_records(std::slice::from_ref(id))?;
                     report.deleted_again.push(*id);
                 }
                 Evidence::EarlierRecordGone { .. } | Evidence::SegmentGone { .. } => {

@@ -677,7 +677,21 @@ impl Repository {
             .map(|name| Evidence::SegmentGone { name })
             .collect();
         if !vanished.is_empty() || !adopted.is_empty() {
-            let tombstones = history::tombstoned(self.files.as_ref())?;
+            // Each new record's link: the record its writer knew newest.
+            let links: Vec<(SnapshotId, SnapshotId)> = adopted
+                .iter()
+                .filter_map(|(id, bytes)| {
+                    let prev = decode_record(&self.crypt, bytes, id).ok()?.prev?;
+                    Some((prev, *id))
+                })
+                .collect();
+            let asked = vanished
+                .iter()
+                .copied()
+                .chain(adopted.iter().map(|(id, _)| *id))
+                .chain(links.iter().map(|(prev, _)| *prev))
+                .collect();
+            let tombstones = history::tombstoned(self.files.as_ref(), &asked)?;
             let forgotten = self.index.forgotten()?;
             for id in vanished {
                 if tombstones.contains(&id) {
@@ -693,17 +707,9 @@ impl Repository {
                 }
                 !back
             });
-            for (id, bytes) in &adopted {
-                let prev = decode_record(&self.crypt, bytes, id)
-                    .ok()
-                    .and_then(|r| r.prev);
-                if let Some(prev) = prev {
-                    if !on_disk.contains(&prev) && !tombstones.contains(&prev) {
-                        found.push(Evidence::EarlierRecordGone {
-                            id: prev,
-                            named_by: *id,
-                        });
-                    }
+            for (prev, named_by) in links {
+                if !on_disk.contains(&prev) && !tombstones.contains(&prev) {
+                    found.push(Evidence::EarlierRecordGone { id: prev, named_by });
                 }
             }
         }
@@ -728,14 +734,8 @@ impl Repository {
         let root = self.cache.dir().parent().unwrap_or(self.cache.dir());
         let id = &self.config.repository_id;
         // A cache that cannot be written keeps what was found in memory.
-        let all = history::record(root, id, found.clone(), &settled).unwrap_or_else(|_| {
-            let mut all = self.evidence();
-            all.extend(found);
-            all.retain(|e| !settled(e));
-            all.sort();
-            all.dedup();
-            all
-        });
+        let all = history::record(root, id, found.clone(), &settled)
+            .unwrap_or_else(|_| history::merge(self.evidence(), found, &settled));
         *self
             .evidence
             .lock()
