@@ -14,7 +14,7 @@ use std::hint::black_box;
 
 use criterion::{criterion_main, BenchmarkId, Criterion, Throughput};
 use dedup::bloom::Bloom;
-use dedup::index::{Access, Index, PackInfo};
+use dedup::catalog::{Access, Index, PackInfo};
 use dedup::ring::ShardId;
 use dedup::store::{PackEntry, PackId};
 use dedup::{ChunkId, ChunkerConfig, InitOptions, Quiet, Repository};
@@ -262,13 +262,13 @@ fn end_to_end(c: &mut Criterion) {
     };
     let plain = InitOptions::default();
     let sealed = InitOptions {
-        encryption: dedup::config::Encryption::Repokey,
+        encryption: dedup::format::config::Encryption::Repokey,
         ..InitOptions::default()
     };
     // Encrypted: a cheap key derivation (paid per open, not per byte).
     let open = |path: &std::path::Path, encrypted: bool| dedup::OpenOptions {
         cache_dir: Some(path.with_extension("cache")),
-        password: encrypted.then(|| dedup::repo::keys::Password::new(b"bench".to_vec())),
+        password: encrypted.then(|| dedup::engine::keys::Password::new(b"bench".to_vec())),
         key_params: encrypted.then_some(dedup::crypto::KdfParams {
             m_cost_kib: 64,
             t_cost: 1,

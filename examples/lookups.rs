@@ -17,7 +17,7 @@
 use std::time::Instant;
 
 use dedup::bloom::Bloom;
-use dedup::index::{Access, Index, PackInfo};
+use dedup::catalog::{Access, Index, PackInfo};
 use dedup::locality::Locality;
 use dedup::ring::ShardId;
 use dedup::store::{PackEntry, PackId};

@@ -21,8 +21,8 @@
 use growable_bloom_filter::GrowableBloom;
 use sha2::{Digest, Sha256};
 
-use crate::codec::{Put, Reader};
 use crate::error::Result;
+use crate::format::codec::{Put, Reader};
 use crate::id::ChunkId;
 
 const MAGIC: &[u8; 8] = b"DDBLOOM\x01";

@@ -25,29 +25,31 @@
 // Without the engine only the formats remain; the index's plumbing idles.
 #![cfg_attr(not(feature = "engine"), allow(dead_code, unused_imports))]
 
+// The ground floor: algorithms and names, no I/O.
 pub mod bloom;
 pub mod chunker;
-mod codec;
-pub mod config;
 #[cfg(feature = "engine")]
 pub mod crypto;
 pub mod error;
 #[cfg(feature = "engine")]
-pub mod estimate;
-pub mod filecache;
+pub(crate) mod globs;
 pub mod id;
-pub mod index;
 pub mod locality;
-pub mod location;
 #[cfg(feature = "engine")]
 pub mod policy;
-#[cfg(feature = "engine")]
-pub mod repo;
 pub mod ring;
-pub mod segment;
-pub mod snapshot;
-pub mod store;
 pub mod units;
+
+// The layers, bottom up: bytes on disk, the store seam, the catalog (the
+// commit protocol and its index), the engine (shared machinery), the
+// verbs, and the handle a program holds.
+pub mod catalog;
+#[cfg(feature = "engine")]
+pub mod engine;
+pub mod format;
+#[cfg(feature = "engine")]
+pub mod ops;
+pub mod store;
 
 /// Whether a maintenance operation changes anything.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -59,13 +61,19 @@ pub enum Mode {
 }
 
 pub use chunker::ChunkerConfig;
-pub use config::{Compression, Config, InitOptions, DEFAULT_ZSTD_LEVEL, ZSTD_LEVELS};
+#[cfg(feature = "engine")]
+pub use engine::{OpenOptions, Progress, Quiet, Repository, UnreadableRecord};
 pub use error::{Error, Result};
+pub use format::config::{Compression, Config, InitOptions, DEFAULT_ZSTD_LEVEL, ZSTD_LEVELS};
+pub use format::snapshot::{IngestSummary, SnapshotRecord};
 pub use id::{ChunkId, SnapshotId};
 #[cfg(feature = "engine")]
-pub use repo::{
-    Exclusions, GcReport, IngestOptions, IngestOutcome, OpenOptions, Progress, Quiet,
-    RebalanceReport, RepairReport, Report, Repository, RestoreOptions, RestoreOutcome,
-    UnreadableRecord, VerifyReport,
+pub use ops::{
+    gc::GcReport,
+    ingest::{Exclusions, IngestOptions, IngestOutcome},
+    repair::RepairReport,
+    report::Report,
+    restore::{RestoreOptions, RestoreOutcome},
+    shards::RebalanceReport,
+    verify::VerifyReport,
 };
-pub use snapshot::{IngestSummary, SnapshotRecord};

@@ -26,7 +26,7 @@ use jiff::tz::TimeZone;
 use jiff::{Span, Timestamp, Zoned};
 use serde::Serialize;
 
-use crate::snapshot::{GroupBy, GroupKey, SnapshotId, SnapshotRecord};
+use crate::format::snapshot::{GroupBy, GroupKey, SnapshotId, SnapshotRecord};
 
 /// How many periods a rule keeps.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -405,9 +405,9 @@ pub fn plan(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::format::snapshot::record::RECORD_VERSION;
+    use crate::format::snapshot::IngestSummary;
     use crate::id::ChunkId;
-    use crate::snapshot::record::RECORD_VERSION;
-    use crate::snapshot::IngestSummary;
 
     /// A snapshot at `when` (UTC, `YYYY-MM-DD HH:MM`), named by its time.
     fn snap(when: &str, tags: &[&str]) -> (SnapshotId, SnapshotRecord) {

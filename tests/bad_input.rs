@@ -246,7 +246,7 @@ fn bad_chunker_sizes_and_options_are_refused_before_anything_is_created() {
 
 #[test]
 fn a_crafted_tree_with_an_escaping_name_is_refused_and_nothing_is_written_outside() {
-    use dedup::snapshot::{Entry, EntryKind, Tree};
+    use dedup::format::snapshot::{Entry, EntryKind, Tree};
     let tmp = tempfile::tempdir().unwrap();
     let repo = tmp.path().join("repo");
     ok(dedup(&repo).arg("init"));
@@ -261,7 +261,7 @@ fn a_crafted_tree_with_an_escaping_name_is_refused_and_nothing_is_written_outsid
             kind: EntryKind::Symlink {
                 target: b"/etc/passwd".to_vec(),
             },
-            attrs: dedup::snapshot::Attrs::default(),
+            attrs: dedup::format::snapshot::Attrs::default(),
         }],
     };
     let tree_id = {

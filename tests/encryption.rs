@@ -528,7 +528,7 @@ fn snapshot_record_names_are_keyed_so_the_store_cannot_confirm_a_guessed_record(
     let opened = dedup::Repository::open_with(
         &repo,
         &dedup::OpenOptions {
-            password: Some(dedup::repo::keys::Password::new(b"names".to_vec())),
+            password: Some(dedup::engine::keys::Password::new(b"names".to_vec())),
             read_only: true,
             ..private()
         },
@@ -582,7 +582,7 @@ fn each_encrypted_repository_cuts_the_same_data_its_own_way_plain_ones_alike() {
 
 #[test]
 fn the_store_cannot_find_where_a_record_ends_and_the_key_holder_still_can() {
-    use dedup::store::pack::scan_records;
+    use dedup::format::pack::scan_records;
     let tmp = tempfile::tempdir().unwrap();
     let src = tmp.path().join("src");
     make_tree(&src, 23);
@@ -648,7 +648,7 @@ const FIXTURE_FILES: [(&str, &str); 3] = [
 
 #[test]
 fn repositories_written_before_format_2_open_read_and_take_new_snapshots() {
-    use dedup::store::pack::scan_records;
+    use dedup::format::pack::scan_records;
     let tmp = tempfile::tempdir().unwrap();
     let pw = password(tmp.path(), "pw", "fixture");
     for (kind, encrypted) in [("plain", false), ("encrypted", true)] {

@@ -6,7 +6,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use common::*;
-use dedup::store::pack::{flags, parse_trailer, trailer_len, FOOTER_SIZE};
+use dedup::format::pack::{flags, parse_trailer, trailer_len, FOOTER_SIZE};
 use dedup::store::PackEntry;
 
 struct Fixture {

@@ -1,10 +1,10 @@
 //! Property tests: chunking, encodings, and the Bloom filter.
 
 use dedup::bloom::Bloom;
-use dedup::index::Location;
-use dedup::snapshot::{Attrs, Entry, EntryKind, Owner, Tree};
-use dedup::snapshot::{SnapshotId, SnapshotRecord};
-use dedup::store::pack::{parse_trailer, scan_records, trailer_len, FOOTER_SIZE};
+use dedup::catalog::Location;
+use dedup::format::pack::{parse_trailer, scan_records, trailer_len, FOOTER_SIZE};
+use dedup::format::snapshot::{Attrs, Entry, EntryKind, Owner, Tree};
+use dedup::format::snapshot::{SnapshotId, SnapshotRecord};
 use dedup::store::{PackBuilder, PackId};
 use dedup::{ChunkId, ChunkerConfig};
 use proptest::prelude::*;
@@ -209,9 +209,9 @@ fn seeds() -> &'static Seeds {
             parse_trailer(&pack[pack.len() - n..], pack.len() as u64, "seed").unwrap()
         };
         let chunks: Vec<(ChunkId, u32)> = entries.iter().map(|e| (e.id, e.raw_len)).collect();
-        let stamp = dedup::filecache::FileStamp {
+        let stamp = dedup::format::filecache::FileStamp {
             size: chunks.iter().map(|c| u64::from(c.1)).sum(),
-            ..dedup::filecache::FileStamp::of(&std::fs::metadata(&src).unwrap())
+            ..dedup::format::filecache::FileStamp::of(&std::fs::metadata(&src).unwrap())
         };
         Seeds {
             tree: repo.get(&outcome.record.tree).unwrap(),
@@ -221,7 +221,7 @@ fn seeds() -> &'static Seeds {
                 entry: entries[0],
             }
             .encode(),
-            cache_entry: dedup::filecache::encode(&stamp, &chunks),
+            cache_entry: dedup::format::filecache::encode(&stamp, &chunks),
             config: std::fs::read(path.join("config")).unwrap(),
             bloom_payload: {
                 // A filter for a few ids: small, so a fuzzer spends its
@@ -267,7 +267,7 @@ proptest! {
         if let Ok(tree) = Tree::decode(&bytes, "damaged") {
             prop_assert_eq!(tree.encode(), bytes.clone());
             for e in &tree.entries {
-                prop_assert!(dedup::snapshot::tree::unsafe_name(&e.name).is_none());
+                prop_assert!(dedup::format::snapshot::tree::unsafe_name(&e.name).is_none());
             }
         }
     }
@@ -307,10 +307,10 @@ proptest! {
         if let Ok(loc) = Location::decode(ChunkId([7; 32]), &bytes) {
             prop_assert_eq!(loc.encode(), bytes.clone());
         }
-        let _ = dedup::index::PackInfo::decode(&bytes, "damaged");
+        let _ = dedup::catalog::PackInfo::decode(&bytes, "damaged");
         let bytes = damaged(&seeds().cache_entry, &edits);
-        if let Ok((stamp, chunks)) = dedup::filecache::decode(&bytes, "damaged") {
-            prop_assert_eq!(dedup::filecache::encode(&stamp, &chunks), bytes);
+        if let Ok((stamp, chunks)) = dedup::format::filecache::decode(&bytes, "damaged") {
+            prop_assert_eq!(dedup::format::filecache::encode(&stamp, &chunks), bytes);
         }
     }
 
@@ -326,7 +326,7 @@ proptest! {
             prop_assert!(bloom.may_contain(&id));
         }
         let config = damaged(&seeds().config, &edits);
-        let _ = dedup::config::Config::decode(&config, std::path::Path::new("damaged/config"));
+        let _ = dedup::format::config::Config::decode(&config, std::path::Path::new("damaged/config"));
     }
 }
 
@@ -361,7 +361,7 @@ fn prop_assert_sanity(s: &Seeds) {
     assert!(SnapshotRecord::decode(&s.record, &SnapshotId::of(&s.record)).is_ok());
     assert!(!scan_records(&s.pack, |_, _| true).is_empty());
     assert!(Location::decode(ChunkId([7; 32]), &s.location).is_ok());
-    assert!(dedup::filecache::decode(&s.cache_entry, "seed").is_ok());
+    assert!(dedup::format::filecache::decode(&s.cache_entry, "seed").is_ok());
     assert!(Bloom::decode(&Bloom::frame(0, &s.bloom_payload), "seed").is_ok());
-    assert!(dedup::config::Config::decode(&s.config, std::path::Path::new("seed")).is_ok());
+    assert!(dedup::format::config::Config::decode(&s.config, std::path::Path::new("seed")).is_ok());
 }

@@ -3,7 +3,7 @@
 //! and the config file.
 #![no_main]
 use dedup::bloom::Bloom;
-use dedup::config::Config;
+use dedup::format::config::Config;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

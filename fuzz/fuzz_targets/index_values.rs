@@ -1,7 +1,7 @@
 //! Index values (chunk locations, pack summaries) and file cache entries.
 #![no_main]
-use dedup::filecache;
-use dedup::index::{Location, PackInfo};
+use dedup::format::filecache;
+use dedup::catalog::{Location, PackInfo};
 use dedup::ChunkId;
 use libfuzzer_sys::fuzz_target;
 

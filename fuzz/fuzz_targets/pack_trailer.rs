@@ -1,7 +1,7 @@
 //! Pack trailers and front-to-back record scans of arbitrary bytes: errors,
 //! never panics; whatever parses lies inside the pack.
 #![no_main]
-use dedup::store::pack::{parse_trailer, scan_records, trailer_len, FOOTER_SIZE};
+use dedup::format::pack::{parse_trailer, scan_records, trailer_len, FOOTER_SIZE};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

@@ -1,6 +1,6 @@
 //! Snapshot records: the id check, then the JSON decoding, on arbitrary bytes.
 #![no_main]
-use dedup::snapshot::{SnapshotId, SnapshotRecord};
+use dedup::format::snapshot::{SnapshotId, SnapshotRecord};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

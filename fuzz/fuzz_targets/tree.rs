@@ -4,7 +4,7 @@
 //! written as the current format, with the same entries and no owner
 //! beyond the empty one.
 #![no_main]
-use dedup::snapshot::tree::{unsafe_name, Attrs, Owner, Tree};
+use dedup::format::snapshot::tree::{unsafe_name, Attrs, Owner, Tree};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

@@ -24,22 +24,21 @@ pub mod local;
 pub mod memfs;
 #[cfg(feature = "s3")]
 pub mod object;
-pub mod pack;
-pub mod record;
 pub mod shard;
 
+pub use crate::format::pack::{PackBuilder, PackEntry, PackId};
 pub use faults::FaultPlan;
 pub use fs::{FaultyFs, FileKind, Fs, OsFs};
 pub use local::LocalStore;
 pub use memfs::MemFs;
-pub use pack::{PackBuilder, PackEntry, PackId};
 pub use shard::{ShardMarker, Unavailable};
 
 use std::path::Path;
 use std::sync::Arc;
 
-use crate::config::ShardConfig;
 use crate::error::{Error, Result};
+use crate::format::config::ShardConfig;
+use crate::format::pack;
 use crate::Mode;
 
 /// Where packs live: objects written once, whole, and never changed.
@@ -192,7 +191,7 @@ pub fn open_shard(
     } else {
         inside
             .to_str()
-            .filter(|p| p.starts_with(crate::config::OBJECT_STORE_SCHEME))
+            .filter(|p| p.starts_with(crate::format::config::OBJECT_STORE_SCHEME))
     };
     if let Some(url) = url {
         #[cfg(feature = "s3")]
@@ -219,4 +218,44 @@ pub fn open_shard(
         Create::Yes => LocalStore::create(fs.clone(), inside)?,
         Create::No => LocalStore::open(fs.clone(), inside)?,
     }))
+}
+
+/// Reads a pack's entries from its trailer through `backend`. `known_size`
+/// is the pack's length when the index knows it: then one ranged read
+/// usually suffices, which matters on an object store, where each request
+/// is a round trip. A pack whose real length differs fails to read or to
+/// decode, as a damaged one should.
+#[cfg(feature = "engine")]
+pub fn read_entries(
+    backend: &dyn PackStore,
+    key: &str,
+    known_size: Option<u64>,
+    crypt: &crate::crypto::Crypt,
+) -> Result<Vec<PackEntry>> {
+    let location = format!("{}/{key}", backend.location());
+    let size = match known_size {
+        Some(size) => size,
+        None => backend.size(key)?,
+    };
+    if size < (pack::PACK_MAGIC.len() + pack::FOOTER_SIZE) as u64 {
+        return Err(Error::corrupt(
+            "pack",
+            location,
+            format!("only {size} bytes long"),
+        ));
+    }
+    let first = size.min(pack::TAIL_GUESS as u64);
+    let mut tail = backend.get_range(key, size - first, first as usize)?;
+    let tail_len = pack::trailer_len(&tail[tail.len() - pack::FOOTER_SIZE..], &location)?;
+    if tail_len as u64 > size - pack::PACK_MAGIC.len() as u64 {
+        return Err(Error::corrupt(
+            "pack trailer",
+            location,
+            "longer than the pack",
+        ));
+    }
+    if tail_len > tail.len() {
+        tail = backend.get_range(key, size - tail_len as u64, tail_len)?;
+    }
+    pack::parse_opened(&tail[tail.len() - tail_len..], size, &location, crypt)
 }

@@ -22,7 +22,7 @@
 //! (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_REGION`,
 //! `AWS_ENDPOINT`, `AWS_ALLOW_HTTP`, ...), then from the shard's options in
 //! the repository config, which win. Secrets are never printed:
-//! [`ShardConfig::shown_options`](crate::config::ShardConfig::shown_options)
+//! [`ShardConfig::shown_options`](crate::format::config::ShardConfig::shown_options)
 //! hides them wherever options are shown, and this type's `Debug` shows only
 //! the URL.
 
@@ -67,7 +67,7 @@ fn block_on<T>(fut: impl Future<Output = T>) -> T {
     runtime().block_on(fut)
 }
 
-pub use crate::config::split_object_url as parse_url;
+pub use crate::format::config::split_object_url as parse_url;
 
 /// First wait before [`ObjectStoreBackend::upload`] tries again.
 const INITIAL_BACKOFF: Duration = Duration::from_millis(100);

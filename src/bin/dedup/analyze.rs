@@ -62,11 +62,11 @@ pub fn explain(cx: &Context, target: &str, limit: usize, json: bool) -> Code {
 pub fn estimate(
     cx: &Context,
     paths: &[PathBuf],
-    opts: &dedup::estimate::EstimateOptions,
+    opts: &dedup::ops::estimate::EstimateOptions,
     json: bool,
 ) -> Code {
     let bar = cx.bar("read");
-    let estimate = dedup::estimate::estimate(paths, opts, &bar)?;
+    let estimate = dedup::ops::estimate::estimate(paths, opts, &bar)?;
     drop(bar);
     if json {
         print_json(&estimate)?;

@@ -1,10 +1,10 @@
 //! `dedup ls` and `dedup cat`: looking inside a snapshot without
-//! restoring it (`SNAPSHOT:PATH`, see `dedup::repo::browse`).
+//! restoring it (`SNAPSHOT:PATH`, see `dedup::ops::browse`).
 
 use std::io::Write;
 
-use dedup::repo::browse::{components, escape_name, Change, FindMemo, Found};
-use dedup::snapshot::{Entry, EntryKind};
+use dedup::format::snapshot::{Entry, EntryKind};
+use dedup::ops::browse::{components, escape_name, Change, FindMemo, Found};
 use dedup::Repository;
 use serde::Serialize;
 
@@ -360,8 +360,8 @@ pub fn diff(cx: &Context, a: &str, b: &str, json: bool) -> Code {
         report.added,
         report.removed,
         report.changed,
-        dedup::repo::report::human_bytes(report.new_bytes),
-        dedup::repo::report::human_bytes(report.new_stored_bytes)
+        dedup::units::human_bytes(report.new_bytes),
+        dedup::units::human_bytes(report.new_stored_bytes)
     )?;
     Ok(0)
 }

@@ -279,7 +279,7 @@ pub enum Command {
         /// Apply the policy to each group of snapshots sharing these:
         /// host, paths, tags, comma separated ("" for one group)
         #[arg(long, value_name = "FIELDS", default_value = "host,paths")]
-        group_by: dedup::snapshot::GroupBy,
+        group_by: dedup::format::snapshot::GroupBy,
         /// List what would be kept (and why) and removed; change nothing
         #[arg(long)]
         dry_run: bool,
@@ -372,11 +372,11 @@ pub struct EstimateArgs {
 
 impl EstimateArgs {
     /// The library's options (the default configurations when none are given).
-    pub fn options(&self) -> dedup::estimate::EstimateOptions {
+    pub fn options(&self) -> dedup::ops::estimate::EstimateOptions {
         let chunkers = self.chunkers.concat();
-        dedup::estimate::EstimateOptions {
+        dedup::ops::estimate::EstimateOptions {
             chunkers: if chunkers.is_empty() {
-                dedup::estimate::default_chunkers()
+                dedup::ops::estimate::default_chunkers()
             } else {
                 chunkers
             },
@@ -456,7 +456,7 @@ pub struct RestoreArgs {
 impl RestoreArgs {
     /// The library's options; a bad glob is an error.
     pub fn options(&self) -> dedup::Result<dedup::RestoreOptions> {
-        use dedup::repo::Overwrite;
+        use dedup::ops::restore::Overwrite;
         let mut opts = dedup::RestoreOptions {
             verify: self.verify,
             numeric_owner: self.numeric_owner,
@@ -564,8 +564,8 @@ pub struct FilterArgs {
 
 impl FilterArgs {
     /// The library's filter; paths are made absolute, as ingest records them.
-    pub fn filter(&self) -> dedup::snapshot::SnapshotFilter {
-        dedup::snapshot::SnapshotFilter {
+    pub fn filter(&self) -> dedup::format::snapshot::SnapshotFilter {
+        dedup::format::snapshot::SnapshotFilter {
             hosts: self.hosts.clone(),
             tags: self
                 .tags
@@ -575,7 +575,7 @@ impl FilterArgs {
             paths: self
                 .paths
                 .iter()
-                .map(|p| dedup::snapshot::record::record_path(p))
+                .map(|p| dedup::format::snapshot::record::record_path(p))
                 .collect(),
         }
     }
@@ -660,7 +660,7 @@ impl KeepArgs {
 
 impl Command {
     /// The snapshot filter the command was given, if it takes one.
-    pub fn filter(&self) -> dedup::snapshot::SnapshotFilter {
+    pub fn filter(&self) -> dedup::format::snapshot::SnapshotFilter {
         match self {
             Command::Snapshots { filter, .. }
             | Command::Restore(RestoreArgs { filter, .. })
@@ -671,7 +671,7 @@ impl Command {
             | Command::Report { filter, .. }
             | Command::Explain { filter, .. }
             | Command::Forget { filter, .. } => filter.filter(),
-            _ => dedup::snapshot::SnapshotFilter::default(),
+            _ => dedup::format::snapshot::SnapshotFilter::default(),
         }
     }
 }

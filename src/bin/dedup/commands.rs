@@ -9,9 +9,9 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _};
-use dedup::repo::report::human_bytes;
+use dedup::format::snapshot::SnapshotFilter;
 use dedup::ring::ShardId;
-use dedup::snapshot::SnapshotFilter;
+use dedup::units::human_bytes;
 use dedup::{ChunkerConfig, Compression, InitOptions, Mode, Progress, Repository};
 use indicatif::{ProgressBar, ProgressStyle};
 
@@ -32,7 +32,7 @@ pub struct Context {
     /// added by [`options`](Self::options)).
     open: dedup::OpenOptions,
     /// The password given, or asked for once on a terminal.
-    password: std::cell::RefCell<Option<dedup::repo::keys::Password>>,
+    password: std::cell::RefCell<Option<dedup::engine::keys::Password>>,
     /// The command's `--host`, `--tag` and `--path` (what `latest` means).
     pub(crate) filter: SnapshotFilter,
 }
@@ -99,7 +99,7 @@ impl Context {
         &self,
         file: Option<&Path>,
         at_init: bool,
-    ) -> anyhow::Result<dedup::repo::keys::Password> {
+    ) -> anyhow::Result<dedup::engine::keys::Password> {
         if let Some(file) = file {
             return crate::password::given(Some(file))?
                 .context("the new password file gave no password");
@@ -189,7 +189,7 @@ impl Context {
         for record in repo.unreadable_records() {
             eprintln!("dedup: warning: {record}");
         }
-        for line in dedup::repo::describe_evidence(&repo.evidence()) {
+        for line in dedup::engine::describe_evidence(&repo.evidence()) {
             eprintln!("dedup: warning: {line}");
         }
         if repo.config().encryption.is_none() {
@@ -311,12 +311,12 @@ pub fn init(cx: &Context, args: InitArgs) -> Code {
         pack_size: args.pack_size,
         zstd_level: args.compression_level,
         encryption: match args.encryption {
-            crate::cli::EncryptionArg::None => dedup::config::Encryption::None,
-            crate::cli::EncryptionArg::Repokey => dedup::config::Encryption::Repokey,
+            crate::cli::EncryptionArg::None => dedup::format::config::Encryption::None,
+            crate::cli::EncryptionArg::Repokey => dedup::format::config::Encryption::Repokey,
         },
     };
     let mut open = cx.options();
-    if opts.encryption == dedup::config::Encryption::Repokey {
+    if opts.encryption == dedup::format::config::Encryption::Repokey {
         open.password = Some(cx.new_password(None, true)?);
         open.key_params = Some(crate::keycmd::tuned(args.kdf_time)?);
     }
@@ -363,7 +363,7 @@ fn chunker_of(cx: &Context, from: &Path, file: Option<&Path>) -> anyhow::Result<
     let password = match crate::password::given(file)? {
         Some(p) => Some(p),
         None => std::env::var_os("DEDUP_FROM_PASSWORD")
-            .map(|p| dedup::repo::keys::Password::new(p.into_encoded_bytes())),
+            .map(|p| dedup::engine::keys::Password::new(p.into_encoded_bytes())),
     };
     let opts = dedup::OpenOptions {
         password,
@@ -441,12 +441,13 @@ pub fn ingest(cx: &Context, from: &Source, json: bool, opts: &dedup::IngestOptio
 pub fn snapshots(cx: &Context, sizes: bool, json: bool) -> Code {
     let repo = cx.reader()?;
     let snaps = repo.snapshots_matching(&cx.filter)?;
-    let costs: std::collections::HashMap<dedup::SnapshotId, dedup::repo::SnapshotCost> = if sizes {
-        let usage = repo.usage()?;
-        usage.costs().into_iter().map(|c| (c.id, c)).collect()
-    } else {
-        std::collections::HashMap::default()
-    };
+    let costs: std::collections::HashMap<dedup::SnapshotId, dedup::ops::usage::SnapshotCost> =
+        if sizes {
+            let usage = repo.usage()?;
+            usage.costs().into_iter().map(|c| (c.id, c)).collect()
+        } else {
+            std::collections::HashMap::default()
+        };
     if json {
         let list: Vec<_> = snaps
             .iter()
@@ -582,7 +583,7 @@ pub fn verify(cx: &Context, read_data: bool, subset: Option<f64>, json: bool) ->
 
 /// How `forget` runs, beside what it forgets.
 pub struct ForgetHow {
-    pub group_by: dedup::snapshot::GroupBy,
+    pub group_by: dedup::format::snapshot::GroupBy,
     pub dry_run: bool,
     pub prune: bool,
     pub json: bool,
@@ -869,7 +870,7 @@ pub fn put(cx: &Context, file: &Path, json: bool) -> Code {
     let len = std::fs::metadata(file)
         .with_context(|| format!("reading {}", file.display()))?
         .len();
-    if len > dedup::repo::MAX_BLOB {
+    if len > dedup::engine::MAX_BLOB {
         bail!(
             "{}: {len} bytes is more than put takes (1 GiB); store it with `dedup ingest`",
             file.display()

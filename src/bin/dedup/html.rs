@@ -9,8 +9,9 @@
 use std::fmt::Write as _;
 
 use anyhow::anyhow;
-use dedup::repo::report::human_bytes;
-use dedup::repo::{DirUsage, Report, Usage};
+use dedup::ops::usage::{DirUsage, Usage};
+use dedup::units::human_bytes;
+use dedup::Report;
 use dedup::Repository;
 use plotters::coord::types::RangedCoordf64;
 use plotters::prelude::*;

@@ -8,7 +8,7 @@ use std::io::IsTerminal;
 use std::path::Path;
 
 use anyhow::{bail, Context as _};
-use dedup::repo::keys::Password;
+use dedup::engine::keys::Password;
 
 /// The password `--password-file` (or `--new-password-file`) gives, if
 /// one was given.
