@@ -25,6 +25,11 @@ use crate::error::Result;
 use crate::format::codec::{Put, Reader};
 use crate::id::ChunkId;
 
+/// Index counters of the Bloom filter's work, summed over all ingests.
+pub(crate) const BLOOM_LOOKUPS: &str = "bloom.lookups";
+pub(crate) const BLOOM_SKIPPED: &str = "bloom.skipped";
+pub(crate) const BLOOM_FALSE_POSITIVES: &str = "bloom.false_positives";
+
 const MAGIC: &[u8; 8] = b"DDBLOOM\x01";
 /// Target false-positive rate.
 pub const FALSE_POSITIVE_RATE: f64 = 0.01;

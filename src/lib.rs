@@ -49,6 +49,8 @@ pub mod engine;
 pub mod format;
 #[cfg(feature = "engine")]
 pub mod ops;
+#[cfg(feature = "engine")]
+mod repository;
 pub mod store;
 
 /// Whether a maintenance operation changes anything.
@@ -62,7 +64,9 @@ pub enum Mode {
 
 pub use chunker::ChunkerConfig;
 #[cfg(feature = "engine")]
-pub use engine::{OpenOptions, Progress, Quiet, Repository, UnreadableRecord};
+pub use engine::{OpenOptions, Progress, Quiet, UnreadableRecord};
+#[cfg(feature = "engine")]
+pub use repository::Repository;
 pub use error::{Error, Result};
 pub use format::config::{Compression, Config, InitOptions, DEFAULT_ZSTD_LEVEL, ZSTD_LEVELS};
 pub use format::snapshot::{IngestSummary, SnapshotRecord};
@@ -72,7 +76,7 @@ pub use ops::{
     gc::GcReport,
     ingest::{Exclusions, IngestOptions, IngestOutcome},
     repair::RepairReport,
-    report::Report,
+    insight::report::Report,
     restore::{RestoreOptions, RestoreOutcome},
     shards::RebalanceReport,
     verify::VerifyReport,

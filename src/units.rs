@@ -1,4 +1,4 @@
-//! Quantities for people: byte counts in binary units.
+//! Quantities for people: byte counts in binary units, and ratios.
 
 /// Bytes for people: `1.5 GiB`.
 pub fn human_bytes(n: u64) -> String {
@@ -13,6 +13,20 @@ pub fn human_bytes(n: u64) -> String {
         format!("{n} B")
     } else {
         format!("{v:.1} {}", UNITS[unit])
+    }
+}
+
+/// `a / b`, with `0 / 0` as 1 (nothing stored of nothing) and `a / 0`
+/// as infinity.
+pub fn ratio(a: u64, b: u64) -> f64 {
+    if b == 0 {
+        if a == 0 {
+            1.0
+        } else {
+            f64::INFINITY
+        }
+    } else {
+        a as f64 / b as f64
     }
 }
 

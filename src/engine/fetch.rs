@@ -33,7 +33,7 @@ use std::sync::{Arc, PoisonError, RwLock};
 use rayon::prelude::*;
 
 use crate::catalog::Location;
-use crate::engine::Repository;
+use crate::engine::Engine;
 use crate::error::Error;
 use crate::format::record;
 use crate::store::{PackEntry, PackId};
@@ -176,7 +176,7 @@ impl Kept {
 pub(crate) type Each<'a, T> =
     dyn Fn(&PackEntry, &[T], std::result::Result<&[u8], &Error>) + Sync + 'a;
 
-impl Repository {
+impl Engine {
     /// How ranges of this repository's packs are cut.
     fn reads(&self) -> Reads {
         if self.packs_are_remote() {

@@ -310,12 +310,8 @@ impl Evidence {
     }
 }
 
-impl super::Repository {
-    /// Deals with what this machine found the store lost or put back
-    /// ([`evidence`](Self::evidence)): each record this machine holds and
-    /// the store lost is written back, each forgotten record that came
-    /// back is deleted again, and the rest is accepted as the repository
-    /// now is. `gc` works again afterwards.
+impl super::Engine {
+    /// The work of [`Repository::repair_history`](crate::Repository::repair_history).
     pub fn repair_history(&self) -> Result<HistoryReport> {
         self.check_alone("repair history")?;
         let _alone = self.reclaiming();
@@ -342,5 +338,31 @@ impl super::Repository {
         }
         self.forget_evidence(|_| false);
         Ok(report)
+    }
+}
+
+impl super::Engine {
+    /// Forgets the records of `ids`, the caller holding the repository
+    /// alone: each gets its tombstone first, so every client then knows it
+    /// was forgotten, not lost, and must not come back (see `history`);
+    /// then the index, then the record file. A crash before the file is
+    /// deleted leaves it beside its tombstone, forgotten still, and the
+    /// next gc deletes it.
+    pub(crate) fn forget_records(&self, ids: &[SnapshotId]) -> Result<()> {
+        let tombstone =
+            serde_json::to_vec(&Tombstone::now()).expect("a tombstone always serialises");
+        for id in ids {
+            self.files.put(&tombstone_key(id), &tombstone)?;
+            self.index.forget_snapshot(id)?;
+            match self.files.delete(&crate::format::snapshot::SnapshotRecord::key(id)) {
+                Err(e) if !crate::store::is_not_found(&e) => return Err(e),
+                _ => {}
+            }
+        }
+        self.forget_evidence(|e| match e {
+            Evidence::RecordGone { id } | Evidence::RecordBack { id } => !ids.contains(id),
+            _ => true,
+        });
+        Ok(())
     }
 }

@@ -11,7 +11,7 @@ use zeroize::Zeroizing;
 
 use crate::catalog::segment;
 use crate::crypto::{Crypt, KdfParams, KeyFile, MasterKey};
-use crate::engine::{Repository, CONFIG};
+use crate::engine::{Engine, CONFIG};
 use crate::error::{Error, Result};
 use crate::format::config::{Config, ConfigHead, Encryption};
 use crate::format::snapshot::SnapshotRecord;
@@ -215,8 +215,8 @@ impl MetaStore for SealedFiles {
     }
 }
 
-impl Repository {
-    /// The key files, oldest first; which one opened this handle is marked.
+impl Engine {
+    /// The work of [`Repository::keys`](crate::Repository::keys).
     pub fn keys(&self) -> Result<Vec<KeyInfo>> {
         self.check_encrypted()?;
         let mut out = Vec::new();
@@ -253,8 +253,7 @@ impl Repository {
         Ok(out)
     }
 
-    /// Adds a key file for `password` (Argon2 costs `params`, or tuned to
-    /// about half a second here); returns its id.
+    /// The work of [`Repository::add_key`](crate::Repository::add_key).
     pub fn add_key(&self, password: &Password, params: Option<KdfParams>) -> Result<String> {
         self.check_encrypted()?;
         self.check_alone("adding a key")?;
@@ -291,8 +290,7 @@ impl Repository {
         self.write_config(&config)
     }
 
-    /// Removes the key file `id` (a unique prefix will do). The key this
-    /// handle was opened with, and the last key, are refused.
+    /// The work of [`Repository::remove_key`](crate::Repository::remove_key).
     pub fn remove_key(&self, id: &str) -> Result<String> {
         self.check_encrypted()?;
         self.check_alone("removing a key")?;
@@ -338,8 +336,7 @@ impl Repository {
         Ok(name)
     }
 
-    /// Replaces the key this handle was opened with by one for `password`;
-    /// returns the new key's id.
+    /// The work of [`Repository::change_password`](crate::Repository::change_password).
     pub fn change_password(
         &self,
         password: &Password,

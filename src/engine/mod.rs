@@ -1,21 +1,11 @@
-//! The front door: create, open, and use a repository.
-//!
-//! [`Repository`] wires the parts together (config, index, Bloom filter,
-//! ring, shards) and holds the lock. Ingest, restore and reports live in
-//! their own files beside this one. The command line is a thin layer over
-//! this type; a program embedding `dedup` uses the same calls.
-//!
-//! A repository opened with [`Repository::open`] holds its lock alone, as
-//! maintenance needs; opened with [`OpenOptions::shared`], it is one of any
-//! number of writers (ingest, put) on any number of machines; any number
-//! of [`Repository::open_read_only`] handles read beside them, each seeing
-//! the repository as of its opening.
-//!
-//! The home (a folder, or a prefix of an object store; see `home`) holds
-//! everything durable; each process reads and writes through its own slot
-//! of this machine's cache (see `cache`), whose index it first brings up
-//! to date with the home's segments.
+//! The engine: what every verb shares. [`Engine`] wires the parts
+//! together (config, index, Bloom filter, ring, shards, the home and its
+//! locks, this machine's cache) and opens them as named steps; the verbs
+//! in `ops/` are free functions over it, and
+//! [`Repository`](crate::Repository) is the handle a program holds.
 
+
+pub(crate) mod attrs;
 pub(crate) mod cache;
 pub(crate) mod deep;
 pub(crate) mod fetch;
@@ -25,6 +15,7 @@ pub mod keys;
 pub(crate) mod lock;
 #[cfg(feature = "s3")]
 pub(crate) mod objlock;
+pub(crate) mod paths;
 pub(crate) mod walk;
 pub(crate) mod writer;
 
@@ -123,7 +114,7 @@ pub(crate) struct Shard {
 }
 
 /// An open repository.
-pub struct Repository {
+pub struct Engine {
     pub(crate) root: PathBuf,
     pub(crate) config: Config,
     /// The file system local folders are reached through.
@@ -210,14 +201,13 @@ pub(crate) const SNAPSHOTS: &str = "snapshots";
 const LEGACY_INDEX: &str = "index";
 const LEGACY_BLOOM: &str = "bloom";
 
-impl Repository {
-    /// Creates a repository at `path` (absent or an empty directory) and
-    /// opens it for writing.
+impl Engine {
+    /// The work of [`Repository::init`](crate::Repository::init).
     pub fn init(path: impl AsRef<Path>, opts: &InitOptions) -> Result<Self> {
         Self::init_with(path, opts, &OpenOptions::default())
     }
 
-    /// [`init`](Self::init), then opened with `open`.
+    /// The work of [`Repository::init_with`](crate::Repository::init_with).
     pub fn init_with(
         path: impl AsRef<Path>,
         opts: &InitOptions,
@@ -303,14 +293,12 @@ impl Repository {
         Self::open_with(&root, open)
     }
 
-    /// Opens an existing repository as a writer holding its lock alone
-    /// (maintenance, and everything else).
+    /// The work of [`Repository::open`](crate::Repository::open).
     pub fn open(path: impl AsRef<Path>) -> Result<Self> {
         Self::open_with(path, &OpenOptions::default())
     }
 
-    /// Opens an existing repository for reading only; works while a writer
-    /// is active.
+    /// The work of [`Repository::open_read_only`](crate::Repository::open_read_only).
     pub fn open_read_only(path: impl AsRef<Path>) -> Result<Self> {
         Self::open_with(
             path,
@@ -321,9 +309,7 @@ impl Repository {
         )
     }
 
-    /// The config of the repository at `path`, unlocked with
-    /// `opts.password` when it is encrypted: no lock taken, no cache
-    /// built. What `init --copy-chunker-params-from` reads.
+    /// The work of [`Repository::read_config`](crate::Repository::read_config).
     pub fn read_config(path: impl AsRef<Path>, opts: &OpenOptions) -> Result<Config> {
         let root = path.as_ref();
         let fs = opts.file_system();
@@ -344,7 +330,7 @@ impl Repository {
         .map(|(config, _, _)| config)
     }
 
-    /// Opens with explicit options.
+    /// The work of [`Repository::open_with`](crate::Repository::open_with).
     pub fn open_with(path: impl AsRef<Path>, opts: &OpenOptions) -> Result<Self> {
         let root = path.as_ref();
         let read_only = opts.read_only;
@@ -408,7 +394,7 @@ impl Repository {
                 backend: attached.settle(root, s, &index),
             })
             .collect();
-        let repo = Repository {
+        let repo = Engine {
             root: root.to_path_buf(),
             config,
             fs,
@@ -590,12 +576,12 @@ impl Repository {
             .collect()
     }
 
-    /// The repository's folder.
+    /// The work of [`Repository::root`](crate::Repository::root).
     pub fn root(&self) -> &Path {
         &self.root
     }
 
-    /// Its configuration.
+    /// The work of [`Repository::config`](crate::Repository::config).
     pub fn config(&self) -> &Config {
         &self.config
     }
@@ -741,10 +727,7 @@ impl Repository {
             .unwrap_or_else(std::sync::PoisonError::into_inner) = all;
     }
 
-    /// What this machine found the store lost, or put back, against what
-    /// it saw before, and that `repair history` has not yet dealt with:
-    /// a command should tell its user about each; `gc` deletes nothing
-    /// meanwhile.
+    /// The work of [`Repository::evidence`](crate::Repository::evidence).
     pub fn evidence(&self) -> Vec<Evidence> {
         self.evidence
             .lock()
@@ -752,11 +735,7 @@ impl Repository {
             .clone()
     }
 
-    /// The snapshot record files of the home that could not be read or
-    /// decoded when this handle last listed them (at its opening, or at
-    /// the start of its last ingest or gc). Their snapshots are missing
-    /// from [`snapshots`](Self::snapshots) meanwhile, and [`gc`](Self::gc)
-    /// deletes nothing; a command should tell its user about each.
+    /// The work of [`Repository::unreadable_records`](crate::Repository::unreadable_records).
     pub fn unreadable_records(&self) -> Vec<UnreadableRecord> {
         self.unreadable
             .lock()
@@ -792,11 +771,7 @@ impl Repository {
         unreachable!("the last attempt returns")
     }
 
-    /// The snapshot whose record file cannot be read (see
-    /// [`unreadable_records`](Self::unreadable_records)), or that was
-    /// forgotten and came back ([`evidence`](Self::evidence)), that `spec`
-    /// (a full id or a unique prefix of one) names, if any: what `forget`
-    /// takes beside the listed snapshots.
+    /// The work of [`Repository::unreadable_record`](crate::Repository::unreadable_record).
     pub fn unreadable_record(&self, spec: &str) -> Option<SnapshotId> {
         let spec = spec.to_ascii_lowercase();
         let came_back = self.evidence().into_iter().filter_map(|e| match e {
@@ -861,7 +836,7 @@ impl Repository {
         }
     }
 
-    /// Reads and checks one object (chunk, tree or blob) by id.
+    /// The work of [`Repository::read_object`](crate::Repository::read_object).
     pub fn read_object(&self, id: &ChunkId) -> Result<Vec<u8>> {
         let loc = self.index.chunk(id)?.ok_or(Error::MissingChunk(*id))?;
         let shard = self.pack_shard(&loc.pack)?;
@@ -878,10 +853,7 @@ impl Repository {
         &self.crypt
     }
 
-    /// Stores `data` as one object and returns its content id. Storing the
-    /// same bytes twice stores them once. Use [`ingest`](Self::ingest) for
-    /// files and trees; this is the plain key-value door, for blobs of up
-    /// to [`MAX_BLOB`] bytes.
+    /// The work of [`Repository::put`](crate::Repository::put).
     pub fn put(&self, data: &[u8]) -> Result<ChunkId> {
         let _storing = self.storing();
         if data.len() as u64 > MAX_BLOB {
@@ -905,12 +877,12 @@ impl Repository {
         Ok(id)
     }
 
-    /// The bytes stored under `id`, checked against it.
+    /// The work of [`Repository::get`](crate::Repository::get).
     pub fn get(&self, id: &ChunkId) -> Result<Vec<u8>> {
         self.read_object(id)
     }
 
-    /// Every snapshot, oldest first.
+    /// The work of [`Repository::snapshots`](crate::Repository::snapshots).
     pub fn snapshots(&self) -> Result<Vec<(SnapshotId, SnapshotRecord)>> {
         let mut out = Vec::new();
         for (id, bytes) in self.index.snapshots()? {
@@ -920,7 +892,7 @@ impl Repository {
         Ok(out)
     }
 
-    /// One snapshot's record.
+    /// The work of [`Repository::snapshot`](crate::Repository::snapshot).
     pub fn snapshot(&self, id: &SnapshotId) -> Result<SnapshotRecord> {
         match self.index.snapshot(id)? {
             Some(bytes) => decode_record(&self.crypt, &bytes, id),
@@ -928,7 +900,7 @@ impl Repository {
         }
     }
 
-    /// The snapshots `filter` lets through, oldest first.
+    /// The work of [`Repository::snapshots_matching`](crate::Repository::snapshots_matching).
     pub fn snapshots_matching(
         &self,
         filter: &SnapshotFilter,
@@ -938,14 +910,12 @@ impl Repository {
         Ok(all)
     }
 
-    /// Finds a snapshot by `latest`, a full id, or a unique id prefix.
+    /// The work of [`Repository::resolve_snapshot`](crate::Repository::resolve_snapshot).
     pub fn resolve_snapshot(&self, spec: &str) -> Result<(SnapshotId, SnapshotRecord)> {
         self.resolve_snapshot_in(spec, &SnapshotFilter::default())
     }
 
-    /// [`resolve_snapshot`](Self::resolve_snapshot), where `latest` means
-    /// the newest snapshot `filter` lets through (as in restic: ids and
-    /// prefixes name their snapshot whatever the filter).
+    /// The work of [`Repository::resolve_snapshot_in`](crate::Repository::resolve_snapshot_in).
     pub fn resolve_snapshot_in(
         &self,
         spec: &str,
@@ -1061,7 +1031,7 @@ pub(crate) fn in_pool<T: Send>(
     }
 }
 
-impl Drop for Repository {
+impl Drop for Engine {
     fn drop(&mut self) {
         // Best effort, so the next open has no log to replay: a crash
         // skips this, and is still safe.
@@ -1532,18 +1502,18 @@ mod tests {
             cache_dir: Some(cache.clone()),
             ..Default::default()
         };
-        drop(Repository::init_with(&root, &InitOptions::default(), &opts(false)).unwrap());
+        drop(Engine::init_with(&root, &InitOptions::default(), &opts(false)).unwrap());
         // Two writers at once (two cache slots) store the same blob: two
         // copies, which pack summaries count and the index does not.
         let (one, two) = (
-            Repository::open_with(&root, &opts(true)).unwrap(),
-            Repository::open_with(&root, &opts(true)).unwrap(),
+            Engine::open_with(&root, &opts(true)).unwrap(),
+            Engine::open_with(&root, &opts(true)).unwrap(),
         );
         one.put(b"the same bytes").unwrap();
         two.put(b"the same bytes").unwrap();
         drop((one, two));
-        let packs = |r: &Repository| r.index.packs().unwrap().len();
-        let repo = Repository::open_with(&root, &opts(false)).unwrap();
+        let packs = |r: &Engine| r.index.packs().unwrap().len();
+        let repo = Engine::open_with(&root, &opts(false)).unwrap();
         assert_eq!(packs(&repo), 2, "both copies are there");
         repo.put(b"something new").unwrap();
         drop(repo);
@@ -1560,7 +1530,7 @@ mod tests {
         // Another writer (on another slot, this one being held) commits:
         // the filter saved here stays usable, and catching up adds the new
         // ids to it instead of rebuilding it.
-        let other = Repository::open_with(&root, &opts(true)).unwrap();
+        let other = Engine::open_with(&root, &opts(true)).unwrap();
         other.put(b"from elsewhere").unwrap();
         drop(other);
         let (index, names) = open_cache_index(&home, &home.files(), &slot, &fs, true).unwrap();

@@ -14,7 +14,7 @@ use std::sync::{Mutex, PoisonError};
 
 use rayon::prelude::*;
 
-use crate::engine::{fetch, in_pool, Repository};
+use crate::engine::{fetch, in_pool, Engine};
 use crate::error::Result;
 use crate::format::snapshot::{EntryKind, Tree};
 use crate::id::ChunkId;
@@ -22,11 +22,8 @@ use crate::id::ChunkId;
 /// Trees read at once within one level, to bound memory on wide levels.
 const READ_BATCH: usize = 4096;
 
-impl Repository {
-    /// Reads and decodes a tree object: on an object store through the
-    /// tree packs this handle keeps (its pack is read whole at the first
-    /// miss, so browsing folder by folder costs a request for each tree
-    /// pack, not one for each folder).
+impl Engine {
+    /// The work of [`Repository::read_tree`](crate::Repository::read_tree).
     pub fn read_tree(&self, id: &ChunkId) -> Result<Tree> {
         if self.packs_are_remote() {
             let read = self.read_trees(None, &self.tree_packs, std::slice::from_ref(id));

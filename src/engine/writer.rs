@@ -17,7 +17,7 @@ use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::Mutex;
 
-use crate::engine::Repository;
+use crate::engine::Engine;
 use crate::error::Result;
 use crate::format::record::{self, ObjectKind};
 use crate::format::snapshot::BloomStats;
@@ -60,7 +60,7 @@ fn open_budget(pack_size: usize) -> usize {
 
 /// Stores objects into a repository; see the module docs.
 pub(crate) struct ObjectWriter<'r> {
-    repo: &'r Repository,
+    repo: &'r Engine,
     pending: Mutex<HashSet<ChunkId>>,
     /// Two open packs per shard, in shard order: data, then trees (see
     /// [`slot`](Self::slot)).
@@ -91,7 +91,7 @@ pub(crate) struct ObjectWriter<'r> {
 }
 
 impl<'r> ObjectWriter<'r> {
-    pub fn new(repo: &'r Repository) -> Self {
+    pub fn new(repo: &'r Engine) -> Self {
         ObjectWriter {
             repo,
             pending: Mutex::new(HashSet::new()),
@@ -117,7 +117,7 @@ impl<'r> ObjectWriter<'r> {
 
     /// A writer that only counts: what [`store`](Self::store) would add,
     /// compressed as it would be, with nothing written.
-    pub fn counting(repo: &'r Repository) -> Self {
+    pub fn counting(repo: &'r Engine) -> Self {
         ObjectWriter {
             dry_run: true,
             ..ObjectWriter::new(repo)
@@ -367,7 +367,7 @@ mod tests {
             cache_dir: Some(dir.path().join("cache")),
             ..Default::default()
         };
-        let repo = Repository::init_with(dir.path().join("repo"), &init, &open).unwrap();
+        let repo = Engine::init_with(dir.path().join("repo"), &init, &open).unwrap();
         let writer = ObjectWriter::new(&repo);
         // Eight shards' open packs could hold 2 MiB; two packs' worth is 512 KiB.
         let budget = 2 * pack_size as usize;
@@ -404,7 +404,7 @@ mod tests {
             cache_dir: Some(dir.path().join("cache")),
             ..Default::default()
         };
-        let repo = Repository::init_with(dir.path().join("repo"), &init, &open).unwrap();
+        let repo = Engine::init_with(dir.path().join("repo"), &init, &open).unwrap();
         let object = |i: u32, salt: u8| {
             let mut data = i.to_le_bytes().repeat(1000);
             data.push(salt);

@@ -18,7 +18,7 @@ use serde::Serialize;
 
 use crate::catalog::segment;
 use crate::catalog::{Location, PackInfo};
-use crate::engine::{history, Evidence, Mode, Progress, Repository};
+use crate::engine::{Engine, Evidence, Mode, Progress};
 use crate::error::{Error, Result};
 use crate::format::pack::repack;
 use crate::format::snapshot::{GroupBy, SnapshotFilter, SnapshotId, SnapshotRecord};
@@ -175,395 +175,363 @@ impl GcReport {
     }
 }
 
-impl Repository {
-    /// Removes snapshot records (their data stays until `gc`), those whose
-    /// file cannot be read included ([`unreadable_records`](Self::unreadable_records)),
-    /// and forgotten ones that came back ([`evidence`](Self::evidence)).
-    /// Each gets a tombstone first (see `history`).
-    pub fn forget(&self, ids: &[SnapshotId]) -> Result<()> {
-        self.check_alone("forget")?;
-        let _alone = self.reclaiming();
-        let unreadable = self.unreadable_records();
-        let evidence = self.evidence();
-        let known_otherwise = |id: &SnapshotId| {
-            unreadable.iter().any(|r| r.id == *id)
-                || evidence.contains(&Evidence::RecordBack { id: *id })
-        };
-        for id in ids {
-            if !known_otherwise(id) {
-                self.snapshot(id)?;
-            }
+/// The work of [`Repository::forget`](crate::Repository::forget).
+pub(crate) fn forget(engine: &Engine, ids: &[SnapshotId]) -> Result<()> {
+    engine.check_alone("forget")?;
+    let _alone = engine.reclaiming();
+    let unreadable = engine.unreadable_records();
+    let evidence = engine.evidence();
+    let known_otherwise = |id: &SnapshotId| {
+        unreadable.iter().any(|r| r.id == *id)
+            || evidence.contains(&Evidence::RecordBack { id: *id })
+    };
+    for id in ids {
+        if !known_otherwise(id) {
+            engine.snapshot(id)?;
         }
-        self.hold.check_alive()?;
-        self.forget_records(ids)?;
-        self.unreadable
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .retain(|r| !ids.contains(&r.id));
-        Ok(())
     }
+    engine.hold.check_alive()?;
+    engine.forget_records(ids)?;
+    engine.unreadable
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .retain(|r| !ids.contains(&r.id));
+    Ok(())
+}
 
-    /// Applies a retention policy to the snapshots `filter` lets through,
-    /// each group on its own (see [`policy`]); with [`Mode::Apply`],
-    /// forgets every snapshot the policy does not keep. Periods are read
-    /// in this machine's time zone. Returns every decision with its
-    /// reasons, groups in key order, newest snapshot first.
-    pub fn forget_by_policy(
-        &self,
-        filter: &SnapshotFilter,
-        group_by: GroupBy,
-        keep: &KeepPolicy,
-        mode: Mode,
-    ) -> Result<Vec<GroupDecisions>> {
-        if keep.is_empty() {
-            return Err(Error::invalid(
-                "forget",
-                "no --keep-* rule given (name the snapshots to forget, or give a policy)",
-            ));
-        }
-        let snapshots = self.snapshots_matching(filter)?;
-        let plan = policy::plan(
-            &snapshots,
-            group_by,
-            keep,
-            &jiff::tz::TimeZone::system(),
-            jiff::Timestamp::now(),
-        );
-        if mode == Mode::Apply {
-            let gone: Vec<SnapshotId> = plan
-                .iter()
-                .flat_map(|g| &g.snapshots)
-                .filter(|d| !d.keep)
-                .map(|d| d.id)
-                .collect();
-            if !gone.is_empty() {
-                self.forget(&gone)?;
-            }
-        }
-        Ok(plan)
+/// The work of [`Repository::forget_by_policy`](crate::Repository::forget_by_policy).
+pub(crate) fn forget_by_policy(
+    engine: &Engine,
+    filter: &SnapshotFilter,
+    group_by: GroupBy,
+    keep: &KeepPolicy,
+    mode: Mode,
+) -> Result<Vec<GroupDecisions>> {
+    if keep.is_empty() {
+        return Err(Error::invalid(
+            "forget",
+            "no --keep-* rule given (name the snapshots to forget, or give a policy)",
+        ));
     }
-
-    /// Every object reachable from a snapshot or a stored blob, and how
-    /// many unindexed packs it indexed on the way (never in a dry run,
-    /// which changes nothing). Fails, so that nothing is deleted, while a
-    /// snapshot record or a tree to mark cannot be read: first every
-    /// record file is read (those the index lacks, again while some fail);
-    /// then the trees are walked once, and only those that failed are
-    /// walked again, up to [`MARK_TRIES`] times in all, after looking for
-    /// trees the index lacks in the packs it does not know (a lost
-    /// segment).
-    fn live_set(&self, mode: Mode) -> Result<(HashSet<ChunkId>, u64)> {
-        self.check_every_record()?;
-        // What the home lost may be what this machine would need to put
-        // it back: nothing is deleted until a person has looked. (A
-        // forgotten record that is back is left out, and deleted below:
-        // the forget stands.)
-        let evidence: Vec<Evidence> = self
-            .evidence()
-            .into_iter()
-            .filter(|e| !matches!(e, Evidence::RecordBack { .. }))
+    let snapshots = engine.snapshots_matching(filter)?;
+    let plan = policy::plan(
+        &snapshots,
+        group_by,
+        keep,
+        &jiff::tz::TimeZone::system(),
+        jiff::Timestamp::now(),
+    );
+    if mode == Mode::Apply {
+        let gone: Vec<SnapshotId> = plan
+            .iter()
+            .flat_map(|g| &g.snapshots)
+            .filter(|d| !d.keep)
+            .map(|d| d.id)
             .collect();
-        if let Some(first) = evidence.first() {
-            let more = match evidence.len() {
-                1 => String::new(),
-                n => format!(" ({} more findings like it)", n - 1),
-            };
-            return Err(Error::WouldLoseData {
-                command: "gc",
-                reason: format!("{first}{more}"),
-            });
+        if !gone.is_empty() {
+            forget(engine, &gone)?;
         }
-        let snapshots = self.snapshots()?;
-        let mut live = HashSet::new();
-        let mut failed = self.mark(snapshots.iter().map(|(_, r)| r.top()), &mut live)?;
-        let mut adopted = None;
-        for _ in 1..MARK_TRIES {
-            if failed.is_empty() {
-                break;
-            }
-            let missing = failed
-                .iter()
-                .any(|(_, e)| matches!(e, Error::MissingChunk(_)));
-            if missing && adopted.is_none() && mode == Mode::Apply {
-                adopted = Some(self.adopt_unindexed_packs()?);
-            }
-            failed = self.mark(failed.into_iter().map(|(id, _)| id), &mut live)?;
-        }
-        if let Some((id, error)) = failed.first() {
-            return Err(unmarkable(*id, error, &snapshots));
-        }
-        for key in self.files.list("blobs/")? {
-            if let Ok(id) = key.trim_start_matches("blobs/").parse::<ChunkId>() {
-                live.insert(id);
-            }
-        }
-        Ok((live, adopted.unwrap_or(0)))
     }
+    Ok(plan)
+}
 
-    /// Adds to `live` every object reachable from the trees `roots`;
-    /// returns the trees that could not be read, with why (what is below
-    /// them is not marked).
-    fn mark(
-        &self,
-        roots: impl IntoIterator<Item = ChunkId>,
-        live: &mut HashSet<ChunkId>,
-    ) -> Result<Vec<(ChunkId, Error)>> {
-        let mut failed = Vec::new();
-        self.walk_trees(roots, |id, tree| {
-            match tree {
-                Ok(tree) => {
-                    live.insert(id);
-                    live.extend(tree.chunk_ids());
-                }
-                // An unreachable store is no damaged tree: it stops gc as it is.
-                Err(e @ Error::ObjectStore { .. }) => return Err(e),
-                Err(e) => failed.push((id, e)),
-            }
-            Ok(())
-        })?;
-        Ok(failed)
-    }
-
-    /// Indexes the records of every pack file the index does not know
-    /// whose ids it lacks (a segment lost or rolled back leaves them
-    /// unindexed, trees among them); returns how many packs it indexed.
-    /// What nothing reaches is then garbage like any other.
-    fn adopt_unindexed_packs(&self) -> Result<u64> {
-        let mut adopted = 0;
-        for shard in &self.shards {
-            for key in shard.backend.list("")? {
-                let Some(pack) = PackId::from_key(&key) else {
-                    continue;
-                };
-                if self.index.pack_shard(&pack).is_some() {
-                    continue;
-                }
-                let size = shard.backend.size(&key)?;
-                let Ok(entries) =
-                    read_entries(shard.backend.as_ref(), &key, Some(size), self.crypt())
-                else {
-                    continue;
-                };
-                let ids: Vec<ChunkId> = entries.iter().map(|e| e.id).collect();
-                let missing: Vec<PackEntry> = entries
-                    .iter()
-                    .zip(self.index.chunks(&ids)?)
-                    .filter(|(_, loc)| loc.is_none())
-                    .map(|(e, _)| *e)
-                    .collect();
-                if missing.is_empty() {
-                    continue;
-                }
-                let mut batch = self.index.batch();
-                batch.index_pack(pack, &PackInfo::of(shard.id, size, &missing), &missing);
-                self.index.commit(batch)?;
-                adopted += 1;
-            }
-        }
-        Ok(adopted)
-    }
-
-    /// Reclaims space; a [`Mode::DryRun`] only reports what it would free.
-    pub fn gc(&self, mode: Mode, progress: &dyn Progress) -> Result<GcReport> {
-        self.check_alone("gc")?;
-        let _alone = self.reclaiming();
-        self.check_every_shard("gc")?;
-        let (live, adopted) = self.live_set(mode)?;
-        let mut report = GcReport {
-            dry_run: mode == Mode::DryRun,
-            live_objects: live.len() as u64,
-            orphans_adopted: adopted,
-            forgotten_records_deleted: self.delete_forgotten_records(mode)?,
-            ..Default::default()
+/// Every object reachable from a snapshot or a stored blob, and how
+/// many unindexed packs it indexed on the way (never in a dry run,
+/// which changes nothing). Fails, so that nothing is deleted, while a
+/// snapshot record or a tree to mark cannot be read: first every
+/// record file is read (those the index lacks, again while some fail);
+/// then the trees are walked once, and only those that failed are
+/// walked again, up to [`MARK_TRIES`] times in all, after looking for
+/// trees the index lacks in the packs it does not know (a lost
+/// segment).
+fn live_set(engine: &Engine, mode: Mode) -> Result<(HashSet<ChunkId>, u64)> {
+    engine.check_every_record()?;
+    // What the home lost may be what this machine would need to put
+    // it back: nothing is deleted until a person has looked. (A
+    // forgotten record that is back is left out, and deleted below:
+    // the forget stands.)
+    let evidence: Vec<Evidence> = engine
+        .evidence()
+        .into_iter()
+        .filter(|e| !matches!(e, Evidence::RecordBack { .. }))
+        .collect();
+    if let Some(first) = evidence.first() {
+        let more = match evidence.len() {
+            1 => String::new(),
+            n => format!(" ({} more findings like it)", n - 1),
         };
-        let packs = self.index.packs()?;
-        progress.set_total(packs.len() as u64);
-        // Retired in this run but kept for readers: not orphans to sweep.
-        let mut kept = HashSet::new();
-        for (pack, info, entries) in self.trailers(&packs) {
-            report.packs += 1;
-            progress.advance(1);
-            let entries = match entries {
-                Ok(e) => e,
-                // An unreachable store would make every pack on it look
-                // unreadable; stop and let the user retry.
-                Err(e @ Error::ObjectStore { .. }) => return Err(e),
-                Err(e) => {
-                    progress.warn(&format!("gc skips pack {pack}: {e}"));
-                    report.unreadable_packs.push(pack.to_hex());
-                    continue;
-                }
+        return Err(Error::WouldLoseData {
+            command: "gc",
+            reason: format!("{first}{more}"),
+        });
+    }
+    let snapshots = engine.snapshots()?;
+    let mut live = HashSet::new();
+    let mut failed = mark(engine, snapshots.iter().map(|(_, r)| r.top()), &mut live)?;
+    let mut adopted = None;
+    for _ in 1..MARK_TRIES {
+        if failed.is_empty() {
+            break;
+        }
+        let missing = failed
+            .iter()
+            .any(|(_, e)| matches!(e, Error::MissingChunk(_)));
+        if missing && adopted.is_none() && mode == Mode::Apply {
+            adopted = Some(adopt_unindexed_packs(engine)?);
+        }
+        failed = mark(engine, failed.into_iter().map(|(id, _)| id), &mut live)?;
+    }
+    if let Some((id, error)) = failed.first() {
+        return Err(unmarkable(*id, error, &snapshots));
+    }
+    for key in engine.files.list("blobs/")? {
+        if let Ok(id) = key.trim_start_matches("blobs/").parse::<ChunkId>() {
+            live.insert(id);
+        }
+    }
+    Ok((live, adopted.unwrap_or(0)))
+}
+
+/// Adds to `live` every object reachable from the trees `roots`;
+/// returns the trees that could not be read, with why (what is below
+/// them is not marked).
+fn mark(
+    engine: &Engine,
+    roots: impl IntoIterator<Item = ChunkId>,
+    live: &mut HashSet<ChunkId>,
+) -> Result<Vec<(ChunkId, Error)>> {
+    let mut failed = Vec::new();
+    engine.walk_trees(roots, |id, tree| {
+        match tree {
+            Ok(tree) => {
+                live.insert(id);
+                live.extend(tree.chunk_ids());
+            }
+            // An unreachable store is no damaged tree: it stops gc as it is.
+            Err(e @ Error::ObjectStore { .. }) => return Err(e),
+            Err(e) => failed.push((id, e)),
+        }
+        Ok(())
+    })?;
+    Ok(failed)
+}
+
+/// Indexes the records of every pack file the index does not know
+/// whose ids it lacks (a segment lost or rolled back leaves them
+/// unindexed, trees among them); returns how many packs it indexed.
+/// What nothing reaches is then garbage like any other.
+fn adopt_unindexed_packs(engine: &Engine) -> Result<u64> {
+    let mut adopted = 0;
+    for shard in &engine.shards {
+        for key in shard.backend.list("")? {
+            let Some(pack) = PackId::from_key(&key) else {
+                continue;
+            };
+            if engine.index.pack_shard(&pack).is_some() {
+                continue;
+            }
+            let size = shard.backend.size(&key)?;
+            let Ok(entries) =
+                read_entries(shard.backend.as_ref(), &key, Some(size), engine.crypt())
+            else {
+                continue;
             };
             let ids: Vec<ChunkId> = entries.iter().map(|e| e.id).collect();
-            let locations = self.index.chunks(&ids)?;
-            match fate(pack, &entries, &locations, &live) {
-                Fate::Keep => {}
-                Fate::Delete { dead } => {
-                    report.packs_deleted += 1;
-                    report.objects_removed += dead.len() as u64;
-                    let deleted =
-                        mode == Mode::DryRun || self.replace_pack(pack, info, None, &dead, ids)?;
-                    report.freed(deleted, info.size, 0);
-                    if !deleted {
-                        kept.insert(*pack);
-                    }
+            let missing: Vec<PackEntry> = entries
+                .iter()
+                .zip(engine.index.chunks(&ids)?)
+                .filter(|(_, loc)| loc.is_none())
+                .map(|(e, _)| *e)
+                .collect();
+            if missing.is_empty() {
+                continue;
+            }
+            let mut batch = engine.index.batch();
+            batch.index_pack(pack, &PackInfo::of(shard.id, size, &missing), &missing);
+            engine.index.commit(batch)?;
+            adopted += 1;
+        }
+    }
+    Ok(adopted)
+}
+
+/// The work of [`Repository::gc`](crate::Repository::gc).
+pub(crate) fn gc(engine: &Engine, mode: Mode, progress: &dyn Progress) -> Result<GcReport> {
+    engine.check_alone("gc")?;
+    let _alone = engine.reclaiming();
+    engine.check_every_shard("gc")?;
+    let (live, adopted) = live_set(engine, mode)?;
+    let mut report = GcReport {
+        dry_run: mode == Mode::DryRun,
+        live_objects: live.len() as u64,
+        orphans_adopted: adopted,
+        forgotten_records_deleted: delete_forgotten_records(engine, mode)?,
+        ..Default::default()
+    };
+    let packs = engine.index.packs()?;
+    progress.set_total(packs.len() as u64);
+    // Retired in this run but kept for readers: not orphans to sweep.
+    let mut kept = HashSet::new();
+    for (pack, info, entries) in engine.trailers(&packs) {
+        report.packs += 1;
+        progress.advance(1);
+        let entries = match entries {
+            Ok(e) => e,
+            // An unreachable store would make every pack on it look
+            // unreadable; stop and let the user retry.
+            Err(e @ Error::ObjectStore { .. }) => return Err(e),
+            Err(e) => {
+                progress.warn(&format!("gc skips pack {pack}: {e}"));
+                report.unreadable_packs.push(pack.to_hex());
+                continue;
+            }
+        };
+        let ids: Vec<ChunkId> = entries.iter().map(|e| e.id).collect();
+        let locations = engine.index.chunks(&ids)?;
+        match fate(pack, &entries, &locations, &live) {
+            Fate::Keep => {}
+            Fate::Delete { dead } => {
+                report.packs_deleted += 1;
+                report.objects_removed += dead.len() as u64;
+                let deleted =
+                    mode == Mode::DryRun || replace_pack(engine, pack, info, None, &dead, ids)?;
+                report.freed(deleted, info.size, 0);
+                if !deleted {
+                    kept.insert(*pack);
                 }
-                Fate::Rewrite { live, dead } => {
-                    report.packs_rewritten += 1;
-                    report.objects_removed += dead.len() as u64;
-                    let bytes = self.shard(info.shard)?.backend.get(&pack.key())?;
-                    let (new_bytes, new_entries) = repack(pack, &bytes, 0, &live, self.crypt())?;
-                    let copy = Some((&new_bytes[..], &new_entries[..]));
-                    let deleted =
-                        mode == Mode::DryRun || self.replace_pack(pack, info, copy, &dead, ids)?;
-                    report.freed(deleted, info.size, new_bytes.len() as u64);
-                    if !deleted {
-                        kept.insert(*pack);
-                    }
+            }
+            Fate::Rewrite { live, dead } => {
+                report.packs_rewritten += 1;
+                report.objects_removed += dead.len() as u64;
+                let bytes = engine.shard(info.shard)?.backend.get(&pack.key())?;
+                let (new_bytes, new_entries) = repack(pack, &bytes, 0, &live, engine.crypt())?;
+                let copy = Some((&new_bytes[..], &new_entries[..]));
+                let deleted =
+                    mode == Mode::DryRun || replace_pack(engine, pack, info, copy, &dead, ids)?;
+                report.freed(deleted, info.size, new_bytes.len() as u64);
+                if !deleted {
+                    kept.insert(*pack);
                 }
             }
         }
-        self.sweep_orphans(mode, &live, &kept, &mut report)?;
-        if mode == Mode::Apply {
-            // Removed ids would linger in the filter as false positives.
-            self.rebuild_bloom()?;
-            self.save_bloom()?;
-            self.compact_segments()?;
-        }
-        Ok(report)
     }
-
-    /// Deletes the records of forgotten snapshots that are back beside
-    /// their tombstones (a forget cut short, or someone put them back):
-    /// the forget stands. Returns their ids.
-    fn delete_forgotten_records(&self, mode: Mode) -> Result<Vec<SnapshotId>> {
-        let back: Vec<SnapshotId> = self
-            .evidence()
-            .into_iter()
-            .filter_map(|e| match e {
-                Evidence::RecordBack { id } => Some(id),
-                _ => None,
-            })
-            .collect();
-        if mode == Mode::Apply && !back.is_empty() {
-            self.hold.check_alive()?;
-            self.forget_records(&back)?;
-        }
-        Ok(back)
+    sweep_orphans(engine, mode, &live, &kept, &mut report)?;
+    if mode == Mode::Apply {
+        // Removed ids would linger in the filter as false positives.
+        engine.rebuild_bloom()?;
+        engine.save_bloom()?;
+        compact_segments(engine)?;
     }
+    Ok(report)
+}
 
-    /// Forgets the records of `ids`, the caller holding the repository
-    /// alone: each gets its tombstone first, so every client then knows it
-    /// was forgotten, not lost, and must not come back (see `history`);
-    /// then the index, then the record file. A crash before the file is
-    /// deleted leaves it beside its tombstone, forgotten still, and the
-    /// next gc deletes it.
-    pub(crate) fn forget_records(&self, ids: &[SnapshotId]) -> Result<()> {
-        let tombstone =
-            serde_json::to_vec(&history::Tombstone::now()).expect("a tombstone always serialises");
-        for id in ids {
-            self.files.put(&history::tombstone_key(id), &tombstone)?;
-            self.index.forget_snapshot(id)?;
-            match self.files.delete(&SnapshotRecord::key(id)) {
-                Err(e) if !crate::store::is_not_found(&e) => return Err(e),
-                _ => {}
+/// Deletes the records of forgotten snapshots that are back beside
+/// their tombstones (a forget cut short, or someone put them back):
+/// the forget stands. Returns their ids.
+fn delete_forgotten_records(engine: &Engine, mode: Mode) -> Result<Vec<SnapshotId>> {
+    let back: Vec<SnapshotId> = engine
+        .evidence()
+        .into_iter()
+        .filter_map(|e| match e {
+            Evidence::RecordBack { id } => Some(id),
+            _ => None,
+        })
+        .collect();
+    if mode == Mode::Apply && !back.is_empty() {
+        engine.hold.check_alive()?;
+        engine.forget_records(&back)?;
+    }
+    Ok(back)
+}
+
+
+/// Compacts the home's segments into one full segment when there are
+/// more than [`SEGMENTS_BEFORE_COMPACTION`], so a cache is rebuilt
+/// from a few files. Under the writer lock: nothing else writes them.
+fn compact_segments(engine: &Engine) -> Result<()> {
+    let names = segment::names(engine.files.as_ref())?;
+    if names.len() <= SEGMENTS_BEFORE_COMPACTION {
+        return Ok(());
+    }
+    let covered = engine.index.applied_of(&names)?;
+    engine.index
+        .write_full_segment(engine.files.as_ref(), &covered)?;
+    engine.hold.check_alive()?;
+    segment::delete(engine.files.as_ref(), &covered)
+}
+
+/// Retires `pack` (whose records hold `ids`), publishing `copy` (a
+/// sealed pack of its live records) on the same shard in the same index
+/// batch, and forgetting `dead`; then deletes the old file, unless a
+/// reader is open (returns whether it did).
+fn replace_pack(
+    engine: &Engine,
+    pack: &PackId,
+    info: &PackInfo,
+    copy: Option<(&[u8], &[PackEntry])>,
+    dead: &[ChunkId],
+    ids: Vec<ChunkId>,
+) -> Result<bool> {
+    let shard = engine.shard(info.shard)?;
+    let mut batch = engine.index.batch();
+    if let Some((bytes, entries)) = copy {
+        batch.publish_pack(info.shard, shard.backend.as_ref(), bytes, entries)?;
+    }
+    for id in dead {
+        batch.drop_entry(id, *pack);
+    }
+    batch.retire_pack(*pack, ids, shard.backend.clone());
+    Ok(engine.commit_alone(batch)? == 0)
+}
+
+/// Deletes pack files nothing indexes (written by an ingest that
+/// crashed before its commit, or by a gc that crashed before its
+/// delete) and temporary files of writes a crash interrupted.
+fn sweep_orphans(
+    engine: &Engine,
+    mode: Mode,
+    live: &HashSet<ChunkId>,
+    kept: &HashSet<PackId>,
+    report: &mut GcReport,
+) -> Result<()> {
+    for shard in &engine.shards {
+        report.bytes_freed += shard.backend.sweep_unfinished(mode)?;
+        for key in shard.backend.list("")? {
+            let Some(pack) = PackId::from_key(&key) else {
+                continue;
+            };
+            if engine.index.pack_shard(&pack).is_some() || kept.contains(&pack) {
+                continue;
             }
-        }
-        self.forget_evidence(|e| match e {
-            Evidence::RecordGone { id } | Evidence::RecordBack { id } => !ids.contains(id),
-            _ => true,
-        });
-        Ok(())
-    }
-
-    /// Compacts the home's segments into one full segment when there are
-    /// more than [`SEGMENTS_BEFORE_COMPACTION`], so a cache is rebuilt
-    /// from a few files. Under the writer lock: nothing else writes them.
-    fn compact_segments(&self) -> Result<()> {
-        let names = segment::names(self.files.as_ref())?;
-        if names.len() <= SEGMENTS_BEFORE_COMPACTION {
-            return Ok(());
-        }
-        let covered = self.index.applied_of(&names)?;
-        self.index
-            .write_full_segment(self.files.as_ref(), &covered)?;
-        self.hold.check_alive()?;
-        segment::delete(self.files.as_ref(), &covered)
-    }
-
-    /// Retires `pack` (whose records hold `ids`), publishing `copy` (a
-    /// sealed pack of its live records) on the same shard in the same index
-    /// batch, and forgetting `dead`; then deletes the old file, unless a
-    /// reader is open (returns whether it did).
-    fn replace_pack(
-        &self,
-        pack: &PackId,
-        info: &PackInfo,
-        copy: Option<(&[u8], &[PackEntry])>,
-        dead: &[ChunkId],
-        ids: Vec<ChunkId>,
-    ) -> Result<bool> {
-        let shard = self.shard(info.shard)?;
-        let mut batch = self.index.batch();
-        if let Some((bytes, entries)) = copy {
-            batch.publish_pack(info.shard, shard.backend.as_ref(), bytes, entries)?;
-        }
-        for id in dead {
-            batch.drop_entry(id, *pack);
-        }
-        batch.retire_pack(*pack, ids, shard.backend.clone());
-        Ok(self.commit_alone(batch)? == 0)
-    }
-
-    /// Deletes pack files nothing indexes (written by an ingest that
-    /// crashed before its commit, or by a gc that crashed before its
-    /// delete) and temporary files of writes a crash interrupted.
-    fn sweep_orphans(
-        &self,
-        mode: Mode,
-        live: &HashSet<ChunkId>,
-        kept: &HashSet<PackId>,
-        report: &mut GcReport,
-    ) -> Result<()> {
-        for shard in &self.shards {
-            report.bytes_freed += shard.backend.sweep_unfinished(mode)?;
-            for key in shard.backend.list("")? {
-                let Some(pack) = PackId::from_key(&key) else {
+            let size = shard.backend.size(&key)?;
+            // An orphan that holds live objects the index lacks (an
+            // index rebuilt or restored without it) is the only copy
+            // of them: it is indexed again, never deleted.
+            let entries = read_entries(shard.backend.as_ref(), &key, Some(size), engine.crypt());
+            if let Ok(entries) = entries {
+                let ids: Vec<ChunkId> = entries.iter().map(|e| e.id).collect();
+                let lost = lost_entries(&entries, &engine.index.chunks(&ids)?, live);
+                if !lost.is_empty() {
+                    report.orphans_adopted += 1;
+                    if mode == Mode::Apply {
+                        let info = PackInfo::of(shard.id, size, &lost);
+                        let mut batch = engine.index.batch();
+                        batch.index_pack(pack, &info, &lost);
+                        engine.index.commit(batch)?;
+                    }
                     continue;
-                };
-                if self.index.pack_shard(&pack).is_some() || kept.contains(&pack) {
-                    continue;
                 }
-                let size = shard.backend.size(&key)?;
-                // An orphan that holds live objects the index lacks (an
-                // index rebuilt or restored without it) is the only copy
-                // of them: it is indexed again, never deleted.
-                let entries = read_entries(shard.backend.as_ref(), &key, Some(size), self.crypt());
-                if let Ok(entries) = entries {
-                    let ids: Vec<ChunkId> = entries.iter().map(|e| e.id).collect();
-                    let lost = lost_entries(&entries, &self.index.chunks(&ids)?, live);
-                    if !lost.is_empty() {
-                        report.orphans_adopted += 1;
-                        if mode == Mode::Apply {
-                            let info = PackInfo::of(shard.id, size, &lost);
-                            let mut batch = self.index.batch();
-                            batch.index_pack(pack, &info, &lost);
-                            self.index.commit(batch)?;
-                        }
-                        continue;
-                    }
-                }
-                report.orphan_packs += 1;
-                if mode == Mode::Apply {
-                    self.hold.check_alive()?;
-                }
-                let deleted = mode == Mode::DryRun
-                    || self.delete_unless_read(|| shard.backend.delete(&key))?;
-                report.freed(deleted, size, 0);
             }
+            report.orphan_packs += 1;
+            if mode == Mode::Apply {
+                engine.hold.check_alive()?;
+            }
+            let deleted = mode == Mode::DryRun
+                || engine.delete_unless_read(|| shard.backend.delete(&key))?;
+            report.freed(deleted, size, 0);
         }
-        Ok(())
     }
+    Ok(())
 }
 
 /// Times gc marks before it gives up on a tree that does not read.

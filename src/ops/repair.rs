@@ -20,7 +20,7 @@ use crate::catalog::{Access, Index, PackInfo};
 use crate::crypto::Crypt;
 use crate::engine::cache::CacheSlot;
 use crate::engine::home::{Hold, Home};
-use crate::engine::{OpenOptions, Progress, Repository};
+use crate::engine::{OpenOptions, Progress, Engine};
 use crate::error::{Error, IoContext, Result};
 use crate::format::pack::{entries_of, repack, scan_sealed_records};
 use crate::format::record;
@@ -71,83 +71,80 @@ impl std::fmt::Display for RepairReport {
     }
 }
 
-impl Repository {
-    /// Rebuilds the index for the repository at `path`, then opens it.
-    pub fn repair_index(path: impl AsRef<Path>) -> Result<(Self, RepairReport)> {
-        Self::repair_index_with(path, &OpenOptions::default())
-    }
+/// The work of [`Repository::repair_index`](crate::Repository::repair_index).
+pub(crate) fn repair_index(path: impl AsRef<Path>) -> Result<(Engine, RepairReport)> {
+    repair_index_with(path, &OpenOptions::default())
+}
 
-    /// [`repair_index`](Self::repair_index), the repository reached and
-    /// then opened as `opts` say.
-    pub fn repair_index_with(
-        path: impl AsRef<Path>,
-        opts: &OpenOptions,
-    ) -> Result<(Self, RepairReport)> {
-        let root = path.as_ref();
-        let fs = opts.file_system();
-        let home = Home::open(root, &fs, false)?;
-        let (bytes, head) = crate::engine::config_head(home.files().as_ref(), root)?;
-        let cache_root = opts.cache_root()?;
-        crate::engine::check_no_downgrade(&cache_root, root, &head, opts.password.as_ref())?;
-        let (config, crypt, _) = crate::engine::unlock_config(
-            home.files().as_ref(),
-            root,
-            &bytes,
-            &head,
-            opts.password.as_ref(),
-            &cache_root,
-        )?;
-        let files = crate::engine::keys::files_for(home.files(), &crypt);
-        let mut report = RepairReport::default();
-        {
-            let hold = Hold::writer(&home, false)?;
-            let cache = CacheSlot::take(&opts.cache_root()?, &config.repository_id)?;
-            // The new index is built aside and becomes the truth whole: a
-            // repair cut short leaves the index as it was, never a partial
-            // one that opens as valid (gc would take the packs it lacks for
-            // orphans).
-            let fresh = cache.dir().join("index.new");
-            if fresh.exists() {
-                fs::remove_dir_all(&fresh).at(&fresh)?;
-            }
-            let index = Index::open(&fresh, Access::Create)?.with_crash_points(fs.clone());
-            let mut damaged = Vec::new();
-            for shard in &config.shards {
-                let backend = open_shard(root, shard, Create::No, &fs)?;
-                damaged.extend(index_shard(
-                    &index,
-                    shard.id,
-                    &backend,
-                    &crypt,
-                    &mut report,
-                )?);
-            }
-            index_snapshots(&index, files.as_ref(), &crypt, &mut report)?;
-            // The rebuilt index becomes the truth: a full segment of it,
-            // after which no older segment is applied again.
-            // It replaces every segment there was.
-            let before = segment::names(files.as_ref())?;
-            hold.check_alive()?;
-            index.write_full_segment(files.as_ref(), &before)?;
-            index.flush()?;
-            drop(index);
-            swap_in(&cache.index(), &fresh)?;
-            hold.check_alive()?;
-            segment::delete(files.as_ref(), &before)?;
-            let bloom = cache.bloom();
-            if bloom.exists() {
-                fs::remove_file(&bloom).at(&bloom)?;
-            }
-            // Their good records are in the new index's packs now.
-            for (pack, backend) in damaged {
-                backend.delete(&pack.key())?;
-            }
+/// The work of [`Repository::repair_index_with`](crate::Repository::repair_index_with).
+pub(crate) fn repair_index_with(
+    path: impl AsRef<Path>,
+    opts: &OpenOptions,
+) -> Result<(Engine, RepairReport)> {
+    let root = path.as_ref();
+    let fs = opts.file_system();
+    let home = Home::open(root, &fs, false)?;
+    let (bytes, head) = crate::engine::config_head(home.files().as_ref(), root)?;
+    let cache_root = opts.cache_root()?;
+    crate::engine::check_no_downgrade(&cache_root, root, &head, opts.password.as_ref())?;
+    let (config, crypt, _) = crate::engine::unlock_config(
+        home.files().as_ref(),
+        root,
+        &bytes,
+        &head,
+        opts.password.as_ref(),
+        &cache_root,
+    )?;
+    let files = crate::engine::keys::files_for(home.files(), &crypt);
+    let mut report = RepairReport::default();
+    {
+        let hold = Hold::writer(&home, false)?;
+        let cache = CacheSlot::take(&opts.cache_root()?, &config.repository_id)?;
+        // The new index is built aside and becomes the truth whole: a
+        // repair cut short leaves the index as it was, never a partial
+        // one that opens as valid (gc would take the packs it lacks for
+        // orphans).
+        let fresh = cache.dir().join("index.new");
+        if fresh.exists() {
+            fs::remove_dir_all(&fresh).at(&fresh)?;
         }
-        // Opening rebuilds the Bloom filter from the new index.
-        let repo = Repository::open_with(root, opts)?;
-        repo.save_bloom()?;
-        Ok((repo, report))
+        let index = Index::open(&fresh, Access::Create)?.with_crash_points(fs.clone());
+        let mut damaged = Vec::new();
+        for shard in &config.shards {
+            let backend = open_shard(root, shard, Create::No, &fs)?;
+            damaged.extend(index_shard(
+                &index,
+                shard.id,
+                &backend,
+                &crypt,
+                &mut report,
+            )?);
+        }
+        index_snapshots(&index, files.as_ref(), &crypt, &mut report)?;
+        // The rebuilt index becomes the truth: a full segment of it,
+        // after which no older segment is applied again.
+        // It replaces every segment there was.
+        let before = segment::names(files.as_ref())?;
+        hold.check_alive()?;
+        index.write_full_segment(files.as_ref(), &before)?;
+        index.flush()?;
+        drop(index);
+        swap_in(&cache.index(), &fresh)?;
+        hold.check_alive()?;
+        segment::delete(files.as_ref(), &before)?;
+        let bloom = cache.bloom();
+        if bloom.exists() {
+            fs::remove_file(&bloom).at(&bloom)?;
+        }
+        // Their good records are in the new index's packs now.
+        for (pack, backend) in damaged {
+            backend.delete(&pack.key())?;
+        }
     }
+    // Opening rebuilds the Bloom filter from the new index.
+    let repo = Engine::open_with(root, opts)?;
+    repo.save_bloom()?;
+    Ok((repo, report))
 }
 
 /// Replaces the cached index at `index_dir` with the complete one at
@@ -321,139 +318,132 @@ struct PackState {
     bytes: Option<Vec<u8>>,
 }
 
-impl Repository {
-    /// Reads every pack and drops from the index each object whose bytes
-    /// are damaged or whose pack is gone, so that the next ingest of the
-    /// same data stores it again instead of deduplicating against what
-    /// cannot be read (the file cache is checked against the index too).
-    /// A pack with damaged records is rewritten with the intact ones and
-    /// the damaged file kept as `<pack>.damaged`; nothing readable is lost.
-    pub fn repair_packs(&self, progress: &dyn Progress) -> Result<PackRepairReport> {
-        self.check_alone("repair packs")?;
-        let _alone = self.reclaiming();
-        self.check_every_shard("repair packs")?;
-        let packs = self.index.packs()?;
-        progress.set_total(packs.len() as u64);
-        let mut report = PackRepairReport::default();
-        // Packs whose trailer is gone or damaged: which records the index
-        // uses in them is found in one pass over the index afterwards, and
-        // they are read again then (holding every pack's bytes until then
-        // would hold the repository in memory).
-        let mut unlisted = Vec::new();
-        for (pack, info) in &packs {
-            progress.advance(1);
-            report.packs += 1;
-            let backend = &self.shard(info.shard)?.backend;
-            let location = format!("{}/{}", backend.location(), pack.key());
-            let bytes = self.pack_bytes(pack, info)?;
-            match bytes
-                .as_deref()
-                .map(|b| entries_of(b, &location, self.crypt()))
-            {
-                Some(Ok(entries)) => {
-                    let used = self.used_entries(pack, entries)?;
-                    self.repair_pack(*pack, info, PackState { used, bytes }, &mut report)?;
-                }
-                _ => unlisted.push((*pack, *info)),
-            }
-        }
-        if !unlisted.is_empty() {
-            let wanted = unlisted.iter().map(|(pack, _)| *pack).collect();
-            let mut by_pack: HashMap<PackId, Vec<PackEntry>> = HashMap::new();
-            for loc in self.index.chunks_in(&wanted)? {
-                by_pack.entry(loc.pack).or_default().push(loc.entry);
-            }
-            for (pack, info) in unlisted {
-                let used = by_pack.remove(&pack).unwrap_or_default();
-                let bytes = self.pack_bytes(&pack, &info)?;
-                self.repair_pack(pack, &info, PackState { used, bytes }, &mut report)?;
-            }
-        }
-        if report.dropped_objects > 0 {
-            self.rebuild_bloom()?;
-            self.save_bloom()?;
-        }
-        Ok(report)
-    }
-
-    /// A whole pack, or `None` when its file is gone. Unreadable is not
-    /// damaged: any other error stops the repair, dropping nothing.
-    fn pack_bytes(&self, pack: &PackId, info: &PackInfo) -> Result<Option<Vec<u8>>> {
-        match self.shard(info.shard)?.backend.get(&pack.key()) {
-            Ok(bytes) => Ok(Some(bytes)),
-            Err(e) if is_not_found(&e) => Ok(None),
-            Err(e) => Err(e),
-        }
-    }
-
-    /// The entries of `pack` that are the copies the index uses.
-    fn used_entries(&self, pack: &PackId, entries: Vec<PackEntry>) -> Result<Vec<PackEntry>> {
-        let ids: Vec<ChunkId> = entries.iter().map(|e| e.id).collect();
-        Ok(entries
-            .into_iter()
-            .zip(self.index.chunks(&ids)?)
-            .filter(|(e, loc)| loc.is_some_and(|l| l.is(pack, e)))
-            .map(|(e, _)| e)
-            .collect())
-    }
-
-    /// Drops what is damaged in one pack from the index, keeping the rest.
-    fn repair_pack(
-        &self,
-        pack: PackId,
-        info: &PackInfo,
-        state: PackState,
-        report: &mut PackRepairReport,
-    ) -> Result<()> {
-        let backend = self.shard(info.shard)?.backend.clone();
-        let (good, bad): (Vec<PackEntry>, Vec<PackEntry>) = match &state.bytes {
-            None => (Vec::new(), state.used),
-            Some(bytes) => state.used.into_iter().partition(|e| {
-                e.stored_in(bytes, 0)
-                    .and_then(|stored| record::open(&pack, e, stored, self.crypt()))
-                    .is_ok()
-            }),
-        };
-        report.intact_objects += good.len() as u64;
-        if bad.is_empty() && state.bytes.is_some() {
-            return Ok(());
-        }
-        report.dropped_objects += bad.len() as u64;
-        report.dropped_trees += bad.iter().filter(|e| e.kind() == ObjectKind::Tree).count() as u64;
-        let mut batch = self.index.batch();
-        for e in &bad {
-            batch.drop_entry(&e.id, pack);
-        }
-        let mut ids: Vec<ChunkId> = good.iter().chain(&bad).map(|e| e.id).collect();
-        if let Some(all) = state
-            .bytes
+/// The work of [`Repository::repair_packs`](crate::Repository::repair_packs).
+pub(crate) fn repair_packs(engine: &Engine, progress: &dyn Progress) -> Result<PackRepairReport> {
+    engine.check_alone("repair packs")?;
+    let _alone = engine.reclaiming();
+    engine.check_every_shard("repair packs")?;
+    let packs = engine.index.packs()?;
+    progress.set_total(packs.len() as u64);
+    let mut report = PackRepairReport::default();
+    // Packs whose trailer is gone or damaged: which records the index
+    // uses in them is found in one pass over the index afterwards, and
+    // they are read again then (holding every pack's bytes until then
+    // would hold the repository in memory).
+    let mut unlisted = Vec::new();
+    for (pack, info) in &packs {
+        progress.advance(1);
+        report.packs += 1;
+        let backend = &engine.shard(info.shard)?.backend;
+        let location = format!("{}/{}", backend.location(), pack.key());
+        let bytes = pack_bytes(engine, pack, info)?;
+        match bytes
             .as_deref()
-            .and_then(|b| entries_of(b, &pack.key(), self.crypt()).ok())
+            .map(|b| entries_of(b, &location, engine.crypt()))
         {
-            ids = all.iter().map(|e| e.id).collect();
-        }
-        match &state.bytes {
-            None => report.missing_packs.push(pack.to_hex()),
-            Some(bytes) => {
-                // The damaged file stays, for whatever a person can still
-                // get out of it; gc never touches it.
-                let kept = format!("{}.damaged", pack.key());
-                if backend.size(&kept).is_err() {
-                    backend.create(&kept, bytes)?;
-                }
-                if !good.is_empty() {
-                    let (new_bytes, entries) = repack(&pack, bytes, 0, &good, self.crypt())?;
-                    batch.publish_pack(info.shard, backend.as_ref(), &new_bytes, &entries)?;
-                }
-                report.rewritten_packs.push(format!(
-                    "{pack}: {} records kept, {} dropped (the damaged file is kept as {kept})",
-                    good.len(),
-                    bad.len()
-                ));
+            Some(Ok(entries)) => {
+                let used = used_entries(engine, pack, entries)?;
+                repair_pack(engine, *pack, info, PackState { used, bytes }, &mut report)?;
             }
+            _ => unlisted.push((*pack, *info)),
         }
-        batch.retire_pack(pack, ids, backend);
-        report.packs_kept_for_readers += self.commit_alone(batch)?;
-        Ok(())
     }
+    if !unlisted.is_empty() {
+        let wanted = unlisted.iter().map(|(pack, _)| *pack).collect();
+        let mut by_pack: HashMap<PackId, Vec<PackEntry>> = HashMap::new();
+        for loc in engine.index.chunks_in(&wanted)? {
+            by_pack.entry(loc.pack).or_default().push(loc.entry);
+        }
+        for (pack, info) in unlisted {
+            let used = by_pack.remove(&pack).unwrap_or_default();
+            let bytes = pack_bytes(engine, &pack, &info)?;
+            repair_pack(engine, pack, &info, PackState { used, bytes }, &mut report)?;
+        }
+    }
+    if report.dropped_objects > 0 {
+        engine.rebuild_bloom()?;
+        engine.save_bloom()?;
+    }
+    Ok(report)
+}
+
+/// A whole pack, or `None` when its file is gone. Unreadable is not
+/// damaged: any other error stops the repair, dropping nothing.
+fn pack_bytes(engine: &Engine, pack: &PackId, info: &PackInfo) -> Result<Option<Vec<u8>>> {
+    match engine.shard(info.shard)?.backend.get(&pack.key()) {
+        Ok(bytes) => Ok(Some(bytes)),
+        Err(e) if is_not_found(&e) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// The entries of `pack` that are the copies the index uses.
+fn used_entries(engine: &Engine, pack: &PackId, entries: Vec<PackEntry>) -> Result<Vec<PackEntry>> {
+    let ids: Vec<ChunkId> = entries.iter().map(|e| e.id).collect();
+    Ok(entries
+        .into_iter()
+        .zip(engine.index.chunks(&ids)?)
+        .filter(|(e, loc)| loc.is_some_and(|l| l.is(pack, e)))
+        .map(|(e, _)| e)
+        .collect())
+}
+
+/// Drops what is damaged in one pack from the index, keeping the rest.
+fn repair_pack(
+    engine: &Engine,
+    pack: PackId,
+    info: &PackInfo,
+    state: PackState,
+    report: &mut PackRepairReport,
+) -> Result<()> {
+    let backend = engine.shard(info.shard)?.backend.clone();
+    let (good, bad): (Vec<PackEntry>, Vec<PackEntry>) = match &state.bytes {
+        None => (Vec::new(), state.used),
+        Some(bytes) => state.used.into_iter().partition(|e| {
+            e.stored_in(bytes, 0)
+                .and_then(|stored| record::open(&pack, e, stored, engine.crypt()))
+                .is_ok()
+        }),
+    };
+    report.intact_objects += good.len() as u64;
+    if bad.is_empty() && state.bytes.is_some() {
+        return Ok(());
+    }
+    report.dropped_objects += bad.len() as u64;
+    report.dropped_trees += bad.iter().filter(|e| e.kind() == ObjectKind::Tree).count() as u64;
+    let mut batch = engine.index.batch();
+    for e in &bad {
+        batch.drop_entry(&e.id, pack);
+    }
+    let mut ids: Vec<ChunkId> = good.iter().chain(&bad).map(|e| e.id).collect();
+    if let Some(all) = state
+        .bytes
+        .as_deref()
+        .and_then(|b| entries_of(b, &pack.key(), engine.crypt()).ok())
+    {
+        ids = all.iter().map(|e| e.id).collect();
+    }
+    match &state.bytes {
+        None => report.missing_packs.push(pack.to_hex()),
+        Some(bytes) => {
+            // The damaged file stays, for whatever a person can still
+            // get out of it; gc never touches it.
+            let kept = format!("{}.damaged", pack.key());
+            if backend.size(&kept).is_err() {
+                backend.create(&kept, bytes)?;
+            }
+            if !good.is_empty() {
+                let (new_bytes, entries) = repack(&pack, bytes, 0, &good, engine.crypt())?;
+                batch.publish_pack(info.shard, backend.as_ref(), &new_bytes, &entries)?;
+            }
+            report.rewritten_packs.push(format!(
+                "{pack}: {} records kept, {} dropped (the damaged file is kept as {kept})",
+                good.len(),
+                bad.len()
+            ));
+        }
+    }
+    batch.retire_pack(pack, ids, backend);
+    report.packs_kept_for_readers += engine.commit_alone(batch)?;
+    Ok(())
 }

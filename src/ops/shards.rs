@@ -16,7 +16,7 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 use crate::catalog::Location;
-use crate::engine::{check_new_shard, Mode, Progress, Repository, Shard};
+use crate::engine::{check_new_shard, Mode, Progress, Engine, Shard};
 use crate::error::{Error, Result};
 use crate::format::config::{Config, ShardConfig};
 use crate::format::pack::{entries_of, repack};
@@ -121,263 +121,249 @@ impl std::fmt::Display for RebalanceReport {
     }
 }
 
-impl Repository {
-    /// Writes a new config and rebuilds the ring and shard list from it.
-    fn replace_config(&mut self, config: Config) -> Result<()> {
-        if let Some(s) = config
-            .shards
-            .iter()
-            .find(|s| s.weight > ShardConfig::MAX_WEIGHT)
-        {
-            return Err(Error::invalid(
-                "shard weight",
-                format!("{} is more than {}", s.weight, ShardConfig::MAX_WEIGHT),
-            ));
-        }
-        let ring = config.ring().ok_or_else(|| {
-            Error::invalid(
-                "shard weights",
-                "at least one shard must keep a weight above 0",
-            )
-        })?;
-        let mut shards = Vec::new();
-        for s in &config.shards {
-            let backend = match self.shards.iter().find(|old| old.id == s.id) {
-                Some(old) => old.backend.clone(),
-                None => check_new_shard(&self.root, &config.repository_id, s, &self.fs)?,
-            };
-            shards.push(Shard { id: s.id, backend });
-        }
-        self.write_config(&config)?;
-        self.config = config;
-        self.ring = ring;
-        self.shards = shards;
-        Ok(())
+/// Writes a new config and rebuilds the ring and shard list from it.
+fn replace_config(engine: &mut Engine, config: Config) -> Result<()> {
+    if let Some(s) = config
+        .shards
+        .iter()
+        .find(|s| s.weight > ShardConfig::MAX_WEIGHT)
+    {
+        return Err(Error::invalid(
+            "shard weight",
+            format!("{} is more than {}", s.weight, ShardConfig::MAX_WEIGHT),
+        ));
     }
-
-    /// Adds a shard with `weight` and returns its id. `location` is a
-    /// folder or an `s3://bucket/prefix`; `options` are object-store
-    /// settings (see [`ShardConfig::options`]). The location must hold no
-    /// packs yet, and an object store must answer. Nothing moves until
-    /// [`rebalance`](Self::rebalance).
-    pub fn add_shard(
-        &mut self,
-        location: &str,
-        weight: u32,
-        options: BTreeMap<String, String>,
-    ) -> Result<ShardId> {
-        self.check_alone("shard add")?;
-        let path = ShardConfig::normalise(location)?;
-        if self
-            .config
-            .shards
-            .iter()
-            .any(|s| s.location(&self.root) == path)
-        {
-            return Err(Error::invalid(
-                "shard path",
-                format!("{path} is already a shard"),
-            ));
-        }
-        let id = ShardId(
-            self.config
-                .shards
-                .iter()
-                .map(|s| s.id.0 + 1)
-                .max()
-                .unwrap_or(0),
-        );
-        let mut config = self.config.clone();
-        config.shards.push(ShardConfig {
-            id,
-            path,
-            weight,
-            options,
-        });
-        self.replace_config(config)?;
-        Ok(id)
-    }
-
-    /// Changes a shard's weight (0: it receives nothing new).
-    pub fn set_shard_weight(&mut self, id: ShardId, weight: u32) -> Result<()> {
-        self.check_alone("shard set-weight")?;
-        let mut config = self.config.clone();
-        let shard = config
-            .shards
-            .iter_mut()
-            .find(|s| s.id == id)
-            .ok_or_else(|| Error::invalid("shard", format!("no shard {id}")))?;
-        shard.weight = weight;
-        self.replace_config(config)
-    }
-
-    /// Drains shard `id` (weight 0, rebalance, gc) and removes it from the
-    /// config. Its folder is left in place, empty of packs.
-    pub fn remove_shard(
-        &mut self,
-        id: ShardId,
-        progress: &dyn Progress,
-    ) -> Result<RebalanceReport> {
-        self.check_alone("shard remove")?;
-        self.check_every_shard("shard remove")?;
-        self.set_shard_weight(id, 0)?;
-        let mut report = self.rebalance(Mode::Apply, progress)?;
-        if self.index.packs()?.iter().any(|(_, p)| p.shard == id) {
-            return Err(Error::invalid(
-                "shard",
-                format!("shard {id} still holds packs after draining"),
-            ));
-        }
-        if report.packs_kept_for_readers > 0 {
-            // Once the shard leaves the config no gc looks there again.
-            progress.warn("waiting for open readers to close, to delete the drained packs");
-            let shard = self.shard(id)?;
-            let drained = || -> Result<()> {
-                for key in shard.backend.list("")? {
-                    if PackId::from_key(&key).is_some_and(|p| self.index.pack_shard(&p).is_none()) {
-                        shard.backend.delete(&key)?;
-                    }
-                }
-                Ok(())
-            };
-            self.hold.after_readers(drained)??;
-            report.packs_kept_for_readers = 0;
-        }
-        // The folder may be given to `shard add` again.
-        self.shard(id)?.backend.delete(shard::MARKER)?;
-        let mut config = self.config.clone();
-        config.shards.retain(|s| s.id != id);
-        self.replace_config(config)?;
-        Ok(report)
-    }
-
-    /// Removes shard `id` without reading it, for a shard that is gone for
-    /// good (a dead disk, a deleted bucket): the index forgets every pack
-    /// it listed there and every object in them, and the shard leaves the
-    /// config. Snapshots that used those objects lose them (`verify` names
-    /// them); an ingest of the same data stores it again. Nothing on the
-    /// shard is touched.
-    pub fn remove_lost_shard(&mut self, id: ShardId) -> Result<LostShard> {
-        self.check_alone("shard remove --lost")?;
-        if self.shard(id)?.backend.unavailable().is_none() {
-            return Err(Error::invalid(
-                "shard",
-                format!("shard {id} is available: `shard remove` moves its data to the others"),
-            ));
-        }
-        if self.config.shards.len() == 1 {
-            return Err(Error::invalid("shard", "cannot remove the only shard"));
-        }
-        let packs: std::collections::HashSet<PackId> = self
-            .index
-            .packs()?
-            .into_iter()
-            .filter_map(|(pack, info)| (info.shard == id).then_some(pack))
-            .collect();
-        let objects = self.index.chunks_in(&packs)?;
-        let mut batch = self.index.batch();
-        let mut ids: std::collections::HashMap<PackId, Vec<ChunkId>> =
-            packs.iter().map(|p| (*p, Vec::new())).collect();
-        for object in &objects {
-            batch.drop_entry(&object.entry.id, object.pack);
-            ids.entry(object.pack).or_default().push(object.entry.id);
-        }
-        for (pack, ids) in ids {
-            // Retired without a delete: the files are out of reach anyway.
-            batch.retire_pack(pack, ids, self.shard(id)?.backend.clone());
-        }
-        self.hold.check_alive()?;
-        let _ = self.index.commit(batch)?;
-        let mut config = self.config.clone();
-        config.shards.retain(|s| s.id != id);
-        if config.ring().is_none() {
-            // Every other shard has weight 0: the survivors share new data.
-            for s in &mut config.shards {
-                s.weight = 1;
-            }
-        }
-        self.replace_config(config)?;
-        self.rebuild_bloom()?;
-        self.save_bloom()?;
-        Ok(LostShard {
-            id,
-            packs: packs.len() as u64,
-            objects: objects.len() as u64,
-        })
-    }
-
-    /// Moves every chunk whose owner on the current ring is not the shard
-    /// holding it; the packs it leaves are rewritten without it. A
-    /// [`Mode::DryRun`] only reports what would move.
-    pub fn rebalance(&self, mode: Mode, progress: &dyn Progress) -> Result<RebalanceReport> {
-        self.check_alone("rebalance")?;
-        let _alone = self.reclaiming();
-        self.check_every_shard("rebalance")?;
-        let packs = self.index.packs()?;
-        let mut moves: BTreeMap<ShardId, ShardMoves> = BTreeMap::new();
-        let mut report = RebalanceReport {
-            dry_run: mode == Mode::DryRun,
-            ..Default::default()
+    let ring = config.ring().ok_or_else(|| {
+        Error::invalid(
+            "shard weights",
+            "at least one shard must keep a weight above 0",
+        )
+    })?;
+    let mut shards = Vec::new();
+    for s in &config.shards {
+        let backend = match engine.shards.iter().find(|old| old.id == s.id) {
+            Some(old) => old.backend.clone(),
+            None => check_new_shard(&engine.root, &config.repository_id, s, &engine.fs)?,
         };
-        progress.set_total(packs.len() as u64);
-        for (pack, info, entries) in self.trailers(&packs) {
-            progress.advance(1);
-            let entries = entries?;
-            let ids: Vec<_> = entries.iter().map(|e| e.id).collect();
-            let locations = self.index.chunks(&ids)?;
-            let split = Split::of(pack, info.shard, &entries, &locations, &self.ring);
-            report.total_objects += split.indexed;
-            if split.leaving.is_empty() {
-                continue;
-            }
-            for (dest, es) in &split.leaving {
-                let n = es.len() as u64;
-                let b: u64 = es.iter().map(|e| u64::from(e.stored_len)).sum();
-                report.moved_objects += n;
-                report.moved_bytes += b;
-                let out = moves
-                    .entry(info.shard)
-                    .or_insert_with(|| ShardMoves::new(info.shard));
-                out.chunks_out += n;
-                out.bytes_out += b;
-                let into = moves.entry(*dest).or_insert_with(|| ShardMoves::new(*dest));
-                into.chunks_in += n;
-                into.bytes_in += b;
-            }
-            if mode == Mode::Apply {
-                report.packs_kept_for_readers += self.apply_split(pack, info.shard, split)?;
-            }
-        }
-        report.shards = moves.into_values().collect();
-        Ok(report)
+        shards.push(Shard { id: s.id, backend });
     }
+    engine.write_config(&config)?;
+    engine.config = config;
+    engine.ring = ring;
+    engine.shards = shards;
+    Ok(())
+}
 
-    /// Moves a pack's records as `split` says: the leaving records go to
-    /// their new owners and the staying ones into a fresh pack on this
-    /// shard; one index batch switches over and retires the old pack,
-    /// whose file is then deleted unless a reader is open (returns how
-    /// many files were kept: 0 or 1).
-    fn apply_split(&self, pack: &PackId, shard: ShardId, split: Split) -> Result<u64> {
-        let source = self.shard(shard)?;
-        let bytes = source.backend.get(&pack.key())?;
-        let mut batch = self.index.batch();
-        let mut groups: Vec<(ShardId, Vec<PackEntry>)> = split.leaving.into_iter().collect();
-        if !split.staying.is_empty() {
-            groups.push((shard, split.staying));
-        }
-        for (dest, es) in groups {
-            let (new_bytes, new_entries) = repack(pack, &bytes, 0, &es, self.crypt())?;
-            let backend = self.shard(dest)?.backend.as_ref();
-            batch.publish_pack(dest, backend, &new_bytes, &new_entries)?;
-        }
-        // Every id the file holds, copies the index does not use included.
-        let ids = entries_of(&bytes, &pack.key(), self.crypt())?
-            .iter()
-            .map(|e| e.id)
-            .collect();
-        batch.retire_pack(*pack, ids, source.backend.clone());
-        self.commit_alone(batch)
+/// The work of [`Repository::add_shard`](crate::Repository::add_shard).
+pub(crate) fn add_shard(
+    engine: &mut Engine,
+    location: &str,
+    weight: u32,
+    options: BTreeMap<String, String>,
+) -> Result<ShardId> {
+    engine.check_alone("shard add")?;
+    let path = ShardConfig::normalise(location)?;
+    if engine
+        .config
+        .shards
+        .iter()
+        .any(|s| s.location(&engine.root) == path)
+    {
+        return Err(Error::invalid(
+            "shard path",
+            format!("{path} is already a shard"),
+        ));
     }
+    let id = ShardId(
+        engine.config
+            .shards
+            .iter()
+            .map(|s| s.id.0 + 1)
+            .max()
+            .unwrap_or(0),
+    );
+    let mut config = engine.config.clone();
+    config.shards.push(ShardConfig {
+        id,
+        path,
+        weight,
+        options,
+    });
+    replace_config(engine, config)?;
+    Ok(id)
+}
+
+/// The work of [`Repository::set_shard_weight`](crate::Repository::set_shard_weight).
+pub(crate) fn set_shard_weight(engine: &mut Engine, id: ShardId, weight: u32) -> Result<()> {
+    engine.check_alone("shard set-weight")?;
+    let mut config = engine.config.clone();
+    let shard = config
+        .shards
+        .iter_mut()
+        .find(|s| s.id == id)
+        .ok_or_else(|| Error::invalid("shard", format!("no shard {id}")))?;
+    shard.weight = weight;
+    replace_config(engine, config)
+}
+
+/// The work of [`Repository::remove_shard`](crate::Repository::remove_shard).
+pub(crate) fn remove_shard(
+    engine: &mut Engine,
+    id: ShardId,
+    progress: &dyn Progress,
+) -> Result<RebalanceReport> {
+    engine.check_alone("shard remove")?;
+    engine.check_every_shard("shard remove")?;
+    set_shard_weight(engine, id, 0)?;
+    let mut report = rebalance(engine, Mode::Apply, progress)?;
+    if engine.index.packs()?.iter().any(|(_, p)| p.shard == id) {
+        return Err(Error::invalid(
+            "shard",
+            format!("shard {id} still holds packs after draining"),
+        ));
+    }
+    if report.packs_kept_for_readers > 0 {
+        // Once the shard leaves the config no gc looks there again.
+        progress.warn("waiting for open readers to close, to delete the drained packs");
+        let shard = engine.shard(id)?;
+        let drained = || -> Result<()> {
+            for key in shard.backend.list("")? {
+                if PackId::from_key(&key).is_some_and(|p| engine.index.pack_shard(&p).is_none()) {
+                    shard.backend.delete(&key)?;
+                }
+            }
+            Ok(())
+        };
+        engine.hold.after_readers(drained)??;
+        report.packs_kept_for_readers = 0;
+    }
+    // The folder may be given to `shard add` again.
+    engine.shard(id)?.backend.delete(shard::MARKER)?;
+    let mut config = engine.config.clone();
+    config.shards.retain(|s| s.id != id);
+    replace_config(engine, config)?;
+    Ok(report)
+}
+
+/// The work of [`Repository::remove_lost_shard`](crate::Repository::remove_lost_shard).
+pub(crate) fn remove_lost_shard(engine: &mut Engine, id: ShardId) -> Result<LostShard> {
+    engine.check_alone("shard remove --lost")?;
+    if engine.shard(id)?.backend.unavailable().is_none() {
+        return Err(Error::invalid(
+            "shard",
+            format!("shard {id} is available: `shard remove` moves its data to the others"),
+        ));
+    }
+    if engine.config.shards.len() == 1 {
+        return Err(Error::invalid("shard", "cannot remove the only shard"));
+    }
+    let packs: std::collections::HashSet<PackId> = engine
+        .index
+        .packs()?
+        .into_iter()
+        .filter_map(|(pack, info)| (info.shard == id).then_some(pack))
+        .collect();
+    let objects = engine.index.chunks_in(&packs)?;
+    let mut batch = engine.index.batch();
+    let mut ids: std::collections::HashMap<PackId, Vec<ChunkId>> =
+        packs.iter().map(|p| (*p, Vec::new())).collect();
+    for object in &objects {
+        batch.drop_entry(&object.entry.id, object.pack);
+        ids.entry(object.pack).or_default().push(object.entry.id);
+    }
+    for (pack, ids) in ids {
+        // Retired without a delete: the files are out of reach anyway.
+        batch.retire_pack(pack, ids, engine.shard(id)?.backend.clone());
+    }
+    engine.hold.check_alive()?;
+    let _ = engine.index.commit(batch)?;
+    let mut config = engine.config.clone();
+    config.shards.retain(|s| s.id != id);
+    if config.ring().is_none() {
+        // Every other shard has weight 0: the survivors share new data.
+        for s in &mut config.shards {
+            s.weight = 1;
+        }
+    }
+    replace_config(engine, config)?;
+    engine.rebuild_bloom()?;
+    engine.save_bloom()?;
+    Ok(LostShard {
+        id,
+        packs: packs.len() as u64,
+        objects: objects.len() as u64,
+    })
+}
+
+/// The work of [`Repository::rebalance`](crate::Repository::rebalance).
+pub(crate) fn rebalance(engine: &Engine, mode: Mode, progress: &dyn Progress) -> Result<RebalanceReport> {
+    engine.check_alone("rebalance")?;
+    let _alone = engine.reclaiming();
+    engine.check_every_shard("rebalance")?;
+    let packs = engine.index.packs()?;
+    let mut moves: BTreeMap<ShardId, ShardMoves> = BTreeMap::new();
+    let mut report = RebalanceReport {
+        dry_run: mode == Mode::DryRun,
+        ..Default::default()
+    };
+    progress.set_total(packs.len() as u64);
+    for (pack, info, entries) in engine.trailers(&packs) {
+        progress.advance(1);
+        let entries = entries?;
+        let ids: Vec<_> = entries.iter().map(|e| e.id).collect();
+        let locations = engine.index.chunks(&ids)?;
+        let split = Split::of(pack, info.shard, &entries, &locations, &engine.ring);
+        report.total_objects += split.indexed;
+        if split.leaving.is_empty() {
+            continue;
+        }
+        for (dest, es) in &split.leaving {
+            let n = es.len() as u64;
+            let b: u64 = es.iter().map(|e| u64::from(e.stored_len)).sum();
+            report.moved_objects += n;
+            report.moved_bytes += b;
+            let out = moves
+                .entry(info.shard)
+                .or_insert_with(|| ShardMoves::new(info.shard));
+            out.chunks_out += n;
+            out.bytes_out += b;
+            let into = moves.entry(*dest).or_insert_with(|| ShardMoves::new(*dest));
+            into.chunks_in += n;
+            into.bytes_in += b;
+        }
+        if mode == Mode::Apply {
+            report.packs_kept_for_readers += apply_split(engine, pack, info.shard, split)?;
+        }
+    }
+    report.shards = moves.into_values().collect();
+    Ok(report)
+}
+
+/// Moves a pack's records as `split` says: the leaving records go to
+/// their new owners and the staying ones into a fresh pack on this
+/// shard; one index batch switches over and retires the old pack,
+/// whose file is then deleted unless a reader is open (returns how
+/// many files were kept: 0 or 1).
+fn apply_split(engine: &Engine, pack: &PackId, shard: ShardId, split: Split) -> Result<u64> {
+    let source = engine.shard(shard)?;
+    let bytes = source.backend.get(&pack.key())?;
+    let mut batch = engine.index.batch();
+    let mut groups: Vec<(ShardId, Vec<PackEntry>)> = split.leaving.into_iter().collect();
+    if !split.staying.is_empty() {
+        groups.push((shard, split.staying));
+    }
+    for (dest, es) in groups {
+        let (new_bytes, new_entries) = repack(pack, &bytes, 0, &es, engine.crypt())?;
+        let backend = engine.shard(dest)?.backend.as_ref();
+        batch.publish_pack(dest, backend, &new_bytes, &new_entries)?;
+    }
+    // Every id the file holds, copies the index does not use included.
+    let ids = entries_of(&bytes, &pack.key(), engine.crypt())?
+        .iter()
+        .map(|e| e.id)
+        .collect();
+    batch.retire_pack(*pack, ids, source.backend.clone());
+    engine.commit_alone(batch)
 }
 
 impl ShardMoves {

@@ -18,7 +18,7 @@ use serde::Serialize;
 
 use crate::bloom::Bloom;
 use crate::catalog::{Location, PackInfo, LOOKUP_BATCH};
-use crate::engine::{in_pool, Progress, Repository};
+use crate::engine::{in_pool, Progress, Engine};
 use crate::error::{Error, Result};
 use crate::format::pack::{check_layout, entries_of, trailer_len, FOOTER_SIZE};
 use crate::format::record;
@@ -183,359 +183,356 @@ fn sampled(seed: [u8; 8], pack: &PackId, share: f64) -> bool {
     (position as f64) < share * u64::MAX as f64
 }
 
-impl Repository {
-    /// Verifies the repository; `read_data` is the share of packs (0.0 to
-    /// 1.0) to read in full and re-hash.
-    pub fn verify(&self, read_data: f64, progress: &dyn Progress) -> Result<VerifyReport> {
-        let mut report = VerifyReport::default();
-        let mut bad = BadChunks::new();
-        self.check_bloom(&mut report)?;
-        let packs = self.index.packs()?;
-        let bad_packs = self.check_trailers(&packs, &mut report)?;
-        let snapshots = self.check_snapshots(&mut report)?;
-        let referenced = self.check_trees(&snapshots, &mut bad, &mut report)?;
-        self.check_refs(&referenced, &bad_packs, &mut bad)?;
-        if read_data > 0.0 {
-            let mut seed = [0u8; 8];
-            getrandom::fill(&mut seed).expect("the operating system's random source failed");
-            let chosen: Vec<_> = packs
-                .iter()
-                .filter(|(pack, _)| !bad_packs.contains_key(pack))
-                .filter(|(pack, _)| sampled(seed, pack, read_data))
-                .collect();
-            progress.set_total(chosen.iter().map(|(_, p)| p.size).sum());
-            // On an object store several packs are read at once (each
-            // read a round trip), then checked in order.
-            let (pool, ahead) = match self.io_pool() {
-                Some(pool) => (Some(pool), PACKS_AHEAD),
-                None => (None, 1),
-            };
-            for batch in chosen.chunks(ahead) {
-                let read: Vec<Result<Vec<u8>>> = in_pool(pool.as_ref(), || {
-                    batch
-                        .par_iter()
-                        .map(|(pack, info)| self.shard(info.shard)?.backend.get(&pack.key()))
-                        .collect()
-                });
-                for ((pack, info), bytes) in batch.iter().zip(read) {
-                    report.packs_read += 1;
-                    self.check_pack_data(pack, info, &bytes?, &mut bad, &mut report)?;
-                    progress.advance(info.size);
-                }
-            }
-        }
-        self.attach_files(&snapshots, bad, &mut report)?;
-        Ok(report)
-    }
-
-    /// The Bloom filter is disposable, but a damaged one is still news.
-    fn check_bloom(&self, report: &mut VerifyReport) -> Result<()> {
-        let path = self.cache.bloom();
-        if let Some(bytes) = crate::engine::cache::CacheSlot::read(&path)? {
-            if let Err(e) = Bloom::decode(&bytes, &path.display().to_string()) {
-                report.problems.push(Problem::new(
-                    ProblemKind::DamagedBloom,
-                    format!("{e} (rebuilt from the index at the next write)"),
-                ));
-            }
-        }
-        Ok(())
-    }
-
-    /// Every indexed pack is present with a trailer that reads.
-    fn check_trailers(
-        &self,
-        packs: &[(PackId, PackInfo)],
-        report: &mut VerifyReport,
-    ) -> Result<BadPacks> {
-        let mut bad_packs = BadPacks::new();
-        // A shard that is not there is one problem, not one per pack.
-        let mut gone = HashSet::new();
-        for shard in &self.shards {
-            if let Some(u) = shard.backend.unavailable() {
-                gone.insert(shard.id);
-                report.problems.push(Problem::new(
-                    ProblemKind::UnavailableShard,
-                    u.error().to_string(),
-                ));
-            }
-        }
-        let (lost, packs): (Vec<_>, Vec<_>) = packs
+/// The work of [`Repository::verify`](crate::Repository::verify).
+pub(crate) fn verify(engine: &Engine, read_data: f64, progress: &dyn Progress) -> Result<VerifyReport> {
+    let mut report = VerifyReport::default();
+    let mut bad = BadChunks::new();
+    check_bloom(engine, &mut report)?;
+    let packs = engine.index.packs()?;
+    let bad_packs = check_trailers(engine, &packs, &mut report)?;
+    let snapshots = check_snapshots(engine, &mut report)?;
+    let referenced = check_trees(engine, &snapshots, &mut bad, &mut report)?;
+    check_refs(engine, &referenced, &bad_packs, &mut bad)?;
+    if read_data > 0.0 {
+        let mut seed = [0u8; 8];
+        getrandom::fill(&mut seed).expect("the operating system's random source failed");
+        let chosen: Vec<_> = packs
             .iter()
-            .copied()
-            .partition(|(_, info)| gone.contains(&info.shard));
-        for (pack, _) in lost {
-            report.packs += 1;
-            bad_packs.insert(pack, ProblemKind::MissingPack);
-        }
-        for (pack, info, entries) in self.trailers(&packs) {
-            report.packs += 1;
-            match entries {
-                Ok(_) => {}
-                // A store that cannot be reached says nothing about the
-                // data: stop instead of reporting every pack on it damaged.
-                Err(e @ Error::ObjectStore { .. }) => return Err(e),
-                Err(e) => {
-                    let kind = if is_not_found(&e) {
-                        ProblemKind::MissingPack
-                    } else {
-                        ProblemKind::DamagedPack
-                    };
-                    let message = format!("pack {pack} on shard {}: {e}", info.shard);
-                    report
-                        .problems
-                        .push(Problem::new(kind, message).in_pack(pack));
-                    bad_packs.insert(*pack, kind);
-                }
-            }
-        }
-        Ok(bad_packs)
-    }
-
-    /// Each snapshot with the tree its walk starts from (see
-    /// `SnapshotRecord::top`) and its root tree (what paths are named
-    /// from); records that fail to decode, or disagree with their file
-    /// (what a rebuilt index would use), become problems.
-    fn check_snapshots(
-        &self,
-        report: &mut VerifyReport,
-    ) -> Result<Vec<(SnapshotId, ChunkId, ChunkId)>> {
-        let mut out = Vec::new();
-        let mut indexed = HashSet::new();
-        for (id, bytes) in self.index.snapshots()? {
-            indexed.insert(id);
-            let key = SnapshotRecord::key(&id);
-            let damaged =
-                |message| Problem::new(ProblemKind::DamagedSnapshot, message).of_snapshot(&id);
-            match self.files.get(&key) {
-                Ok(file) if file == bytes => {}
-                Ok(_) => report
-                    .problems
-                    .push(damaged(format!("{key} differs from the index's copy"))),
-                // Forgotten since this reader listed the records (at open,
-                // snapshots without a record file left its index): gone
-                // on purpose, and a gc may have retired its chunks in the
-                // segments this reader applied after, so it is not checked.
-                Err(e) if is_not_found(&e) && !self.is_writer() => continue,
-                Err(e) => report.problems.push(damaged(format!("{key}: {e}"))),
-            }
-            match crate::engine::decode_record(&self.crypt, &bytes, &id) {
-                Ok(r) => out.push((id, r.top(), r.tree)),
-                Err(e) => report.problems.push(damaged(e.to_string())),
-            }
-        }
-        // Record files the index lacks are adopted by the next writer,
-        // unless they do not decode: those are news.
-        let keys = self.files.list(SnapshotRecord::FOLDER)?;
-        for (id, key, bytes) in self.unindexed_records(&keys, &indexed) {
-            if let Err(e) = bytes {
-                let message = format!("{key} is not adopted: {e}");
-                let problem = Problem::new(ProblemKind::DamagedSnapshot, message);
-                report.problems.push(problem.of_snapshot(&id));
-            }
-        }
-        report.snapshots = out.len() as u64;
-        Ok(out)
-    }
-
-    /// Every tree the snapshots reach reads and decodes; returns the
-    /// chunks their files name.
-    fn check_trees(
-        &self,
-        snapshots: &[(SnapshotId, ChunkId, ChunkId)],
-        bad: &mut BadChunks,
-        report: &mut VerifyReport,
-    ) -> Result<HashSet<ChunkId>> {
-        let mut referenced = HashSet::new();
-        self.walk_trees(snapshots.iter().map(|(_, top, _)| *top), |id, tree| {
-            report.trees += 1;
-            match tree {
-                Ok(tree) => referenced.extend(tree.chunk_ids()),
-                Err(e) => {
-                    let problem = Problem::new(ProblemKind::DamagedTree, e.to_string());
-                    bad.insert(id, problem);
-                }
-            }
-            Ok(())
-        })?;
-        report.chunks = referenced.len() as u64;
-        Ok(referenced)
-    }
-
-    /// Every referenced chunk is in the index, in a pack it lists whose
-    /// trailer reads.
-    fn check_refs(
-        &self,
-        referenced: &HashSet<ChunkId>,
-        bad_packs: &BadPacks,
-        bad: &mut BadChunks,
-    ) -> Result<()> {
-        let ids: Vec<ChunkId> = referenced.iter().copied().collect();
-        for batch in ids.chunks(LOOKUP_BATCH) {
-            for (id, loc) in batch.iter().zip(self.index.chunks(batch)?) {
-                if let Some(problem) = self.ref_problem(id, loc, bad_packs) {
-                    bad.insert(*id, problem);
-                }
-            }
-        }
-        Ok(())
-    }
-
-    /// What is wrong with chunk `id`, found at `loc` in the index.
-    fn ref_problem(
-        &self,
-        id: &ChunkId,
-        loc: Option<Location>,
-        bad_packs: &BadPacks,
-    ) -> Option<Problem> {
-        let missing = |message| Some(Problem::new(ProblemKind::MissingChunk, message));
-        let Some(loc) = loc else {
-            return missing(format!("chunk {id} is not in the index"));
+            .filter(|(pack, _)| !bad_packs.contains_key(pack))
+            .filter(|(pack, _)| sampled(seed, pack, read_data))
+            .collect();
+        progress.set_total(chosen.iter().map(|(_, p)| p.size).sum());
+        // On an object store several packs are read at once (each
+        // read a round trip), then checked in order.
+        let (pool, ahead) = match engine.io_pool() {
+            Some(pool) => (Some(pool), PACKS_AHEAD),
+            None => (None, 1),
         };
-        let problem = match bad_packs.get(&loc.pack) {
-            Some(kind) => missing(format!("chunk {id} lives in a {kind}")),
-            None if self.index.pack_shard(&loc.pack).is_none() => {
-                missing(format!("chunk {id} points at unknown pack {}", loc.pack))
+        for batch in chosen.chunks(ahead) {
+            let read: Vec<Result<Vec<u8>>> = in_pool(pool.as_ref(), || {
+                batch
+                    .par_iter()
+                    .map(|(pack, info)| engine.shard(info.shard)?.backend.get(&pack.key()))
+                    .collect()
+            });
+            for ((pack, info), bytes) in batch.iter().zip(read) {
+                report.packs_read += 1;
+                check_pack_data(engine, pack, info, &bytes?, &mut bad, &mut report)?;
+                progress.advance(info.size);
             }
-            None => None,
-        };
-        problem.map(|p| p.in_pack(&loc.pack))
+        }
     }
+    attach_files(engine, &snapshots, bad, &mut report)?;
+    Ok(report)
+}
 
-    /// Re-hashes every record of a whole pack's `bytes`.
-    fn check_pack_data(
-        &self,
-        pack: &PackId,
-        info: &PackInfo,
-        bytes: &[u8],
-        bad: &mut BadChunks,
-        report: &mut VerifyReport,
-    ) -> Result<()> {
-        let backend = &self.shard(info.shard)?.backend;
-        let location = format!("{}/{}", backend.location(), pack.key());
-        let tail = trailer_len(&bytes[bytes.len().saturating_sub(FOOTER_SIZE)..], &location);
-        let laid_out = |entries: &[PackEntry]| {
-            let trailer_start = (bytes.len() - tail.as_ref().map_or(0, |n| *n)) as u64;
-            check_layout(bytes, entries, trailer_start, &location, self.crypt())
-        };
-        let entries = match entries_of(bytes, &location, self.crypt())
-            .and_then(|e| laid_out(&e).map(|()| e))
-        {
-            Ok(e) => e,
+/// The Bloom filter is disposable, but a damaged one is still news.
+fn check_bloom(engine: &Engine, report: &mut VerifyReport) -> Result<()> {
+    let path = engine.cache.bloom();
+    if let Some(bytes) = crate::engine::cache::CacheSlot::read(&path)? {
+        if let Err(e) = Bloom::decode(&bytes, &path.display().to_string()) {
+            report.problems.push(Problem::new(
+                ProblemKind::DamagedBloom,
+                format!("{e} (rebuilt from the index at the next write)"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Every indexed pack is present with a trailer that reads.
+fn check_trailers(
+    engine: &Engine,
+    packs: &[(PackId, PackInfo)],
+    report: &mut VerifyReport,
+) -> Result<BadPacks> {
+    let mut bad_packs = BadPacks::new();
+    // A shard that is not there is one problem, not one per pack.
+    let mut gone = HashSet::new();
+    for shard in &engine.shards {
+        if let Some(u) = shard.backend.unavailable() {
+            gone.insert(shard.id);
+            report.problems.push(Problem::new(
+                ProblemKind::UnavailableShard,
+                u.error().to_string(),
+            ));
+        }
+    }
+    let (lost, packs): (Vec<_>, Vec<_>) = packs
+        .iter()
+        .copied()
+        .partition(|(_, info)| gone.contains(&info.shard));
+    for (pack, _) in lost {
+        report.packs += 1;
+        bad_packs.insert(pack, ProblemKind::MissingPack);
+    }
+    for (pack, info, entries) in engine.trailers(&packs) {
+        report.packs += 1;
+        match entries {
+            Ok(_) => {}
+            // A store that cannot be reached says nothing about the
+            // data: stop instead of reporting every pack on it damaged.
+            Err(e @ Error::ObjectStore { .. }) => return Err(e),
             Err(e) => {
-                let problem = Problem::new(ProblemKind::DamagedPack, e.to_string()).in_pack(pack);
-                report.problems.push(problem);
-                return Ok(());
+                let kind = if is_not_found(&e) {
+                    ProblemKind::MissingPack
+                } else {
+                    ProblemKind::DamagedPack
+                };
+                let message = format!("pack {pack} on shard {}: {e}", info.shard);
+                report
+                    .problems
+                    .push(Problem::new(kind, message).in_pack(pack));
+                bad_packs.insert(*pack, kind);
             }
-        };
-        for e in entries {
-            report.chunks_read += 1;
-            let opened = e
-                .stored_in(bytes, 0)
-                .and_then(|stored| record::open_rehashed(pack, &e, stored, self.crypt()));
-            if let Err(err) = opened {
-                // Only damage to the copy the index uses breaks anything.
-                let indexed = self.index.chunk(&e.id)?;
-                if indexed.is_some_and(|l| l.is(pack, &e)) {
-                    let problem =
-                        Problem::new(ProblemKind::DamagedChunk, err.to_string()).in_pack(pack);
-                    bad.insert(e.id, problem);
-                }
+        }
+    }
+    Ok(bad_packs)
+}
+
+/// Each snapshot with the tree its walk starts from (see
+/// `SnapshotRecord::top`) and its root tree (what paths are named
+/// from); records that fail to decode, or disagree with their file
+/// (what a rebuilt index would use), become problems.
+fn check_snapshots(
+    engine: &Engine,
+    report: &mut VerifyReport,
+) -> Result<Vec<(SnapshotId, ChunkId, ChunkId)>> {
+    let mut out = Vec::new();
+    let mut indexed = HashSet::new();
+    for (id, bytes) in engine.index.snapshots()? {
+        indexed.insert(id);
+        let key = SnapshotRecord::key(&id);
+        let damaged =
+            |message| Problem::new(ProblemKind::DamagedSnapshot, message).of_snapshot(&id);
+        match engine.files.get(&key) {
+            Ok(file) if file == bytes => {}
+            Ok(_) => report
+                .problems
+                .push(damaged(format!("{key} differs from the index's copy"))),
+            // Forgotten since this reader listed the records (at open,
+            // snapshots without a record file left its index): gone
+            // on purpose, and a gc may have retired its chunks in the
+            // segments this reader applied after, so it is not checked.
+            Err(e) if is_not_found(&e) && !engine.is_writer() => continue,
+            Err(e) => report.problems.push(damaged(format!("{key}: {e}"))),
+        }
+        match crate::engine::decode_record(&engine.crypt, &bytes, &id) {
+            Ok(r) => out.push((id, r.top(), r.tree)),
+            Err(e) => report.problems.push(damaged(e.to_string())),
+        }
+    }
+    // Record files the index lacks are adopted by the next writer,
+    // unless they do not decode: those are news.
+    let keys = engine.files.list(SnapshotRecord::FOLDER)?;
+    for (id, key, bytes) in engine.unindexed_records(&keys, &indexed) {
+        if let Err(e) = bytes {
+            let message = format!("{key} is not adopted: {e}");
+            let problem = Problem::new(ProblemKind::DamagedSnapshot, message);
+            report.problems.push(problem.of_snapshot(&id));
+        }
+    }
+    report.snapshots = out.len() as u64;
+    Ok(out)
+}
+
+/// Every tree the snapshots reach reads and decodes; returns the
+/// chunks their files name.
+fn check_trees(
+    engine: &Engine,
+    snapshots: &[(SnapshotId, ChunkId, ChunkId)],
+    bad: &mut BadChunks,
+    report: &mut VerifyReport,
+) -> Result<HashSet<ChunkId>> {
+    let mut referenced = HashSet::new();
+    engine.walk_trees(snapshots.iter().map(|(_, top, _)| *top), |id, tree| {
+        report.trees += 1;
+        match tree {
+            Ok(tree) => referenced.extend(tree.chunk_ids()),
+            Err(e) => {
+                let problem = Problem::new(ProblemKind::DamagedTree, e.to_string());
+                bad.insert(id, problem);
             }
         }
         Ok(())
-    }
+    })?;
+    report.chunks = referenced.len() as u64;
+    Ok(referenced)
+}
 
-    /// Adds the bad chunks and trees to the report, each with the snapshot
-    /// files (or folders) it breaks.
-    fn attach_files(
-        &self,
-        snapshots: &[(SnapshotId, ChunkId, ChunkId)],
-        bad: BadChunks,
-        report: &mut VerifyReport,
-    ) -> Result<()> {
-        if bad.is_empty() {
+/// Every referenced chunk is in the index, in a pack it lists whose
+/// trailer reads.
+fn check_refs(
+    engine: &Engine,
+    referenced: &HashSet<ChunkId>,
+    bad_packs: &BadPacks,
+    bad: &mut BadChunks,
+) -> Result<()> {
+    let ids: Vec<ChunkId> = referenced.iter().copied().collect();
+    for batch in ids.chunks(LOOKUP_BATCH) {
+        for (id, loc) in batch.iter().zip(engine.index.chunks(batch)?) {
+            if let Some(problem) = ref_problem(engine, id, loc, bad_packs) {
+                bad.insert(*id, problem);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// What is wrong with chunk `id`, found at `loc` in the index.
+fn ref_problem(
+    engine: &Engine,
+    id: &ChunkId,
+    loc: Option<Location>,
+    bad_packs: &BadPacks,
+) -> Option<Problem> {
+    let missing = |message| Some(Problem::new(ProblemKind::MissingChunk, message));
+    let Some(loc) = loc else {
+        return missing(format!("chunk {id} is not in the index"));
+    };
+    let problem = match bad_packs.get(&loc.pack) {
+        Some(kind) => missing(format!("chunk {id} lives in a {kind}")),
+        None if engine.index.pack_shard(&loc.pack).is_none() => {
+            missing(format!("chunk {id} points at unknown pack {}", loc.pack))
+        }
+        None => None,
+    };
+    problem.map(|p| p.in_pack(&loc.pack))
+}
+
+/// Re-hashes every record of a whole pack's `bytes`.
+fn check_pack_data(
+    engine: &Engine,
+    pack: &PackId,
+    info: &PackInfo,
+    bytes: &[u8],
+    bad: &mut BadChunks,
+    report: &mut VerifyReport,
+) -> Result<()> {
+    let backend = &engine.shard(info.shard)?.backend;
+    let location = format!("{}/{}", backend.location(), pack.key());
+    let tail = trailer_len(&bytes[bytes.len().saturating_sub(FOOTER_SIZE)..], &location);
+    let laid_out = |entries: &[PackEntry]| {
+        let trailer_start = (bytes.len() - tail.as_ref().map_or(0, |n| *n)) as u64;
+        check_layout(bytes, entries, trailer_start, &location, engine.crypt())
+    };
+    let entries = match entries_of(bytes, &location, engine.crypt())
+        .and_then(|e| laid_out(&e).map(|()| e))
+    {
+        Ok(e) => e,
+        Err(e) => {
+            let problem = Problem::new(ProblemKind::DamagedPack, e.to_string()).in_pack(pack);
+            report.problems.push(problem);
             return Ok(());
         }
-        let mut files = self.files_using(snapshots, &bad)?;
-        let mut bad: Vec<_> = bad.into_iter().collect();
-        bad.sort_by_key(|(id, _)| *id);
-        for (id, mut problem) in bad {
-            problem.chunk = Some(id);
-            problem.files = files.remove(&id).unwrap_or_default();
-            report.problems.push(problem);
+    };
+    for e in entries {
+        report.chunks_read += 1;
+        let opened = e
+            .stored_in(bytes, 0)
+            .and_then(|stored| record::open_rehashed(pack, &e, stored, engine.crypt()));
+        if let Err(err) = opened {
+            // Only damage to the copy the index uses breaks anything.
+            let indexed = engine.index.chunk(&e.id)?;
+            if indexed.is_some_and(|l| l.is(pack, &e)) {
+                let problem =
+                    Problem::new(ProblemKind::DamagedChunk, err.to_string()).in_pack(pack);
+                bad.insert(e.id, problem);
+            }
         }
-        Ok(())
     }
+    Ok(())
+}
 
-    /// For each bad chunk or tree, the snapshot files (or folders) it
-    /// breaks, as `snapshot-prefix:path`. Paths multiply where folders
-    /// share subtrees, so the walk stops expanding after
-    /// [`PATH_BUDGET`] folders (a crafted graph could otherwise make it
-    /// exponential); the names found by then are reported.
-    fn files_using(
-        &self,
-        snapshots: &[(SnapshotId, ChunkId, ChunkId)],
-        bad: &BadChunks,
-    ) -> Result<HashMap<ChunkId, Vec<String>>> {
-        let mut out: HashMap<ChunkId, Vec<String>> = HashMap::new();
-        // From the top (the root folder's own entry, where recorded), whose
-        // one entry is the snapshot's root: its path stays empty.
-        let roots = snapshots
-            .iter()
-            .map(|(snap, top, root)| {
-                let prefix = snap.to_hex()[..12].to_string();
-                (*top, (prefix, String::new(), top != root))
-            })
-            .collect();
-        let mut budget = PATH_BUDGET;
-        self.walk_paths(roots, |(prefix, path, top), id, tree| {
-            if budget == 0 {
-                return Ok(Vec::new());
-            }
-            budget -= 1;
-            if bad.contains_key(&id) {
-                let shown = if path.is_empty() { "." } else { path };
-                out.entry(id)
-                    .or_default()
-                    .push(format!("{prefix}:{shown}/"));
-                return Ok(Vec::new());
-            }
-            let Ok(tree) = tree else {
-                return Ok(Vec::new());
+/// Adds the bad chunks and trees to the report, each with the snapshot
+/// files (or folders) it breaks.
+fn attach_files(
+    engine: &Engine,
+    snapshots: &[(SnapshotId, ChunkId, ChunkId)],
+    bad: BadChunks,
+    report: &mut VerifyReport,
+) -> Result<()> {
+    if bad.is_empty() {
+        return Ok(());
+    }
+    let mut files = files_using(engine, snapshots, &bad)?;
+    let mut bad: Vec<_> = bad.into_iter().collect();
+    bad.sort_by_key(|(id, _)| *id);
+    for (id, mut problem) in bad {
+        problem.chunk = Some(id);
+        problem.files = files.remove(&id).unwrap_or_default();
+        report.problems.push(problem);
+    }
+    Ok(())
+}
+
+/// For each bad chunk or tree, the snapshot files (or folders) it
+/// breaks, as `snapshot-prefix:path`. Paths multiply where folders
+/// share subtrees, so the walk stops expanding after
+/// [`PATH_BUDGET`] folders (a crafted graph could otherwise make it
+/// exponential); the names found by then are reported.
+fn files_using(
+    engine: &Engine,
+    snapshots: &[(SnapshotId, ChunkId, ChunkId)],
+    bad: &BadChunks,
+) -> Result<HashMap<ChunkId, Vec<String>>> {
+    let mut out: HashMap<ChunkId, Vec<String>> = HashMap::new();
+    // From the top (the root folder's own entry, where recorded), whose
+    // one entry is the snapshot's root: its path stays empty.
+    let roots = snapshots
+        .iter()
+        .map(|(snap, top, root)| {
+            let prefix = snap.to_hex()[..12].to_string();
+            (*top, (prefix, String::new(), top != root))
+        })
+        .collect();
+    let mut budget = PATH_BUDGET;
+    engine.walk_paths(roots, |(prefix, path, top), id, tree| {
+        if budget == 0 {
+            return Ok(Vec::new());
+        }
+        budget -= 1;
+        if bad.contains_key(&id) {
+            let shown = if path.is_empty() { "." } else { path };
+            out.entry(id)
+                .or_default()
+                .push(format!("{prefix}:{shown}/"));
+            return Ok(Vec::new());
+        }
+        let Ok(tree) = tree else {
+            return Ok(Vec::new());
+        };
+        let mut subdirs = Vec::new();
+        for e in tree.entries {
+            let name = crate::engine::paths::escape_name(&e.name);
+            let child = if *top {
+                String::new()
+            } else if path.is_empty() {
+                name
+            } else {
+                format!("{path}/{name}")
             };
-            let mut subdirs = Vec::new();
-            for e in tree.entries {
-                let name = super::browse::escape_name(&e.name);
-                let child = if *top {
-                    String::new()
-                } else if path.is_empty() {
-                    name
-                } else {
-                    format!("{path}/{name}")
-                };
-                match e.kind {
-                    EntryKind::File { chunks, .. } => {
-                        for (c, _) in chunks {
-                            if bad.contains_key(&c) {
-                                let list = out.entry(c).or_default();
-                                let entry = format!("{prefix}:{child}");
-                                if list.last() != Some(&entry) {
-                                    list.push(entry);
-                                }
+            match e.kind {
+                EntryKind::File { chunks, .. } => {
+                    for (c, _) in chunks {
+                        if bad.contains_key(&c) {
+                            let list = out.entry(c).or_default();
+                            let entry = format!("{prefix}:{child}");
+                            if list.last() != Some(&entry) {
+                                list.push(entry);
                             }
                         }
                     }
-                    EntryKind::Dir { tree } => {
-                        subdirs.push((tree, (prefix.clone(), child, false)));
-                    }
-                    _ => {}
                 }
+                EntryKind::Dir { tree } => {
+                    subdirs.push((tree, (prefix.clone(), child, false)));
+                }
+                _ => {}
             }
-            Ok(subdirs)
-        })?;
-        Ok(out)
-    }
+        }
+        Ok(subdirs)
+    })?;
+    Ok(out)
 }
 
 /// Folders [`Repository::files_using`] visits at most.

@@ -54,7 +54,7 @@ pub fn explain(cx: &Context, target: &str, limit: usize, json: bool) -> Code {
     }
     let id = cx.resolve(&repo, spec)?.0;
     let usage = repo.usage()?;
-    show(&usage.explain(&repo, &id, path, limit)?, json)?;
+    show(&repo.explain(&usage, &id, path, limit)?, json)?;
     Ok(0)
 }
 
@@ -62,11 +62,11 @@ pub fn explain(cx: &Context, target: &str, limit: usize, json: bool) -> Code {
 pub fn estimate(
     cx: &Context,
     paths: &[PathBuf],
-    opts: &dedup::ops::estimate::EstimateOptions,
+    opts: &dedup::ops::insight::estimate::EstimateOptions,
     json: bool,
 ) -> Code {
     let bar = cx.bar("read");
-    let estimate = dedup::ops::estimate::estimate(paths, opts, &bar)?;
+    let estimate = dedup::ops::insight::estimate::estimate(paths, opts, &bar)?;
     drop(bar);
     if json {
         print_json(&estimate)?;

@@ -372,11 +372,11 @@ pub struct EstimateArgs {
 
 impl EstimateArgs {
     /// The library's options (the default configurations when none are given).
-    pub fn options(&self) -> dedup::ops::estimate::EstimateOptions {
+    pub fn options(&self) -> dedup::ops::insight::estimate::EstimateOptions {
         let chunkers = self.chunkers.concat();
-        dedup::ops::estimate::EstimateOptions {
+        dedup::ops::insight::estimate::EstimateOptions {
             chunkers: if chunkers.is_empty() {
-                dedup::ops::estimate::default_chunkers()
+                dedup::ops::insight::estimate::default_chunkers()
             } else {
                 chunkers
             },

@@ -9,7 +9,7 @@
 use std::fmt::Write as _;
 
 use anyhow::anyhow;
-use dedup::ops::usage::{DirUsage, Usage};
+use dedup::ops::insight::usage::{DirUsage, Usage};
 use dedup::units::human_bytes;
 use dedup::Report;
 use dedup::Repository;

@@ -31,6 +31,9 @@ use crate::error::Result;
 use crate::format::codec::{Put, Reader};
 use crate::id::ChunkId;
 
+/// The name of the root folder's own entry (see `SnapshotRecord::root`).
+pub const ROOT_NAME: &[u8] = b"root";
+
 /// The tree format this build writes; version 1 is still read.
 const VERSION: u8 = 2;
 

@@ -21,17 +21,17 @@ use rayon::prelude::*;
 use super::exclude::Exclusions;
 use super::read::{self, FileJob, FileResult};
 use super::ChunkList;
+use crate::engine::attrs::{mtime, Names};
 use crate::engine::deep::{self, LONG_PATH};
 use crate::engine::writer::ObjectWriter;
-use crate::engine::{Progress, Repository};
+use crate::engine::{Progress, Engine};
 use crate::error::{Error, IoContext, Result};
 use crate::format::filecache::{self, FileStamp};
 use crate::format::record::ObjectKind;
-use crate::format::snapshot::{Attrs, Entry, EntryKind, IngestSummary, Owner, Skipped, Tree};
+use crate::format::snapshot::tree::ROOT_NAME;
+use crate::format::snapshot::{Attrs, Entry, EntryKind, IngestSummary, Skipped, Tree};
 use crate::id::ChunkId;
 
-/// The name of the root folder's own entry (see `SnapshotRecord::root`).
-pub(crate) const ROOT_NAME: &[u8] = b"root";
 
 /// What a part of the input added up to, gathered in walk order.
 #[derive(Default)]
@@ -70,7 +70,7 @@ impl Tally {
 
 /// One ingest's walk: what it needs at every folder.
 pub(super) struct Walker<'a> {
-    pub(super) repo: &'a Repository,
+    pub(super) repo: &'a Engine,
     pub(super) writer: &'a ObjectWriter<'a>,
     pub(super) progress: &'a dyn Progress,
     /// Use the file cache.
@@ -501,47 +501,6 @@ impl Walker<'_> {
     }
 }
 
-/// User and group names by id, each looked up (through NSS) once.
-#[derive(Default)]
-pub(crate) struct Names {
-    users: std::sync::Mutex<std::collections::HashMap<u32, String>>,
-    groups: std::sync::Mutex<std::collections::HashMap<u32, String>>,
-}
-
-impl Names {
-    /// The owner with its names (empty where this machine has none).
-    pub(crate) fn owner(&self, uid: u32, gid: u32) -> Owner {
-        let user = self
-            .users
-            .lock()
-            .expect("names lock")
-            .entry(uid)
-            .or_insert_with(|| {
-                uzers::get_user_by_uid(uid)
-                    .map(|u| u.name().to_string_lossy().into_owned())
-                    .unwrap_or_default()
-            })
-            .clone();
-        let group = self
-            .groups
-            .lock()
-            .expect("names lock")
-            .entry(gid)
-            .or_insert_with(|| {
-                uzers::get_group_by_gid(gid)
-                    .map(|g| g.name().to_string_lossy().into_owned())
-                    .unwrap_or_default()
-            })
-            .clone();
-        Owner {
-            uid,
-            gid,
-            user,
-            group,
-        }
-    }
-}
-
 /// The key all links of one inode share: the start of the SHA-256 of its
 /// device and inode numbers (never 0, which means "no link").
 fn link_key(dev: u64, ino: u64) -> u64 {
@@ -590,6 +549,3 @@ struct Child {
     meta: Metadata,
 }
 
-pub(crate) fn mtime(meta: &Metadata) -> (i64, u32) {
-    (meta.mtime(), meta.mtime_nsec().clamp(0, 999_999_999) as u32)
-}

@@ -12,7 +12,6 @@ mod exclude;
 mod folder;
 mod read;
 
-pub(crate) use folder::{mtime, Names, ROOT_NAME};
 
 pub use exclude::Exclusions;
 
@@ -22,22 +21,19 @@ use std::time::{Instant, SystemTime};
 use folder::Walker;
 
 use crate::engine::writer::ObjectWriter;
-use crate::engine::{Progress, Repository};
+use crate::engine::{Progress, Engine};
 use crate::error::{Error, Result};
 use crate::format::record::ObjectKind;
 use crate::format::snapshot::record::{record_path, RECORD_VERSION};
 use crate::format::snapshot::tree::unsafe_name;
 use crate::format::snapshot::{Entry, EntryKind, SnapshotId, SnapshotRecord, Tree};
 use crate::id::ChunkId;
+use crate::bloom::{BLOOM_FALSE_POSITIVES, BLOOM_LOOKUPS, BLOOM_SKIPPED};
 use crate::units::human_bytes;
 
 /// A file's chunks in order: `(id, length)`.
 type ChunkList = Vec<(ChunkId, u32)>;
 
-/// Index counters of the Bloom filter's work, summed over all ingests.
-pub(crate) const BLOOM_LOOKUPS: &str = "bloom.lookups";
-pub(crate) const BLOOM_SKIPPED: &str = "bloom.skipped";
-pub(crate) const BLOOM_FALSE_POSITIVES: &str = "bloom.false_positives";
 
 /// The result of one ingest.
 #[derive(Clone, Debug)]
@@ -126,248 +122,239 @@ impl Default for IngestOptions {
     }
 }
 
-impl Repository {
-    /// Ingests `paths` as one snapshot. One directory becomes the snapshot's
-    /// root; several paths (or a single file) appear under their base names.
-    ///
-    /// Files that cannot be read are skipped, listed in the summary's
-    /// `skipped`, and reported through `progress`; everything else is stored.
-    pub fn ingest(&self, paths: &[PathBuf], progress: &dyn Progress) -> Result<IngestOutcome> {
-        self.ingest_with(paths, &IngestOptions::default(), progress)
-    }
+/// The work of [`Repository::ingest`](crate::Repository::ingest).
+pub(crate) fn ingest(engine: &Engine, paths: &[PathBuf], progress: &dyn Progress) -> Result<IngestOutcome> {
+    ingest_with(engine, paths, &IngestOptions::default(), progress)
+}
 
-    /// [`ingest`](Self::ingest) with options.
-    pub fn ingest_with(
-        &self,
-        paths: &[PathBuf],
-        opts: &IngestOptions,
-        progress: &dyn Progress,
-    ) -> Result<IngestOutcome> {
-        let _storing = self.storing();
-        let start = self.begin_ingest(opts)?;
-        let writer = writer_for(self, opts);
-        let walker = Walker {
-            repo: self,
-            writer: &writer,
-            progress,
-            file_cache: opts.file_cache,
-            own: self.own_folders(),
-            exclude: &opts.exclude,
-            devices: devices_of(paths),
-            names: folder::Names::default(),
-            started_ns: start
-                .time
-                .duration_since(SystemTime::UNIX_EPOCH)
-                .map_or(0, |d| i128::try_from(d.as_nanos()).unwrap_or(i128::MAX)),
-        };
-        let (root_tree, tally) = walk_pool()?.install(|| walker.roots(paths))?;
-        let root = match paths {
-            [only] => walker.root_entry(only, root_tree)?,
-            _ => None,
-        };
-        let paths = paths.iter().map(|p| record_path(p)).collect();
-        let tops = (root_tree, root);
-        self.conclude(&start, writer, tops, tally, paths, opts, progress)
-    }
-
-    /// Ingests a stream (a database dump, a tar) as a snapshot holding one
-    /// file, `name` (mode 0644, modified now), read through the chunker a
-    /// window at a time: memory stays bounded however long the stream.
-    /// The record's path is `/name`.
-    pub fn ingest_stream(
-        &self,
-        mut stream: impl std::io::Read + Send,
-        name: &str,
-        opts: &IngestOptions,
-        progress: &dyn Progress,
-    ) -> Result<IngestOutcome> {
-        if let Some(why) = unsafe_name(name.as_bytes()) {
-            return Err(Error::invalid("stdin name", format!("{name:?}: {why}")));
-        }
-        if u16::try_from(name.len()).is_err() {
-            return Err(Error::invalid(
-                "stdin name",
-                format!("{} bytes is too long", name.len()),
-            ));
-        }
-        let _storing = self.storing();
-        let start = self.begin_ingest(opts)?;
-        let writer = writer_for(self, opts);
-        let chunks = walk_pool()?
-            .install(|| read::stream_chunks(&writer, self.config.chunker, &mut stream, progress))?;
-        let chunks = chunks.map_err(|e| Error::Io {
-            path: PathBuf::from("standard input"),
-            source: e,
-        })?;
-        let size: u64 = chunks.iter().map(|c| u64::from(c.1)).sum();
-        let mut tally = folder::Tally::default();
-        tally.summary.files = 1;
-        tally.summary.dirs = 1;
-        tally.summary.logical_bytes = size;
-        tally.summary.total_chunks = chunks.len() as u64;
-        let now = start
+/// The work of [`Repository::ingest_with`](crate::Repository::ingest_with).
+pub(crate) fn ingest_with(
+    engine: &Engine,
+    paths: &[PathBuf],
+    opts: &IngestOptions,
+    progress: &dyn Progress,
+) -> Result<IngestOutcome> {
+    let _storing = engine.storing();
+    let start = begin_ingest(engine, opts)?;
+    let writer = writer_for(engine, opts);
+    let walker = Walker {
+        repo: engine,
+        writer: &writer,
+        progress,
+        file_cache: opts.file_cache,
+        own: engine.own_folders(),
+        exclude: &opts.exclude,
+        devices: devices_of(paths),
+        names: crate::engine::attrs::Names::default(),
+        started_ns: start
             .time
             .duration_since(SystemTime::UNIX_EPOCH)
-            .unwrap_or_default();
-        let tree = Tree {
-            entries: vec![Entry {
-                name: name.as_bytes().to_vec(),
-                mode: 0o644,
-                mtime_s: i64::try_from(now.as_secs()).unwrap_or(i64::MAX),
-                mtime_ns: now.subsec_nanos(),
-                kind: EntryKind::File { size, chunks },
-                attrs: crate::format::snapshot::Attrs {
-                    owner: Some(
-                        folder::Names::default()
-                            .owner(uzers::get_current_uid(), uzers::get_current_gid()),
-                    ),
-                    ..Default::default()
-                },
-            }],
-        };
-        let root = writer.store(&tree.encode(), ObjectKind::Tree)?;
-        let paths = vec![format!("/{name}")];
-        self.conclude(&start, writer, (root, None), tally, paths, opts, progress)
-    }
+            .map_or(0, |d| i128::try_from(d.as_nanos()).unwrap_or(i128::MAX)),
+    };
+    let (root_tree, tally) = walk_pool()?.install(|| walker.roots(paths))?;
+    let root = match paths {
+        [only] => walker.root_entry(only, root_tree)?,
+        _ => None,
+    };
+    let paths = paths.iter().map(|p| record_path(p)).collect();
+    let tops = (root_tree, root);
+    conclude(engine, &start, writer, tops, tally, paths, opts, progress)
+}
 
-    /// What every ingest does first: check the shards can take data, and
-    /// see what other writers committed since this handle opened.
-    fn begin_ingest(&self, opts: &IngestOptions) -> Result<IngestStart> {
-        if !opts.dry_run {
-            self.check_writable()?;
-        }
-        self.refresh()?;
-        Ok(IngestStart {
-            clock: Instant::now(),
-            time: SystemTime::now(),
-        })
+/// The work of [`Repository::ingest_stream`](crate::Repository::ingest_stream).
+pub(crate) fn ingest_stream(
+    engine: &Engine,
+    mut stream: impl std::io::Read + Send,
+    name: &str,
+    opts: &IngestOptions,
+    progress: &dyn Progress,
+) -> Result<IngestOutcome> {
+    if let Some(why) = unsafe_name(name.as_bytes()) {
+        return Err(Error::invalid("stdin name", format!("{name:?}: {why}")));
     }
-
-    /// What every ingest does last: commit the packs, update the file
-    /// cache, and write the record (in a dry run, only describe it).
-    #[allow(clippy::too_many_arguments)] // one call per kind of ingest, all internal
-    fn conclude(
-        &self,
-        start: &IngestStart,
-        writer: ObjectWriter<'_>,
-        (root_tree, root): (ChunkId, Option<ChunkId>),
-        tally: folder::Tally,
-        paths: Vec<String>,
-        opts: &IngestOptions,
-        progress: &dyn Progress,
-    ) -> Result<IngestOutcome> {
-        let stats = writer.finish()?;
-        // Files read this time become the cache for the next ingest, once
-        // their chunks are indexed (by `writer.finish`).
-        if let (Some(cache), false) = (&self.file_cache, opts.dry_run) {
-            // The cache only saves re-reading: a write that fails (a full
-            // disk) costs the next ingest time, not this one its snapshot.
-            if let Err(e) = cache.put_many(&tally.fresh_cache) {
-                progress.warn(&format!("file cache not updated: {e}"));
-            }
-        }
-        let mut summary = tally.summary;
-        summary.new_chunks = stats.new_objects;
-        summary.new_bytes = stats.new_raw;
-        summary.new_stored_bytes = stats.new_stored;
-        summary.reused_bytes = summary.logical_bytes.saturating_sub(stats.new_data_raw);
-        summary.bloom = stats.bloom;
-        summary.seconds = start.clock.elapsed().as_secs_f64();
-        let hostname = opts
-            .host
-            .clone()
-            .unwrap_or_else(|| gethostname::gethostname().to_string_lossy().into_owned());
-        let mut tags = opts.tags.clone();
-        tags.sort();
-        tags.dedup();
-        let record = SnapshotRecord {
-            version: RECORD_VERSION,
-            time: humantime::format_rfc3339_seconds(start.time).to_string(),
-            time_unix_ns: start
-                .time
-                .duration_since(SystemTime::UNIX_EPOCH)
-                .map_or(0, |d| d.as_nanos()),
-            parent: self.parent_of(&hostname, &paths)?,
-            prev: self.snapshots()?.last().map(|(id, _)| *id),
-            hostname,
-            username: uzers::get_current_username()
-                .map(|u| u.to_string_lossy().into_owned())
-                .unwrap_or_default(),
-            paths,
-            tags,
-            tree: root_tree,
-            root,
-            summary,
-        };
-        if opts.dry_run {
-            let (id, _) = crate::engine::encode_record(&self.crypt, &record);
-            return Ok(IngestOutcome {
-                id,
-                record,
-                dry_run: true,
-            });
-        }
-        self.publish_snapshot(record, progress)
+    if u16::try_from(name.len()).is_err() {
+        return Err(Error::invalid(
+            "stdin name",
+            format!("{} bytes is too long", name.len()),
+        ));
     }
+    let _storing = engine.storing();
+    let start = begin_ingest(engine, opts)?;
+    let writer = writer_for(engine, opts);
+    let chunks = walk_pool()?
+        .install(|| read::stream_chunks(&writer, engine.config.chunker, &mut stream, progress))?;
+    let chunks = chunks.map_err(|e| Error::Io {
+        path: PathBuf::from("standard input"),
+        source: e,
+    })?;
+    let size: u64 = chunks.iter().map(|c| u64::from(c.1)).sum();
+    let mut tally = folder::Tally::default();
+    tally.summary.files = 1;
+    tally.summary.dirs = 1;
+    tally.summary.logical_bytes = size;
+    tally.summary.total_chunks = chunks.len() as u64;
+    let now = start
+        .time
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap_or_default();
+    let tree = Tree {
+        entries: vec![Entry {
+            name: name.as_bytes().to_vec(),
+            mode: 0o644,
+            mtime_s: i64::try_from(now.as_secs()).unwrap_or(i64::MAX),
+            mtime_ns: now.subsec_nanos(),
+            kind: EntryKind::File { size, chunks },
+            attrs: crate::format::snapshot::Attrs {
+                owner: Some(
+                    crate::engine::attrs::Names::default()
+                        .owner(uzers::get_current_uid(), uzers::get_current_gid()),
+                ),
+                ..Default::default()
+            },
+        }],
+    };
+    let root = writer.store(&tree.encode(), ObjectKind::Tree)?;
+    let paths = vec![format!("/{name}")];
+    conclude(engine, &start, writer, (root, None), tally, paths, opts, progress)
+}
 
-    /// The newest snapshot of the same host and the same set of paths: the
-    /// one a new snapshot follows (restic's parent).
-    fn parent_of(&self, hostname: &str, paths: &[String]) -> Result<Option<SnapshotId>> {
-        let sorted = |p: &[String]| {
-            let mut p = p.to_vec();
-            p.sort();
-            p
-        };
-        let want = sorted(paths);
-        Ok(self
-            .snapshots()?
-            .into_iter()
-            .rev()
-            .find(|(_, r)| r.hostname == hostname && sorted(&r.paths) == want)
-            .map(|(id, _)| id))
+/// What every ingest does first: check the shards can take data, and
+/// see what other writers committed since this handle opened.
+fn begin_ingest(engine: &Engine, opts: &IngestOptions) -> Result<IngestStart> {
+    if !opts.dry_run {
+        engine.check_writable()?;
     }
+    engine.refresh()?;
+    Ok(IngestStart {
+        clock: Instant::now(),
+        time: SystemTime::now(),
+    })
+}
 
-    /// Last, the snapshot record, durably into `snapshots/` and then
-    /// into the index (invariant 3: every pack it reaches is committed),
-    /// then the Bloom counters and filter. Once the record file is durable
-    /// the snapshot is saved: what fails after it is a warning, not an
-    /// error that would have the user ingest the same data twice.
-    fn publish_snapshot(
-        &self,
-        record: SnapshotRecord,
-        progress: &dyn Progress,
-    ) -> Result<IngestOutcome> {
-        let (id, bytes) = crate::engine::encode_record(&self.crypt, &record);
-        self.hold.check_alive()?;
-        self.files.put(&SnapshotRecord::key(&id), &bytes)?;
-        let bloom = &record.summary.bloom;
-        let after = [
-            // A record the index lacks is adopted by the next writer.
-            ("snapshot index entry", self.index.put_snapshot(&id, &bytes)),
-            (
-                "Bloom counters",
-                self.index.add_counters(&[
-                    (BLOOM_LOOKUPS, bloom.lookups),
-                    (BLOOM_SKIPPED, bloom.skipped),
-                    (BLOOM_FALSE_POSITIVES, bloom.false_positives),
-                ]),
-            ),
-            // A stale filter is rebuilt by the next writer.
-            ("Bloom filter", self.save_bloom()),
-        ];
-        for (what, result) in after {
-            if let Err(e) = result {
-                progress.warn(&format!(
-                    "snapshot {id} is saved, but its {what} was not written (the next writer repairs it): {e}"
-                ));
-            }
+/// What every ingest does last: commit the packs, update the file
+/// cache, and write the record (in a dry run, only describe it).
+#[allow(clippy::too_many_arguments)] // one call per kind of ingest, all internal
+fn conclude(
+    engine: &Engine,
+    start: &IngestStart,
+    writer: ObjectWriter<'_>,
+    (root_tree, root): (ChunkId, Option<ChunkId>),
+    tally: folder::Tally,
+    paths: Vec<String>,
+    opts: &IngestOptions,
+    progress: &dyn Progress,
+) -> Result<IngestOutcome> {
+    let stats = writer.finish()?;
+    // Files read this time become the cache for the next ingest, once
+    // their chunks are indexed (by `writer.finish`).
+    if let (Some(cache), false) = (&engine.file_cache, opts.dry_run) {
+        // The cache only saves re-reading: a write that fails (a full
+        // disk) costs the next ingest time, not this one its snapshot.
+        if let Err(e) = cache.put_many(&tally.fresh_cache) {
+            progress.warn(&format!("file cache not updated: {e}"));
         }
-        Ok(IngestOutcome {
+    }
+    let mut summary = tally.summary;
+    summary.new_chunks = stats.new_objects;
+    summary.new_bytes = stats.new_raw;
+    summary.new_stored_bytes = stats.new_stored;
+    summary.reused_bytes = summary.logical_bytes.saturating_sub(stats.new_data_raw);
+    summary.bloom = stats.bloom;
+    summary.seconds = start.clock.elapsed().as_secs_f64();
+    let hostname = opts
+        .host
+        .clone()
+        .unwrap_or_else(|| gethostname::gethostname().to_string_lossy().into_owned());
+    let mut tags = opts.tags.clone();
+    tags.sort();
+    tags.dedup();
+    let record = SnapshotRecord {
+        version: RECORD_VERSION,
+        time: humantime::format_rfc3339_seconds(start.time).to_string(),
+        time_unix_ns: start
+            .time
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos()),
+        parent: parent_of(engine, &hostname, &paths)?,
+        prev: engine.snapshots()?.last().map(|(id, _)| *id),
+        hostname,
+        username: uzers::get_current_username()
+            .map(|u| u.to_string_lossy().into_owned())
+            .unwrap_or_default(),
+        paths,
+        tags,
+        tree: root_tree,
+        root,
+        summary,
+    };
+    if opts.dry_run {
+        let (id, _) = crate::engine::encode_record(&engine.crypt, &record);
+        return Ok(IngestOutcome {
             id,
             record,
-            dry_run: false,
-        })
+            dry_run: true,
+        });
     }
+    publish_snapshot(engine, record, progress)
+}
+
+/// The newest snapshot of the same host and the same set of paths: the
+/// one a new snapshot follows (restic's parent).
+fn parent_of(engine: &Engine, hostname: &str, paths: &[String]) -> Result<Option<SnapshotId>> {
+    let sorted = |p: &[String]| {
+        let mut p = p.to_vec();
+        p.sort();
+        p
+    };
+    let want = sorted(paths);
+    Ok(engine
+        .snapshots()?
+        .into_iter()
+        .rev()
+        .find(|(_, r)| r.hostname == hostname && sorted(&r.paths) == want)
+        .map(|(id, _)| id))
+}
+
+/// Last, the snapshot record, durably into `snapshots/` and then
+/// into the index (invariant 3: every pack it reaches is committed),
+/// then the Bloom counters and filter. Once the record file is durable
+/// the snapshot is saved: what fails after it is a warning, not an
+/// error that would have the user ingest the same data twice.
+fn publish_snapshot(
+    engine: &Engine,
+    record: SnapshotRecord,
+    progress: &dyn Progress,
+) -> Result<IngestOutcome> {
+    let (id, bytes) = crate::engine::encode_record(&engine.crypt, &record);
+    engine.hold.check_alive()?;
+    engine.files.put(&SnapshotRecord::key(&id), &bytes)?;
+    let bloom = &record.summary.bloom;
+    let after = [
+        // A record the index lacks is adopted by the next writer.
+        ("snapshot index entry", engine.index.put_snapshot(&id, &bytes)),
+        (
+            "Bloom counters",
+            engine.index.add_counters(&[
+                (BLOOM_LOOKUPS, bloom.lookups),
+                (BLOOM_SKIPPED, bloom.skipped),
+                (BLOOM_FALSE_POSITIVES, bloom.false_positives),
+            ]),
+        ),
+        // A stale filter is rebuilt by the next writer.
+        ("Bloom filter", engine.save_bloom()),
+    ];
+    for (what, result) in after {
+        if let Err(e) = result {
+            progress.warn(&format!(
+                "snapshot {id} is saved, but its {what} was not written (the next writer repairs it): {e}"
+            ));
+        }
+    }
+    Ok(IngestOutcome {
+        id,
+        record,
+        dry_run: false,
+    })
 }
 
 /// When an ingest began.
@@ -377,7 +364,7 @@ struct IngestStart {
 }
 
 /// The writer an ingest stores through: one that only counts in a dry run.
-fn writer_for<'r>(repo: &'r Repository, opts: &IngestOptions) -> ObjectWriter<'r> {
+fn writer_for<'r>(repo: &'r Engine, opts: &IngestOptions) -> ObjectWriter<'r> {
     if opts.dry_run {
         ObjectWriter::counting(repo)
     } else {

@@ -15,7 +15,7 @@ use rayon::prelude::*;
 use super::ChunkList;
 use crate::catalog::LOOKUP_BATCH;
 use crate::engine::writer::ObjectWriter;
-use crate::engine::{Progress, Repository};
+use crate::engine::{Progress, Engine};
 use crate::error::Result;
 use crate::format::filecache::FileStamp;
 use crate::format::record::ObjectKind;
@@ -313,7 +313,7 @@ fn stored(
 
 /// Forgets the cached chunk lists that name a chunk no longer indexed (a
 /// gc may have dropped it since): those files are read again.
-pub(super) fn drop_unindexed(repo: &Repository, lists: &mut [Option<ChunkList>]) -> Result<()> {
+pub(super) fn drop_unindexed(repo: &Engine, lists: &mut [Option<ChunkList>]) -> Result<()> {
     let ids: Vec<ChunkId> = lists.iter().flatten().flatten().map(|c| c.0).collect();
     let mut missing = HashSet::new();
     for batch in ids.chunks(LOOKUP_BATCH) {

@@ -24,12 +24,12 @@ use std::path::{Path, PathBuf};
 use rayon::prelude::*;
 
 use crate::catalog::Location;
-use crate::engine::{in_pool, Progress, Repository};
+use crate::engine::{in_pool, Progress, Engine};
 use crate::error::{Error, IoContext, Result};
 use crate::format::snapshot::{Entry, EntryKind, SnapshotId};
 use crate::globs::PathGlobs;
 use crate::id::ChunkId;
-use crate::ops::browse::Found;
+use crate::engine::paths::Found;
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, PoisonError};
 
@@ -144,283 +144,274 @@ impl Plan {
     }
 }
 
-impl Repository {
-    /// Restores `snapshot` into `dest`, which must be absent or empty.
-    /// Files that fail (a damaged chunk, say) are listed in the outcome's
-    /// `failed`; the rest are restored.
-    pub fn restore(
-        &self,
-        snapshot: &SnapshotId,
-        dest: &Path,
-        progress: &dyn Progress,
-    ) -> Result<RestoreOutcome> {
-        self.restore_path(snapshot, "", dest, progress)
+/// The work of [`Repository::restore`](crate::Repository::restore).
+pub(crate) fn restore(
+    engine: &Engine,
+    snapshot: &SnapshotId,
+    dest: &Path,
+    progress: &dyn Progress,
+) -> Result<RestoreOutcome> {
+    restore_path(engine, snapshot, "", dest, progress)
+}
+
+/// The work of [`Repository::restore_path`](crate::Repository::restore_path).
+pub(crate) fn restore_path(
+    engine: &Engine,
+    snapshot: &SnapshotId,
+    path: &str,
+    dest: &Path,
+    progress: &dyn Progress,
+) -> Result<RestoreOutcome> {
+    restore_with(engine, snapshot, path, dest, &RestoreOptions::default(), progress)
+}
+
+/// The work of [`Repository::restore_with`](crate::Repository::restore_with).
+pub(crate) fn restore_with(
+    engine: &Engine,
+    snapshot: &SnapshotId,
+    path: &str,
+    dest: &Path,
+    opts: &RestoreOptions,
+    progress: &dyn Progress,
+) -> Result<RestoreOutcome> {
+    let record = engine.snapshot(snapshot)?;
+    let found = engine.lookup(snapshot, &record.tree, path)?;
+    let at = in_snapshot(path)?;
+    prepare_destination(dest, opts.overwrite)?;
+    let apply = Apply::new(opts.numeric_owner)?;
+    let pool = engine.io_pool();
+    let mut plan = Plan {
+        levels: Vec::new(),
+        files: Vec::new(),
+        links: Vec::new(),
+        specials: Vec::new(),
+        hardlinks: Vec::new(),
+        linked: HashMap::new(),
+        left_out: 0,
+        damaged: Vec::new(),
+    };
+    match (found.tree(), found) {
+        (Some(tree), _) => plan_into(engine, &tree, dest, &at, opts, &mut plan, &apply.reach)?,
+        (None, Found::Entry(entry)) => {
+            // Checked like every name when its tree was decoded.
+            let path = dest.join(std::ffi::OsStr::from_bytes(&entry.name));
+            if opts.exclude.matches(&at)
+                || !(opts.include.is_empty() || opts.include.matches(&at))
+            {
+                plan.left_out += 1;
+            } else {
+                plan.place(path, entry);
+            }
+        }
+        (None, Found::Root(_)) => unreachable!("the root is a folder"),
     }
-
-    /// Restores what `path` names inside `snapshot` (see
-    /// [`browse`](crate::ops::browse)) into `dest`, which must be absent
-    /// or empty: a folder's contents (the root's for `""`), or a file or
-    /// symlink under its own name.
-    pub fn restore_path(
-        &self,
-        snapshot: &SnapshotId,
-        path: &str,
-        dest: &Path,
-        progress: &dyn Progress,
-    ) -> Result<RestoreOutcome> {
-        self.restore_with(snapshot, path, dest, &RestoreOptions::default(), progress)
+    let mut outcome = RestoreOutcome {
+        dirs: plan.levels.iter().map(Vec::len).sum::<usize>() as u64,
+        left_out: plan.left_out,
+        ..Default::default()
+    };
+    for message in std::mem::take(&mut plan.damaged) {
+        progress.warn(&message);
+        outcome.failed.push(message);
     }
-
-    /// [`restore_path`](Self::restore_path) with options: globs that pick
-    /// what is restored, what happens to entries already in `dest`, and a
-    /// read-back check.
-    pub fn restore_with(
-        &self,
-        snapshot: &SnapshotId,
-        path: &str,
-        dest: &Path,
-        opts: &RestoreOptions,
-        progress: &dyn Progress,
-    ) -> Result<RestoreOutcome> {
-        let record = self.snapshot(snapshot)?;
-        let found = self.lookup(snapshot, &record.tree, path)?;
-        let at = in_snapshot(path)?;
-        prepare_destination(dest, opts.overwrite)?;
-        let apply = Apply::new(opts.numeric_owner)?;
-        let pool = self.io_pool();
-        let mut plan = Plan {
-            levels: Vec::new(),
-            files: Vec::new(),
-            links: Vec::new(),
-            specials: Vec::new(),
-            hardlinks: Vec::new(),
-            linked: HashMap::new(),
-            left_out: 0,
-            damaged: Vec::new(),
-        };
-        match (found.tree(), found) {
-            (Some(tree), _) => self.plan(&tree, dest, &at, opts, &mut plan, &apply.reach)?,
-            (None, Found::Entry(entry)) => {
-                // Checked like every name when its tree was decoded.
-                let path = dest.join(std::ffi::OsStr::from_bytes(&entry.name));
-                if opts.exclude.matches(&at)
-                    || !(opts.include.is_empty() || opts.include.matches(&at))
-                {
-                    plan.left_out += 1;
-                } else {
-                    plan.place(path, entry);
-                }
-            }
-            (None, Found::Root(_)) => unreachable!("the root is a folder"),
-        }
-        let mut outcome = RestoreOutcome {
-            dirs: plan.levels.iter().map(Vec::len).sum::<usize>() as u64,
-            left_out: plan.left_out,
-            ..Default::default()
-        };
-        for message in std::mem::take(&mut plan.damaged) {
-            progress.warn(&message);
-            outcome.failed.push(message);
-        }
-        let mut files = std::mem::take(&mut plan.files);
-        if opts.overwrite != Overwrite::Refuse {
-            clear_the_way(&mut files, opts.overwrite, &apply.reach, &mut outcome)?;
-        }
-        progress.set_total(
-            files
-                .iter()
-                .map(|(_, e)| match e.kind {
-                    EntryKind::File { size, .. } => size,
-                    _ => 0,
-                })
-                .sum(),
-        );
-
-        let results = in_pool(pool.as_ref(), || {
-            self.restore_files(&files, &apply, progress)
-        });
-        let mut written = Vec::with_capacity(results.len());
-        for (path, r) in results {
-            match r {
-                Ok(n) => {
-                    outcome.files += 1;
-                    outcome.bytes += n;
-                    written.push(path);
-                }
-                Err(e) => {
-                    let message = format!("{}: {e}", path.display());
-                    progress.warn(&message);
-                    outcome.failed.push(message);
-                }
-            }
-        }
-        make_hardlinks(
-            &plan.hardlinks,
-            &written,
-            opts.overwrite,
-            &apply.reach,
-            &mut outcome,
-        )?;
-        make_specials(&plan.specials, opts.overwrite, &apply, &mut outcome)?;
-        make_links(&plan.links, opts.overwrite, &apply, &mut outcome)?;
-        // Everything inside is made, so no folder's time changes again.
-        // Deepest first, so that a folder whose mode takes away its own
-        // search bit is not walked through afterwards; a level at a time,
-        // each on every core.
-        for level in plan.levels.iter().rev() {
-            level
-                .par_iter()
-                .try_for_each(|(path, entry, _)| finish_path(path, entry, &apply))?;
-        }
-        // The root folder's own metadata, for a whole snapshot.
-        if let (Some(root), true) = (record.root, at == Path::new("/")) {
-            if let Some(entry) = self.read_tree(&root)?.entries.first() {
-                finish_path(dest, entry, &apply)?;
-            }
-        }
-        if opts.verify {
-            let (crypt, reach) = (self.crypt(), &apply.reach);
-            verify_written(crypt, reach, &files, &written, &mut outcome, progress);
-        }
-        outcome.warnings = apply.warnings();
-        for w in &outcome.warnings {
-            progress.warn(w);
-        }
-        Ok(outcome)
+    let mut files = std::mem::take(&mut plan.files);
+    if opts.overwrite != Overwrite::Refuse {
+        clear_the_way(&mut files, opts.overwrite, &apply.reach, &mut outcome)?;
     }
-
-    /// Walks tree `root` (at `at` in the snapshot) under `dest`, listing
-    /// what to make (what the globs pass: a folder that no include
-    /// matches is made only when something below it is restored), then
-    /// makes its folders, a level at a time (each on every core).
-    fn plan(
-        &self,
-        root: &ChunkId,
-        dest: &Path,
-        at: &Path,
-        opts: &RestoreOptions,
-        plan: &mut Plan,
-        reach: &Reach,
-    ) -> Result<()> {
-        let everything = opts.include.is_empty();
-        let start = (dest.to_path_buf(), at.to_path_buf(), 0, everything);
-        self.walk_paths(
-            vec![(*root, start)],
-            |(dir, here, depth, whole), id, tree| {
-                let mut subdirs = Vec::new();
-                let tree = match tree {
-                    Ok(tree) => tree,
-                    // An unreachable store is no damaged tree.
-                    Err(e @ Error::ObjectStore { .. }) => return Err(e),
-                    Err(e) => {
-                        plan.damaged.push(format!(
-                            "{}: folder (tree {id}) cannot be read, nothing in it is restored: {e}",
-                            dir.display()
-                        ));
-                        return Ok(subdirs);
-                    }
-                };
-                for entry in tree.entries {
-                    // Names were checked when the tree was decoded; a path
-                    // built from them can only be a direct child of `dir`.
-                    let name = std::ffi::OsStr::from_bytes(&entry.name);
-                    let (path, inside) = (dir.join(name), here.join(name));
-                    if opts.exclude.matches(&inside) {
-                        plan.left_out += 1;
-                        continue;
-                    }
-                    let taken = *whole || opts.include.matches(&inside);
-                    match &entry.kind {
-                        EntryKind::Dir { tree } => {
-                            subdirs.push((*tree, (path.clone(), inside, depth + 1, taken)));
-                            if plan.levels.len() <= *depth {
-                                plan.levels.push(Vec::new());
-                            }
-                            plan.levels[*depth].push((path, entry, taken));
-                        }
-                        _ if !taken => plan.left_out += 1,
-                        _ => plan.place(path, entry),
-                    }
-                }
-                Ok(subdirs)
-            },
-        )?;
-        if !everything {
-            // Folders no include took stay only on the way to something
-            // restored.
-            let mut needed: std::collections::HashSet<&Path> = std::collections::HashSet::new();
-            let taken_dirs = plan.levels.iter().flatten().filter(|l| l.2).map(|l| &l.0);
-            let placed = plan.files.iter().chain(&plan.links).chain(&plan.specials);
-            let hardlinks = plan.hardlinks.iter().map(|h| &h.0);
-            for path in placed.map(|f| &f.0).chain(hardlinks).chain(taken_dirs) {
-                for up in path.ancestors().skip(1) {
-                    if up == dest || !needed.insert(up) {
-                        break;
-                    }
-                }
-            }
-            let needed: std::collections::HashSet<PathBuf> =
-                needed.into_iter().map(Path::to_path_buf).collect();
-            for level in &mut plan.levels {
-                let before = level.len();
-                level.retain(|(path, _, taken)| *taken || needed.contains(path));
-                plan.left_out += (before - level.len()) as u64;
-            }
-            plan.levels.retain(|l| !l.is_empty());
-        }
-        for level in &plan.levels {
-            level.par_iter().try_for_each(|(path, _, _)| {
-                make_folder(path, opts.overwrite, reach)?;
-                reach.made(path)
-            })?;
-        }
-        Ok(())
-    }
-
-    /// Looks up where `entry`'s chunks are; an error names the first
-    /// chunk the index does not have.
-    fn locate<'a>(&self, path: &'a Path, entry: &'a Entry) -> Result<Located<'a>> {
-        let EntryKind::File { chunks, .. } = &entry.kind else {
-            unreachable!()
-        };
-        let ids: Vec<ChunkId> = chunks.iter().map(|(id, _)| *id).collect();
-        let locations = ids
+    progress.set_total(
+        files
             .iter()
-            .zip(self.index.chunks(&ids)?)
-            .map(|(id, loc)| loc.ok_or(Error::MissingChunk(*id)))
-            .collect::<Result<Vec<Location>>>()?;
-        Ok(Located {
-            path,
-            entry,
-            locations,
-        })
-    }
+            .map(|(_, e)| match e.kind {
+                EntryKind::File { size, .. } => size,
+                _ => 0,
+            })
+            .sum(),
+    );
 
-    /// Restores `files`, planned by pack ([`restore_by_pack`]); a file
-    /// the index cannot place fails with the reason.
-    ///
-    /// [`restore_by_pack`]: Self::restore_by_pack
-    fn restore_files(
-        &self,
-        files: &[(PathBuf, Entry)],
-        apply: &Apply,
-        progress: &dyn Progress,
-    ) -> Vec<(PathBuf, std::result::Result<u64, String>)> {
-        let located: Vec<Result<Located<'_>>> = files
-            .par_iter()
-            .map(|(path, entry)| self.locate(path, entry))
-            .collect();
-        let mut out = Vec::new();
-        let mut found = Vec::with_capacity(files.len());
-        for ((path, _), f) in files.iter().zip(located) {
-            match f {
-                Ok(f) => found.push(f),
-                Err(e) => out.push((path.clone(), Err(e.to_string()))),
+    let results = in_pool(pool.as_ref(), || {
+        restore_files(engine, &files, &apply, progress)
+    });
+    let mut written = Vec::with_capacity(results.len());
+    for (path, r) in results {
+        match r {
+            Ok(n) => {
+                outcome.files += 1;
+                outcome.bytes += n;
+                written.push(path);
+            }
+            Err(e) => {
+                let message = format!("{}: {e}", path.display());
+                progress.warn(&message);
+                outcome.failed.push(message);
             }
         }
-        out.extend(self.restore_by_pack(&found, apply, progress));
-        out
     }
+    make_hardlinks(
+        &plan.hardlinks,
+        &written,
+        opts.overwrite,
+        &apply.reach,
+        &mut outcome,
+    )?;
+    make_specials(&plan.specials, opts.overwrite, &apply, &mut outcome)?;
+    make_links(&plan.links, opts.overwrite, &apply, &mut outcome)?;
+    // Everything inside is made, so no folder's time changes again.
+    // Deepest first, so that a folder whose mode takes away its own
+    // search bit is not walked through afterwards; a level at a time,
+    // each on every core.
+    for level in plan.levels.iter().rev() {
+        level
+            .par_iter()
+            .try_for_each(|(path, entry, _)| finish_path(path, entry, &apply))?;
+    }
+    // The root folder's own metadata, for a whole snapshot.
+    if let (Some(root), true) = (record.root, at == Path::new("/")) {
+        if let Some(entry) = engine.read_tree(&root)?.entries.first() {
+            finish_path(dest, entry, &apply)?;
+        }
+    }
+    if opts.verify {
+        let (crypt, reach) = (engine.crypt(), &apply.reach);
+        verify_written(crypt, reach, &files, &written, &mut outcome, progress);
+    }
+    outcome.warnings = apply.warnings();
+    for w in &outcome.warnings {
+        progress.warn(w);
+    }
+    Ok(outcome)
+}
+
+/// Walks tree `root` (at `at` in the snapshot) under `dest`, listing
+/// what to make (what the globs pass: a folder that no include
+/// matches is made only when something below it is restored), then
+/// makes its folders, a level at a time (each on every core).
+fn plan_into(
+    engine: &Engine,
+    root: &ChunkId,
+    dest: &Path,
+    at: &Path,
+    opts: &RestoreOptions,
+    plan: &mut Plan,
+    reach: &Reach,
+) -> Result<()> {
+    let everything = opts.include.is_empty();
+    let start = (dest.to_path_buf(), at.to_path_buf(), 0, everything);
+    engine.walk_paths(
+        vec![(*root, start)],
+        |(dir, here, depth, whole), id, tree| {
+            let mut subdirs = Vec::new();
+            let tree = match tree {
+                Ok(tree) => tree,
+                // An unreachable store is no damaged tree.
+                Err(e @ Error::ObjectStore { .. }) => return Err(e),
+                Err(e) => {
+                    plan.damaged.push(format!(
+                        "{}: folder (tree {id}) cannot be read, nothing in it is restored: {e}",
+                        dir.display()
+                    ));
+                    return Ok(subdirs);
+                }
+            };
+            for entry in tree.entries {
+                // Names were checked when the tree was decoded; a path
+                // built from them can only be a direct child of `dir`.
+                let name = std::ffi::OsStr::from_bytes(&entry.name);
+                let (path, inside) = (dir.join(name), here.join(name));
+                if opts.exclude.matches(&inside) {
+                    plan.left_out += 1;
+                    continue;
+                }
+                let taken = *whole || opts.include.matches(&inside);
+                match &entry.kind {
+                    EntryKind::Dir { tree } => {
+                        subdirs.push((*tree, (path.clone(), inside, depth + 1, taken)));
+                        if plan.levels.len() <= *depth {
+                            plan.levels.push(Vec::new());
+                        }
+                        plan.levels[*depth].push((path, entry, taken));
+                    }
+                    _ if !taken => plan.left_out += 1,
+                    _ => plan.place(path, entry),
+                }
+            }
+            Ok(subdirs)
+        },
+    )?;
+    if !everything {
+        // Folders no include took stay only on the way to something
+        // restored.
+        let mut needed: std::collections::HashSet<&Path> = std::collections::HashSet::new();
+        let taken_dirs = plan.levels.iter().flatten().filter(|l| l.2).map(|l| &l.0);
+        let placed = plan.files.iter().chain(&plan.links).chain(&plan.specials);
+        let hardlinks = plan.hardlinks.iter().map(|h| &h.0);
+        for path in placed.map(|f| &f.0).chain(hardlinks).chain(taken_dirs) {
+            for up in path.ancestors().skip(1) {
+                if up == dest || !needed.insert(up) {
+                    break;
+                }
+            }
+        }
+        let needed: std::collections::HashSet<PathBuf> =
+            needed.into_iter().map(Path::to_path_buf).collect();
+        for level in &mut plan.levels {
+            let before = level.len();
+            level.retain(|(path, _, taken)| *taken || needed.contains(path));
+            plan.left_out += (before - level.len()) as u64;
+        }
+        plan.levels.retain(|l| !l.is_empty());
+    }
+    for level in &plan.levels {
+        level.par_iter().try_for_each(|(path, _, _)| {
+            make_folder(path, opts.overwrite, reach)?;
+            reach.made(path)
+        })?;
+    }
+    Ok(())
+}
+
+/// Looks up where `entry`'s chunks are; an error names the first
+/// chunk the index does not have.
+fn locate<'a>(engine: &Engine, path: &'a Path, entry: &'a Entry) -> Result<Located<'a>> {
+    let EntryKind::File { chunks, .. } = &entry.kind else {
+        unreachable!()
+    };
+    let ids: Vec<ChunkId> = chunks.iter().map(|(id, _)| *id).collect();
+    let locations = ids
+        .iter()
+        .zip(engine.index.chunks(&ids)?)
+        .map(|(id, loc)| loc.ok_or(Error::MissingChunk(*id)))
+        .collect::<Result<Vec<Location>>>()?;
+    Ok(Located {
+        path,
+        entry,
+        locations,
+    })
+}
+
+/// Restores `files`, planned by pack ([`restore_by_pack`]); a file
+/// the index cannot place fails with the reason.
+///
+/// [`restore_by_pack`]: Self::restore_by_pack
+fn restore_files(
+    engine: &Engine,
+    files: &[(PathBuf, Entry)],
+    apply: &Apply,
+    progress: &dyn Progress,
+) -> Vec<(PathBuf, std::result::Result<u64, String>)> {
+    let located: Vec<Result<Located<'_>>> = files
+        .par_iter()
+        .map(|(path, entry)| locate(engine, path, entry))
+        .collect();
+    let mut out = Vec::new();
+    let mut found = Vec::with_capacity(files.len());
+    for ((path, _), f) in files.iter().zip(located) {
+        match f {
+            Ok(f) => found.push(f),
+            Err(e) => out.push((path.clone(), Err(e.to_string()))),
+        }
+    }
+    out.extend(restore_by_pack(engine, &found, apply, progress));
+    out
 }
 
 /// A file to restore, with where its chunks are.
@@ -523,108 +514,106 @@ fn open_for_write(
     }
 }
 
-impl Repository {
-    /// Restores `files` planned by pack: every record they need, each
-    /// once however many files hold it, grouped by pack and read in few
-    /// large ranges (`fetch.rs`), many at once; each record is
-    /// checked once and written to every place that needs it, and a file
-    /// is finished (owner, mode, times) when its last chunk is written.
-    /// Memory stays within the ranges in flight: records go straight to
-    /// their files, at their offsets.
-    fn restore_by_pack(
-        &self,
-        files: &[Located<'_>],
-        apply: &Apply,
-        progress: &dyn Progress,
-    ) -> Vec<(PathBuf, std::result::Result<u64, String>)> {
-        let mut wanted = Vec::new();
-        for (n, f) in files.iter().enumerate() {
-            let mut offset = 0;
-            for (k, loc) in f.locations.iter().enumerate() {
-                let place = Place {
-                    file: n as u32,
-                    offset,
-                    last: k + 1 == f.locations.len(),
-                };
-                wanted.push((*loc, place));
-                offset += u64::from(loc.entry.raw_len);
-            }
+/// Restores `files` planned by pack: every record they need, each
+/// once however many files hold it, grouped by pack and read in few
+/// large ranges (`fetch.rs`), many at once; each record is
+/// checked once and written to every place that needs it, and a file
+/// is finished (owner, mode, times) when its last chunk is written.
+/// Memory stays within the ranges in flight: records go straight to
+/// their files, at their offsets.
+fn restore_by_pack(
+    engine: &Engine,
+    files: &[Located<'_>],
+    apply: &Apply,
+    progress: &dyn Progress,
+) -> Vec<(PathBuf, std::result::Result<u64, String>)> {
+    let mut wanted = Vec::new();
+    for (n, f) in files.iter().enumerate() {
+        let mut offset = 0;
+        for (k, loc) in f.locations.iter().enumerate() {
+            let place = Place {
+                file: n as u32,
+                offset,
+                last: k + 1 == f.locations.len(),
+            };
+            wanted.push((*loc, place));
+            offset += u64::from(loc.entry.raw_len);
         }
-        let writing: Vec<Mutex<Writing>> = files
-            .iter()
-            .map(|f| {
-                Mutex::new(Writing {
-                    remaining: f.locations.len(),
-                    ..Writing::default()
-                })
+    }
+    let writing: Vec<Mutex<Writing>> = files
+        .iter()
+        .map(|f| {
+            Mutex::new(Writing {
+                remaining: f.locations.len(),
+                ..Writing::default()
             })
-            .collect();
-        let kept_open = AtomicUsize::new(0);
-        let finish = |f: &Located<'_>, w: &mut Writing, file: &fs::File| {
-            w.close(&kept_open);
-            match finish_file(file, f.path, f.entry, apply, progress) {
-                Ok(size) => w.done = Some(size),
-                Err(e) => w.failed = Some(e.to_string()),
-            }
-        };
-        // Files with no chunks (empty ones) are made at once.
-        files
-            .par_iter()
-            .zip(&writing)
-            .filter(|(f, _)| f.locations.is_empty())
-            .for_each(|(f, w)| {
-                let mut w = w.lock().unwrap_or_else(PoisonError::into_inner);
-                if let Some(file) = open_for_write(f, &mut w, &kept_open, &apply.reach) {
-                    finish(f, &mut w, &file);
-                }
-            });
-        self.fetch_all(wanted, None, &|_, places: &[Place], raw| {
-            // Checked once for all the places: a chunk of zeros is
-            // left a hole, except where it ends a file.
-            let zeros = raw
-                .as_ref()
-                .is_ok_and(|raw| crate::engine::writer::is_zeros(raw));
-            for place in places {
-                let (f, slot) = (&files[place.file as usize], &writing[place.file as usize]);
-                let lock = || slot.lock().unwrap_or_else(PoisonError::into_inner);
-                let raw = match &raw {
-                    Ok(raw) => raw,
-                    Err(e) => {
-                        lock().fail(e.to_string(), &kept_open);
-                        continue;
-                    }
-                };
-                let Some(file) = open_for_write(f, &mut lock(), &kept_open, &apply.reach) else {
-                    continue;
-                };
-                if !zeros || place.last {
-                    if let Err(e) = file.write_all_at(raw, place.offset).at(f.path) {
-                        lock().fail(e.to_string(), &kept_open);
-                        continue;
-                    }
-                }
-                progress.advance(raw.len() as u64);
-                let mut w = lock();
-                w.remaining -= 1;
-                if w.remaining == 0 && w.failed.is_none() {
-                    finish(f, &mut w, &file);
-                }
+        })
+        .collect();
+    let kept_open = AtomicUsize::new(0);
+    let finish = |f: &Located<'_>, w: &mut Writing, file: &fs::File| {
+        w.close(&kept_open);
+        match finish_file(file, f.path, f.entry, apply, progress) {
+            Ok(size) => w.done = Some(size),
+            Err(e) => w.failed = Some(e.to_string()),
+        }
+    };
+    // Files with no chunks (empty ones) are made at once.
+    files
+        .par_iter()
+        .zip(&writing)
+        .filter(|(f, _)| f.locations.is_empty())
+        .for_each(|(f, w)| {
+            let mut w = w.lock().unwrap_or_else(PoisonError::into_inner);
+            if let Some(file) = open_for_write(f, &mut w, &kept_open, &apply.reach) {
+                finish(f, &mut w, &file);
             }
         });
-        files
-            .iter()
-            .zip(writing)
-            .map(|(f, w)| {
-                let w = w.into_inner().unwrap_or_else(PoisonError::into_inner);
-                let result = match (w.failed, w.done) {
-                    (Some(why), _) => Err(why),
-                    (None, Some(size)) => Ok(size),
-                    (None, None) => Err(format!("{} chunks were never read", w.remaining)),
-                };
-                (f.path.to_path_buf(), result)
-            })
-            .collect()
-    }
+    engine.fetch_all(wanted, None, &|_, places: &[Place], raw| {
+        // Checked once for all the places: a chunk of zeros is
+        // left a hole, except where it ends a file.
+        let zeros = raw
+            .as_ref()
+            .is_ok_and(|raw| crate::engine::writer::is_zeros(raw));
+        for place in places {
+            let (f, slot) = (&files[place.file as usize], &writing[place.file as usize]);
+            let lock = || slot.lock().unwrap_or_else(PoisonError::into_inner);
+            let raw = match &raw {
+                Ok(raw) => raw,
+                Err(e) => {
+                    lock().fail(e.to_string(), &kept_open);
+                    continue;
+                }
+            };
+            let Some(file) = open_for_write(f, &mut lock(), &kept_open, &apply.reach) else {
+                continue;
+            };
+            if !zeros || place.last {
+                if let Err(e) = file.write_all_at(raw, place.offset).at(f.path) {
+                    lock().fail(e.to_string(), &kept_open);
+                    continue;
+                }
+            }
+            progress.advance(raw.len() as u64);
+            let mut w = lock();
+            w.remaining -= 1;
+            if w.remaining == 0 && w.failed.is_none() {
+                finish(f, &mut w, &file);
+            }
+        }
+    });
+    files
+        .iter()
+        .zip(writing)
+        .map(|(f, w)| {
+            let w = w.into_inner().unwrap_or_else(PoisonError::into_inner);
+            let result = match (w.failed, w.done) {
+                (Some(why), _) => Err(why),
+                (None, Some(size)) => Ok(size),
+                (None, None) => Err(format!("{} chunks were never read", w.remaining)),
+            };
+            (f.path.to_path_buf(), result)
+        })
+        .collect()
 }
 
 #[cfg(test)]

@@ -18,7 +18,7 @@ use crate::engine::deep::{self, LONG_PATH};
 use crate::engine::Progress;
 use crate::error::{Error, IoContext, Result};
 use crate::format::snapshot::{Entry, EntryKind};
-use crate::ops::browse::{components, unescape_name};
+use crate::engine::paths::{components, unescape_name};
 
 use super::{Overwrite, RestoreOutcome};
 

@@ -11,13 +11,14 @@ use std::fmt;
 use serde::Serialize;
 
 use crate::catalog::LOOKUP_BATCH;
-use crate::engine::Repository;
+use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::format::snapshot::{BloomStats, EntryKind, SnapshotId};
 use crate::id::ChunkId;
-use crate::ops::ingest::{BLOOM_FALSE_POSITIVES, BLOOM_LOOKUPS, BLOOM_SKIPPED};
+use crate::bloom::{BLOOM_FALSE_POSITIVES, BLOOM_LOOKUPS, BLOOM_SKIPPED};
 use crate::ring::ShardId;
 pub use crate::units::human_bytes;
+use crate::units::ratio;
 
 /// One shard's share.
 #[derive(Clone, Debug, Serialize)]
@@ -92,7 +93,7 @@ pub struct Report {
     ///
     /// [`Usage::costs`]: crate::engine::Usage::costs
     #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub snapshot_costs: Vec<crate::ops::usage::SnapshotCost>,
+    pub snapshot_costs: Vec<crate::ops::insight::usage::SnapshotCost>,
 }
 
 /// See [`Report::shard_imbalance`].
@@ -107,160 +108,147 @@ fn imbalance(shards: &[ShardReport]) -> f64 {
         .fold(0.0, f64::max)
 }
 
-pub(crate) fn ratio(a: u64, b: u64) -> f64 {
-    if b == 0 {
-        if a == 0 {
-            1.0
-        } else {
-            f64::INFINITY
-        }
-    } else {
-        a as f64 / b as f64
-    }
+
+fn shard_reports(engine: &Engine, per_shard: &HashMap<ShardId, (u64, u64)>) -> Vec<ShardReport> {
+    let total_bytes: u64 = per_shard.values().map(|v| v.1).sum();
+    let total_weight: u64 = engine.config.shards.iter().map(|s| u64::from(s.weight)).sum();
+    engine.config
+        .shards
+        .iter()
+        .map(|s| {
+            let (chunks, bytes) = per_shard.get(&s.id).copied().unwrap_or_default();
+            ShardReport {
+                id: s.id,
+                path: s.location(&engine.root),
+                options: s.shown_options(),
+                weight: s.weight,
+                chunks,
+                bytes,
+                share: ratio(bytes, total_bytes).min(1.0),
+                target_share: ratio(u64::from(s.weight), total_weight),
+                unavailable: engine
+                    .shard(s.id)
+                    .ok()
+                    .and_then(|shard| shard.backend.unavailable())
+                    .map(|u| u.reason.clone()),
+            }
+        })
+        .collect()
 }
 
-impl Repository {
-    fn shard_reports(&self, per_shard: &HashMap<ShardId, (u64, u64)>) -> Vec<ShardReport> {
-        let total_bytes: u64 = per_shard.values().map(|v| v.1).sum();
-        let total_weight: u64 = self.config.shards.iter().map(|s| u64::from(s.weight)).sum();
-        self.config
-            .shards
-            .iter()
-            .map(|s| {
-                let (chunks, bytes) = per_shard.get(&s.id).copied().unwrap_or_default();
-                ShardReport {
-                    id: s.id,
-                    path: s.location(&self.root),
-                    options: s.shown_options(),
-                    weight: s.weight,
-                    chunks,
-                    bytes,
-                    share: ratio(bytes, total_bytes).min(1.0),
-                    target_share: ratio(u64::from(s.weight), total_weight),
-                    unavailable: self
-                        .shard(s.id)
-                        .ok()
-                        .and_then(|shard| shard.backend.unavailable())
-                        .map(|u| u.reason.clone()),
-                }
-            })
-            .collect()
+/// The work of [`Repository::report`](crate::Repository::report).
+pub(crate) fn report(engine: &Engine) -> Result<Report> {
+    let snapshots = engine.snapshots()?;
+    let packs = engine.pack_infos()?;
+    let mut per_shard: HashMap<ShardId, (u64, u64)> = HashMap::new();
+    let (mut unique_chunks, mut unique_bytes, mut data_stored, mut stored, mut trees) =
+        (0, 0, 0, 0, 0);
+    for (_, p) in &packs {
+        unique_chunks += u64::from(p.data_chunks);
+        unique_bytes += p.data_raw;
+        data_stored += p.data_stored;
+        stored += p.size;
+        trees += u64::from(p.tree_objects);
+        let e = per_shard.entry(p.shard).or_default();
+        e.0 += u64::from(p.data_chunks);
+        e.1 += p.size;
     }
+    let logical: u64 = snapshots.iter().map(|(_, r)| r.summary.logical_bytes).sum();
+    let shards = shard_reports(engine, &per_shard);
+    Ok(Report {
+        scope: "repository".into(),
+        snapshots: snapshots.len() as u64,
+        files: snapshots.iter().map(|(_, r)| r.summary.files).sum(),
+        logical_bytes: logical,
+        total_chunks: snapshots.iter().map(|(_, r)| r.summary.total_chunks).sum(),
+        unique_chunks,
+        unique_bytes,
+        stored_bytes: stored,
+        dedup_ratio: ratio(logical, unique_bytes),
+        total_ratio: ratio(logical, stored),
+        compression_saving: 1.0 - ratio(data_stored, unique_bytes).min(1.0),
+        average_chunk_size: if unique_chunks == 0 {
+            0.0
+        } else {
+            unique_bytes as f64 / unique_chunks as f64
+        },
+        tree_objects: trees,
+        packs: packs.len() as u64,
+        bloom: BloomStats {
+            lookups: engine.index.counter(BLOOM_LOOKUPS)?,
+            skipped: engine.index.counter(BLOOM_SKIPPED)?,
+            false_positives: engine.index.counter(BLOOM_FALSE_POSITIVES)?,
+        },
+        shard_imbalance: imbalance(&shards),
+        shards,
+        snapshot_costs: Vec::new(),
+    })
+}
 
-    /// The report for the whole repository.
-    pub fn report(&self) -> Result<Report> {
-        let snapshots = self.snapshots()?;
-        let packs = self.pack_infos()?;
-        let mut per_shard: HashMap<ShardId, (u64, u64)> = HashMap::new();
-        let (mut unique_chunks, mut unique_bytes, mut data_stored, mut stored, mut trees) =
-            (0, 0, 0, 0, 0);
-        for (_, p) in &packs {
-            unique_chunks += u64::from(p.data_chunks);
-            unique_bytes += p.data_raw;
-            data_stored += p.data_stored;
-            stored += p.size;
-            trees += u64::from(p.tree_objects);
-            let e = per_shard.entry(p.shard).or_default();
-            e.0 += u64::from(p.data_chunks);
-            e.1 += p.size;
-        }
-        let logical: u64 = snapshots.iter().map(|(_, r)| r.summary.logical_bytes).sum();
-        let shards = self.shard_reports(&per_shard);
-        Ok(Report {
-            scope: "repository".into(),
-            snapshots: snapshots.len() as u64,
-            files: snapshots.iter().map(|(_, r)| r.summary.files).sum(),
-            logical_bytes: logical,
-            total_chunks: snapshots.iter().map(|(_, r)| r.summary.total_chunks).sum(),
-            unique_chunks,
-            unique_bytes,
-            stored_bytes: stored,
-            dedup_ratio: ratio(logical, unique_bytes),
-            total_ratio: ratio(logical, stored),
-            compression_saving: 1.0 - ratio(data_stored, unique_bytes).min(1.0),
-            average_chunk_size: if unique_chunks == 0 {
-                0.0
-            } else {
-                unique_bytes as f64 / unique_chunks as f64
-            },
-            tree_objects: trees,
-            packs: packs.len() as u64,
-            bloom: BloomStats {
-                lookups: self.index.counter(BLOOM_LOOKUPS)?,
-                skipped: self.index.counter(BLOOM_SKIPPED)?,
-                false_positives: self.index.counter(BLOOM_FALSE_POSITIVES)?,
-            },
-            shard_imbalance: imbalance(&shards),
-            shards,
-            snapshot_costs: Vec::new(),
-        })
-    }
-
-    /// The report for one snapshot: its distinct chunks and what they cost.
-    pub fn snapshot_report(&self, id: &SnapshotId) -> Result<Report> {
-        let record = self.snapshot(id)?;
-        // Each distinct tree is read once (in parallel, see `walk_trees`)
-        // and summed up; a subtree that appears twice in the snapshot
-        // counts twice in files and bytes, once in `distinct`.
-        let mut distinct: HashMap<ChunkId, u32> = HashMap::new();
-        let mut trees: HashMap<ChunkId, TreeSums> = HashMap::new();
-        self.walk_trees([record.tree], |id, tree| {
-            let mut sums = TreeSums::default();
-            for entry in tree?.entries {
-                match entry.kind {
-                    EntryKind::File { size, chunks } => {
-                        sums.files += 1;
-                        sums.logical += size;
-                        sums.refs += chunks.len() as u64;
-                        distinct.extend(chunks);
-                    }
-                    EntryKind::Dir { tree } => sums.children.push(tree),
-                    _ => {}
+/// The work of [`Repository::snapshot_report`](crate::Repository::snapshot_report).
+pub(crate) fn snapshot_report(engine: &Engine, id: &SnapshotId) -> Result<Report> {
+    let record = engine.snapshot(id)?;
+    // Each distinct tree is read once (in parallel, see `walk_trees`)
+    // and summed up; a subtree that appears twice in the snapshot
+    // counts twice in files and bytes, once in `distinct`.
+    let mut distinct: HashMap<ChunkId, u32> = HashMap::new();
+    let mut trees: HashMap<ChunkId, TreeSums> = HashMap::new();
+    engine.walk_trees([record.tree], |id, tree| {
+        let mut sums = TreeSums::default();
+        for entry in tree?.entries {
+            match entry.kind {
+                EntryKind::File { size, chunks } => {
+                    sums.files += 1;
+                    sums.logical += size;
+                    sums.refs += chunks.len() as u64;
+                    distinct.extend(chunks);
                 }
-            }
-            trees.insert(id, sums);
-            Ok(())
-        })?;
-        let (files, logical, refs) = subtree_sums(&record.tree, &trees, &mut HashMap::new());
-        let ids: Vec<ChunkId> = distinct.keys().copied().collect();
-        let mut per_shard: HashMap<ShardId, (u64, u64)> = HashMap::new();
-        let (mut unique_bytes, mut stored) = (0u64, 0u64);
-        for batch in ids.chunks(LOOKUP_BATCH) {
-            for (id, loc) in batch.iter().zip(self.index.chunks(batch)?) {
-                let loc = loc.ok_or(Error::MissingChunk(*id))?;
-                unique_bytes += u64::from(loc.entry.raw_len);
-                stored += u64::from(loc.entry.stored_len);
-                let e = per_shard.entry(self.pack_shard(&loc.pack)?.id).or_default();
-                e.0 += 1;
-                e.1 += u64::from(loc.entry.stored_len);
+                EntryKind::Dir { tree } => sums.children.push(tree),
+                _ => {}
             }
         }
-        let shards = self.shard_reports(&per_shard);
-        Ok(Report {
-            scope: id.to_hex(),
-            snapshots: 1,
-            files,
-            logical_bytes: logical,
-            total_chunks: refs,
-            unique_chunks: ids.len() as u64,
-            unique_bytes,
-            stored_bytes: stored,
-            dedup_ratio: ratio(logical, unique_bytes),
-            total_ratio: ratio(logical, stored),
-            compression_saving: 1.0 - ratio(stored, unique_bytes).min(1.0),
-            average_chunk_size: if ids.is_empty() {
-                0.0
-            } else {
-                unique_bytes as f64 / ids.len() as f64
-            },
-            tree_objects: trees.len() as u64,
-            packs: 0,
-            bloom: record.summary.bloom,
-            shard_imbalance: imbalance(&shards),
-            shards,
-            snapshot_costs: Vec::new(),
-        })
+        trees.insert(id, sums);
+        Ok(())
+    })?;
+    let (files, logical, refs) = subtree_sums(&record.tree, &trees, &mut HashMap::new());
+    let ids: Vec<ChunkId> = distinct.keys().copied().collect();
+    let mut per_shard: HashMap<ShardId, (u64, u64)> = HashMap::new();
+    let (mut unique_bytes, mut stored) = (0u64, 0u64);
+    for batch in ids.chunks(LOOKUP_BATCH) {
+        for (id, loc) in batch.iter().zip(engine.index.chunks(batch)?) {
+            let loc = loc.ok_or(Error::MissingChunk(*id))?;
+            unique_bytes += u64::from(loc.entry.raw_len);
+            stored += u64::from(loc.entry.stored_len);
+            let e = per_shard.entry(engine.pack_shard(&loc.pack)?.id).or_default();
+            e.0 += 1;
+            e.1 += u64::from(loc.entry.stored_len);
+        }
     }
+    let shards = shard_reports(engine, &per_shard);
+    Ok(Report {
+        scope: id.to_hex(),
+        snapshots: 1,
+        files,
+        logical_bytes: logical,
+        total_chunks: refs,
+        unique_chunks: ids.len() as u64,
+        unique_bytes,
+        stored_bytes: stored,
+        dedup_ratio: ratio(logical, unique_bytes),
+        total_ratio: ratio(logical, stored),
+        compression_saving: 1.0 - ratio(stored, unique_bytes).min(1.0),
+        average_chunk_size: if ids.is_empty() {
+            0.0
+        } else {
+            unique_bytes as f64 / ids.len() as f64
+        },
+        tree_objects: trees.len() as u64,
+        packs: 0,
+        bloom: record.summary.bloom,
+        shard_imbalance: imbalance(&shards),
+        shards,
+        snapshot_costs: Vec::new(),
+    })
 }
 
 /// What one tree holds directly.

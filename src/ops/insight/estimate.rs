@@ -36,7 +36,7 @@ use crate::format::pack::ENTRY_SIZE;
 use crate::format::record::{self, ObjectKind};
 use crate::format::snapshot::{Attrs, Entry, EntryKind, Tree};
 use crate::id::ChunkId;
-use crate::ops::report::ratio;
+use crate::units::ratio;
 
 /// Bytes read from a file at a time.
 const BLOCK: usize = 8 << 20;
@@ -269,7 +269,7 @@ impl Counter {
                 ..
             }] => {
                 let mut root = top.remove(0);
-                root.name = crate::ops::ingest::ROOT_NAME.to_vec();
+                root.name = crate::format::snapshot::tree::ROOT_NAME.to_vec();
                 self.store_tree(vec![root]);
             }
             _ => {
@@ -382,8 +382,8 @@ enum Found {
 
 /// An entry for `meta` as ingest makes it (without extended attributes,
 /// which seldom weigh anything).
-fn entry_of(name: Vec<u8>, meta: &fs::Metadata, names: &crate::ops::ingest::Names) -> Entry {
-    let (mtime_s, mtime_ns) = crate::ops::ingest::mtime(meta);
+fn entry_of(name: Vec<u8>, meta: &fs::Metadata, names: &crate::engine::attrs::Names) -> Entry {
+    let (mtime_s, mtime_ns) = crate::engine::attrs::mtime(meta);
     Entry {
         name,
         mode: meta.mode() & 0o7777,
@@ -401,7 +401,7 @@ fn entry_of(name: Vec<u8>, meta: &fs::Metadata, names: &crate::ops::ingest::Name
 /// Walks `paths`. A path that cannot be read at all is an error; an
 /// unreadable entry below one is noted in `skipped` and left out.
 fn walk(paths: &[PathBuf], skipped: &mut Vec<String>) -> Result<Vec<Found>> {
-    let names = crate::ops::ingest::Names::default();
+    let names = crate::engine::attrs::Names::default();
     let mut out = Vec::new();
     for path in paths {
         let meta = fs::symlink_metadata(path).map_err(|e| Error::io(path, e))?;
@@ -607,7 +607,7 @@ fn recommend(all: &[ChunkerEstimate]) -> (usize, String) {
         .max_by(|&a, &b| avg(&all[a]).total_cmp(&avg(&all[b])).then(b.cmp(&a)))
         .unwrap_or(cheapest);
     let c = &all[chosen];
-    let human = crate::ops::report::human_bytes;
+    let human = crate::units::human_bytes;
     let reason = if chosen == cheapest {
         let runner = (0..all.len())
             .filter(|&i| i != chosen)
@@ -648,7 +648,7 @@ fn recommend(all: &[ChunkerEstimate]) -> (usize, String) {
 
 impl std::fmt::Display for Estimate {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let human = crate::ops::report::human_bytes;
+        let human = crate::units::human_bytes;
         writeln!(
             f,
             "read {} files, {} in {:.1} s{}",
