@@ -65,8 +65,6 @@ pub enum Mode {
 pub use chunker::ChunkerConfig;
 #[cfg(feature = "engine")]
 pub use engine::{OpenOptions, Progress, Quiet, UnreadableRecord};
-#[cfg(feature = "engine")]
-pub use repository::Repository;
 pub use error::{Error, Result};
 pub use format::config::{Compression, Config, InitOptions, DEFAULT_ZSTD_LEVEL, ZSTD_LEVELS};
 pub use format::snapshot::{IngestSummary, SnapshotRecord};
@@ -75,9 +73,11 @@ pub use id::{ChunkId, SnapshotId};
 pub use ops::{
     gc::GcReport,
     ingest::{Exclusions, IngestOptions, IngestOutcome},
-    repair::RepairReport,
     insight::report::Report,
+    repair::RepairReport,
     restore::{RestoreOptions, RestoreOutcome},
     shards::RebalanceReport,
     verify::VerifyReport,
 };
+#[cfg(feature = "engine")]
+pub use repository::Repository;

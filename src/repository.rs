@@ -19,26 +19,26 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+use crate::crypto::KdfParams;
 use crate::engine::history::HistoryReport;
 use crate::engine::keys::{KeyInfo, Password};
 use crate::engine::{Engine, Evidence, OpenOptions, Progress, UnreadableRecord};
 use crate::error::Result;
 use crate::format::config::{Config, InitOptions};
+use crate::format::snapshot::GroupBy;
 use crate::format::snapshot::{Entry, SnapshotFilter, SnapshotId, SnapshotRecord, Tree};
 use crate::id::{ChunkId, ShardId};
 use crate::ops;
 use crate::ops::browse::{Difference, FindMemo, Found, Match};
 use crate::ops::gc::GcReport;
 use crate::ops::ingest::{IngestOptions, IngestOutcome};
-use crate::ops::repair::{PackRepairReport, RepairReport};
 use crate::ops::insight::report::Report;
+use crate::ops::insight::usage::{Explanation, Usage};
+use crate::ops::repair::{PackRepairReport, RepairReport};
 use crate::ops::restore::{RestoreOptions, RestoreOutcome};
 use crate::ops::shards::{LostShard, RebalanceReport};
-use crate::ops::insight::usage::{Explanation, Usage};
 use crate::ops::verify::VerifyReport;
 use crate::policy::{GroupDecisions, KeepPolicy};
-use crate::format::snapshot::GroupBy;
-use crate::crypto::KdfParams;
 use crate::Mode;
 use std::collections::BTreeMap;
 
@@ -392,8 +392,7 @@ impl Repository {
 
     /// Rebuilds the index for the repository at `path`, then opens it.
     pub fn repair_index(path: impl AsRef<Path>) -> Result<(Self, RepairReport)> {
-        ops::repair::repair_index(path)
-            .map(|(engine, report)| (Repository { engine }, report))
+        ops::repair::repair_index(path).map(|(engine, report)| (Repository { engine }, report))
     }
 
     /// [`repair_index`](Self::repair_index), the repository reached and

@@ -354,7 +354,10 @@ impl super::Engine {
         for id in ids {
             self.files.put(&tombstone_key(id), &tombstone)?;
             self.index.forget_snapshot(id)?;
-            match self.files.delete(&crate::format::snapshot::SnapshotRecord::key(id)) {
+            match self
+                .files
+                .delete(&crate::format::snapshot::SnapshotRecord::key(id))
+            {
                 Err(e) if !crate::store::is_not_found(&e) => return Err(e),
                 _ => {}
             }

@@ -11,7 +11,6 @@
 //! UTF-8; so every name `ls` prints can be given back to `ls`, `cat` or
 //! `restore SNAPSHOT:PATH`, and no name breaks a line.
 
-
 use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::format::snapshot::{Entry, EntryKind, SnapshotId};
@@ -134,7 +133,7 @@ pub fn components(path: &str) -> Result<Vec<&str>> {
 
 impl Engine {
     /// What `path` names in the snapshot `snapshot` whose root tree is `root`.
-        pub fn lookup(&self, snapshot: &SnapshotId, root: &ChunkId, path: &str) -> Result<Found> {
+    pub fn lookup(&self, snapshot: &SnapshotId, root: &ChunkId, path: &str) -> Result<Found> {
         let mut found = Found::Root(*root);
         let mut walked = String::new();
         for part in components(path)? {

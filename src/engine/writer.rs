@@ -351,7 +351,8 @@ impl<'r> ObjectWriter<'r> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::{InitOptions, OpenOptions};
+    use crate::engine::OpenOptions;
+    use crate::format::config::InitOptions;
 
     #[test]
     fn the_open_packs_of_many_shards_stay_within_two_packs_worth() {

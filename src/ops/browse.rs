@@ -4,8 +4,8 @@
 
 use std::io::Write;
 
-use crate::engine::Engine;
 pub use crate::engine::paths::{components, escape_name, unescape_name, Found};
+use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::format::snapshot::{Entry, EntryKind};
 use crate::id::ChunkId;
@@ -198,9 +198,7 @@ fn diff_entry(
         (Some(_), None) => Some(Change::Removed),
         (None, Some(_)) => Some(Change::Added),
         (Some(x), Some(y)) => match (&x.kind, &y.kind) {
-            (EntryKind::File { chunks: p, .. }, EntryKind::File { chunks: q, .. })
-                if p != q =>
-            {
+            (EntryKind::File { chunks: p, .. }, EntryKind::File { chunks: q, .. }) if p != q => {
                 Some(Change::Content)
             }
             (EntryKind::Symlink { target: p }, EntryKind::Symlink { target: q }) if p != q => {
@@ -212,9 +210,7 @@ fn diff_entry(
             {
                 Some(Change::Content)
             }
-            (p, q) if std::mem::discriminant(p) != std::mem::discriminant(q) => {
-                Some(Change::Kind)
-            }
+            (p, q) if std::mem::discriminant(p) != std::mem::discriminant(q) => Some(Change::Kind),
             _ if (x.mode, x.mtime_s, x.mtime_ns, &x.attrs)
                 != (y.mode, y.mtime_s, y.mtime_ns, &y.attrs) =>
             {

@@ -192,7 +192,8 @@ pub(crate) fn forget(engine: &Engine, ids: &[SnapshotId]) -> Result<()> {
     }
     engine.hold.check_alive()?;
     engine.forget_records(ids)?;
-    engine.unreadable
+    engine
+        .unreadable
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
         .retain(|r| !ids.contains(&r.id));
@@ -444,7 +445,6 @@ fn delete_forgotten_records(engine: &Engine, mode: Mode) -> Result<Vec<SnapshotI
     Ok(back)
 }
 
-
 /// Compacts the home's segments into one full segment when there are
 /// more than [`SEGMENTS_BEFORE_COMPACTION`], so a cache is rebuilt
 /// from a few files. Under the writer lock: nothing else writes them.
@@ -454,7 +454,8 @@ fn compact_segments(engine: &Engine) -> Result<()> {
         return Ok(());
     }
     let covered = engine.index.applied_of(&names)?;
-    engine.index
+    engine
+        .index
         .write_full_segment(engine.files.as_ref(), &covered)?;
     engine.hold.check_alive()?;
     segment::delete(engine.files.as_ref(), &covered)
@@ -526,8 +527,8 @@ fn sweep_orphans(
             if mode == Mode::Apply {
                 engine.hold.check_alive()?;
             }
-            let deleted = mode == Mode::DryRun
-                || engine.delete_unless_read(|| shard.backend.delete(&key))?;
+            let deleted =
+                mode == Mode::DryRun || engine.delete_unless_read(|| shard.backend.delete(&key))?;
             report.freed(deleted, size, 0);
         }
     }

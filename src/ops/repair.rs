@@ -20,7 +20,7 @@ use crate::catalog::{Access, Index, PackInfo};
 use crate::crypto::Crypt;
 use crate::engine::cache::CacheSlot;
 use crate::engine::home::{Hold, Home};
-use crate::engine::{OpenOptions, Progress, Engine};
+use crate::engine::{Engine, OpenOptions, Progress};
 use crate::error::{Error, IoContext, Result};
 use crate::format::pack::{entries_of, repack, scan_sealed_records};
 use crate::format::record;
@@ -84,10 +84,10 @@ pub(crate) fn repair_index_with(
     let root = path.as_ref();
     let fs = opts.file_system();
     let home = Home::open(root, &fs, false)?;
-    let (bytes, head) = crate::engine::config_head(home.files().as_ref(), root)?;
+    let (bytes, head) = crate::engine::open::config_head(home.files().as_ref(), root)?;
     let cache_root = opts.cache_root()?;
-    crate::engine::check_no_downgrade(&cache_root, root, &head, opts.password.as_ref())?;
-    let (config, crypt, _) = crate::engine::unlock_config(
+    crate::engine::open::check_no_downgrade(&cache_root, root, &head, opts.password.as_ref())?;
+    let (config, crypt, _) = crate::engine::open::unlock_config(
         home.files().as_ref(),
         root,
         &bytes,
@@ -235,9 +235,9 @@ fn index_snapshots(
             .parse::<SnapshotId>()
             .map_err(Error::from)
             .and_then(|id| {
-                files
-                    .get(&key)
-                    .and_then(|b| crate::engine::decode_record(crypt, &b, &id).map(|_| (id, b)))
+                files.get(&key).and_then(|b| {
+                    crate::engine::snapshots::decode_record(crypt, &b, &id).map(|_| (id, b))
+                })
             });
         match decoded {
             Ok((id, bytes)) => {

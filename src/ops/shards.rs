@@ -16,7 +16,8 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 use crate::catalog::Location;
-use crate::engine::{check_new_shard, Mode, Progress, Engine, Shard};
+use crate::engine::open::check_new_shard;
+use crate::engine::{Engine, Mode, Progress, Shard};
 use crate::error::{Error, Result};
 use crate::format::config::{Config, ShardConfig};
 use crate::format::pack::{entries_of, repack};
@@ -175,7 +176,8 @@ pub(crate) fn add_shard(
         ));
     }
     let id = ShardId(
-        engine.config
+        engine
+            .config
             .shards
             .iter()
             .map(|s| s.id.0 + 1)
@@ -296,7 +298,11 @@ pub(crate) fn remove_lost_shard(engine: &mut Engine, id: ShardId) -> Result<Lost
 }
 
 /// The work of [`Repository::rebalance`](crate::Repository::rebalance).
-pub(crate) fn rebalance(engine: &Engine, mode: Mode, progress: &dyn Progress) -> Result<RebalanceReport> {
+pub(crate) fn rebalance(
+    engine: &Engine,
+    mode: Mode,
+    progress: &dyn Progress,
+) -> Result<RebalanceReport> {
     engine.check_alone("rebalance")?;
     let _alone = engine.reclaiming();
     engine.check_every_shard("rebalance")?;

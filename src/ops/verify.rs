@@ -18,7 +18,7 @@ use serde::Serialize;
 
 use crate::bloom::Bloom;
 use crate::catalog::{Location, PackInfo, LOOKUP_BATCH};
-use crate::engine::{in_pool, Progress, Engine};
+use crate::engine::{in_pool, Engine, Progress};
 use crate::error::{Error, Result};
 use crate::format::pack::{check_layout, entries_of, trailer_len, FOOTER_SIZE};
 use crate::format::record;
@@ -184,7 +184,11 @@ fn sampled(seed: [u8; 8], pack: &PackId, share: f64) -> bool {
 }
 
 /// The work of [`Repository::verify`](crate::Repository::verify).
-pub(crate) fn verify(engine: &Engine, read_data: f64, progress: &dyn Progress) -> Result<VerifyReport> {
+pub(crate) fn verify(
+    engine: &Engine,
+    read_data: f64,
+    progress: &dyn Progress,
+) -> Result<VerifyReport> {
     let mut report = VerifyReport::default();
     let mut bad = BadChunks::new();
     check_bloom(engine, &mut report)?;
@@ -317,7 +321,7 @@ fn check_snapshots(
             Err(e) if is_not_found(&e) && !engine.is_writer() => continue,
             Err(e) => report.problems.push(damaged(format!("{key}: {e}"))),
         }
-        match crate::engine::decode_record(&engine.crypt, &bytes, &id) {
+        match crate::engine::snapshots::decode_record(&engine.crypt, &bytes, &id) {
             Ok(r) => out.push((id, r.top(), r.tree)),
             Err(e) => report.problems.push(damaged(e.to_string())),
         }
@@ -416,16 +420,15 @@ fn check_pack_data(
         let trailer_start = (bytes.len() - tail.as_ref().map_or(0, |n| *n)) as u64;
         check_layout(bytes, entries, trailer_start, &location, engine.crypt())
     };
-    let entries = match entries_of(bytes, &location, engine.crypt())
-        .and_then(|e| laid_out(&e).map(|()| e))
-    {
-        Ok(e) => e,
-        Err(e) => {
-            let problem = Problem::new(ProblemKind::DamagedPack, e.to_string()).in_pack(pack);
-            report.problems.push(problem);
-            return Ok(());
-        }
-    };
+    let entries =
+        match entries_of(bytes, &location, engine.crypt()).and_then(|e| laid_out(&e).map(|()| e)) {
+            Ok(e) => e,
+            Err(e) => {
+                let problem = Problem::new(ProblemKind::DamagedPack, e.to_string()).in_pack(pack);
+                report.problems.push(problem);
+                return Ok(());
+            }
+        };
     for e in entries {
         report.chunks_read += 1;
         let opened = e

@@ -441,13 +441,15 @@ pub fn ingest(cx: &Context, from: &Source, json: bool, opts: &dedup::IngestOptio
 pub fn snapshots(cx: &Context, sizes: bool, json: bool) -> Code {
     let repo = cx.reader()?;
     let snaps = repo.snapshots_matching(&cx.filter)?;
-    let costs: std::collections::HashMap<dedup::SnapshotId, dedup::ops::insight::usage::SnapshotCost> =
-        if sizes {
-            let usage = repo.usage()?;
-            usage.costs().into_iter().map(|c| (c.id, c)).collect()
-        } else {
-            std::collections::HashMap::default()
-        };
+    let costs: std::collections::HashMap<
+        dedup::SnapshotId,
+        dedup::ops::insight::usage::SnapshotCost,
+    > = if sizes {
+        let usage = repo.usage()?;
+        usage.costs().into_iter().map(|c| (c.id, c)).collect()
+    } else {
+        std::collections::HashMap::default()
+    };
     if json {
         let list: Vec<_> = snaps
             .iter()

@@ -24,14 +24,13 @@ use super::ChunkList;
 use crate::engine::attrs::{mtime, Names};
 use crate::engine::deep::{self, LONG_PATH};
 use crate::engine::writer::ObjectWriter;
-use crate::engine::{Progress, Engine};
+use crate::engine::{Engine, Progress};
 use crate::error::{Error, IoContext, Result};
 use crate::format::filecache::{self, FileStamp};
 use crate::format::record::ObjectKind;
 use crate::format::snapshot::tree::ROOT_NAME;
 use crate::format::snapshot::{Attrs, Entry, EntryKind, IngestSummary, Skipped, Tree};
 use crate::id::ChunkId;
-
 
 /// What a part of the input added up to, gathered in walk order.
 #[derive(Default)]
@@ -548,4 +547,3 @@ struct Child {
     name: Vec<u8>,
     meta: Metadata,
 }
-

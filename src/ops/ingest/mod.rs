@@ -12,7 +12,6 @@ mod exclude;
 mod folder;
 mod read;
 
-
 pub use exclude::Exclusions;
 
 use std::path::PathBuf;
@@ -20,20 +19,19 @@ use std::time::{Instant, SystemTime};
 
 use folder::Walker;
 
+use crate::bloom::{BLOOM_FALSE_POSITIVES, BLOOM_LOOKUPS, BLOOM_SKIPPED};
 use crate::engine::writer::ObjectWriter;
-use crate::engine::{Progress, Engine};
+use crate::engine::{Engine, Progress};
 use crate::error::{Error, Result};
 use crate::format::record::ObjectKind;
 use crate::format::snapshot::record::{record_path, RECORD_VERSION};
 use crate::format::snapshot::tree::unsafe_name;
 use crate::format::snapshot::{Entry, EntryKind, SnapshotId, SnapshotRecord, Tree};
 use crate::id::ChunkId;
-use crate::bloom::{BLOOM_FALSE_POSITIVES, BLOOM_LOOKUPS, BLOOM_SKIPPED};
 use crate::units::human_bytes;
 
 /// A file's chunks in order: `(id, length)`.
 type ChunkList = Vec<(ChunkId, u32)>;
-
 
 /// The result of one ingest.
 #[derive(Clone, Debug)]
@@ -123,7 +121,11 @@ impl Default for IngestOptions {
 }
 
 /// The work of [`Repository::ingest`](crate::Repository::ingest).
-pub(crate) fn ingest(engine: &Engine, paths: &[PathBuf], progress: &dyn Progress) -> Result<IngestOutcome> {
+pub(crate) fn ingest(
+    engine: &Engine,
+    paths: &[PathBuf],
+    progress: &dyn Progress,
+) -> Result<IngestOutcome> {
     ingest_with(engine, paths, &IngestOptions::default(), progress)
 }
 
@@ -215,7 +217,16 @@ pub(crate) fn ingest_stream(
     };
     let root = writer.store(&tree.encode(), ObjectKind::Tree)?;
     let paths = vec![format!("/{name}")];
-    conclude(engine, &start, writer, (root, None), tally, paths, opts, progress)
+    conclude(
+        engine,
+        &start,
+        writer,
+        (root, None),
+        tally,
+        paths,
+        opts,
+        progress,
+    )
 }
 
 /// What every ingest does first: check the shards can take data, and
@@ -288,7 +299,7 @@ fn conclude(
         summary,
     };
     if opts.dry_run {
-        let (id, _) = crate::engine::encode_record(&engine.crypt, &record);
+        let (id, _) = crate::engine::snapshots::encode_record(&engine.crypt, &record);
         return Ok(IngestOutcome {
             id,
             record,
@@ -325,13 +336,16 @@ fn publish_snapshot(
     record: SnapshotRecord,
     progress: &dyn Progress,
 ) -> Result<IngestOutcome> {
-    let (id, bytes) = crate::engine::encode_record(&engine.crypt, &record);
+    let (id, bytes) = crate::engine::snapshots::encode_record(&engine.crypt, &record);
     engine.hold.check_alive()?;
     engine.files.put(&SnapshotRecord::key(&id), &bytes)?;
     let bloom = &record.summary.bloom;
     let after = [
         // A record the index lacks is adopted by the next writer.
-        ("snapshot index entry", engine.index.put_snapshot(&id, &bytes)),
+        (
+            "snapshot index entry",
+            engine.index.put_snapshot(&id, &bytes),
+        ),
         (
             "Bloom counters",
             engine.index.add_counters(&[

@@ -15,7 +15,7 @@ use rayon::prelude::*;
 use super::ChunkList;
 use crate::catalog::LOOKUP_BATCH;
 use crate::engine::writer::ObjectWriter;
-use crate::engine::{Progress, Engine};
+use crate::engine::{Engine, Progress};
 use crate::error::Result;
 use crate::format::filecache::FileStamp;
 use crate::format::record::ObjectKind;

@@ -10,12 +10,12 @@ use std::fmt;
 
 use serde::Serialize;
 
+use crate::bloom::{BLOOM_FALSE_POSITIVES, BLOOM_LOOKUPS, BLOOM_SKIPPED};
 use crate::catalog::LOOKUP_BATCH;
 use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::format::snapshot::{BloomStats, EntryKind, SnapshotId};
 use crate::id::ChunkId;
-use crate::bloom::{BLOOM_FALSE_POSITIVES, BLOOM_LOOKUPS, BLOOM_SKIPPED};
 use crate::ring::ShardId;
 pub use crate::units::human_bytes;
 use crate::units::ratio;
@@ -108,11 +108,16 @@ fn imbalance(shards: &[ShardReport]) -> f64 {
         .fold(0.0, f64::max)
 }
 
-
 fn shard_reports(engine: &Engine, per_shard: &HashMap<ShardId, (u64, u64)>) -> Vec<ShardReport> {
     let total_bytes: u64 = per_shard.values().map(|v| v.1).sum();
-    let total_weight: u64 = engine.config.shards.iter().map(|s| u64::from(s.weight)).sum();
-    engine.config
+    let total_weight: u64 = engine
+        .config
+        .shards
+        .iter()
+        .map(|s| u64::from(s.weight))
+        .sum();
+    engine
+        .config
         .shards
         .iter()
         .map(|s| {
@@ -219,7 +224,9 @@ pub(crate) fn snapshot_report(engine: &Engine, id: &SnapshotId) -> Result<Report
             let loc = loc.ok_or(Error::MissingChunk(*id))?;
             unique_bytes += u64::from(loc.entry.raw_len);
             stored += u64::from(loc.entry.stored_len);
-            let e = per_shard.entry(engine.pack_shard(&loc.pack)?.id).or_default();
+            let e = per_shard
+                .entry(engine.pack_shard(&loc.pack)?.id)
+                .or_default();
             e.0 += 1;
             e.1 += u64::from(loc.entry.stored_len);
         }

@@ -24,12 +24,12 @@ use std::path::{Path, PathBuf};
 use rayon::prelude::*;
 
 use crate::catalog::Location;
-use crate::engine::{in_pool, Progress, Engine};
+use crate::engine::paths::Found;
+use crate::engine::{in_pool, Engine, Progress};
 use crate::error::{Error, IoContext, Result};
 use crate::format::snapshot::{Entry, EntryKind, SnapshotId};
 use crate::globs::PathGlobs;
 use crate::id::ChunkId;
-use crate::engine::paths::Found;
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, PoisonError};
 
@@ -162,7 +162,14 @@ pub(crate) fn restore_path(
     dest: &Path,
     progress: &dyn Progress,
 ) -> Result<RestoreOutcome> {
-    restore_with(engine, snapshot, path, dest, &RestoreOptions::default(), progress)
+    restore_with(
+        engine,
+        snapshot,
+        path,
+        dest,
+        &RestoreOptions::default(),
+        progress,
+    )
 }
 
 /// The work of [`Repository::restore_with`](crate::Repository::restore_with).
@@ -195,8 +202,7 @@ pub(crate) fn restore_with(
         (None, Found::Entry(entry)) => {
             // Checked like every name when its tree was decoded.
             let path = dest.join(std::ffi::OsStr::from_bytes(&entry.name));
-            if opts.exclude.matches(&at)
-                || !(opts.include.is_empty() || opts.include.matches(&at))
+            if opts.exclude.matches(&at) || !(opts.include.is_empty() || opts.include.matches(&at))
             {
                 plan.left_out += 1;
             } else {

@@ -15,10 +15,10 @@ use filetime::FileTime;
 use rayon::prelude::*;
 
 use crate::engine::deep::{self, LONG_PATH};
+use crate::engine::paths::{components, unescape_name};
 use crate::engine::Progress;
 use crate::error::{Error, IoContext, Result};
 use crate::format::snapshot::{Entry, EntryKind};
-use crate::engine::paths::{components, unescape_name};
 
 use super::{Overwrite, RestoreOutcome};
 

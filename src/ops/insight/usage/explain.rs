@@ -94,7 +94,6 @@ pub struct Explanation {
 /// list the whole repository.
 const MAX_CANDIDATES: usize = 10_000;
 
-
 impl Usage {
     /// Which of `targets` (chunk numbers) each tree holds at any depth,
     /// for the trees that hold any; `None` when none.
@@ -558,4 +557,3 @@ impl std::fmt::Display for Explanation {
         Ok(())
     }
 }
-

@@ -417,7 +417,6 @@ impl Usage {
         }
         row
     }
-
 }
 
 impl std::fmt::Display for DirReport {
