@@ -71,6 +71,7 @@ pub use format::snapshot::{IngestSummary, SnapshotRecord};
 pub use id::{ChunkId, SnapshotId};
 #[cfg(feature = "engine")]
 pub use ops::{
+    gc::ForgetReport,
     gc::GcReport,
     ingest::{Exclusions, IngestOptions, IngestOutcome},
     insight::report::Report,

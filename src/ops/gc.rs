@@ -175,6 +175,96 @@ impl GcReport {
     }
 }
 
+/// What `forget` did (or, in a dry run, would do): its `Display` is what
+/// people see, its `Serialize` what `--json` prints.
+#[derive(Clone, Debug, Serialize)]
+pub struct ForgetReport {
+    /// Nothing was changed.
+    pub dry_run: bool,
+    /// The policy in words (absent when snapshots were named).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub policy: Option<String>,
+    /// Each group's decisions, newest first (empty when snapshots were named).
+    pub groups: Vec<GroupDecisions>,
+    /// The snapshots forgotten (or, in a dry run, that would be).
+    pub forgotten: Vec<SnapshotId>,
+    /// What a `gc` run right after reclaimed (`forget --prune`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub gc: Option<GcReport>,
+}
+
+impl ForgetReport {
+    /// Forgetting the snapshots `ids`, named one by one.
+    pub fn named(ids: Vec<SnapshotId>, dry_run: bool) -> Self {
+        ForgetReport {
+            dry_run,
+            policy: None,
+            groups: Vec::new(),
+            forgotten: ids,
+            gc: None,
+        }
+    }
+
+    /// Applying `policy`, whose decisions were `groups`
+    /// ([`Repository::forget_by_policy`](crate::Repository::forget_by_policy)).
+    pub fn of_policy(policy: &KeepPolicy, groups: Vec<GroupDecisions>, dry_run: bool) -> Self {
+        let forgotten = groups
+            .iter()
+            .flat_map(|g| &g.snapshots)
+            .filter(|d| !d.keep)
+            .map(|d| d.id)
+            .collect();
+        ForgetReport {
+            dry_run,
+            policy: Some(policy.to_string()),
+            groups,
+            forgotten,
+            gc: None,
+        }
+    }
+}
+
+impl std::fmt::Display for ForgetReport {
+    /// Per group, each snapshot kept (and why) or removed; then what was
+    /// done.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if let Some(policy) = &self.policy {
+            writeln!(f, "applying the policy: {policy}")?;
+        }
+        for group in &self.groups {
+            let kept = group.snapshots.iter().filter(|d| d.keep).count();
+            let removed = group.snapshots.len() - kept;
+            writeln!(f, "\n{}: keep {kept}, remove {removed}", group.group)?;
+            for d in &group.snapshots {
+                let verdict = if d.keep { "keep  " } else { "remove" };
+                let id = &d.id.to_hex()[..16];
+                let line = format!("  {verdict}  {id}  {}  {}", d.time, d.reasons.join(", "));
+                writeln!(f, "{}", line.trim_end())?;
+            }
+        }
+        if self.policy.is_some() {
+            writeln!(f)?;
+        }
+        let n = self.forgotten.len();
+        let snapshots = if n == 1 { "snapshot" } else { "snapshots" };
+        if self.dry_run {
+            return writeln!(f, "would forget {n} {snapshots} (dry run: nothing changed)");
+        }
+        if self.policy.is_none() {
+            for id in &self.forgotten {
+                writeln!(f, "forgot snapshot {id}")?;
+            }
+        } else {
+            writeln!(f, "forgot {n} {snapshots}")?;
+        }
+        match &self.gc {
+            Some(gc) => write!(f, "{gc}"),
+            None if n > 0 => writeln!(f, "`dedup gc` reclaims the space they alone used"),
+            None => Ok(()),
+        }
+    }
+}
+
 /// The work of [`Repository::forget`](crate::Repository::forget).
 pub(crate) fn forget(engine: &Engine, ids: &[SnapshotId]) -> Result<()> {
     engine.check_alone("forget")?;

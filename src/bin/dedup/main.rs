@@ -2,12 +2,10 @@
 //! command (`commands.rs`), and map errors to exit codes (0 ok, 1 problems
 //! found, 2 error). Everything else is library code.
 
-mod analyze;
-mod browse;
 mod cli;
-mod commands;
+mod cmd;
+mod context;
 mod html;
-mod keycmd;
 mod mount;
 mod password;
 
@@ -16,19 +14,18 @@ use std::process::ExitCode;
 use clap::Parser;
 
 use cli::{Cli, Command, RepairWhat, ShardAction};
-use commands::Context;
+use cmd::{browse, insight, key, maintain, read, shard, store};
+use context::Context;
 
 /// Runs one command; the exit code it asks for, or the error that ended it.
 fn run(cli: Cli) -> anyhow::Result<u8> {
     let cx = Context::new(&cli)?;
     match cli.command {
-        Command::Init(args) => commands::init(&cx, args),
-        Command::Ingest(args) => {
-            commands::ingest(&cx, &args.source()?, args.json, &args.options()?)
-        }
-        Command::Snapshots { sizes, json, .. } => commands::snapshots(&cx, sizes, json),
+        Command::Init(args) => store::init(&cx, args),
+        Command::Ingest(args) => store::ingest(&cx, &args.source()?, args.json, &args.options()?),
+        Command::Snapshots { sizes, json, .. } => read::snapshots(&cx, sizes, json),
         Command::Restore(args) => {
-            commands::restore(&cx, &args.snapshot, &args.dest, &args.options()?, args.json)
+            read::restore(&cx, &args.snapshot, &args.dest, &args.options()?, args.json)
         }
         Command::Ls {
             target,
@@ -53,7 +50,7 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
             html,
             json,
             ..
-        } => analyze::report(
+        } => insight::report(
             &cx,
             snapshot.as_deref(),
             by_dir.then_some(depth),
@@ -65,14 +62,14 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
             limit,
             json,
             ..
-        } => analyze::explain(&cx, &target, limit, json),
-        Command::Key { action, json } => keycmd::run(&cx, &action, json),
-        Command::Estimate(args) => analyze::estimate(&cx, &args.paths, &args.options(), args.json),
+        } => insight::explain(&cx, &target, limit, json),
+        Command::Key { action, json } => key::run(&cx, &action, json),
+        Command::Estimate(args) => insight::estimate(&cx, &args.paths, &args.options(), args.json),
         Command::Verify {
             read_data,
             read_data_subset,
             json,
-        } => commands::verify(&cx, read_data, read_data_subset, json),
+        } => maintain::verify(&cx, read_data, read_data_subset, json),
         Command::Forget {
             snapshots,
             keep,
@@ -83,42 +80,40 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
             ..
         } => {
             let policy = keep.policy();
-            let how = commands::ForgetHow {
+            let how = maintain::ForgetHow {
                 group_by,
                 dry_run,
                 prune,
                 json,
             };
-            commands::forget(&cx, &snapshots, &policy, &how)
+            maintain::forget(&cx, &snapshots, &policy, &how)
         }
-        Command::Gc { dry_run, json } => commands::gc(&cx, dry_run, json),
+        Command::Gc { dry_run, json } => maintain::gc(&cx, dry_run, json),
         Command::Repair {
             what: RepairWhat::Index,
             json,
-        } => commands::repair_index(&cx, json),
+        } => maintain::repair_index(&cx, json),
         Command::Repair {
             what: RepairWhat::Packs,
             json,
-        } => commands::repair_packs(&cx, json),
+        } => maintain::repair_packs(&cx, json),
         Command::Repair {
             what: RepairWhat::History,
             json,
-        } => commands::repair_history(&cx, json),
+        } => maintain::repair_history(&cx, json),
         Command::Shard { action, json } => match action {
-            ShardAction::List => commands::shard_list(&cx, json),
+            ShardAction::List => shard::shard_list(&cx, json),
             ShardAction::Add {
                 location,
                 weight,
                 options,
-            } => commands::shard_add(&cx, &location, weight, options, json),
-            ShardAction::SetWeight { id, weight } => {
-                commands::shard_set_weight(&cx, id, weight, json)
-            }
-            ShardAction::Remove { id, lost } => commands::shard_remove(&cx, id, lost, json),
+            } => shard::shard_add(&cx, &location, weight, options, json),
+            ShardAction::SetWeight { id, weight } => shard::shard_set_weight(&cx, id, weight, json),
+            ShardAction::Remove { id, lost } => shard::shard_remove(&cx, id, lost, json),
         },
-        Command::Rebalance { dry_run, json } => commands::rebalance(&cx, dry_run, json),
-        Command::Put { file, json } => commands::put(&cx, &file, json),
-        Command::Get { id } => commands::get(&cx, &id),
+        Command::Rebalance { dry_run, json } => shard::rebalance(&cx, dry_run, json),
+        Command::Put { file, json } => store::put(&cx, &file, json),
+        Command::Get { id } => store::get(&cx, &id),
     }
 }
 

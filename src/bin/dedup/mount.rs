@@ -27,7 +27,7 @@ use fuser::{
     ReplyXattr, Request, FUSE_ROOT_ID,
 };
 
-use crate::commands::{Code, Context};
+use crate::context::{Code, Context};
 
 /// How long the kernel may keep what it was told: a snapshot never changes.
 const TTL: Duration = Duration::from_secs(3600);

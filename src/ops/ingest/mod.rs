@@ -33,8 +33,9 @@ use crate::units::human_bytes;
 /// A file's chunks in order: `(id, length)`.
 type ChunkList = Vec<(ChunkId, u32)>;
 
-/// The result of one ingest.
-#[derive(Clone, Debug)]
+/// The result of one ingest: its `Display` is what people see, its
+/// `Serialize` what `--json` prints.
+#[derive(Clone, Debug, serde::Serialize)]
 pub struct IngestOutcome {
     /// The new snapshot.
     pub id: SnapshotId,

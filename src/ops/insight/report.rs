@@ -46,6 +46,37 @@ pub struct ShardReport {
     pub unavailable: Option<String>,
 }
 
+impl std::fmt::Display for ShardReport {
+    /// One line (two when it cannot be used), as `shard list` prints it.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let options: Vec<String> = self
+            .options
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        let options = if options.is_empty() {
+            String::new()
+        } else {
+            format!("  ({})", options.join(", "))
+        };
+        writeln!(
+            f,
+            "{}  weight {:>3}  {:>10}  {:>8} chunks  {:5.1}% (target {:5.1}%)  {}{options}",
+            self.id,
+            self.weight,
+            human_bytes(self.bytes),
+            self.chunks,
+            self.share * 100.0,
+            self.target_share * 100.0,
+            self.path,
+        )?;
+        if let Some(why) = &self.unavailable {
+            writeln!(f, "    unavailable: {why}")?;
+        }
+        Ok(())
+    }
+}
+
 /// A dedup report for the whole repository or one snapshot.
 #[derive(Clone, Debug, Serialize)]
 pub struct Report {

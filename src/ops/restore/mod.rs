@@ -39,9 +39,14 @@ use posix::{
     make_links, make_specials, prepare_destination, verify_written, Apply, Reach,
 };
 
-/// What a restore did.
-#[derive(Clone, Debug, Default)]
+/// What a restore did: its `Display` is what people see, its `Serialize`
+/// what `--json` prints.
+#[derive(Clone, Debug, serde::Serialize)]
 pub struct RestoreOutcome {
+    /// The snapshot restored from.
+    pub snapshot: SnapshotId,
+    /// Where to.
+    pub destination: PathBuf,
     /// Files written completely.
     pub files: u64,
     /// Bytes of file content written.
@@ -66,10 +71,72 @@ pub struct RestoreOutcome {
     /// Files read back and found to hold what the snapshot holds
     /// (`--verify`).
     pub verified: u64,
+    /// Whether files were read back ([`RestoreOptions::verify`]).
+    #[serde(skip)]
+    pub read_back: bool,
     /// Files that could not be restored (or read back as they should be),
     /// and folders whose listing could not be read (nothing below them is
     /// restored), each with the reason.
     pub failed: Vec<String>,
+}
+
+impl RestoreOutcome {
+    /// A restore of `snapshot` into `destination` before it has done
+    /// anything.
+    fn nothing_yet(snapshot: SnapshotId, destination: &Path, read_back: bool) -> Self {
+        RestoreOutcome {
+            snapshot,
+            destination: destination.to_path_buf(),
+            files: 0,
+            bytes: 0,
+            dirs: 0,
+            symlinks: 0,
+            hardlinks: 0,
+            specials: 0,
+            warnings: Vec::new(),
+            kept: 0,
+            left_out: 0,
+            verified: 0,
+            read_back,
+            failed: Vec::new(),
+        }
+    }
+}
+
+impl std::fmt::Display for RestoreOutcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(
+            f,
+            "restored snapshot {} into {}: {} files ({}), {} folders, {} symlinks",
+            &self.snapshot.to_hex()[..16],
+            self.destination.display(),
+            self.files,
+            crate::units::human_bytes(self.bytes),
+            self.dirs,
+            self.symlinks
+        )?;
+        if self.hardlinks + self.specials > 0 {
+            writeln!(
+                f,
+                "  also {} hard links and {} FIFOs and devices",
+                self.hardlinks, self.specials
+            )?;
+        }
+        if self.kept > 0 {
+            writeln!(f, "  kept as they were: {} entries", self.kept)?;
+        }
+        if self.left_out > 0 {
+            writeln!(
+                f,
+                "  left out by --include/--exclude: {} entries",
+                self.left_out
+            )?;
+        }
+        if self.read_back {
+            writeln!(f, "  read back and verified: {} files", self.verified)?;
+        }
+        Ok(())
+    }
 }
 
 /// What to do with an entry already in the destination.
@@ -211,11 +278,9 @@ pub(crate) fn restore_with(
         }
         (None, Found::Root(_)) => unreachable!("the root is a folder"),
     }
-    let mut outcome = RestoreOutcome {
-        dirs: plan.levels.iter().map(Vec::len).sum::<usize>() as u64,
-        left_out: plan.left_out,
-        ..Default::default()
-    };
+    let mut outcome = RestoreOutcome::nothing_yet(*snapshot, dest, opts.verify);
+    outcome.dirs = plan.levels.iter().map(Vec::len).sum::<usize>() as u64;
+    outcome.left_out = plan.left_out;
     for message in std::mem::take(&mut plan.damaged) {
         progress.warn(&message);
         outcome.failed.push(message);

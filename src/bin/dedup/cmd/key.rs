@@ -2,11 +2,10 @@
 //! key files. Each wraps the same master key under its own password, so a
 //! repository keeps working while any one remains.
 
-use std::io::Write;
 use std::path::Path;
 
 use crate::cli::KeyAction;
-use crate::commands::{print_json, Code, Context};
+use crate::context::{show, Code, Context};
 
 /// `key ACTION`.
 pub fn run(cx: &Context, action: &KeyAction, json: bool) -> Code {
@@ -26,40 +25,47 @@ pub fn run(cx: &Context, action: &KeyAction, json: bool) -> Code {
 
 /// `key list`.
 pub fn list(cx: &Context, json: bool) -> Code {
-    let keys = cx.reader()?.keys()?;
-    if json {
-        print_json(&keys)?;
-        return Ok(0);
-    }
-    let mut out = std::io::stdout().lock();
-    writeln!(
-        out,
-        "  {:<32}  {:<20}  {:<16}  {:<10}  kdf",
-        "id", "created", "host", "user"
-    )?;
-    for k in &keys {
-        if let Some(why) = &k.damaged {
-            writeln!(out, "  {:<32}  cannot be used: {why}", k.id)?;
-            continue;
-        }
+    show(&Keys(cx.reader()?.keys()?), json)?;
+    Ok(0)
+}
+
+/// What `key list` prints: a table, the key in use marked `*`.
+#[derive(serde::Serialize)]
+#[serde(transparent)]
+struct Keys(Vec<dedup::engine::keys::KeyInfo>);
+
+impl std::fmt::Display for Keys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let head = ("id", "created", "host", "user");
         writeln!(
-            out,
-            "{} {:<32}  {:<20}  {:<16}  {:<10}  argon2id {} MiB x {}{}",
-            if k.current { "*" } else { " " },
-            k.id,
-            k.created,
-            k.hostname,
-            k.username,
-            k.kdf_memory_kib / 1024,
-            k.kdf_passes,
-            if k.removed {
+            f,
+            "  {:<32}  {:<20}  {:<16}  {:<10}  kdf",
+            head.0, head.1, head.2, head.3
+        )?;
+        for k in &self.0 {
+            if let Some(why) = &k.damaged {
+                writeln!(f, "  {:<32}  cannot be used: {why}", k.id)?;
+                continue;
+            }
+            let current = if k.current { "*" } else { " " };
+            let removed = if k.removed {
                 "  (removed: opens nothing)"
             } else {
                 ""
-            }
-        )?;
+            };
+            writeln!(
+                f,
+                "{current} {:<32}  {:<20}  {:<16}  {:<10}  argon2id {} MiB x {}{removed}",
+                k.id,
+                k.created,
+                k.hostname,
+                k.username,
+                k.kdf_memory_kib / 1024,
+                k.kdf_passes,
+            )?;
+        }
+        Ok(())
     }
-    Ok(0)
 }
 
 /// `key add`.
@@ -89,11 +95,21 @@ pub fn tuned(ms: u64) -> dedup::Result<dedup::crypto::KdfParams> {
     dedup::crypto::KdfParams::tuned(std::time::Duration::from_millis(ms))
 }
 
-fn say(json: bool, what: &str, id: &str) -> Code {
-    if json {
-        print_json(&serde_json::json!({ "key": id }))?;
-    } else {
-        writeln!(std::io::stdout().lock(), "{what} key {id}")?;
+/// What a key command did to one key: `{"key": ID}` as JSON.
+#[derive(serde::Serialize)]
+struct Done<'a> {
+    key: &'a str,
+    #[serde(skip)]
+    what: &'a str,
+}
+
+impl std::fmt::Display for Done<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(f, "{} key {}", self.what, self.key)
     }
+}
+
+fn say(json: bool, what: &str, key: &str) -> Code {
+    show(&Done { key, what }, json)?;
     Ok(0)
 }

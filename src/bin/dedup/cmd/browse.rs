@@ -1,14 +1,16 @@
 //! `dedup ls` and `dedup cat`: looking inside a snapshot without
 //! restoring it (`SNAPSHOT:PATH`, see `dedup::ops::browse`).
 
+use std::collections::BTreeMap;
 use std::io::Write;
 
 use dedup::format::snapshot::{Entry, EntryKind};
-use dedup::ops::browse::{components, escape_name, Change, FindMemo, Found};
-use dedup::Repository;
+use dedup::ops::browse::{components, escape_name, Change, Difference, FindMemo, Found};
+use dedup::units::human_bytes;
+use dedup::{Repository, SnapshotRecord};
 use serde::Serialize;
 
-use crate::commands::{Code, Context};
+use crate::context::{show, Code, Context};
 
 /// `SNAPSHOT:PATH` split at its first colon (snapshot ids and `latest`
 /// have none); the path is empty (the root) without one.
@@ -170,20 +172,30 @@ pub fn ls(cx: &Context, target: &str, long: bool, recursive: bool, json: bool) -
         (Found::Entry(entry), None) => listed.push(Listed::of(base, entry)),
         (Found::Root(_), None) => unreachable!("the root is a folder"),
     }
-    let mut out = std::io::stdout().lock();
-    if json {
-        serde_json::to_writer_pretty(&mut out, &listed)?;
-        writeln!(out)?;
-    } else {
-        for l in &listed {
-            if long {
-                writeln!(out, "{}", l.line())?;
+    show(&Entries { listed, long }, json)?;
+    Ok(0)
+}
+
+/// What `ls` prints: paths, or with `long` a line per entry.
+#[derive(Serialize)]
+#[serde(transparent)]
+struct Entries {
+    listed: Vec<Listed>,
+    #[serde(skip)]
+    long: bool,
+}
+
+impl std::fmt::Display for Entries {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for l in &self.listed {
+            if self.long {
+                writeln!(f, "{}", l.line())?;
             } else {
-                writeln!(out, "{}", l.path)?;
+                writeln!(f, "{}", l.path)?;
             }
         }
+        Ok(())
     }
-    Ok(0)
 }
 
 /// The entries of folder `tree` (at `base`), and with `recursive` all
@@ -226,13 +238,32 @@ pub fn cat(cx: &Context, target: &str) -> Code {
     }
 }
 
-/// One path `find --json` found.
+/// One path `find` found.
 #[derive(Serialize)]
 struct FoundPath {
     #[serde(flatten)]
     entry: Listed,
     /// The snapshots that hold the path, oldest first.
     snapshots: Vec<String>,
+}
+
+/// What `find` prints: each path once, with the snapshots holding it.
+#[derive(Serialize)]
+#[serde(transparent)]
+struct FoundPaths(Vec<FoundPath>);
+
+impl std::fmt::Display for FoundPaths {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for found in &self.0 {
+            let short: Vec<&str> = found.snapshots.iter().map(|s| &s[..16]).collect();
+            let count = match short.len() {
+                1 => "1 snapshot".to_string(),
+                n => format!("{n} snapshots"),
+            };
+            writeln!(f, "{}  ({count}: {})", found.entry.path, short.join(" "))?;
+        }
+        Ok(())
+    }
 }
 
 /// `dedup find PATTERN [--snapshot S]...`.
@@ -243,15 +274,15 @@ pub fn find(cx: &Context, pattern: &str, snapshots: &[String], json: bool) -> Co
     let chosen = if snapshots.is_empty() {
         repo.snapshots_matching(&cx.filter)?
     } else {
+        let resolve = |s: &String| cx.resolve(&repo, s);
         snapshots
             .iter()
-            .map(|s| cx.resolve(&repo, s))
+            .map(resolve)
             .collect::<dedup::Result<Vec<_>>>()?
     };
     let mut memo = FindMemo::default();
     // Each path with the entry last seen there and the snapshots holding it.
-    let mut found: std::collections::BTreeMap<String, (Entry, Vec<String>)> =
-        std::collections::BTreeMap::new();
+    let mut found: BTreeMap<String, (Entry, Vec<String>)> = BTreeMap::new();
     for (id, record) in &chosen {
         for m in repo.find(&record.tree, &glob, &mut memo)? {
             let held = found
@@ -261,28 +292,13 @@ pub fn find(cx: &Context, pattern: &str, snapshots: &[String], json: bool) -> Co
             held.1.push(id.to_hex());
         }
     }
-    let mut out = std::io::stdout().lock();
-    if json {
-        let all: Vec<FoundPath> = found
-            .into_iter()
-            .map(|(path, (entry, snapshots))| FoundPath {
-                entry: Listed::of(path, &entry),
-                snapshots,
-            })
-            .collect();
-        serde_json::to_writer_pretty(&mut out, &all)?;
-        writeln!(out)?;
-    } else {
-        for (path, (_, snapshots)) in &found {
-            let short: Vec<&str> = snapshots.iter().map(|s| &s[..16]).collect();
-            let count = if short.len() == 1 {
-                "1 snapshot".to_string()
-            } else {
-                format!("{} snapshots", short.len())
-            };
-            writeln!(out, "{path}  ({count}: {})", short.join(" "))?;
-        }
-    }
+    let all = found
+        .into_iter()
+        .map(|(path, (entry, snapshots))| FoundPath {
+            entry: Listed::of(path, &entry),
+            snapshots,
+        });
+    show(&FoundPaths(all.collect()), json)?;
     Ok(0)
 }
 
@@ -297,7 +313,7 @@ struct Changed {
     after: Option<Listed>,
 }
 
-/// `diff --json`.
+/// What `diff` found.
 #[derive(Serialize)]
 struct DiffReport {
     changes: Vec<Changed>,
@@ -307,6 +323,66 @@ struct DiffReport {
     /// What the later snapshot's ingest added to the repository.
     new_bytes: u64,
     new_stored_bytes: u64,
+    /// The later snapshot as it was named.
+    #[serde(skip)]
+    later: String,
+}
+
+impl DiffReport {
+    fn of(differences: Vec<Difference>, later: &SnapshotRecord, named: &str) -> Self {
+        let count = |c: &[Change]| differences.iter().filter(|d| c.contains(&d.change)).count();
+        DiffReport {
+            added: count(&[Change::Added]),
+            removed: count(&[Change::Removed]),
+            changed: count(&[Change::Content, Change::Metadata, Change::Kind]),
+            new_bytes: later.summary.new_bytes,
+            new_stored_bytes: later.summary.new_stored_bytes,
+            later: named.to_string(),
+            changes: differences.into_iter().map(Changed::of).collect(),
+        }
+    }
+}
+
+impl Changed {
+    fn of(d: Difference) -> Self {
+        Changed {
+            change: match d.change {
+                Change::Added => "added",
+                Change::Removed => "removed",
+                Change::Content => "content",
+                Change::Metadata => "metadata",
+                Change::Kind => "type",
+            },
+            before: d.before.as_ref().map(|e| Listed::of(d.path.clone(), e)),
+            after: d.after.as_ref().map(|e| Listed::of(d.path.clone(), e)),
+            path: d.path,
+        }
+    }
+}
+
+impl std::fmt::Display for DiffReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for c in &self.changes {
+            let mark = match c.change {
+                "added" => '+',
+                "removed" => '-',
+                "content" => 'M',
+                "metadata" => 'U',
+                _ => 'T',
+            };
+            writeln!(f, "{mark}    {}", c.path)?;
+        }
+        writeln!(
+            f,
+            "\n{} added, {} removed, {} changed; {} added {} to the repository ({} stored)",
+            self.added,
+            self.removed,
+            self.changed,
+            self.later,
+            human_bytes(self.new_bytes),
+            human_bytes(self.new_stored_bytes)
+        )
+    }
 }
 
 /// `dedup diff A B`.
@@ -315,53 +391,6 @@ pub fn diff(cx: &Context, a: &str, b: &str, json: bool) -> Code {
     let (_, first) = cx.resolve(&repo, a)?;
     let (_, second) = cx.resolve(&repo, b)?;
     let differences = repo.diff(&first.tree, &second.tree)?;
-    let count = |c: &[Change]| differences.iter().filter(|d| c.contains(&d.change)).count();
-    let report = DiffReport {
-        added: count(&[Change::Added]),
-        removed: count(&[Change::Removed]),
-        changed: count(&[Change::Content, Change::Metadata, Change::Kind]),
-        new_bytes: second.summary.new_bytes,
-        new_stored_bytes: second.summary.new_stored_bytes,
-        changes: differences
-            .into_iter()
-            .map(|d| Changed {
-                change: match d.change {
-                    Change::Added => "added",
-                    Change::Removed => "removed",
-                    Change::Content => "content",
-                    Change::Metadata => "metadata",
-                    Change::Kind => "type",
-                },
-                before: d.before.as_ref().map(|e| Listed::of(d.path.clone(), e)),
-                after: d.after.as_ref().map(|e| Listed::of(d.path.clone(), e)),
-                path: d.path,
-            })
-            .collect(),
-    };
-    let mut out = std::io::stdout().lock();
-    if json {
-        serde_json::to_writer_pretty(&mut out, &report)?;
-        writeln!(out)?;
-        return Ok(0);
-    }
-    for c in &report.changes {
-        let mark = match c.change {
-            "added" => '+',
-            "removed" => '-',
-            "content" => 'M',
-            "metadata" => 'U',
-            _ => 'T',
-        };
-        writeln!(out, "{mark}    {}", c.path)?;
-    }
-    writeln!(
-        out,
-        "\n{} added, {} removed, {} changed; {b} added {} to the repository ({} stored)",
-        report.added,
-        report.removed,
-        report.changed,
-        dedup::units::human_bytes(report.new_bytes),
-        dedup::units::human_bytes(report.new_stored_bytes)
-    )?;
+    show(&DiffReport::of(differences, &second, b), json)?;
     Ok(0)
 }

@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
 
-use crate::browse::split_target;
-use crate::commands::{print_json, show, Code, Context};
+use crate::cmd::browse::split_target;
+use crate::context::{print_json, show, Code, Context};
 
 /// `dedup report [SNAPSHOT] [--by-dir [--depth N]] [--html FILE]`.
 pub fn report(
@@ -25,24 +25,33 @@ pub fn report(
             show(&repo.usage()?.by_dir(&id, depth)?, json)?;
         }
         (Some(s), None) => show(&repo.snapshot_report(&cx.resolve(&repo, s)?.0)?, json)?,
-        (None, _) => {
-            let mut report = repo.report()?;
-            if json || html.is_some() {
-                let usage = repo.usage()?;
-                report.snapshot_costs = usage.costs();
-                if let Some(file) = html {
-                    let page = crate::html::page(&repo, &report, &usage)?;
-                    std::fs::write(file, page)
-                        .with_context(|| format!("cannot write {}", file.display()))?;
-                    if !cx.quiet() {
-                        eprintln!("wrote {}", file.display());
-                    }
-                }
-            }
-            show(&report, json)?;
-        }
+        (None, _) => show(&whole_report(cx, &repo, html, json)?, json)?,
     }
     Ok(0)
+}
+
+/// The report on the whole repository; with `--json` or `--html`, what
+/// each snapshot costs too, and with `--html` the page written.
+fn whole_report(
+    cx: &Context,
+    repo: &dedup::Repository,
+    html: Option<&Path>,
+    json: bool,
+) -> anyhow::Result<dedup::Report> {
+    let mut report = repo.report()?;
+    if !json && html.is_none() {
+        return Ok(report);
+    }
+    let usage = repo.usage()?;
+    report.snapshot_costs = usage.costs();
+    if let Some(file) = html {
+        let page = crate::html::page(repo, &report, &usage)?;
+        std::fs::write(file, page).with_context(|| format!("cannot write {}", file.display()))?;
+        if !cx.quiet() {
+            eprintln!("wrote {}", file.display());
+        }
+    }
+    Ok(report)
 }
 
 /// `dedup explain SNAPSHOT:PATH`.
