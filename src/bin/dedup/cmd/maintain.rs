@@ -30,15 +30,19 @@ pub struct ForgetHow {
 
 /// `dedup forget`: named snapshots, or those a policy does not keep.
 pub fn forget(cx: &Context, specs: &[String], policy: &KeepPolicy, how: &ForgetHow) -> Code {
+    match (specs.is_empty(), policy.is_empty()) {
+        (true, true) => {
+            bail!("nothing to forget: name snapshots, or give a policy such as --keep-daily 7")
+        }
+        (false, false) => bail!("give snapshots to forget or a --keep-* policy, not both"),
+        _ => {}
+    }
     let repo = if how.dry_run {
         cx.reader()
     } else {
         cx.writer()
     }?;
     let mut report = if specs.is_empty() {
-        if policy.is_empty() {
-            bail!("nothing to forget: name snapshots, or give a policy such as --keep-daily 7");
-        }
         let groups = repo.forget_by_policy(&cx.filter, how.group_by, policy, mode(how.dry_run))?;
         ForgetReport::of_policy(policy, groups, how.dry_run)
     } else {
