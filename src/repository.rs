@@ -132,7 +132,7 @@ impl Repository {
     /// Stores `data` as one object and returns its content id. Storing the
     /// same bytes twice stores them once. Use [`ingest`](Self::ingest) for
     /// files and trees; this is the plain key-value door, for blobs of up
-    /// to [`MAX_BLOB`] bytes.
+    /// to [`MAX_BLOB`](crate::engine::MAX_BLOB) bytes.
     pub fn put(&self, data: &[u8]) -> Result<ChunkId> {
         self.engine.put(data)
     }
@@ -371,7 +371,7 @@ impl Repository {
     }
 
     /// Applies a retention policy to the snapshots `filter` lets through,
-    /// each group on its own (see [`policy`]); with [`Mode::Apply`],
+    /// each group on its own (see [`policy`](crate::policy)); with [`Mode::Apply`],
     /// forgets every snapshot the policy does not keep. Periods are read
     /// in this machine's time zone. Returns every decision with its
     /// reasons, groups in key order, newest snapshot first.
@@ -417,7 +417,7 @@ impl Repository {
 
     /// Adds a shard with `weight` and returns its id. `location` is a
     /// folder or an `s3://bucket/prefix`; `options` are object-store
-    /// settings (see [`ShardConfig::options`]). The location must hold no
+    /// settings (see [`ShardConfig::options`](crate::format::config::ShardConfig::options)). The location must hold no
     /// packs yet, and an object store must answer. Nothing moves until
     /// [`rebalance`](Self::rebalance).
     pub fn add_shard(

@@ -51,7 +51,7 @@ impl Index {
     /// `names`, as [`segment::names`] lists them): the newest full segment
     /// first (starting over from it when it is new here), then every other
     /// segment it does not cover and this index has not applied, in name
-    /// order (which does not matter, see [`apply`](Self::apply)). An older
+    /// order (which does not matter, see `apply`). An older
     /// full segment it does not cover (a compaction that raced it) is
     /// applied like any other, on top. Returns how many it applied.
     ///

@@ -182,8 +182,8 @@ impl std::fmt::Display for UnreadableRecord {
     }
 }
 
-/// The largest blob [`Repository::put`] stores (a blob is one object, held
-/// in memory whole).
+/// The largest blob [`Repository::put`](crate::Repository::put) stores (a blob is one
+/// object, held in memory whole).
 pub const MAX_BLOB: u64 = 1 << 30;
 
 pub(crate) const CONFIG: &str = "config";

@@ -28,7 +28,7 @@ pub(crate) fn write_file(engine: &Engine, entry: &Entry, out: &mut dyn Write) ->
     Ok(written)
 }
 
-/// An entry [`Repository::find`] matched: its path from the snapshot's
+/// An entry [`Repository::find`](crate::Repository::find) matched: its path from the snapshot's
 /// root (with a leading `/`) and the entry.
 #[derive(Clone, Debug)]
 pub struct Match {
@@ -38,7 +38,7 @@ pub struct Match {
     pub entry: Entry,
 }
 
-/// The work of [`Repository::find`](crate::Repository::find).
+/// The work of [`Repository::find`](crate::Repository::find)(crate::Repository::find).
 pub(crate) fn find(
     engine: &Engine,
     root: &ChunkId,
@@ -109,7 +109,7 @@ fn find_in(
     Ok(())
 }
 
-/// What [`Repository::find`] found under each tree it walked (paths
+/// What [`Repository::find`](crate::Repository::find) found under each tree it walked (paths
 /// relative to the tree), kept across snapshots.
 #[derive(Debug, Default)]
 pub struct FindMemo(std::collections::HashMap<(ChunkId, String), Vec<Match>>);
@@ -129,7 +129,7 @@ pub enum Change {
     Kind,
 }
 
-/// One path [`Repository::diff`] reports, with its entry on each side.
+/// One path [`Repository::diff`](crate::Repository::diff) reports, with its entry on each side.
 #[derive(Clone, Debug)]
 pub struct Difference {
     /// `/`-separated, from the snapshots' roots.
@@ -142,7 +142,7 @@ pub struct Difference {
     pub after: Option<Entry>,
 }
 
-/// The work of [`Repository::diff`](crate::Repository::diff).
+/// The work of [`Repository::diff`](crate::Repository::diff)(crate::Repository::diff).
 pub(crate) fn diff(engine: &Engine, a: &ChunkId, b: &ChunkId) -> Result<Vec<Difference>> {
     let mut out = Vec::new();
     diff_trees(engine, Some(a), Some(b), "", &mut out)?;

@@ -59,7 +59,7 @@ pub struct RebalanceReport {
     pub packs_kept_for_readers: u64,
 }
 
-/// What [`Repository::remove_lost_shard`] forgot.
+/// What [`Repository::remove_lost_shard`](crate::Repository::remove_lost_shard) forgot.
 #[derive(Clone, Debug, Serialize)]
 pub struct LostShard {
     /// The shard.
@@ -247,7 +247,7 @@ pub(crate) fn remove_shard(
     Ok(report)
 }
 
-/// The work of [`Repository::remove_lost_shard`](crate::Repository::remove_lost_shard).
+/// The work of [`Repository::remove_lost_shard`](crate::Repository::remove_lost_shard)(crate::Repository::remove_lost_shard).
 pub(crate) fn remove_lost_shard(engine: &mut Engine, id: ShardId) -> Result<LostShard> {
     engine.check_alone("shard remove --lost")?;
     if engine.shard(id)?.backend.unavailable().is_none() {

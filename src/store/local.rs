@@ -1,6 +1,6 @@
 //! A store over a local folder: both a [`PackStore`] and a [`MetaStore`].
 //!
-//! Durable writes happen in one place, [`LocalStore::write_durably`]:
+//! Durable writes happen in one place, `LocalStore::write_durably`:
 //! write a temporary file beside the target, fsync it, rename it to the
 //! target, then fsync the folder so the rename itself survives a crash.
 //! A folder it has to create is made durable the same way, by syncing its
@@ -314,7 +314,7 @@ impl MetaStore for LocalStore {
         self.remove(key, Durably::Yes)
     }
 
-    /// Removes only files named as [`tmp_path`] names them.
+    /// Removes only files named as `tmp_path` names them.
     fn sweep_unfinished(&self, dirs: &[&str]) -> Result<u64> {
         let mut freed = 0;
         for dir in dirs {

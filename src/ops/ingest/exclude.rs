@@ -42,7 +42,7 @@ impl Exclusions {
     }
 
     /// Leaves out every entry whose absolute path matches `glob` (read as
-    /// [`PathGlobs`] reads globs), and all below it.
+    /// `PathGlobs` reads globs), and all below it.
     pub fn add_pattern(&mut self, glob: &str) -> Result<()> {
         self.patterns.add(glob, "exclude pattern")
     }

@@ -89,7 +89,7 @@ impl std::fmt::Display for IngestOutcome {
     }
 }
 
-/// Options for [`Repository::ingest_with`].
+/// Options for [`Repository::ingest_with`](crate::Repository::ingest_with).
 #[derive(Clone, Debug)]
 pub struct IngestOptions {
     /// Reuse the chunk lists of files whose size, times, inode and device
@@ -130,7 +130,7 @@ pub(crate) fn ingest(
     ingest_with(engine, paths, &IngestOptions::default(), progress)
 }
 
-/// The work of [`Repository::ingest_with`](crate::Repository::ingest_with).
+/// The work of [`Repository::ingest_with`](crate::Repository::ingest_with)(crate::Repository::ingest_with).
 pub(crate) fn ingest_with(
     engine: &Engine,
     paths: &[PathBuf],

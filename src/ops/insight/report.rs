@@ -122,7 +122,7 @@ pub struct Report {
     /// Each snapshot's cost when taken and what it holds alone now, oldest
     /// first (repository scope, `report --json`; see [`Usage::costs`]).
     ///
-    /// [`Usage::costs`]: crate::engine::Usage::costs
+    /// [`Usage::costs`]: crate::ops::insight::usage::Usage::costs
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub snapshot_costs: Vec<crate::ops::insight::usage::SnapshotCost>,
 }

@@ -154,7 +154,7 @@ pub enum Overwrite {
     Always,
 }
 
-/// Options for [`Repository::restore_with`].
+/// Options for [`Repository::restore_with`](crate::Repository::restore_with).
 #[derive(Clone, Debug, Default)]
 pub struct RestoreOptions {
     /// Restore only entries matching these (with everything below a
@@ -239,7 +239,7 @@ pub(crate) fn restore_path(
     )
 }
 
-/// The work of [`Repository::restore_with`](crate::Repository::restore_with).
+/// The work of [`Repository::restore_with`](crate::Repository::restore_with)(crate::Repository::restore_with).
 pub(crate) fn restore_with(
     engine: &Engine,
     snapshot: &SnapshotId,
