@@ -536,7 +536,7 @@ fn read_fence(home: &ObjectStoreBackend) -> Result<(u64, String)> {
 }
 
 /// One lock found in the home.
-struct Found {
+struct LockObject {
     key: String,
     kind: Kind,
     holder: Holder,
@@ -552,7 +552,7 @@ const LOCK_READERS: usize = 16;
 /// this host's and its process is gone. A lock whose contents do not read
 /// is judged by age alone. The others' contents are read several at once;
 /// the lock `own` (the caller's) is not read: it is this process.
-fn scan(home: &ObjectStoreBackend, own: &str) -> Result<Vec<Found>> {
+fn scan(home: &ObjectStoreBackend, own: &str) -> Result<Vec<LockObject>> {
     let listing: Vec<(String, std::time::SystemTime, Kind)> = home
         .listing(FOLDER)?
         .into_iter()
@@ -583,7 +583,7 @@ fn scan(home: &ObjectStoreBackend, own: &str) -> Result<Vec<Found>> {
             .and_then(|n| n.duration_since(written).ok())
             .unwrap_or_default();
         let gone = holder.as_ref().is_some_and(Holder::is_gone_from_here);
-        out.push(Found {
+        out.push(LockObject {
             key,
             kind,
             holder: holder.unwrap_or_else(|| Holder {

@@ -11,6 +11,10 @@
 //! UTF-8; so every name `ls` prints can be given back to `ls`, `cat` or
 //! `restore SNAPSHOT:PATH`, and no name breaks a line.
 
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
+use std::path::PathBuf;
+
 use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::format::snapshot::{Entry, EntryKind, SnapshotId};
@@ -129,6 +133,16 @@ pub fn components(path: &str) -> Result<Vec<&str>> {
         }
     }
     Ok(parts)
+}
+
+/// `path` (as `ls` prints paths) as a path from the snapshot's root, by
+/// its names' bytes: what restore's globs match against.
+pub(crate) fn in_snapshot(path: &str) -> Result<PathBuf> {
+    let mut at = PathBuf::from("/");
+    for part in components(path)? {
+        at.push(OsStr::from_bytes(&unescape_name(part)?));
+    }
+    Ok(at)
 }
 
 impl Engine {

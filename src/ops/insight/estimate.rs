@@ -373,7 +373,7 @@ enum Step {
 
 /// What the walk found, in the order it is read: depth first, names in
 /// byte order, each folder's entries between its `Enter` and `Leave`.
-enum Found {
+enum Event {
     File(PathBuf, Entry, u64),
     Enter,
     Other(Entry),
@@ -400,7 +400,7 @@ fn entry_of(name: Vec<u8>, meta: &fs::Metadata, names: &crate::engine::attrs::Na
 
 /// Walks `paths`. A path that cannot be read at all is an error; an
 /// unreadable entry below one is noted in `skipped` and left out.
-fn walk(paths: &[PathBuf], skipped: &mut Vec<String>) -> Result<Vec<Found>> {
+fn walk(paths: &[PathBuf], skipped: &mut Vec<String>) -> Result<Vec<Event>> {
     let names = crate::engine::attrs::Names::default();
     let mut out = Vec::new();
     for path in paths {
@@ -416,9 +416,9 @@ fn walk(paths: &[PathBuf], skipped: &mut Vec<String>) -> Result<Vec<Found>> {
         while let Some((p, meta, name, leaving)) = stack.pop() {
             let entry = entry_of(name.clone(), &meta, &names);
             if leaving {
-                out.push(Found::Leave(entry));
+                out.push(Event::Leave(entry));
             } else if meta.is_file() {
-                out.push(Found::File(p, entry, meta.len()));
+                out.push(Event::File(p, entry, meta.len()));
             } else if meta.is_dir() {
                 let listing = match fs::read_dir(&p) {
                     Ok(l) => l,
@@ -441,7 +441,7 @@ fn walk(paths: &[PathBuf], skipped: &mut Vec<String>) -> Result<Vec<Found>> {
                     .map(|(p, meta, n)| (p, meta, n.as_bytes().to_vec(), false))
                     .collect();
                 entries.sort_by(|a, b| b.2.cmp(&a.2));
-                out.push(Found::Enter);
+                out.push(Event::Enter);
                 stack.push((p, meta, name, true));
                 stack.extend(entries);
             } else {
@@ -464,7 +464,7 @@ fn walk(paths: &[PathBuf], skipped: &mut Vec<String>) -> Result<Vec<Found>> {
                 } else {
                     EntryKind::Fifo
                 };
-                out.push(Found::Other(entry));
+                out.push(Event::Other(entry));
             }
         }
     }
@@ -491,7 +491,7 @@ pub fn estimate(
         found
             .iter()
             .map(|f| match f {
-                Found::File(_, _, size) => *size,
+                Event::File(_, _, size) => *size,
                 _ => 0,
             })
             .sum(),
@@ -550,14 +550,14 @@ pub fn estimate(
 /// Sends the walk's steps, each file's bytes a block at a time (an empty
 /// file is one empty block with `eof`); returns the files it could not
 /// read, with why.
-fn read_all(found: &[Found], tx: &mpsc::SyncSender<Step>, progress: &dyn Progress) -> Vec<String> {
+fn read_all(found: &[Event], tx: &mpsc::SyncSender<Step>, progress: &dyn Progress) -> Vec<String> {
     let mut failed = Vec::new();
     for f in found {
         let step = match f {
-            Found::Enter => Step::Enter,
-            Found::Other(e) => Step::Entry(e.clone()),
-            Found::Leave(e) => Step::Leave(e.clone()),
-            Found::File(path, entry, _) => {
+            Event::Enter => Step::Enter,
+            Event::Other(e) => Step::Entry(e.clone()),
+            Event::Leave(e) => Step::Leave(e.clone()),
+            Event::File(path, entry, _) => {
                 if let Err(e) = send_file(path, entry, tx) {
                     let line = format!("{}: {e}", path.display());
                     progress.warn(&line);

@@ -24,7 +24,7 @@ use std::path::{Path, PathBuf};
 use rayon::prelude::*;
 
 use crate::catalog::Location;
-use crate::engine::paths::Found;
+use crate::engine::paths::{in_snapshot, Found};
 use crate::engine::{in_pool, Engine, Progress};
 use crate::error::{Error, IoContext, Result};
 use crate::format::snapshot::{Entry, EntryKind, SnapshotId};
@@ -35,8 +35,8 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 mod posix;
 use posix::{
-    clear_the_way, create_file, finish_file, finish_path, in_snapshot, make_folder, make_hardlinks,
-    make_links, make_specials, prepare_destination, verify_written, Apply, Reach,
+    clear_the_way, create_file, finish_file, finish_path, make_folder, make_hardlinks, make_links,
+    make_specials, prepare_destination, verify_written, Apply, Reach,
 };
 
 /// What a restore did: its `Display` is what people see, its `Serialize`

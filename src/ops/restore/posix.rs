@@ -15,7 +15,6 @@ use filetime::FileTime;
 use rayon::prelude::*;
 
 use crate::engine::deep::{self, LONG_PATH};
-use crate::engine::paths::{components, unescape_name};
 use crate::engine::Progress;
 use crate::error::{Error, IoContext, Result};
 use crate::format::snapshot::{Entry, EntryKind};
@@ -271,16 +270,6 @@ pub(super) fn prepare_destination(dest: &Path, overwrite: Overwrite) -> Result<(
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => fs::create_dir_all(dest).at(dest),
         Err(e) => Err(Error::io(dest, e)),
     }
-}
-
-/// `path` (as `ls` prints paths) as a path from the snapshot's root, by
-/// its names' bytes: what restore's globs match against.
-pub(super) fn in_snapshot(path: &str) -> Result<PathBuf> {
-    let mut at = PathBuf::from("/");
-    for part in components(path)? {
-        at.push(std::ffi::OsStr::from_bytes(&unescape_name(part)?));
-    }
-    Ok(at)
 }
 
 /// Makes a folder to restore into. `create_dir`, not `create_dir_all`:
