@@ -222,7 +222,7 @@ fn split_footer<'a>(tail: &'a [u8], location: &str) -> Result<(&'a [u8], &'a [u8
 /// Decodes a trailer plus footer (the last [`trailer_len`] bytes of a pack of
 /// `pack_len` bytes), checking the checksum and that every entry lies inside
 /// the pack's record area. A sealed trailer needs the key: see
-/// [`entries_of`] and [`read_entries`](crate::store::read_entries).
+/// [`entries_of`] and `read_entries` (in `store`).
 pub fn parse_trailer(tail: &[u8], pack_len: u64, location: &str) -> Result<Vec<PackEntry>> {
     let (body, sealed) = checked_body(tail, location)?;
     if sealed {
