@@ -21,7 +21,7 @@ export RUSTFLAGS="-Cpasses=sancov-module -Cllvm-args=-sanitizer-coverage-level=4
 (cd fuzz && cargo build --release --locked --target "$triple" --target-dir "$target_dir")
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
-for t in pack_trailer tree snapshot_record index_values bloom_and_config; do
+for t in pack_trailer tree snapshot_record index_values bloom_and_config index_family; do
   mkdir -p "$work/$t/corpus" "$work/$t/crashes"
   echo "fuzz: $t for ${seconds}s" >&2
   # A fixed seed: the same build explores the same inputs every run.

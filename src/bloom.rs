@@ -51,6 +51,16 @@ impl Bloom {
         }
     }
 
+    /// An empty filter sized for exactly `expected` chunks, however few:
+    /// an index family's slice, whose count its writer knows.
+    pub fn exact(expected: u64) -> Self {
+        let expected = expected.clamp(MIN_EXACT, MAX_EXPECTED) as usize;
+        Bloom {
+            filter: GrowableBloom::new(FALSE_POSITIVE_RATE, expected),
+            stamp: 0,
+        }
+    }
+
     /// False means `id` was certainly never inserted.
     pub fn may_contain(&self, id: &ChunkId) -> bool {
         self.filter.contains(id.as_bytes())
@@ -144,7 +154,7 @@ impl Shape {
         let ours = self.error_rate == FALSE_POSITIVE_RATE
             && self.tightening_ratio == TIGHTENING_RATIO
             && self.growth_factor == GROWTH_FACTOR
-            && (MIN_EXPECTED..=MAX_EXPECTED).contains(&self.estimated)
+            && (MIN_EXACT..=MAX_EXPECTED).contains(&self.estimated)
             && self.blooms.len() <= MAX_FILTERS;
         if !ours {
             return Err("parameters this build never writes");
@@ -202,6 +212,8 @@ const MAX_FILTERS: usize = 16;
 const GROWTH_FACTOR: u64 = 2;
 const TIGHTENING_RATIO: f64 = 0.851_562_5;
 const MIN_EXPECTED: u64 = 100_000;
+/// The smallest filter [`Bloom::exact`] makes.
+const MIN_EXACT: u64 = 16;
 const MAX_EXPECTED: u64 = 1 << 32;
 
 /// SHA-256 over the stamp and the payload, so neither can rot unnoticed.

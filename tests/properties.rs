@@ -2,6 +2,7 @@
 
 use dedup::bloom::Bloom;
 use dedup::catalog::Location;
+use dedup::format::family::{Family, FamilyName, FamilyWriter, Plain};
 use dedup::format::pack::{parse_trailer, scan_records, trailer_len, FOOTER_SIZE};
 use dedup::format::snapshot::{Attrs, Entry, EntryKind, Owner, Tree};
 use dedup::format::snapshot::{SnapshotId, SnapshotRecord};
@@ -174,6 +175,7 @@ struct Seeds {
     bloom_payload: Vec<u8>,
     location: Vec<u8>,
     cache_entry: Vec<u8>,
+    family: Vec<u8>,
 }
 
 fn seeds() -> &'static Seeds {
@@ -222,6 +224,18 @@ fn seeds() -> &'static Seeds {
             }
             .encode(),
             cache_entry: dedup::format::filecache::encode(&stamp, &chunks),
+            family: {
+                // The pack's entries as the root family of version 0.
+                let mut sorted: Vec<_> = entries.iter().map(|e| (e.id, *e)).collect();
+                sorted.sort_by_key(|(id, _)| *id);
+                let pack = PackId::random();
+                let mut w =
+                    FamilyWriter::new(Vec::new(), &Plain, FamilyName::root(), 0, 8).unwrap();
+                for (id, entry) in sorted {
+                    w.push(&id, &Location { pack, entry }).unwrap();
+                }
+                w.finish(&[PackId::random()]).unwrap().0
+            },
             config: std::fs::read(path.join("config")).unwrap(),
             bloom_payload: {
                 // A filter for a few ids: small, so a fuzzer spends its
@@ -315,6 +329,16 @@ proptest! {
     }
 
     #[test]
+    fn a_damaged_index_family_is_an_error_or_what_was_written(edits in edits()) {
+        let seed = &seeds().family;
+        let bytes = damaged(seed, &edits);
+        let read = Family::read(&bytes, &Plain, &FamilyName::root(), 0, "damaged");
+        if bytes != *seed {
+            prop_assert!(read.is_err());
+        }
+    }
+
+    #[test]
     fn a_damaged_bloom_filter_or_config_never_panics(edits in edits()) {
         // Framed with a valid checksum, so the payload decoder is reached;
         // what decodes must answer lookups and take inserts.
@@ -348,6 +372,7 @@ fn fuzz_seeds() {
         ("index_values", &s.cache_entry),
         ("bloom_and_config", &s.bloom_payload),
         ("bloom_and_config", &s.config),
+        ("index_family", &s.family),
     ] {
         let dir = root.join(target);
         std::fs::create_dir_all(&dir).unwrap();
@@ -364,4 +389,5 @@ fn prop_assert_sanity(s: &Seeds) {
     assert!(dedup::format::filecache::decode(&s.cache_entry, "seed").is_ok());
     assert!(Bloom::decode(&Bloom::frame(0, &s.bloom_payload), "seed").is_ok());
     assert!(dedup::format::config::Config::decode(&s.config, std::path::Path::new("seed")).is_ok());
+    assert!(Family::read(&s.family, &Plain, &FamilyName::root(), 0, "seed").is_ok());
 }

@@ -31,15 +31,14 @@ mod commit;
 #[cfg(feature = "engine")]
 mod replay;
 pub mod segment;
-pub mod values;
 
 #[cfg(feature = "engine")]
 pub use commit::{Batch, Retired};
 
 use crate::format::snapshot::SnapshotId;
+pub use crate::format::values::{Location, PackInfo};
 use crate::ring::ShardId;
 use crate::store::{Fs, MetaStore, PackId};
-pub use values::{Location, PackInfo};
 
 const CHUNKS: &str = "chunks";
 const PACKS: &str = "packs";

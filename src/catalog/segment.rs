@@ -33,9 +33,9 @@
 
 use sha2::{Digest, Sha256};
 
-use crate::catalog::values::{Location, PackInfo};
 use crate::error::{Error, Result};
 use crate::format::codec::{Put, Reader};
+use crate::format::values::{Location, PackInfo};
 use crate::id::ChunkId;
 use crate::store::{MetaStore, PackEntry, PackId};
 
