@@ -8,6 +8,7 @@ pub(crate) mod codec;
 pub mod config;
 pub mod family;
 pub mod filecache;
+pub mod manifest;
 pub mod pack;
 pub mod record;
 pub mod snapshot;

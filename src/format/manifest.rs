@@ -1,0 +1,348 @@
+//! An epoch's manifest and the pack table's parts: what a compaction of
+//! the index writes beside its families (`docs/design.md`, "A petabyte
+//! index").
+//!
+//! ```text
+//! manifest   "DDMAN\0\0\x01" epoch:u64
+//!            families:u32 (digits:u8 digit* version:u64 size:u64)*
+//!            pack parts:u32 (the same)*
+//!            tombstones:u32 pack[16]*  covers:u32 (len:u8 name)*
+//!            sha256(everything before)[32]
+//! pack part  "DDPKT\0\0\x01" digits:u8 digit* epoch:u64
+//!            packs:u64 (pack[16] info[53])*, sorted by pack id
+//!            sha256(everything before)[32]
+//! ```
+//!
+//! Both are sealed whole in an encrypted repository, bound to their key
+//! (the manifest to its epoch, a part to its prefix and epoch).
+
+use sha2::{Digest, Sha256};
+
+use crate::error::{Error, Result};
+use crate::format::codec::{Put, Reader};
+use crate::format::family::{FamilyName, Sealer, MAX_DIGITS};
+use crate::format::values::PackInfo;
+use crate::id::PackId;
+
+const MANIFEST_MAGIC: &[u8; 8] = b"DDMAN\0\0\x01";
+const PACKS_MAGIC: &[u8; 8] = b"DDPKT\0\0\x01";
+
+/// Bytes of one pack in a pack-table part.
+pub const PACK_LEN: usize = 16 + 53;
+
+/// One object a manifest names: a family (or a pack-table part) and the
+/// version of it that is current.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Part {
+    /// The prefix: of chunk ids for a family, of pack ids for a pack part.
+    pub name: FamilyName,
+    /// The epoch its current version was written at.
+    pub version: u64,
+    /// Its size in bytes.
+    pub size: u64,
+}
+
+/// The index as of one epoch's compaction.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Manifest {
+    /// The epoch compacted.
+    pub epoch: u64,
+    /// The families, their prefixes a partition of the chunk ids.
+    pub families: Vec<Part>,
+    /// The pack table's parts, their prefixes a partition of the pack ids.
+    pub packs: Vec<Part>,
+    /// Packs retired and not yet forgotten: a segment met later that adds
+    /// one again is ignored for it.
+    pub tombstones: Vec<PackId>,
+    /// The segments the families fold in: never applied on top of them.
+    pub covers: Vec<String>,
+}
+
+/// The object key of the manifest of `epoch`.
+pub fn manifest_key(epoch: u64) -> String {
+    format!("index/manifest.{epoch:016x}")
+}
+
+/// The object key of pack-table part `name` at `epoch`.
+pub fn packs_key(name: &FamilyName, epoch: u64) -> String {
+    format!("index/packs-{}.{epoch:016x}", name.label())
+}
+
+fn put_name(out: &mut Vec<u8>, name: &FamilyName) {
+    out.put_u8(name.digits().len() as u8);
+    out.extend_from_slice(name.digits());
+}
+
+fn name(r: &mut Reader<'_>) -> Result<FamilyName> {
+    let digits = usize::from(r.u8()?);
+    if digits > MAX_DIGITS {
+        return Err(r.error(format!("a prefix of {digits} digits")));
+    }
+    FamilyName::of(r.take(digits)?).map_err(|_| r.error("a digit past f"))
+}
+
+fn checked<'a>(bytes: &'a [u8], what: &'static str, location: &str) -> Result<&'a [u8]> {
+    let Some(body_len) = bytes.len().checked_sub(32) else {
+        return Err(Error::corrupt(what, location, "shorter than its checksum"));
+    };
+    let (body, sum) = bytes.split_at(body_len);
+    if Sha256::digest(body).as_slice() != sum {
+        return Err(Error::corrupt(what, location, "checksum mismatch"));
+    }
+    Ok(body)
+}
+
+fn with_sum(mut out: Vec<u8>) -> Vec<u8> {
+    let sum = Sha256::digest(&out);
+    out.extend_from_slice(&sum);
+    out
+}
+
+/// True when `names`' prefixes cover every id exactly once: none is a
+/// prefix of another (in sorted order, a prefix comes just before what
+/// it prefixes) and their shares of the id space add up to all of it.
+fn partitions(names: &[&FamilyName]) -> bool {
+    let mut sorted: Vec<&[u8]> = names.iter().map(|n| n.digits()).collect();
+    sorted.sort_unstable();
+    if sorted.windows(2).any(|w| w[1].starts_with(w[0])) {
+        return false;
+    }
+    let share = |digits: &[u8]| 1u128 << (4 * (MAX_DIGITS - digits.len()));
+    sorted.iter().map(|d| share(d)).sum::<u128>() == 1u128 << (4 * MAX_DIGITS)
+}
+
+impl Manifest {
+    fn aad(epoch: u64) -> Vec<u8> {
+        let mut aad = b"dedup manifest".to_vec();
+        aad.put_u64(epoch);
+        aad
+    }
+
+    /// The manifest as stored.
+    pub fn encode(&self, sealer: &dyn Sealer) -> Vec<u8> {
+        let mut out = MANIFEST_MAGIC.to_vec();
+        out.put_u64(self.epoch);
+        for parts in [&self.families, &self.packs] {
+            out.put_u32(parts.len() as u32);
+            for p in parts {
+                put_name(&mut out, &p.name);
+                out.put_u64(p.version);
+                out.put_u64(p.size);
+            }
+        }
+        out.put_u32(self.tombstones.len() as u32);
+        for t in &self.tombstones {
+            out.extend_from_slice(&t.0);
+        }
+        out.put_u32(self.covers.len() as u32);
+        for c in &self.covers {
+            out.put_u8(c.len() as u8);
+            out.extend_from_slice(c.as_bytes());
+        }
+        sealer.seal(&Self::aad(self.epoch), &with_sum(out))
+    }
+
+    /// Reads the manifest of `epoch` from `stored`: checked, its families
+    /// and its pack parts each a partition, no version after its epoch.
+    pub fn decode(stored: &[u8], sealer: &dyn Sealer, epoch: u64, location: &str) -> Result<Self> {
+        let plain = sealer.open(&Self::aad(epoch), stored, "index manifest", location)?;
+        let body = checked(&plain, "index manifest", location)?;
+        let mut r = Reader::new(body, "index manifest", location);
+        if r.take(8)? != MANIFEST_MAGIC {
+            return Err(r.error("bad magic"));
+        }
+        let found = r.u64()?;
+        if found != epoch {
+            return Err(r.error(format!("it is the manifest of epoch {found}, not {epoch}")));
+        }
+        let mut lists: [Vec<Part>; 2] = [Vec::new(), Vec::new()];
+        for list in &mut lists {
+            let n = r.count(1 + 16)?;
+            for _ in 0..n {
+                let part = Part {
+                    name: name(&mut r)?,
+                    version: r.u64()?,
+                    size: r.u64()?,
+                };
+                if part.version > epoch {
+                    return Err(r.error(format!("a part of version {} past it", part.version)));
+                }
+                list.push(part);
+            }
+            if !partitions(&list.iter().map(|p| &p.name).collect::<Vec<_>>()) {
+                return Err(r.error("its prefixes do not cover every id exactly once"));
+            }
+        }
+        let n = r.count(16)?;
+        let mut tombstones = Vec::with_capacity(n);
+        for _ in 0..n {
+            tombstones.push(PackId(r.take(16)?.try_into().expect("16 bytes")));
+        }
+        let n = r.count(1)?;
+        let mut covers = Vec::with_capacity(n);
+        for _ in 0..n {
+            let len = usize::from(r.u8()?);
+            let name =
+                std::str::from_utf8(r.take(len)?).map_err(|_| r.error("a name not UTF-8"))?;
+            covers.push(name.to_string());
+        }
+        r.finish()?;
+        let [families, packs] = lists;
+        Ok(Manifest {
+            epoch,
+            families,
+            packs,
+            tombstones,
+            covers,
+        })
+    }
+}
+
+fn packs_aad(name: &FamilyName, epoch: u64) -> Vec<u8> {
+    let mut aad = b"dedup packs".to_vec();
+    put_name(&mut aad, name);
+    aad.put_u64(epoch);
+    aad
+}
+
+/// Pack-table part `name` at `epoch`, as stored: `packs` sorted by id,
+/// each inside the prefix.
+pub fn encode_packs(
+    name: &FamilyName,
+    epoch: u64,
+    packs: &[(PackId, PackInfo)],
+    sealer: &dyn Sealer,
+) -> Vec<u8> {
+    let mut out = PACKS_MAGIC.to_vec();
+    put_name(&mut out, name);
+    out.put_u64(epoch);
+    out.put_u64(packs.len() as u64);
+    for (pack, info) in packs {
+        out.extend_from_slice(&pack.0);
+        out.extend_from_slice(&info.encode());
+    }
+    sealer.seal(&packs_aad(name, epoch), &with_sum(out))
+}
+
+/// True when pack id `pack` falls in prefix `name`.
+pub fn holds_pack(name: &FamilyName, pack: &PackId) -> bool {
+    name.digits().iter().enumerate().all(|(i, &d)| {
+        let byte = pack.0[i / 2];
+        let nibble = if i % 2 == 0 { byte >> 4 } else { byte & 15 };
+        nibble == d
+    })
+}
+
+/// Reads pack-table part `name` at `epoch`: checked, sorted, inside it.
+pub fn decode_packs(
+    stored: &[u8],
+    sealer: &dyn Sealer,
+    name: &FamilyName,
+    epoch: u64,
+    location: &str,
+) -> Result<Vec<(PackId, PackInfo)>> {
+    let plain = sealer.open(
+        &packs_aad(name, epoch),
+        stored,
+        "index pack table",
+        location,
+    )?;
+    let body = checked(&plain, "index pack table", location)?;
+    let mut r = Reader::new(body, "index pack table", location);
+    if r.take(8)? != PACKS_MAGIC {
+        return Err(r.error("bad magic"));
+    }
+    let found = self::name(&mut r)?;
+    if found != *name || r.u64()? != epoch {
+        return Err(r.error("it is another part's, or another version's"));
+    }
+    let n = r.u64()?;
+    if n > (r.remaining() / PACK_LEN) as u64 {
+        return Err(r.error(format!("{n} packs in {} bytes", r.remaining())));
+    }
+    let mut out: Vec<(PackId, PackInfo)> = Vec::with_capacity(n as usize);
+    for _ in 0..n {
+        let pack = PackId(r.take(16)?.try_into().expect("16 bytes"));
+        let info = PackInfo::decode(r.take(53)?, location)?;
+        if out.last().is_some_and(|(last, _)| *last >= pack) || !holds_pack(name, &pack) {
+            return Err(r.error("packs out of order or outside the part"));
+        }
+        out.push((pack, info));
+    }
+    r.finish()?;
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::format::family::Plain;
+    use crate::id::ShardId;
+
+    #[test]
+    fn a_manifest_reads_back_and_refuses_a_broken_partition_or_another_epoch() {
+        let root = FamilyName::root();
+        let manifest = Manifest {
+            epoch: 7,
+            families: root
+                .children()
+                .into_iter()
+                .map(|name| Part {
+                    name,
+                    version: 3,
+                    size: 100,
+                })
+                .collect(),
+            packs: vec![Part {
+                name: root.clone(),
+                version: 7,
+                size: 10,
+            }],
+            tombstones: vec![PackId([1; 16])],
+            covers: vec!["0000000000000001-abcd".to_string()],
+        };
+        let bytes = manifest.encode(&Plain);
+        assert_eq!(Manifest::decode(&bytes, &Plain, 7, "t").unwrap(), manifest);
+        assert!(Manifest::decode(&bytes, &Plain, 8, "t").is_err());
+        let mut gap = manifest.clone();
+        gap.families.pop();
+        assert!(Manifest::decode(&gap.encode(&Plain), &Plain, 7, "t").is_err());
+        let mut overlap = manifest.clone();
+        overlap.packs.push(Part {
+            name: FamilyName::of(&[1]).unwrap(),
+            version: 1,
+            size: 1,
+        });
+        assert!(Manifest::decode(&overlap.encode(&Plain), &Plain, 7, "t").is_err());
+        for at in 0..bytes.len() {
+            let mut bad = bytes.clone();
+            bad[at] ^= 1;
+            assert!(Manifest::decode(&bad, &Plain, 7, "t").is_err(), "byte {at}");
+        }
+    }
+
+    #[test]
+    fn a_pack_table_part_reads_back_and_holds_only_its_prefix() {
+        let name = FamilyName::of(&[0xa]).unwrap();
+        let info = PackInfo {
+            shard: ShardId(2),
+            size: 99,
+            ..PackInfo::default()
+        };
+        let packs = vec![(PackId([0xa0; 16]), info), (PackId([0xa7; 16]), info)];
+        let bytes = encode_packs(&name, 4, &packs, &Plain);
+        assert_eq!(decode_packs(&bytes, &Plain, &name, 4, "t").unwrap(), packs);
+        assert!(decode_packs(&bytes, &Plain, &name, 5, "t").is_err());
+        let other = FamilyName::of(&[0xb]).unwrap();
+        assert!(decode_packs(&bytes, &Plain, &other, 4, "t").is_err());
+        let outside = vec![(PackId([0xb0; 16]), info)];
+        assert!(decode_packs(
+            &encode_packs(&name, 4, &outside, &Plain),
+            &Plain,
+            &name,
+            4,
+            "t"
+        )
+        .is_err());
+    }
+}
