@@ -29,6 +29,8 @@ use crate::id::ChunkId;
 #[cfg(feature = "engine")]
 mod commit;
 #[cfg(feature = "engine")]
+pub mod compact;
+#[cfg(feature = "engine")]
 mod replay;
 pub mod segment;
 

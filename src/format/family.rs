@@ -74,6 +74,16 @@ pub const SECTIONS: [Section; 5] = [
 const BLOCK_KIND: u8 = 0;
 const TRAILER_KIND: u8 = 6;
 
+/// Hex digit `i` of `bytes` (`bytes` long enough).
+pub fn nibble(bytes: &[u8], i: usize) -> u8 {
+    let byte = bytes[i / 2];
+    if i.is_multiple_of(2) {
+        byte >> 4
+    } else {
+        byte & 15
+    }
+}
+
 /// A family: the ids that start with these hex digits.
 #[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct FamilyName {
@@ -117,12 +127,16 @@ impl FamilyName {
 
     /// True when `id` belongs to it.
     pub fn contains(&self, id: &ChunkId) -> bool {
-        let bytes = id.as_bytes();
-        self.digits.iter().enumerate().all(|(i, &d)| {
-            let byte = bytes[i / 2];
-            let nibble = if i % 2 == 0 { byte >> 4 } else { byte & 15 };
-            nibble == d
-        })
+        self.holds(id.as_bytes())
+    }
+
+    /// True when `bytes` (a chunk id, or a pack id for the pack table)
+    /// start with its digits.
+    pub fn holds(&self, bytes: &[u8]) -> bool {
+        self.digits
+            .iter()
+            .enumerate()
+            .all(|(i, &d)| i / 2 < bytes.len() && nibble(bytes, i) == d)
     }
 
     /// Its name in object keys: its hex digits, `-` for the root.

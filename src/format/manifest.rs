@@ -226,11 +226,7 @@ pub fn encode_packs(
 
 /// True when pack id `pack` falls in prefix `name`.
 pub fn holds_pack(name: &FamilyName, pack: &PackId) -> bool {
-    name.digits().iter().enumerate().all(|(i, &d)| {
-        let byte = pack.0[i / 2];
-        let nibble = if i % 2 == 0 { byte >> 4 } else { byte & 15 };
-        nibble == d
-    })
+    name.holds(&pack.0)
 }
 
 /// Reads pack-table part `name` at `epoch`: checked, sorted, inside it.

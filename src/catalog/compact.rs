@@ -1,0 +1,678 @@
+//! Compaction: an epoch's segments folded into the index families and
+//! the pack table (`docs/design.md`, "Epochs and compaction").
+//!
+//! Each input segment is read once and its ops routed, by chunk-id or
+//! pack-id prefix, into spill runs in a temporary folder; then family by
+//! family the run is sorted, merged with the family's previous version
+//! and written out, split into its 16 children when it would pass the
+//! size limit. Memory is one family (its entries and its run) plus a
+//! buffer per run open; temporary disk is the input's ops.
+
+use std::collections::{BTreeMap, HashSet};
+use std::fs::File;
+use std::io::{BufReader, BufWriter, Read, Write};
+use std::path::{Path, PathBuf};
+
+use super::replay::read_segment;
+use super::segment::Op;
+use crate::error::{Error, Result};
+use crate::format::family::{
+    nibble, Family, FamilyName, FamilyWriter, Sealer, ENTRY_LEN, MAX_DIGITS,
+};
+use crate::format::manifest::{self, holds_pack, Manifest, Part};
+use crate::format::values::{Location, PackInfo};
+use crate::id::{ChunkId, PackId};
+use crate::store::MetaStore;
+
+/// The size past which a family is split: 48 MiB, or
+/// `$DEDUP_INDEX_FAMILY_BYTES` (tests make it tiny).
+pub fn family_limit() -> u64 {
+    std::env::var("DEDUP_INDEX_FAMILY_BYTES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|&n: &u64| n >= 4096)
+        .unwrap_or(48 << 20)
+}
+
+/// Bytes a family takes an entry, sections included (measured: 66.5).
+const BYTES_AN_ENTRY: u64 = 67;
+/// Bytes a pack takes in a pack-table part.
+const BYTES_A_PACK: u64 = manifest::PACK_LEN as u64;
+
+/// Where a compaction reads and writes, and how big a family may grow.
+pub struct Compaction<'a> {
+    /// The home: segments in, families, pack parts and the manifest out.
+    pub home: &'a dyn MetaStore,
+    /// Seals what is written (the repository's key, or nothing).
+    pub sealer: &'a dyn Sealer,
+    /// An empty folder for the spill runs, removed by the caller.
+    pub tmp: &'a Path,
+    /// The size past which a family or a pack part is split.
+    pub limit: u64,
+}
+
+/// One change to one id, in the order the segments made it.
+enum Change {
+    /// A copy: added with its pack, or located.
+    Copy(Location),
+    /// The copy in this pack leaves.
+    Drop(PackId),
+    /// Every copy leaves (segments from before many writers).
+    Delete,
+}
+
+/// A spill run: one prefix's records, appended as segments are read.
+struct Run {
+    path: PathBuf,
+    out: BufWriter<File>,
+}
+
+impl Run {
+    fn create(path: PathBuf) -> Result<Self> {
+        let file = File::create(&path).map_err(|e| Error::io(&path, e))?;
+        Ok(Run {
+            out: BufWriter::with_capacity(16 << 10, file),
+            path,
+        })
+    }
+
+    fn put(&mut self, bytes: &[u8]) -> Result<()> {
+        self.out
+            .write_all(bytes)
+            .map_err(|e| Error::io(&self.path, e))
+    }
+
+    /// Everything written, read back.
+    fn read(mut self) -> Result<Vec<u8>> {
+        self.out.flush().map_err(|e| Error::io(&self.path, e))?;
+        let mut bytes = Vec::new();
+        let file = File::open(&self.path).map_err(|e| Error::io(&self.path, e))?;
+        BufReader::new(file)
+            .read_to_end(&mut bytes)
+            .map_err(|e| Error::io(&self.path, e))?;
+        std::fs::remove_file(&self.path).map_err(|e| Error::io(&self.path, e))?;
+        Ok(bytes)
+    }
+}
+
+/// Bytes of a family run record: kind, sequence, id, then a location or a
+/// pack (padded to a location's length).
+const RECORD_LEN: usize = 1 + 8 + ENTRY_LEN;
+
+/// The one of `names` (a partition of the ids) whose prefix `digits` of
+/// an id start with.
+fn owner(
+    names: &BTreeMap<Vec<u8>, FamilyName>,
+    nibbles: impl Fn(usize) -> u8,
+) -> Option<&FamilyName> {
+    let mut digits = Vec::with_capacity(MAX_DIGITS);
+    for i in 0..=MAX_DIGITS {
+        if let Some(name) = names.get(&digits) {
+            return Some(name);
+        }
+        if i == MAX_DIGITS {
+            break;
+        }
+        digits.push(nibbles(i));
+    }
+    None
+}
+
+/// The runs an epoch's segments are routed into, and the packs they
+/// retire.
+struct Spill<'t> {
+    families: BTreeMap<Vec<u8>, FamilyName>,
+    pack_parts: BTreeMap<Vec<u8>, FamilyName>,
+    retired: HashSet<PackId>,
+    id_runs: BTreeMap<FamilyName, Run>,
+    pack_runs: BTreeMap<FamilyName, Run>,
+    /// The order of the changes, across segments.
+    seq: u64,
+    tmp: &'t Path,
+}
+
+/// The parts by their digits.
+fn by_digits(parts: &[Part]) -> BTreeMap<Vec<u8>, FamilyName> {
+    parts
+        .iter()
+        .map(|p| (p.name.digits().to_vec(), p.name.clone()))
+        .collect()
+}
+
+impl Spill<'_> {
+    /// Routes `op` to the runs of the prefixes it touches.
+    fn route(&mut self, op: Op) -> Result<()> {
+        match op {
+            Op::AddPack {
+                pack,
+                info,
+                entries,
+            } => {
+                let part = owner(&self.pack_parts, |i| nibble(&pack.0, i))
+                    .expect("the pack parts partition the pack ids")
+                    .clone();
+                let run = run_for(&mut self.pack_runs, &part, self.tmp, "p")?;
+                run.put(&pack.0)?;
+                run.put(&info.encode())?;
+                for entry in entries {
+                    let location = Location { pack, entry };
+                    self.record(1, &entry.id, &location.encode())?;
+                }
+            }
+            Op::Locate(location) => self.record(1, &location.entry.id, &location.encode())?,
+            Op::DropEntry { id, pack } => {
+                let mut padded = pack.0.to_vec();
+                padded.resize(Location::ENCODED_LEN, 0);
+                self.record(2, &id, &padded)?;
+            }
+            Op::DeleteChunk(id) => self.record(3, &id, &[0u8; Location::ENCODED_LEN])?,
+            Op::RetirePack { pack, .. } => {
+                self.retired.insert(pack);
+            }
+            Op::Covers(_) => {}
+        }
+        Ok(())
+    }
+
+    fn record(&mut self, kind: u8, id: &ChunkId, rest: &[u8]) -> Result<()> {
+        self.seq += 1;
+        let family = owner(&self.families, |i| nibble(id.as_bytes(), i))
+            .expect("the families partition the ids")
+            .clone();
+        let run = run_for(&mut self.id_runs, &family, self.tmp, "f")?;
+        let mut record = Vec::with_capacity(RECORD_LEN);
+        record.push(kind);
+        record.extend_from_slice(&self.seq.to_be_bytes());
+        record.extend_from_slice(id.as_bytes());
+        record.extend_from_slice(rest);
+        run.put(&record)
+    }
+}
+
+/// The run of `name`, made on first use.
+fn run_for<'r>(
+    runs: &'r mut BTreeMap<FamilyName, Run>,
+    name: &FamilyName,
+    tmp: &Path,
+    kind: &str,
+) -> Result<&'r mut Run> {
+    if !runs.contains_key(name) {
+        let run = Run::create(tmp.join(format!("{kind}-{}", name.label())))?;
+        runs.insert(name.clone(), run);
+    }
+    Ok(runs.get_mut(name).expect("inserted above"))
+}
+
+impl Compaction<'_> {
+    /// Folds `segments` (names in the home's order) into the index of
+    /// `previous` (`None`: an empty one) as epoch `epoch`, and writes the
+    /// families and pack parts that changed and the epoch's manifest.
+    pub fn run(
+        &self,
+        previous: Option<&Manifest>,
+        segments: &[String],
+        epoch: u64,
+    ) -> Result<Manifest> {
+        let root = || {
+            vec![Part {
+                name: FamilyName::root(),
+                version: epoch,
+                size: 0,
+            }]
+        };
+        let old_families = previous.map_or_else(root, |m| m.families.clone());
+        let old_packs = previous.map_or_else(root, |m| m.packs.clone());
+        let mut spill = Spill {
+            families: by_digits(&old_families),
+            pack_parts: by_digits(&old_packs),
+            retired: previous
+                .map(|m| m.tombstones.iter().copied().collect())
+                .unwrap_or_default(),
+            id_runs: BTreeMap::new(),
+            pack_runs: BTreeMap::new(),
+            seq: 0,
+            tmp: self.tmp,
+        };
+        for name in segments {
+            for op in read_segment(self.home, name)?.ops {
+                spill.route(op)?;
+            }
+        }
+        let retired = &spill.retired;
+        let mut families = Vec::new();
+        for part in old_families {
+            match spill.id_runs.remove(&part.name) {
+                Some(run) => {
+                    families.extend(self.fold_family(&part, &run.read()?, retired, epoch)?);
+                }
+                None => families.push(part),
+            }
+        }
+        let mut packs = Vec::new();
+        for part in old_packs {
+            let touched = part.size > 0 && retired.iter().any(|p| holds_pack(&part.name, p));
+            match spill.pack_runs.remove(&part.name) {
+                Some(run) => packs.extend(self.fold_packs(&part, &run.read()?, retired, epoch)?),
+                None if touched => {
+                    packs.extend(self.fold_packs(&part, &[], retired, epoch)?);
+                }
+                None => packs.push(part),
+            }
+        }
+        let mut tombstones: Vec<PackId> = spill.retired.into_iter().collect();
+        tombstones.sort_unstable();
+        let mut covers: Vec<String> = previous.map(|m| m.covers.clone()).unwrap_or_default();
+        covers.extend(segments.iter().cloned());
+        let manifest = Manifest {
+            epoch,
+            families,
+            packs,
+            tombstones,
+            covers,
+        };
+        let key = manifest::manifest_key(epoch);
+        self.home.put(&key, &manifest.encode(self.sealer))?;
+        Ok(manifest)
+    }
+
+    /// The family `part` with its run `run` applied, written as version
+    /// `epoch` (as its children when it would pass the limit).
+    fn fold_family(
+        &self,
+        part: &Part,
+        run: &[u8],
+        retired: &HashSet<PackId>,
+        epoch: u64,
+    ) -> Result<Vec<Part>> {
+        let old = if part.size > 0 {
+            let key = part.name.key(part.version);
+            Family::read(
+                &self.home.get(&key)?,
+                self.sealer,
+                &part.name,
+                part.version,
+                &key,
+            )?
+            .entries
+        } else {
+            Vec::new()
+        };
+        let mut changes: Vec<(ChunkId, u64, Change)> = run
+            .chunks_exact(RECORD_LEN)
+            .map(|r| {
+                let seq = u64::from_be_bytes(r[1..9].try_into().expect("8 bytes"));
+                let id = ChunkId(r[9..41].try_into().expect("32 bytes"));
+                let rest = &r[41..];
+                let change = match r[0] {
+                    1 => Location::decode(id, rest).map(Change::Copy),
+                    2 => Ok(Change::Drop(PackId(
+                        rest[..16].try_into().expect("16 bytes"),
+                    ))),
+                    _ => Ok(Change::Delete),
+                };
+                change.map(|c| (id, seq, c))
+            })
+            .collect::<Result<_>>()?;
+        changes.sort_unstable_by_key(|(id, seq, _)| (*id, *seq));
+        let mut entries: Vec<(ChunkId, Location)> = Vec::with_capacity(old.len() + changes.len());
+        let mut old = old.into_iter().peekable();
+        let mut changes = changes.into_iter().peekable();
+        loop {
+            let next = match (old.peek(), changes.peek()) {
+                (None, None) => break,
+                (Some((a, _)), Some((b, _, _))) => *a.min(b),
+                (Some((a, _)), None) => *a,
+                (None, Some((b, _, _))) => *b,
+            };
+            let mut copies: Vec<Location> = Vec::new();
+            let kept = old.next_if(|(id, _)| *id == next).map(|(_, l)| l);
+            copies.extend(kept);
+            while let Some((_, _, change)) = changes.next_if(|(id, _, _)| *id == next) {
+                match change {
+                    Change::Copy(l) => {
+                        if !copies.iter().any(|c| c.is(&l.pack, &l.entry)) {
+                            copies.push(l);
+                        }
+                    }
+                    Change::Drop(pack) => copies.retain(|c| c.pack != pack),
+                    Change::Delete => copies.clear(),
+                }
+            }
+            copies.retain(|c| !retired.contains(&c.pack));
+            // The copy the index had stays; else, of the new ones, the
+            // first by pack and place: any compactor picks the same.
+            let chosen = match kept {
+                Some(k) if copies.first().is_some_and(|c| c.is(&k.pack, &k.entry)) => Some(k),
+                _ => copies.into_iter().min_by_key(|c| (c.pack, c.entry.offset)),
+            };
+            if let Some(location) = chosen {
+                entries.push((next, location));
+            }
+        }
+        self.write_families(&part.name, &entries, epoch)
+    }
+
+    /// `entries` (sorted, all of family `name`) written as version
+    /// `epoch` of `name`, or of its children if too big for one object.
+    fn write_families(
+        &self,
+        name: &FamilyName,
+        entries: &[(ChunkId, Location)],
+        epoch: u64,
+    ) -> Result<Vec<Part>> {
+        let size = entries.len() as u64 * BYTES_AN_ENTRY;
+        if size > self.limit && name.digits().len() < MAX_DIGITS {
+            // Sorted entries of one family are sorted by their next digit.
+            let d = name.digits().len();
+            let mut parts = Vec::new();
+            for (digit, child) in name.children().iter().enumerate() {
+                let start = entries
+                    .partition_point(|(id, _)| usize::from(nibble(id.as_bytes(), d)) < digit);
+                let end = entries
+                    .partition_point(|(id, _)| usize::from(nibble(id.as_bytes(), d)) <= digit);
+                parts.extend(self.write_families(child, &entries[start..end], epoch)?);
+            }
+            return Ok(parts);
+        }
+        let mut w = FamilyWriter::new(
+            Vec::new(),
+            self.sealer,
+            name.clone(),
+            epoch,
+            entries.len() as u64,
+        )?;
+        for (id, location) in entries {
+            w.push(id, location)?;
+        }
+        let (bytes, _) = w.finish(&[])?;
+        self.home.put(&name.key(epoch), &bytes)?;
+        Ok(vec![Part {
+            name: name.clone(),
+            version: epoch,
+            size: bytes.len() as u64,
+        }])
+    }
+
+    /// Pack part `part` with the packs of `run` added and the retired
+    /// ones left out, written as version `epoch` (split when too big).
+    fn fold_packs(
+        &self,
+        part: &Part,
+        run: &[u8],
+        retired: &HashSet<PackId>,
+        epoch: u64,
+    ) -> Result<Vec<Part>> {
+        let mut packs: BTreeMap<PackId, PackInfo> = if part.size > 0 {
+            let key = manifest::packs_key(&part.name, part.version);
+            manifest::decode_packs(
+                &self.home.get(&key)?,
+                self.sealer,
+                &part.name,
+                part.version,
+                &key,
+            )?
+            .into_iter()
+            .collect()
+        } else {
+            BTreeMap::new()
+        };
+        for r in run.chunks_exact(manifest::PACK_LEN) {
+            let pack = PackId(r[..16].try_into().expect("16 bytes"));
+            packs
+                .entry(pack)
+                .or_insert(PackInfo::decode(&r[16..], "compaction run")?);
+        }
+        packs.retain(|pack, _| !retired.contains(pack));
+        let packs: Vec<(PackId, PackInfo)> = packs.into_iter().collect();
+        self.write_packs(&part.name, &packs, epoch)
+    }
+
+    fn write_packs(
+        &self,
+        name: &FamilyName,
+        packs: &[(PackId, PackInfo)],
+        epoch: u64,
+    ) -> Result<Vec<Part>> {
+        if packs.len() as u64 * BYTES_A_PACK > self.limit && name.digits().len() < MAX_DIGITS {
+            let mut parts = Vec::new();
+            for child in name.children() {
+                let mine: Vec<(PackId, PackInfo)> = packs
+                    .iter()
+                    .filter(|(p, _)| holds_pack(&child, p))
+                    .copied()
+                    .collect();
+                parts.extend(self.write_packs(&child, &mine, epoch)?);
+            }
+            return Ok(parts);
+        }
+        let bytes = manifest::encode_packs(name, epoch, packs, self.sealer);
+        self.home.put(&manifest::packs_key(name, epoch), &bytes)?;
+        Ok(vec![Part {
+            name: name.clone(),
+            version: epoch,
+            size: bytes.len() as u64,
+        }])
+    }
+}
+
+/// Every entry and every pack, each sorted.
+pub type WholeIndex = (Vec<(ChunkId, Location)>, Vec<(PackId, PackInfo)>);
+
+/// The whole index a manifest describes, read into memory: every entry
+/// and every pack. For tests and small repositories.
+pub fn read_all(
+    home: &dyn MetaStore,
+    sealer: &dyn Sealer,
+    manifest: &Manifest,
+) -> Result<WholeIndex> {
+    let mut entries = Vec::new();
+    for part in manifest.families.iter().filter(|p| p.size > 0) {
+        let key = part.name.key(part.version);
+        entries.extend(
+            Family::read(&home.get(&key)?, sealer, &part.name, part.version, &key)?.entries,
+        );
+    }
+    entries.sort_unstable_by_key(|(id, _)| *id);
+    let mut packs = Vec::new();
+    for part in manifest.packs.iter().filter(|p| p.size > 0) {
+        let key = manifest::packs_key(&part.name, part.version);
+        packs.extend(manifest::decode_packs(
+            &home.get(&key)?,
+            sealer,
+            &part.name,
+            part.version,
+            &key,
+        )?);
+    }
+    packs.sort_unstable_by_key(|(p, _)| *p);
+    Ok((entries, packs))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::catalog::segment::{self, Segment};
+    use crate::catalog::{Access, Index};
+    use crate::format::family::Plain;
+    use crate::format::record::PackEntry;
+    use crate::id::ShardId;
+    use crate::store::{LocalStore, OsFs};
+
+    fn ids(range: std::ops::Range<u32>) -> Vec<ChunkId> {
+        range.map(|i| ChunkId::of(&i.to_le_bytes())).collect()
+    }
+
+    /// A pack holding `ids`, as a segment adds it.
+    fn add_pack(ids: &[ChunkId]) -> (PackId, Op) {
+        let pack = PackId::random();
+        let entries: Vec<PackEntry> = ids
+            .iter()
+            .enumerate()
+            .map(|(i, id)| PackEntry {
+                id: *id,
+                offset: 8 + 100 * i as u64,
+                raw_len: 100,
+                stored_len: 100,
+                flags: 0,
+            })
+            .collect();
+        let info = PackInfo::of(ShardId(0), 8 + 100 * ids.len() as u64, &entries);
+        (
+            pack,
+            Op::AddPack {
+                pack,
+                info,
+                entries,
+            },
+        )
+    }
+
+    struct Scene {
+        _dir: tempfile::TempDir,
+        home: Arc<LocalStore>,
+        tmp: PathBuf,
+        /// The segments, in the home's order.
+        names: Vec<String>,
+        /// Every id any segment names.
+        all: Vec<ChunkId>,
+        /// What the cache holds after applying every segment.
+        index: Index,
+    }
+
+    /// Five commits: two packs that share 500 ids, a third, the first
+    /// retired with its shared ids located in the second (as a gc's
+    /// commit does), and one entry of the third dropped.
+    fn scene() -> Scene {
+        let dir = tempfile::tempdir().unwrap();
+        let home = Arc::new(LocalStore::create(OsFs::shared(), dir.path().join("home")).unwrap());
+        let tmp = dir.path().join("tmp");
+        std::fs::create_dir(&tmp).unwrap();
+        let (p1, add1) = add_pack(&ids(0..1500));
+        let (p2, add2) = add_pack(&ids(1000..2500));
+        let (p3, add3) = add_pack(&ids(2500..3000));
+        let Op::AddPack { entries: in_p2, .. } = add2.clone() else {
+            unreachable!()
+        };
+        let locates: Vec<Op> = in_p2[..500]
+            .iter()
+            .map(|e| {
+                Op::Locate(Location {
+                    pack: p2,
+                    entry: *e,
+                })
+            })
+            .collect();
+        let retire = Op::RetirePack {
+            pack: p1,
+            ids: ids(0..1500),
+        };
+        let drop = Op::DropEntry {
+            id: ids(2600..2601)[0],
+            pack: p3,
+        };
+        let commits = vec![
+            vec![add1],
+            vec![add2],
+            vec![add3],
+            std::iter::once(retire).chain(locates).collect(),
+            vec![drop],
+        ];
+        let mut names = Vec::new();
+        for ops in commits {
+            let name = segment::new_name();
+            segment::put(home.as_ref(), &name, &Segment { full: false, ops }).unwrap();
+            names.push(name);
+        }
+        let index = Index::open(&dir.path().join("cache"), Access::Create).unwrap();
+        index.catch_up(home.as_ref(), &names).unwrap();
+        Scene {
+            _dir: dir,
+            home,
+            tmp,
+            names,
+            all: ids(0..3000),
+            index,
+        }
+    }
+
+    /// The compacted index is the cache's: the same entries, the same
+    /// packs.
+    fn check_same(s: &Scene, manifest: &Manifest) {
+        let (entries, packs) = read_all(s.home.as_ref(), &Plain, manifest).unwrap();
+        let cached: Vec<(ChunkId, Location)> = s
+            .all
+            .iter()
+            .zip(s.index.chunks(&s.all).unwrap())
+            .filter_map(|(id, l)| l.map(|l| (*id, l)))
+            .collect();
+        let mut cached = cached;
+        cached.sort_unstable_by_key(|(id, _)| *id);
+        assert_eq!(entries.len(), 1999, "1 000..3 000 but the dropped one");
+        assert_eq!(entries, cached);
+        let mut cached_packs = s.index.packs().unwrap();
+        cached_packs.sort_unstable_by_key(|(p, _)| *p);
+        assert_eq!(packs, cached_packs);
+    }
+
+    #[test]
+    fn compacting_segments_gives_the_index_their_cache_holds_in_families_under_the_limit() {
+        let s = scene();
+        let limit = 20_000;
+        let compaction = Compaction {
+            home: s.home.as_ref(),
+            sealer: &Plain,
+            tmp: &s.tmp,
+            limit,
+        };
+        let manifest = compaction.run(None, &s.names, 1).unwrap();
+        check_same(&s, &manifest);
+        assert!(
+            manifest.families.len() >= 16,
+            "{} families",
+            manifest.families.len()
+        );
+        for part in &manifest.families {
+            assert!(
+                part.size <= limit,
+                "family {} of {} bytes",
+                part.name.label(),
+                part.size
+            );
+        }
+        assert_eq!(manifest.covers, s.names);
+        assert_eq!(manifest.tombstones.len(), 1);
+        let stored = s.home.get(&manifest::manifest_key(1)).unwrap();
+        assert_eq!(Manifest::decode(&stored, &Plain, 1, "t").unwrap(), manifest);
+        assert_eq!(
+            std::fs::read_dir(&s.tmp).unwrap().count(),
+            0,
+            "the spill runs are gone"
+        );
+    }
+
+    #[test]
+    fn compacting_epoch_by_epoch_gives_what_compacting_at_once_gives() {
+        let s = scene();
+        let compaction = Compaction {
+            home: s.home.as_ref(),
+            sealer: &Plain,
+            tmp: &s.tmp,
+            limit: 48 << 20,
+        };
+        let first = compaction.run(None, &s.names[..2], 1).unwrap();
+        assert_eq!(first.families.len(), 1, "one family while small");
+        let second = compaction.run(Some(&first), &s.names[2..], 2).unwrap();
+        check_same(&s, &second);
+        assert_eq!(second.covers, s.names);
+        // The same again, split small, each epoch folding its predecessor.
+        let small = Compaction {
+            limit: 20_000,
+            ..compaction
+        };
+        let first = small.run(None, &s.names[..3], 3).unwrap();
+        let second = small.run(Some(&first), &s.names[3..], 4).unwrap();
+        check_same(&s, &second);
+    }
+}
