@@ -49,6 +49,31 @@ pub struct Compaction<'a> {
     pub tmp: &'a Path,
     /// The size past which a family or a pack part is split.
     pub limit: u64,
+    /// The temporary disk the spill runs take, now and at most.
+    pub disk: DiskUse,
+}
+
+/// Bytes of temporary disk in use, and the most at any time.
+#[derive(Debug, Default)]
+pub struct DiskUse {
+    now: std::cell::Cell<u64>,
+    peak: std::cell::Cell<u64>,
+}
+
+impl DiskUse {
+    fn add(&self, n: u64) {
+        self.now.set(self.now.get() + n);
+        self.peak.set(self.peak.get().max(self.now.get()));
+    }
+
+    fn remove(&self, n: u64) {
+        self.now.set(self.now.get().saturating_sub(n));
+    }
+
+    /// The most bytes the spill runs took at once.
+    pub fn peak(&self) -> u64 {
+        self.peak.get()
+    }
 }
 
 /// One change to one id, in the order the segments made it.
@@ -62,24 +87,48 @@ enum Change {
 }
 
 /// A spill run: one prefix's records, appended as segments are read.
-struct Run {
+struct Run<'d> {
+    disk: &'d DiskUse,
     path: PathBuf,
     out: BufWriter<File>,
+    /// Bytes written.
+    len: u64,
 }
 
-impl Run {
-    fn create(path: PathBuf) -> Result<Self> {
+impl<'d> Run<'d> {
+    fn create(path: PathBuf, disk: &'d DiskUse) -> Result<Self> {
         let file = File::create(&path).map_err(|e| Error::io(&path, e))?;
         Ok(Run {
+            disk,
             out: BufWriter::with_capacity(16 << 10, file),
             path,
+            len: 0,
         })
     }
 
     fn put(&mut self, bytes: &[u8]) -> Result<()> {
+        self.len += bytes.len() as u64;
+        self.disk.add(bytes.len() as u64);
         self.out
             .write_all(bytes)
             .map_err(|e| Error::io(&self.path, e))
+    }
+
+    /// Calls `f` on each record of `len` bytes, streaming, then removes
+    /// the run.
+    fn each(mut self, len: usize, mut f: impl FnMut(&[u8]) -> Result<()>) -> Result<()> {
+        self.out.flush().map_err(|e| Error::io(&self.path, e))?;
+        let file = File::open(&self.path).map_err(|e| Error::io(&self.path, e))?;
+        let mut input = BufReader::with_capacity(1 << 20, file);
+        let mut record = vec![0u8; len];
+        for _ in 0..self.len / len as u64 {
+            input
+                .read_exact(&mut record)
+                .map_err(|e| Error::io(&self.path, e))?;
+            f(&record)?;
+        }
+        self.disk.remove(self.len);
+        std::fs::remove_file(&self.path).map_err(|e| Error::io(&self.path, e))
     }
 
     /// Everything written, read back.
@@ -91,6 +140,7 @@ impl Run {
             .read_to_end(&mut bytes)
             .map_err(|e| Error::io(&self.path, e))?;
         std::fs::remove_file(&self.path).map_err(|e| Error::io(&self.path, e))?;
+        self.disk.remove(self.len);
         Ok(bytes)
     }
 }
@@ -124,11 +174,12 @@ struct Spill<'t> {
     families: BTreeMap<Vec<u8>, FamilyName>,
     pack_parts: BTreeMap<Vec<u8>, FamilyName>,
     retired: HashSet<PackId>,
-    id_runs: BTreeMap<FamilyName, Run>,
-    pack_runs: BTreeMap<FamilyName, Run>,
+    id_runs: BTreeMap<FamilyName, Run<'t>>,
+    pack_runs: BTreeMap<FamilyName, Run<'t>>,
     /// The order of the changes, across segments.
     seq: u64,
     tmp: &'t Path,
+    disk: &'t DiskUse,
 }
 
 /// The parts by their digits.
@@ -151,7 +202,7 @@ impl Spill<'_> {
                 let part = owner(&self.pack_parts, |i| nibble(&pack.0, i))
                     .expect("the pack parts partition the pack ids")
                     .clone();
-                let run = run_for(&mut self.pack_runs, &part, self.tmp, "p")?;
+                let run = run_for(&mut self.pack_runs, &part, self.tmp, self.disk, "p")?;
                 run.put(&pack.0)?;
                 run.put(&info.encode())?;
                 for entry in entries {
@@ -179,7 +230,7 @@ impl Spill<'_> {
         let family = owner(&self.families, |i| nibble(id.as_bytes(), i))
             .expect("the families partition the ids")
             .clone();
-        let run = run_for(&mut self.id_runs, &family, self.tmp, "f")?;
+        let run = run_for(&mut self.id_runs, &family, self.tmp, self.disk, "f")?;
         let mut record = Vec::with_capacity(RECORD_LEN);
         record.push(kind);
         record.extend_from_slice(&self.seq.to_be_bytes());
@@ -190,14 +241,15 @@ impl Spill<'_> {
 }
 
 /// The run of `name`, made on first use.
-fn run_for<'r>(
-    runs: &'r mut BTreeMap<FamilyName, Run>,
+fn run_for<'r, 'd>(
+    runs: &'r mut BTreeMap<FamilyName, Run<'d>>,
     name: &FamilyName,
     tmp: &Path,
+    disk: &'d DiskUse,
     kind: &str,
-) -> Result<&'r mut Run> {
+) -> Result<&'r mut Run<'d>> {
     if !runs.contains_key(name) {
-        let run = Run::create(tmp.join(format!("{kind}-{}", name.label())))?;
+        let run = Run::create(tmp.join(format!("{kind}-{}", name.label())), disk)?;
         runs.insert(name.clone(), run);
     }
     Ok(runs.get_mut(name).expect("inserted above"))
@@ -232,6 +284,7 @@ impl Compaction<'_> {
             pack_runs: BTreeMap::new(),
             seq: 0,
             tmp: self.tmp,
+            disk: &self.disk,
         };
         for name in segments {
             for op in read_segment(self.home, name)?.ops {
@@ -243,7 +296,8 @@ impl Compaction<'_> {
         for part in old_families {
             match spill.id_runs.remove(&part.name) {
                 Some(run) => {
-                    families.extend(self.fold_family(&part, &run.read()?, retired, epoch)?);
+                    let old = self.old_entries(&part)?;
+                    families.extend(self.fold_family(&part.name, old, run, retired, epoch)?);
                 }
                 None => families.push(part),
             }
@@ -275,28 +329,52 @@ impl Compaction<'_> {
         Ok(manifest)
     }
 
-    /// The family `part` with its run `run` applied, written as version
-    /// `epoch` (as its children when it would pass the limit).
+    /// The entries of the current version of `part` (none for a family
+    /// never written).
+    fn old_entries(&self, part: &Part) -> Result<Vec<(ChunkId, Location)>> {
+        if part.size == 0 {
+            return Ok(Vec::new());
+        }
+        let key = part.name.key(part.version);
+        let bytes = self.home.get(&key)?;
+        Ok(Family::read(&bytes, self.sealer, &part.name, part.version, &key)?.entries)
+    }
+
+    /// Family `name`, whose current entries are `old`, with `run` applied,
+    /// written as version `epoch` (as its children when it would pass the
+    /// limit). A run too big to sort in memory within the limit is split
+    /// by the next digit first, streaming, and each child folded alone.
     fn fold_family(
         &self,
-        part: &Part,
-        run: &[u8],
+        name: &FamilyName,
+        old: Vec<(ChunkId, Location)>,
+        run: Run<'_>,
         retired: &HashSet<PackId>,
         epoch: u64,
     ) -> Result<Vec<Part>> {
-        let old = if part.size > 0 {
-            let key = part.name.key(part.version);
-            Family::read(
-                &self.home.get(&key)?,
-                self.sealer,
-                &part.name,
-                part.version,
-                &key,
-            )?
-            .entries
-        } else {
-            Vec::new()
-        };
+        let records = run.len / RECORD_LEN as u64;
+        let d = name.digits().len();
+        if (records + old.len() as u64) * BYTES_AN_ENTRY > self.limit && d < MAX_DIGITS {
+            let mut runs: Vec<Run> = Vec::with_capacity(16);
+            for child in name.children() {
+                let path = self.tmp.join(format!("f-{}", child.label()));
+                runs.push(Run::create(path, &self.disk)?);
+            }
+            run.each(RECORD_LEN, |record| {
+                let id = &record[9..41];
+                runs[usize::from(nibble(id, d))].put(record)
+            })?;
+            let mut olds: Vec<Vec<(ChunkId, Location)>> = vec![Vec::new(); 16];
+            for (id, location) in old {
+                olds[usize::from(nibble(id.as_bytes(), d))].push((id, location));
+            }
+            let mut parts = Vec::new();
+            for ((child, old), run) in name.children().iter().zip(olds).zip(runs) {
+                parts.extend(self.fold_family(child, old, run, retired, epoch)?);
+            }
+            return Ok(parts);
+        }
+        let run = run.read()?;
         let mut changes: Vec<(ChunkId, u64, Change)> = run
             .chunks_exact(RECORD_LEN)
             .map(|r| {
@@ -349,7 +427,7 @@ impl Compaction<'_> {
                 entries.push((next, location));
             }
         }
-        self.write_families(&part.name, &entries, epoch)
+        self.write_families(name, &entries, epoch)
     }
 
     /// `entries` (sorted, all of family `name`) written as version
@@ -625,6 +703,7 @@ mod tests {
             sealer: &Plain,
             tmp: &s.tmp,
             limit,
+            disk: DiskUse::default(),
         };
         let manifest = compaction.run(None, &s.names, 1).unwrap();
         check_same(&s, &manifest);
@@ -660,6 +739,7 @@ mod tests {
             sealer: &Plain,
             tmp: &s.tmp,
             limit: 48 << 20,
+            disk: DiskUse::default(),
         };
         let first = compaction.run(None, &s.names[..2], 1).unwrap();
         assert_eq!(first.families.len(), 1, "one family while small");
@@ -669,6 +749,7 @@ mod tests {
         // The same again, split small, each epoch folding its predecessor.
         let small = Compaction {
             limit: 20_000,
+            disk: DiskUse::default(),
             ..compaction
         };
         let first = small.run(None, &s.names[..3], 3).unwrap();

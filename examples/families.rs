@@ -1,0 +1,141 @@
+//! A synthetic index at scale, and its compaction into families
+//! (`docs/design.md`, "A petabyte index"): what the real compaction code
+//! costs at 10^7 or 10^8 chunks without 100 GB of data.
+//!
+//! ```sh
+//! cargo run --release --example families -- generate 10000000 /dev/shm/fam
+//! cargo run --release --example families -- compact /dev/shm/fam
+//! ```
+//!
+//! `generate N DIR` writes a home in `DIR/home` holding N chunk entries in
+//! segments of 4 096 (one pack each, 64 KiB chunks, random ids); `compact
+//! DIR` folds every segment into families of at most 48 MiB
+//! (`$DEDUP_INDEX_FAMILY_BYTES`) with its spill runs in `DIR/tmp`, and
+//! prints the time, this process's peak memory, the temporary disk and
+//! the families written. Run the two as separate processes so the peak is
+//! the compaction's alone.
+
+use std::path::Path;
+use std::time::Instant;
+
+use dedup::catalog::compact::{family_limit, Compaction, DiskUse};
+use dedup::catalog::segment::{self, Op, Segment};
+use dedup::format::family::Plain;
+use dedup::format::record::PackEntry;
+use dedup::format::values::PackInfo;
+use dedup::ring::ShardId;
+use dedup::store::{LocalStore, MetaStore, OsFs, PackId};
+use dedup::ChunkId;
+
+const PER_SEGMENT: u64 = 4096;
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match args
+        .iter()
+        .map(String::as_str)
+        .collect::<Vec<_>>()
+        .as_slice()
+    {
+        ["generate", n, dir] => generate(n.parse()?, Path::new(dir)),
+        ["compact", dir] => compact(Path::new(dir)),
+        _ => Err("usage: families generate N DIR | families compact DIR".into()),
+    }
+}
+
+fn generate(n: u64, dir: &Path) -> Result<(), Box<dyn std::error::Error>> {
+    let started = Instant::now();
+    let home = LocalStore::create(OsFs::shared(), dir.join("home"))?;
+    let mut written = 0u64;
+    let mut bytes = 0u64;
+    while written < n {
+        let count = PER_SEGMENT.min(n - written);
+        let entries: Vec<PackEntry> = (0..count)
+            .map(|i| PackEntry {
+                id: ChunkId::of(&(written + i).to_le_bytes()),
+                offset: 8 + i * 65_536,
+                raw_len: 65_536,
+                stored_len: 30_000,
+                flags: 0,
+            })
+            .collect();
+        let info = PackInfo::of(ShardId(0), 8 + count * 65_536, &entries);
+        let pack = PackId::random();
+        let segment = Segment {
+            full: false,
+            ops: vec![Op::AddPack {
+                pack,
+                info,
+                entries,
+            }],
+        };
+        bytes += segment.encode().len() as u64;
+        segment::put(&home, &segment::new_name(), &segment)?;
+        written += count;
+    }
+    println!(
+        "generated {n} entries in {} segments ({:.1} MB) in {:.1} s",
+        n.div_ceil(PER_SEGMENT),
+        bytes as f64 / 1e6,
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+fn compact(dir: &Path) -> Result<(), Box<dyn std::error::Error>> {
+    let home = LocalStore::open(OsFs::shared(), dir.join("home"))?;
+    let tmp = dir.join("tmp");
+    std::fs::create_dir_all(&tmp)?;
+    let names = segment::names(&home)?;
+    let started = Instant::now();
+    let compaction = Compaction {
+        home: &home,
+        sealer: &Plain,
+        tmp: &tmp,
+        limit: family_limit(),
+        disk: DiskUse::default(),
+    };
+    let manifest = compaction.run(None, &names, 1)?;
+    let seconds = started.elapsed().as_secs_f64();
+    let sizes: Vec<u64> = manifest.families.iter().map(|p| p.size).collect();
+    let total: u64 = sizes.iter().sum();
+    let packs: u64 = manifest.packs.iter().map(|p| p.size).sum();
+    println!(
+        "compacted {} segments in {seconds:.1} s: {} families, {:.1} MB in all, the largest {:.1} MB; \
+         pack table {:.1} MB in {} parts",
+        names.len(),
+        sizes.len(),
+        total as f64 / 1e6,
+        sizes.iter().max().copied().unwrap_or(0) as f64 / 1e6,
+        packs as f64 / 1e6,
+        manifest.packs.len()
+    );
+    println!(
+        "peak memory {} MiB; temporary disk at most {:.1} MB (the spill runs); segments {:.1} MB",
+        peak_rss_mib(),
+        compaction.disk.peak() as f64 / 1e6,
+        dir_bytes(&home.root().join("segments"))? as f64 / 1e6
+    );
+    let _ = home.get(&dedup::format::manifest::manifest_key(1))?;
+    Ok(())
+}
+
+/// This process's peak resident memory, from `/proc/self/status`.
+fn peak_rss_mib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+        })
+        .map_or(0, |kib| kib / 1024)
+}
+
+fn dir_bytes(dir: &Path) -> std::io::Result<u64> {
+    let mut total = 0;
+    for entry in std::fs::read_dir(dir)? {
+        total += entry?.metadata()?.len();
+    }
+    Ok(total)
+}
