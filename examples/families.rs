@@ -9,8 +9,9 @@
 //!
 //! `generate N DIR` writes a home in `DIR/home` holding N chunk entries in
 //! segments of 4 096 (one pack each, 64 KiB chunks, random ids); `compact
-//! DIR` folds every segment into families of at most 48 MiB
-//! (`$DEDUP_INDEX_FAMILY_BYTES`) with its spill runs in `DIR/tmp`, and
+//! DIR [TMP]` folds every segment into families of at most 48 MiB
+//! (`$DEDUP_INDEX_FAMILY_BYTES`) with its spill runs in `TMP` (default
+//! `DIR/tmp`), and
 //! prints the time, this process's peak memory, the temporary disk and
 //! the families written. Run the two as separate processes so the peak is
 //! the compaction's alone.
@@ -38,8 +39,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .as_slice()
     {
         ["generate", n, dir] => generate(n.parse()?, Path::new(dir)),
-        ["compact", dir] => compact(Path::new(dir)),
-        _ => Err("usage: families generate N DIR | families compact DIR".into()),
+        ["compact", dir] => compact(Path::new(dir), &Path::new(dir).join("tmp")),
+        ["compact", dir, tmp] => compact(Path::new(dir), Path::new(tmp)),
+        _ => Err("usage: families generate N DIR | families compact DIR [TMP]".into()),
     }
 }
 
@@ -82,16 +84,15 @@ fn generate(n: u64, dir: &Path) -> Result<(), Box<dyn std::error::Error>> {
     Ok(())
 }
 
-fn compact(dir: &Path) -> Result<(), Box<dyn std::error::Error>> {
+fn compact(dir: &Path, tmp: &Path) -> Result<(), Box<dyn std::error::Error>> {
     let home = LocalStore::open(OsFs::shared(), dir.join("home"))?;
-    let tmp = dir.join("tmp");
-    std::fs::create_dir_all(&tmp)?;
+    std::fs::create_dir_all(tmp)?;
     let names = segment::names(&home)?;
     let started = Instant::now();
     let compaction = Compaction {
         home: &home,
         sealer: &Plain,
-        tmp: &tmp,
+        tmp,
         limit: family_limit(),
         disk: DiskUse::default(),
     };
