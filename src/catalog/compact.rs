@@ -58,6 +58,8 @@ pub struct Compaction<'a> {
 pub struct DiskUse {
     now: std::cell::Cell<u64>,
     peak: std::cell::Cell<u64>,
+    /// Runs made so far: each one's file is named by its number.
+    runs: std::cell::Cell<u64>,
 }
 
 impl DiskUse {
@@ -96,7 +98,12 @@ struct Run<'d> {
 }
 
 impl<'d> Run<'d> {
-    fn create(path: PathBuf, disk: &'d DiskUse) -> Result<Self> {
+    /// A new run in `tmp`, named after `label` and numbered, so that no
+    /// two runs share a file.
+    fn create(tmp: &Path, label: &str, disk: &'d DiskUse) -> Result<Self> {
+        let n = disk.runs.get();
+        disk.runs.set(n + 1);
+        let path = tmp.join(format!("{label}.{n}"));
         let file = File::create(&path).map_err(|e| Error::io(&path, e))?;
         Ok(Run {
             disk,
@@ -180,6 +187,8 @@ struct Spill<'t> {
     seq: u64,
     tmp: &'t Path,
     disk: &'t DiskUse,
+    /// Ops a run holds before later ones go to its family's children.
+    split_after: u64,
 }
 
 /// The parts by their digits.
@@ -236,7 +245,17 @@ impl Spill<'_> {
         record.extend_from_slice(&self.seq.to_be_bytes());
         record.extend_from_slice(id.as_bytes());
         record.extend_from_slice(rest);
-        run.put(&record)
+        run.put(&record)?;
+        // A run past what one family holds: later ops of its ids go to
+        // its children's runs, so that the fold splits only this much.
+        let full = run.len / RECORD_LEN as u64 >= self.split_after;
+        if full && family.digits().len() < MAX_DIGITS {
+            self.families.remove(family.digits());
+            for child in family.children() {
+                self.families.insert(child.digits().to_vec(), child);
+            }
+        }
+        Ok(())
     }
 }
 
@@ -249,7 +268,7 @@ fn run_for<'r, 'd>(
     kind: &str,
 ) -> Result<&'r mut Run<'d>> {
     if !runs.contains_key(name) {
-        let run = Run::create(tmp.join(format!("{kind}-{}", name.label())), disk)?;
+        let run = Run::create(tmp, &format!("{kind}-{}", name.label()), disk)?;
         runs.insert(name.clone(), run);
     }
     Ok(runs.get_mut(name).expect("inserted above"))
@@ -285,6 +304,7 @@ impl Compaction<'_> {
             seq: 0,
             tmp: self.tmp,
             disk: &self.disk,
+            split_after: self.limit / BYTES_AN_ENTRY,
         };
         for name in segments {
             for op in read_segment(self.home, name)?.ops {
@@ -294,13 +314,25 @@ impl Compaction<'_> {
         let retired = &spill.retired;
         let mut families = Vec::new();
         for part in old_families {
-            match spill.id_runs.remove(&part.name) {
-                Some(run) => {
-                    let old = self.old_entries(&part)?;
-                    families.extend(self.fold_family(&part.name, old, run, retired, epoch)?);
-                }
-                None => families.push(part),
+            let mine: Vec<FamilyName> = spill
+                .id_runs
+                .keys()
+                .filter(|n| n.digits().starts_with(part.name.digits()))
+                .cloned()
+                .collect();
+            if mine.is_empty() {
+                families.push(part);
+                continue;
             }
+            let runs = mine
+                .into_iter()
+                .map(|n| {
+                    let run = spill.id_runs.remove(&n).expect("listed above");
+                    (n, run)
+                })
+                .collect();
+            let old = self.old_entries(&part)?;
+            families.extend(self.fold_family(&part.name, old, runs, retired, epoch)?);
         }
         let mut packs = Vec::new();
         for part in old_packs {
@@ -340,41 +372,60 @@ impl Compaction<'_> {
         Ok(Family::read(&bytes, self.sealer, &part.name, part.version, &key)?.entries)
     }
 
-    /// Family `name`, whose current entries are `old`, with `run` applied,
-    /// written as version `epoch` (as its children when it would pass the
-    /// limit). A run too big to sort in memory within the limit is split
-    /// by the next digit first, streaming, and each child folded alone.
+    /// Family `name`, whose current entries are `old`, with `runs`
+    /// applied (its own run, and those of descendants the spill routed to
+    /// once its run passed the limit), written as version `epoch` (as its
+    /// children when it would pass the limit). Runs too big to sort in
+    /// memory within the limit are split by the next digit first,
+    /// streaming, and each child folded alone.
     fn fold_family(
         &self,
         name: &FamilyName,
         old: Vec<(ChunkId, Location)>,
-        run: Run<'_>,
+        runs: Vec<(FamilyName, Run<'_>)>,
         retired: &HashSet<PackId>,
         epoch: u64,
     ) -> Result<Vec<Part>> {
-        let records = run.len / RECORD_LEN as u64;
+        let records: u64 = runs.iter().map(|(_, r)| r.len / RECORD_LEN as u64).sum();
         let d = name.digits().len();
         if (records + old.len() as u64) * BYTES_AN_ENTRY > self.limit && d < MAX_DIGITS {
-            let mut runs: Vec<Run> = Vec::with_capacity(16);
-            for child in name.children() {
-                let path = self.tmp.join(format!("f-{}", child.label()));
-                runs.push(Run::create(path, &self.disk)?);
+            let mut below: Vec<Vec<(FamilyName, Run)>> = (0..16).map(|_| Vec::new()).collect();
+            for (run_name, run) in runs {
+                if run_name == *name {
+                    let mut split: Vec<Run> = Vec::with_capacity(16);
+                    for child in name.children() {
+                        split.push(Run::create(
+                            self.tmp,
+                            &format!("f-{}", child.label()),
+                            &self.disk,
+                        )?);
+                    }
+                    run.each(RECORD_LEN, |record| {
+                        split[usize::from(nibble(&record[9..41], d))].put(record)
+                    })?;
+                    for ((child, run), list) in
+                        name.children().into_iter().zip(split).zip(&mut below)
+                    {
+                        list.push((child, run));
+                    }
+                } else {
+                    below[usize::from(run_name.digits()[d])].push((run_name, run));
+                }
             }
-            run.each(RECORD_LEN, |record| {
-                let id = &record[9..41];
-                runs[usize::from(nibble(id, d))].put(record)
-            })?;
             let mut olds: Vec<Vec<(ChunkId, Location)>> = vec![Vec::new(); 16];
             for (id, location) in old {
                 olds[usize::from(nibble(id.as_bytes(), d))].push((id, location));
             }
             let mut parts = Vec::new();
-            for ((child, old), run) in name.children().iter().zip(olds).zip(runs) {
-                parts.extend(self.fold_family(child, old, run, retired, epoch)?);
+            for ((child, old), runs) in name.children().iter().zip(olds).zip(below) {
+                parts.extend(self.fold_family(child, old, runs, retired, epoch)?);
             }
             return Ok(parts);
         }
-        let run = run.read()?;
+        let mut run = Vec::new();
+        for (_, r) in runs {
+            run.extend(r.read()?);
+        }
         let mut changes: Vec<(ChunkId, u64, Change)> = run
             .chunks_exact(RECORD_LEN)
             .map(|r| {
@@ -729,6 +780,44 @@ mod tests {
             0,
             "the spill runs are gone"
         );
+        assert_eq!(compaction.disk.now.get(), 0);
+        let ops = (1500 + 1500 + 500 + 500 + 1) * RECORD_LEN as u64;
+        let peak = compaction.disk.peak();
+        assert!(peak >= ops, "every op spilled: {peak} of {ops}");
+        assert!(
+            peak < ops * 6 / 5,
+            "a run past the limit sends later ops to its children, so little is copied: {peak} of {ops}"
+        );
+    }
+
+    #[test]
+    fn a_sealed_compaction_reads_back_only_with_its_key() {
+        let s = scene();
+        let crypt = crate::crypto::Crypt::with(crate::crypto::MasterKey::generate().unwrap());
+        let compaction = Compaction {
+            home: s.home.as_ref(),
+            sealer: &crypt,
+            tmp: &s.tmp,
+            limit: 20_000,
+            disk: DiskUse::default(),
+        };
+        let manifest = compaction.run(None, &s.names, 1).unwrap();
+        let stored = s.home.get(&manifest::manifest_key(1)).unwrap();
+        assert_eq!(Manifest::decode(&stored, &crypt, 1, "t").unwrap(), manifest);
+        assert!(Manifest::decode(&stored, &Plain, 1, "t").is_err());
+        let (entries, packs) = read_all(s.home.as_ref(), &crypt, &manifest).unwrap();
+        let (plain_entries, plain_packs) = {
+            let plain = Compaction {
+                sealer: &Plain,
+                disk: DiskUse::default(),
+                ..compaction
+            };
+            let m = plain.run(None, &s.names, 2).unwrap();
+            read_all(s.home.as_ref(), &Plain, &m).unwrap()
+        };
+        assert_eq!(entries, plain_entries);
+        assert_eq!(packs, plain_packs);
+        assert!(read_all(s.home.as_ref(), &Plain, &manifest).is_err());
     }
 
     #[test]
