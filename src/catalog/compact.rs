@@ -791,6 +791,72 @@ mod tests {
     }
 
     #[test]
+    fn a_compaction_failing_at_any_step_leaves_the_last_manifest_whole_and_a_rerun_finishes() {
+        use crate::store::{FaultPlan, FaultyFs};
+        let faulty = |s: &Scene, plan: &Arc<FaultPlan>| {
+            let fs = FaultyFs::new(OsFs::shared(), plan.clone());
+            LocalStore::open(Arc::new(fs), s.home.root()).unwrap()
+        };
+        let healthy = |s: &Scene| -> Manifest {
+            let c = Compaction {
+                home: s.home.as_ref(),
+                sealer: &Plain,
+                tmp: &s.tmp,
+                limit: 20_000,
+                disk: DiskUse::default(),
+            };
+            c.run(None, &s.names[..2], 1).unwrap()
+        };
+        let recording = Arc::new(FaultPlan::recording());
+        {
+            let s = scene();
+            let first = healthy(&s);
+            let home = faulty(&s, &recording);
+            let c = Compaction {
+                home: &home,
+                sealer: &Plain,
+                tmp: &s.tmp,
+                limit: 20_000,
+                disk: DiskUse::default(),
+            };
+            c.run(Some(&first), &s.names[2..], 2).unwrap();
+        }
+        let steps = recording.steps();
+        assert!(steps >= 8, "{steps} durable steps");
+        // Step n counts from 0: fail each one in turn.
+        for n in 0..steps {
+            let s = scene();
+            let first = healthy(&s);
+            let before = read_all(s.home.as_ref(), &Plain, &first).unwrap();
+            let plan = Arc::new(FaultPlan::fail_at(n));
+            let home = faulty(&s, &plan);
+            let failing = Compaction {
+                home: &home,
+                sealer: &Plain,
+                tmp: &s.tmp,
+                limit: 20_000,
+                disk: DiskUse::default(),
+            };
+            assert!(
+                failing.run(Some(&first), &s.names[2..], 2).is_err(),
+                "step {n}"
+            );
+            let stored = s.home.get(&manifest::manifest_key(1)).unwrap();
+            assert_eq!(Manifest::decode(&stored, &Plain, 1, "t").unwrap(), first);
+            assert_eq!(read_all(s.home.as_ref(), &Plain, &first).unwrap(), before);
+            let rerun = Compaction {
+                home: s.home.as_ref(),
+                sealer: &Plain,
+                tmp: &s.tmp,
+                limit: 20_000,
+                disk: DiskUse::default(),
+            };
+            let second = rerun.run(Some(&first), &s.names[2..], 2).unwrap();
+            check_same(&s, &second);
+        }
+    }
+
+    #[test]
     fn a_sealed_compaction_reads_back_only_with_its_key() {
         let s = scene();
         let crypt = crate::crypto::Crypt::with(crate::crypto::MasterKey::generate().unwrap());
