@@ -338,9 +338,13 @@ impl Compaction<'_> {
         for part in old_packs {
             let touched = part.size > 0 && retired.iter().any(|p| holds_pack(&part.name, p));
             match spill.pack_runs.remove(&part.name) {
-                Some(run) => packs.extend(self.fold_packs(&part, &run.read()?, retired, epoch)?),
+                Some(run) => {
+                    let old = self.old_packs(&part)?;
+                    packs.extend(self.fold_packs(&part.name, old, Some(run), retired, epoch)?);
+                }
                 None if touched => {
-                    packs.extend(self.fold_packs(&part, &[], retired, epoch)?);
+                    let old = self.old_packs(&part)?;
+                    packs.extend(self.fold_packs(&part.name, old, None, retired, epoch)?);
                 }
                 None => packs.push(part),
             }
@@ -522,38 +526,71 @@ impl Compaction<'_> {
         }])
     }
 
-    /// Pack part `part` with the packs of `run` added and the retired
-    /// ones left out, written as version `epoch` (split when too big).
+    /// The packs of the current version of pack part `part`.
+    fn old_packs(&self, part: &Part) -> Result<Vec<(PackId, PackInfo)>> {
+        if part.size == 0 {
+            return Ok(Vec::new());
+        }
+        let key = manifest::packs_key(&part.name, part.version);
+        let bytes = self.home.get(&key)?;
+        manifest::decode_packs(&bytes, self.sealer, &part.name, part.version, &key)
+    }
+
+    /// Pack part `name`, whose current packs are `old`, with the packs of
+    /// `run` added and the retired ones left out, written as version
+    /// `epoch`. As with families, a run too big to hold in memory within
+    /// the limit is split by the next digit first, streaming.
     fn fold_packs(
         &self,
-        part: &Part,
-        run: &[u8],
+        name: &FamilyName,
+        old: Vec<(PackId, PackInfo)>,
+        run: Option<Run<'_>>,
         retired: &HashSet<PackId>,
         epoch: u64,
     ) -> Result<Vec<Part>> {
-        let mut packs: BTreeMap<PackId, PackInfo> = if part.size > 0 {
-            let key = manifest::packs_key(&part.name, part.version);
-            manifest::decode_packs(
-                &self.home.get(&key)?,
-                self.sealer,
-                &part.name,
-                part.version,
-                &key,
-            )?
-            .into_iter()
-            .collect()
-        } else {
-            BTreeMap::new()
+        let added = run
+            .as_ref()
+            .map_or(0, |r| r.len / manifest::PACK_LEN as u64);
+        let d = name.digits().len();
+        if (added + old.len() as u64) * BYTES_A_PACK > self.limit && d < MAX_DIGITS {
+            let mut split: Vec<Option<Run>> = (0..16).map(|_| None).collect();
+            if let Some(run) = run {
+                let mut runs: Vec<Run> = Vec::with_capacity(16);
+                for child in name.children() {
+                    runs.push(Run::create(
+                        self.tmp,
+                        &format!("p-{}", child.label()),
+                        &self.disk,
+                    )?);
+                }
+                run.each(manifest::PACK_LEN, |r| {
+                    runs[usize::from(nibble(r, d))].put(r)
+                })?;
+                split = runs.into_iter().map(Some).collect();
+            }
+            let mut olds: Vec<Vec<(PackId, PackInfo)>> = vec![Vec::new(); 16];
+            for (pack, info) in old {
+                olds[usize::from(nibble(&pack.0, d))].push((pack, info));
+            }
+            let mut parts = Vec::new();
+            for ((child, old), run) in name.children().iter().zip(olds).zip(split) {
+                parts.extend(self.fold_packs(child, old, run, retired, epoch)?);
+            }
+            return Ok(parts);
+        }
+        let mut packs: BTreeMap<PackId, PackInfo> = old.into_iter().collect();
+        let run = match run {
+            Some(run) => run.read()?,
+            None => Vec::new(),
         };
         for r in run.chunks_exact(manifest::PACK_LEN) {
             let pack = PackId(r[..16].try_into().expect("16 bytes"));
-            packs
-                .entry(pack)
-                .or_insert(PackInfo::decode(&r[16..], "compaction run")?);
+            let info = PackInfo::decode(&r[16..], "compaction run")?;
+            packs.entry(pack).or_insert(info);
         }
         packs.retain(|pack, _| !retired.contains(pack));
         let packs: Vec<(PackId, PackInfo)> = packs.into_iter().collect();
-        self.write_packs(&part.name, &packs, epoch)
+        self.write_packs(name, &packs, epoch)
     }
 
     fn write_packs(
@@ -854,6 +891,41 @@ mod tests {
             let second = rerun.run(Some(&first), &s.names[2..], 2).unwrap();
             check_same(&s, &second);
         }
+    }
+
+    #[test]
+    fn a_pack_table_past_the_limit_splits_into_parts() {
+        let dir = tempfile::tempdir().unwrap();
+        let home = LocalStore::create(OsFs::shared(), dir.path().join("home")).unwrap();
+        let tmp = dir.path().join("tmp");
+        std::fs::create_dir(&tmp).unwrap();
+        let mut names = Vec::new();
+        for i in 0..400 {
+            let (_, add) = add_pack(&ids(i..i + 1));
+            let name = segment::new_name();
+            let ops = vec![add];
+            segment::put(&home, &name, &Segment { full: false, ops }).unwrap();
+            names.push(name);
+        }
+        let index = Index::open(&dir.path().join("cache"), Access::Create).unwrap();
+        index.catch_up(&home, &names).unwrap();
+        let compaction = Compaction {
+            home: &home,
+            sealer: &Plain,
+            tmp: &tmp,
+            limit: 20_000,
+            disk: DiskUse::default(),
+        };
+        let manifest = compaction.run(None, &names, 1).unwrap();
+        assert_eq!(
+            manifest.packs.len(),
+            16,
+            "400 packs of 69 bytes past 20 000"
+        );
+        let (_, packs) = read_all(&home, &Plain, &manifest).unwrap();
+        let mut cached = index.packs().unwrap();
+        cached.sort_unstable_by_key(|(p, _)| *p);
+        assert_eq!(packs, cached);
     }
 
     #[test]
