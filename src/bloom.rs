@@ -44,19 +44,18 @@ pub struct Bloom {
 impl Bloom {
     /// An empty filter sized for about `expected` chunks (it grows past that).
     pub fn new(expected: u64) -> Self {
-        let expected = expected.clamp(MIN_EXPECTED, MAX_EXPECTED) as usize;
-        Bloom {
-            filter: GrowableBloom::new(FALSE_POSITIVE_RATE, expected),
-            stamp: 0,
-        }
+        Self::sized(expected.clamp(MIN_EXPECTED, MAX_EXPECTED))
     }
 
     /// An empty filter sized for exactly `expected` chunks, however few:
     /// an index family's slice, whose count its writer knows.
     pub fn exact(expected: u64) -> Self {
-        let expected = expected.clamp(MIN_EXACT, MAX_EXPECTED) as usize;
+        Self::sized(expected.clamp(MIN_EXACT, MAX_EXPECTED))
+    }
+
+    fn sized(expected: u64) -> Self {
         Bloom {
-            filter: GrowableBloom::new(FALSE_POSITIVE_RATE, expected),
+            filter: GrowableBloom::new(FALSE_POSITIVE_RATE, expected as usize),
             stamp: 0,
         }
     }

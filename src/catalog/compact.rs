@@ -19,7 +19,7 @@ use crate::error::{Error, Result};
 use crate::format::family::{
     nibble, Family, FamilyName, FamilyWriter, Sealer, ENTRY_LEN, MAX_DIGITS,
 };
-use crate::format::manifest::{self, holds_pack, Manifest, Part};
+use crate::format::manifest::{self, Manifest, Part};
 use crate::format::values::{Location, PackInfo};
 use crate::id::{ChunkId, PackId};
 use crate::store::MetaStore;
@@ -191,6 +191,17 @@ struct Spill<'t> {
     split_after: u64,
 }
 
+/// `items` (all under one prefix of `d` digits) sorted into 16 lists by
+/// their next digit, the one `key` gives the bytes of.
+fn by_digit<T>(items: Vec<T>, d: usize, key: impl Fn(&T) -> &[u8]) -> Vec<Vec<T>> {
+    let mut lists: Vec<Vec<T>> = (0..16).map(|_| Vec::new()).collect();
+    for item in items {
+        let digit = usize::from(nibble(key(&item), d));
+        lists[digit].push(item);
+    }
+    lists
+}
+
 /// The parts by their digits.
 fn by_digits(parts: &[Part]) -> BTreeMap<Vec<u8>, FamilyName> {
     parts
@@ -314,10 +325,13 @@ impl Compaction<'_> {
         let retired = &spill.retired;
         let mut families = Vec::new();
         for part in old_families {
+            // A family's runs, its own and its descendants', sort together
+            // right after its name.
             let mine: Vec<FamilyName> = spill
                 .id_runs
-                .keys()
-                .filter(|n| n.digits().starts_with(part.name.digits()))
+                .range(part.name.clone()..)
+                .map(|(n, _)| n)
+                .take_while(|n| n.digits().starts_with(part.name.digits()))
                 .cloned()
                 .collect();
             if mine.is_empty() {
@@ -336,7 +350,7 @@ impl Compaction<'_> {
         }
         let mut packs = Vec::new();
         for part in old_packs {
-            let touched = part.size > 0 && retired.iter().any(|p| holds_pack(&part.name, p));
+            let touched = part.size > 0 && retired.iter().any(|p| part.name.holds(&p.0));
             match spill.pack_runs.remove(&part.name) {
                 Some(run) => {
                     let old = self.old_packs(&part)?;
@@ -363,6 +377,31 @@ impl Compaction<'_> {
         let key = manifest::manifest_key(epoch);
         self.home.put(&key, &manifest.encode(self.sealer))?;
         Ok(manifest)
+    }
+
+    /// `run` (of records `len` bytes long, each keyed by the bytes from
+    /// `key_at`) copied into one run for each child of `name`, streaming.
+    fn split_run(
+        &self,
+        run: Run<'_>,
+        name: &FamilyName,
+        kind: &str,
+        len: usize,
+        key_at: usize,
+    ) -> Result<Vec<Run<'_>>> {
+        let d = name.digits().len();
+        let mut split: Vec<Run> = Vec::with_capacity(16);
+        for child in name.children() {
+            split.push(Run::create(
+                self.tmp,
+                &format!("{kind}-{}", child.label()),
+                &self.disk,
+            )?);
+        }
+        run.each(len, |record| {
+            split[usize::from(nibble(&record[key_at..], d))].put(record)
+        })?;
+        Ok(split)
     }
 
     /// The entries of the current version of `part` (none for a family
@@ -396,17 +435,7 @@ impl Compaction<'_> {
             let mut below: Vec<Vec<(FamilyName, Run)>> = (0..16).map(|_| Vec::new()).collect();
             for (run_name, run) in runs {
                 if run_name == *name {
-                    let mut split: Vec<Run> = Vec::with_capacity(16);
-                    for child in name.children() {
-                        split.push(Run::create(
-                            self.tmp,
-                            &format!("f-{}", child.label()),
-                            &self.disk,
-                        )?);
-                    }
-                    run.each(RECORD_LEN, |record| {
-                        split[usize::from(nibble(&record[9..41], d))].put(record)
-                    })?;
+                    let split = self.split_run(run, name, "f", RECORD_LEN, 9)?;
                     for ((child, run), list) in
                         name.children().into_iter().zip(split).zip(&mut below)
                     {
@@ -416,10 +445,7 @@ impl Compaction<'_> {
                     below[usize::from(run_name.digits()[d])].push((run_name, run));
                 }
             }
-            let mut olds: Vec<Vec<(ChunkId, Location)>> = vec![Vec::new(); 16];
-            for (id, location) in old {
-                olds[usize::from(nibble(id.as_bytes(), d))].push((id, location));
-            }
+            let olds = by_digit(old, d, |(id, _)| id.as_bytes());
             let mut parts = Vec::new();
             for ((child, old), runs) in name.children().iter().zip(olds).zip(below) {
                 parts.extend(self.fold_family(child, old, runs, retired, epoch)?);
@@ -553,25 +579,15 @@ impl Compaction<'_> {
             .map_or(0, |r| r.len / manifest::PACK_LEN as u64);
         let d = name.digits().len();
         if (added + old.len() as u64) * BYTES_A_PACK > self.limit && d < MAX_DIGITS {
-            let mut split: Vec<Option<Run>> = (0..16).map(|_| None).collect();
-            if let Some(run) = run {
-                let mut runs: Vec<Run> = Vec::with_capacity(16);
-                for child in name.children() {
-                    runs.push(Run::create(
-                        self.tmp,
-                        &format!("p-{}", child.label()),
-                        &self.disk,
-                    )?);
-                }
-                run.each(manifest::PACK_LEN, |r| {
-                    runs[usize::from(nibble(r, d))].put(r)
-                })?;
-                split = runs.into_iter().map(Some).collect();
-            }
-            let mut olds: Vec<Vec<(PackId, PackInfo)>> = vec![Vec::new(); 16];
-            for (pack, info) in old {
-                olds[usize::from(nibble(&pack.0, d))].push((pack, info));
-            }
+            let split: Vec<Option<Run>> = match run {
+                Some(run) => self
+                    .split_run(run, name, "p", manifest::PACK_LEN, 0)?
+                    .into_iter()
+                    .map(Some)
+                    .collect(),
+                None => (0..16).map(|_| None).collect(),
+            };
+            let olds = by_digit(old, d, |(pack, _)| &pack.0);
             let mut parts = Vec::new();
             for ((child, old), run) in name.children().iter().zip(olds).zip(split) {
                 parts.extend(self.fold_packs(child, old, run, retired, epoch)?);
@@ -604,7 +620,7 @@ impl Compaction<'_> {
             for child in name.children() {
                 let mine: Vec<(PackId, PackInfo)> = packs
                     .iter()
-                    .filter(|(p, _)| holds_pack(&child, p))
+                    .filter(|(p, _)| child.holds(&p.0))
                     .copied()
                     .collect();
                 parts.extend(self.write_packs(&child, &mine, epoch)?);

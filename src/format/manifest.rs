@@ -224,11 +224,6 @@ pub fn encode_packs(
     sealer.seal(&packs_aad(name, epoch), &with_sum(out))
 }
 
-/// True when pack id `pack` falls in prefix `name`.
-pub fn holds_pack(name: &FamilyName, pack: &PackId) -> bool {
-    name.holds(&pack.0)
-}
-
 /// Reads pack-table part `name` at `epoch`: checked, sorted, inside it.
 pub fn decode_packs(
     stored: &[u8],
@@ -260,7 +255,7 @@ pub fn decode_packs(
     for _ in 0..n {
         let pack = PackId(r.take(16)?.try_into().expect("16 bytes"));
         let info = PackInfo::decode(r.take(53)?, location)?;
-        if out.last().is_some_and(|(last, _)| *last >= pack) || !holds_pack(name, &pack) {
+        if out.last().is_some_and(|(last, _)| *last >= pack) || !name.holds(&pack.0) {
             return Err(r.error("packs out of order or outside the part"));
         }
         out.push((pack, info));

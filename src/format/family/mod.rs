@@ -662,6 +662,19 @@ mod tests {
     }
 
     #[test]
+    fn a_family_over_many_packs_lists_each_pack_once() {
+        let name = FamilyName::root();
+        let mut all = entries(&name, 70_000, 1);
+        for (i, (_, location)) in all.iter_mut().enumerate() {
+            location.pack = PackId(u128::try_from(i).unwrap().to_be_bytes());
+        }
+        let bytes = write(&Plain, &name, 0, &all, &[]);
+        let family = Family::read(&bytes, &Plain, &name, 0, "t").unwrap();
+        assert_eq!(family.packs.len(), 70_000);
+        assert_eq!(family.entries, all);
+    }
+
+    #[test]
     fn a_writer_refuses_ids_out_of_order_or_outside_its_family() {
         let name = FamilyName::of(&[1, 2]).unwrap();
         let all = entries(&name, 3, 1);

@@ -27,7 +27,7 @@ pub struct FamilyWriter<'s, W: Write> {
     entries: u64,
     last: Option<ChunkId>,
     fences: Vec<u8>,
-    packs: Vec<PackId>,
+    packs: std::collections::BTreeSet<PackId>,
     hooks: Vec<(u64, PackId)>,
     bloom: Bloom,
 }
@@ -55,7 +55,7 @@ impl<'s, W: Write> FamilyWriter<'s, W> {
             entries: 0,
             last: None,
             fences: Vec::new(),
-            packs: Vec::new(),
+            packs: std::collections::BTreeSet::new(),
             hooks: Vec::new(),
             bloom: Bloom::exact(expected),
         })
@@ -79,17 +79,13 @@ impl<'s, W: Write> FamilyWriter<'s, W> {
         self.entries += 1;
         self.last = Some(*id);
         self.bloom.insert(id);
-        self.packs.push(location.pack);
+        self.packs.insert(location.pack);
         if is_hook(id) {
             let prefix = u64::from_be_bytes(id.as_bytes()[..8].try_into().expect("8 bytes"));
             self.hooks.push((prefix, location.pack));
         }
         if self.in_block == BLOCK_ENTRIES {
             self.flush_block()?;
-        }
-        if self.packs.len() > 1 << 16 {
-            self.packs.sort_unstable();
-            self.packs.dedup();
         }
         Ok(())
     }
@@ -134,15 +130,13 @@ impl<'s, W: Write> FamilyWriter<'s, W> {
         if self.in_block > 0 {
             self.flush_block()?;
         }
-        self.packs.sort_unstable();
-        self.packs.dedup();
+        let packs: Vec<PackId> = std::mem::take(&mut self.packs).into_iter().collect();
         let mut tombs = tombstones.to_vec();
         tombs.sort_unstable();
         tombs.dedup();
         let mut hooks = Vec::with_capacity(self.hooks.len() * HOOK_LEN);
         for (prefix, pack) in &self.hooks {
-            let number = self
-                .packs
+            let number = packs
                 .binary_search(pack)
                 .expect("every hook's pack is listed");
             hooks.extend_from_slice(&prefix.to_be_bytes());
@@ -151,7 +145,7 @@ impl<'s, W: Write> FamilyWriter<'s, W> {
         let fences = std::mem::take(&mut self.fences);
         let parts: [Vec<u8>; 5] = [
             tombs.iter().flat_map(|p| p.0).collect(),
-            self.packs.iter().flat_map(|p| p.0).collect(),
+            packs.iter().flat_map(|p| p.0).collect(),
             hooks,
             self.bloom.encode(0),
             fences,
