@@ -265,17 +265,27 @@ fn segments_compacted_away_on_another_machine_are_accounted_for_however_many_com
     // Two compactions on the other machine, each after enough segments,
     // while this one is away: the second covers the first, which covered
     // what this machine applied.
-    let full = || files_under(&repo.join("segments"), "-full");
+    let manifests = || -> Vec<PathBuf> {
+        files_under(&repo.join("index"), "")
+            .into_iter()
+            .filter(|p| {
+                p.file_name()
+                    .unwrap()
+                    .to_string_lossy()
+                    .starts_with("manifest.")
+            })
+            .collect()
+    };
     let src = tmp.path().join("more");
     for round in 0..2 {
-        let before = full();
+        let before = manifests();
         // gc compacts past 64 segments; a blob is one commit, one segment.
         while segments() <= 64 {
             fs::write(&src, format!("round {round}, segment {}", segments())).unwrap();
             ok(on(&repo, true, &other).arg("put").arg(&src));
         }
         ok(on(&repo, true, &other).arg("gc"));
-        let after = full();
+        let after = manifests();
         assert_eq!(after.len(), 1, "round {round}: {after:?}");
         assert_ne!(after, before, "round {round}: no compaction");
         assert!(segments() < 8, "round {round}: {}", segments());

@@ -660,7 +660,11 @@ fn a_repository_from_before_segments_gets_one_and_many_segments_compact_into_one
     let ids: Vec<_> = blobs.iter().map(|b| repo.put(b).unwrap()).collect();
     drop(repo);
     let segments = || files_under(&path.join("segments"), "").len();
-    assert_eq!(segments(), 71, "init's (empty) full one, then one a commit");
+    assert_eq!(
+        segments(),
+        70,
+        "one a commit (init writes an empty manifest)"
+    );
 
     // As written before segments, with the index in the home: the next
     // writer writes a full segment of that index, then removes it.
@@ -671,6 +675,8 @@ fn a_repository_from_before_segments_gets_one_and_many_segments_compact_into_one
     };
     drop(dedup::Repository::open_with(&path, &opts).unwrap());
     let id = fs::read_dir(cache.path()).unwrap().next().unwrap().unwrap();
+    // Nor had it any families.
+    fs::remove_dir_all(path.join("index")).unwrap();
     fs::rename(id.path().join("index"), path.join("index")).unwrap();
     fs::remove_dir_all(path.join("segments")).unwrap();
     fs::remove_dir_all(cache.path()).unwrap();
@@ -689,13 +695,27 @@ fn a_repository_from_before_segments_gets_one_and_many_segments_compact_into_one
     for (id, blob) in ids.iter().zip(&blobs) {
         assert_eq!(&repo.get(id).unwrap(), blob);
     }
-    // Past 64, gc compacts them into one full segment.
+    // gc compacts them into families, the full segment with them.
     for i in 0..70 {
         repo.put(&random_bytes(900 + i, 3_000)).unwrap();
     }
     assert_eq!(segments(), 71);
-    repo.gc(dedup::Mode::Apply, &dedup::Quiet).unwrap();
-    assert_eq!(segments(), 1, "compacted");
+    let report = repo.gc(dedup::Mode::Apply, &dedup::Quiet).unwrap();
+    assert_eq!(report.compacted.map(|c| c.segments), Some(71));
+    assert_eq!(segments(), 0, "compacted");
+    let manifests = || count_named(&path.join("index"), |n| n.starts_with("manifest."));
+    assert_eq!(manifests(), 1);
+    // Past 64 segments no manifest covers, gc compacts again.
+    for i in 0..65 {
+        repo.put(&random_bytes(2_000 + i, 3_000)).unwrap();
+    }
+    let report = repo.gc(dedup::Mode::Apply, &dedup::Quiet).unwrap();
+    assert_eq!(
+        report.compacted.map(|c| (c.epoch, c.segments)),
+        Some((2, 65))
+    );
+    assert_eq!(segments(), 0);
+    assert_eq!(manifests(), 1, "the older one is superseded");
     drop(repo);
     let repo = dedup::Repository::open_with(&path, &private()).unwrap();
     for (id, blob) in ids.iter().zip(&blobs) {

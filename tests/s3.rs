@@ -1057,3 +1057,103 @@ fn a_restore_from_an_object_store_reads_each_needed_pack_region_once() {
         gets[0]
     );
 }
+
+#[test]
+fn an_index_on_an_object_store_compacts_into_families_that_a_new_machine_opens() {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = S3Server::start(&tmp.path().join("s3"));
+    let url = format!("s3://{}/home-six", common::s3::BUCKET);
+    // Every step from a machine with nothing cached, with families of at
+    // most 8 KiB (about 120 entries), so a small repository has many.
+    let fresh = || {
+        let cache = tmp.path().join(format!("cache-{}", unique()));
+        let mut cmd = dedup_home(&url, &server, &cache);
+        cmd.env("DEDUP_INDEX_FAMILY_BYTES", "8192");
+        cmd
+    };
+    ok(fresh().args(["init", "--avg-size", "4KiB", "--pack-size", "256KiB"]));
+    let src = tmp.path().join("src");
+    make_tree(&src, 71);
+    let first = snapshot_id(&ok(fresh().arg("ingest").arg(&src)).stdout);
+    // One commit, one segment: past 64 of them, gc compacts.
+    let blob = tmp.path().join("blob");
+    let mut blobs = Vec::new();
+    for i in 0..66u64 {
+        let bytes = random_bytes(7_000 + i, 20_000);
+        fs::write(&blob, &bytes).unwrap();
+        let id = ok(fresh().arg("put").arg(&blob)).stdout.trim().to_string();
+        blobs.push((id, bytes));
+    }
+    let home = server.dir("home-six");
+    let segments = || files_under(&home.join("segments"), "").len();
+    assert!(segments() > 64, "{}", segments());
+    let gc = ok(fresh().args(["gc", "--json"]));
+    let gc: serde_json::Value = serde_json::from_str(&gc.stdout).unwrap();
+    let compacted = &gc["compacted"];
+    assert_eq!(compacted["epoch"], 1, "{gc}");
+    assert!(compacted["families"].as_u64().unwrap() >= 16, "{gc}");
+    assert_eq!(segments(), 0, "every segment folded in and deleted");
+    let index = files_under(&home.join("index"), "");
+    assert!(
+        index
+            .iter()
+            .all(|p| fs::metadata(p).unwrap().len() <= 8192 + 4096),
+        "no index object much past the limit"
+    );
+    // A new machine opens from the families alone.
+    let out = tmp.path().join("out");
+    ok(fresh().args(["restore", &first]).arg(&out));
+    assert_eq!(describe(&src), describe(&out));
+    for (id, bytes) in blobs.iter().step_by(11) {
+        assert_eq!(&ok(fresh().args(["get", id])).stdout.into_bytes(), bytes);
+    }
+    let verified = ok(fresh().args(["verify", "--read-data", "--json"]));
+    let verified: serde_json::Value = serde_json::from_str(&verified.stdout).unwrap();
+    assert!(
+        verified["index_entries"].as_u64().unwrap() > 66,
+        "{verified}"
+    );
+    // A later commit is a segment on top of the families; a second
+    // ingest of the same tree stores nothing new.
+    let again = ok(fresh().args(["ingest", "--json"]).arg(&src));
+    let again: serde_json::Value = serde_json::from_str(&again.stdout).unwrap();
+    assert_eq!(again["record"]["summary"]["new_chunks"], 0, "{again}");
+    // A damaged family: a machine that loaded it before names it in
+    // verify, a new machine cannot open without it and says which it is,
+    // and repair makes new ones from the packs.
+    let kept = tmp.path().join("cache-kept");
+    let kept_cmd = || {
+        let mut cmd = dedup_home(&url, &server, &kept);
+        cmd.env("DEDUP_INDEX_FAMILY_BYTES", "8192");
+        cmd
+    };
+    ok(kept_cmd().arg("snapshots"));
+    let family = index
+        .iter()
+        .find(|p| {
+            !p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("manifest.")
+        })
+        .unwrap();
+    let name = family.file_name().unwrap().to_string_lossy().into_owned();
+    let mut bytes = fs::read(family).unwrap();
+    bytes[100] ^= 1;
+    fs::write(family, &bytes).unwrap();
+    let damaged = run(kept_cmd().args(["verify"]));
+    assert_eq!(damaged.code, 1, "{}", damaged.stderr);
+    assert!(
+        damaged.stdout.contains("damaged-index") && damaged.stdout.contains(&name),
+        "{}",
+        damaged.stdout
+    );
+    let refused = run(fresh().arg("snapshots"));
+    assert_eq!(refused.code, 2);
+    assert!(refused.stderr.contains(&name), "{}", refused.stderr);
+    ok(fresh().args(["repair", "index"]));
+    let out = tmp.path().join("after-repair");
+    ok(fresh().args(["restore", "latest"]).arg(&out));
+    assert_eq!(describe(&src), describe(&out));
+    ok(fresh().args(["verify", "--read-data"]));
+}

@@ -113,8 +113,9 @@ impl Batch<'_> {
         self.ops.push(Op::DropEntry { id: *id, pack });
     }
 
-    /// Empties the chunks, packs, tombstones and the record of applied
-    /// segments: the first step of applying the newest full segment.
+    /// Empties the chunks, packs, tombstones, the record of applied
+    /// segments and the base: the first step of loading the newest
+    /// manifest or applying the newest full segment.
     pub(super) fn wipe(&mut self) {
         let index = self.index;
         for family in [CHUNKS, PACKS] {
@@ -125,6 +126,7 @@ impl Batch<'_> {
             self.inner
                 .delete_range_cf(index.cf(META), from.as_bytes(), to.as_bytes());
         }
+        self.inner.delete_cf(index.cf(META), super::base::BASE);
         self.wiped = true;
     }
 

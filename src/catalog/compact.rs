@@ -13,7 +13,7 @@ use std::fs::File;
 use std::io::{BufReader, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 
-use super::replay::read_segment;
+use super::replay::read_segments;
 use super::segment::Op;
 use crate::error::{Error, Result};
 use crate::format::family::{
@@ -175,6 +175,10 @@ fn owner(
     None
 }
 
+/// What gives a compaction its input: called once with the function
+/// that routes an op, it calls that with every op, in order.
+pub type Feed<'f> = dyn FnMut(&mut dyn FnMut(Op) -> Result<()>) -> Result<()> + 'f;
+
 /// The runs an epoch's segments are routed into, and the packs they
 /// retire.
 struct Spill<'t> {
@@ -189,6 +193,8 @@ struct Spill<'t> {
     disk: &'t DiskUse,
     /// Ops a run holds before later ones go to its family's children.
     split_after: u64,
+    /// What the full segments among the input covered, carried forward.
+    covers: Vec<String>,
 }
 
 /// `items` (all under one prefix of `d` digits) sorted into 16 lists by
@@ -240,7 +246,7 @@ impl Spill<'_> {
             Op::RetirePack { pack, .. } => {
                 self.retired.insert(pack);
             }
-            Op::Covers(_) => {}
+            Op::Covers(names) => self.covers.extend(names),
         }
         Ok(())
     }
@@ -288,11 +294,84 @@ fn run_for<'r, 'd>(
 impl Compaction<'_> {
     /// Folds `segments` (names in the home's order) into the index of
     /// `previous` (`None`: an empty one) as epoch `epoch`, and writes the
-    /// families and pack parts that changed and the epoch's manifest.
+    /// families and pack parts that changed and the epoch's manifest,
+    /// which covers them. Segments are fetched many at a time and each
+    /// is read once.
     pub fn run(
         &self,
         previous: Option<&Manifest>,
         segments: &[String],
+        epoch: u64,
+    ) -> Result<Manifest> {
+        self.run_covering(previous, segments, &[], epoch)
+    }
+
+    /// [`run`](Self::run), the manifest covering `covered` too: segments
+    /// still in the home whose ops an input full segment (or the
+    /// previous manifest) already holds.
+    pub fn run_covering(
+        &self,
+        previous: Option<&Manifest>,
+        segments: &[String],
+        covered: &[String],
+        epoch: u64,
+    ) -> Result<Manifest> {
+        let folded: Vec<String> = segments.iter().chain(covered).cloned().collect();
+        let mut feed = |route: &mut dyn FnMut(Op) -> Result<()>| {
+            for batch in segments.chunks(super::replay::CATCH_UP_READERS) {
+                let names: Vec<&str> = batch.iter().map(String::as_str).collect();
+                for segment in read_segments(self.home, &names)? {
+                    for op in segment.ops {
+                        route(op)?;
+                    }
+                }
+            }
+            Ok(())
+        };
+        self.fold(previous, &mut feed, &folded, epoch)
+    }
+
+    /// The whole of `index` (a cache made from the packs, by `repair
+    /// index`) written as families from nothing, as epoch `epoch`, the
+    /// manifest covering `covers`: streamed through the spill runs like
+    /// any compaction, so its memory is one family's whatever the size.
+    pub fn from_index(
+        &self,
+        index: &super::Index,
+        covers: &[String],
+        epoch: u64,
+    ) -> Result<Manifest> {
+        let mut feed = |route: &mut dyn FnMut(Op) -> Result<()>| {
+            for (pack, info) in index.packs()? {
+                route(Op::AddPack {
+                    pack,
+                    info,
+                    entries: Vec::new(),
+                })?;
+            }
+            index.for_each_chunk(|id, value| route(Op::Locate(Location::decode(id, value)?)))?;
+            for (hex, _) in index.meta_under(super::RETIRED)? {
+                let pack = PackId::from_hex(&hex)
+                    .ok_or_else(|| Error::corrupt("index tombstone", &hex, "not a pack id"))?;
+                route(Op::RetirePack {
+                    pack,
+                    ids: Vec::new(),
+                })?;
+            }
+            Ok(())
+        };
+        self.fold(None, &mut feed, covers, epoch)
+    }
+
+    /// [`run`](Self::run) with the ops `feed` gives (in order, to the
+    /// function it is handed) for input, the manifest covering `folded`
+    /// (and what `previous` covered): `repair` feeds an index it made
+    /// from the packs.
+    pub fn fold(
+        &self,
+        previous: Option<&Manifest>,
+        feed: &mut Feed<'_>,
+        folded: &[String],
         epoch: u64,
     ) -> Result<Manifest> {
         let root = || {
@@ -316,12 +395,9 @@ impl Compaction<'_> {
             tmp: self.tmp,
             disk: &self.disk,
             split_after: self.limit / BYTES_AN_ENTRY,
+            covers: Vec::new(),
         };
-        for name in segments {
-            for op in read_segment(self.home, name)?.ops {
-                spill.route(op)?;
-            }
-        }
+        feed(&mut |op| spill.route(op))?;
         let retired = &spill.retired;
         let mut families = Vec::new();
         for part in old_families {
@@ -366,7 +442,10 @@ impl Compaction<'_> {
         let mut tombstones: Vec<PackId> = spill.retired.into_iter().collect();
         tombstones.sort_unstable();
         let mut covers: Vec<String> = previous.map(|m| m.covers.clone()).unwrap_or_default();
-        covers.extend(segments.iter().cloned());
+        covers.extend(spill.covers);
+        covers.extend(folded.iter().cloned());
+        covers.sort_unstable();
+        covers.dedup();
         let manifest = Manifest {
             epoch,
             families,
@@ -998,5 +1077,75 @@ mod tests {
         let first = small.run(None, &s.names[..3], 3).unwrap();
         let second = small.run(Some(&first), &s.names[3..], 4).unwrap();
         check_same(&s, &second);
+    }
+
+    #[test]
+    fn a_fresh_cache_loads_the_newest_manifest_and_applies_only_what_it_does_not_cover() {
+        let s = scene();
+        let compaction = Compaction {
+            home: s.home.as_ref(),
+            sealer: &Plain,
+            tmp: &s.tmp,
+            limit: 20_000,
+            disk: DiskUse::default(),
+        };
+        let manifest = compaction.run(None, &s.names[..3], 1).unwrap();
+        let fresh_at = s.tmp.join("fresh");
+        let fresh = Index::open(&fresh_at, Access::Create).unwrap();
+        let mut told = HashSet::new();
+        fresh
+            .catch_up_with(s.home.as_ref(), &s.names, &mut |id| {
+                told.insert(*id);
+            })
+            .unwrap();
+        assert_eq!(fresh.base().unwrap(), Some(1));
+        assert_eq!(
+            fresh.chunks(&s.all).unwrap(),
+            s.index.chunks(&s.all).unwrap()
+        );
+        assert_eq!(fresh.packs().unwrap(), s.index.packs().unwrap());
+        assert!(
+            s.all[1000..].iter().all(|id| told.contains(id)),
+            "the filter hears of every id"
+        );
+        // The covered segments go: nothing is missed, nothing reloaded.
+        segment::delete(s.home.as_ref(), &s.names[..3]).unwrap();
+        let left = segment::names(s.home.as_ref()).unwrap();
+        assert_eq!(fresh.catch_up(s.home.as_ref(), &left).unwrap(), 0);
+        assert!(fresh.take_gone().is_empty());
+        // The families hold everything the cache does, with the newer
+        // segments; a family gone is found.
+        let added = crate::catalog::base::ids_added_by(s.home.as_ref(), &left).unwrap();
+        let mut problems = Vec::new();
+        let checked = s
+            .index
+            .check_families(s.home.as_ref(), &manifest, &added, &mut |p| {
+                problems.push(p);
+            })
+            .unwrap();
+        assert!(problems.is_empty(), "{problems:?}");
+        assert_eq!(checked, 3000, "the entries the first three commits made");
+        let family = manifest.families.iter().find(|p| p.size > 0).unwrap();
+        let key = family.name.key(family.version);
+        let bytes = s.home.get(&key).unwrap();
+        s.home.delete(&key).unwrap();
+        s.index
+            .check_families(s.home.as_ref(), &manifest, &added, &mut |p| {
+                problems.push(p);
+            })
+            .unwrap();
+        assert!(problems.iter().any(|p| p.contains(&key)), "{problems:?}");
+        let other = Index::open(&s.tmp.join("other"), Access::Create).unwrap();
+        assert!(
+            other.catch_up(s.home.as_ref(), &left).is_err(),
+            "never a partial base"
+        );
+        assert_eq!(other.base().unwrap(), None);
+        s.home.put(&key, &bytes).unwrap();
+        // A cache loaded from a manifest that is gone, with none in its
+        // place, stops instead of going on without the families.
+        s.home.delete(&manifest::manifest_key(1)).unwrap();
+        let err = fresh.catch_up(s.home.as_ref(), &left).unwrap_err();
+        assert!(err.to_string().contains("repair index"), "{err}");
     }
 }

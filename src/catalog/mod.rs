@@ -27,6 +27,8 @@ use crate::error::{Error, Result};
 use crate::format::codec::Reader;
 use crate::id::ChunkId;
 #[cfg(feature = "engine")]
+pub mod base;
+#[cfg(feature = "engine")]
 mod commit;
 #[cfg(feature = "engine")]
 pub mod compact;
@@ -37,6 +39,8 @@ pub mod segment;
 #[cfg(feature = "engine")]
 pub use commit::{Batch, Retired};
 
+#[cfg(feature = "engine")]
+use crate::format::family::{Plain, Sealer};
 use crate::format::snapshot::SnapshotId;
 pub use crate::format::values::{Location, PackInfo};
 use crate::ring::ShardId;
@@ -77,9 +81,11 @@ pub struct Index {
     /// Where each commit first writes its segment (writers only).
     segments: Option<Arc<dyn MetaStore>>,
     /// Segments this index applied that a catch-up found gone from the
-    /// home and covered by no full segment there (see
+    /// home and covered by no full segment or manifest there (see
     /// [`take_gone`](Self::take_gone)).
     gone: Mutex<Vec<String>>,
+    /// Opens the home's manifests and families.
+    sealer: Arc<dyn Sealer + Send + Sync>,
 }
 
 /// The `meta` key counting commits, over the index's whole life.
@@ -150,6 +156,7 @@ impl Index {
             generation: Mutex::new(0),
             gone: Mutex::default(),
             segments: None,
+            sealer: Arc::new(Plain),
         };
         let packs = index
             .packs()?
@@ -166,6 +173,14 @@ impl Index {
     #[must_use]
     pub fn with_crash_points(mut self, fs: Arc<dyn Fs>) -> Self {
         self.crash_points = Some(fs);
+        self
+    }
+
+    /// Opens the home's manifests and families with `sealer` (the
+    /// repository's key; plain by default).
+    #[must_use]
+    pub fn with_sealer(mut self, sealer: Arc<dyn Sealer + Send + Sync>) -> Self {
+        self.sealer = sealer;
         self
     }
 

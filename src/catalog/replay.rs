@@ -99,8 +99,32 @@ impl Index {
         added: &mut dyn FnMut(&ChunkId),
         applied: &mut u64,
     ) -> Result<()> {
-        let newest = names.iter().rev().find(|n| segment::is_full(n));
+        // Listed after the segments: a manifest written since covers
+        // every segment listed that a compaction deleted meanwhile.
+        let base = super::base::newest_manifest(home, self.sealer.as_ref())?;
         let mut gone = self.applied_gone(names)?;
+        if base.is_none() && self.base()?.is_some() {
+            return Err(Error::Index {
+                path: std::path::PathBuf::from(format!("{}/index/", home.location())),
+                message: "the manifest this index was loaded from is gone, and no other \
+                          (`dedup repair index` makes the index again from the packs)"
+                    .into(),
+            });
+        }
+        if let Some(manifest) = &base {
+            if self.base()? != Some(manifest.epoch) || !gone.is_empty() {
+                let covered: HashSet<&str> = manifest.covers.iter().map(String::as_str).collect();
+                gone.retain(|name| !covered.contains(name.as_str()));
+                self.load_base(home, manifest, added)?;
+                *applied += 1;
+            }
+        }
+        // Full segments are the base only where no manifest is (a
+        // repository that has not had its first compaction into families).
+        let newest = match base {
+            Some(_) => None,
+            None => names.iter().rev().find(|n| segment::is_full(n)),
+        };
         if let Some(full) = newest {
             let fresh = !self.has_applied(full)?;
             if fresh || !gone.is_empty() {
@@ -404,6 +428,32 @@ impl Index {
         batch.replays = Some(name.clone());
         let _ = self.commit(batch)?;
         Ok(name)
+    }
+
+    /// Of `names` (sorted), the segments whose ops this index holds from
+    /// applying them itself, and those a full segment or manifest it
+    /// applied covered (a compaction folds the first, and covers both).
+    pub fn applied_and_covered(&self, names: &[String]) -> Result<(Vec<String>, Vec<String>)> {
+        // Before covers were written down, a full segment covered every
+        // name before its own.
+        let mut legacy = None;
+        for name in names.iter().rev().filter(|n| segment::is_full(n)) {
+            if self.has_applied(name)? && self.covers_legacy(name)? {
+                legacy = Some(name);
+                break;
+            }
+        }
+        let (mut applied, mut covered) = (Vec::new(), Vec::new());
+        for name in names {
+            match self.meta(&applied_key(name))? {
+                Some(mark) if mark == COVERED || legacy.is_some_and(|full| name < full) => {
+                    covered.push(name.clone());
+                }
+                Some(_) => applied.push(name.clone()),
+                None => {}
+            }
+        }
+        Ok((applied, covered))
     }
 
     /// Of `names`, those this index has applied (or had covered).

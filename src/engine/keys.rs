@@ -377,8 +377,15 @@ impl Engine {
         })
     }
 
-    /// Writes the config, sealed when the repository is encrypted.
+    /// Writes the config, sealed when the repository is encrypted. A
+    /// repository whose index has families keeps the version that says
+    /// so, whatever version this handle opened it at.
     pub(crate) fn write_config(&self, config: &Config) -> Result<()> {
+        let config = if self.index.base()?.is_some() {
+            config.with_families()
+        } else {
+            config.clone()
+        };
         self.raw_files.put(CONFIG, &config.encode_for(&self.crypt))
     }
 }

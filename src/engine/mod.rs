@@ -8,6 +8,7 @@ pub(crate) mod attrs;
 mod blob;
 pub(crate) mod cache;
 pub(crate) mod deep;
+pub mod families;
 pub(crate) mod fetch;
 pub(crate) mod history;
 pub(crate) mod home;
@@ -533,7 +534,7 @@ mod tests {
         let slot = CacheSlot::take(&cache, &repo_id(&root)).unwrap();
         let home = Home::open(&root, &OsFs::shared(), false).unwrap();
         let fs = OsFs::shared();
-        let (index, _) = open_cache_index(&home, &home.files(), &slot, &fs, true).unwrap();
+        let (index, _) = open_cache_index(&home, &home.files(), &slot, &fs, true, false).unwrap();
         assert!(
             load_bloom(&slot, &index).unwrap().1,
             "the saved filter was current"
@@ -545,7 +546,8 @@ mod tests {
         let other = Engine::open_with(&root, &opts(true)).unwrap();
         other.put(b"from elsewhere").unwrap();
         drop(other);
-        let (index, names) = open_cache_index(&home, &home.files(), &slot, &fs, true).unwrap();
+        let (index, names) =
+            open_cache_index(&home, &home.files(), &slot, &fs, true, false).unwrap();
         let (mut bloom, current) = load_bloom(&slot, &index).unwrap();
         assert!(current, "current as of the segments it had applied");
         let fresh = ChunkId::of(b"from elsewhere");

@@ -8,10 +8,12 @@ use super::home::{Hold, Home};
 use super::snapshots::{read_unindexed_records, snapshot_ids, RecordFile};
 use super::{fetch, home, joined, keys, Engine, OpenOptions, Shard, CONFIG, SNAPSHOTS};
 use crate::bloom::Bloom;
+use crate::catalog::base::manifest_epochs;
 use crate::catalog::segment;
 use crate::catalog::{Access, Index};
 use crate::error::{Error, IoContext, Result};
 use crate::format::config::{Config, ConfigHead, InitOptions, ShardConfig};
+use crate::format::family::FamilyName;
 use crate::format::filecache::FileCache;
 use crate::format::snapshot::SnapshotRecord;
 use crate::id::ChunkId;
@@ -100,13 +102,13 @@ impl Engine {
             // `MemFs`).
             std::fs::create_dir_all(folder).at(folder)?;
         }
-        // The empty index, as the first full segment: a home without
-        // segments has lost them (see `open_cache_index`).
-        let empty = segment::Segment {
-            full: true,
-            ops: vec![segment::Op::Covers(Vec::new())],
-        };
-        segment::put(files.as_ref(), &segment::full_name(), &empty)?;
+        // The empty index, as the first manifest: a home with neither
+        // segments nor a manifest has lost them (see `open_cache_index`).
+        let empty = crate::format::manifest::Manifest::empty(0);
+        files.put(
+            &crate::format::manifest::manifest_key(0),
+            &empty.encode(&crypt),
+        )?;
         // The config goes last: a folder without one is not a repository, so
         // a crash during init leaves nothing that looks half-made.
         raw_files.put(CONFIG, &config.encode_for(&crypt))?;
@@ -184,7 +186,9 @@ impl Engine {
         // its chunks' segments are, so every record listed here has its
         // chunks in the segments listed next.
         let records = files.list(SnapshotRecord::FOLDER)?;
-        let (index, names) = open_cache_index(&home, &files, &cache, &fs, !read_only)?;
+        let has_records = !records.is_empty();
+        let (index, names) = open_cache_index(&home, &files, &cache, &fs, !read_only, has_records)?;
+        let index = index.with_sealer(Arc::new(crypt.clone()));
         // A writer's filter as saved, then brought up to date with the
         // index (without a rebuild when it was current before).
         let mut bloom = if read_only {
@@ -559,14 +563,17 @@ pub(crate) fn unlock_config(
 ///
 /// A home without segments is either from before them, with its index
 /// still in the home (a writer makes a full segment of that index, then
-/// removes it), or has lost them: that is an error, since an empty index
-/// would make `gc` take every pack for garbage.
+/// removes it), or compacted into a manifest, or new, or has lost them:
+/// with no manifest, or with only init's empty one while it holds
+/// snapshot records (`has_records`), that is an error, since an empty
+/// index would make `gc` take every pack for garbage.
 pub(crate) fn open_cache_index(
     home: &Home,
     files: &Arc<dyn MetaStore>,
     cache: &CacheSlot,
     fs: &Arc<dyn Fs>,
     writer: bool,
+    has_records: bool,
 ) -> Result<(Index, Vec<String>)> {
     let files = files.clone();
     let legacy = home.folder().map(|f| f.join(LEGACY_INDEX));
@@ -584,15 +591,26 @@ pub(crate) fn open_cache_index(
             Index::open(legacy, Access::ReadWrite)?.write_full_segment(files.as_ref(), &[])?;
         names.push(full);
     } else if names.is_empty() {
-        return Err(Error::Index {
-            path: PathBuf::from(format!("{}/{}", files.location(), segment::FOLDER)),
-            message: "missing: the repository has no index segments \
-                      (`dedup repair index` makes them from the packs)"
-                .into(),
-        });
+        // Only init's empty manifest is empty: every later one comes
+        // from a compaction of at least one segment, or from a repair.
+        let epochs = manifest_epochs(files.as_ref())?;
+        let lost = match epochs.as_slice() {
+            [] => Some("no index segments and no manifest"),
+            [0] if has_records => Some("snapshot records but no index segments"),
+            _ => None,
+        };
+        if let Some(what) = lost {
+            return Err(Error::Index {
+                path: PathBuf::from(format!("{}/{}", files.location(), segment::FOLDER)),
+                message: format!(
+                    "missing: the repository has {what} \
+                     (`dedup repair index` makes them from the packs)"
+                ),
+            });
+        }
     }
-    if let Some(legacy) = legacy.filter(|l| writer && l.exists()) {
-        std::fs::remove_dir_all(&legacy).at(&legacy)?;
+    if let Some(legacy) = legacy.filter(|l| writer && l.join("CURRENT").exists()) {
+        remove_legacy_index(&legacy)?;
         files.delete(LEGACY_BLOOM)?;
     }
     let index = index?.with_crash_points(fs.clone());
@@ -627,6 +645,35 @@ pub(crate) fn rebuilt_bloom(index: &Index) -> Result<Bloom> {
     let mut b = Bloom::new(objects * 2);
     index.for_each_chunk_id(|id| b.insert(&id))?;
     Ok(b)
+}
+
+/// Removes the files of the index that versions before segments kept in
+/// the home's `index/` folder, now that a full segment holds it. That
+/// folder is also where families live: their objects (named
+/// `<prefix>.<epoch in 16 hex digits>`, `packs-<prefix>.<epoch>` and
+/// `manifest.<epoch>`) stay.
+fn remove_legacy_index(folder: &Path) -> Result<()> {
+    let is_family_object = |name: &str| {
+        name.rsplit_once('.').is_some_and(|(label, epoch)| {
+            let label = label.strip_prefix("packs-").unwrap_or(label);
+            epoch.len() == 16
+                && epoch.bytes().all(|b| b.is_ascii_hexdigit())
+                && (label == "manifest" || FamilyName::parse(label).is_ok())
+        })
+    };
+    for entry in std::fs::read_dir(folder).at(folder)? {
+        let entry = entry.at(folder)?;
+        let path = entry.path();
+        if entry.file_type().at(&path)?.is_dir() {
+            std::fs::remove_dir_all(&path).at(&path)?;
+        } else if !entry.file_name().to_str().is_some_and(is_family_object) {
+            std::fs::remove_file(&path).at(&path)?;
+        }
+    }
+    if std::fs::read_dir(folder).at(folder)?.next().is_none() {
+        std::fs::remove_dir(folder).at(folder)?;
+    }
+    Ok(())
 }
 
 /// True when the home keeps its index the way versions before segments

@@ -14,12 +14,26 @@ use crate::chunker::ChunkerConfig;
 use crate::error::{Error, Result};
 use crate::ring::{Ring, ShardId, DEFAULT_VNODES};
 
-/// The format version this build reads and writes.
-pub const FORMAT_VERSION: u32 = 2;
+/// The newest format version this build reads and writes.
+///
+/// | version | records | index |
+/// |---|---|---|
+/// | 1 | headers in the clear | segments, compacted into full segments |
+/// | 2 | headers sealed, lengths hidden (encrypted only) | the same |
+/// | 3 | as 1 | segments, compacted into families |
+/// | 4 | as 2 | the same as 3 |
+///
+/// Families add 2: a repository gains them at its first compaction
+/// ([`Config::with_families`]), so a build that would compact it into
+/// a full segment refuses it by name instead.
+pub const FORMAT_VERSION: u32 = 4;
 
 /// The format of a plain repository, and of an encrypted one made before
-/// records hid their lengths: every build reads it.
+/// records hid their lengths, both before families: every build reads it.
 pub const PLAIN_FORMAT_VERSION: u32 = 1;
+
+/// The first version whose index is compacted into families.
+pub const FAMILIES_FORMAT_VERSION: u32 = 3;
 /// Default pack target size.
 pub const DEFAULT_PACK_SIZE: u32 = 16 * 1024 * 1024;
 
@@ -158,8 +172,7 @@ impl ShardConfig {
 /// The whole config file.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Config {
-    /// [`PLAIN_FORMAT_VERSION`], or [`FORMAT_VERSION`] (2) for an
-    /// encrypted repository whose records hide their lengths.
+    /// One of the versions [`FORMAT_VERSION`] lists.
     pub format_version: u32,
     /// Random id of this repository.
     pub repository_id: String,
@@ -393,11 +406,10 @@ impl Config {
             (false, 0) => opts.chunker.with_random_seed()?,
             (false, _) => opts.chunker,
         };
-        // Version 2 says that records hide their lengths, which only an
-        // encrypted repository's do: a plain one stays readable by builds
-        // that know version 1 only.
+        // Records hide their lengths only in an encrypted repository; a
+        // new one's index is compacted into families from the start.
         let format_version = if opts.encryption.is_none() {
-            PLAIN_FORMAT_VERSION
+            FAMILIES_FORMAT_VERSION
         } else {
             FORMAT_VERSION
         };
@@ -418,7 +430,22 @@ impl Config {
     /// Whether records hide their lengths (sealed headers, padded bytes):
     /// encrypted repositories of format 2 on.
     pub fn hides_lengths(&self) -> bool {
-        !self.encryption.is_none() && self.format_version >= 2
+        !self.encryption.is_none() && matches!(self.format_version, 2 | 4)
+    }
+
+    /// Whether the index is compacted into families (format 3 on).
+    pub fn has_families(&self) -> bool {
+        self.format_version >= FAMILIES_FORMAT_VERSION
+    }
+
+    /// This config at the version that adds families to its own.
+    #[must_use]
+    pub fn with_families(&self) -> Config {
+        let mut config = self.clone();
+        if !config.has_families() {
+            config.format_version += 2;
+        }
+        config
     }
 
     /// The config as written to disk.
@@ -611,10 +638,10 @@ mod tests {
         assert_eq!(Config::decode(&c.encode(), p).unwrap(), c);
         let newer = String::from_utf8(c.encode())
             .unwrap()
-            .replace("\"format_version\": 1", "\"format_version\": 7");
+            .replace("\"format_version\": 3", "\"format_version\": 7");
         match Config::decode(newer.as_bytes(), p) {
             Err(Error::FormatVersion {
-                expected: 2,
+                expected: 4,
                 found: 7,
                 ..
             }) => {}

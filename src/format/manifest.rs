@@ -112,6 +112,25 @@ fn partitions(names: &[&FamilyName]) -> bool {
 }
 
 impl Manifest {
+    /// The manifest of an empty index at `epoch`: one family and one
+    /// pack part, both empty (so neither is an object).
+    pub fn empty(epoch: u64) -> Self {
+        let root = || {
+            vec![Part {
+                name: FamilyName::root(),
+                version: epoch,
+                size: 0,
+            }]
+        };
+        Manifest {
+            epoch,
+            families: root(),
+            packs: root(),
+            tombstones: Vec::new(),
+            covers: Vec::new(),
+        }
+    }
+
     fn aad(epoch: u64) -> Vec<u8> {
         let mut aad = b"dedup manifest".to_vec();
         aad.put_u64(epoch);

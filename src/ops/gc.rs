@@ -16,8 +16,8 @@ use std::collections::HashSet;
 
 use serde::Serialize;
 
-use crate::catalog::segment;
 use crate::catalog::{Location, PackInfo};
+use crate::engine::families::{Compacted, SEGMENTS_BEFORE_COMPACTION};
 use crate::engine::{Engine, Evidence, Mode, Progress};
 use crate::error::{Error, Result};
 use crate::format::pack::repack;
@@ -27,9 +27,6 @@ use crate::policy::{self, GroupDecisions, KeepPolicy};
 use crate::store::read_entries;
 use crate::store::{PackEntry, PackId};
 use crate::units::human_bytes;
-
-/// Segments kept before `gc` compacts them into one full segment.
-const SEGMENTS_BEFORE_COMPACTION: usize = 64;
 
 /// A pack is rewritten when less than this share of its records' bytes is live.
 const REWRITE_BELOW: f64 = 0.5;
@@ -115,6 +112,9 @@ pub struct GcReport {
     /// Records of forgotten snapshots found beside their tombstones (a
     /// forget cut short, or a record put back) and deleted again.
     pub forgotten_records_deleted: Vec<SnapshotId>,
+    /// The segments folded into a new version of the index families, when
+    /// gc compacted them (more than 64 uncovered, or the first time).
+    pub compacted: Option<Compacted>,
 }
 
 impl std::fmt::Display for GcReport {
@@ -156,6 +156,16 @@ impl std::fmt::Display for GcReport {
         }
         for p in &self.unreadable_packs {
             writeln!(f, "skipped unreadable pack {p} (run `dedup verify`)")?;
+        }
+        if let Some(c) = &self.compacted {
+            writeln!(
+                f,
+                "index compacted: {} segments folded into {} families ({}), epoch {}",
+                c.segments,
+                c.families,
+                human_bytes(c.family_bytes),
+                c.epoch
+            )?;
         }
         Ok(())
     }
@@ -511,7 +521,7 @@ pub(crate) fn gc(engine: &Engine, mode: Mode, progress: &dyn Progress) -> Result
         // Removed ids would linger in the filter as false positives.
         engine.rebuild_bloom()?;
         engine.save_bloom()?;
-        compact_segments(engine)?;
+        report.compacted = engine.compact_index(SEGMENTS_BEFORE_COMPACTION)?;
     }
     Ok(report)
 }
@@ -533,22 +543,6 @@ fn delete_forgotten_records(engine: &Engine, mode: Mode) -> Result<Vec<SnapshotI
         engine.forget_records(&back)?;
     }
     Ok(back)
-}
-
-/// Compacts the home's segments into one full segment when there are
-/// more than [`SEGMENTS_BEFORE_COMPACTION`], so a cache is rebuilt
-/// from a few files. Under the writer lock: nothing else writes them.
-fn compact_segments(engine: &Engine) -> Result<()> {
-    let names = segment::names(engine.files.as_ref())?;
-    if names.len() <= SEGMENTS_BEFORE_COMPACTION {
-        return Ok(());
-    }
-    let covered = engine.index.applied_of(&names)?;
-    engine
-        .index
-        .write_full_segment(engine.files.as_ref(), &covered)?;
-    engine.hold.check_alive()?;
-    segment::delete(engine.files.as_ref(), &covered)
 }
 
 /// Retires `pack` (whose records hold `ids`), publishing `copy` (a

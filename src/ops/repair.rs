@@ -2,7 +2,7 @@
 //! index and Bloom filter) from `config`, `snapshots/` and the packs alone.
 //!
 //! The new index is built in the cache slot's `index.new`; only when it is
-//! complete does it become the truth, as a full segment, and then take the
+//! complete does it become the truth, as families, and then take the
 //! old cached index's place. Until then the segments stay as they were. Each pack's
 //! entries come from its trailer; a pack whose trailer is damaged is walked
 //! from the front, keeping every record whose bytes still hash to its id
@@ -15,13 +15,16 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
+use crate::catalog::base::{delete_superseded, manifest_epochs};
+use crate::catalog::compact::{family_limit, Compaction, DiskUse};
 use crate::catalog::segment;
 use crate::catalog::{Access, Index, PackInfo};
 use crate::crypto::Crypt;
 use crate::engine::cache::CacheSlot;
 use crate::engine::home::{Hold, Home};
-use crate::engine::{Engine, OpenOptions, Progress};
+use crate::engine::{Engine, OpenOptions, Progress, CONFIG};
 use crate::error::{Error, IoContext, Result};
+use crate::format::manifest::Manifest;
 use crate::format::pack::{entries_of, repack, scan_sealed_records};
 use crate::format::record;
 use crate::format::record::ObjectKind;
@@ -121,16 +124,25 @@ pub(crate) fn repair_index_with(
             )?);
         }
         index_snapshots(&index, files.as_ref(), &crypt, &mut report)?;
-        // The rebuilt index becomes the truth: a full segment of it,
-        // after which no older segment is applied again.
-        // It replaces every segment there was.
+        // The rebuilt index becomes the truth: families made from it
+        // alone, under a manifest that covers every segment there was,
+        // after which none is applied again. The old manifests are not
+        // read (they may be what was damaged); the new one comes after
+        // the newest listed.
         let before = segment::names(files.as_ref())?;
+        let epoch = manifest_epochs(files.as_ref())?.last().map_or(1, |e| e + 1);
         hold.check_alive()?;
-        index.write_full_segment(files.as_ref(), &before)?;
+        if !config.has_families() {
+            home.files()
+                .put(CONFIG, &config.with_families().encode_for(&crypt))?;
+        }
+        let manifest = write_families(&index, files.as_ref(), &crypt, &cache, &before, epoch)?;
+        index.adopt_base(&manifest)?;
         index.flush()?;
         drop(index);
         swap_in(&cache.index(), &fresh)?;
         hold.check_alive()?;
+        delete_superseded(files.as_ref(), &manifest)?;
         segment::delete(files.as_ref(), &before)?;
         let bloom = cache.bloom();
         if bloom.exists() {
@@ -147,8 +159,35 @@ pub(crate) fn repair_index_with(
     Ok((repo, report))
 }
 
+/// `index` written to `home` as families of epoch `epoch` covering
+/// `covers`, the spill runs in the cache slot (emptied after).
+fn write_families(
+    index: &Index,
+    home: &dyn MetaStore,
+    crypt: &Crypt,
+    cache: &CacheSlot,
+    covers: &[String],
+    epoch: u64,
+) -> Result<Manifest> {
+    let tmp = cache.dir().join("compaction");
+    if tmp.exists() {
+        fs::remove_dir_all(&tmp).at(&tmp)?;
+    }
+    fs::create_dir_all(&tmp).at(&tmp)?;
+    let compaction = Compaction {
+        home,
+        sealer: crypt,
+        tmp: &tmp,
+        limit: family_limit(),
+        disk: DiskUse::default(),
+    };
+    let manifest = compaction.from_index(index, covers, epoch);
+    fs::remove_dir_all(&tmp).at(&tmp)?;
+    manifest
+}
+
 /// Replaces the cached index at `index_dir` with the complete one at
-/// `fresh` (the full segment made from it is already written): the old one
+/// `fresh` (the families made from it are already written): the old one
 /// moves aside, the new one takes its name, the old one goes. A crash
 /// between the two renames leaves no index, which the next open makes
 /// again from the segments.

@@ -17,6 +17,8 @@ use rayon::prelude::*;
 use serde::Serialize;
 
 use crate::bloom::Bloom;
+use crate::catalog::base::{ids_added_by, newest_manifest};
+use crate::catalog::segment;
 use crate::catalog::{Location, PackInfo, LOOKUP_BATCH};
 use crate::engine::{in_pool, Engine, Progress};
 use crate::error::{Error, Result};
@@ -48,6 +50,10 @@ pub enum ProblemKind {
     /// A shard cannot be used (missing, not mounted, not this
     /// repository's); its packs count as missing.
     UnavailableShard,
+    /// The home's index families or their manifest do not read, point
+    /// into packs their pack table lacks, or lack a chunk this machine's
+    /// index holds (another machine would not find it).
+    DamagedIndex,
 }
 
 impl fmt::Display for ProblemKind {
@@ -61,6 +67,7 @@ impl fmt::Display for ProblemKind {
             ProblemKind::DamagedSnapshot => "damaged-snapshot",
             ProblemKind::DamagedBloom => "damaged-bloom",
             ProblemKind::UnavailableShard => "unavailable-shard",
+            ProblemKind::DamagedIndex => "damaged-index",
         })
     }
 }
@@ -116,6 +123,8 @@ pub struct VerifyReport {
     pub trees: u64,
     /// Distinct chunks referenced by snapshots.
     pub chunks: u64,
+    /// Entries of the home's index families read and checked.
+    pub index_entries: u64,
     /// Packs whose trailers were checked.
     pub packs: u64,
     /// Packs read in full and re-hashed.
@@ -192,6 +201,7 @@ pub(crate) fn verify(
     let mut report = VerifyReport::default();
     let mut bad = BadChunks::new();
     check_bloom(engine, &mut report)?;
+    check_families(engine, &mut report)?;
     let packs = engine.index.packs()?;
     let bad_packs = check_trailers(engine, &packs, &mut report)?;
     let snapshots = check_snapshots(engine, &mut report)?;
@@ -241,6 +251,44 @@ fn check_bloom(engine: &Engine, report: &mut VerifyReport) -> Result<()> {
             ));
         }
     }
+    Ok(())
+}
+
+/// The home's newest manifest and its families read, and hold what this
+/// machine's index does (with the segments no manifest covers yet).
+fn check_families(engine: &Engine, report: &mut VerifyReport) -> Result<()> {
+    let home = engine.files.as_ref();
+    // The segments before the manifest: one written since covers any
+    // segment listed that a compaction deleted meanwhile.
+    let names = segment::names(home)?;
+    let manifest = match newest_manifest(home, engine.crypt()) {
+        Ok(Some(m)) => m,
+        Ok(None) => return Ok(()),
+        Err(e @ Error::ObjectStore { .. }) => return Err(e),
+        Err(e) => {
+            let problem = Problem::new(
+                ProblemKind::DamagedIndex,
+                format!("the index manifest: {e}"),
+            );
+            report.problems.push(problem);
+            return Ok(());
+        }
+    };
+    let covered: HashSet<&str> = manifest.covers.iter().map(String::as_str).collect();
+    let uncovered: Vec<String> = names
+        .into_iter()
+        .filter(|n| !covered.contains(n.as_str()))
+        .collect();
+    let added = ids_added_by(home, &uncovered)?;
+    let mut problems = Vec::new();
+    report.index_entries = engine
+        .index
+        .check_families(home, &manifest, &added, &mut |m| problems.push(m))?;
+    report.problems.extend(
+        problems
+            .into_iter()
+            .map(|m| Problem::new(ProblemKind::DamagedIndex, m)),
+    );
     Ok(())
 }
 

@@ -297,6 +297,14 @@ pub fn packs_under(dir: &Path) -> Vec<PathBuf> {
     files_under(dir, ".pack")
 }
 
+/// How many files directly in `dir` have a name `matches` accepts.
+pub fn count_named(dir: &Path, matches: impl Fn(&str) -> bool) -> usize {
+    fs::read_dir(dir)
+        .unwrap()
+        .filter(|e| matches(&e.as_ref().unwrap().file_name().to_string_lossy()))
+        .count()
+}
+
 /// Every file under `dir`, at any depth, whose name ends with `suffix`.
 pub fn files_under(dir: &Path, suffix: &str) -> Vec<PathBuf> {
     let mut out = Vec::new();

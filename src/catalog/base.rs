@@ -1,0 +1,335 @@
+//! The base a cache's index starts from: the newest manifest of the
+//! home's families (docs/design.md, "A petabyte index"), loaded into the
+//! cache, or adopted by the process that compacted it. Segments no
+//! manifest covers are applied on top, as before.
+
+use super::{applied_key, retired_key, Index, CHUNKS, COVERED, META, PACKS};
+use crate::error::{Error, Result};
+use crate::format::family::Family;
+use crate::format::manifest::{self, Manifest};
+use crate::id::ChunkId;
+use crate::store::MetaStore;
+
+/// The `meta` key holding the epoch of the manifest the index was loaded
+/// from (or adopted after compacting it), 8 bytes big-endian. Absent
+/// while a load is under way: the next catch-up starts it again.
+pub(super) const BASE: &str = "base";
+
+/// Bytes of changes a load gathers before committing them: a small index
+/// loads in one atomic commit, a large one in steps of this size (the
+/// base is marked in the last).
+const LOAD_BATCH_BYTES: usize = 64 << 20;
+
+/// What starts every manifest's key.
+const MANIFEST_PREFIX: &str = "index/manifest.";
+
+/// The epochs of the manifests in `home`, oldest first (keys that are
+/// not a manifest's are left alone).
+pub fn manifest_epochs(home: &dyn MetaStore) -> Result<Vec<u64>> {
+    let mut epochs: Vec<u64> = home
+        .list(MANIFEST_PREFIX)?
+        .iter()
+        .filter_map(|key| key.strip_prefix(MANIFEST_PREFIX))
+        .filter(|hex| hex.len() == 16)
+        .filter_map(|hex| u64::from_str_radix(hex, 16).ok())
+        .collect();
+    epochs.sort_unstable();
+    Ok(epochs)
+}
+
+/// The manifest of `epoch` in `home`, opened with `sealer`.
+pub fn read_manifest(
+    home: &dyn MetaStore,
+    sealer: &dyn crate::format::family::Sealer,
+    epoch: u64,
+) -> Result<Manifest> {
+    let key = manifest::manifest_key(epoch);
+    let location = format!("{}/{key}", home.location());
+    Manifest::decode(&home.get(&key)?, sealer, epoch, &location)
+}
+
+/// The newest manifest in `home`, if any.
+pub fn newest_manifest(
+    home: &dyn MetaStore,
+    sealer: &dyn crate::format::family::Sealer,
+) -> Result<Option<Manifest>> {
+    match manifest_epochs(home)?.last() {
+        Some(&epoch) => read_manifest(home, sealer, epoch).map(Some),
+        None => Ok(None),
+    }
+}
+
+impl Index {
+    /// The epoch of the manifest this index holds, if it holds one whole.
+    pub fn base(&self) -> Result<Option<u64>> {
+        match self.meta(BASE)? {
+            None => Ok(None),
+            Some(v) => v
+                .as_slice()
+                .try_into()
+                .map(|b| Some(u64::from_be_bytes(b)))
+                .map_err(|_| {
+                    Error::corrupt("index base", self.path.display().to_string(), "not 8 bytes")
+                }),
+        }
+    }
+
+    /// Empties this index and fills it with what `manifest` describes:
+    /// its pack table, tombstones and families, its covered segments
+    /// marked as such; `added` is told every id. Committed in steps of
+    /// [`LOAD_BATCH_BYTES`], packs first (so no entry is ever met without
+    /// its pack), the base marked last.
+    pub(super) fn load_base(
+        &self,
+        home: &dyn MetaStore,
+        manifest: &Manifest,
+        added: &mut dyn FnMut(&ChunkId),
+    ) -> Result<()> {
+        let sealer = self.sealer.as_ref();
+        let mut batch = self.batch();
+        batch.wipe();
+        for part in manifest.packs.iter().filter(|p| p.size > 0) {
+            let key = manifest::packs_key(&part.name, part.version);
+            let location = format!("{}/{key}", home.location());
+            let bytes = home.get(&key)?;
+            for (pack, info) in
+                manifest::decode_packs(&bytes, sealer, &part.name, part.version, &location)?
+            {
+                batch.inner.put_cf(self.cf(PACKS), pack.0, info.encode());
+                batch.published.push((pack, info.shard));
+            }
+        }
+        for pack in &manifest.tombstones {
+            batch.inner.put_cf(self.cf(META), retired_key(pack), []);
+        }
+        for name in &manifest.covers {
+            batch
+                .inner
+                .put_cf(self.cf(META), applied_key(name), COVERED);
+        }
+        for part in manifest.families.iter().filter(|p| p.size > 0) {
+            let key = part.name.key(part.version);
+            let location = format!("{}/{key}", home.location());
+            let family = Family::read(
+                &home.get(&key)?,
+                sealer,
+                &part.name,
+                part.version,
+                &location,
+            )?;
+            let chunks = self.cf(CHUNKS);
+            for (id, loc) in &family.entries {
+                added(id);
+                batch.inner.put_cf(chunks, id.as_bytes(), loc.encode());
+            }
+            if batch.inner.size_in_bytes() > LOAD_BATCH_BYTES {
+                self.commit(std::mem::replace(&mut batch, self.batch()))?;
+            }
+        }
+        batch
+            .inner
+            .put_cf(self.cf(META), BASE, manifest.epoch.to_be_bytes());
+        self.commit(batch).map(drop)
+    }
+
+    /// Marks `manifest`, just written from this index's own segments by
+    /// the process that compacted them, as its base: the segments it
+    /// covers are accounted for (they may be deleted) and nothing is
+    /// loaded again.
+    pub fn adopt_base(&self, manifest: &Manifest) -> Result<()> {
+        let mut batch = self.batch();
+        for name in &manifest.covers {
+            batch
+                .inner
+                .put_cf(self.cf(META), applied_key(name), COVERED);
+        }
+        batch
+            .inner
+            .put_cf(self.cf(META), BASE, manifest.epoch.to_be_bytes());
+        self.commit(batch).map(drop)
+    }
+}
+
+/// The keys of `home`'s index folder that `manifest` names: itself, and
+/// its families and pack-table parts that hold anything.
+fn named_by(manifest: &Manifest) -> std::collections::HashSet<String> {
+    let mut keys: std::collections::HashSet<String> = manifest
+        .families
+        .iter()
+        .filter(|p| p.size > 0)
+        .map(|p| p.name.key(p.version))
+        .collect();
+    keys.extend(
+        manifest
+            .packs
+            .iter()
+            .filter(|p| p.size > 0)
+            .map(|p| manifest::packs_key(&p.name, p.version)),
+    );
+    keys.insert(manifest::manifest_key(manifest.epoch));
+    keys
+}
+
+/// Deletes every object of `home`'s index folder that `manifest` (the
+/// newest) does not name: older manifests, the family versions and pack
+/// parts they alone named, and what a compaction cut short left. Only
+/// under the writer lock held alone, as today's compaction runs: a
+/// reader that was loading an older manifest lists again and loads this
+/// one. Returns how many objects it deleted.
+pub fn delete_superseded(home: &dyn MetaStore, manifest: &Manifest) -> Result<usize> {
+    let keep = named_by(manifest);
+    let mut deleted = 0;
+    for key in home.list(INDEX_FOLDER)? {
+        if !keep.contains(&key) {
+            home.delete(&key)?;
+            deleted += 1;
+        }
+    }
+    Ok(deleted)
+}
+
+/// The folder of the home that holds manifests, families and pack parts.
+pub const INDEX_FOLDER: &str = "index/";
+
+impl Index {
+    /// Checks the home's families against this index, as a machine that
+    /// loads them would see them: every family of `manifest` reads (each
+    /// block against its fence, each sealed part with the key), points
+    /// only into packs of the manifest's pack table, and together with
+    /// `uncovered` (the ids the segments no manifest covers add) holds
+    /// every id this index holds. Each finding goes to `problem`; returns
+    /// the entries checked. Families are read one at a time, in id order.
+    pub fn check_families(
+        &self,
+        home: &dyn MetaStore,
+        manifest: &Manifest,
+        uncovered: &std::collections::HashSet<ChunkId>,
+        problem: &mut dyn FnMut(String),
+    ) -> Result<u64> {
+        let sealer = self.sealer.as_ref();
+        let mut packs = std::collections::HashSet::new();
+        for part in manifest.packs.iter().filter(|p| p.size > 0) {
+            let key = manifest::packs_key(&part.name, part.version);
+            let location = format!("{}/{key}", home.location());
+            let read = home.get(&key).and_then(|bytes| {
+                manifest::decode_packs(&bytes, sealer, &part.name, part.version, &location)
+            });
+            match read {
+                Ok(list) => packs.extend(list.into_iter().map(|(pack, _)| pack)),
+                Err(e) => problem(format!("pack table part {location}: {e}")),
+            }
+        }
+        let mut families: Vec<&manifest::Part> = manifest.families.iter().collect();
+        families.sort_by(|a, b| a.name.digits().cmp(b.name.digits()));
+        let mut checked = 0;
+        // The family now read, and its entries.
+        let mut current: Option<(usize, Vec<(ChunkId, crate::format::values::Location)>)> = None;
+        let mut missing = 0u64;
+        self.for_each_chunk(|id, _| {
+            let at = match &current {
+                Some((n, _)) if families[*n].name.contains(&id) => *n,
+                _ => {
+                    let Some(at) = families.iter().position(|p| p.name.contains(&id)) else {
+                        problem(format!(
+                            "no family of manifest {} holds id {id}",
+                            manifest.epoch
+                        ));
+                        return Ok(());
+                    };
+                    at
+                }
+            };
+            if current.as_ref().is_none_or(|(n, _)| *n != at) {
+                let entries = self.read_family(home, families[at], &packs, problem);
+                checked += entries.len() as u64;
+                current = Some((at, entries));
+            }
+            let (_, entries) = current.as_ref().expect("read above");
+            if entries.binary_search_by_key(&id, |(i, _)| *i).is_err() && !uncovered.contains(&id) {
+                missing += 1;
+                if missing <= 10 {
+                    problem(format!(
+                        "chunk {id} is in this machine's index but in no family of manifest {} \
+                         nor any newer segment: another machine would not find it",
+                        manifest.epoch
+                    ));
+                }
+            }
+            Ok(())
+        })?;
+        if missing > 10 {
+            problem(format!("{} more chunks like that", missing - 10));
+        }
+        Ok(checked)
+    }
+
+    /// The entries of family `part`, checked as it is read: none when it
+    /// does not read, and those pointing into packs not in `packs` named.
+    fn read_family(
+        &self,
+        home: &dyn MetaStore,
+        part: &manifest::Part,
+        packs: &std::collections::HashSet<crate::id::PackId>,
+        problem: &mut dyn FnMut(String),
+    ) -> Vec<(ChunkId, crate::format::values::Location)> {
+        if part.size == 0 {
+            return Vec::new();
+        }
+        let key = part.name.key(part.version);
+        let location = format!("{}/{key}", home.location());
+        let family = home.get(&key).and_then(|bytes| {
+            Family::read(
+                &bytes,
+                self.sealer.as_ref(),
+                &part.name,
+                part.version,
+                &location,
+            )
+        });
+        match family {
+            Ok(family) => {
+                let strays = family
+                    .entries
+                    .iter()
+                    .filter(|(_, loc)| !packs.contains(&loc.pack))
+                    .count();
+                if strays > 0 {
+                    problem(format!(
+                        "family {location}: {strays} entries point into packs its pack table lacks"
+                    ));
+                }
+                family.entries
+            }
+            Err(e) => {
+                problem(format!("family {location}: {e}"));
+                Vec::new()
+            }
+        }
+    }
+}
+
+/// The ids the segments `names` of `home` add (packs they add, entries
+/// they move): what a machine applies on top of the families.
+pub fn ids_added_by(
+    home: &dyn MetaStore,
+    names: &[String],
+) -> Result<std::collections::HashSet<ChunkId>> {
+    let mut ids = std::collections::HashSet::new();
+    for batch in names.chunks(super::replay::CATCH_UP_BATCH) {
+        let batch: Vec<&str> = batch.iter().map(String::as_str).collect();
+        for segment in super::replay::read_segments(home, &batch)? {
+            for op in segment.ops {
+                match op {
+                    super::segment::Op::AddPack { entries, .. } => {
+                        ids.extend(entries.iter().map(|e| e.id));
+                    }
+                    super::segment::Op::Locate(loc) => {
+                        ids.insert(loc.entry.id);
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+    Ok(ids)
+}
