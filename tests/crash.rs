@@ -280,6 +280,47 @@ fn a_fault_at_any_io_step_of_a_gc_loses_nothing_live() {
     assert!(steps > 10, "the gc took only {steps} I/O steps");
 }
 
+/// Blobs put one at a time: one segment each, so that past 64 of them
+/// the next gc compacts the index into families.
+fn put_blobs(repo: &Repository, n: u64) -> Vec<(dedup::ChunkId, Vec<u8>)> {
+    (0..n)
+        .map(|i| {
+            let bytes = random_bytes(400 + i, 3_000);
+            (repo.put(&bytes).unwrap(), bytes)
+        })
+        .collect()
+}
+
+#[test]
+fn a_fault_at_any_io_step_of_a_gc_that_compacts_the_index_loses_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (src, base) = (tmp.path().join("src"), tmp.path().join("base"));
+    make_tree(&src, 53);
+    let (kept, blobs) = {
+        let repo = Repository::init_with(&base, &small_chunks(64 * 1024, 2), &private()).unwrap();
+        let kept = repo.ingest(std::slice::from_ref(&src), &Quiet).unwrap();
+        (kept.id.to_hex(), put_blobs(&repo, 66))
+    };
+    let steps = fail_each_step_in_turn(
+        &base,
+        &[(kept, src.as_path())],
+        tmp.path(),
+        |r| {
+            let report = r.gc(Mode::Apply, &Quiet)?;
+            assert!(report.compacted.is_some(), "the gc compacts");
+            Ok(())
+        },
+        // A gc after the crash finishes the job, and every blob reads.
+        |r| {
+            r.gc(Mode::Apply, &Quiet).unwrap();
+            for (id, bytes) in &blobs {
+                assert_eq!(&r.get(id).unwrap(), bytes);
+            }
+        },
+    );
+    assert!(steps > 20, "the gc took only {steps} I/O steps");
+}
+
 #[test]
 fn a_fault_at_any_io_step_of_a_rebalance_loses_nothing() {
     let tmp = tempfile::tempdir().unwrap();
@@ -436,6 +477,30 @@ fn a_power_cut_at_any_step_of_a_gc_keeps_every_live_snapshot() {
     );
     eprintln!("power cuts at each of {steps} durable steps of a gc");
     assert!(steps > 10, "the gc took only {steps} durable steps");
+}
+
+#[test]
+fn a_power_cut_at_any_step_of_a_gc_that_compacts_the_index_keeps_everything() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (src, root) = (tmp.path().join("src"), tmp.path().join("repo"));
+    make_tree(&src, 83);
+    let mut kept = String::new();
+    let repo = InMemory::new(&root, tmp.path(), &small_chunks(64 * 1024, 2), |r| {
+        kept = r
+            .ingest(std::slice::from_ref(&src), &Quiet)
+            .unwrap()
+            .id
+            .to_hex();
+        put_blobs(r, 66);
+    });
+    let steps = repo.cut_power_at_each_step(
+        &[(kept, src.as_path())],
+        tmp.path(),
+        |r| r.gc(Mode::Apply, &Quiet).map(|_| None),
+        &src,
+    );
+    eprintln!("power cuts at each of {steps} durable steps of a compacting gc");
+    assert!(steps > 20, "the gc took only {steps} durable steps");
 }
 
 #[test]

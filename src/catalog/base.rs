@@ -195,9 +195,10 @@ impl Index {
     /// Checks the home's families against this index, as a machine that
     /// loads them would see them: every family of `manifest` reads (each
     /// block against its fence, each sealed part with the key), points
-    /// only into packs of the manifest's pack table, and together with
-    /// `uncovered` (the ids the segments no manifest covers add) holds
-    /// every id this index holds. Each finding goes to `problem`; returns
+    /// only into packs of the manifest's pack table, and, when this index
+    /// was loaded from that manifest, together with `uncovered` (the ids
+    /// the segments no manifest covers add) holds every id this index
+    /// holds. Each finding goes to `problem`; returns
     /// the entries checked. Families are read one at a time, in id order.
     pub fn check_families(
         &self,
@@ -216,12 +217,23 @@ impl Index {
             });
             match read {
                 Ok(list) => packs.extend(list.into_iter().map(|(pack, _)| pack)),
+                // Superseded while read: the caller reads the newer one.
+                Err(e) if crate::store::is_not_found(&e) => return Err(e),
                 Err(e) => problem(format!("pack table part {location}: {e}")),
             }
         }
         let mut families: Vec<&manifest::Part> = manifest.families.iter().collect();
         families.sort_by(|a, b| a.name.digits().cmp(b.name.digits()));
         let mut checked = 0;
+        // An index loaded from another manifest (a reader open since
+        // before a compaction) holds another view: the families are only
+        // read, not held against it.
+        if self.base()? != Some(manifest.epoch) {
+            for part in families {
+                checked += self.read_family(home, part, &packs, problem)?.len() as u64;
+            }
+            return Ok(checked);
+        }
         // The family now read, and its entries.
         let mut current: Option<(usize, Vec<(ChunkId, crate::format::values::Location)>)> = None;
         let mut missing = 0u64;
@@ -240,7 +252,7 @@ impl Index {
                 }
             };
             if current.as_ref().is_none_or(|(n, _)| *n != at) {
-                let entries = self.read_family(home, families[at], &packs, problem);
+                let entries = self.read_family(home, families[at], &packs, problem)?;
                 checked += entries.len() as u64;
                 current = Some((at, entries));
             }
@@ -265,15 +277,16 @@ impl Index {
 
     /// The entries of family `part`, checked as it is read: none when it
     /// does not read, and those pointing into packs not in `packs` named.
+    /// A family gone is an error (a compaction superseded it meanwhile).
     fn read_family(
         &self,
         home: &dyn MetaStore,
         part: &manifest::Part,
         packs: &std::collections::HashSet<crate::id::PackId>,
         problem: &mut dyn FnMut(String),
-    ) -> Vec<(ChunkId, crate::format::values::Location)> {
+    ) -> Result<Vec<(ChunkId, crate::format::values::Location)>> {
         if part.size == 0 {
-            return Vec::new();
+            return Ok(Vec::new());
         }
         let key = part.name.key(part.version);
         let location = format!("{}/{key}", home.location());
@@ -298,11 +311,12 @@ impl Index {
                         "family {location}: {strays} entries point into packs its pack table lacks"
                     ));
                 }
-                family.entries
+                Ok(family.entries)
             }
+            Err(e) if crate::store::is_not_found(&e) => Err(e),
             Err(e) => {
                 problem(format!("family {location}: {e}"));
-                Vec::new()
+                Ok(Vec::new())
             }
         }
     }

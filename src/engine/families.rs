@@ -59,7 +59,16 @@ impl Engine {
             .into_iter()
             .filter(|n| !before.contains(n.as_str()))
             .collect();
-        if previous.is_some() && input.len() <= at_least {
+        if let Some(previous) = previous.as_ref().filter(|_| input.len() <= at_least) {
+            // What a compaction cut short after its manifest left: the
+            // segments it covers, the objects it superseded.
+            self.hold.check_alive()?;
+            base::delete_superseded(home, previous)?;
+            let left: Vec<String> = covered
+                .into_iter()
+                .filter(|n| before.contains(n.as_str()))
+                .collect();
+            segment::delete(home, &left)?;
             return Ok(None);
         }
         self.hold.check_alive()?;

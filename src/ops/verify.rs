@@ -255,8 +255,31 @@ fn check_bloom(engine: &Engine, report: &mut VerifyReport) -> Result<()> {
 }
 
 /// The home's newest manifest and its families read, and hold what this
-/// machine's index does (with the segments no manifest covers yet).
+/// machine's index does (with the segments no manifest covers yet). A
+/// family or pack part gone while read was superseded by a compaction
+/// meanwhile: the check starts again from the newer manifest.
 fn check_families(engine: &Engine, report: &mut VerifyReport) -> Result<()> {
+    let mut attempt = 0;
+    loop {
+        match check_families_once(engine, report) {
+            Err(e) if is_not_found(&e) && attempt < FAMILY_RETRIES => attempt += 1,
+            Err(e) if is_not_found(&e) => {
+                let message = format!("the index families keep vanishing while read: {e}");
+                report
+                    .problems
+                    .push(Problem::new(ProblemKind::DamagedIndex, message));
+                return Ok(());
+            }
+            other => return other,
+        }
+    }
+}
+
+/// Times [`check_families`] starts again after a compaction.
+const FAMILY_RETRIES: u32 = 5;
+
+/// One pass of [`check_families`].
+fn check_families_once(engine: &Engine, report: &mut VerifyReport) -> Result<()> {
     let home = engine.files.as_ref();
     // The segments before the manifest: one written since covers any
     // segment listed that a compaction deleted meanwhile.
@@ -264,13 +287,13 @@ fn check_families(engine: &Engine, report: &mut VerifyReport) -> Result<()> {
     let manifest = match newest_manifest(home, engine.crypt()) {
         Ok(Some(m)) => m,
         Ok(None) => return Ok(()),
+        Err(e) if is_not_found(&e) => return Err(e),
         Err(e @ Error::ObjectStore { .. }) => return Err(e),
         Err(e) => {
-            let problem = Problem::new(
-                ProblemKind::DamagedIndex,
-                format!("the index manifest: {e}"),
-            );
-            report.problems.push(problem);
+            let message = format!("the index manifest: {e}");
+            report
+                .problems
+                .push(Problem::new(ProblemKind::DamagedIndex, message));
             return Ok(());
         }
     };
