@@ -13,14 +13,18 @@
 //! (`$DEDUP_INDEX_FAMILY_BYTES`) with its spill runs in `TMP` (default
 //! `DIR/tmp`), and
 //! prints the time, this process's peak memory, the temporary disk and
-//! the families written. Run the two as separate processes so the peak is
-//! the compaction's alone.
+//! the families written. `load DIR` then makes a new machine's cache
+//! (`DIR/cache`, a RocksDB index) from the newest manifest, as a first
+//! open does, and `rewrite DIR [TMP]` writes that cache back as families
+//! of the next epoch, as `repair index` does with the index it rebuilt.
+//! Run each as its own process so the peak is that step's alone.
 
 use std::path::Path;
 use std::time::Instant;
 
 use dedup::catalog::compact::{family_limit, Compaction, DiskUse};
 use dedup::catalog::segment::{self, Op, Segment};
+use dedup::catalog::{Access, Index};
 use dedup::format::family::Plain;
 use dedup::format::record::PackEntry;
 use dedup::format::values::PackInfo;
@@ -41,7 +45,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         ["generate", n, dir] => generate(n.parse()?, Path::new(dir)),
         ["compact", dir] => compact(Path::new(dir), &Path::new(dir).join("tmp")),
         ["compact", dir, tmp] => compact(Path::new(dir), Path::new(tmp)),
-        _ => Err("usage: families generate N DIR | families compact DIR [TMP]".into()),
+        ["load", dir] => load(Path::new(dir)),
+        ["rewrite", dir] => rewrite(Path::new(dir), &Path::new(dir).join("tmp")),
+        ["rewrite", dir, tmp] => rewrite(Path::new(dir), Path::new(tmp)),
+        _ => Err(
+            "usage: families generate N DIR | compact DIR [TMP] | load DIR | rewrite DIR [TMP]"
+                .into(),
+        ),
     }
 }
 
@@ -116,6 +126,53 @@ fn compact(dir: &Path, tmp: &Path) -> Result<(), Box<dyn std::error::Error>> {
         peak_rss_mib(),
         compaction.disk.peak() as f64 / 1e6,
         dir_bytes(&home.root().join("segments"))? as f64 / 1e6
+    );
+    Ok(())
+}
+
+fn load(dir: &Path) -> Result<(), Box<dyn std::error::Error>> {
+    let home = LocalStore::open(OsFs::shared(), dir.join("home"))?;
+    let cache = dir.join("cache");
+    if cache.exists() {
+        std::fs::remove_dir_all(&cache)?;
+    }
+    let names = segment::names(&home)?;
+    let started = Instant::now();
+    let index = Index::open(&cache, Access::Create)?;
+    let mut ids = 0u64;
+    index.catch_up_with(&home, &names, &mut |_| ids += 1)?;
+    index.flush()?;
+    println!(
+        "loaded {ids} entries from manifest {:?} in {:.1} s; peak memory {} MiB; cache {:.1} MB",
+        index.base()?,
+        started.elapsed().as_secs_f64(),
+        peak_rss_mib(),
+        dir_bytes(&cache)? as f64 / 1e6
+    );
+    Ok(())
+}
+
+fn rewrite(dir: &Path, tmp: &Path) -> Result<(), Box<dyn std::error::Error>> {
+    let home = LocalStore::open(OsFs::shared(), dir.join("home"))?;
+    std::fs::create_dir_all(tmp)?;
+    let index = Index::open(&dir.join("cache"), Access::ReadWrite)?;
+    let epoch = index.base()?.unwrap_or(0) + 1;
+    let started = Instant::now();
+    let compaction = Compaction {
+        home: &home,
+        sealer: &Plain,
+        tmp,
+        limit: family_limit(),
+        disk: DiskUse::default(),
+    };
+    let manifest = compaction.from_index(&index, &[], epoch)?;
+    println!(
+        "wrote the cache as {} families of epoch {epoch} in {:.1} s; peak memory {} MiB; \
+         temporary disk at most {:.1} MB",
+        manifest.families.len(),
+        started.elapsed().as_secs_f64(),
+        peak_rss_mib(),
+        compaction.disk.peak() as f64 / 1e6
     );
     Ok(())
 }

@@ -1117,24 +1117,41 @@ mod tests {
         // segments; a family gone is found.
         let added = crate::catalog::base::ids_added_by(s.home.as_ref(), &left).unwrap();
         let mut problems = Vec::new();
-        let checked = s
-            .index
-            .check_families(s.home.as_ref(), &manifest, &added, &mut |p| {
+        let check = |index: &Index, problems: &mut Vec<String>| {
+            index.check_families(s.home.as_ref(), &manifest, &added, &mut |p| {
                 problems.push(p);
             })
-            .unwrap();
+        };
+        let checked = check(&fresh, &mut problems).unwrap();
         assert!(problems.is_empty(), "{problems:?}");
         assert_eq!(checked, 3000, "the entries the first three commits made");
+        // A chunk this cache holds that no segment says (its commit wrote
+        // none) is one another machine would not find.
+        let (lone, add) = add_pack(&ids(5000..5001));
+        let Op::AddPack { info, entries, .. } = add else {
+            unreachable!()
+        };
+        fresh.commit_pack(lone, &info, &entries).unwrap();
+        check(&fresh, &mut problems).unwrap();
+        assert!(
+            problems.len() == 1 && problems[0].contains("would not find"),
+            "{problems:?}"
+        );
+        problems.clear();
+        // A damaged family is named; one gone is an error (a compaction
+        // superseded it: the caller reads the newer manifest).
         let family = manifest.families.iter().find(|p| p.size > 0).unwrap();
         let key = family.name.key(family.version);
         let bytes = s.home.get(&key).unwrap();
-        s.home.delete(&key).unwrap();
-        s.index
-            .check_families(s.home.as_ref(), &manifest, &added, &mut |p| {
-                problems.push(p);
-            })
-            .unwrap();
+        let mut bad = bytes.clone();
+        bad[100] ^= 1;
+        s.home.put(&key, &bad).unwrap();
+        check(&fresh, &mut problems).unwrap();
         assert!(problems.iter().any(|p| p.contains(&key)), "{problems:?}");
+        s.home.delete(&key).unwrap();
+        assert!(crate::store::is_not_found(
+            &check(&fresh, &mut problems).unwrap_err()
+        ));
         let other = Index::open(&s.tmp.join("other"), Access::Create).unwrap();
         assert!(
             other.catch_up(s.home.as_ref(), &left).is_err(),
