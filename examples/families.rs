@@ -99,13 +99,7 @@ fn compact(dir: &Path, tmp: &Path) -> Result<(), Box<dyn std::error::Error>> {
     std::fs::create_dir_all(tmp)?;
     let names = segment::names(&home)?;
     let started = Instant::now();
-    let compaction = Compaction {
-        home: &home,
-        sealer: &Plain,
-        tmp,
-        limit: family_limit(),
-        disk: DiskUse::default(),
-    };
+    let compaction = compaction(&home, tmp);
     let manifest = compaction.run(None, &names, 1)?;
     let seconds = started.elapsed().as_secs_f64();
     let sizes: Vec<u64> = manifest.families.iter().map(|p| p.size).collect();
@@ -158,13 +152,7 @@ fn rewrite(dir: &Path, tmp: &Path) -> Result<(), Box<dyn std::error::Error>> {
     let index = Index::open(&dir.join("cache"), Access::ReadWrite)?;
     let epoch = index.base()?.unwrap_or(0) + 1;
     let started = Instant::now();
-    let compaction = Compaction {
-        home: &home,
-        sealer: &Plain,
-        tmp,
-        limit: family_limit(),
-        disk: DiskUse::default(),
-    };
+    let compaction = compaction(&home, tmp);
     let manifest = compaction.from_index(&index, &[], epoch)?;
     println!(
         "wrote the cache as {} families of epoch {epoch} in {:.1} s; peak memory {} MiB; \
@@ -175,6 +163,18 @@ fn rewrite(dir: &Path, tmp: &Path) -> Result<(), Box<dyn std::error::Error>> {
         compaction.disk.peak() as f64 / 1e6
     );
     Ok(())
+}
+
+/// A compaction into `home`, its spill runs in `tmp`, plain, at the
+/// limit the environment gives.
+fn compaction<'a>(home: &'a LocalStore, tmp: &'a Path) -> Compaction<'a> {
+    Compaction {
+        home,
+        sealer: &Plain,
+        tmp,
+        limit: family_limit(),
+        disk: DiskUse::default(),
+    }
 }
 
 /// This process's peak resident memory, from `/proc/self/status`.
