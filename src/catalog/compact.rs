@@ -454,7 +454,15 @@ impl Compaction<'_> {
             covers,
         };
         let key = manifest::manifest_key(epoch);
-        self.home.put(&key, &manifest.encode(self.sealer))?;
+        // Create-only, like every index object: the one another compactor
+        // of this epoch wrote first is the epoch's (see design.md).
+        if !self
+            .home
+            .create_if_absent(&key, &manifest.encode(self.sealer))?
+        {
+            let location = format!("{}/{key}", self.home.location());
+            return Manifest::decode(&self.home.get(&key)?, self.sealer, epoch, &location);
+        }
         Ok(manifest)
     }
 
@@ -623,7 +631,7 @@ impl Compaction<'_> {
             w.push(id, location)?;
         }
         let (bytes, _) = w.finish(&[])?;
-        self.home.put(&name.key(epoch), &bytes)?;
+        self.home.create_if_absent(&name.key(epoch), &bytes)?;
         Ok(vec![Part {
             name: name.clone(),
             version: epoch,
@@ -707,7 +715,8 @@ impl Compaction<'_> {
             return Ok(parts);
         }
         let bytes = manifest::encode_packs(name, epoch, packs, self.sealer);
-        self.home.put(&manifest::packs_key(name, epoch), &bytes)?;
+        self.home
+            .create_if_absent(&manifest::packs_key(name, epoch), &bytes)?;
         Ok(vec![Part {
             name: name.clone(),
             version: epoch,
@@ -1164,5 +1173,37 @@ mod tests {
         s.home.delete(&manifest::manifest_key(1)).unwrap();
         let err = fresh.catch_up(s.home.as_ref(), &left).unwrap_err();
         assert!(err.to_string().contains("repair index"), "{err}");
+    }
+
+    #[test]
+    fn a_second_compaction_of_an_epoch_keeps_what_the_first_wrote() {
+        let s = scene();
+        let compaction = Compaction {
+            home: s.home.as_ref(),
+            sealer: &Plain,
+            tmp: &s.tmp,
+            limit: 20_000,
+            disk: DiskUse::default(),
+        };
+        let first = compaction.run(None, &s.names, 1).unwrap();
+        let stored: Vec<(String, Vec<u8>)> = s
+            .home
+            .list("index/")
+            .unwrap()
+            .into_iter()
+            .map(|key| {
+                let bytes = s.home.get(&key).unwrap();
+                (key, bytes)
+            })
+            .collect();
+        // Another compactor of the same epoch, with a view of fewer
+        // segments: every object it would replace is kept, and the epoch's
+        // manifest is the first one.
+        let second = compaction.run(None, &s.names[..2], 1).unwrap();
+        assert_eq!(second, first);
+        for (key, bytes) in &stored {
+            assert_eq!(&s.home.get(key).unwrap(), bytes, "{key}");
+        }
+        check_same(&s, &second);
     }
 }

@@ -177,6 +177,15 @@ impl MetaStore for SealedFiles {
         self.inner.location()
     }
 
+    fn create_if_absent(&self, key: &str, data: &[u8]) -> Result<bool> {
+        if is_sealed(key) {
+            let sealed = self.crypt.seal(&file_aad(key), data);
+            self.inner.create_if_absent(key, &sealed)
+        } else {
+            self.inner.create_if_absent(key, data)
+        }
+    }
+
     fn put(&self, key: &str, data: &[u8]) -> Result<()> {
         if is_sealed(key) {
             self.inner.put(key, &self.crypt.seal(&file_aad(key), data))

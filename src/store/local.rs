@@ -298,6 +298,16 @@ impl MetaStore for LocalStore {
         self.root.display().to_string()
     }
 
+    fn create_if_absent(&self, key: &str, data: &[u8]) -> Result<bool> {
+        match self.write_durably(key, data, Existing::Refuse) {
+            Ok(()) => Ok(true),
+            Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::AlreadyExists => {
+                Ok(false)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
     fn put(&self, key: &str, data: &[u8]) -> Result<()> {
         self.write_durably(key, data, Existing::Replace)
     }

@@ -102,6 +102,13 @@ pub trait MetaStore: Send + Sync {
     /// The whole value; `Error::Io` with `NotFound` when absent.
     fn get(&self, key: &str) -> Result<Vec<u8>>;
 
+    /// Stores `data` under `key`, as [`put`](Self::put) does, only if
+    /// nothing is there: true when this call wrote it, false when the key
+    /// was taken (what is there stays). An object store refuses in the
+    /// same request (`If-None-Match: *`); a folder checks first, which the
+    /// writer lock makes enough.
+    fn create_if_absent(&self, key: &str, data: &[u8]) -> Result<bool>;
+
     /// Every key that starts with `prefix`, in no particular order.
     fn list(&self, prefix: &str) -> Result<Vec<String>>;
 

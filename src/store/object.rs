@@ -353,6 +353,10 @@ impl MetaStore for ObjectStoreBackend {
         self.url.clone()
     }
 
+    fn create_if_absent(&self, key: &str, data: &[u8]) -> Result<bool> {
+        ObjectStoreBackend::create_if_absent(self, key, data)
+    }
+
     fn put(&self, key: &str, data: &[u8]) -> Result<()> {
         self.upload(key, data, PutMode::Overwrite)
     }
