@@ -34,6 +34,37 @@ pub fn family_limit() -> u64 {
         .unwrap_or(48 << 20)
 }
 
+/// Runs `work` on a compaction into `home` at the default limit, its
+/// spill runs in the folder `tmp` (emptied before, removed after, whatever
+/// `work` returns); with the most temporary disk it used at once.
+pub fn in_scratch<T>(
+    home: &dyn MetaStore,
+    sealer: &dyn Sealer,
+    tmp: &Path,
+    work: impl FnOnce(&Compaction<'_>) -> Result<T>,
+) -> Result<(T, u64)> {
+    let fresh = |create: bool| -> Result<()> {
+        if tmp.exists() {
+            std::fs::remove_dir_all(tmp).map_err(|e| Error::io(tmp, e))?;
+        }
+        if create {
+            std::fs::create_dir_all(tmp).map_err(|e| Error::io(tmp, e))?;
+        }
+        Ok(())
+    };
+    fresh(true)?;
+    let compaction = Compaction {
+        home,
+        sealer,
+        tmp,
+        limit: family_limit(),
+        disk: DiskUse::default(),
+    };
+    let done = work(&compaction);
+    fresh(false)?;
+    Ok((done?, compaction.disk.peak()))
+}
+
 /// Bytes a family takes an entry, sections included (measured: 66.5).
 const BYTES_AN_ENTRY: u64 = 67;
 /// Bytes a pack takes in a pack-table part.
@@ -206,6 +237,20 @@ fn by_digit<T>(items: Vec<T>, d: usize, key: impl Fn(&T) -> &[u8]) -> Vec<Vec<T>
         lists[digit].push(item);
     }
     lists
+}
+
+/// `items` (sorted by `key`, all under one prefix of `d` digits) cut into
+/// the 16 runs that share their next digit.
+fn slices_by_digit<T>(items: &[T], d: usize, key: impl Fn(&T) -> &[u8]) -> Vec<&[T]> {
+    let mut start = 0;
+    (0..16u8)
+        .map(|digit| {
+            let end = start + items[start..].partition_point(|i| nibble(key(i), d) <= digit);
+            let slice = &items[start..end];
+            start = end;
+            slice
+        })
+        .collect()
 }
 
 /// The parts by their digits.
@@ -611,12 +656,9 @@ impl Compaction<'_> {
             // Sorted entries of one family are sorted by their next digit.
             let d = name.digits().len();
             let mut parts = Vec::new();
-            for (digit, child) in name.children().iter().enumerate() {
-                let start = entries
-                    .partition_point(|(id, _)| usize::from(nibble(id.as_bytes(), d)) < digit);
-                let end = entries
-                    .partition_point(|(id, _)| usize::from(nibble(id.as_bytes(), d)) <= digit);
-                parts.extend(self.write_families(child, &entries[start..end], epoch)?);
+            let slices = slices_by_digit(entries, d, |(id, _)| id.as_bytes());
+            for (child, mine) in name.children().iter().zip(slices) {
+                parts.extend(self.write_families(child, mine, epoch)?);
             }
             return Ok(parts);
         }
@@ -696,6 +738,8 @@ impl Compaction<'_> {
         self.write_packs(name, &packs, epoch)
     }
 
+    /// `packs` (sorted, all of part `name`) written as version `epoch` of
+    /// pack part `name`, or of its children if too big for one object.
     fn write_packs(
         &self,
         name: &FamilyName,
@@ -703,14 +747,11 @@ impl Compaction<'_> {
         epoch: u64,
     ) -> Result<Vec<Part>> {
         if packs.len() as u64 * BYTES_A_PACK > self.limit && name.digits().len() < MAX_DIGITS {
+            let d = name.digits().len();
             let mut parts = Vec::new();
-            for child in name.children() {
-                let mine: Vec<(PackId, PackInfo)> = packs
-                    .iter()
-                    .filter(|(p, _)| child.holds(&p.0))
-                    .copied()
-                    .collect();
-                parts.extend(self.write_packs(&child, &mine, epoch)?);
+            let slices = slices_by_digit(packs, d, |(pack, _)| &pack.0);
+            for (child, mine) in name.children().iter().zip(slices) {
+                parts.extend(self.write_packs(child, mine, epoch)?);
             }
             return Ok(parts);
         }

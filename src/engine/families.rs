@@ -5,9 +5,9 @@ use std::collections::HashSet;
 
 use super::Engine;
 use crate::catalog::base::{self, newest_manifest};
-use crate::catalog::compact::{family_limit, Compaction, DiskUse};
+use crate::catalog::compact::in_scratch;
 use crate::catalog::segment;
-use crate::error::{Error, IoContext, Result};
+use crate::error::{Error, Result};
 use crate::format::manifest::Manifest;
 
 /// Segments no manifest covers kept before `gc` compacts them.
@@ -106,19 +106,8 @@ impl Engine {
         epoch: u64,
     ) -> Result<(Manifest, u64)> {
         let tmp = self.cache.dir().join("compaction");
-        if tmp.exists() {
-            std::fs::remove_dir_all(&tmp).at(&tmp)?;
-        }
-        std::fs::create_dir_all(&tmp).at(&tmp)?;
-        let compaction = Compaction {
-            home: self.files.as_ref(),
-            sealer: &self.crypt,
-            tmp: &tmp,
-            limit: family_limit(),
-            disk: DiskUse::default(),
-        };
-        let manifest = compaction.run_covering(previous, input, covered, epoch);
-        std::fs::remove_dir_all(&tmp).at(&tmp)?;
-        Ok((manifest?, compaction.disk.peak()))
+        in_scratch(self.files.as_ref(), &self.crypt, &tmp, |c| {
+            c.run_covering(previous, input, covered, epoch)
+        })
     }
 }

@@ -16,7 +16,7 @@ use std::sync::Arc;
 use serde::Serialize;
 
 use crate::catalog::base::{delete_superseded, manifest_epochs};
-use crate::catalog::compact::{family_limit, Compaction, DiskUse};
+use crate::catalog::compact::in_scratch;
 use crate::catalog::segment;
 use crate::catalog::{Access, Index, PackInfo};
 use crate::crypto::Crypt;
@@ -170,20 +170,7 @@ fn write_families(
     epoch: u64,
 ) -> Result<Manifest> {
     let tmp = cache.dir().join("compaction");
-    if tmp.exists() {
-        fs::remove_dir_all(&tmp).at(&tmp)?;
-    }
-    fs::create_dir_all(&tmp).at(&tmp)?;
-    let compaction = Compaction {
-        home,
-        sealer: crypt,
-        tmp: &tmp,
-        limit: family_limit(),
-        disk: DiskUse::default(),
-    };
-    let manifest = compaction.from_index(index, covers, epoch);
-    fs::remove_dir_all(&tmp).at(&tmp)?;
-    manifest
+    in_scratch(home, crypt, &tmp, |c| c.from_index(index, covers, epoch)).map(|(m, _)| m)
 }
 
 /// Replaces the cached index at `index_dir` with the complete one at
