@@ -5,9 +5,10 @@
 
 use super::{applied_key, retired_key, Index, CHUNKS, COVERED, META, PACKS};
 use crate::error::{Error, Result};
-use crate::format::family::Family;
+use crate::format::family::{Family, Sealer};
 use crate::format::manifest::{self, Manifest};
-use crate::id::ChunkId;
+use crate::format::values::{Location, PackInfo};
+use crate::id::{ChunkId, PackId};
 use crate::store::MetaStore;
 
 /// The `meta` key holding the epoch of the manifest the index was loaded
@@ -38,21 +39,14 @@ pub fn manifest_epochs(home: &dyn MetaStore) -> Result<Vec<u64>> {
 }
 
 /// The manifest of `epoch` in `home`, opened with `sealer`.
-pub fn read_manifest(
-    home: &dyn MetaStore,
-    sealer: &dyn crate::format::family::Sealer,
-    epoch: u64,
-) -> Result<Manifest> {
+pub fn read_manifest(home: &dyn MetaStore, sealer: &dyn Sealer, epoch: u64) -> Result<Manifest> {
     let key = manifest::manifest_key(epoch);
     let location = format!("{}/{key}", home.location());
     Manifest::decode(&home.get(&key)?, sealer, epoch, &location)
 }
 
 /// The newest manifest in `home`, if any.
-pub fn newest_manifest(
-    home: &dyn MetaStore,
-    sealer: &dyn crate::format::family::Sealer,
-) -> Result<Option<Manifest>> {
+pub fn newest_manifest(home: &dyn MetaStore, sealer: &dyn Sealer) -> Result<Option<Manifest>> {
     match manifest_epochs(home)?.last() {
         Some(&epoch) => read_manifest(home, sealer, epoch).map(Some),
         None => Ok(None),
@@ -235,7 +229,7 @@ impl Index {
             return Ok(checked);
         }
         // The family now read, and its entries.
-        let mut current: Option<(usize, Vec<(ChunkId, crate::format::values::Location)>)> = None;
+        let mut current: Option<(usize, Vec<(ChunkId, Location)>)> = None;
         let mut missing = 0u64;
         self.for_each_chunk(|id, _| {
             let at = match &current {
@@ -282,9 +276,9 @@ impl Index {
         &self,
         home: &dyn MetaStore,
         part: &manifest::Part,
-        packs: &std::collections::HashSet<crate::id::PackId>,
+        packs: &std::collections::HashSet<PackId>,
         problem: &mut dyn FnMut(String),
-    ) -> Result<Vec<(ChunkId, crate::format::values::Location)>> {
+    ) -> Result<Vec<(ChunkId, Location)>> {
         if part.size == 0 {
             return Ok(Vec::new());
         }
@@ -346,4 +340,37 @@ pub fn ids_added_by(
         }
     }
     Ok(ids)
+}
+
+/// Every entry and every pack, each sorted.
+pub type WholeIndex = (Vec<(ChunkId, Location)>, Vec<(PackId, PackInfo)>);
+
+/// The whole index a manifest describes, read into memory: every entry
+/// and every pack. For tests and small repositories.
+pub fn read_all(
+    home: &dyn MetaStore,
+    sealer: &dyn Sealer,
+    manifest: &Manifest,
+) -> Result<WholeIndex> {
+    let mut entries = Vec::new();
+    for part in manifest.families.iter().filter(|p| p.size > 0) {
+        let key = part.name.key(part.version);
+        entries.extend(
+            Family::read(&home.get(&key)?, sealer, &part.name, part.version, &key)?.entries,
+        );
+    }
+    entries.sort_unstable_by_key(|(id, _)| *id);
+    let mut packs = Vec::new();
+    for part in manifest.packs.iter().filter(|p| p.size > 0) {
+        let key = manifest::packs_key(&part.name, part.version);
+        packs.extend(manifest::decode_packs(
+            &home.get(&key)?,
+            sealer,
+            &part.name,
+            part.version,
+            &key,
+        )?);
+    }
+    packs.sort_unstable_by_key(|(p, _)| *p);
+    Ok((entries, packs))
 }

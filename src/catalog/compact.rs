@@ -766,44 +766,12 @@ impl Compaction<'_> {
     }
 }
 
-/// Every entry and every pack, each sorted.
-pub type WholeIndex = (Vec<(ChunkId, Location)>, Vec<(PackId, PackInfo)>);
-
-/// The whole index a manifest describes, read into memory: every entry
-/// and every pack. For tests and small repositories.
-pub fn read_all(
-    home: &dyn MetaStore,
-    sealer: &dyn Sealer,
-    manifest: &Manifest,
-) -> Result<WholeIndex> {
-    let mut entries = Vec::new();
-    for part in manifest.families.iter().filter(|p| p.size > 0) {
-        let key = part.name.key(part.version);
-        entries.extend(
-            Family::read(&home.get(&key)?, sealer, &part.name, part.version, &key)?.entries,
-        );
-    }
-    entries.sort_unstable_by_key(|(id, _)| *id);
-    let mut packs = Vec::new();
-    for part in manifest.packs.iter().filter(|p| p.size > 0) {
-        let key = manifest::packs_key(&part.name, part.version);
-        packs.extend(manifest::decode_packs(
-            &home.get(&key)?,
-            sealer,
-            &part.name,
-            part.version,
-            &key,
-        )?);
-    }
-    packs.sort_unstable_by_key(|(p, _)| *p);
-    Ok((entries, packs))
-}
-
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;
 
     use super::*;
+    use crate::catalog::base::read_all;
     use crate::catalog::segment::{self, Segment};
     use crate::catalog::{Access, Index};
     use crate::format::family::Plain;
