@@ -100,7 +100,9 @@ fn compact(dir: &Path, tmp: &Path) -> Result<(), Box<dyn std::error::Error>> {
     let names = segment::names(&home)?;
     let started = Instant::now();
     let compaction = compaction(&home, tmp);
-    let manifest = compaction.run(None, &names, 1)?;
+    let manifest = compaction
+        .run(None, &names, 1)?
+        .ok_or("another compaction wrote epoch 1 first")?;
     let seconds = started.elapsed().as_secs_f64();
     let sizes: Vec<u64> = manifest.families.iter().map(|p| p.size).collect();
     let total: u64 = sizes.iter().sum();
@@ -153,7 +155,9 @@ fn rewrite(dir: &Path, tmp: &Path) -> Result<(), Box<dyn std::error::Error>> {
     let epoch = index.base()?.unwrap_or(0) + 1;
     let started = Instant::now();
     let compaction = compaction(&home, tmp);
-    let manifest = compaction.from_index(&index, &[], epoch)?;
+    let manifest = compaction
+        .from_index(&index, &[], epoch)?
+        .ok_or("another compaction wrote the epoch first")?;
     println!(
         "wrote the cache as {} families of epoch {epoch} in {:.1} s; peak memory {} MiB; \
          temporary disk at most {:.1} MB",

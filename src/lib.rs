@@ -64,6 +64,8 @@ pub enum Mode {
 
 pub use chunker::ChunkerConfig;
 #[cfg(feature = "engine")]
+pub use engine::families::{CompactReport, Compacted};
+#[cfg(feature = "engine")]
 pub use engine::{OpenOptions, Progress, Quiet, UnreadableRecord};
 pub use error::{Error, Result};
 pub use format::config::{Compression, Config, InitOptions, DEFAULT_ZSTD_LEVEL, ZSTD_LEVELS};

@@ -20,6 +20,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use crate::crypto::KdfParams;
+use crate::engine::families::CompactReport;
 use crate::engine::history::HistoryReport;
 use crate::engine::keys::{KeyInfo, Password};
 use crate::engine::{Engine, Evidence, OpenOptions, Progress, UnreadableRecord};
@@ -388,6 +389,16 @@ impl Repository {
     /// Reclaims space; a [`Mode::DryRun`] only reports what it would free.
     pub fn gc(&self, mode: Mode, progress: &dyn Progress) -> Result<GcReport> {
         ops::gc::gc(&self.engine, mode, progress)
+    }
+
+    /// Folds the index's segments that no manifest covers into a new
+    /// version of its families, when there are more than `at_least`
+    /// (`docs/design.md`, "Epochs and compaction beside writers"). Opened
+    /// shared, it runs beside writers and readers, and deletes only what
+    /// was superseded longer than the grace period ago; opened alone, it
+    /// deletes what the new version supersedes at once.
+    pub fn compact_index(&self, at_least: usize) -> Result<CompactReport> {
+        self.engine.compact(at_least)
     }
 
     /// Rebuilds the index for the repository at `path`, then opens it.

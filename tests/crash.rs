@@ -322,6 +322,55 @@ fn a_fault_at_any_io_step_of_a_gc_that_compacts_the_index_loses_nothing() {
 }
 
 #[test]
+fn a_fault_at_any_io_step_of_a_compaction_beside_writers_loses_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (src, base) = (tmp.path().join("src"), tmp.path().join("base"));
+    make_tree(&src, 57);
+    let (kept, blobs) = {
+        let repo = Repository::init_with(&base, &small_chunks(64 * 1024, 2), &private()).unwrap();
+        let kept = repo.ingest(std::slice::from_ref(&src), &Quiet).unwrap();
+        (kept.id.to_hex(), put_blobs(&repo, 12))
+    };
+    let shared = |fs: Option<Arc<dyn Fs>>| OpenOptions {
+        fs,
+        shared: true,
+        ..private()
+    };
+    let readable = |r: &Repository| {
+        for (id, bytes) in &blobs {
+            assert_eq!(&r.get(id).unwrap(), bytes);
+        }
+    };
+    let steps = walk_faults(|plan, name| {
+        let repo = tmp.path().join(name);
+        copy_dir(&base, &repo);
+        let fs = FaultyFs::new(OsFs::shared(), plan.clone());
+        let result = Repository::open_with(&repo, &shared(Some(Arc::new(fs))))
+            .and_then(|r| r.compact_index(0))
+            .map(|c| assert!(c.compacted.is_some(), "the compaction compacts"));
+        if let Err(e) = &result {
+            assert!(e.to_string().contains("injected fault"), "{name}: {e}");
+        }
+        let expected = [(kept.clone(), src.as_path())];
+        check_after_crash(&repo, &expected, tmp.path());
+        // Another compaction beside writers finishes the job, a gc
+        // deletes what it left, and every blob reads throughout.
+        let again = Repository::open_with(&repo, &shared(None)).unwrap();
+        again.compact_index(0).unwrap();
+        readable(&again);
+        drop(again);
+        let alone = Repository::open_with(&repo, &private()).unwrap();
+        alone.gc(Mode::Apply, &Quiet).unwrap();
+        readable(&alone);
+        drop(alone);
+        check_after_crash(&repo, &expected, tmp.path());
+        fs::remove_dir_all(&repo).unwrap();
+        result.is_ok()
+    });
+    assert!(steps > 10, "the compaction took only {steps} I/O steps");
+}
+
+#[test]
 fn a_fault_at_any_io_step_of_a_rebalance_loses_nothing() {
     let tmp = tempfile::tempdir().unwrap();
     let (src, base) = (tmp.path().join("src"), tmp.path().join("base"));

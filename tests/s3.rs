@@ -1159,3 +1159,137 @@ fn an_index_on_an_object_store_compacts_into_families_that_a_new_machine_opens()
     assert_eq!(describe(&src), describe(&out));
     ok(fresh().args(["verify", "--read-data"]));
 }
+
+#[test]
+fn compactors_beside_writers_a_reader_and_each_other_lose_nothing() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let tmp = tempfile::tempdir().unwrap();
+    let server = S3Server::start(&tmp.path().join("s3"));
+    let url = format!("s3://{}/home-seven", common::s3::BUCKET);
+    // Families of at most 8 KiB, so that every compaction writes many.
+    let on = |cache: &Path| {
+        let mut cmd = dedup_home(&url, &server, cache);
+        cmd.env("DEDUP_INDEX_FAMILY_BYTES", "8192");
+        cmd
+    };
+    let fresh = || on(&tmp.path().join(format!("cache-{}", unique())));
+    ok(fresh().args(["init", "--avg-size", "4KiB", "--pack-size", "256KiB"]));
+    let src = tmp.path().join("src");
+    make_tree(&src, 72);
+    let first = snapshot_id(&ok(fresh().arg("ingest").arg(&src)).stdout);
+    let first_tree = describe(&src);
+    let writing = AtomicBool::new(true);
+    type Kept = (Vec<(String, Vec<String>)>, Vec<(String, Vec<u8>)>);
+    let (kept, compactions, restores): (Vec<Kept>, u64, u64) = std::thread::scope(|scope| {
+        // Two machines ingesting and putting blobs (one segment each),
+        // each with its own cache, which a compaction elsewhere makes
+        // stale between their runs.
+        let writers: Vec<_> = (0..2u64)
+            .map(|w| {
+                let (src, on) = (tmp.path().join(format!("src{w}")), &on);
+                make_tree(&src, 80 + w);
+                let cache = tmp.path().join(format!("writer-{w}"));
+                let blob = tmp.path().join(format!("blob-{w}"));
+                scope.spawn(move || {
+                    let (mut snapshots, mut blobs) = (Vec::new(), Vec::new());
+                    for round in 0..3u64 {
+                        fs::write(src.join("round"), random_bytes(w * 100 + round, 150_000))
+                            .unwrap();
+                        let r = ok(on(&cache).arg("ingest").arg(&src));
+                        snapshots.push((snapshot_id(&r.stdout), describe(&src)));
+                        for i in 0..3 {
+                            let bytes = random_bytes(9_000 + w * 100 + round * 10 + i, 20_000);
+                            fs::write(&blob, &bytes).unwrap();
+                            let id = ok(on(&cache).arg("put").arg(&blob)).stdout;
+                            blobs.push((id.trim().to_string(), bytes));
+                        }
+                    }
+                    (snapshots, blobs)
+                })
+            })
+            .collect();
+        // Two compactors at once, each from a machine with nothing cached.
+        let compactors: Vec<_> = (0..2)
+            .map(|_| {
+                scope.spawn(|| {
+                    let mut done = 0;
+                    while writing.load(Ordering::SeqCst) {
+                        let out = ok(fresh().args(["compact", "--json"]));
+                        let out: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+                        done += u64::from(!out["compacted"].is_null());
+                    }
+                    done
+                })
+            })
+            .collect();
+        // A reader restoring the first snapshot meanwhile.
+        let reader = scope.spawn(|| {
+            let mut done = 0;
+            while writing.load(Ordering::SeqCst) {
+                let out = tmp.path().join(format!("read-{}", unique()));
+                ok(fresh().args(["restore", &first]).arg(&out));
+                assert_eq!(describe(&out), first_tree);
+                done += 1;
+            }
+            done
+        });
+        let kept: Vec<Kept> = writers.into_iter().map(|w| w.join().unwrap()).collect();
+        writing.store(false, Ordering::SeqCst);
+        let compactions = compactors.into_iter().map(|c| c.join().unwrap()).sum();
+        (kept, compactions, reader.join().unwrap())
+    });
+    assert!(compactions > 0, "no compaction ran beside the writers");
+    assert!(restores > 0);
+    let home = server.dir("home-seven");
+    let manifests = || {
+        files_under(&home.join("index"), "")
+            .iter()
+            .filter(|p| {
+                p.file_name()
+                    .unwrap()
+                    .to_string_lossy()
+                    .starts_with("manifest.")
+            })
+            .count() as u64
+    };
+    // Beside writers nothing is deleted: every manifest is still there.
+    assert_eq!(manifests(), compactions + 1, "init's and one a compaction");
+    // Each check from one machine: `cache` new, or a writer's.
+    let check = |cache: &Path| {
+        for (snapshots, blobs) in &kept {
+            for (id, tree) in snapshots {
+                let out = tmp.path().join(format!("out-{}", unique()));
+                ok(on(cache).args(["restore", id]).arg(&out));
+                assert_eq!(&describe(&out), tree, "snapshot {id}");
+            }
+            for (id, bytes) in blobs {
+                let got = on(cache).args(["get", id]).output().unwrap();
+                assert!(got.status.success(), "blob {id}");
+                assert_eq!(&got.stdout, bytes, "blob {id}");
+            }
+        }
+        ok(on(cache).args(["verify", "--read-data"]));
+    };
+    let new_machine = || tmp.path().join(format!("cache-{}", unique()));
+    // A new machine, and a writer's machine with its cache, see it all.
+    check(&new_machine());
+    check(&tmp.path().join("writer-0"));
+    // A compaction beside writers deletes what was superseded longer
+    // than the grace period ago (here: none), and it all still reads.
+    let last = ok(fresh().args(["put"]).arg(tmp.path().join("blob-0")));
+    assert!(!last.stdout.is_empty());
+    let swept = ok(fresh()
+        .env("DEDUP_GC_GRACE_SECONDS", "0")
+        .args(["compact", "--json"]));
+    let swept: serde_json::Value = serde_json::from_str(&swept.stdout).unwrap();
+    assert!(!swept["compacted"].is_null(), "{swept}");
+    assert!(swept["objects_deleted"].as_u64().unwrap() > 0, "{swept}");
+    assert!(swept["segments_deleted"].as_u64().unwrap() > 0, "{swept}");
+    assert_eq!(manifests(), 1);
+    assert_eq!(files_under(&home.join("segments"), "").len(), 0);
+    check(&tmp.path().join("writer-1"));
+    // gc holds the lock alone: it finds nothing more to delete.
+    ok(fresh().arg("gc"));
+    assert_eq!(manifests(), 1);
+    check(&new_machine());
+}

@@ -144,44 +144,6 @@ impl Index {
     }
 }
 
-/// The keys of `home`'s index folder that `manifest` names: itself, and
-/// its families and pack-table parts that hold anything.
-fn named_by(manifest: &Manifest) -> std::collections::HashSet<String> {
-    let mut keys: std::collections::HashSet<String> = manifest
-        .families
-        .iter()
-        .filter(|p| p.size > 0)
-        .map(|p| p.name.key(p.version))
-        .collect();
-    keys.extend(
-        manifest
-            .packs
-            .iter()
-            .filter(|p| p.size > 0)
-            .map(|p| manifest::packs_key(&p.name, p.version)),
-    );
-    keys.insert(manifest::manifest_key(manifest.epoch));
-    keys
-}
-
-/// Deletes every object of `home`'s index folder that `manifest` (the
-/// newest) does not name: older manifests, the family versions and pack
-/// parts they alone named, and what a compaction cut short left. Only
-/// under the writer lock held alone, as today's compaction runs: a
-/// reader that was loading an older manifest lists again and loads this
-/// one. Returns how many objects it deleted.
-pub fn delete_superseded(home: &dyn MetaStore, manifest: &Manifest) -> Result<usize> {
-    let keep = named_by(manifest);
-    let mut deleted = 0;
-    for key in home.list(INDEX_FOLDER)? {
-        if !keep.contains(&key) {
-            home.delete(&key)?;
-            deleted += 1;
-        }
-    }
-    Ok(deleted)
-}
-
 /// The folder of the home that holds manifests, families and pack parts.
 pub const INDEX_FOLDER: &str = "index/";
 

@@ -341,13 +341,14 @@ impl Compaction<'_> {
     /// `previous` (`None`: an empty one) as epoch `epoch`, and writes the
     /// families and pack parts that changed and the epoch's manifest,
     /// which covers them. Segments are fetched many at a time and each
-    /// is read once.
+    /// is read once. `None` when another compaction wrote the epoch's
+    /// manifest first: what this one wrote is deleted again.
     pub fn run(
         &self,
         previous: Option<&Manifest>,
         segments: &[String],
         epoch: u64,
-    ) -> Result<Manifest> {
+    ) -> Result<Option<Manifest>> {
         self.run_covering(previous, segments, &[], epoch)
     }
 
@@ -360,7 +361,7 @@ impl Compaction<'_> {
         segments: &[String],
         covered: &[String],
         epoch: u64,
-    ) -> Result<Manifest> {
+    ) -> Result<Option<Manifest>> {
         let folded: Vec<String> = segments.iter().chain(covered).cloned().collect();
         let mut feed = |route: &mut dyn FnMut(Op) -> Result<()>| {
             for batch in segments.chunks(super::replay::CATCH_UP_READERS) {
@@ -385,7 +386,7 @@ impl Compaction<'_> {
         index: &super::Index,
         covers: &[String],
         epoch: u64,
-    ) -> Result<Manifest> {
+    ) -> Result<Option<Manifest>> {
         let mut feed = |route: &mut dyn FnMut(Op) -> Result<()>| {
             for (pack, info) in index.packs()? {
                 route(Op::AddPack {
@@ -418,7 +419,7 @@ impl Compaction<'_> {
         feed: &mut Feed<'_>,
         folded: &[String],
         epoch: u64,
-    ) -> Result<Manifest> {
+    ) -> Result<Option<Manifest>> {
         let root = || {
             vec![Part {
                 name: FamilyName::root(),
@@ -426,6 +427,7 @@ impl Compaction<'_> {
                 size: 0,
             }]
         };
+        let version = manifest::new_version(epoch);
         let old_families = previous.map_or_else(root, |m| m.families.clone());
         let old_packs = previous.map_or_else(root, |m| m.packs.clone());
         let mut spill = Spill {
@@ -467,7 +469,7 @@ impl Compaction<'_> {
                 })
                 .collect();
             let old = self.old_entries(&part)?;
-            families.extend(self.fold_family(&part.name, old, runs, retired, epoch)?);
+            families.extend(self.fold_family(&part.name, old, runs, retired, version)?);
         }
         let mut packs = Vec::new();
         for part in old_packs {
@@ -475,17 +477,20 @@ impl Compaction<'_> {
             match spill.pack_runs.remove(&part.name) {
                 Some(run) => {
                     let old = self.old_packs(&part)?;
-                    packs.extend(self.fold_packs(&part.name, old, Some(run), retired, epoch)?);
+                    packs.extend(self.fold_packs(&part.name, old, Some(run), retired, version)?);
                 }
                 None if touched => {
                     let old = self.old_packs(&part)?;
-                    packs.extend(self.fold_packs(&part.name, old, None, retired, epoch)?);
+                    packs.extend(self.fold_packs(&part.name, old, None, retired, version)?);
                 }
                 None => packs.push(part),
             }
         }
         let mut tombstones: Vec<PackId> = spill.retired.into_iter().collect();
         tombstones.sort_unstable();
+        // Every name a manifest ever covered is carried forward: a machine
+        // that applied a segment since deleted finds it accounted for,
+        // however many compactions ago (`engine::history`).
         let mut covers: Vec<String> = previous.map(|m| m.covers.clone()).unwrap_or_default();
         covers.extend(spill.covers);
         covers.extend(folded.iter().cloned());
@@ -499,16 +504,34 @@ impl Compaction<'_> {
             covers,
         };
         let key = manifest::manifest_key(epoch);
-        // Create-only, like every index object: the one another compactor
-        // of this epoch wrote first is the epoch's (see design.md).
-        if !self
+        // Create-only: the first manifest of an epoch is the epoch's. A
+        // compaction that finds one there lost a race with another (or
+        // was a rerun): what it wrote is named by nothing, so it goes.
+        if self
             .home
             .create_if_absent(&key, &manifest.encode(self.sealer))?
         {
-            let location = format!("{}/{key}", self.home.location());
-            return Manifest::decode(&self.home.get(&key)?, self.sealer, epoch, &location);
+            return Ok(Some(manifest));
         }
-        Ok(manifest)
+        for key in manifest.keys_of(version) {
+            self.home.delete(&key)?;
+        }
+        Ok(None)
+    }
+
+    /// Writes a new index object: create-only, and an error if the key is
+    /// taken (every version is this compaction's own, see
+    /// [`manifest::new_version`]).
+    fn create(&self, key: &str, bytes: &[u8]) -> Result<()> {
+        if self.home.create_if_absent(key, bytes)? {
+            Ok(())
+        } else {
+            Err(Error::corrupt(
+                "index object",
+                format!("{}/{key}", self.home.location()),
+                "already there, written by another compaction with the same version",
+            ))
+        }
     }
 
     /// `run` (of records `len` bytes long, each keyed by the bytes from
@@ -549,7 +572,7 @@ impl Compaction<'_> {
 
     /// Family `name`, whose current entries are `old`, with `runs`
     /// applied (its own run, and those of descendants the spill routed to
-    /// once its run passed the limit), written as version `epoch` (as its
+    /// once its run passed the limit), written as version `version` (as its
     /// children when it would pass the limit). Runs too big to sort in
     /// memory within the limit are split by the next digit first,
     /// streaming, and each child folded alone.
@@ -559,7 +582,7 @@ impl Compaction<'_> {
         old: Vec<(ChunkId, Location)>,
         runs: Vec<(FamilyName, Run<'_>)>,
         retired: &HashSet<PackId>,
-        epoch: u64,
+        version: u64,
     ) -> Result<Vec<Part>> {
         let records: u64 = runs.iter().map(|(_, r)| r.len / RECORD_LEN as u64).sum();
         let d = name.digits().len();
@@ -580,7 +603,7 @@ impl Compaction<'_> {
             let olds = by_digit(old, d, |(id, _)| id.as_bytes());
             let mut parts = Vec::new();
             for ((child, old), runs) in name.children().iter().zip(olds).zip(below) {
-                parts.extend(self.fold_family(child, old, runs, retired, epoch)?);
+                parts.extend(self.fold_family(child, old, runs, retired, version)?);
             }
             return Ok(parts);
         }
@@ -640,16 +663,16 @@ impl Compaction<'_> {
                 entries.push((next, location));
             }
         }
-        self.write_families(name, &entries, epoch)
+        self.write_families(name, &entries, version)
     }
 
     /// `entries` (sorted, all of family `name`) written as version
-    /// `epoch` of `name`, or of its children if too big for one object.
+    /// `version` of `name`, or of its children if too big for one object.
     fn write_families(
         &self,
         name: &FamilyName,
         entries: &[(ChunkId, Location)],
-        epoch: u64,
+        version: u64,
     ) -> Result<Vec<Part>> {
         let size = entries.len() as u64 * BYTES_AN_ENTRY;
         if size > self.limit && name.digits().len() < MAX_DIGITS {
@@ -658,7 +681,7 @@ impl Compaction<'_> {
             let mut parts = Vec::new();
             let slices = slices_by_digit(entries, d, |(id, _)| id.as_bytes());
             for (child, mine) in name.children().iter().zip(slices) {
-                parts.extend(self.write_families(child, mine, epoch)?);
+                parts.extend(self.write_families(child, mine, version)?);
             }
             return Ok(parts);
         }
@@ -666,17 +689,17 @@ impl Compaction<'_> {
             Vec::new(),
             self.sealer,
             name.clone(),
-            epoch,
+            version,
             entries.len() as u64,
         )?;
         for (id, location) in entries {
             w.push(id, location)?;
         }
         let (bytes, _) = w.finish(&[])?;
-        self.home.create_if_absent(&name.key(epoch), &bytes)?;
+        self.create(&name.key(version), &bytes)?;
         Ok(vec![Part {
             name: name.clone(),
-            version: epoch,
+            version,
             size: bytes.len() as u64,
         }])
     }
@@ -693,7 +716,7 @@ impl Compaction<'_> {
 
     /// Pack part `name`, whose current packs are `old`, with the packs of
     /// `run` added and the retired ones left out, written as version
-    /// `epoch`. As with families, a run too big to hold in memory within
+    /// `version`. As with families, a run too big to hold in memory within
     /// the limit is split by the next digit first, streaming.
     fn fold_packs(
         &self,
@@ -701,7 +724,7 @@ impl Compaction<'_> {
         old: Vec<(PackId, PackInfo)>,
         run: Option<Run<'_>>,
         retired: &HashSet<PackId>,
-        epoch: u64,
+        version: u64,
     ) -> Result<Vec<Part>> {
         let added = run
             .as_ref()
@@ -719,7 +742,7 @@ impl Compaction<'_> {
             let olds = by_digit(old, d, |(pack, _)| &pack.0);
             let mut parts = Vec::new();
             for ((child, old), run) in name.children().iter().zip(olds).zip(split) {
-                parts.extend(self.fold_packs(child, old, run, retired, epoch)?);
+                parts.extend(self.fold_packs(child, old, run, retired, version)?);
             }
             return Ok(parts);
         }
@@ -735,32 +758,31 @@ impl Compaction<'_> {
         }
         packs.retain(|pack, _| !retired.contains(pack));
         let packs: Vec<(PackId, PackInfo)> = packs.into_iter().collect();
-        self.write_packs(name, &packs, epoch)
+        self.write_packs(name, &packs, version)
     }
 
-    /// `packs` (sorted, all of part `name`) written as version `epoch` of
+    /// `packs` (sorted, all of part `name`) written as version `version` of
     /// pack part `name`, or of its children if too big for one object.
     fn write_packs(
         &self,
         name: &FamilyName,
         packs: &[(PackId, PackInfo)],
-        epoch: u64,
+        version: u64,
     ) -> Result<Vec<Part>> {
         if packs.len() as u64 * BYTES_A_PACK > self.limit && name.digits().len() < MAX_DIGITS {
             let d = name.digits().len();
             let mut parts = Vec::new();
             let slices = slices_by_digit(packs, d, |(pack, _)| &pack.0);
             for (child, mine) in name.children().iter().zip(slices) {
-                parts.extend(self.write_packs(child, mine, epoch)?);
+                parts.extend(self.write_packs(child, mine, version)?);
             }
             return Ok(parts);
         }
-        let bytes = manifest::encode_packs(name, epoch, packs, self.sealer);
-        self.home
-            .create_if_absent(&manifest::packs_key(name, epoch), &bytes)?;
+        let bytes = manifest::encode_packs(name, version, packs, self.sealer);
+        self.create(&manifest::packs_key(name, version), &bytes)?;
         Ok(vec![Part {
             name: name.clone(),
-            version: epoch,
+            version,
             size: bytes.len() as u64,
         }])
     }
@@ -777,7 +799,7 @@ mod tests {
     use crate::format::family::Plain;
     use crate::format::record::PackEntry;
     use crate::id::ShardId;
-    use crate::store::{LocalStore, OsFs};
+    use crate::store::{FaultPlan, FaultyFs, LocalStore, OsFs};
 
     fn ids(range: std::ops::Range<u32>) -> Vec<ChunkId> {
         range.map(|i| ChunkId::of(&i.to_le_bytes())).collect()
@@ -876,6 +898,24 @@ mod tests {
         }
     }
 
+    /// A compaction into `home` at a limit small enough to split the
+    /// scene's index, its spill runs in the scene's.
+    fn compaction<'a>(home: &'a dyn MetaStore, s: &'a Scene) -> Compaction<'a> {
+        Compaction {
+            home,
+            sealer: &Plain,
+            tmp: &s.tmp,
+            limit: 20_000,
+            disk: DiskUse::default(),
+        }
+    }
+
+    /// The scene's home, failing as `plan` says.
+    fn faulty(s: &Scene, plan: &Arc<FaultPlan>) -> LocalStore {
+        let fs = FaultyFs::new(OsFs::shared(), plan.clone());
+        LocalStore::open(Arc::new(fs), s.home.root()).unwrap()
+    }
+
     /// The compacted index is the cache's: the same entries, the same
     /// packs.
     fn check_same(s: &Scene, manifest: &Manifest) {
@@ -906,7 +946,7 @@ mod tests {
             limit,
             disk: DiskUse::default(),
         };
-        let manifest = compaction.run(None, &s.names, 1).unwrap();
+        let manifest = compaction.run(None, &s.names, 1).unwrap().unwrap();
         check_same(&s, &manifest);
         assert!(
             manifest.families.len() >= 16,
@@ -942,34 +982,17 @@ mod tests {
 
     #[test]
     fn a_compaction_failing_at_any_step_leaves_the_last_manifest_whole_and_a_rerun_finishes() {
-        use crate::store::{FaultPlan, FaultyFs};
-        let faulty = |s: &Scene, plan: &Arc<FaultPlan>| {
-            let fs = FaultyFs::new(OsFs::shared(), plan.clone());
-            LocalStore::open(Arc::new(fs), s.home.root()).unwrap()
-        };
         let healthy = |s: &Scene| -> Manifest {
-            let c = Compaction {
-                home: s.home.as_ref(),
-                sealer: &Plain,
-                tmp: &s.tmp,
-                limit: 20_000,
-                disk: DiskUse::default(),
-            };
-            c.run(None, &s.names[..2], 1).unwrap()
+            let c = compaction(s.home.as_ref(), &s);
+            c.run(None, &s.names[..2], 1).unwrap().unwrap()
         };
         let recording = Arc::new(FaultPlan::recording());
         {
             let s = scene();
             let first = healthy(&s);
             let home = faulty(&s, &recording);
-            let c = Compaction {
-                home: &home,
-                sealer: &Plain,
-                tmp: &s.tmp,
-                limit: 20_000,
-                disk: DiskUse::default(),
-            };
-            c.run(Some(&first), &s.names[2..], 2).unwrap();
+            let c = compaction(&home, &s);
+            c.run(Some(&first), &s.names[2..], 2).unwrap().unwrap();
         }
         let steps = recording.steps();
         assert!(steps >= 8, "{steps} durable steps");
@@ -980,28 +1003,27 @@ mod tests {
             let before = read_all(s.home.as_ref(), &Plain, &first).unwrap();
             let plan = Arc::new(FaultPlan::fail_at(n));
             let home = faulty(&s, &plan);
-            let failing = Compaction {
-                home: &home,
-                sealer: &Plain,
-                tmp: &s.tmp,
-                limit: 20_000,
-                disk: DiskUse::default(),
-            };
             assert!(
-                failing.run(Some(&first), &s.names[2..], 2).is_err(),
+                compaction(&home, &s)
+                    .run(Some(&first), &s.names[2..], 2)
+                    .is_err(),
                 "step {n}"
             );
             let stored = s.home.get(&manifest::manifest_key(1)).unwrap();
             assert_eq!(Manifest::decode(&stored, &Plain, 1, "t").unwrap(), first);
             assert_eq!(read_all(s.home.as_ref(), &Plain, &first).unwrap(), before);
-            let rerun = Compaction {
-                home: s.home.as_ref(),
-                sealer: &Plain,
-                tmp: &s.tmp,
-                limit: 20_000,
-                disk: DiskUse::default(),
+            // Cut short after its manifest was written, the epoch is
+            // done: a rerun finds it and leaves it be. Before, the rerun
+            // writes it.
+            let done = s.home.get(&manifest::manifest_key(2)).ok();
+            let rerun = compaction(s.home.as_ref(), &s).run(Some(&first), &s.names[2..], 2);
+            let second = match done {
+                Some(stored) => {
+                    assert!(rerun.unwrap().is_none(), "step {n}");
+                    Manifest::decode(&stored, &Plain, 2, "t").unwrap()
+                }
+                None => rerun.unwrap().unwrap(),
             };
-            let second = rerun.run(Some(&first), &s.names[2..], 2).unwrap();
             check_same(&s, &second);
         }
     }
@@ -1029,7 +1051,7 @@ mod tests {
             limit: 20_000,
             disk: DiskUse::default(),
         };
-        let manifest = compaction.run(None, &names, 1).unwrap();
+        let manifest = compaction.run(None, &names, 1).unwrap().unwrap();
         assert_eq!(
             manifest.packs.len(),
             16,
@@ -1052,7 +1074,7 @@ mod tests {
             limit: 20_000,
             disk: DiskUse::default(),
         };
-        let manifest = compaction.run(None, &s.names, 1).unwrap();
+        let manifest = compaction.run(None, &s.names, 1).unwrap().unwrap();
         let stored = s.home.get(&manifest::manifest_key(1)).unwrap();
         assert_eq!(Manifest::decode(&stored, &crypt, 1, "t").unwrap(), manifest);
         assert!(Manifest::decode(&stored, &Plain, 1, "t").is_err());
@@ -1063,7 +1085,7 @@ mod tests {
                 disk: DiskUse::default(),
                 ..compaction
             };
-            let m = plain.run(None, &s.names, 2).unwrap();
+            let m = plain.run(None, &s.names, 2).unwrap().unwrap();
             read_all(s.home.as_ref(), &Plain, &m).unwrap()
         };
         assert_eq!(entries, plain_entries);
@@ -1081,9 +1103,12 @@ mod tests {
             limit: 48 << 20,
             disk: DiskUse::default(),
         };
-        let first = compaction.run(None, &s.names[..2], 1).unwrap();
+        let first = compaction.run(None, &s.names[..2], 1).unwrap().unwrap();
         assert_eq!(first.families.len(), 1, "one family while small");
-        let second = compaction.run(Some(&first), &s.names[2..], 2).unwrap();
+        let second = compaction
+            .run(Some(&first), &s.names[2..], 2)
+            .unwrap()
+            .unwrap();
         check_same(&s, &second);
         assert_eq!(second.covers, s.names);
         // The same again, split small, each epoch folding its predecessor.
@@ -1092,22 +1117,16 @@ mod tests {
             disk: DiskUse::default(),
             ..compaction
         };
-        let first = small.run(None, &s.names[..3], 3).unwrap();
-        let second = small.run(Some(&first), &s.names[3..], 4).unwrap();
+        let first = small.run(None, &s.names[..3], 3).unwrap().unwrap();
+        let second = small.run(Some(&first), &s.names[3..], 4).unwrap().unwrap();
         check_same(&s, &second);
     }
 
     #[test]
     fn a_fresh_cache_loads_the_newest_manifest_and_applies_only_what_it_does_not_cover() {
         let s = scene();
-        let compaction = Compaction {
-            home: s.home.as_ref(),
-            sealer: &Plain,
-            tmp: &s.tmp,
-            limit: 20_000,
-            disk: DiskUse::default(),
-        };
-        let manifest = compaction.run(None, &s.names[..3], 1).unwrap();
+        let compaction = compaction(s.home.as_ref(), &s);
+        let manifest = compaction.run(None, &s.names[..3], 1).unwrap().unwrap();
         let fresh_at = s.tmp.join("fresh");
         let fresh = Index::open(&fresh_at, Access::Create).unwrap();
         let mut told = HashSet::new();
@@ -1185,34 +1204,63 @@ mod tests {
     }
 
     #[test]
-    fn a_second_compaction_of_an_epoch_keeps_what_the_first_wrote() {
+    fn of_two_compactions_of_one_epoch_the_first_manifest_wins_and_the_other_leaves_nothing() {
         let s = scene();
-        let compaction = Compaction {
-            home: s.home.as_ref(),
-            sealer: &Plain,
-            tmp: &s.tmp,
-            limit: 20_000,
-            disk: DiskUse::default(),
+        let compaction = compaction(s.home.as_ref(), &s);
+        let index_keys = || {
+            let mut keys = s.home.list("index/").unwrap();
+            keys.sort();
+            keys
         };
-        let first = compaction.run(None, &s.names, 1).unwrap();
-        let stored: Vec<(String, Vec<u8>)> = s
-            .home
-            .list("index/")
+        // One compactor saw two segments, another all five: the second
+        // finds the epoch's manifest written and removes what it wrote.
+        let first = compaction.run(None, &s.names[..2], 1).unwrap().unwrap();
+        let stored = index_keys();
+        assert!(compaction.run(None, &s.names, 1).unwrap().is_none());
+        assert_eq!(index_keys(), stored);
+        let kept = s.home.get(&manifest::manifest_key(1)).unwrap();
+        assert_eq!(Manifest::decode(&kept, &Plain, 1, "t").unwrap(), first);
+        // The segments the winner did not cover go into the next epoch.
+        let second = compaction
+            .run(Some(&first), &s.names[2..], 2)
             .unwrap()
-            .into_iter()
-            .map(|key| {
-                let bytes = s.home.get(&key).unwrap();
-                (key, bytes)
-            })
-            .collect();
-        // Another compactor of the same epoch, with a view of fewer
-        // segments: every object it would replace is kept, and the epoch's
-        // manifest is the first one.
-        let second = compaction.run(None, &s.names[..2], 1).unwrap();
-        assert_eq!(second, first);
-        for (key, bytes) in &stored {
-            assert_eq!(&s.home.get(key).unwrap(), bytes, "{key}");
-        }
+            .unwrap();
         check_same(&s, &second);
+    }
+
+    #[test]
+    fn a_rerun_with_more_segments_than_a_compaction_cut_short_uses_none_of_its_objects() {
+        let recording = Arc::new(FaultPlan::recording());
+        {
+            let s = scene();
+            let home = faulty(&s, &recording);
+            compaction(&home, &s)
+                .run(None, &s.names[..2], 1)
+                .unwrap()
+                .unwrap();
+        }
+        let mut cut_before_the_manifest = 0;
+        for n in 0..recording.steps() {
+            let s = scene();
+            let plan = Arc::new(FaultPlan::fail_at(n));
+            let home = faulty(&s, &plan);
+            assert!(compaction(&home, &s).run(None, &s.names[..2], 1).is_err());
+            if s.home.get(&manifest::manifest_key(1)).is_ok() {
+                continue; // cut short after the manifest: epoch 1 is done
+            }
+            let leftovers = s.home.list("index/").unwrap();
+            cut_before_the_manifest += usize::from(leftovers.len() >= 16);
+            // A rerun that sees all five segments (writers added three
+            // meanwhile) writes its own objects, not the leftovers.
+            let rerun = compaction(s.home.as_ref(), &s)
+                .run(None, &s.names, 1)
+                .unwrap()
+                .unwrap();
+            check_same(&s, &rerun);
+            let named = rerun.keys_of(rerun.families[0].version);
+            assert!(!named.is_empty());
+            assert!(named.iter().all(|k| !leftovers.contains(k)), "step {n}");
+        }
+        assert!(cut_before_the_manifest > 0, "some runs left every family");
     }
 }

@@ -35,6 +35,8 @@ pub mod compact;
 #[cfg(feature = "engine")]
 mod replay;
 pub mod segment;
+#[cfg(feature = "engine")]
+pub mod sweep;
 
 #[cfg(feature = "engine")]
 pub use commit::{Batch, Retired};

@@ -1,12 +1,16 @@
-//! The home's index compacted into families by the process that holds the
-//! lock alone (`gc`), and the format version that says it has them.
+//! The home's index compacted into families, by `gc` holding the lock
+//! alone or by `dedup compact` beside writers and readers, and the format
+//! version that says it has them.
 
 use std::collections::HashSet;
+use std::time::Duration;
 
+use super::lock::stale_after;
 use super::Engine;
-use crate::catalog::base::{self, newest_manifest};
+use crate::catalog::base::newest_manifest;
 use crate::catalog::compact::in_scratch;
 use crate::catalog::segment;
+use crate::catalog::sweep;
 use crate::error::{Error, Result};
 use crate::format::manifest::Manifest;
 
@@ -18,8 +22,11 @@ pub(crate) const SEGMENTS_BEFORE_COMPACTION: usize = 64;
 pub struct Compacted {
     /// The epoch of the manifest written.
     pub epoch: u64,
-    /// Segments folded in and deleted.
+    /// Segments of the home the new manifest covers.
     pub segments: u64,
+    /// Of those, the ones deleted (all under `gc`; none beside writers,
+    /// where the next `gc` deletes them).
+    pub segments_deleted: u64,
     /// Families the manifest names that hold anything.
     pub families: u64,
     /// Bytes of the families.
@@ -28,22 +35,131 @@ pub struct Compacted {
     pub temporary_bytes: u64,
 }
 
+/// What `dedup compact` did.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct CompactReport {
+    /// The compaction written; `None` when there was nothing to fold, or
+    /// another process folded it first.
+    pub compacted: Option<Compacted>,
+    /// Manifests, family versions and pack parts superseded longer than
+    /// the grace period ago, deleted.
+    pub objects_deleted: u64,
+    /// Segments covered by a manifest older than the grace period,
+    /// deleted.
+    pub segments_deleted: u64,
+}
+
+impl std::fmt::Display for CompactReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.compacted {
+            Some(c) => writeln!(f, "{c}")?,
+            None => writeln!(
+                f,
+                "nothing compacted: every segment is in the families, or another process \
+                 compacted them first"
+            )?,
+        }
+        if self.objects_deleted + self.segments_deleted > 0 {
+            writeln!(
+                f,
+                "deleted {} index objects and {} segments superseded longer than the grace \
+                 period ago",
+                self.objects_deleted, self.segments_deleted
+            )?;
+        }
+        Ok(())
+    }
+}
+
+/// How long what a compaction superseded stays before a compaction
+/// beside writers deletes it: `$DEDUP_GC_GRACE_SECONDS`, else twice the
+/// lock staleness (an hour by default), so that a reader or writer that
+/// listed it before is done with it, or lists again.
+pub(crate) fn grace() -> Duration {
+    std::env::var("DEDUP_GC_GRACE_SECONDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .map_or_else(|| 2 * stale_after(), Duration::from_secs)
+}
+
+impl std::fmt::Display for Compacted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "index compacted: {} segments folded into {} families ({}), epoch {}",
+            self.segments,
+            self.families,
+            crate::units::human_bytes(self.family_bytes),
+            self.epoch
+        )?;
+        if self.segments_deleted < self.segments {
+            write!(f, "; the segments stay for the grace period")?;
+        }
+        Ok(())
+    }
+}
+
 impl Engine {
+    /// `dedup compact`: [`compact_index`](Self::compact_index) past
+    /// `at_least` uncovered segments, then, beside writers, what was
+    /// superseded longer than the [`grace`] period ago deleted. Holding
+    /// the lock alone, the compaction deletes at once.
+    pub(crate) fn compact(&self, at_least: usize) -> Result<CompactReport> {
+        let compacted = self.compact_index(at_least)?;
+        let mut report = CompactReport {
+            compacted,
+            ..CompactReport::default()
+        };
+        if !self.hold.is_exclusive() {
+            self.hold.check_alive()?;
+            let swept = sweep::delete_after_grace(self.files.as_ref(), &self.crypt, grace())?;
+            report.objects_deleted = swept.objects;
+            report.segments_deleted = swept.segments;
+        }
+        Ok(report)
+    }
+
     /// Folds the segments no manifest covers into a new version of the
     /// families when there are more than `at_least`, or when the
-    /// repository has no families yet; then deletes what the new manifest
-    /// supersedes and the segments it covers. Holding the lock alone:
-    /// nothing else writes segments meanwhile, and this index has applied
-    /// every one listed, so it becomes the base as it stands.
+    /// repository has no families yet.
+    ///
+    /// Holding the lock alone (`gc`), nothing else writes segments
+    /// meanwhile, and this index has applied every one listed: it becomes
+    /// the base as it stands, and what the new manifest supersedes and the
+    /// segments it covers are deleted at once. Holding it shared (`dedup
+    /// compact`, beside writers and readers), the segments written since
+    /// this handle caught up are left for the next compaction, nothing is
+    /// deleted (a reader may be loading the older manifest; the next `gc`
+    /// deletes), and a compaction that another one beat to the epoch's
+    /// manifest removes what it wrote and reports nothing done.
     ///
     /// A repository's first compaction raises its format version first,
     /// so that a build which would compact it into a full segment
-    /// refuses it by name from then on.
+    /// refuses it by name from then on; that one is `gc`'s alone.
     pub(crate) fn compact_index(&self, at_least: usize) -> Result<Option<Compacted>> {
         let home = self.files.as_ref();
+        let alone = self.hold.is_exclusive();
+        if !self.hold.is_writer() {
+            return Err(Error::invalid(
+                "repository",
+                "compacting the index needs a writer's lock; open it shared or alone, not \
+                 read-only",
+            ));
+        }
+        if !alone && !self.config.has_families() {
+            return Err(Error::invalid(
+                "repository",
+                "its index has no families yet: run `dedup gc` once, which compacts it the \
+                 first time",
+            ));
+        }
         let names = segment::names(home)?;
         let previous = newest_manifest(home, &self.crypt)?;
         if self.index.base()? != previous.as_ref().map(|m| m.epoch) {
+            if !alone {
+                // Another process compacted since this one caught up.
+                return Ok(None);
+            }
             return Err(Error::Index {
                 path: self.cache.index(),
                 message: "not loaded from the home's newest manifest; open the repository again"
@@ -60,15 +176,17 @@ impl Engine {
             .filter(|n| !before.contains(n.as_str()))
             .collect();
         if let Some(previous) = previous.as_ref().filter(|_| input.len() <= at_least) {
-            // What a compaction cut short after its manifest left: the
-            // segments it covers, the objects it superseded.
-            self.hold.check_alive()?;
-            base::delete_superseded(home, previous)?;
-            let left: Vec<String> = covered
-                .into_iter()
-                .filter(|n| before.contains(n.as_str()))
-                .collect();
-            segment::delete(home, &left)?;
+            if alone {
+                // What a compaction cut short after its manifest left: the
+                // segments it covers, the objects it superseded.
+                self.hold.check_alive()?;
+                sweep::delete_superseded(home, previous)?;
+                let left: Vec<String> = covered
+                    .into_iter()
+                    .filter(|n| before.contains(n.as_str()))
+                    .collect();
+                segment::delete(home, &left)?;
+            }
             return Ok(None);
         }
         self.hold.check_alive()?;
@@ -77,18 +195,33 @@ impl Engine {
         }
         let epoch = previous.as_ref().map_or(1, |m| m.epoch + 1);
         let (manifest, temporary_bytes) = self.fold(previous.as_ref(), &input, &covered, epoch)?;
+        let Some(manifest) = manifest else {
+            if alone {
+                return Err(Error::Index {
+                    path: self.cache.index(),
+                    message: format!(
+                        "another process wrote the index manifest of epoch {epoch} while this \
+                         one held the lock alone; run the command again"
+                    ),
+                });
+            }
+            return Ok(None);
+        };
         self.index.adopt_base(&manifest)?;
-        self.hold.check_alive()?;
-        base::delete_superseded(home, &manifest)?;
         let now: HashSet<&str> = manifest.covers.iter().map(String::as_str).collect();
-        let gone: Vec<String> = names
+        let folded: Vec<String> = names
             .into_iter()
             .filter(|n| now.contains(n.as_str()))
             .collect();
-        segment::delete(home, &gone)?;
+        if alone {
+            self.hold.check_alive()?;
+            sweep::delete_superseded(home, &manifest)?;
+            segment::delete(home, &folded)?;
+        }
         Ok(Some(Compacted {
             epoch,
-            segments: gone.len() as u64,
+            segments: folded.len() as u64,
+            segments_deleted: if alone { folded.len() as u64 } else { 0 },
             families: manifest.families.iter().filter(|p| p.size > 0).count() as u64,
             family_bytes: manifest.families.iter().map(|p| p.size).sum(),
             temporary_bytes,
@@ -97,14 +230,14 @@ impl Engine {
 
     /// One compaction into `epoch`, its spill runs in this machine's
     /// cache (emptied before and after); with the most temporary disk it
-    /// used at once.
+    /// used at once. `None`: another compaction wrote the epoch first.
     fn fold(
         &self,
         previous: Option<&Manifest>,
         input: &[String],
         covered: &[String],
         epoch: u64,
-    ) -> Result<(Manifest, u64)> {
+    ) -> Result<(Option<Manifest>, u64)> {
         let tmp = self.cache.dir().join("compaction");
         in_scratch(self.files.as_ref(), &self.crypt, &tmp, |c| {
             c.run_covering(previous, input, covered, epoch)

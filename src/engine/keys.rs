@@ -215,6 +215,10 @@ impl MetaStore for SealedFiles {
         self.inner.list(prefix)
     }
 
+    fn written(&self, prefix: &str) -> Result<Vec<(String, std::time::SystemTime)>> {
+        self.inner.written(prefix)
+    }
+
     fn delete(&self, key: &str) -> Result<()> {
         self.inner.delete(key)
     }

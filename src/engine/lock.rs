@@ -29,6 +29,7 @@ use std::fs::{self, File, OpenOptions, TryLockError};
 use std::io::Read;
 use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
@@ -49,6 +50,17 @@ impl std::fmt::Display for LockHolder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "pid {} on {} since {}", self.pid, self.host, self.since)
     }
+}
+
+/// How long a lock object of an object-store home may go unwritten
+/// before it is stale (see `objlock`), and half the grace period before a
+/// compaction beside writers deletes what it superseded:
+/// `$DEDUP_LOCK_STALE_SECONDS`, else 30 minutes.
+pub(crate) fn stale_after() -> Duration {
+    std::env::var("DEDUP_LOCK_STALE_SECONDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .map_or(Duration::from_secs(30 * 60), Duration::from_secs)
 }
 
 /// A held lock; released on drop.

@@ -53,6 +53,7 @@ use std::time::{Duration, SystemTime};
 
 use serde::{Deserialize, Serialize};
 
+pub(crate) use super::lock::stale_after;
 use crate::error::{Error, Result};
 use crate::store::object::ObjectStoreBackend;
 use crate::store::MetaStore;
@@ -187,15 +188,6 @@ impl std::fmt::Display for Holder {
 fn boot_clock() -> Duration {
     let t = rustix::time::clock_gettime(rustix::time::ClockId::Boottime);
     Duration::new(t.tv_sec as u64, t.tv_nsec as u32)
-}
-
-/// How long a lock may go unwritten before it is stale:
-/// `$DEDUP_LOCK_STALE_SECONDS`, else 30 minutes.
-pub(crate) fn stale_after() -> Duration {
-    std::env::var("DEDUP_LOCK_STALE_SECONDS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .map_or(Duration::from_secs(30 * 60), Duration::from_secs)
 }
 
 /// How often a holder writes its lock again: a sixth of the staleness.

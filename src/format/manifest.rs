@@ -30,13 +30,37 @@ const PACKS_MAGIC: &[u8; 8] = b"DDPKT\0\0\x01";
 /// Bytes of one pack in a pack-table part.
 pub const PACK_LEN: usize = 16 + 53;
 
+/// A new version number for an object written by a compaction of
+/// `epoch`: the epoch in the high 32 bits, a random number in the low 32,
+/// so that two compactions of one epoch (two machines at once, or a
+/// rerun of one cut short, each with its own view of the segments) never
+/// write the same key. Whichever writes the epoch's manifest first wins;
+/// the other's objects are named by nothing (`docs/design.md`, "Epochs
+/// and compaction").
+pub fn new_version(epoch: u64) -> u64 {
+    let mut random = [0u8; 4];
+    getrandom::fill(&mut random).expect("the operating system's random source failed");
+    (epoch << 32) | u64::from(u32::from_be_bytes(random).max(1))
+}
+
+/// The epoch a version was written at (see [`new_version`]); a version
+/// below 2^32 is an empty part's, named by its epoch alone.
+pub fn epoch_of(version: u64) -> u64 {
+    if version >> 32 == 0 {
+        version
+    } else {
+        version >> 32
+    }
+}
+
 /// One object a manifest names: a family (or a pack-table part) and the
 /// version of it that is current.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Part {
     /// The prefix: of chunk ids for a family, of pack ids for a pack part.
     pub name: FamilyName,
-    /// The epoch its current version was written at.
+    /// Its current version ([`new_version`]: the epoch it was written
+    /// at, and the compaction that wrote it).
     pub version: u64,
     /// Its size in bytes.
     pub size: u64,
@@ -131,6 +155,23 @@ impl Manifest {
         }
     }
 
+    /// The keys of the objects this manifest names at `version`: those
+    /// one compaction wrote.
+    pub fn keys_of(&self, version: u64) -> Vec<String> {
+        let mine = |p: &&Part| p.version == version && p.size > 0;
+        let families = self
+            .families
+            .iter()
+            .filter(mine)
+            .map(|p| p.name.key(version));
+        let packs = self
+            .packs
+            .iter()
+            .filter(mine)
+            .map(|p| packs_key(&p.name, version));
+        families.chain(packs).collect()
+    }
+
     fn aad(epoch: u64) -> Vec<u8> {
         let mut aad = b"dedup manifest".to_vec();
         aad.put_u64(epoch);
@@ -183,7 +224,7 @@ impl Manifest {
                     version: r.u64()?,
                     size: r.u64()?,
                 };
-                if part.version > epoch {
+                if epoch_of(part.version) > epoch {
                     return Err(r.error(format!("a part of version {} past it", part.version)));
                 }
                 list.push(part);

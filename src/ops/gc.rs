@@ -158,14 +158,7 @@ impl std::fmt::Display for GcReport {
             writeln!(f, "skipped unreadable pack {p} (run `dedup verify`)")?;
         }
         if let Some(c) = &self.compacted {
-            writeln!(
-                f,
-                "index compacted: {} segments folded into {} families ({}), epoch {}",
-                c.segments,
-                c.families,
-                human_bytes(c.family_bytes),
-                c.epoch
-            )?;
+            writeln!(f, "{c}")?;
         }
         Ok(())
     }

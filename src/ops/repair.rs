@@ -15,9 +15,10 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
-use crate::catalog::base::{delete_superseded, manifest_epochs};
+use crate::catalog::base::manifest_epochs;
 use crate::catalog::compact::in_scratch;
 use crate::catalog::segment;
+use crate::catalog::sweep::delete_superseded;
 use crate::catalog::{Access, Index, PackInfo};
 use crate::crypto::Crypt;
 use crate::engine::cache::CacheSlot;
@@ -170,7 +171,14 @@ fn write_families(
     epoch: u64,
 ) -> Result<Manifest> {
     let tmp = cache.dir().join("compaction");
-    in_scratch(home, crypt, &tmp, |c| c.from_index(index, covers, epoch)).map(|(m, _)| m)
+    let (manifest, _) = in_scratch(home, crypt, &tmp, |c| c.from_index(index, covers, epoch))?;
+    manifest.ok_or_else(|| Error::Index {
+        path: cache.index(),
+        message: format!(
+            "another process wrote the index manifest of epoch {epoch} while this one held \
+             the lock alone; run `dedup repair index` again"
+        ),
+    })
 }
 
 /// Replaces the cached index at `index_dir` with the complete one at

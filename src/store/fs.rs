@@ -43,6 +43,11 @@ pub trait Fs: Send + Sync + std::fmt::Debug {
     fn sync_file(&self, path: &Path) -> io::Result<()>;
     /// Renames `from` to `to`, replacing `to`.
     fn rename(&self, from: &Path, to: &Path) -> io::Result<()>;
+    /// Renames `from` to `to` only if nothing is at `to` (`AlreadyExists`
+    /// otherwise), in one step: of two processes renaming onto one name
+    /// at once, exactly one succeeds. What create-only writes rely on
+    /// where other writers share the folder.
+    fn rename_new(&self, from: &Path, to: &Path) -> io::Result<()>;
     /// Makes the entries of folder `path` durable.
     fn sync_dir(&self, path: &Path) -> io::Result<()>;
     /// Removes a file.
@@ -62,6 +67,9 @@ pub trait Fs: Send + Sync + std::fmt::Debug {
     fn kind(&self, path: &Path) -> io::Result<FileKind>;
     /// A file's length.
     fn len(&self, path: &Path) -> io::Result<u64>;
+    /// When a file was last written, by the clock of whatever keeps it
+    /// (a file server's, for a network mount).
+    fn modified(&self, path: &Path) -> io::Result<std::time::SystemTime>;
     /// The entries of folder `path`, by name (names that are not UTF-8
     /// are left out: the engine never writes one).
     fn read_dir(&self, path: &Path) -> io::Result<Vec<(String, FileKind)>>;
@@ -156,6 +164,25 @@ impl Fs for OsFs {
         fs::rename(from, to)
     }
 
+    /// A hard link, which fails if `to` exists, then the old name
+    /// removed; on a filesystem without hard links (some FUSE and SMB
+    /// mounts), a check and a rename, atomic only under the writer lock.
+    fn rename_new(&self, from: &Path, to: &Path) -> io::Result<()> {
+        self.forget(from);
+        self.forget(to);
+        match fs::hard_link(from, to) {
+            Ok(()) => fs::remove_file(from),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Err(e),
+            Err(e) if matches!(e.raw_os_error(), Some(libc::EPERM | libc::EOPNOTSUPP)) => {
+                if fs::symlink_metadata(to).is_ok() {
+                    return Err(io::ErrorKind::AlreadyExists.into());
+                }
+                fs::rename(from, to)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
     fn sync_dir(&self, path: &Path) -> io::Result<()> {
         File::open(path)?.sync_all()
     }
@@ -208,6 +235,10 @@ impl Fs for OsFs {
         Ok(fs::metadata(path)?.len())
     }
 
+    fn modified(&self, path: &Path) -> io::Result<std::time::SystemTime> {
+        fs::symlink_metadata(path)?.modified()
+    }
+
     fn read_dir(&self, path: &Path) -> io::Result<Vec<(String, FileKind)>> {
         let mut out = Vec::new();
         for entry in fs::read_dir(path)? {
@@ -253,6 +284,11 @@ impl Fs for FaultyFs {
         self.inner.rename(from, to)
     }
 
+    fn rename_new(&self, from: &Path, to: &Path) -> io::Result<()> {
+        self.plan.step("rename")?;
+        self.inner.rename_new(from, to)
+    }
+
     fn sync_dir(&self, path: &Path) -> io::Result<()> {
         self.plan.step("fsync dir")?;
         self.inner.sync_dir(path)
@@ -286,6 +322,10 @@ impl Fs for FaultyFs {
 
     fn len(&self, path: &Path) -> io::Result<u64> {
         self.inner.len(path)
+    }
+
+    fn modified(&self, path: &Path) -> io::Result<std::time::SystemTime> {
+        self.inner.modified(path)
     }
 
     fn read_dir(&self, path: &Path) -> io::Result<Vec<(String, FileKind)>> {

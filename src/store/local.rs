@@ -137,7 +137,10 @@ impl LocalStore {
         let result = (|| {
             self.fs.write(&tmp, data).at(&tmp)?;
             self.fs.sync_file(&tmp).at(&tmp)?;
-            self.fs.rename(&tmp, &path).at(&path)?;
+            match existing {
+                Existing::Refuse => self.fs.rename_new(&tmp, &path).at(&path)?,
+                Existing::Replace => self.fs.rename(&tmp, &path).at(&path)?,
+            }
             self.fs.sync_dir(&dir).at(&dir)
         })();
         if result.is_err() {
@@ -320,6 +323,20 @@ impl MetaStore for LocalStore {
         self.keys(prefix)
     }
 
+    fn written(&self, prefix: &str) -> Result<Vec<(String, std::time::SystemTime)>> {
+        let mut out = Vec::new();
+        for key in self.keys(prefix)? {
+            let path = self.path(&key)?;
+            match self.fs.modified(&path) {
+                Ok(time) => out.push((key, time)),
+                // Deleted since it was listed: as if never listed.
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(Error::io(&path, e)),
+            }
+        }
+        Ok(out)
+    }
+
     fn delete(&self, key: &str) -> Result<()> {
         self.remove(key, Durably::Yes)
     }
@@ -412,6 +429,37 @@ mod tests {
             MetaStore::put(&b, "m", b"first").unwrap();
             MetaStore::put(&b, "m", b"second").unwrap();
             assert_eq!(MetaStore::get(&b, "m").unwrap(), b"second");
+        });
+    }
+
+    #[test]
+    fn of_many_creating_one_key_at_once_exactly_one_writes_it() {
+        each_fs(|fs, root| {
+            let b = LocalStore::create(fs, root).unwrap();
+            for round in 0..20 {
+                let key = format!("index/manifest.{round}");
+                let won: Vec<usize> = std::thread::scope(|scope| {
+                    let tries: Vec<_> = (0..6usize)
+                        .map(|n| {
+                            let (b, key) = (&b, &key);
+                            scope.spawn(move || {
+                                b.create_if_absent(key, n.to_string().as_bytes())
+                                    .unwrap()
+                                    .then_some(n)
+                            })
+                        })
+                        .collect();
+                    tries
+                        .into_iter()
+                        .filter_map(|t| t.join().unwrap())
+                        .collect()
+                });
+                assert_eq!(won.len(), 1, "round {round}: {won:?}");
+                let kept = MetaStore::get(&b, &key).unwrap();
+                assert_eq!(kept, won[0].to_string().as_bytes());
+            }
+            // No temporary file is left behind by the ones that lost.
+            assert_eq!(MetaStore::list(&b, "index/").unwrap().len(), 20);
         });
     }
 

@@ -88,6 +88,22 @@ fn names(path: &Path) -> io::Result<Vec<String>> {
 }
 
 impl State {
+    /// Moves the entry `from` to `to`, replacing what is there when
+    /// `replace`, else failing with `AlreadyExists`.
+    fn rename(&mut self, from: &Path, to: &Path, replace: bool) -> io::Result<()> {
+        let (from_dir, from_name) = self.parent(from)?;
+        let (to_dir, to_name) = self.parent(to)?;
+        if !replace && self.dirs[to_dir].live.contains_key(&to_name) {
+            return Err(io::ErrorKind::AlreadyExists.into());
+        }
+        let node = self.dirs[from_dir]
+            .live
+            .remove(&from_name)
+            .ok_or_else(|| not_found(from))?;
+        self.dirs[to_dir].live.insert(to_name, node);
+        Ok(())
+    }
+
     fn resolve(&self, path: &Path) -> io::Result<Node> {
         let mut node = Node::Dir(0);
         for name in names(path)? {
@@ -200,15 +216,11 @@ impl Fs for MemFs {
     }
 
     fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
-        let mut s = self.state();
-        let (from_dir, from_name) = s.parent(from)?;
-        let (to_dir, to_name) = s.parent(to)?;
-        let node = s.dirs[from_dir]
-            .live
-            .remove(&from_name)
-            .ok_or_else(|| not_found(from))?;
-        s.dirs[to_dir].live.insert(to_name, node);
-        Ok(())
+        self.state().rename(from, to, true)
+    }
+
+    fn rename_new(&self, from: &Path, to: &Path) -> io::Result<()> {
+        self.state().rename(from, to, false)
     }
 
     fn sync_dir(&self, path: &Path) -> io::Result<()> {
@@ -267,6 +279,13 @@ impl Fs for MemFs {
     fn len(&self, path: &Path) -> io::Result<u64> {
         let s = self.state();
         Ok(s.files[s.file(path)?].live.len() as u64)
+    }
+
+    /// Files keep no times here: every one was written just now, so
+    /// nothing waits out a grace period in a crash test.
+    fn modified(&self, path: &Path) -> io::Result<std::time::SystemTime> {
+        self.state().file(path)?;
+        Ok(std::time::SystemTime::now())
     }
 
     fn read_dir(&self, path: &Path) -> io::Result<Vec<(String, FileKind)>> {

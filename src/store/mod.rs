@@ -105,12 +105,19 @@ pub trait MetaStore: Send + Sync {
     /// Stores `data` under `key`, as [`put`](Self::put) does, only if
     /// nothing is there: true when this call wrote it, false when the key
     /// was taken (what is there stays). An object store refuses in the
-    /// same request (`If-None-Match: *`); a folder checks first, which the
-    /// writer lock makes enough.
+    /// same request (`If-None-Match: *`); a folder links the written file
+    /// to its name, which fails if one is there (`Fs::rename_new`): of
+    /// many processes creating one key at once, exactly one writes it.
     fn create_if_absent(&self, key: &str, data: &[u8]) -> Result<bool>;
 
     /// Every key that starts with `prefix`, in no particular order.
     fn list(&self, prefix: &str) -> Result<Vec<String>>;
+
+    /// [`list`](Self::list), each key with when the store last wrote it,
+    /// by the store's own clock (an object's `Last-Modified`, a file's
+    /// modification time): ages are only ever compared with another of
+    /// its times, never with this machine's clock.
+    fn written(&self, prefix: &str) -> Result<Vec<(String, std::time::SystemTime)>>;
 
     /// Removes `key`, durably; removing an absent key is not an error.
     fn delete(&self, key: &str) -> Result<()>;

@@ -369,6 +369,10 @@ impl MetaStore for ObjectStoreBackend {
         self.keys(prefix)
     }
 
+    fn written(&self, prefix: &str) -> Result<Vec<(String, std::time::SystemTime)>> {
+        self.listing(prefix)
+    }
+
     fn delete(&self, key: &str) -> Result<()> {
         self.remove(key)
     }

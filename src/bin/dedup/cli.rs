@@ -303,6 +303,12 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Fold the index's segments into families, beside running writers
+    Compact {
+        /// JSON output
+        #[arg(long)]
+        json: bool,
+    },
     /// Rebuild derived state from the packs and snapshot records
     Repair {
         /// What to rebuild

@@ -89,6 +89,7 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
             maintain::forget(&cx, &snapshots, &policy, &how)
         }
         Command::Gc { dry_run, json } => maintain::gc(&cx, dry_run, json),
+        Command::Compact { json } => maintain::compact(&cx, json),
         Command::Repair {
             what: RepairWhat::Index,
             json,

@@ -88,6 +88,12 @@ pub fn gc(cx: &Context, dry_run: bool, json: bool) -> Code {
     Ok(u8::from(!report.unreadable_packs.is_empty()))
 }
 
+/// `dedup compact`: under the shared lock, beside writers and readers.
+pub fn compact(cx: &Context, json: bool) -> Code {
+    show(&cx.shared_writer()?.compact_index(0)?, json)?;
+    Ok(0)
+}
+
 /// `dedup repair index`: exit 1 when something could not be used as it was.
 pub fn repair_index(cx: &Context, json: bool) -> Code {
     let (_repo, report) = cx.with_password(|opts| Repository::repair_index_with(&cx.repo, opts))?;

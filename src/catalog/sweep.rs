@@ -1,0 +1,244 @@
+//! What compactions leave behind, deleted: the manifests, family versions
+//! and pack parts a newer manifest superseded, the objects of a
+//! compaction that lost its epoch or was cut short, and the segments a
+//! manifest covers (`docs/design.md`, "Epochs and compaction beside
+//! writers"). Holding the lock alone, everything the newest manifest does
+//! not name goes at once; beside writers and readers, only what was
+//! superseded longer ago than a grace period, by the store's clock.
+
+use std::collections::HashSet;
+use std::time::{Duration, SystemTime};
+
+use super::base::{manifest_epochs, read_manifest, INDEX_FOLDER};
+use super::segment;
+use crate::error::Result;
+use crate::format::family::Sealer;
+use crate::format::manifest::{self, epoch_of, Manifest};
+use crate::store::MetaStore;
+
+/// The keys of `home`'s index folder that `manifest` names: itself, and
+/// its families and pack-table parts that hold anything.
+fn named_by(manifest: &Manifest) -> HashSet<String> {
+    let mut keys: HashSet<String> = manifest
+        .families
+        .iter()
+        .filter(|p| p.size > 0)
+        .map(|p| p.name.key(p.version))
+        .collect();
+    keys.extend(
+        manifest
+            .packs
+            .iter()
+            .filter(|p| p.size > 0)
+            .map(|p| manifest::packs_key(&p.name, p.version)),
+    );
+    keys.insert(manifest::manifest_key(manifest.epoch));
+    keys
+}
+
+/// Deletes every object of `home`'s index folder that `manifest` (the
+/// newest) does not name: older manifests, the family versions and pack
+/// parts they alone named, and what a compaction cut short left. Only
+/// under the writer lock held alone: a reader that was loading an older
+/// manifest lists again and loads this one. Returns how many objects it
+/// deleted.
+pub fn delete_superseded(home: &dyn MetaStore, manifest: &Manifest) -> Result<usize> {
+    let keep = named_by(manifest);
+    let mut deleted = 0;
+    for key in home.list(INDEX_FOLDER)? {
+        if !keep.contains(&key) {
+            home.delete(&key)?;
+            deleted += 1;
+        }
+    }
+    Ok(deleted)
+}
+
+/// What [`delete_after_grace`] deleted.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Swept {
+    /// Manifests, family versions and pack parts.
+    pub objects: u64,
+    /// Segments a manifest covers.
+    pub segments: u64,
+}
+
+/// Where the clock probe is written.
+const CLOCK_PREFIX: &str = "clock/";
+
+/// The store's time now: that of a small object written, listed and
+/// deleted again.
+fn store_now(home: &dyn MetaStore) -> Result<SystemTime> {
+    let key = format!("{CLOCK_PREFIX}{}", segment::new_name());
+    home.put(&key, b"")?;
+    let listed = home.written(CLOCK_PREFIX);
+    home.delete(&key)?;
+    let now = listed?.into_iter().find(|(k, _)| *k == key).map(|(_, t)| t);
+    Ok(now.unwrap_or_else(SystemTime::now))
+}
+
+/// The epoch of the version an index object's key ends in (a family's
+/// `index/<prefix>.<version>`, a pack part's `index/packs-<prefix>.<version>`),
+/// `None` for a key of another shape.
+fn version_epoch(key: &str) -> Option<u64> {
+    let (_, hex) = key.rsplit_once('.')?;
+    (hex.len() == 16)
+        .then(|| u64::from_str_radix(hex, 16).ok())
+        .flatten()
+        .map(epoch_of)
+}
+
+/// Beside writers and readers: finds the newest manifest `M` written
+/// longer than `grace` ago by the store's clock, and deletes what every
+/// manifest from `M` on supersedes (older manifests, the family versions
+/// and pack parts only they named, and what a compaction of epoch `M` or
+/// earlier left unnamed, having lost its epoch or been cut short) and the
+/// segments `M` covers. A reader that listed an older manifest or one of
+/// those segments did so longer than `grace` ago, and lists again when
+/// it meets one gone; objects of a compaction still running (of an epoch
+/// after the newest manifest) are never touched.
+pub fn delete_after_grace(
+    home: &dyn MetaStore,
+    sealer: &dyn Sealer,
+    grace: Duration,
+) -> Result<Swept> {
+    let now = store_now(home)?;
+    let listed = home.written(INDEX_FOLDER)?;
+    let written_at = |epoch: u64| {
+        let key = manifest::manifest_key(epoch);
+        listed.iter().find(|(k, _)| *k == key).map(|(_, t)| *t)
+    };
+    let epochs = manifest_epochs(home)?;
+    let settled = epochs.iter().rev().copied().find(|&e| {
+        written_at(e)
+            .and_then(|t| now.duration_since(t).ok())
+            .is_some_and(|age| age >= grace)
+    });
+    let Some(settled) = settled else {
+        return Ok(Swept::default());
+    };
+    let mut keep = HashSet::new();
+    let mut oldest = None;
+    for &epoch in epochs.iter().filter(|&&e| e >= settled) {
+        let manifest = read_manifest(home, sealer, epoch)?;
+        keep.extend(named_by(&manifest));
+        oldest.get_or_insert(manifest);
+    }
+    let mut swept = Swept::default();
+    for (key, _) in &listed {
+        if keep.contains(key) {
+            continue;
+        }
+        let old = match key.strip_prefix("index/manifest.") {
+            Some(_) => version_epoch(key).is_some_and(|e| e < settled),
+            None => version_epoch(key).is_some_and(|e| e <= settled),
+        };
+        if old {
+            home.delete(key)?;
+            swept.objects += 1;
+        }
+    }
+    let covers: HashSet<&str> = oldest
+        .iter()
+        .flat_map(|m| m.covers.iter().map(String::as_str))
+        .collect();
+    let gone: Vec<String> = segment::names(home)?
+        .into_iter()
+        .filter(|n| covers.contains(n.as_str()))
+        .collect();
+    segment::delete(home, &gone)?;
+    swept.segments = gone.len() as u64;
+    Ok(swept)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::catalog::segment::Segment;
+    use crate::format::family::{FamilyName, Plain};
+    use crate::format::manifest::{new_version, Part};
+    use crate::store::{LocalStore, OsFs};
+
+    #[test]
+    fn beside_writers_only_what_was_superseded_a_grace_period_ago_goes() {
+        let dir = tempfile::tempdir().unwrap();
+        let home = LocalStore::create(OsFs::shared(), dir.path().join("home")).unwrap();
+        let root = FamilyName::root();
+        let part = |version| Part {
+            name: root.clone(),
+            version,
+            size: 10,
+        };
+        let segments: Vec<String> = (0..4).map(|_| segment::new_name()).collect();
+        for name in &segments {
+            let empty = Segment {
+                full: false,
+                ops: Vec::new(),
+            };
+            segment::put(&home, name, &empty).unwrap();
+        }
+        let (v1, v2) = (new_version(1), new_version(2));
+        let first = Manifest {
+            epoch: 1,
+            families: vec![part(v1)],
+            packs: vec![part(v1)],
+            tombstones: Vec::new(),
+            covers: segments[..2].to_vec(),
+        };
+        // Epoch 2 rewrote the family, not the pack table.
+        let second = Manifest {
+            epoch: 2,
+            families: vec![part(v2)],
+            covers: segments[..3].to_vec(),
+            ..first.clone()
+        };
+        for m in [&first, &second] {
+            home.put(&manifest::manifest_key(m.epoch), &m.encode(&Plain))
+                .unwrap();
+        }
+        let lost = root.key(new_version(2));
+        let running = root.key(new_version(3));
+        for key in [
+            root.key(v1),
+            root.key(v2),
+            manifest::packs_key(&root, v1),
+            lost,
+            running.clone(),
+        ] {
+            home.put(&key, b"object").unwrap();
+        }
+        let index = || {
+            let mut keys = home.list(INDEX_FOLDER).unwrap();
+            keys.sort();
+            keys
+        };
+        let before = index();
+        // Within the grace period, nothing goes.
+        let hour = Duration::from_secs(3600);
+        assert_eq!(
+            delete_after_grace(&home, &Plain, hour).unwrap(),
+            Swept::default()
+        );
+        assert_eq!(index(), before);
+        assert_eq!(segment::names(&home).unwrap().len(), 4);
+        // Past it: the older manifest, the family version only it named,
+        // the lost compaction's object, and the segments epoch 2 covers.
+        let swept = delete_after_grace(&home, &Plain, Duration::ZERO).unwrap();
+        assert_eq!(
+            swept,
+            Swept {
+                objects: 3,
+                segments: 3
+            }
+        );
+        let mut left = vec![
+            manifest::manifest_key(2),
+            root.key(v2),
+            manifest::packs_key(&root, v1),
+            running,
+        ];
+        left.sort();
+        assert_eq!(index(), left, "a running compaction's object stays");
+        assert_eq!(segment::names(&home).unwrap(), segments[3..]);
+    }
+}
