@@ -464,3 +464,103 @@ fn ingests_run_at_once_and_gc_in_a_loop_beside_them_loses_nothing() {
         .env("DEDUP_CACHE", &fresh)
         .args(["verify", "--read-data"]));
 }
+
+#[test]
+fn compactions_and_sweeps_in_a_folder_beside_ingests_a_reader_and_each_other_lose_nothing() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let tmp = tempfile::tempdir().unwrap();
+    let repo = tmp.path().join("repo");
+    // Small families, and a grace period of a second, so that compactions
+    // split the index and delete what they superseded while the others
+    // run.
+    let on = || {
+        let mut cmd = dedup(&repo);
+        cmd.env("DEDUP_INDEX_FAMILY_BYTES", "8192")
+            .env("DEDUP_GC_GRACE_SECONDS", "1");
+        cmd
+    };
+    ok(on().args(["init", "--avg-size", "4KiB", "--pack-size", "256KiB"]));
+    let src = tmp.path().join("src");
+    make_tree(&src, 33);
+    let first = snapshot_id(&ok(on().arg("ingest").arg(&src)).stdout);
+    let first_tree = describe(&src);
+    let writing = AtomicBool::new(true);
+    let (snapshots, runs) = std::thread::scope(|scope| {
+        let writers: Vec<_> = (0..2u64)
+            .map(|w| {
+                let (src, on) = (tmp.path().join(format!("src{w}")), &on);
+                make_tree(&src, 34 + w);
+                scope.spawn(move || {
+                    let mut kept = Vec::new();
+                    for round in 0..4u64 {
+                        fs::write(src.join("round"), random_bytes(w * 10 + round, 100_000))
+                            .unwrap();
+                        let r = ok(on().arg("ingest").arg(&src));
+                        kept.push((snapshot_id(&r.stdout), describe(&src)));
+                        for i in 0..3 {
+                            fs::write(src.join("blob"), random_bytes(500 + w * 100 + i, 9_000))
+                                .unwrap();
+                            ok(on().arg("put").arg(src.join("blob")));
+                        }
+                    }
+                    kept
+                })
+            })
+            .collect();
+        let compactors: Vec<_> = (0..2)
+            .map(|_| {
+                scope.spawn(|| {
+                    let (mut done, mut swept) = (0, 0);
+                    while writing.load(Ordering::SeqCst) {
+                        let out = ok(on().args(["compact", "--json"]));
+                        let out: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+                        done += u64::from(!out["compacted"].is_null());
+                        swept += out["objects_deleted"].as_u64().unwrap();
+                        // Past the grace period of what it superseded.
+                        std::thread::sleep(std::time::Duration::from_millis(300));
+                    }
+                    (done, swept)
+                })
+            })
+            .collect();
+        let reader = scope.spawn(|| {
+            while writing.load(Ordering::SeqCst) {
+                let out = tmp.path().join(format!("read-{}", unique()));
+                ok(on().args(["restore", &first]).arg(&out));
+                assert_eq!(describe(&out), first_tree);
+            }
+        });
+        let snapshots: Vec<(String, Vec<String>)> = writers
+            .into_iter()
+            .flat_map(|w| w.join().unwrap())
+            .collect();
+        writing.store(false, Ordering::SeqCst);
+        reader.join().unwrap();
+        let runs: Vec<(u64, u64)> = compactors.into_iter().map(|c| c.join().unwrap()).collect();
+        (snapshots, runs)
+    });
+    let compactions: u64 = runs.iter().map(|r| r.0).sum();
+    let swept: u64 = runs.iter().map(|r| r.1).sum();
+    assert!(compactions > 0, "no compaction ran beside the writers");
+    assert!(swept > 0, "no compaction deleted what it superseded");
+    let fresh = tmp.path().join("fresh-cache");
+    let check = || {
+        ok(on()
+            .env("DEDUP_CACHE", &fresh)
+            .args(["verify", "--read-data"]));
+        for (id, tree) in &snapshots {
+            let out = tmp.path().join(format!("out-{}", unique()));
+            ok(on()
+                .env("DEDUP_CACHE", &fresh)
+                .args(["restore", id])
+                .arg(&out));
+            assert_eq!(&describe(&out), tree, "snapshot {id}");
+        }
+    };
+    check();
+    // No machine took a sweep for loss.
+    let quiet = ok(on().arg("snapshots"));
+    assert!(!quiet.stderr.contains("gone"), "{}", quiet.stderr);
+    ok(on().arg("gc"));
+    check();
+}

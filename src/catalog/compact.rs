@@ -446,6 +446,15 @@ impl Compaction<'_> {
         };
         feed(&mut |op| spill.route(op))?;
         let retired = &spill.retired;
+        // Retired by this input: the tombstones this manifest keeps. One
+        // folded before expires here (`docs/design.md`, "Where retirement
+        // lives"): the segment that added the pack was applied before the
+        // retirement, so it was folded with it or earlier, and no
+        // uncovered segment can add the pack again.
+        let was: HashSet<PackId> = previous
+            .map(|m| m.tombstones.iter().copied().collect())
+            .unwrap_or_default();
+        let fresh: HashSet<PackId> = retired.difference(&was).copied().collect();
         let mut families = Vec::new();
         for part in old_families {
             // A family's runs, its own and its descendants', sort together
@@ -473,7 +482,7 @@ impl Compaction<'_> {
         }
         let mut packs = Vec::new();
         for part in old_packs {
-            let touched = part.size > 0 && retired.iter().any(|p| part.name.holds(&p.0));
+            let touched = part.size > 0 && fresh.iter().any(|p| part.name.holds(&p.0));
             match spill.pack_runs.remove(&part.name) {
                 Some(run) => {
                     let old = self.old_packs(&part)?;
@@ -486,7 +495,7 @@ impl Compaction<'_> {
                 None => packs.push(part),
             }
         }
-        let mut tombstones: Vec<PackId> = spill.retired.into_iter().collect();
+        let mut tombstones: Vec<PackId> = fresh.into_iter().collect();
         tombstones.sort_unstable();
         // Every name a manifest ever covered is carried forward: a machine
         // that applied a segment since deleted finds it accounted for,
@@ -1119,6 +1128,24 @@ mod tests {
         };
         let first = small.run(None, &s.names[..3], 3).unwrap().unwrap();
         let second = small.run(Some(&first), &s.names[3..], 4).unwrap().unwrap();
+        check_same(&s, &second);
+    }
+
+    #[test]
+    fn a_tombstone_expires_at_the_compaction_after_the_one_that_folded_it() {
+        let s = scene();
+        let c = compaction(s.home.as_ref(), &s);
+        // The fourth segment retires the first pack.
+        let first = c.run(None, &s.names[..4], 1).unwrap().unwrap();
+        let Op::RetirePack { pack, .. } =
+            &read_segments(s.home.as_ref(), &[&s.names[3]]).unwrap()[0].ops[0]
+        else {
+            unreachable!()
+        };
+        assert_eq!(first.tombstones, [*pack]);
+        let second = c.run(Some(&first), &s.names[4..], 2).unwrap().unwrap();
+        assert!(second.tombstones.is_empty());
+        // Its entries and its place in the pack table stay gone.
         check_same(&s, &second);
     }
 

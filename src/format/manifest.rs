@@ -75,8 +75,10 @@ pub struct Manifest {
     pub families: Vec<Part>,
     /// The pack table's parts, their prefixes a partition of the pack ids.
     pub packs: Vec<Part>,
-    /// Packs retired and not yet forgotten: a segment met later that adds
-    /// one again is ignored for it.
+    /// Packs the segments this compaction folded retired: a cache that
+    /// loads the manifest keeps them retired. Each is kept for one epoch
+    /// only, so they do not pile up with every pack ever retired (see
+    /// `docs/design.md`, "Where retirement lives").
     pub tombstones: Vec<PackId>,
     /// The segments the families fold in: never applied on top of them.
     pub covers: Vec<String>,
