@@ -694,6 +694,11 @@ fn repositories_written_before_format_2_open_read_and_take_new_snapshots() {
         // full segment goes, and a fresh cache finds everything.
         let full = |repo: &Path| count_named(&repo.join("segments"), |n| n.ends_with("-full"));
         assert_eq!(full(&repo), 1, "{kind}: made with a full segment");
+        // `compact` beside writers leaves that first one to gc, and says so.
+        let refused = run(cmd().arg("compact"));
+        assert_eq!(refused.code, 2, "{kind}: {}", refused.stdout);
+        assert!(refused.stderr.contains("`dedup gc`"), "{}", refused.stderr);
+        assert_eq!(refused.stderr.lines().count(), 1, "{}", refused.stderr);
         ok(cmd().arg("gc"));
         let config = fs::read_to_string(repo.join("config")).unwrap();
         assert!(config.contains("\"format_version\": 3"), "{config}");
@@ -711,6 +716,15 @@ fn repositories_written_before_format_2_open_read_and_take_new_snapshots() {
         assert_eq!(describe(&src), describe(&last));
         let verified = run(cmd().env("DEDUP_CACHE", &fresh).args(["verify", "--json"]));
         assert_eq!(verified.code, 0, "{kind}: {}", verified.stdout);
+        // From now on `compact` runs beside writers.
+        fs::write(src.join("new"), random_bytes(31, 50_000)).unwrap();
+        ok(cmd().arg("ingest").arg(&src));
+        let compacted = ok(cmd().arg("compact"));
+        assert!(
+            compacted.stdout.starts_with("index compacted: "),
+            "{kind}: {}",
+            compacted.stdout
+        );
         assert!(
             verified.stdout.contains("\"index_entries\""),
             "{}",

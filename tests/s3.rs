@@ -1160,36 +1160,31 @@ fn an_index_on_an_object_store_compacts_into_families_that_a_new_machine_opens()
     ok(fresh().args(["verify", "--read-data"]));
 }
 
-#[test]
-fn compactors_beside_writers_a_reader_and_each_other_lose_nothing() {
+/// What a writer stored: snapshots with their trees, blobs with their
+/// bytes.
+type Stored = (Vec<(String, Vec<String>)>, Vec<(String, Vec<u8>)>);
+
+/// Two writers (each a machine with its own cache), two compactors and a
+/// reader restoring `first` at once, until the writers are done: what the
+/// writers stored, and how many compactions wrote their epoch.
+fn writers_compactors_and_a_reader(
+    tmp: &Path,
+    on: &(dyn Fn(&Path) -> Command + Sync),
+    first: &str,
+    first_tree: &[String],
+) -> (Vec<Stored>, u64) {
     use std::sync::atomic::{AtomicBool, Ordering};
-    let tmp = tempfile::tempdir().unwrap();
-    let server = S3Server::start(&tmp.path().join("s3"));
-    let url = format!("s3://{}/home-seven", common::s3::BUCKET);
-    // Families of at most 8 KiB, so that every compaction writes many.
-    let on = |cache: &Path| {
-        let mut cmd = dedup_home(&url, &server, cache);
-        cmd.env("DEDUP_INDEX_FAMILY_BYTES", "8192");
-        cmd
-    };
-    let fresh = || on(&tmp.path().join(format!("cache-{}", unique())));
-    ok(fresh().args(["init", "--avg-size", "4KiB", "--pack-size", "256KiB"]));
-    let src = tmp.path().join("src");
-    make_tree(&src, 72);
-    let first = snapshot_id(&ok(fresh().arg("ingest").arg(&src)).stdout);
-    let first_tree = describe(&src);
     let writing = AtomicBool::new(true);
-    type Kept = (Vec<(String, Vec<String>)>, Vec<(String, Vec<u8>)>);
-    let (kept, compactions, restores): (Vec<Kept>, u64, u64) = std::thread::scope(|scope| {
+    std::thread::scope(|scope| {
         // Two machines ingesting and putting blobs (one segment each),
         // each with its own cache, which a compaction elsewhere makes
         // stale between their runs.
         let writers: Vec<_> = (0..2u64)
             .map(|w| {
-                let (src, on) = (tmp.path().join(format!("src{w}")), &on);
+                let src = tmp.join(format!("src{w}"));
                 make_tree(&src, 80 + w);
-                let cache = tmp.path().join(format!("writer-{w}"));
-                let blob = tmp.path().join(format!("blob-{w}"));
+                let cache = tmp.join(format!("writer-{w}"));
+                let blob = tmp.join(format!("blob-{w}"));
                 scope.spawn(move || {
                     let (mut snapshots, mut blobs) = (Vec::new(), Vec::new());
                     for round in 0..3u64 {
@@ -1214,7 +1209,8 @@ fn compactors_beside_writers_a_reader_and_each_other_lose_nothing() {
                 scope.spawn(|| {
                     let mut done = 0;
                     while writing.load(Ordering::SeqCst) {
-                        let out = ok(fresh().args(["compact", "--json"]));
+                        let out = ok(on(&tmp.join(format!("cache-{}", unique())))
+                            .args(["compact", "--json"]));
                         let out: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
                         done += u64::from(!out["compacted"].is_null());
                     }
@@ -1225,21 +1221,45 @@ fn compactors_beside_writers_a_reader_and_each_other_lose_nothing() {
         // A reader restoring the first snapshot meanwhile.
         let reader = scope.spawn(|| {
             let mut done = 0;
-            while writing.load(Ordering::SeqCst) {
-                let out = tmp.path().join(format!("read-{}", unique()));
-                ok(fresh().args(["restore", &first]).arg(&out));
+            loop {
+                let out = tmp.join(format!("read-{}", unique()));
+                ok(on(&tmp.join(format!("cache-{}", unique())))
+                    .args(["restore", first])
+                    .arg(&out));
                 assert_eq!(describe(&out), first_tree);
                 done += 1;
+                if !writing.load(Ordering::SeqCst) {
+                    return done;
+                }
             }
-            done
         });
-        let kept: Vec<Kept> = writers.into_iter().map(|w| w.join().unwrap()).collect();
+        let kept: Vec<Stored> = writers.into_iter().map(|w| w.join().unwrap()).collect();
         writing.store(false, Ordering::SeqCst);
         let compactions = compactors.into_iter().map(|c| c.join().unwrap()).sum();
-        (kept, compactions, reader.join().unwrap())
-    });
+        assert!(reader.join().unwrap() > 0);
+        (kept, compactions)
+    })
+}
+
+#[test]
+fn compactors_beside_writers_a_reader_and_each_other_lose_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = S3Server::start(&tmp.path().join("s3"));
+    let url = format!("s3://{}/home-seven", common::s3::BUCKET);
+    // Families of at most 8 KiB, so that every compaction writes many.
+    let on = |cache: &Path| {
+        let mut cmd = dedup_home(&url, &server, cache);
+        cmd.env("DEDUP_INDEX_FAMILY_BYTES", "8192");
+        cmd
+    };
+    let fresh = || on(&tmp.path().join(format!("cache-{}", unique())));
+    ok(fresh().args(["init", "--avg-size", "4KiB", "--pack-size", "256KiB"]));
+    let src = tmp.path().join("src");
+    make_tree(&src, 72);
+    let first = snapshot_id(&ok(fresh().arg("ingest").arg(&src)).stdout);
+    let first_tree = describe(&src);
+    let (kept, compactions) = writers_compactors_and_a_reader(tmp.path(), &on, &first, &first_tree);
     assert!(compactions > 0, "no compaction ran beside the writers");
-    assert!(restores > 0);
     let home = server.dir("home-seven");
     let manifests = || {
         files_under(&home.join("index"), "")

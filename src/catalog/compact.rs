@@ -992,7 +992,7 @@ mod tests {
     #[test]
     fn a_compaction_failing_at_any_step_leaves_the_last_manifest_whole_and_a_rerun_finishes() {
         let healthy = |s: &Scene| -> Manifest {
-            let c = compaction(s.home.as_ref(), &s);
+            let c = compaction(s.home.as_ref(), s);
             c.run(None, &s.names[..2], 1).unwrap().unwrap()
         };
         let recording = Arc::new(FaultPlan::recording());

@@ -173,7 +173,12 @@ impl Fs for OsFs {
         match fs::hard_link(from, to) {
             Ok(()) => fs::remove_file(from),
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Err(e),
-            Err(e) if matches!(e.raw_os_error(), Some(libc::EPERM | libc::EOPNOTSUPP)) => {
+            Err(e)
+                if matches!(
+                    e.raw_os_error(),
+                    Some(libc::EPERM | libc::EOPNOTSUPP | libc::ENOSYS)
+                ) =>
+            {
                 if fs::symlink_metadata(to).is_ok() {
                     return Err(io::ErrorKind::AlreadyExists.into());
                 }
