@@ -22,7 +22,8 @@
 use std::path::Path;
 use std::time::Instant;
 
-use dedup::catalog::compact::{family_limit, Compaction, DiskUse};
+use dedup::catalog::compact::{Compaction, DiskUse};
+use dedup::catalog::scratch::family_limit;
 use dedup::catalog::segment::{self, Op, Segment};
 use dedup::catalog::{Access, Index};
 use dedup::format::family::Plain;

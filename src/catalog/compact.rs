@@ -24,47 +24,6 @@ use crate::format::values::{Location, PackInfo};
 use crate::id::{ChunkId, PackId};
 use crate::store::MetaStore;
 
-/// The size past which a family is split: 48 MiB, or
-/// `$DEDUP_INDEX_FAMILY_BYTES` (tests make it tiny).
-pub fn family_limit() -> u64 {
-    std::env::var("DEDUP_INDEX_FAMILY_BYTES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .filter(|&n: &u64| n >= 4096)
-        .unwrap_or(48 << 20)
-}
-
-/// Runs `work` on a compaction into `home` at the default limit, its
-/// spill runs in the folder `tmp` (emptied before, removed after, whatever
-/// `work` returns); with the most temporary disk it used at once.
-pub fn in_scratch<T>(
-    home: &dyn MetaStore,
-    sealer: &dyn Sealer,
-    tmp: &Path,
-    work: impl FnOnce(&Compaction<'_>) -> Result<T>,
-) -> Result<(T, u64)> {
-    let fresh = |create: bool| -> Result<()> {
-        if tmp.exists() {
-            std::fs::remove_dir_all(tmp).map_err(|e| Error::io(tmp, e))?;
-        }
-        if create {
-            std::fs::create_dir_all(tmp).map_err(|e| Error::io(tmp, e))?;
-        }
-        Ok(())
-    };
-    fresh(true)?;
-    let compaction = Compaction {
-        home,
-        sealer,
-        tmp,
-        limit: family_limit(),
-        disk: DiskUse::default(),
-    };
-    let done = work(&compaction);
-    fresh(false)?;
-    Ok((done?, compaction.disk.peak()))
-}
-
 /// Bytes a family takes an entry, sections included (measured: 66.5).
 const BYTES_AN_ENTRY: u64 = 67;
 /// Bytes a pack takes in a pack-table part.
@@ -446,11 +405,8 @@ impl Compaction<'_> {
         };
         feed(&mut |op| spill.route(op))?;
         let retired = &spill.retired;
-        // Retired by this input: the tombstones this manifest keeps. One
-        // folded before expires here (`docs/design.md`, "Where retirement
-        // lives"): the segment that added the pack was applied before the
-        // retirement, so it was folded with it or earlier, and no
-        // uncovered segment can add the pack again.
+        // The tombstones kept: this input's. One folded before expires
+        // (`docs/design.md`, "Where retirement lives").
         let was: HashSet<PackId> = previous
             .map(|m| m.tombstones.iter().copied().collect())
             .unwrap_or_default();
@@ -528,9 +484,8 @@ impl Compaction<'_> {
         Ok(None)
     }
 
-    /// Writes a new index object: create-only, and an error if the key is
-    /// taken (every version is this compaction's own, see
-    /// [`manifest::new_version`]).
+    /// Writes a new index object, create-only: its key is this
+    /// compaction's own ([`manifest::new_version`]), so taken is an error.
     fn create(&self, key: &str, bytes: &[u8]) -> Result<()> {
         if self.home.create_if_absent(key, bytes)? {
             Ok(())

@@ -34,6 +34,8 @@ mod commit;
 pub mod compact;
 #[cfg(feature = "engine")]
 mod replay;
+#[cfg(feature = "engine")]
+pub mod scratch;
 pub mod segment;
 #[cfg(feature = "engine")]
 pub mod sweep;

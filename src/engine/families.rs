@@ -8,7 +8,7 @@ use std::time::Duration;
 use super::lock::stale_after;
 use super::Engine;
 use crate::catalog::base::newest_manifest;
-use crate::catalog::compact::in_scratch;
+use crate::catalog::scratch::in_scratch;
 use crate::catalog::segment;
 use crate::catalog::sweep;
 use crate::error::{Error, Result};

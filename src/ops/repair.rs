@@ -16,7 +16,7 @@ use std::sync::Arc;
 use serde::Serialize;
 
 use crate::catalog::base::manifest_epochs;
-use crate::catalog::compact::in_scratch;
+use crate::catalog::scratch::in_scratch;
 use crate::catalog::segment;
 use crate::catalog::sweep::delete_superseded;
 use crate::catalog::{Access, Index, PackInfo};
