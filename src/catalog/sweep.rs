@@ -63,18 +63,22 @@ pub struct Swept {
     pub segments: u64,
 }
 
-/// Where the clock probe is written.
-const CLOCK_PREFIX: &str = "clock/";
+/// Keys with the store's time of their last write.
+type Written = Vec<(String, SystemTime)>;
 
-/// The store's time now: that of a small object written, listed and
-/// deleted again.
-fn store_now(home: &dyn MetaStore) -> Result<SystemTime> {
-    let key = format!("{CLOCK_PREFIX}{}", segment::new_name());
-    home.put(&key, b"")?;
-    let listed = home.written(CLOCK_PREFIX);
-    home.delete(&key)?;
-    let now = listed?.into_iter().find(|(k, _)| *k == key).map(|(_, t)| t);
-    Ok(now.unwrap_or_else(SystemTime::now))
+/// Every object of `home`'s index folder with the store's time of its
+/// last write, and the store's time now: that of a small probe written
+/// there, listed with them and deleted again (`None` if the listing
+/// missed it).
+fn listed_with_now(home: &dyn MetaStore) -> Result<(Written, Option<SystemTime>)> {
+    let probe = format!("{INDEX_FOLDER}clock-{}", segment::new_name());
+    home.put(&probe, b"")?;
+    let listed = home.written(INDEX_FOLDER);
+    home.delete(&probe)?;
+    let mut listed = listed?;
+    let now = listed.iter().find(|(k, _)| *k == probe).map(|(_, t)| *t);
+    listed.retain(|(k, _)| *k != probe);
+    Ok((listed, now))
 }
 
 /// The epoch of the version an index object's key ends in (a family's
@@ -102,8 +106,10 @@ pub fn delete_after_grace(
     sealer: &dyn Sealer,
     grace: Duration,
 ) -> Result<Swept> {
-    let now = store_now(home)?;
-    let listed = home.written(INDEX_FOLDER)?;
+    let (listed, now) = listed_with_now(home)?;
+    let Some(now) = now else {
+        return Ok(Swept::default());
+    };
     let written_at = |epoch: u64| {
         let key = manifest::manifest_key(epoch);
         listed.iter().find(|(k, _)| *k == key).map(|(_, t)| *t)

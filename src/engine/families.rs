@@ -60,11 +60,12 @@ impl std::fmt::Display for CompactReport {
             )?,
         }
         if self.objects_deleted + self.segments_deleted > 0 {
+            let many = |n: u64, one: &str| format!("{n} {one}{}", if n == 1 { "" } else { "s" });
             writeln!(
                 f,
-                "deleted {} index objects and {} segments superseded longer than the grace \
-                 period ago",
-                self.objects_deleted, self.segments_deleted
+                "deleted {} and {} superseded longer than the grace period ago",
+                many(self.objects_deleted, "index object"),
+                many(self.segments_deleted, "segment")
             )?;
         }
         Ok(())
@@ -86,9 +87,14 @@ impl std::fmt::Display for Compacted {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "index compacted: {} segments folded into {} families ({}), epoch {}",
+            "index compacted: {} segments folded into {} {} ({}), epoch {}",
             self.segments,
             self.families,
+            if self.families == 1 {
+                "family"
+            } else {
+                "families"
+            },
             crate::units::human_bytes(self.family_bytes),
             self.epoch
         )?;
