@@ -22,7 +22,7 @@ pub(super) const BASE: &str = "base";
 const LOAD_BATCH_BYTES: usize = 64 << 20;
 
 /// What starts every manifest's key.
-const MANIFEST_PREFIX: &str = "index/manifest.";
+pub const MANIFEST_PREFIX: &str = "index/manifest.";
 
 /// The epochs of the manifests in `home`, oldest first (keys that are
 /// not a manifest's are left alone).

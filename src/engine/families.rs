@@ -7,12 +7,13 @@ use std::time::Duration;
 
 use super::lock::stale_after;
 use super::Engine;
-use crate::catalog::base::newest_manifest;
+use crate::catalog::base::{newest_manifest, MANIFEST_PREFIX};
 use crate::catalog::scratch::in_scratch;
 use crate::catalog::segment;
 use crate::catalog::sweep;
 use crate::error::{Error, Result};
 use crate::format::manifest::Manifest;
+use crate::store::MetaStore;
 
 /// Segments no manifest covers kept before `gc` compacts them.
 pub(crate) const SEGMENTS_BEFORE_COMPACTION: usize = 64;
@@ -245,8 +246,99 @@ impl Engine {
         epoch: u64,
     ) -> Result<(Option<Manifest>, u64)> {
         let tmp = self.cache.dir().join("compaction");
-        in_scratch(self.files.as_ref(), &self.crypt, &tmp, |c| {
+        let fence = || self.hold.check_alive();
+        let home = Fenced {
+            inner: self.files.as_ref(),
+            fence: &fence,
+        };
+        in_scratch(&home, &self.crypt, &tmp, |c| {
             c.run_covering(previous, input, covered, epoch)
         })
+    }
+}
+
+/// The home as a compaction writes to it: before the epoch's manifest,
+/// what makes the compaction exist, the lock is checked as before a
+/// snapshot record. A compactor suspended past its lock's staleness while
+/// `gc` held the lock alone (and deleted the families it had written so
+/// far) stops there instead of naming them.
+struct Fenced<'a> {
+    inner: &'a dyn MetaStore,
+    fence: &'a (dyn Fn() -> Result<()> + Sync),
+}
+
+impl MetaStore for Fenced<'_> {
+    fn location(&self) -> String {
+        self.inner.location()
+    }
+
+    fn put(&self, key: &str, data: &[u8]) -> Result<()> {
+        self.inner.put(key, data)
+    }
+
+    fn get(&self, key: &str) -> Result<Vec<u8>> {
+        self.inner.get(key)
+    }
+
+    fn create_if_absent(&self, key: &str, data: &[u8]) -> Result<bool> {
+        if key.starts_with(MANIFEST_PREFIX) {
+            (self.fence)()?;
+        }
+        self.inner.create_if_absent(key, data)
+    }
+
+    fn list(&self, prefix: &str) -> Result<Vec<String>> {
+        self.inner.list(prefix)
+    }
+
+    fn written(&self, prefix: &str) -> Result<Vec<(String, std::time::SystemTime)>> {
+        self.inner.written(prefix)
+    }
+
+    fn delete(&self, key: &str) -> Result<()> {
+        self.inner.delete(key)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::catalog::segment::{Op, Segment};
+    use crate::format::family::Plain;
+    use crate::format::values::PackInfo;
+    use crate::id::{PackId, ShardId};
+    use crate::store::{LocalStore, OsFs};
+
+    #[test]
+    fn a_compactor_whose_lock_is_lost_writes_its_families_but_never_their_manifest() {
+        let dir = tempfile::tempdir().unwrap();
+        let home = LocalStore::create(OsFs::shared(), dir.path().join("home")).unwrap();
+        let name = segment::new_name();
+        let add = Op::AddPack {
+            pack: PackId([7; 16]),
+            info: PackInfo::of(ShardId(0), 100, &[]),
+            entries: Vec::new(),
+        };
+        let ops = vec![add];
+        segment::put(&home, &name, &Segment { full: false, ops }).unwrap();
+        let lost = || {
+            Err(Error::invalid(
+                "lock",
+                "may no longer be held (a test's fence)",
+            ))
+        };
+        let fenced = Fenced {
+            inner: &home,
+            fence: &lost,
+        };
+        let tmp = dir.path().join("tmp");
+        let done = in_scratch(&fenced, &Plain, &tmp, |c| c.run(None, &[name], 1));
+        assert!(done.unwrap_err().to_string().contains("a test's fence"));
+        let index = home.list("index/").unwrap();
+        assert!(!index.is_empty(), "the pack table part was written");
+        assert!(
+            index.iter().all(|k| !k.starts_with(MANIFEST_PREFIX)),
+            "{index:?}"
+        );
     }
 }
