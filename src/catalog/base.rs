@@ -24,15 +24,24 @@ const LOAD_BATCH_BYTES: usize = 64 << 20;
 /// What starts every manifest's key.
 pub const MANIFEST_PREFIX: &str = "index/manifest.";
 
+/// The epoch of the manifest whose key is `key`; `None` for a key that
+/// is not a manifest's, or names an epoch past the last a version can
+/// hold (`manifest::MAX_EPOCH`: no compaction writes one).
+pub fn manifest_epoch(key: &str) -> Option<u64> {
+    let hex = key.strip_prefix(MANIFEST_PREFIX)?;
+    (hex.len() == 16)
+        .then(|| u64::from_str_radix(hex, 16).ok())
+        .flatten()
+        .filter(|&e| e < manifest::MAX_EPOCH)
+}
+
 /// The epochs of the manifests in `home`, oldest first (keys that are
 /// not a manifest's are left alone).
 pub fn manifest_epochs(home: &dyn MetaStore) -> Result<Vec<u64>> {
     let mut epochs: Vec<u64> = home
         .list(MANIFEST_PREFIX)?
         .iter()
-        .filter_map(|key| key.strip_prefix(MANIFEST_PREFIX))
-        .filter(|hex| hex.len() == 16)
-        .filter_map(|hex| u64::from_str_radix(hex, 16).ok())
+        .filter_map(|key| manifest_epoch(key))
         .collect();
     epochs.sort_unstable();
     Ok(epochs)

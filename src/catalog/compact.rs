@@ -1060,27 +1060,20 @@ mod tests {
     #[test]
     fn compacting_epoch_by_epoch_gives_what_compacting_at_once_gives() {
         let s = scene();
-        let compaction = Compaction {
+        let big = Compaction {
             home: s.home.as_ref(),
             sealer: &Plain,
             tmp: &s.tmp,
             limit: 48 << 20,
             disk: DiskUse::default(),
         };
-        let first = compaction.run(None, &s.names[..2], 1).unwrap().unwrap();
+        let first = big.run(None, &s.names[..2], 1).unwrap().unwrap();
         assert_eq!(first.families.len(), 1, "one family while small");
-        let second = compaction
-            .run(Some(&first), &s.names[2..], 2)
-            .unwrap()
-            .unwrap();
+        let second = big.run(Some(&first), &s.names[2..], 2).unwrap().unwrap();
         check_same(&s, &second);
         assert_eq!(second.covers, s.names);
         // The same again, split small, each epoch folding its predecessor.
-        let small = Compaction {
-            limit: 20_000,
-            disk: DiskUse::default(),
-            ..compaction
-        };
+        let small = compaction(s.home.as_ref(), &s);
         let first = small.run(None, &s.names[..3], 3).unwrap().unwrap();
         let second = small.run(Some(&first), &s.names[3..], 4).unwrap().unwrap();
         check_same(&s, &second);

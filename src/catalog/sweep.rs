@@ -9,7 +9,7 @@
 use std::collections::HashSet;
 use std::time::{Duration, SystemTime};
 
-use super::base::{manifest_epochs, read_manifest, INDEX_FOLDER};
+use super::base::{manifest_epoch, read_manifest, INDEX_FOLDER};
 use super::segment;
 use crate::error::Result;
 use crate::format::family::Sealer;
@@ -81,9 +81,9 @@ fn listed_with_now(home: &dyn MetaStore) -> Result<(Written, Option<SystemTime>)
     Ok((listed, now))
 }
 
-/// The epoch of the version an index object's key ends in (a family's
-/// `index/<prefix>.<version>`, a pack part's `index/packs-<prefix>.<version>`),
-/// `None` for a key of another shape.
+/// The epoch of the version a family's key (`index/<prefix>.<version>`)
+/// or a pack part's (`index/packs-<prefix>.<version>`) ends in; `None`
+/// for a key of another shape.
 fn version_epoch(key: &str) -> Option<u64> {
     let (_, hex) = key.rsplit_once('.')?;
     (hex.len() == 16)
@@ -110,22 +110,24 @@ pub fn delete_after_grace(
     let Some(now) = now else {
         return Ok(Swept::default());
     };
-    let written_at = |epoch: u64| {
-        let key = manifest::manifest_key(epoch);
-        listed.iter().find(|(k, _)| *k == key).map(|(_, t)| *t)
-    };
-    let epochs = manifest_epochs(home)?;
-    let settled = epochs.iter().rev().copied().find(|&e| {
-        written_at(e)
-            .and_then(|t| now.duration_since(t).ok())
-            .is_some_and(|age| age >= grace)
-    });
+    // The newest manifest old enough, by the store's clock.
+    let mut epochs: Vec<(u64, SystemTime)> = listed
+        .iter()
+        .filter_map(|(key, t)| Some((manifest_epoch(key)?, *t)))
+        .collect();
+    epochs.sort_unstable();
+    let old_enough = |t: &SystemTime| now.duration_since(*t).is_ok_and(|age| age >= grace);
+    let settled = epochs
+        .iter()
+        .filter(|(_, t)| old_enough(t))
+        .map(|(e, _)| *e)
+        .max();
     let Some(settled) = settled else {
         return Ok(Swept::default());
     };
     let mut keep = HashSet::new();
     let mut oldest = None;
-    for &epoch in epochs.iter().filter(|&&e| e >= settled) {
+    for &(epoch, _) in epochs.iter().filter(|(e, _)| *e >= settled) {
         let manifest = read_manifest(home, sealer, epoch)?;
         keep.extend(named_by(&manifest));
         oldest.get_or_insert(manifest);
@@ -135,8 +137,8 @@ pub fn delete_after_grace(
         if keep.contains(key) {
             continue;
         }
-        let old = match key.strip_prefix("index/manifest.") {
-            Some(_) => version_epoch(key).is_some_and(|e| e < settled),
+        let old = match manifest_epoch(key) {
+            Some(e) => e < settled,
             None => version_epoch(key).is_some_and(|e| e <= settled),
         };
         if old {
@@ -144,14 +146,10 @@ pub fn delete_after_grace(
             swept.objects += 1;
         }
     }
-    let covers: HashSet<&str> = oldest
-        .iter()
-        .flat_map(|m| m.covers.iter().map(String::as_str))
-        .collect();
-    let gone: Vec<String> = segment::names(home)?
-        .into_iter()
-        .filter(|n| covers.contains(n.as_str()))
-        .collect();
+    let gone = match oldest {
+        Some(settled) => settled.covered_of(segment::names(home)?),
+        None => Vec::new(),
+    };
     segment::delete(home, &gone)?;
     swept.segments = gone.len() as u64;
     Ok(swept)
@@ -160,6 +158,7 @@ pub fn delete_after_grace(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::catalog::base::manifest_epochs;
     use crate::catalog::segment::Segment;
     use crate::format::family::{FamilyName, Plain};
     use crate::format::manifest::{new_version, Part};
@@ -218,6 +217,10 @@ mod tests {
             keys.sort();
             keys
         };
+        // A forged manifest of an epoch no version can hold is no manifest.
+        home.put("index/manifest.ffffffffffffffff", b"forged")
+            .unwrap();
+        assert_eq!(manifest_epochs(&home).unwrap(), [1, 2]);
         let before = index();
         // Within the grace period, nothing goes.
         let hour = Duration::from_secs(3600);
@@ -238,6 +241,7 @@ mod tests {
             }
         );
         let mut left = vec![
+            "index/manifest.ffffffffffffffff".to_string(),
             manifest::manifest_key(2),
             root.key(v2),
             manifest::packs_key(&root, v1),

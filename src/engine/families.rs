@@ -136,9 +136,10 @@ impl Engine {
     /// segments it covers are deleted at once. Holding it shared (`dedup
     /// compact`, beside writers and readers), the segments written since
     /// this handle caught up are left for the next compaction, nothing is
-    /// deleted (a reader may be loading the older manifest; the next `gc`
-    /// deletes), and a compaction that another one beat to the epoch's
-    /// manifest removes what it wrote and reports nothing done.
+    /// deleted here (a reader may be loading the older manifest:
+    /// [`compact`](Self::compact) deletes after the grace period), and a
+    /// compaction that another one beat to the epoch's manifest removes
+    /// what it wrote and reports nothing done.
     ///
     /// A repository's first compaction raises its format version first,
     /// so that a build which would compact it into a full segment
@@ -184,15 +185,8 @@ impl Engine {
             .collect();
         if let Some(previous) = previous.as_ref().filter(|_| input.len() <= at_least) {
             if alone {
-                // What a compaction cut short after its manifest left: the
-                // segments it covers, the objects it superseded.
-                self.hold.check_alive()?;
-                sweep::delete_superseded(home, previous)?;
-                let left: Vec<String> = covered
-                    .into_iter()
-                    .filter(|n| before.contains(n.as_str()))
-                    .collect();
-                segment::delete(home, &left)?;
+                // What a compaction cut short after its manifest left.
+                self.delete_behind(previous, &previous.covered_of(names))?;
             }
             return Ok(None);
         }
@@ -215,15 +209,9 @@ impl Engine {
             return Ok(None);
         };
         self.index.adopt_base(&manifest)?;
-        let now: HashSet<&str> = manifest.covers.iter().map(String::as_str).collect();
-        let folded: Vec<String> = names
-            .into_iter()
-            .filter(|n| now.contains(n.as_str()))
-            .collect();
+        let folded = manifest.covered_of(names);
         if alone {
-            self.hold.check_alive()?;
-            sweep::delete_superseded(home, &manifest)?;
-            segment::delete(home, &folded)?;
+            self.delete_behind(&manifest, &folded)?;
         }
         Ok(Some(Compacted {
             epoch,
@@ -233,6 +221,14 @@ impl Engine {
             family_bytes: manifest.families.iter().map(|p| p.size).sum(),
             temporary_bytes,
         }))
+    }
+
+    /// Holding the lock alone: deletes every index object `manifest` (the
+    /// newest) does not name, and the segments `covered` it covers.
+    fn delete_behind(&self, manifest: &Manifest, covered: &[String]) -> Result<()> {
+        self.hold.check_alive()?;
+        sweep::delete_superseded(self.files.as_ref(), manifest)?;
+        segment::delete(self.files.as_ref(), covered)
     }
 
     /// One compaction into `epoch`, its spill runs in this machine's

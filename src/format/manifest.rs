@@ -30,6 +30,10 @@ const PACKS_MAGIC: &[u8; 8] = b"DDPKT\0\0\x01";
 /// Bytes of one pack in a pack-table part.
 pub const PACK_LEN: usize = 16 + 53;
 
+/// The first epoch a manifest may not have: a version holds its epoch
+/// in 32 bits.
+pub const MAX_EPOCH: u64 = 1 << 32;
+
 /// A new version number for an object written by a compaction of
 /// `epoch`: the epoch in the high 32 bits, a random number in the low 32,
 /// so that two compactions of one epoch (two machines at once, or a
@@ -38,6 +42,7 @@ pub const PACK_LEN: usize = 16 + 53;
 /// the other's objects are named by nothing (`docs/design.md`, "Epochs
 /// and compaction").
 pub fn new_version(epoch: u64) -> u64 {
+    debug_assert!(epoch < MAX_EPOCH, "manifests of later epochs are refused");
     let mut random = [0u8; 4];
     getrandom::fill(&mut random).expect("the operating system's random source failed");
     (epoch << 32) | u64::from(u32::from_be_bytes(random).max(1))
@@ -157,6 +162,16 @@ impl Manifest {
         }
     }
 
+    /// Of `names` (segment names), those this manifest covers.
+    pub fn covered_of(&self, names: Vec<String>) -> Vec<String> {
+        let covers: std::collections::HashSet<&str> =
+            self.covers.iter().map(String::as_str).collect();
+        names
+            .into_iter()
+            .filter(|n| covers.contains(n.as_str()))
+            .collect()
+    }
+
     /// The keys of the objects this manifest names at `version`: those
     /// one compaction wrote.
     pub fn keys_of(&self, version: u64) -> Vec<String> {
@@ -216,6 +231,10 @@ impl Manifest {
         let found = r.u64()?;
         if found != epoch {
             return Err(r.error(format!("it is the manifest of epoch {found}, not {epoch}")));
+        }
+        // Versions keep the epoch in 32 bits (`new_version`).
+        if epoch >= MAX_EPOCH {
+            return Err(r.error(format!("epoch {epoch} is past the last, {}", MAX_EPOCH - 1)));
         }
         let mut lists: [Vec<Part>; 2] = [Vec::new(), Vec::new()];
         for list in &mut lists {
@@ -372,6 +391,11 @@ mod tests {
             bad[at] ^= 1;
             assert!(Manifest::decode(&bad, &Plain, 7, "t").is_err(), "byte {at}");
         }
+        // An epoch a version cannot hold (a forged `manifest.ffff...`) is
+        // refused by name, never folded into a wrapped-around epoch.
+        let last = Manifest::empty(u64::MAX);
+        let err = Manifest::decode(&last.encode(&Plain), &Plain, u64::MAX, "t").unwrap_err();
+        assert!(err.to_string().contains("past the last"), "{err}");
     }
 
     #[test]
