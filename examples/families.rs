@@ -179,6 +179,7 @@ fn compaction<'a>(home: &'a LocalStore, tmp: &'a Path) -> Compaction<'a> {
         tmp,
         limit: family_limit(),
         disk: DiskUse::default(),
+        records: None,
     }
 }
 

@@ -143,13 +143,13 @@ fn unknown_snapshots_missing_repositories_and_newer_formats_are_clear_errors() {
     let text = fs::read_to_string(&config).unwrap();
     fs::write(
         &config,
-        text.replace("\"format_version\": 3", "\"format_version\": 99"),
+        text.replace("\"format_version\": 5", "\"format_version\": 99"),
     )
     .unwrap();
     let r = run(dedup(&repo).arg("snapshots"));
     assert_eq!(r.code, 2);
     assert!(
-        r.stderr.contains("format version 99") && r.stderr.contains("reads versions 1 to 4"),
+        r.stderr.contains("format version 99") && r.stderr.contains("reads versions 1 to 6"),
         "{}",
         r.stderr
     );

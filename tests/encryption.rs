@@ -689,9 +689,10 @@ fn repositories_written_before_format_2_open_read_and_take_new_snapshots() {
         let again = tmp.path().join(format!("again-{kind}"));
         ok(cmd().args(["restore", "latest"]).arg(&again));
         assert_eq!(describe(&src), describe(&again));
-        // The first gc compacts the index into families: the version
-        // goes up by 2 first (an older build now refuses it by name), the
-        // full segment goes, and a fresh cache finds everything.
+        // The first gc compacts the index into families and the records
+        // into a catalog: the version goes up by 4 first (an older build
+        // now refuses it by name), the full segment and the record files
+        // go, and a fresh cache finds everything.
         let full = |repo: &Path| count_named(&repo.join("segments"), |n| n.ends_with("-full"));
         assert_eq!(full(&repo), 1, "{kind}: made with a full segment");
         // `compact` beside writers leaves that first one to gc, and says so.
@@ -701,8 +702,9 @@ fn repositories_written_before_format_2_open_read_and_take_new_snapshots() {
         assert_eq!(refused.stderr.lines().count(), 1, "{}", refused.stderr);
         ok(cmd().arg("gc"));
         let config = fs::read_to_string(repo.join("config")).unwrap();
-        assert!(config.contains("\"format_version\": 3"), "{config}");
+        assert!(config.contains("\"format_version\": 5"), "{config}");
         assert_eq!(full(&repo), 0, "{kind}");
+        assert_eq!(count_named(&repo.join("snapshots"), |_| true), 0, "{kind}");
         assert!(
             repo.join("index").read_dir().unwrap().count() >= 2,
             "{kind}: families"

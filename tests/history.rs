@@ -314,3 +314,146 @@ fn segments_compacted_away_on_another_machine_are_accounted_for_however_many_com
         named.stderr
     );
 }
+
+/// The names in `repo`'s folder `dir`.
+fn names_in(repo: &Path, dir: &str) -> Vec<String> {
+    match fs::read_dir(repo.join(dir)) {
+        Ok(entries) => entries
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| !n.starts_with('.'))
+            .collect(),
+        Err(_) => Vec::new(),
+    }
+}
+
+#[test]
+fn records_and_tombstones_folded_into_the_catalog_leave_their_folders_and_every_machine_agrees() {
+    let tmp = tempfile::tempdir().unwrap();
+    for (name, encrypted) in [("plain", false), ("sealed", true)] {
+        let (repo, ids) = three_snapshots(tmp.path(), name, encrypted);
+        let here = cache_of(&repo);
+        let other = tmp.path().join(format!("{name}-other.cache"));
+        ok(on(&repo, encrypted, &other).arg("snapshots"));
+        let kept = fs::read(record(&repo, &ids[0])).unwrap();
+        ok(on(&repo, encrypted, &here).args(["forget", &ids[0]]));
+        // `compact` folds the records and the tombstone into the catalog;
+        // their files stay for the grace period, or until a gc.
+        let compact = ok(on(&repo, encrypted, &here).arg("compact"));
+        assert!(
+            compact
+                .stdout
+                .contains("3 record or tombstone files into the record catalog")
+                && compact.stdout.contains("stay for the grace period"),
+            "{}",
+            compact.stdout
+        );
+        assert_eq!(names_in(&repo, "snapshots").len(), 2, "{name}");
+        ok(on(&repo, encrypted, &here).arg("gc"));
+        assert_eq!(names_in(&repo, "snapshots"), Vec::<String>::new(), "{name}");
+        assert_eq!(names_in(&repo, "forgotten"), Vec::<String>::new(), "{name}");
+        assert!(
+            names_in(&repo, "index")
+                .iter()
+                .any(|n| n.starts_with("records-")),
+            "{name}: {:?}",
+            names_in(&repo, "index")
+        );
+        let never = tmp.path().join(format!("{name}-never.cache"));
+        let listed = |cache: &Path| listed_by(&repo, encrypted, cache, &ids);
+        // The machine that saw all three, one that never opened it, and
+        // the one that forgot: the two left, no finding.
+        for cache in [&other, &never, &here] {
+            assert_eq!(
+                listed(cache),
+                [false, true, true],
+                "{name}: {}",
+                cache.display()
+            );
+        }
+        let src = tmp.path().join(format!("{name}-3"));
+        restores(
+            &repo,
+            encrypted,
+            &ids[2],
+            &src,
+            &tmp.path().join(format!("{name}-out")),
+        );
+
+        // A folded record forgotten: its tombstone is a file until the
+        // next fold, and every machine leaves it out meanwhile.
+        ok(on(&repo, encrypted, &never).args(["forget", &ids[1]]));
+        assert_eq!(names_in(&repo, "forgotten").len(), 1, "{name}");
+        for cache in [&other, &here] {
+            assert_eq!(
+                listed(cache),
+                [false, false, true],
+                "{name}: {}",
+                cache.display()
+            );
+        }
+        // `compact` beside writers folds it, and with no grace period
+        // sweeps its file.
+        let compact = ok(on(&repo, encrypted, &other)
+            .env("DEDUP_GC_GRACE_SECONDS", "0")
+            .arg("compact"));
+        assert!(compact.stdout.contains("record"), "{}", compact.stdout);
+        assert_eq!(names_in(&repo, "forgotten"), Vec::<String>::new(), "{name}");
+        let fresh = tmp.path().join(format!("{name}-fresh.cache"));
+        for cache in [&here, &never, &fresh] {
+            assert_eq!(
+                listed(cache),
+                [false, false, true],
+                "{name}: {}",
+                cache.display()
+            );
+        }
+        put_back_and_repaired(&repo, encrypted, &ids, &kept, [&here, &other, &fresh]);
+    }
+}
+
+/// Which of `ids` `repo` lists as the machine whose cache is `cache`,
+/// which names nothing the store lost or got back.
+fn listed_by(repo: &Path, encrypted: bool, cache: &Path, ids: &[String]) -> Vec<bool> {
+    let r = ok(on(repo, encrypted, cache).arg("snapshots"));
+    assert!(!r.stderr.contains("warning"), "{}", r.stderr);
+    ids.iter().map(|id| r.stdout.contains(&id[..16])).collect()
+}
+
+/// The record of forgotten snapshot `ids[0]` (`kept`) put back into a
+/// repository whose catalog holds it forgotten: every machine (`caches`)
+/// names it and leaves it out, gc deletes it again, and `repair index`
+/// keeps the catalog's records and tombstones.
+fn put_back_and_repaired(
+    repo: &Path,
+    encrypted: bool,
+    ids: &[String],
+    kept: &[u8],
+    caches: [&Path; 3],
+) {
+    // The first forgotten record put back: the catalog holds it
+    // forgotten, so every machine names it and leaves it out, and gc
+    // deletes it again.
+    fs::write(record(repo, &ids[0]), kept).unwrap();
+    for cache in caches {
+        let r = run(on(repo, encrypted, cache).arg("snapshots"));
+        assert_eq!(r.code, 0, "{}", r.stderr);
+        assert!(
+            r.stderr
+                .contains(&format!("snapshot {} was forgotten", ids[0])),
+            "{}: {}",
+            cache.display(),
+            r.stderr
+        );
+        assert!(!r.stdout.contains(&ids[0][..16]), "{}", r.stdout);
+    }
+    ok(on(repo, encrypted, caches[0]).arg("gc"));
+    assert_eq!(names_in(repo, "snapshots"), Vec::<String>::new());
+    ok(on(repo, encrypted, caches[0]).args(["verify", "--read-data"]));
+
+    // `repair index` keeps the catalog's records and tombstones.
+    ok(on(repo, encrypted, caches[0]).args(["repair", "index"]));
+    for cache in caches {
+        let seen = listed_by(repo, encrypted, cache, ids);
+        assert_eq!(seen, [false, false, true], "{}", cache.display());
+    }
+}

@@ -132,14 +132,16 @@ impl Index {
         batch
             .inner
             .put_cf(self.cf(META), BASE, manifest.epoch.to_be_bytes());
-        self.commit(batch).map(drop)
+        self.commit(batch)?;
+        self.load_catalog(home, manifest)
     }
 
     /// Marks `manifest`, just written from this index's own segments by
     /// the process that compacted them, as its base: the segments it
     /// covers are accounted for (they may be deleted) and nothing is
-    /// loaded again.
-    pub fn adopt_base(&self, manifest: &Manifest) -> Result<()> {
+    /// loaded again (but the parts of its record catalog this cache does
+    /// not hold, read from `home`).
+    pub fn adopt_base(&self, home: &dyn MetaStore, manifest: &Manifest) -> Result<()> {
         let mut batch = self.batch();
         for name in &manifest.covers {
             batch
@@ -149,7 +151,8 @@ impl Index {
         batch
             .inner
             .put_cf(self.cf(META), BASE, manifest.epoch.to_be_bytes());
-        self.commit(batch).map(drop)
+        self.commit(batch)?;
+        self.load_catalog(home, manifest)
     }
 }
 

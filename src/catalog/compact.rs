@@ -13,6 +13,7 @@ use std::fs::File;
 use std::io::{BufReader, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 
+use super::records::RecordFold;
 use super::replay::read_segments;
 use super::segment::Op;
 use crate::error::{Error, Result};
@@ -41,6 +42,10 @@ pub struct Compaction<'a> {
     pub limit: u64,
     /// The temporary disk the spill runs take, now and at most.
     pub disk: DiskUse,
+    /// Record and tombstone files to fold into the record catalog, which
+    /// the manifest then names; `None` carries the previous manifest's
+    /// catalog (or its lack of one) forward as it is.
+    pub records: Option<RecordFold>,
 }
 
 /// Bytes of temporary disk in use, and the most at any time.
@@ -461,10 +466,16 @@ impl Compaction<'_> {
         covers.extend(folded.iter().cloned());
         covers.sort_unstable();
         covers.dedup();
+        let previous_records = previous.and_then(|m| m.records.as_deref());
+        let records = match &self.records {
+            Some(fold) => Some(self.fold_records(previous_records, fold, version)?),
+            None => previous_records.map(<[Part]>::to_vec),
+        };
         let manifest = Manifest {
             epoch,
             families,
             packs,
+            records,
             tombstones,
             covers,
         };
@@ -486,7 +497,7 @@ impl Compaction<'_> {
 
     /// Writes a new index object, create-only: its key is this
     /// compaction's own ([`manifest::new_version`]), so taken is an error.
-    fn create(&self, key: &str, bytes: &[u8]) -> Result<()> {
+    pub(super) fn create(&self, key: &str, bytes: &[u8]) -> Result<()> {
         if self.home.create_if_absent(key, bytes)? {
             Ok(())
         } else {
@@ -871,6 +882,7 @@ mod tests {
             tmp: &s.tmp,
             limit: 20_000,
             disk: DiskUse::default(),
+            records: None,
         }
     }
 
@@ -909,6 +921,7 @@ mod tests {
             tmp: &s.tmp,
             limit,
             disk: DiskUse::default(),
+            records: None,
         };
         let manifest = compaction.run(None, &s.names, 1).unwrap().unwrap();
         check_same(&s, &manifest);
@@ -1014,6 +1027,7 @@ mod tests {
             tmp: &tmp,
             limit: 20_000,
             disk: DiskUse::default(),
+            records: None,
         };
         let manifest = compaction.run(None, &names, 1).unwrap().unwrap();
         assert_eq!(
@@ -1037,6 +1051,7 @@ mod tests {
             tmp: &s.tmp,
             limit: 20_000,
             disk: DiskUse::default(),
+            records: None,
         };
         let manifest = compaction.run(None, &s.names, 1).unwrap().unwrap();
         let stored = s.home.get(&manifest::manifest_key(1)).unwrap();
@@ -1047,6 +1062,7 @@ mod tests {
             let plain = Compaction {
                 sealer: &Plain,
                 disk: DiskUse::default(),
+                records: None,
                 ..compaction
             };
             let m = plain.run(None, &s.names, 2).unwrap().unwrap();
@@ -1066,6 +1082,7 @@ mod tests {
             tmp: &s.tmp,
             limit: 48 << 20,
             disk: DiskUse::default(),
+            records: None,
         };
         let first = big.run(None, &s.names[..2], 1).unwrap().unwrap();
         assert_eq!(first.families.len(), 1, "one family while small");

@@ -33,6 +33,8 @@ mod commit;
 #[cfg(feature = "engine")]
 pub mod compact;
 #[cfg(feature = "engine")]
+pub mod records;
+#[cfg(feature = "engine")]
 mod replay;
 #[cfg(feature = "engine")]
 pub mod scratch;

@@ -4,6 +4,7 @@
 use std::path::Path;
 
 use super::compact::{Compaction, DiskUse};
+use super::records::RecordFold;
 use crate::error::{Error, Result};
 use crate::format::family::Sealer;
 use crate::store::MetaStore;
@@ -18,13 +19,15 @@ pub fn family_limit() -> u64 {
         .unwrap_or(48 << 20)
 }
 
-/// Runs `work` on a compaction into `home` at the default limit, its
+/// Runs `work` on a compaction into `home` at the default limit (folding
+/// `records` into the record catalog, see [`Compaction::records`]), its
 /// spill runs in the folder `tmp` (emptied before, removed after, whatever
 /// `work` returns); with the most temporary disk it used at once.
 pub fn in_scratch<T>(
     home: &dyn MetaStore,
     sealer: &dyn Sealer,
     tmp: &Path,
+    records: Option<RecordFold>,
     work: impl FnOnce(&Compaction<'_>) -> Result<T>,
 ) -> Result<(T, u64)> {
     let fresh = |create: bool| -> Result<()> {
@@ -43,6 +46,7 @@ pub fn in_scratch<T>(
         tmp,
         limit: family_limit(),
         disk: DiskUse::default(),
+        records,
     };
     let done = work(&compaction);
     fresh(false)?;

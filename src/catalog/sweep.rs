@@ -13,28 +13,8 @@ use super::base::{manifest_epoch, read_manifest, INDEX_FOLDER};
 use super::segment;
 use crate::error::Result;
 use crate::format::family::Sealer;
-use crate::format::manifest::{self, epoch_of, Manifest};
+use crate::format::manifest::{epoch_of, Manifest};
 use crate::store::MetaStore;
-
-/// The keys of `home`'s index folder that `manifest` names: itself, and
-/// its families and pack-table parts that hold anything.
-fn named_by(manifest: &Manifest) -> HashSet<String> {
-    let mut keys: HashSet<String> = manifest
-        .families
-        .iter()
-        .filter(|p| p.size > 0)
-        .map(|p| p.name.key(p.version))
-        .collect();
-    keys.extend(
-        manifest
-            .packs
-            .iter()
-            .filter(|p| p.size > 0)
-            .map(|p| manifest::packs_key(&p.name, p.version)),
-    );
-    keys.insert(manifest::manifest_key(manifest.epoch));
-    keys
-}
 
 /// Deletes every object of `home`'s index folder that `manifest` (the
 /// newest) does not name: older manifests, the family versions and pack
@@ -43,7 +23,7 @@ fn named_by(manifest: &Manifest) -> HashSet<String> {
 /// manifest lists again and loads this one. Returns how many objects it
 /// deleted.
 pub fn delete_superseded(home: &dyn MetaStore, manifest: &Manifest) -> Result<usize> {
-    let keep = named_by(manifest);
+    let keep = manifest.named_keys();
     let mut deleted = 0;
     for key in home.list(INDEX_FOLDER)? {
         if !keep.contains(&key) {
@@ -61,6 +41,8 @@ pub struct Swept {
     pub objects: u64,
     /// Segments a manifest covers.
     pub segments: u64,
+    /// Record files and forgets' tombstones a manifest's catalog holds.
+    pub records: u64,
 }
 
 /// Keys with the store's time of their last write.
@@ -96,8 +78,9 @@ fn version_epoch(key: &str) -> Option<u64> {
 /// longer than `grace` ago by the store's clock, and deletes what every
 /// manifest from `M` on supersedes (older manifests, the family versions
 /// and pack parts only they named, and what a compaction of epoch `M` or
-/// earlier left unnamed, having lost its epoch or been cut short) and the
-/// segments `M` covers. A reader that listed an older manifest or one of
+/// earlier left unnamed, having lost its epoch or been cut short), the
+/// segments `M` covers and the record and tombstone files its catalog
+/// holds. A reader that listed an older manifest or one of
 /// those segments did so longer than `grace` ago, and lists again when
 /// it meets one gone; objects of a compaction still running (of an epoch
 /// after the newest manifest) are never touched.
@@ -129,7 +112,7 @@ pub fn delete_after_grace(
     let mut oldest = None;
     for &(epoch, _) in epochs.iter().filter(|(e, _)| *e >= settled) {
         let manifest = read_manifest(home, sealer, epoch)?;
-        keep.extend(named_by(&manifest));
+        keep.extend(manifest.named_keys());
         oldest.get_or_insert(manifest);
     }
     let mut swept = Swept::default();
@@ -146,12 +129,13 @@ pub fn delete_after_grace(
             swept.objects += 1;
         }
     }
-    let gone = match oldest {
-        Some(settled) => settled.covered_of(segment::names(home)?),
-        None => Vec::new(),
+    let Some(oldest) = oldest else {
+        return Ok(swept);
     };
+    let gone = oldest.covered_of(segment::names(home)?);
     segment::delete(home, &gone)?;
     swept.segments = gone.len() as u64;
+    swept.records = super::records::delete_folded(home, sealer, &oldest)?;
     Ok(swept)
 }
 
@@ -161,7 +145,7 @@ mod tests {
     use crate::catalog::base::manifest_epochs;
     use crate::catalog::segment::Segment;
     use crate::format::family::{FamilyName, Plain};
-    use crate::format::manifest::{new_version, Part};
+    use crate::format::manifest::{self, new_version, Part};
     use crate::store::{LocalStore, OsFs};
 
     #[test]
@@ -187,6 +171,7 @@ mod tests {
             epoch: 1,
             families: vec![part(v1)],
             packs: vec![part(v1)],
+            records: None,
             tombstones: Vec::new(),
             covers: segments[..2].to_vec(),
         };
@@ -237,7 +222,8 @@ mod tests {
             swept,
             Swept {
                 objects: 3,
-                segments: 3
+                segments: 3,
+                records: 0
             }
         );
         let mut left = vec![

@@ -5,14 +5,17 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
+use super::history;
 use super::lock::stale_after;
 use super::Engine;
 use crate::catalog::base::{newest_manifest, MANIFEST_PREFIX};
+use crate::catalog::records::{self, RecordFold};
 use crate::catalog::scratch::in_scratch;
 use crate::catalog::segment;
 use crate::catalog::sweep;
 use crate::error::{Error, Result};
 use crate::format::manifest::Manifest;
+use crate::format::snapshot::SnapshotRecord;
 use crate::store::MetaStore;
 
 /// Segments no manifest covers kept before `gc` compacts them.
@@ -28,6 +31,12 @@ pub struct Compacted {
     /// Of those, the ones deleted (all under `gc`; none beside writers,
     /// where the next `gc` deletes them).
     pub segments_deleted: u64,
+    /// Record files and forgets' tombstones folded into the record
+    /// catalog.
+    pub records: u64,
+    /// Record and tombstone files the catalog holds, deleted (under `gc`;
+    /// beside writers they stay for the grace period).
+    pub records_deleted: u64,
     /// Families the manifest names that hold anything.
     pub families: u64,
     /// Bytes of the families.
@@ -48,6 +57,9 @@ pub struct CompactReport {
     /// Segments covered by a manifest older than the grace period,
     /// deleted.
     pub segments_deleted: u64,
+    /// Record and tombstone files folded into the catalog of a manifest
+    /// older than the grace period, deleted.
+    pub records_deleted: u64,
 }
 
 impl std::fmt::Display for CompactReport {
@@ -60,17 +72,22 @@ impl std::fmt::Display for CompactReport {
                  compacted them first"
             )?,
         }
-        if self.objects_deleted + self.segments_deleted > 0 {
-            let many = |n: u64, one: &str| format!("{n} {one}{}", if n == 1 { "" } else { "s" });
+        if self.objects_deleted + self.segments_deleted + self.records_deleted > 0 {
             writeln!(
                 f,
-                "deleted {} and {} superseded longer than the grace period ago",
+                "deleted {}, {} and {} superseded longer than the grace period ago",
                 many(self.objects_deleted, "index object"),
-                many(self.segments_deleted, "segment")
+                many(self.segments_deleted, "segment"),
+                many(self.records_deleted, "record or tombstone file")
             )?;
         }
         Ok(())
     }
+}
+
+/// `n` and what is counted, in the plural unless there is one.
+fn many(n: u64, one: &str) -> String {
+    format!("{n} {one}{}", if n == 1 { "" } else { "s" })
 }
 
 /// How long what a compaction superseded stays before a compaction
@@ -88,19 +105,24 @@ impl std::fmt::Display for Compacted {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "index compacted: {} segments folded into {} {} ({}), epoch {}",
-            self.segments,
-            self.families,
-            if self.families == 1 {
-                "family"
-            } else {
-                "families"
+            "index compacted: {} folded into {} ({}), epoch {}",
+            many(self.segments, "segment"),
+            match self.families {
+                1 => "1 family".to_string(),
+                n => format!("{n} families"),
             },
             crate::units::human_bytes(self.family_bytes),
             self.epoch
         )?;
-        if self.segments_deleted < self.segments {
-            write!(f, "; the segments stay for the grace period")?;
+        if self.records > 0 {
+            write!(
+                f,
+                "; {} into the record catalog",
+                many(self.records, "record or tombstone file")
+            )?;
+        }
+        if self.segments_deleted < self.segments || self.records_deleted < self.records {
+            write!(f, "; the files stay for the grace period")?;
         }
         Ok(())
     }
@@ -122,6 +144,7 @@ impl Engine {
             let swept = sweep::delete_after_grace(self.files.as_ref(), &self.crypt, grace())?;
             report.objects_deleted = swept.objects;
             report.segments_deleted = swept.segments;
+            report.records_deleted = swept.records;
         }
         Ok(report)
     }
@@ -183,7 +206,20 @@ impl Engine {
             .into_iter()
             .filter(|n| !before.contains(n.as_str()))
             .collect();
-        if let Some(previous) = previous.as_ref().filter(|_| input.len() <= at_least) {
+        // Records are folded where the format says so, or will once `gc`
+        // has raised it; beside writers a repository of an older format
+        // keeps its records as files.
+        let raise = alone && !self.config.has_catalog();
+        let records = if alone || self.config.has_catalog() {
+            Some(self.records_to_fold()?)
+        } else {
+            None
+        };
+        let pending = records.as_ref().map_or(0, RecordFold::len);
+        if let Some(previous) = previous
+            .as_ref()
+            .filter(|_| input.len() <= at_least && pending <= at_least && !raise)
+        {
             if alone {
                 // What a compaction cut short after its manifest left.
                 self.delete_behind(previous, &previous.covered_of(names))?;
@@ -191,11 +227,12 @@ impl Engine {
             return Ok(None);
         }
         self.hold.check_alive()?;
-        if !self.config.has_families() {
-            self.write_config(&self.config.with_families())?;
+        if raise {
+            self.write_config(&self.config.with_catalog())?;
         }
         let epoch = previous.as_ref().map_or(1, |m| m.epoch + 1);
-        let (manifest, temporary_bytes) = self.fold(previous.as_ref(), &input, &covered, epoch)?;
+        let (manifest, temporary_bytes) =
+            self.fold(previous.as_ref(), &input, &covered, epoch, records)?;
         let Some(manifest) = manifest else {
             if alone {
                 return Err(Error::Index {
@@ -208,27 +245,60 @@ impl Engine {
             }
             return Ok(None);
         };
-        self.index.adopt_base(&manifest)?;
+        self.index.adopt_base(self.files.as_ref(), &manifest)?;
         let folded = manifest.covered_of(names);
-        if alone {
-            self.delete_behind(&manifest, &folded)?;
-        }
+        let records_deleted = if alone {
+            self.delete_behind(&manifest, &folded)?
+        } else {
+            0
+        };
         Ok(Some(Compacted {
             epoch,
             segments: folded.len() as u64,
             segments_deleted: if alone { folded.len() as u64 } else { 0 },
+            records: pending as u64,
+            records_deleted,
             families: manifest.families.iter().filter(|p| p.size > 0).count() as u64,
             family_bytes: manifest.families.iter().map(|p| p.size).sum(),
             temporary_bytes,
         }))
     }
 
+    /// What a compaction folds into the record catalog: the record files
+    /// of the home this index adopted (so read and checked against their
+    /// names) and the genuine tombstones, each that the catalog of the
+    /// base manifest lacks. A record that did not read, or came back
+    /// after a forget, stays a file.
+    fn records_to_fold(&self) -> Result<RecordFold> {
+        let home = self.files.as_ref();
+        let catalog = self.index.cataloged()?;
+        let mut fold = RecordFold::default();
+        for key in home.list(SnapshotRecord::FOLDER)? {
+            let Some(id) = SnapshotRecord::id_of_key(&key) else {
+                continue;
+            };
+            if catalog.records.contains(&id) || catalog.forgotten.contains(&id) {
+                continue;
+            }
+            if let Some(bytes) = self.index.snapshot(&id)? {
+                fold.records.insert(id, bytes);
+            }
+        }
+        fold.forgotten
+            .extend(history::tombstone_files(home, &catalog.forgotten)?);
+        Ok(fold)
+    }
+
     /// Holding the lock alone: deletes every index object `manifest` (the
-    /// newest) does not name, and the segments `covered` it covers.
-    fn delete_behind(&self, manifest: &Manifest, covered: &[String]) -> Result<()> {
+    /// newest) does not name, the segments `covered` it covers and the
+    /// record and tombstone files its catalog holds; returns how many of
+    /// those files it deleted.
+    fn delete_behind(&self, manifest: &Manifest, covered: &[String]) -> Result<u64> {
         self.hold.check_alive()?;
-        sweep::delete_superseded(self.files.as_ref(), manifest)?;
-        segment::delete(self.files.as_ref(), covered)
+        let home = self.files.as_ref();
+        sweep::delete_superseded(home, manifest)?;
+        segment::delete(home, covered)?;
+        records::delete_folded(home, &self.crypt, manifest)
     }
 
     /// One compaction into `epoch`, its spill runs in this machine's
@@ -240,6 +310,7 @@ impl Engine {
         input: &[String],
         covered: &[String],
         epoch: u64,
+        records: Option<RecordFold>,
     ) -> Result<(Option<Manifest>, u64)> {
         let tmp = self.cache.dir().join("compaction");
         let fence = || self.hold.check_alive();
@@ -247,7 +318,7 @@ impl Engine {
             inner: self.files.as_ref(),
             fence: &fence,
         };
-        in_scratch(&home, &self.crypt, &tmp, |c| {
+        in_scratch(&home, &self.crypt, &tmp, records, |c| {
             c.run_covering(previous, input, covered, epoch)
         })
     }
@@ -328,7 +399,7 @@ mod tests {
             fence: &lost,
         };
         let tmp = dir.path().join("tmp");
-        let done = in_scratch(&fenced, &Plain, &tmp, |c| c.run(None, &[name], 1));
+        let done = in_scratch(&fenced, &Plain, &tmp, None, |c| c.run(None, &[name], 1));
         assert!(done.unwrap_err().to_string().contains("a test's fence"));
         let index = home.list("index/").unwrap();
         assert!(!index.is_empty(), "the pack table part was written");

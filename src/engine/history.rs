@@ -97,6 +97,31 @@ pub(crate) fn tombstoned(
     Ok(out)
 }
 
+/// Every genuine tombstone file of `home` (one that opens and reads as a
+/// tombstone) but those of `skip`, with its bytes: what a compaction
+/// folds into the record catalog.
+pub(crate) fn tombstone_files(
+    home: &dyn MetaStore,
+    skip: &HashSet<SnapshotId>,
+) -> Result<Vec<(SnapshotId, Vec<u8>)>> {
+    let mut out = Vec::new();
+    for key in home.list(FORGOTTEN)? {
+        let Some(id) = key
+            .strip_prefix(FORGOTTEN)
+            .and_then(|hex| hex.parse::<SnapshotId>().ok())
+            .filter(|id| !skip.contains(id))
+        else {
+            continue;
+        };
+        if let Ok(bytes) = home.get(&key) {
+            if serde_json::from_slice::<Tombstone>(&bytes).is_ok() {
+                out.push((id, bytes));
+            }
+        }
+    }
+    Ok(out)
+}
+
 /// One thing the store lost, or put back, that this machine saw
 /// otherwise.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]

@@ -391,10 +391,13 @@ impl Engine {
     }
 
     /// Writes the config, sealed when the repository is encrypted. A
-    /// repository whose index has families keeps the version that says
-    /// so, whatever version this handle opened it at.
+    /// repository whose index has families (or a record catalog) keeps
+    /// the version that says so, whatever version this handle opened it
+    /// at.
     pub(crate) fn write_config(&self, config: &Config) -> Result<()> {
-        let config = if self.index.base()?.is_some() {
+        let config = if self.index.has_catalog()? {
+            config.with_catalog()
+        } else if self.index.base()?.is_some() {
             config.with_families()
         } else {
             config.clone()

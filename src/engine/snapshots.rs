@@ -34,46 +34,33 @@ impl Engine {
         keys: &[String],
         read: Vec<RecordFile>,
     ) -> Result<()> {
+        use std::collections::HashSet;
         let indexed = snapshot_ids(&self.index)?;
-        let on_disk: std::collections::HashSet<SnapshotId> = keys
+        // What the home holds: the record files listed, and the records
+        // of the catalog of the manifest the index caught up with (after
+        // the listing, so a file folded and swept before it is there).
+        let catalog = self.index.cataloged()?;
+        let listed: HashSet<SnapshotId> = keys
             .iter()
             .filter_map(|key| SnapshotRecord::id_of_key(key))
             .collect();
+        let on_disk: HashSet<SnapshotId> = listed.union(&catalog.records).copied().collect();
         let vanished: Vec<SnapshotId> = indexed.difference(&on_disk).copied().collect();
-        // Those read already (and not indexed by the catch-up since), then
-        // the rest the index lacks. A record that does not read is not
-        // adopted, and must not stop every writer; it is kept aside, for
-        // every command to name and for gc to refuse on.
-        let mut skip = indexed.clone();
-        skip.extend(read.iter().map(|r| r.0));
-        let mut adopted = Vec::new();
-        let mut unreadable = Vec::new();
-        let unindexed = read
-            .into_iter()
-            .filter(|(id, _, _)| !indexed.contains(id))
-            .chain(self.unindexed_records(keys, &skip));
-        for (id, key, bytes) in unindexed {
-            match bytes {
-                Ok(bytes) => adopted.push((id, bytes)),
-                Err(e) => unreadable.push(UnreadableRecord {
-                    id,
-                    key,
-                    reason: e.to_string(),
-                }),
-            }
-        }
-        unreadable.sort_by(|a, b| a.key.cmp(&b.key));
-        *self
-            .unreadable
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = unreadable;
+        // The catalog's records held here: a forget since its fold has
+        // only a tombstone file to show for it.
+        let held_in_catalog: Vec<SnapshotId> = indexed
+            .intersection(&catalog.records)
+            .filter(|id| !listed.contains(id))
+            .copied()
+            .collect();
+        let (mut adopted, cataloged_new) = self.read_unindexed(keys, read, &indexed, &catalog)?;
         let mut found: Vec<Evidence> = self
             .index
             .take_gone()
             .into_iter()
             .map(|name| Evidence::SegmentGone { name })
             .collect();
-        if !vanished.is_empty() || !adopted.is_empty() {
+        if !vanished.is_empty() || !adopted.is_empty() || !held_in_catalog.is_empty() {
             // Each new record's link: the record its writer knew newest.
             let links: Vec<(SnapshotId, SnapshotId)> = adopted
                 .iter()
@@ -84,11 +71,14 @@ impl Engine {
                 .collect();
             let asked = vanished
                 .iter()
+                .chain(&held_in_catalog)
                 .copied()
                 .chain(adopted.iter().map(|(id, _)| *id))
                 .chain(links.iter().map(|(prev, _)| *prev))
                 .collect();
-            let tombstones = history::tombstoned(self.files.as_ref(), &asked)?;
+            // Forgotten: a tombstone file, or the catalog says so.
+            let mut tombstones = history::tombstoned(self.files.as_ref(), &asked)?;
+            tombstones.extend(catalog.forgotten.iter().copied());
             let forgotten = self.index.forgotten()?;
             for id in vanished {
                 if tombstones.contains(&id) {
@@ -97,9 +87,16 @@ impl Engine {
                     found.push(Evidence::RecordGone { id });
                 }
             }
+            for id in held_in_catalog {
+                if tombstones.contains(&id) {
+                    self.index.forget_snapshot(&id)?;
+                }
+            }
             adopted.retain(|(id, _)| {
                 let back = tombstones.contains(id) || forgotten.contains(id);
-                if back {
+                // A catalog's record forgotten since its fold is not back:
+                // the next fold moves its tombstone in.
+                if back && !cataloged_new.contains(id) {
                     found.push(Evidence::RecordBack { id: *id });
                 }
                 !back
@@ -116,12 +113,79 @@ impl Engine {
             Evidence::RecordGone { id } | Evidence::EarlierRecordGone { id, .. } => {
                 on_disk.contains(id)
             }
-            Evidence::RecordBack { id } => !on_disk.contains(id),
+            Evidence::RecordBack { id } => !listed.contains(id),
             Evidence::SegmentGone { .. } => false,
         };
         self.note_evidence(found, settled);
         self.index
             .put_snapshots(adopted.iter().map(|(id, bytes)| (id, &bytes[..])))
+    }
+
+    /// The records the index lacks, read: those `read` already (and not
+    /// indexed by the catch-up since), the catalog's (from this cache's
+    /// copy of it: the sweep may have deleted their files), then the rest
+    /// of the files `keys` lists. A record that does not read is not
+    /// adopted, and must not stop every writer; it is kept aside, for
+    /// every command to name and for gc to refuse on. Returns them, and
+    /// which came from the catalog.
+    fn read_unindexed(
+        &self,
+        keys: &[String],
+        read: Vec<RecordFile>,
+        indexed: &std::collections::HashSet<SnapshotId>,
+        catalog: &crate::catalog::records::CatalogIds,
+    ) -> Result<(Vec<Adopted>, std::collections::HashSet<SnapshotId>)> {
+        let mut skip = indexed.clone();
+        skip.extend(read.iter().map(|r| r.0));
+        skip.extend(catalog.records.iter().copied());
+        let from_catalog: Vec<RecordFile> = catalog
+            .records
+            .iter()
+            .filter(|id| !indexed.contains(id))
+            .map(|id| self.cataloged_record_file(id))
+            .collect::<Result<_>>()?;
+        let cataloged_new = from_catalog.iter().map(|r| r.0).collect();
+        let mut adopted = Vec::new();
+        let mut unreadable = Vec::new();
+        let unindexed = read
+            .into_iter()
+            .filter(|(id, _, _)| !indexed.contains(id) && !catalog.records.contains(id))
+            .chain(from_catalog)
+            .chain(self.unindexed_records(keys, &skip));
+        for (id, key, bytes) in unindexed {
+            match bytes {
+                Ok(bytes) => adopted.push((id, bytes)),
+                // Gone since listed: forgotten, or folded into a catalog
+                // and swept under `gc`; the next catch-up's catalog has it.
+                Err(e) if crate::store::is_not_found(&e) => {}
+                Err(e) => unreadable.push(UnreadableRecord {
+                    id,
+                    key,
+                    reason: e.to_string(),
+                }),
+            }
+        }
+        unreadable.sort_by(|a, b| a.key.cmp(&b.key));
+        *self
+            .unreadable
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = unreadable;
+        Ok((adopted, cataloged_new))
+    }
+
+    /// The record of snapshot `id` from this cache's copy of the record
+    /// catalog, checked against its name as a file's is.
+    fn cataloged_record_file(&self, id: &SnapshotId) -> Result<RecordFile> {
+        let key = SnapshotRecord::key(id);
+        let bytes = match self.index.cataloged_record(id)? {
+            Some(bytes) => decode_record(&self.crypt, &bytes, id).map(|_| bytes),
+            None => Err(Error::corrupt(
+                "record catalog",
+                &key,
+                "held in this cache without its bytes",
+            )),
+        };
+        Ok((*id, key, bytes))
     }
 
     /// Adds `found` to what this machine keeps of the repository's
@@ -300,6 +364,9 @@ const RECORD_TRIES: u32 = 3;
 /// A record file: its snapshot, its key, and its bytes if they read and
 /// decode (else the error saying why not).
 pub(crate) type RecordFile = (SnapshotId, String, Result<Vec<u8>>);
+
+/// A record read to adopt: its snapshot and bytes.
+type Adopted = (SnapshotId, Vec<u8>);
 
 /// The ids of the snapshots `index` lists.
 pub(crate) fn snapshot_ids(index: &Index) -> Result<std::collections::HashSet<SnapshotId>> {

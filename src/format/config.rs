@@ -22,11 +22,15 @@ use crate::ring::{Ring, ShardId, DEFAULT_VNODES};
 /// | 2 | headers sealed, lengths hidden (encrypted only) | the same |
 /// | 3 | as 1 | segments, compacted into families |
 /// | 4 | as 2 | the same as 3 |
+/// | 5 | as 1 | as 3, and records folded into a record catalog |
+/// | 6 | as 2 | the same as 5 |
 ///
 /// Families add 2: a repository gains them at its first compaction
 /// ([`Config::with_families`]), so a build that would compact it into
-/// a full segment refuses it by name instead.
-pub const FORMAT_VERSION: u32 = 4;
+/// a full segment refuses it by name instead. The record catalog adds 2
+/// more ([`Config::with_catalog`]): a build that knows no catalog would
+/// take every folded record for gone, and its `gc` would free their data.
+pub const FORMAT_VERSION: u32 = 6;
 
 /// The format of a plain repository, and of an encrypted one made before
 /// records hid their lengths, both before families: every build reads it.
@@ -34,6 +38,9 @@ pub const PLAIN_FORMAT_VERSION: u32 = 1;
 
 /// The first version whose index is compacted into families.
 pub const FAMILIES_FORMAT_VERSION: u32 = 3;
+
+/// The first version whose snapshot records are folded into a catalog.
+pub const CATALOG_FORMAT_VERSION: u32 = 5;
 /// Default pack target size.
 pub const DEFAULT_PACK_SIZE: u32 = 16 * 1024 * 1024;
 
@@ -407,9 +414,10 @@ impl Config {
             (false, _) => opts.chunker,
         };
         // Records hide their lengths only in an encrypted repository; a
-        // new one's index is compacted into families from the start.
+        // new one's index is compacted into families, and its records
+        // into a catalog, from the start.
         let format_version = if opts.encryption.is_none() {
-            FAMILIES_FORMAT_VERSION
+            CATALOG_FORMAT_VERSION
         } else {
             FORMAT_VERSION
         };
@@ -430,7 +438,7 @@ impl Config {
     /// Whether records hide their lengths (sealed headers, padded bytes):
     /// encrypted repositories of format 2 on.
     pub fn hides_lengths(&self) -> bool {
-        !self.encryption.is_none() && matches!(self.format_version, 2 | 4)
+        !self.encryption.is_none() && matches!(self.format_version, 2 | 4 | 6)
     }
 
     /// Whether the index is compacted into families (format 3 on).
@@ -443,6 +451,22 @@ impl Config {
     pub fn with_families(&self) -> Config {
         let mut config = self.clone();
         if !config.has_families() {
+            config.format_version += 2;
+        }
+        config
+    }
+
+    /// Whether snapshot records are folded into a catalog (format 5 on).
+    pub fn has_catalog(&self) -> bool {
+        self.format_version >= CATALOG_FORMAT_VERSION
+    }
+
+    /// This config at the version that adds families and the record
+    /// catalog to its own.
+    #[must_use]
+    pub fn with_catalog(&self) -> Config {
+        let mut config = self.with_families();
+        if !config.has_catalog() {
             config.format_version += 2;
         }
         config
@@ -638,10 +662,10 @@ mod tests {
         assert_eq!(Config::decode(&c.encode(), p).unwrap(), c);
         let newer = String::from_utf8(c.encode())
             .unwrap()
-            .replace("\"format_version\": 3", "\"format_version\": 7");
+            .replace("\"format_version\": 5", "\"format_version\": 7");
         match Config::decode(newer.as_bytes(), p) {
             Err(Error::FormatVersion {
-                expected: 4,
+                expected: 6,
                 found: 7,
                 ..
             }) => {}

@@ -3,18 +3,25 @@
 //! index").
 //!
 //! ```text
-//! manifest   "DDMAN\0\0\x01" epoch:u64
+//! manifest   "DDMAN\0\0\x02" epoch:u64
 //!            families:u32 (digits:u8 digit* version:u64 size:u64)*
 //!            pack parts:u32 (the same)*
+//!            record parts:u32 (the same)*
 //!            tombstones:u32 pack[16]*  covers:u32 (len:u8 name)*
 //!            sha256(everything before)[32]
 //! pack part  "DDPKT\0\0\x01" digits:u8 digit* epoch:u64
 //!            packs:u64 (pack[16] info[53])*, sorted by pack id
 //!            sha256(everything before)[32]
+//! record     "DDREC\0\0\x01" digits:u8 digit* epoch:u64
+//! part       entries:u64 (snapshot[32] kind:u8 len:u32 bytes)*, sorted
+//!            by snapshot id; kind 0 a record as stored, 1 a forget's
+//!            tombstone; sha256(everything before)[32]
 //! ```
 //!
-//! Both are sealed whole in an encrypted repository, bound to their key
-//! (the manifest to its epoch, a part to its prefix and epoch).
+//! A manifest of version 1 (`"DDMAN\0\0\x01"`, written before record
+//! catalogs) has no record parts: its repository's records are all
+//! files. All are sealed whole in an encrypted repository, bound to their
+//! key (the manifest to its epoch, a part to its prefix and epoch).
 
 use sha2::{Digest, Sha256};
 
@@ -22,10 +29,13 @@ use crate::error::{Error, Result};
 use crate::format::codec::{Put, Reader};
 use crate::format::family::{FamilyName, Sealer, MAX_DIGITS};
 use crate::format::values::PackInfo;
-use crate::id::PackId;
+use crate::id::{PackId, SnapshotId};
 
-const MANIFEST_MAGIC: &[u8; 8] = b"DDMAN\0\0\x01";
+const MANIFEST_MAGIC: &[u8; 8] = b"DDMAN\0\0\x02";
+/// A manifest written before record catalogs: no record parts.
+const MANIFEST_MAGIC_1: &[u8; 8] = b"DDMAN\0\0\x01";
 const PACKS_MAGIC: &[u8; 8] = b"DDPKT\0\0\x01";
+const RECORDS_MAGIC: &[u8; 8] = b"DDREC\0\0\x01";
 
 /// Bytes of one pack in a pack-table part.
 pub const PACK_LEN: usize = 16 + 53;
@@ -80,6 +90,11 @@ pub struct Manifest {
     pub families: Vec<Part>,
     /// The pack table's parts, their prefixes a partition of the pack ids.
     pub packs: Vec<Part>,
+    /// The record catalog's parts, their prefixes a partition of the
+    /// snapshot ids: every record and forget's tombstone a compaction
+    /// folded. `None` in a repository whose records are all files (before
+    /// format 5).
+    pub records: Option<Vec<Part>>,
     /// Packs the segments this compaction folded retired: a cache that
     /// loads the manifest keeps them retired. Each is kept for one epoch
     /// only, so they do not pile up with every pack ever retired (see
@@ -97,6 +112,11 @@ pub fn manifest_key(epoch: u64) -> String {
 /// The object key of pack-table part `name` at `epoch`.
 pub fn packs_key(name: &FamilyName, epoch: u64) -> String {
     format!("index/packs-{}.{epoch:016x}", name.label())
+}
+
+/// The object key of record-catalog part `name` at `epoch`.
+pub fn records_key(name: &FamilyName, epoch: u64) -> String {
+    format!("index/records-{}.{epoch:016x}", name.label())
 }
 
 fn put_name(out: &mut Vec<u8>, name: &FamilyName) {
@@ -157,9 +177,42 @@ impl Manifest {
             epoch,
             families: root(),
             packs: root(),
+            records: Some(root()),
             tombstones: Vec::new(),
             covers: Vec::new(),
         }
+    }
+
+    /// Every object this manifest names: itself, and its families, pack
+    /// parts and record parts that hold anything.
+    pub fn named_keys(&self) -> std::collections::HashSet<String> {
+        let mut keys: std::collections::HashSet<String> =
+            self.parts().map(|(key, _)| key).collect();
+        keys.insert(manifest_key(self.epoch));
+        keys
+    }
+
+    /// The objects this manifest names (those that hold anything), each
+    /// key with its part.
+    fn parts(&self) -> impl Iterator<Item = (String, &Part)> {
+        let full = |p: &&Part| p.size > 0;
+        let families = self
+            .families
+            .iter()
+            .filter(full)
+            .map(|p| (p.name.key(p.version), p));
+        let packs = self
+            .packs
+            .iter()
+            .filter(full)
+            .map(|p| (packs_key(&p.name, p.version), p));
+        let records = self
+            .records
+            .iter()
+            .flatten()
+            .filter(full)
+            .map(|p| (records_key(&p.name, p.version), p));
+        families.chain(packs).chain(records)
     }
 
     /// Of `names` (segment names), those this manifest covers.
@@ -175,18 +228,10 @@ impl Manifest {
     /// The keys of the objects this manifest names at `version`: those
     /// one compaction wrote.
     pub fn keys_of(&self, version: u64) -> Vec<String> {
-        let mine = |p: &&Part| p.version == version && p.size > 0;
-        let families = self
-            .families
-            .iter()
-            .filter(mine)
-            .map(|p| p.name.key(version));
-        let packs = self
-            .packs
-            .iter()
-            .filter(mine)
-            .map(|p| packs_key(&p.name, version));
-        families.chain(packs).collect()
+        self.parts()
+            .filter(|(_, p)| p.version == version)
+            .map(|(key, _)| key)
+            .collect()
     }
 
     fn aad(epoch: u64) -> Vec<u8> {
@@ -197,9 +242,16 @@ impl Manifest {
 
     /// The manifest as stored.
     pub fn encode(&self, sealer: &dyn Sealer) -> Vec<u8> {
-        let mut out = MANIFEST_MAGIC.to_vec();
+        let magic = match self.records {
+            Some(_) => MANIFEST_MAGIC,
+            None => MANIFEST_MAGIC_1,
+        };
+        let mut out = magic.to_vec();
         out.put_u64(self.epoch);
-        for parts in [&self.families, &self.packs] {
+        for parts in [&self.families, &self.packs]
+            .into_iter()
+            .chain(self.records.as_ref())
+        {
             out.put_u32(parts.len() as u32);
             for p in parts {
                 put_name(&mut out, &p.name);
@@ -225,9 +277,11 @@ impl Manifest {
         let plain = sealer.open(&Self::aad(epoch), stored, "index manifest", location)?;
         let body = checked(&plain, "index manifest", location)?;
         let mut r = Reader::new(body, "index manifest", location);
-        if r.take(8)? != MANIFEST_MAGIC {
-            return Err(r.error("bad magic"));
-        }
+        let with_records = match r.take(8)? {
+            m if m == MANIFEST_MAGIC => true,
+            m if m == MANIFEST_MAGIC_1 => false,
+            _ => return Err(r.error("bad magic")),
+        };
         let found = r.u64()?;
         if found != epoch {
             return Err(r.error(format!("it is the manifest of epoch {found}, not {epoch}")));
@@ -236,7 +290,7 @@ impl Manifest {
         if epoch >= MAX_EPOCH {
             return Err(r.error(format!("epoch {epoch} is past the last, {}", MAX_EPOCH - 1)));
         }
-        let mut lists: [Vec<Part>; 2] = [Vec::new(), Vec::new()];
+        let mut lists: Vec<Vec<Part>> = vec![Vec::new(); if with_records { 3 } else { 2 }];
         for list in &mut lists {
             let n = r.count(1 + 16)?;
             for _ in 0..n {
@@ -268,11 +322,13 @@ impl Manifest {
             covers.push(name.to_string());
         }
         r.finish()?;
-        let [families, packs] = lists;
+        let mut lists = lists.into_iter();
+        let (families, packs) = (lists.next(), lists.next());
         Ok(Manifest {
             epoch,
-            families,
-            packs,
+            families: families.expect("two lists at least"),
+            packs: packs.expect("two lists at least"),
+            records: lists.next(),
             tombstones,
             covers,
         })
@@ -345,6 +401,104 @@ pub fn decode_packs(
     Ok(out)
 }
 
+/// What a record-catalog part holds of one snapshot.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Cataloged {
+    /// Its record, the bytes as they were stored in `snapshots/` (so an
+    /// encrypted record stays sealed under its own key inside the part).
+    Record(Vec<u8>),
+    /// It was forgotten: the tombstone `forget` wrote, as read.
+    Forgotten(Vec<u8>),
+}
+
+/// The most bytes one record or tombstone may take in a part.
+const MAX_CATALOGED: usize = 64 << 20;
+
+fn records_aad(name: &FamilyName, epoch: u64) -> Vec<u8> {
+    let mut aad = b"dedup records".to_vec();
+    put_name(&mut aad, name);
+    aad.put_u64(epoch);
+    aad
+}
+
+/// Bytes `entry` takes in a record-catalog part.
+pub fn cataloged_len(entry: &Cataloged) -> u64 {
+    let (Cataloged::Record(b) | Cataloged::Forgotten(b)) = entry;
+    32 + 1 + 4 + b.len() as u64
+}
+
+/// Record-catalog part `name` at `epoch`, as stored: `entries` sorted by
+/// snapshot id, each inside the prefix.
+pub fn encode_records(
+    name: &FamilyName,
+    epoch: u64,
+    entries: &[(SnapshotId, Cataloged)],
+    sealer: &dyn Sealer,
+) -> Vec<u8> {
+    let mut out = RECORDS_MAGIC.to_vec();
+    put_name(&mut out, name);
+    out.put_u64(epoch);
+    out.put_u64(entries.len() as u64);
+    for (id, entry) in entries {
+        out.extend_from_slice(id.as_bytes());
+        let (kind, bytes) = match entry {
+            Cataloged::Record(b) => (0, b),
+            Cataloged::Forgotten(b) => (1, b),
+        };
+        out.put_u8(kind);
+        out.put_u32(bytes.len() as u32);
+        out.extend_from_slice(bytes);
+    }
+    sealer.seal(&records_aad(name, epoch), &with_sum(out))
+}
+
+/// Reads record-catalog part `name` at `epoch`: checked, sorted, inside
+/// it.
+pub fn decode_records(
+    stored: &[u8],
+    sealer: &dyn Sealer,
+    name: &FamilyName,
+    epoch: u64,
+    location: &str,
+) -> Result<Vec<(SnapshotId, Cataloged)>> {
+    const WHAT: &str = "index record catalog";
+    let plain = sealer.open(&records_aad(name, epoch), stored, WHAT, location)?;
+    let body = checked(&plain, WHAT, location)?;
+    let mut r = Reader::new(body, WHAT, location);
+    if r.take(8)? != RECORDS_MAGIC {
+        return Err(r.error("bad magic"));
+    }
+    let found = self::name(&mut r)?;
+    if found != *name || r.u64()? != epoch {
+        return Err(r.error("it is another part's, or another version's"));
+    }
+    let n = r.u64()?;
+    if n > (r.remaining() / (32 + 1 + 4)) as u64 {
+        return Err(r.error(format!("{n} entries in {} bytes", r.remaining())));
+    }
+    let mut out: Vec<(SnapshotId, Cataloged)> = Vec::with_capacity(n as usize);
+    for _ in 0..n {
+        let id = SnapshotId::from_slice(r.take(32)?).expect("32 bytes");
+        let kind = r.u8()?;
+        let len = r.u32()? as usize;
+        if len > MAX_CATALOGED {
+            return Err(r.error(format!("an entry of {len} bytes")));
+        }
+        let bytes = r.take(len)?.to_vec();
+        let entry = match kind {
+            0 => Cataloged::Record(bytes),
+            1 => Cataloged::Forgotten(bytes),
+            k => return Err(r.error(format!("an entry of kind {k}"))),
+        };
+        if out.last().is_some_and(|(last, _)| *last >= id) || !name.holds(id.as_bytes()) {
+            return Err(r.error("snapshots out of order or outside the part"));
+        }
+        out.push((id, entry));
+    }
+    r.finish()?;
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -370,11 +524,31 @@ mod tests {
                 version: 7,
                 size: 10,
             }],
+            records: Some(vec![Part {
+                name: root.clone(),
+                version: 5,
+                size: 20,
+            }]),
             tombstones: vec![PackId([1; 16])],
             covers: vec!["0000000000000001-abcd".to_string()],
         };
         let bytes = manifest.encode(&Plain);
         assert_eq!(Manifest::decode(&bytes, &Plain, 7, "t").unwrap(), manifest);
+        // A manifest from before record catalogs reads as one without.
+        let older = Manifest {
+            records: None,
+            ..manifest.clone()
+        };
+        let stored = older.encode(&Plain);
+        assert_eq!(&stored[..8], MANIFEST_MAGIC_1);
+        assert_eq!(Manifest::decode(&stored, &Plain, 7, "t").unwrap(), older);
+        let mut split = manifest.clone();
+        split.records = Some(vec![Part {
+            name: FamilyName::of(&[3]).unwrap(),
+            version: 5,
+            size: 1,
+        }]);
+        assert!(Manifest::decode(&split.encode(&Plain), &Plain, 7, "t").is_err());
         assert!(Manifest::decode(&bytes, &Plain, 8, "t").is_err());
         let mut gap = manifest.clone();
         gap.families.pop();
@@ -421,5 +595,37 @@ mod tests {
             "t"
         )
         .is_err());
+    }
+
+    #[test]
+    fn a_record_catalog_part_reads_back_and_holds_only_its_prefix() {
+        let name = FamilyName::of(&[0xa]).unwrap();
+        let mut id = [0xa1; 32];
+        let first = SnapshotId(id);
+        id[1] = 0xff;
+        let second = SnapshotId(id);
+        let entries = vec![
+            (first, Cataloged::Record(b"{\"version\": 1}".to_vec())),
+            (second, Cataloged::Forgotten(b"{}".to_vec())),
+        ];
+        let bytes = encode_records(&name, 4, &entries, &Plain);
+        assert_eq!(
+            decode_records(&bytes, &Plain, &name, 4, "t").unwrap(),
+            entries
+        );
+        assert!(decode_records(&bytes, &Plain, &name, 5, "t").is_err());
+        let other = FamilyName::of(&[0xb]).unwrap();
+        assert!(decode_records(&bytes, &Plain, &other, 4, "t").is_err());
+        let backwards = vec![entries[1].clone(), entries[0].clone()];
+        let stored = encode_records(&name, 4, &backwards, &Plain);
+        assert!(decode_records(&stored, &Plain, &name, 4, "t").is_err());
+        for at in 0..bytes.len() {
+            let mut bad = bytes.clone();
+            bad[at] ^= 1;
+            assert!(
+                decode_records(&bad, &Plain, &name, 4, "t").is_err(),
+                "byte {at}"
+            );
+        }
     }
 }

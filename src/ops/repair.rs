@@ -8,24 +8,26 @@
 //! from the front, keeping every record whose bytes still hash to its id
 //! (in a new pack; the damaged one is deleted after the swap).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fs;
 use std::path::Path;
 use std::sync::Arc;
 
 use serde::Serialize;
 
-use crate::catalog::base::manifest_epochs;
+use crate::catalog::base::{manifest_epochs, read_manifest};
+use crate::catalog::records::{self, RecordFold};
 use crate::catalog::scratch::in_scratch;
 use crate::catalog::segment;
 use crate::catalog::sweep::delete_superseded;
 use crate::catalog::{Access, Index, PackInfo};
 use crate::crypto::Crypt;
 use crate::engine::cache::CacheSlot;
+use crate::engine::history::tombstone_files;
 use crate::engine::home::{Hold, Home};
 use crate::engine::{Engine, OpenOptions, Progress, CONFIG};
 use crate::error::{Error, IoContext, Result};
-use crate::format::manifest::Manifest;
+use crate::format::manifest::{Cataloged, Manifest};
 use crate::format::pack::{entries_of, repack, scan_sealed_records};
 use crate::format::record;
 use crate::format::record::ObjectKind;
@@ -112,7 +114,9 @@ pub(crate) fn repair_index_with(
         if fresh.exists() {
             fs::remove_dir_all(&fresh).at(&fresh)?;
         }
-        let index = Index::open(&fresh, Access::Create)?.with_crash_points(fs.clone());
+        let index = Index::open(&fresh, Access::Create)?
+            .with_crash_points(fs.clone())
+            .with_sealer(Arc::new(crypt.clone()));
         let mut damaged = Vec::new();
         for shard in &config.shards {
             let backend = open_shard(root, shard, Create::No, &fs)?;
@@ -124,7 +128,7 @@ pub(crate) fn repair_index_with(
                 &mut report,
             )?);
         }
-        index_snapshots(&index, files.as_ref(), &crypt, &mut report)?;
+        let records = index_snapshots(&index, files.as_ref(), &crypt, &mut report)?;
         // The rebuilt index becomes the truth: families made from it
         // alone, under a manifest that covers every segment there was,
         // after which none is applied again. The old manifests are not
@@ -133,18 +137,27 @@ pub(crate) fn repair_index_with(
         let before = segment::names(files.as_ref())?;
         let epoch = manifest_epochs(files.as_ref())?.last().map_or(1, |e| e + 1);
         hold.check_alive()?;
-        if !config.has_families() {
+        if !config.has_catalog() {
             home.files()
-                .put(CONFIG, &config.with_families().encode_for(&crypt))?;
+                .put(CONFIG, &config.with_catalog().encode_for(&crypt))?;
         }
-        let manifest = write_families(&index, files.as_ref(), &crypt, &cache, &before, epoch)?;
-        index.adopt_base(&manifest)?;
+        let manifest = write_families(
+            &index,
+            files.as_ref(),
+            &crypt,
+            &cache,
+            &before,
+            epoch,
+            records,
+        )?;
+        index.adopt_base(files.as_ref(), &manifest)?;
         index.flush()?;
         drop(index);
         swap_in(&cache.index(), &fresh)?;
         hold.check_alive()?;
         delete_superseded(files.as_ref(), &manifest)?;
         segment::delete(files.as_ref(), &before)?;
+        records::delete_folded(files.as_ref(), &crypt, &manifest)?;
         let bloom = cache.bloom();
         if bloom.exists() {
             fs::remove_file(&bloom).at(&bloom)?;
@@ -161,7 +174,8 @@ pub(crate) fn repair_index_with(
 }
 
 /// `index` written to `home` as families of epoch `epoch` covering
-/// `covers`, the spill runs in the cache slot (emptied after).
+/// `covers`, with `records` as its record catalog, the spill runs in the
+/// cache slot (emptied after).
 fn write_families(
     index: &Index,
     home: &dyn MetaStore,
@@ -169,9 +183,12 @@ fn write_families(
     cache: &CacheSlot,
     covers: &[String],
     epoch: u64,
+    records: RecordFold,
 ) -> Result<Manifest> {
     let tmp = cache.dir().join("compaction");
-    let (manifest, _) = in_scratch(home, crypt, &tmp, |c| c.from_index(index, covers, epoch))?;
+    let (manifest, _) = in_scratch(home, crypt, &tmp, Some(records), |c| {
+        c.from_index(index, covers, epoch)
+    })?;
     manifest.ok_or_else(|| Error::Index {
         path: cache.index(),
         message: format!(
@@ -256,13 +273,34 @@ fn index_shard(
     Ok(damaged)
 }
 
-/// Indexes every snapshot record file that decodes and hashes to its name.
+/// Indexes every snapshot record that decodes and hashes to its name, in
+/// a file or in the record catalog of the newest manifest that reads
+/// (a part that does not read is named, its records lost to this repair
+/// but not to `repair history`, which writes back what a machine holds);
+/// returns all of them, with the catalog's and the listed tombstones, for
+/// the catalog of the manifest the repair writes.
 fn index_snapshots(
     index: &Index,
     files: &dyn MetaStore,
     crypt: &Crypt,
     report: &mut RepairReport,
-) -> Result<()> {
+) -> Result<RecordFold> {
+    let mut fold = RecordFold::default();
+    for (id, entry) in newest_catalog(files, crypt, &mut report.unusable)? {
+        match entry {
+            Cataloged::Record(bytes) => {
+                match crate::engine::snapshots::decode_record(crypt, &bytes, &id) {
+                    Ok(_) => drop(fold.records.insert(id, bytes)),
+                    Err(e) => report
+                        .unusable
+                        .push(format!("record {id} in the catalog: {e}")),
+                }
+            }
+            Cataloged::Forgotten(bytes) => {
+                fold.forgotten.insert(id, bytes);
+            }
+        }
+    }
     for key in files.list(SnapshotRecord::FOLDER)? {
         let name = key.trim_start_matches(SnapshotRecord::FOLDER);
         let decoded = name
@@ -274,14 +312,45 @@ fn index_snapshots(
                 })
             });
         match decoded {
-            Ok((id, bytes)) => {
-                index.put_snapshot(&id, &bytes)?;
-                report.snapshots += 1;
-            }
+            Ok((id, _)) if fold.records.contains_key(&id) || fold.forgotten.contains_key(&id) => {}
+            Ok((id, bytes)) => drop(fold.records.insert(id, bytes)),
             Err(e) => report.unusable.push(format!("{key}: {e}")),
         }
     }
-    Ok(())
+    for (id, bytes) in tombstone_files(files, &HashSet::new())? {
+        fold.records.remove(&id);
+        fold.forgotten.insert(id, bytes);
+    }
+    fold.records
+        .retain(|id, _| !fold.forgotten.contains_key(id));
+    for (id, bytes) in &fold.records {
+        index.put_snapshot(id, bytes)?;
+        report.snapshots += 1;
+    }
+    Ok(fold)
+}
+
+/// The record catalog of the newest manifest of `home` that reads, its
+/// parts that read (those that do not are named in `unusable`).
+fn newest_catalog(
+    home: &dyn MetaStore,
+    crypt: &Crypt,
+    unusable: &mut Vec<String>,
+) -> Result<Vec<(SnapshotId, Cataloged)>> {
+    for epoch in manifest_epochs(home)?.into_iter().rev() {
+        let Ok(manifest) = read_manifest(home, crypt, epoch) else {
+            continue;
+        };
+        let mut out = Vec::new();
+        for part in manifest.records.iter().flatten() {
+            match records::read_parts(home, crypt, std::slice::from_ref(part)) {
+                Ok(entries) => out.extend(entries),
+                Err(e) => unusable.push(format!("the record catalog: {e}")),
+            }
+        }
+        return Ok(out);
+    }
+    Ok(Vec::new())
 }
 
 /// What `repair packs` found and did.

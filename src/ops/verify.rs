@@ -18,10 +18,12 @@ use serde::Serialize;
 
 use crate::bloom::Bloom;
 use crate::catalog::base::{ids_added_by, newest_manifest};
+use crate::catalog::records;
 use crate::catalog::segment;
 use crate::catalog::{Location, PackInfo, LOOKUP_BATCH};
 use crate::engine::{in_pool, Engine, Progress};
 use crate::error::{Error, Result};
+use crate::format::manifest::{Cataloged, Manifest};
 use crate::format::pack::{check_layout, entries_of, trailer_len, FOOTER_SIZE};
 use crate::format::record;
 use crate::format::snapshot::{EntryKind, SnapshotId, SnapshotRecord};
@@ -303,6 +305,7 @@ fn check_families_once(engine: &Engine, report: &mut VerifyReport) -> Result<()>
         .filter(|n| !covered.contains(n.as_str()))
         .collect();
     let added = ids_added_by(home, &uncovered)?;
+    check_catalog(engine, &manifest, report)?;
     let mut problems = Vec::new();
     report.index_entries = engine
         .index
@@ -312,6 +315,47 @@ fn check_families_once(engine: &Engine, report: &mut VerifyReport) -> Result<()>
             .into_iter()
             .map(|m| Problem::new(ProblemKind::DamagedIndex, m)),
     );
+    Ok(())
+}
+
+/// The record catalog of `manifest` reads, each record in it decodes and
+/// matches its name, and each the index holds is the index's copy.
+fn check_catalog(engine: &Engine, manifest: &Manifest, report: &mut VerifyReport) -> Result<()> {
+    let home = engine.files.as_ref();
+    for part in manifest.records.iter().flatten() {
+        let entries = match records::read_parts(home, engine.crypt(), std::slice::from_ref(part)) {
+            Ok(entries) => entries,
+            Err(e) if is_not_found(&e) => return Err(e),
+            Err(e) => {
+                let message = format!("the record catalog: {e}");
+                report
+                    .problems
+                    .push(Problem::new(ProblemKind::DamagedIndex, message));
+                continue;
+            }
+        };
+        for (id, entry) in entries {
+            let Cataloged::Record(bytes) = entry else {
+                continue;
+            };
+            let damaged = |message: String| {
+                Problem::new(ProblemKind::DamagedSnapshot, message).of_snapshot(&id)
+            };
+            if let Err(e) = crate::engine::snapshots::decode_record(engine.crypt(), &bytes, &id) {
+                report
+                    .problems
+                    .push(damaged(format!("record {id} in the catalog: {e}")));
+            } else if engine
+                .index
+                .snapshot(&id)?
+                .is_some_and(|held| held != bytes)
+            {
+                report.problems.push(damaged(format!(
+                    "record {id} in the catalog differs from the index's copy"
+                )));
+            }
+        }
+    }
     Ok(())
 }
 
@@ -380,7 +424,14 @@ fn check_snapshots(
         let key = SnapshotRecord::key(&id);
         let damaged =
             |message| Problem::new(ProblemKind::DamagedSnapshot, message).of_snapshot(&id);
-        match engine.files.get(&key) {
+        // A record folded into the catalog has no file: this cache's copy
+        // of the catalog is held against the index (and the home's
+        // catalog against both by `check_catalog`).
+        let stored = match engine.index.cataloged_record(&id)? {
+            Some(cataloged) => Ok(cataloged),
+            None => engine.files.get(&key),
+        };
+        match stored {
             Ok(file) if file == bytes => {}
             Ok(_) => report
                 .problems
