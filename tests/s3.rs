@@ -1305,8 +1305,11 @@ fn compactors_beside_writers_a_reader_and_each_other_lose_nothing() {
     assert!(!swept["compacted"].is_null(), "{swept}");
     assert!(swept["objects_deleted"].as_u64().unwrap() > 0, "{swept}");
     assert!(swept["segments_deleted"].as_u64().unwrap() > 0, "{swept}");
+    assert!(swept["records_deleted"].as_u64().unwrap() > 0, "{swept}");
     assert_eq!(manifests(), 1);
     assert_eq!(files_under(&home.join("segments"), "").len(), 0);
+    // Every record is in the catalog now, and no file of one is left.
+    assert_eq!(files_under(&home.join("snapshots"), "").len(), 0);
     check(&tmp.path().join("writer-1"));
     // gc holds the lock alone: it finds nothing more to delete.
     ok(fresh().arg("gc"));

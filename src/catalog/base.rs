@@ -129,11 +129,14 @@ impl Index {
                 self.commit(std::mem::replace(&mut batch, self.batch()))?;
             }
         }
+        // The catalog before the base mark: a cache marked as loaded
+        // from this manifest holds its catalog too (else its records
+        // would look gone from the home).
+        self.load_catalog(home, manifest)?;
         batch
             .inner
             .put_cf(self.cf(META), BASE, manifest.epoch.to_be_bytes());
-        self.commit(batch)?;
-        self.load_catalog(home, manifest)
+        self.commit(batch).map(drop)
     }
 
     /// Marks `manifest`, just written from this index's own segments by
@@ -148,11 +151,14 @@ impl Index {
                 .inner
                 .put_cf(self.cf(META), applied_key(name), COVERED);
         }
+        // The catalog before the base mark: a cache marked as loaded
+        // from this manifest holds its catalog too (else its records
+        // would look gone from the home).
+        self.load_catalog(home, manifest)?;
         batch
             .inner
             .put_cf(self.cf(META), BASE, manifest.epoch.to_be_bytes());
-        self.commit(batch)?;
-        self.load_catalog(home, manifest)
+        self.commit(batch).map(drop)
     }
 }
 
