@@ -17,14 +17,21 @@
 //! (`DIR/cache`, a RocksDB index) from the newest manifest, as a first
 //! open does, and `rewrite DIR [TMP]` writes that cache back as families
 //! of the next epoch, as `repair index` does with the index it rebuilt.
+//! `summary DIR` loads only the newest manifest's summaries (trailer,
+//! fences, packs, hooks, Bloom slice of every family, by ranged reads),
+//! as a machine without a copy of the index opens (issue 32), then looks
+//! up ids that are there (a block's worth from each of 64 families) and
+//! ids that are not.
 //! Run each as its own process so the peak is that step's alone.
 
 use std::path::Path;
 use std::time::Instant;
 
+use dedup::catalog::base::newest_manifest;
 use dedup::catalog::compact::{Compaction, DiskUse};
 use dedup::catalog::scratch::family_limit;
 use dedup::catalog::segment::{self, Op, Segment};
+use dedup::catalog::summary::Summary;
 use dedup::catalog::{Access, Index};
 use dedup::format::family::Plain;
 use dedup::format::record::PackEntry;
@@ -47,10 +54,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         ["compact", dir] => compact(Path::new(dir), &Path::new(dir).join("tmp")),
         ["compact", dir, tmp] => compact(Path::new(dir), Path::new(tmp)),
         ["load", dir] => load(Path::new(dir)),
+        ["summary", dir] => summary(Path::new(dir)),
         ["rewrite", dir] => rewrite(Path::new(dir), &Path::new(dir).join("tmp")),
         ["rewrite", dir, tmp] => rewrite(Path::new(dir), Path::new(tmp)),
         _ => Err(
-            "usage: families generate N DIR | compact DIR [TMP] | load DIR | rewrite DIR [TMP]"
+            "usage: families generate N DIR | compact DIR [TMP] | load DIR | summary DIR \
+             | rewrite DIR [TMP]"
                 .into(),
         ),
     }
@@ -146,6 +155,49 @@ fn load(dir: &Path) -> Result<(), Box<dyn std::error::Error>> {
         peak_rss_mib(),
         dir_bytes(&cache)? as f64 / 1e6
     );
+    Ok(())
+}
+
+fn summary(dir: &Path) -> Result<(), Box<dyn std::error::Error>> {
+    let home = LocalStore::open(OsFs::shared(), dir.join("home"))?;
+    let manifest = newest_manifest(&home, &Plain)?.ok_or("no manifest: run compact first")?;
+    let started = Instant::now();
+    let summary = Summary::load(&home, &Plain, &manifest, 4096)?;
+    println!(
+        "loaded the summary of {} families in {:.2} s: {} reads, {:.1} MB fetched, {:.1} MB \
+         in memory; peak memory {} MiB",
+        summary.families().len(),
+        started.elapsed().as_secs_f64(),
+        summary.fetched.gets(),
+        summary.fetched.bytes() as f64 / 1e6,
+        summary.memory() as f64 / 1e6,
+        peak_rss_mib()
+    );
+    // Ids that are there: block 0 of up to 64 families, read aside.
+    let aside = dedup::catalog::summary::Fetched::default();
+    let mut present = Vec::new();
+    for family in summary
+        .families()
+        .iter()
+        .step_by(summary.families().len().div_ceil(64))
+    {
+        let block = family.read_block(&home, &Plain, 0, &aside)?;
+        present.extend(block.iter().map(|(id, _)| *id));
+    }
+    let absent: Vec<ChunkId> = (0..present.len() as u64)
+        .map(|i| ChunkId::of(&(i + (1 << 60)).to_le_bytes()))
+        .collect();
+    for (what, ids) in [("present", &present), ("absent", &absent)] {
+        let (gets, started) = (summary.fetched.gets(), Instant::now());
+        let found = summary.locate(&home, &Plain, ids)?;
+        println!(
+            "{} {what} ids looked up in {:.3} s with {} block reads; {} found",
+            ids.len(),
+            started.elapsed().as_secs_f64(),
+            summary.fetched.gets() - gets,
+            found.iter().flatten().count()
+        );
+    }
     Ok(())
 }
 

@@ -40,6 +40,8 @@ mod replay;
 pub mod scratch;
 pub mod segment;
 #[cfg(feature = "engine")]
+pub mod summary;
+#[cfg(feature = "engine")]
 pub mod sweep;
 
 #[cfg(feature = "engine")]

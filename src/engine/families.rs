@@ -347,6 +347,10 @@ impl MetaStore for Fenced<'_> {
         self.inner.get(key)
     }
 
+    fn get_range(&self, key: &str, offset: u64, len: usize) -> Result<Vec<u8>> {
+        self.inner.get_range(key, offset, len)
+    }
+
     fn create_if_absent(&self, key: &str, data: &[u8]) -> Result<bool> {
         if key.starts_with(MANIFEST_PREFIX) {
             (self.fence)()?;

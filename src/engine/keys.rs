@@ -211,6 +211,14 @@ impl MetaStore for SealedFiles {
             .into_owned())
     }
 
+    fn get_range(&self, key: &str, offset: u64, len: usize) -> Result<Vec<u8>> {
+        if is_sealed(key) {
+            let location = format!("{}/{key}", self.inner.location());
+            return crate::store::range_of(&self.get(key)?, offset, len, &location);
+        }
+        self.inner.get_range(key, offset, len)
+    }
+
     fn list(&self, prefix: &str) -> Result<Vec<String>> {
         self.inner.list(prefix)
     }

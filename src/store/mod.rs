@@ -102,6 +102,18 @@ pub trait MetaStore: Send + Sync {
     /// The whole value; `Error::Io` with `NotFound` when absent.
     fn get(&self, key: &str) -> Result<Vec<u8>>;
 
+    /// `len` bytes of the value from `offset` (one ranged GET on an object
+    /// store); an error when the value is shorter. This default reads the
+    /// whole value.
+    fn get_range(&self, key: &str, offset: u64, len: usize) -> Result<Vec<u8>> {
+        range_of(
+            &self.get(key)?,
+            offset,
+            len,
+            &format!("{}/{key}", self.location()),
+        )
+    }
+
     /// Stores `data` under `key`, as [`put`](Self::put) does, only if
     /// nothing is there: true when this call wrote it, false when the key
     /// was taken (what is there stays). An object store refuses in the
@@ -127,6 +139,25 @@ pub trait MetaStore: Send + Sync {
     /// are atomic leave nothing and keep this default.
     fn sweep_unfinished(&self, _dirs: &[&str]) -> Result<u64> {
         Ok(0)
+    }
+}
+
+/// `len` bytes of `all` (the value at `location`) from `offset`; an
+/// error when it is shorter.
+pub(crate) fn range_of(all: &[u8], offset: u64, len: usize, location: &str) -> Result<Vec<u8>> {
+    let range = usize::try_from(offset)
+        .ok()
+        .and_then(|start| Some(start..start.checked_add(len)?))
+        .filter(|r| r.end <= all.len());
+    match range {
+        Some(range) => Ok(all[range].to_vec()),
+        None => Err(Error::io(
+            location,
+            std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                format!("asked for {len} bytes at {offset} of {}", all.len()),
+            ),
+        )),
     }
 }
 

@@ -365,6 +365,10 @@ impl MetaStore for ObjectStoreBackend {
         self.read(key)
     }
 
+    fn get_range(&self, key: &str, offset: u64, len: usize) -> Result<Vec<u8>> {
+        PackStore::get_range(self, key, offset, len)
+    }
+
     fn list(&self, prefix: &str) -> Result<Vec<String>> {
         self.keys(prefix)
     }
