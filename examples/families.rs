@@ -17,6 +17,8 @@
 //! (`DIR/cache`, a RocksDB index) from the newest manifest, as a first
 //! open does, and `rewrite DIR [TMP]` writes that cache back as families
 //! of the next epoch, as `repair index` does with the index it rebuilt.
+//! `open DIR` does what a first open does now: the cache an overlay on
+//! the families, holding their summary and no entry.
 //! `summary DIR` loads only the newest manifest's summaries (trailer,
 //! fences, packs, hooks, Bloom slice of every family, by ranged reads),
 //! as a machine without a copy of the index opens (issue 32), then looks
@@ -53,13 +55,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         ["generate", n, dir] => generate(n.parse()?, Path::new(dir)),
         ["compact", dir] => compact(Path::new(dir), &Path::new(dir).join("tmp")),
         ["compact", dir, tmp] => compact(Path::new(dir), Path::new(tmp)),
-        ["load", dir] => load(Path::new(dir)),
+        ["load", dir] => load(Path::new(dir), false),
+        ["open", dir] => load(Path::new(dir), true),
         ["summary", dir] => summary(Path::new(dir)),
         ["rewrite", dir] => rewrite(Path::new(dir), &Path::new(dir).join("tmp")),
         ["rewrite", dir, tmp] => rewrite(Path::new(dir), Path::new(tmp)),
         _ => Err(
-            "usage: families generate N DIR | compact DIR [TMP] | load DIR | summary DIR \
-             | rewrite DIR [TMP]"
+            "usage: families generate N DIR | compact DIR [TMP] | load DIR | open DIR \
+             | summary DIR | rewrite DIR [TMP]"
                 .into(),
         ),
     }
@@ -136,20 +139,26 @@ fn compact(dir: &Path, tmp: &Path) -> Result<(), Box<dyn std::error::Error>> {
     Ok(())
 }
 
-fn load(dir: &Path) -> Result<(), Box<dyn std::error::Error>> {
-    let home = LocalStore::open(OsFs::shared(), dir.join("home"))?;
+fn load(dir: &Path, overlay: bool) -> Result<(), Box<dyn std::error::Error>> {
+    let home = std::sync::Arc::new(LocalStore::open(OsFs::shared(), dir.join("home"))?);
     let cache = dir.join("cache");
     if cache.exists() {
         std::fs::remove_dir_all(&cache)?;
     }
-    let names = segment::names(&home)?;
+    let names = segment::names(home.as_ref())?;
     let started = Instant::now();
-    let index = Index::open(&cache, Access::Create)?;
+    let mut index = Index::open(&cache, Access::Create)?;
+    if overlay {
+        index = index.with_home(home.clone());
+    }
     let mut ids = 0u64;
-    index.catch_up_with(&home, &names, &mut |_| ids += 1)?;
+    index.catch_up_with(home.as_ref(), &names, &mut |_| ids += 1)?;
     index.flush()?;
+    let mut held = 0u64;
+    index.for_each_chunk_id(|_| held += 1)?;
     println!(
-        "loaded {ids} entries from manifest {:?} in {:.1} s; peak memory {} MiB; cache {:.1} MB",
+        "{} manifest {:?} in {:.1} s: {held} entries held; peak memory {} MiB; cache {:.1} MB",
+        if overlay { "opened over" } else { "loaded" },
         index.base()?,
         started.elapsed().as_secs_f64(),
         peak_rss_mib(),

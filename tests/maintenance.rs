@@ -815,3 +815,53 @@ fn a_damaged_root_folder_entry_is_named_as_the_snapshot_root() {
         r.stdout
     );
 }
+
+/// The chunk entries the cache at `cache` holds of the repository at
+/// `repo` (its first slot's RocksDB index).
+fn cached_entries(repo: &Path, cache: &Path) -> u64 {
+    let config: serde_json::Value =
+        serde_json::from_slice(&fs::read(repo.join("config")).unwrap()).unwrap();
+    let id = config["repository_id"].as_str().unwrap();
+    let path = cache.join(id).join("index");
+    let index = dedup::catalog::Index::open(&path, dedup::catalog::Access::ReadWrite).unwrap();
+    let mut n = 0;
+    index.for_each_chunk_id(|_| n += 1).unwrap();
+    n
+}
+
+#[test]
+fn a_new_machine_holds_no_copy_of_the_families_yet_stores_nothing_again_and_restores_all() {
+    let f = fixture("zstd");
+    ok(dedup(&f.repo).arg("compact"));
+    let machine = |name: &str| f.root.join(name);
+    // A new machine opens: its cache holds none of the families' entries,
+    // only their summary, read from the home when needed.
+    ok(dedup(&f.repo)
+        .env("DEDUP_CACHE", machine("a"))
+        .arg("snapshots"));
+    assert_eq!(cached_entries(&f.repo, &machine("a")), 0);
+    assert!(
+        cached_entries(&f.repo, &cache_of(&f.repo)) > 0,
+        "the writer's own"
+    );
+    // The same data ingested again by it stores nothing new.
+    let again = ok(dedup(&f.repo)
+        .env("DEDUP_CACHE", machine("a"))
+        .args(["ingest", "--json"])
+        .arg(&f.src));
+    let again: serde_json::Value = serde_json::from_str(&again.stdout).unwrap();
+    let summary = &again["record"]["summary"];
+    assert!(summary["total_chunks"].as_u64().unwrap() > 10, "{summary}");
+    assert_eq!(summary["new_chunks"], 0, "{summary}");
+    // Another restores and verifies everything through the families.
+    let out = f.root.join("out-new-machine");
+    ok(dedup(&f.repo)
+        .env("DEDUP_CACHE", machine("b"))
+        .args(["restore", "latest"])
+        .arg(&out));
+    assert_eq!(describe(&f.src), describe(&out));
+    ok(dedup(&f.repo)
+        .env("DEDUP_CACHE", machine("c"))
+        .args(["verify", "--read-data"]));
+    assert_eq!(cached_entries(&f.repo, &machine("c")), 0);
+}

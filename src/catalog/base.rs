@@ -13,8 +13,10 @@ use crate::store::MetaStore;
 
 /// The `meta` key holding the epoch of the manifest the index was loaded
 /// from (or adopted after compacting it), 8 bytes big-endian. Absent
-/// while a load is under way: the next catch-up starts it again.
-pub(super) const BASE: &str = "base";
+/// while a load is under way: the next catch-up starts it again. (It was
+/// `base` while a cache held a manifest's entries: a build from then
+/// finds no base in an overlay, and loads the manifest whole again.)
+pub(super) const BASE: &str = "base-overlay";
 
 /// Bytes of changes a load gathers before committing them: a small index
 /// loads in one atomic commit, a large one in steps of this size (the
@@ -110,7 +112,13 @@ impl Index {
                 .inner
                 .put_cf(self.cf(META), applied_key(name), COVERED);
         }
-        for part in manifest.families.iter().filter(|p| p.size > 0) {
+        // An overlay keeps the families' summary, not their entries.
+        let copied = if self.home.is_some() {
+            Vec::new()
+        } else {
+            manifest.families.clone()
+        };
+        for part in copied.iter().filter(|p| p.size > 0) {
             let key = part.name.key(part.version);
             let location = format!("{}/{key}", home.location());
             let family = Family::read(
@@ -131,8 +139,11 @@ impl Index {
         }
         // The catalog before the base mark: a cache marked as loaded
         // from this manifest holds its catalog too (else its records
-        // would look gone from the home).
+        // would look gone from the home). So does the summary.
         self.load_catalog(home, manifest)?;
+        if self.home.is_some() {
+            self.load_summary(manifest)?;
+        }
         batch
             .inner
             .put_cf(self.cf(META), BASE, manifest.epoch.to_be_bytes());
@@ -208,8 +219,9 @@ impl Index {
             }
             return Ok(checked);
         }
-        // The family now read, and its entries.
+        // The family now read, and its entries; which were read.
         let mut current: Option<(usize, Vec<(ChunkId, Location)>)> = None;
+        let mut read = vec![false; families.len()];
         let mut missing = 0u64;
         self.for_each_chunk(|id, _| {
             let at = match &current {
@@ -228,6 +240,7 @@ impl Index {
             if current.as_ref().is_none_or(|(n, _)| *n != at) {
                 let entries = self.read_family(home, families[at], &packs, problem)?;
                 checked += entries.len() as u64;
+                read[at] = true;
                 current = Some((at, entries));
             }
             let (_, entries) = current.as_ref().expect("read above");
@@ -245,6 +258,11 @@ impl Index {
         })?;
         if missing > 10 {
             problem(format!("{} more chunks like that", missing - 10));
+        }
+        // An overlay holds no entry of most families: each is still read
+        // and checked.
+        for (part, _) in families.iter().zip(read).filter(|(_, read)| !read) {
+            checked += self.read_family(home, part, &packs, problem)?.len() as u64;
         }
         Ok(checked)
     }

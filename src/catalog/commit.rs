@@ -109,7 +109,9 @@ impl Batch<'_> {
 
     /// Forgets the chunk `id`, whose entry points into `pack`.
     pub fn drop_entry(&mut self, id: &ChunkId, pack: PackId) {
-        self.inner.delete_cf(self.index.cf(CHUNKS), id.as_bytes());
+        // "Gone", not deleted: beneath an overlay a family may hold it.
+        self.inner
+            .put_cf(self.index.cf(CHUNKS), id.as_bytes(), super::GONE);
         self.ops.push(Op::DropEntry { id: *id, pack });
     }
 

@@ -33,6 +33,8 @@ mod commit;
 #[cfg(feature = "engine")]
 pub mod compact;
 #[cfg(feature = "engine")]
+mod overlay;
+#[cfg(feature = "engine")]
 pub mod records;
 #[cfg(feature = "engine")]
 mod replay;
@@ -94,6 +96,12 @@ pub struct Index {
     gone: Mutex<Vec<String>>,
     /// Opens the home's manifests and families.
     sealer: Arc<dyn Sealer + Send + Sync>,
+    /// The home whose families this index is an overlay on (see
+    /// `overlay.rs`); without one (tests, `repair`'s index made from the
+    /// packs), loading a manifest copies its entries in.
+    home: Option<Arc<dyn MetaStore>>,
+    /// The summary of the base manifest's families, once loaded.
+    summary: RwLock<Option<Arc<summary::Summary>>>,
 }
 
 /// The `meta` key counting commits, over the index's whole life.
@@ -113,6 +121,10 @@ const LEGACY_FULL: &[u8] = b"f";
 fn applied_key(name: &str) -> String {
     format!("{APPLIED}{name}")
 }
+
+/// The value of a `chunks` key that says "no entry", over a family
+/// beneath an overlay that may hold one (a location is never empty).
+const GONE: &[u8] = &[];
 
 /// `meta` keys `forgotten/<snapshot id>`: snapshots this index saw
 /// forgotten (a record of one that comes back is not one to adopt).
@@ -165,6 +177,8 @@ impl Index {
             gone: Mutex::default(),
             segments: None,
             sealer: Arc::new(Plain),
+            home: None,
+            summary: RwLock::new(None),
         };
         let packs = index
             .packs()?
@@ -189,6 +203,15 @@ impl Index {
     #[must_use]
     pub fn with_sealer(mut self, sealer: Arc<dyn Sealer + Send + Sync>) -> Self {
         self.sealer = sealer;
+        self
+    }
+
+    /// Makes this index an overlay on the families of `home`: loading a
+    /// manifest keeps its summary, not its entries, and lookups the
+    /// overlay cannot answer read the one family block that would.
+    #[must_use]
+    pub fn with_home(mut self, home: Arc<dyn MetaStore>) -> Self {
+        self.home = Some(home);
         self
     }
 
@@ -245,14 +268,7 @@ impl Index {
 
     /// The location of `id`, if indexed.
     pub fn chunk(&self, id: &ChunkId) -> Result<Option<Location>> {
-        match self
-            .db
-            .get_pinned_cf(self.cf(CHUNKS), id.as_bytes())
-            .map_err(|e| self.err(e))?
-        {
-            Some(v) => Ok(Some(Location::decode(*id, &v)?)),
-            None => Ok(None),
-        }
+        Ok(self.chunks(std::slice::from_ref(id))?.pop().flatten())
     }
 
     /// What the index knows of `pack`, if anything.
@@ -282,10 +298,12 @@ impl Index {
     }
 
     /// Locations of many ids, in the same order: batched reads of at
-    /// most [`LOOKUP_BATCH`] ids each.
+    /// most [`LOOKUP_BATCH`] ids each, then, for the ids this index holds
+    /// nothing of, the families it is an overlay on.
     pub fn chunks(&self, ids: &[ChunkId]) -> Result<Vec<Option<Location>>> {
         let cf = self.cf(CHUNKS);
         let mut out = Vec::with_capacity(ids.len());
+        let mut unknown = Vec::new();
         for batch in ids.chunks(LOOKUP_BATCH) {
             let keys = batch.iter().map(|id| id.as_bytes().as_slice());
             for (r, id) in self
@@ -295,10 +313,17 @@ impl Index {
                 .zip(batch)
             {
                 out.push(match r.map_err(|e| self.err(e))? {
+                    Some(v) if v.is_empty() => None,
                     Some(v) => Some(Location::decode(*id, &v)?),
-                    None => None,
+                    None => {
+                        unknown.push(out.len());
+                        None
+                    }
                 });
             }
+        }
+        if !unknown.is_empty() {
+            self.locate_beneath(ids, &unknown, &mut out)?;
         }
         Ok(out)
     }
@@ -340,20 +365,38 @@ impl Index {
         })
     }
 
-    /// Where every chunk whose indexed copy lies in one of `packs` is.
-    pub fn chunks_in(&self, packs: &std::collections::HashSet<PackId>) -> Result<Vec<Location>> {
+    /// Where every chunk this index holds whose copy lies in one of
+    /// `packs` is, and the ids it holds "gone" (see `overlay.rs`).
+    fn held_in(
+        &self,
+        packs: &std::collections::HashSet<PackId>,
+    ) -> Result<(Vec<Location>, std::collections::HashSet<ChunkId>)> {
         let mut out = Vec::new();
-        self.for_each_chunk(|id, value| {
-            let loc = Location::decode(id, value)?;
+        let mut gone = std::collections::HashSet::new();
+        for item in self
+            .db
+            .iterator_cf(self.cf(CHUNKS), rocksdb::IteratorMode::Start)
+        {
+            let (k, v) = item.map_err(|e| self.err(e))?;
+            let id = ChunkId::from_slice(&k).ok_or_else(|| {
+                Error::corrupt("chunk index key", hex::encode(&k), "not 32 bytes")
+            })?;
+            if v.is_empty() {
+                gone.insert(id);
+                continue;
+            }
+            let loc = Location::decode(id, &v)?;
             if packs.contains(&loc.pack) {
                 out.push(loc);
+            } else {
+                gone.insert(id);
             }
-            Ok(())
-        })?;
-        Ok(out)
+        }
+        Ok((out, gone))
     }
 
-    /// Calls `f` with every chunk id and its encoded location.
+    /// Calls `f` with every chunk id this index holds (not those of the
+    /// families beneath an overlay) and its encoded location.
     fn for_each_chunk(&self, mut f: impl FnMut(ChunkId, &[u8]) -> Result<()>) -> Result<()> {
         for item in self
             .db
@@ -363,7 +406,10 @@ impl Index {
             let id = ChunkId::from_slice(&k).ok_or_else(|| {
                 Error::corrupt("chunk index key", hex::encode(&k), "not 32 bytes")
             })?;
-            f(id, &v)?;
+            // An overlay's "gone" over a family's entry is no entry.
+            if !v.is_empty() {
+                f(id, &v)?;
+            }
         }
         Ok(())
     }

@@ -261,7 +261,7 @@ impl Index {
                 if touched.binary_search(&id).is_err()
                     && orphaned.contains(&Location::decode(id, value)?.pack)
                 {
-                    batch.inner.delete_cf(chunks, id.as_bytes());
+                    batch.inner.put_cf(chunks, id.as_bytes(), super::GONE);
                 }
                 Ok(())
             })?;
@@ -358,9 +358,11 @@ impl Index {
         for (id, was) in touched.iter().zip(before) {
             let after = now.get(id).copied().flatten();
             if after != was || wipe {
+                // "Gone", not deleted: beneath an overlay a family may
+                // hold the entry removed.
                 match after {
                     Some(loc) => batch.inner.put_cf(chunks, id.as_bytes(), loc.encode()),
-                    None => batch.inner.delete_cf(chunks, id.as_bytes()),
+                    None => batch.inner.put_cf(chunks, id.as_bytes(), super::GONE),
                 }
             }
         }

@@ -20,8 +20,8 @@ use crate::bloom::Bloom;
 use crate::error::{Error, Result};
 use crate::format::family::{
     block_for, decode_bloom, decode_fences, decode_hooks, decode_packs, open_block, open_section,
-    open_trailer, trailer_len, Fence, Hook, Sealer, Section, Trailer, FOOTER_LEN, MAX_DIGITS,
-    SECTIONS,
+    open_trailer, trailer_len, FamilyName, Fence, Hook, Sealer, Section, Trailer, FOOTER_LEN,
+    MAX_DIGITS, SECTIONS,
 };
 use crate::format::manifest::{Manifest, Part};
 use crate::format::values::Location;
@@ -140,6 +140,21 @@ impl FamilySummary {
             bloom,
             bloom_bytes: bloom_plain.len() as u64,
         })
+    }
+
+    /// The key of the version it summarizes.
+    pub fn key(&self) -> &str {
+        &self.key
+    }
+
+    /// The family.
+    pub fn name(&self) -> &FamilyName {
+        &self.trailer.name
+    }
+
+    /// The version it summarizes.
+    pub fn version(&self) -> u64 {
+        self.trailer.epoch
     }
 
     /// The block that would hold `id`, if any.
@@ -261,6 +276,28 @@ impl Summary {
             .map(|i| crate::format::family::nibble(id.as_bytes(), i))
             .collect();
         (0..=MAX_DIGITS).find_map(|d| self.by_digits.get(&digits[..d]).copied())
+    }
+
+    /// The summary of the family that holds `id`.
+    fn family(&self, id: &ChunkId) -> Option<&FamilySummary> {
+        self.family_of(id).map(|f| &self.families[f])
+    }
+
+    /// The pack a hook names for `id`, when `id` is one of the sampled
+    /// ids (Sparse Indexing's hooks) and its family keeps it: where a
+    /// stream's next chunks are likely to be, found without a block read.
+    pub fn hooked(&self, id: &ChunkId) -> Option<PackId> {
+        if !crate::format::family::is_hook(id) {
+            return None;
+        }
+        let family = self.family(id)?;
+        let prefix = u64::from_be_bytes(id.as_bytes()[..8].try_into().expect("8 bytes"));
+        let at = family.hooks.partition_point(|h| h.prefix < prefix);
+        family
+            .hooks
+            .get(at)
+            .filter(|h| h.prefix == prefix)
+            .map(|h| h.pack)
     }
 
     /// False when no family holds `id` for sure (its Bloom slice says so).
@@ -457,6 +494,15 @@ mod tests {
             blocks_read <= blocks,
             "{blocks_read} reads for {blocks} blocks"
         );
+        // Every sampled id present is a hook naming its pack.
+        let sampled: Vec<&ChunkId> = all
+            .keys()
+            .filter(|id| crate::format::family::is_hook(id))
+            .collect();
+        assert!(!sampled.is_empty());
+        for id in sampled {
+            assert_eq!(summary.hooked(id), Some(all[id].pack), "{id}");
+        }
         // Again: every block is cached, so no read.
         let before = summary.fetched.gets();
         let again = summary.locate(&home, &Plain, &asked).unwrap();

@@ -613,7 +613,9 @@ pub(crate) fn open_cache_index(
         remove_legacy_index(&legacy)?;
         files.delete(LEGACY_BLOOM)?;
     }
-    let index = index?.with_crash_points(fs.clone());
+    let index = index?
+        .with_crash_points(fs.clone())
+        .with_home(files.clone());
     let index = if writer {
         index.with_segments(files.clone())
     } else {

@@ -145,7 +145,9 @@ impl<'r> ObjectWriter<'r> {
         }
         // A counting writer may run on a read-only handle, whose filter is
         // empty: it asks the index about every id.
-        let maybe = self.dry_run || self.repo.bloom.read().expect("bloom lock").may_contain(&id);
+        let maybe = self.dry_run
+            || self.repo.bloom.read().expect("bloom lock").may_contain(&id)
+            || self.repo.index.may_hold_beneath(&id)?;
         if !maybe {
             self.skipped.fetch_add(1, Relaxed);
             return Ok(!self.claim(id));
