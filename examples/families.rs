@@ -171,7 +171,7 @@ fn summary(dir: &Path) -> Result<(), Box<dyn std::error::Error>> {
     let home = LocalStore::open(OsFs::shared(), dir.join("home"))?;
     let manifest = newest_manifest(&home, &Plain)?.ok_or("no manifest: run compact first")?;
     let started = Instant::now();
-    let summary = Summary::load(&home, &Plain, &manifest, 4096)?;
+    let summary = Summary::load(&home, &Plain, &manifest, 4096, None)?;
     println!(
         "loaded the summary of {} families in {:.2} s: {} reads, {:.1} MB fetched, {:.1} MB \
          in memory; peak memory {} MiB",

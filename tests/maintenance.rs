@@ -853,6 +853,10 @@ fn a_new_machine_holds_no_copy_of_the_families_yet_stores_nothing_again_and_rest
     let summary = &again["record"]["summary"];
     assert!(summary["total_chunks"].as_u64().unwrap() > 10, "{summary}");
     assert_eq!(summary["new_chunks"], 0, "{summary}");
+    // It read the families' summaries and blocks, and says so.
+    let reads = &again["index"];
+    assert!(reads["gets"].as_u64().unwrap() > 0, "{again}");
+    assert!(reads["bytes_fetched"].as_u64().unwrap() > 0, "{again}");
     // Another restores and verifies everything through the families.
     let out = f.root.join("out-new-machine");
     ok(dedup(&f.repo)

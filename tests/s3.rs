@@ -1298,7 +1298,11 @@ fn compactors_beside_writers_a_reader_and_each_other_lose_nothing() {
     check(&tmp.path().join("writer-0"));
     // A compaction beside writers deletes what was superseded longer
     // than the grace period ago (here: none), and it all still reads.
-    let last = ok(fresh().args(["put"]).arg(tmp.path().join("blob-0")));
+    // (New bytes, so that there is a segment to compact whatever the
+    // compactors covered before the writers stopped.)
+    let new_blob = tmp.path().join("blob-last");
+    fs::write(&new_blob, random_bytes(77, 100_000)).unwrap();
+    let last = ok(fresh().args(["put"]).arg(&new_blob));
     assert!(!last.stdout.is_empty());
     let swept = ok(fresh()
         .env("DEDUP_GC_GRACE_SECONDS", "0")

@@ -102,6 +102,8 @@ pub struct Index {
     home: Option<Arc<dyn MetaStore>>,
     /// The summary of the base manifest's families, once loaded.
     summary: RwLock<Option<Arc<summary::Summary>>>,
+    /// The reads of summaries this index has replaced since.
+    earlier_reads: Mutex<summary::IndexReads>,
 }
 
 /// The `meta` key counting commits, over the index's whole life.
@@ -179,6 +181,7 @@ impl Index {
             sealer: Arc::new(Plain),
             home: None,
             summary: RwLock::new(None),
+            earlier_reads: Mutex::default(),
         };
         let packs = index
             .packs()?

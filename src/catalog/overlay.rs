@@ -10,7 +10,7 @@ use std::collections::HashSet;
 use std::sync::{Arc, PoisonError};
 
 use super::base::{newest_manifest, read_manifest};
-use super::summary::Summary;
+use super::summary::{IndexReads, Summary};
 use super::Index;
 use crate::error::Result;
 use crate::format::family::Family;
@@ -59,9 +59,39 @@ impl Index {
             self.sealer.as_ref(),
             manifest,
             CACHED_BLOCKS,
+            Some(&self.path.with_file_name("summaries")),
         )?);
-        *self.summary.write().unwrap_or_else(PoisonError::into_inner) = Some(summary.clone());
+        let replaced = self
+            .summary
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .replace(summary.clone());
+        if let Some(old) = replaced {
+            let mut earlier = self
+                .earlier_reads
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            *earlier = earlier.plus(old.fetched.reads());
+        }
         Ok(summary)
+    }
+
+    /// The reads of the families this index made so far (summaries and
+    /// blocks): take two and [`since`](IndexReads::since) for one
+    /// operation's.
+    pub fn index_reads(&self) -> IndexReads {
+        let earlier = *self
+            .earlier_reads
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let now = self
+            .summary
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .as_ref()
+            .map(|s| s.fetched.reads())
+            .unwrap_or_default();
+        earlier.plus(now)
     }
 
     /// Fills `out[i]`, for each `i` of `unknown` (ids of `ids` this index

@@ -13,6 +13,7 @@
 
 use std::collections::HashMap;
 use std::num::NonZeroUsize;
+use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -59,6 +60,47 @@ impl Fetched {
     }
 }
 
+/// Reads of the index families an operation made (summaries and
+/// blocks), and the bytes they fetched: what `ingest --json` and `restore
+/// --json` report as `index`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct IndexReads {
+    /// Ranged reads.
+    pub gets: u64,
+    /// Bytes they fetched.
+    pub bytes_fetched: u64,
+}
+
+impl IndexReads {
+    /// What was read since `before`.
+    #[must_use]
+    pub fn since(self, before: IndexReads) -> IndexReads {
+        IndexReads {
+            gets: self.gets.saturating_sub(before.gets),
+            bytes_fetched: self.bytes_fetched.saturating_sub(before.bytes_fetched),
+        }
+    }
+
+    /// Both added.
+    #[must_use]
+    pub fn plus(self, other: IndexReads) -> IndexReads {
+        IndexReads {
+            gets: self.gets + other.gets,
+            bytes_fetched: self.bytes_fetched + other.bytes_fetched,
+        }
+    }
+}
+
+impl Fetched {
+    /// The reads so far.
+    pub fn reads(&self) -> IndexReads {
+        IndexReads {
+            gets: self.gets(),
+            bytes_fetched: self.bytes(),
+        }
+    }
+}
+
 /// One family version as a lookup needs it: everything but its blocks.
 #[derive(Debug)]
 pub struct FamilySummary {
@@ -78,13 +120,43 @@ pub struct FamilySummary {
 
 impl FamilySummary {
     /// Reads the summary of family version `part` of `home`: the object's
-    /// last 64 KiB, then the sections that did not fit in them.
+    /// last 64 KiB, then the sections that did not fit in them. With
+    /// `local` (a folder of this machine's cache), what was read is kept
+    /// there under the version's name (a version never changes) and read
+    /// from there the next time; a kept copy that does not check out is
+    /// read again from the home.
     pub fn load(
         home: &dyn MetaStore,
         sealer: &dyn Sealer,
         part: &Part,
         fetched: &Fetched,
+        local: Option<&Path>,
     ) -> Result<Self> {
+        let key = part.name.key(part.version);
+        let kept = local.map(|dir| dir.join(local_name(&key)));
+        if let Some(end) = kept.as_ref().and_then(|path| std::fs::read(path).ok()) {
+            if let Ok(summary) = Self::parse(&end, home, sealer, part) {
+                return Ok(summary);
+            }
+        }
+        let end = Self::fetch(home, sealer, part, fetched)?;
+        let summary = Self::parse(&end, home, sealer, part)?;
+        if let Some(path) = kept {
+            // Only a cache: a copy that cannot be kept is read again.
+            let _ = keep(&path, &end);
+        }
+        Ok(summary)
+    }
+
+    /// The bytes of family version `part` from its first section to its
+    /// end (sections, trailer, footer): one ranged read of the last
+    /// 64 KiB, and a second when the sections start before them.
+    fn fetch(
+        home: &dyn MetaStore,
+        sealer: &dyn Sealer,
+        part: &Part,
+        fetched: &Fetched,
+    ) -> Result<Vec<u8>> {
         let key = part.name.key(part.version);
         let location = format!("{}/{key}", home.location());
         let bad = |reason: &str| Error::corrupt("index family", &location, reason.to_string());
@@ -112,17 +184,51 @@ impl FamilySummary {
             .iter()
             .map(|&s| trailer.span(s).offset)
             .min()
-            .unwrap_or(object_len);
-        let (sections, sections_at) = if first >= tail_at {
-            (tail, tail_at)
-        } else {
-            (read(home, &key, first, object_len - first, fetched)?, first)
+            .unwrap_or(object_len)
+            .min(object_len);
+        if first >= tail_at {
+            let skip = usize::try_from(first - tail_at).expect("inside the tail");
+            return Ok(tail[skip..].to_vec());
+        }
+        read(home, &key, first, part.size - first, fetched)
+    }
+
+    /// Checks and decodes `end`, the last bytes of family version `part`
+    /// from its first section on.
+    fn parse(end: &[u8], home: &dyn MetaStore, sealer: &dyn Sealer, part: &Part) -> Result<Self> {
+        let key = part.name.key(part.version);
+        let location = format!("{}/{key}", home.location());
+        let bad = |reason: &str| Error::corrupt("index family", &location, reason.to_string());
+        let at = part
+            .size
+            .checked_sub(end.len() as u64)
+            .ok_or_else(|| bad("longer than the object"))?;
+        if end.len() < FOOTER_LEN {
+            return Err(bad("shorter than its footer"));
+        }
+        let footer_at = end.len() - FOOTER_LEN;
+        let len = trailer_len(&end[footer_at..], &location)?;
+        let Some(start) = footer_at.checked_sub(len) else {
+            return Err(bad("its trailer is longer than the object"));
         };
+        let object_len = at + start as u64;
+        let trailer = open_trailer(
+            &end[start..footer_at],
+            sealer,
+            &part.name,
+            part.version,
+            object_len,
+            &location,
+        )?;
         let section = |s: Section| -> Result<Vec<u8>> {
             let span = trailer.span(s);
-            let at = usize::try_from(span.offset - sections_at).map_err(|_| bad("a span past"))?;
-            let stored = sections
-                .get(at..at + span.len as usize)
+            let from = span
+                .offset
+                .checked_sub(at)
+                .and_then(|o| usize::try_from(o).ok())
+                .ok_or_else(|| bad("a section before the bytes read"))?;
+            let stored = end
+                .get(from..from.saturating_add(span.len as usize))
                 .ok_or_else(|| bad("a section outside the object"))?;
             open_section(stored, &trailer, s, sealer, &location)
         };
@@ -189,6 +295,21 @@ impl FamilySummary {
     }
 }
 
+/// The name a family version's summary is kept under in a cache folder.
+fn local_name(key: &str) -> String {
+    key.trim_start_matches("index/").replace('/', "_")
+}
+
+/// Writes `bytes` to `path` whole or not at all.
+fn keep(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, bytes)?;
+    std::fs::rename(&tmp, path)
+}
+
 /// `len` bytes of `key` from `offset`, counted.
 fn read(
     home: &dyn MetaStore,
@@ -228,11 +349,16 @@ pub struct Summary {
 impl Summary {
     /// Loads the summary of every family of `manifest` (many at a time),
     /// with room for `cached_blocks` blocks in the block cache.
+    /// With `local`, each family's summary is kept in that folder of this
+    /// machine's cache and read from there the next time (see
+    /// [`FamilySummary::load`]); what no family of `manifest` names any
+    /// more is removed from it.
     pub fn load(
         home: &dyn MetaStore,
         sealer: &(dyn Sealer + Sync),
         manifest: &Manifest,
         cached_blocks: usize,
+        local: Option<&Path>,
     ) -> Result<Self> {
         let fetched = Fetched::default();
         let parts: Vec<&Part> = manifest.families.iter().filter(|p| p.size > 0).collect();
@@ -243,7 +369,7 @@ impl Summary {
                 let running: Vec<_> = batch
                     .iter()
                     .map(|part| {
-                        scope.spawn(move || FamilySummary::load(home, sealer, part, fetched))
+                        scope.spawn(move || FamilySummary::load(home, sealer, part, fetched, local))
                     })
                     .collect();
                 out.extend(
@@ -255,6 +381,15 @@ impl Summary {
             out
         });
         let families = loaded.into_iter().collect::<Result<Vec<_>>>()?;
+        if let Some(dir) = local {
+            let named: std::collections::HashSet<String> =
+                families.iter().map(|f| local_name(&f.key)).collect();
+            for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+                if !named.contains(entry.file_name().to_string_lossy().as_ref()) {
+                    let _ = std::fs::remove_file(entry.path());
+                }
+            }
+        }
         let by_digits = families
             .iter()
             .enumerate()
@@ -475,7 +610,7 @@ mod tests {
         let (home, all, manifest) = compacted(dir.path(), 6000, 40_000, &Plain);
         let families = manifest.families.iter().filter(|p| p.size > 0).count();
         assert!(families > 4, "{families} families");
-        let summary = Summary::load(&home, &Plain, &manifest, 1024).unwrap();
+        let summary = Summary::load(&home, &Plain, &manifest, 1024, None).unwrap();
         assert_eq!(summary.families().len(), families);
         // A family's summary is one read when it fits in the tail.
         assert_eq!(summary.fetched.gets(), families as u64);
@@ -509,7 +644,7 @@ mod tests {
         assert_eq!(again, found);
         assert_eq!(summary.fetched.gets(), before);
         // Most absent ids never cost a read: the slice says "surely new".
-        let fresh = Summary::load(&home, &Plain, &manifest, 1024).unwrap();
+        let fresh = Summary::load(&home, &Plain, &manifest, 1024, None).unwrap();
         let loaded = fresh.fetched.gets();
         assert_eq!(
             fresh.locate(&home, &Plain, &absent).unwrap(),
@@ -526,8 +661,8 @@ mod tests {
     fn a_block_gone_or_damaged_is_an_error_never_absent() {
         let dir = tempfile::tempdir().unwrap();
         let (home, all, manifest) = compacted(dir.path(), 3000, 1 << 20, &Plain);
-        let summary = Summary::load(&home, &Plain, &manifest, 1).unwrap();
-        let untouched = Summary::load(&home, &Plain, &manifest, 1).unwrap();
+        let summary = Summary::load(&home, &Plain, &manifest, 1, None).unwrap();
+        let untouched = Summary::load(&home, &Plain, &manifest, 1, None).unwrap();
         let id = *all.keys().next().unwrap();
         let part = manifest.families.iter().find(|p| p.size > 0).unwrap();
         let path = home.root().join(part.name.key(part.version));
@@ -553,12 +688,54 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let crypt = crate::crypto::Crypt::with(crate::crypto::MasterKey::generate().unwrap());
         let (home, all, manifest) = compacted(dir.path(), 2000, 20_000, &crypt);
-        assert!(Summary::load(&home, &Plain, &manifest, 16).is_err());
-        let summary = Summary::load(&home, &crypt, &manifest, 16).unwrap();
+        assert!(Summary::load(&home, &Plain, &manifest, 16, None).is_err());
+        let summary = Summary::load(&home, &crypt, &manifest, 16, None).unwrap();
         let asked: Vec<ChunkId> = all.keys().copied().collect();
         let found = summary.locate(&home, &crypt, &asked).unwrap();
         for (id, got) in asked.iter().zip(found) {
             assert_eq!(got.as_ref(), all.get(id));
         }
+    }
+
+    #[test]
+    fn a_summary_kept_in_the_cache_is_read_from_there_and_a_bad_copy_again_from_the_home() {
+        let dir = tempfile::tempdir().unwrap();
+        let (home, all, manifest) = compacted(dir.path(), 6000, 40_000, &Plain);
+        let local = dir.path().join("summaries");
+        std::fs::create_dir_all(&local).unwrap();
+        std::fs::write(local.join("-.00000000000000ff"), b"a version no more").unwrap();
+        let first = Summary::load(&home, &Plain, &manifest, 64, Some(&local)).unwrap();
+        let families = first.families().len();
+        assert!(first.fetched.gets() >= families as u64);
+        let kept: Vec<_> = std::fs::read_dir(&local).unwrap().collect();
+        assert_eq!(kept.len(), families, "one a family, the stale one gone");
+        // Again: nothing read from the home.
+        let second = Summary::load(&home, &Plain, &manifest, 64, Some(&local)).unwrap();
+        assert_eq!(second.fetched.gets(), 0);
+        let ids: Vec<ChunkId> = all.keys().copied().collect();
+        let found = second.locate(&home, &Plain, &ids).unwrap();
+        assert!(ids
+            .iter()
+            .zip(&found)
+            .all(|(id, loc)| loc.as_ref() == all.get(id)));
+        // A damaged copy is read again from the home, and kept again.
+        let victim = std::fs::read_dir(&local)
+            .unwrap()
+            .next()
+            .unwrap()
+            .unwrap()
+            .path();
+        let mut bytes = std::fs::read(&victim).unwrap();
+        let n = bytes.len();
+        bytes[n / 2] ^= 1;
+        std::fs::write(&victim, &bytes).unwrap();
+        let third = Summary::load(&home, &Plain, &manifest, 64, Some(&local)).unwrap();
+        assert!(third.fetched.gets() >= 1);
+        assert_ne!(std::fs::read(&victim).unwrap(), bytes);
+        let found = third.locate(&home, &Plain, &ids).unwrap();
+        assert!(ids
+            .iter()
+            .zip(&found)
+            .all(|(id, loc)| loc.as_ref() == all.get(id)));
     }
 }

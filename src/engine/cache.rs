@@ -5,9 +5,14 @@
 //! CACHE/                      --cache, $DEDUP_CACHE, else ~/.cache/dedup
 //!   <repository id>/          slot 0
 //!     lock                    flock: the one process using the slot
-//!     index/                  RocksDB: the home's segments applied, the
-//!                             snapshot records, this machine's counters
+//!     index/                  RocksDB: an overlay on the home's index
+//!                             families (what the segments since added),
+//!                             the pack table, the snapshot records and
+//!                             the record catalog, this machine's counters
 //!     bloom                   the Bloom filter of the index's ids
+//!     summaries/              the summaries of the index families (their
+//!                             fences, hooks and Bloom slices), a file a
+//!                             family version, read again only when new
 //!     files/                  the file cache (path, size, times -> chunks)
 //!   <repository id>.1/        slot 1: for a second process at the same time
 //!   ...

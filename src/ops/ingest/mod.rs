@@ -20,6 +20,7 @@ use std::time::{Instant, SystemTime};
 use folder::Walker;
 
 use crate::bloom::{BLOOM_FALSE_POSITIVES, BLOOM_LOOKUPS, BLOOM_SKIPPED};
+use crate::catalog::summary::IndexReads;
 use crate::engine::writer::ObjectWriter;
 use crate::engine::{Engine, Progress};
 use crate::error::{Error, Result};
@@ -43,6 +44,9 @@ pub struct IngestOutcome {
     pub record: SnapshotRecord,
     /// Nothing was written: `id` is what the snapshot would have been.
     pub dry_run: bool,
+    /// Reads of the index families it made (none while the index lives
+    /// in this machine's cache).
+    pub index: IndexReads,
 }
 
 impl std::fmt::Display for IngestOutcome {
@@ -240,6 +244,7 @@ fn begin_ingest(engine: &Engine, opts: &IngestOptions) -> Result<IngestStart> {
     Ok(IngestStart {
         clock: Instant::now(),
         time: SystemTime::now(),
+        reads: engine.index.index_reads(),
     })
 }
 
@@ -305,9 +310,12 @@ fn conclude(
             id,
             record,
             dry_run: true,
+            index: engine.index.index_reads().since(start.reads),
         });
     }
-    publish_snapshot(engine, record, progress)
+    let mut outcome = publish_snapshot(engine, record, progress)?;
+    outcome.index = engine.index.index_reads().since(start.reads);
+    Ok(outcome)
 }
 
 /// The newest snapshot of the same host and the same set of paths: the
@@ -369,6 +377,7 @@ fn publish_snapshot(
         id,
         record,
         dry_run: false,
+        index: IndexReads::default(),
     })
 }
 
@@ -376,6 +385,8 @@ fn publish_snapshot(
 struct IngestStart {
     clock: Instant,
     time: SystemTime,
+    /// The index's reads of its families so far.
+    reads: IndexReads,
 }
 
 /// The writer an ingest stores through: one that only counts in a dry run.

@@ -23,6 +23,7 @@ use std::path::{Path, PathBuf};
 
 use rayon::prelude::*;
 
+use crate::catalog::summary::IndexReads;
 use crate::catalog::Location;
 use crate::engine::paths::{in_snapshot, Found};
 use crate::engine::{in_pool, Engine, Progress};
@@ -78,6 +79,9 @@ pub struct RestoreOutcome {
     /// and folders whose listing could not be read (nothing below them is
     /// restored), each with the reason.
     pub failed: Vec<String>,
+    /// Reads of the index families it made (none while the index lives
+    /// in this machine's cache).
+    pub index: IndexReads,
 }
 
 impl RestoreOutcome {
@@ -99,6 +103,7 @@ impl RestoreOutcome {
             verified: 0,
             read_back,
             failed: Vec::new(),
+            index: IndexReads::default(),
         }
     }
 }
@@ -134,6 +139,14 @@ impl std::fmt::Display for RestoreOutcome {
         }
         if self.read_back {
             writeln!(f, "  read back and verified: {} files", self.verified)?;
+        }
+        if self.index.gets > 0 {
+            writeln!(
+                f,
+                "  index: {} reads of its families ({})",
+                self.index.gets,
+                crate::units::human_bytes(self.index.bytes_fetched)
+            )?;
         }
         Ok(())
     }
@@ -278,6 +291,7 @@ pub(crate) fn restore_with(
         }
         (None, Found::Root(_)) => unreachable!("the root is a folder"),
     }
+    let reads = engine.index.index_reads();
     let mut outcome = RestoreOutcome::nothing_yet(*snapshot, dest, opts.verify);
     outcome.dirs = plan.levels.iter().map(Vec::len).sum::<usize>() as u64;
     outcome.left_out = plan.left_out;
@@ -349,6 +363,7 @@ pub(crate) fn restore_with(
     for w in &outcome.warnings {
         progress.warn(w);
     }
+    outcome.index = engine.index.index_reads().since(reads);
     Ok(outcome)
 }
 
