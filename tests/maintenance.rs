@@ -859,11 +859,16 @@ fn a_new_machine_holds_no_copy_of_the_families_yet_stores_nothing_again_and_rest
     assert!(reads["bytes_fetched"].as_u64().unwrap() > 0, "{again}");
     // Another restores and verifies everything through the families.
     let out = f.root.join("out-new-machine");
-    ok(dedup(&f.repo)
+    let restored = ok(dedup(&f.repo)
         .env("DEDUP_CACHE", machine("b"))
-        .args(["restore", "latest"])
+        .args(["restore", "--json", "latest"])
         .arg(&out));
     assert_eq!(describe(&f.src), describe(&out));
+    let restored: serde_json::Value = serde_json::from_str(&restored.stdout).unwrap();
+    assert!(
+        restored["index"]["gets"].as_u64().unwrap() > 0,
+        "{restored}"
+    );
     ok(dedup(&f.repo)
         .env("DEDUP_CACHE", machine("c"))
         .args(["verify", "--read-data"]));

@@ -252,7 +252,7 @@ pub(crate) fn restore_path(
     )
 }
 
-/// The work of [`Repository::restore_with`](crate::Repository::restore_with)(crate::Repository::restore_with).
+/// The work of [`Repository::restore_with`](crate::Repository::restore_with).
 pub(crate) fn restore_with(
     engine: &Engine,
     snapshot: &SnapshotId,
@@ -261,6 +261,7 @@ pub(crate) fn restore_with(
     opts: &RestoreOptions,
     progress: &dyn Progress,
 ) -> Result<RestoreOutcome> {
+    let reads = engine.index.index_reads();
     let record = engine.snapshot(snapshot)?;
     let found = engine.lookup(snapshot, &record.tree, path)?;
     let at = in_snapshot(path)?;
@@ -291,7 +292,6 @@ pub(crate) fn restore_with(
         }
         (None, Found::Root(_)) => unreachable!("the root is a folder"),
     }
-    let reads = engine.index.index_reads();
     let mut outcome = RestoreOutcome::nothing_yet(*snapshot, dest, opts.verify);
     outcome.dirs = plan.levels.iter().map(Vec::len).sum::<usize>() as u64;
     outcome.left_out = plan.left_out;
