@@ -376,31 +376,33 @@ impl Index {
     ) -> Result<(Vec<Location>, std::collections::HashSet<ChunkId>)> {
         let mut out = Vec::new();
         let mut gone = std::collections::HashSet::new();
-        for item in self
-            .db
-            .iterator_cf(self.cf(CHUNKS), rocksdb::IteratorMode::Start)
-        {
-            let (k, v) = item.map_err(|e| self.err(e))?;
-            let id = ChunkId::from_slice(&k).ok_or_else(|| {
-                Error::corrupt("chunk index key", hex::encode(&k), "not 32 bytes")
-            })?;
-            if v.is_empty() {
-                gone.insert(id);
-                continue;
+        self.for_each_held(|id, v| {
+            match v {
+                Some(v) => {
+                    let loc = Location::decode(id, v)?;
+                    if packs.contains(&loc.pack) {
+                        out.push(loc);
+                    } else {
+                        gone.insert(id);
+                    }
+                }
+                None => drop(gone.insert(id)),
             }
-            let loc = Location::decode(id, &v)?;
-            if packs.contains(&loc.pack) {
-                out.push(loc);
-            } else {
-                gone.insert(id);
-            }
-        }
+            Ok(())
+        })?;
         Ok((out, gone))
     }
 
     /// Calls `f` with every chunk id this index holds (not those of the
     /// families beneath an overlay) and its encoded location.
     fn for_each_chunk(&self, mut f: impl FnMut(ChunkId, &[u8]) -> Result<()>) -> Result<()> {
+        // An overlay's "gone" over a family's entry is no entry.
+        self.for_each_held(|id, v| v.map_or(Ok(()), |v| f(id, v)))
+    }
+
+    /// Calls `f` with every chunk id this index holds anything of: its
+    /// encoded location, or `None` for a "gone" mark.
+    fn for_each_held(&self, mut f: impl FnMut(ChunkId, Option<&[u8]>) -> Result<()>) -> Result<()> {
         for item in self
             .db
             .iterator_cf(self.cf(CHUNKS), rocksdb::IteratorMode::Start)
@@ -409,10 +411,7 @@ impl Index {
             let id = ChunkId::from_slice(&k).ok_or_else(|| {
                 Error::corrupt("chunk index key", hex::encode(&k), "not 32 bytes")
             })?;
-            // An overlay's "gone" over a family's entry is no entry.
-            if !v.is_empty() {
-                f(id, &v)?;
-            }
+            f(id, (!v.is_empty()).then_some(&v[..]))?;
         }
         Ok(())
     }

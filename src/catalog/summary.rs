@@ -165,20 +165,7 @@ impl FamilySummary {
         }
         let tail_at = part.size.saturating_sub(TAIL);
         let tail = read(home, &key, tail_at, part.size - tail_at, fetched)?;
-        let footer_at = tail.len() - FOOTER_LEN;
-        let len = trailer_len(&tail[footer_at..], &location)?;
-        let Some(start) = footer_at.checked_sub(len) else {
-            return Err(bad("its trailer is longer than the object"));
-        };
-        let object_len = tail_at + start as u64;
-        let trailer = open_trailer(
-            &tail[start..footer_at],
-            sealer,
-            &part.name,
-            part.version,
-            object_len,
-            &location,
-        )?;
+        let (trailer, object_len) = open_end(&tail, tail_at, sealer, part, &location)?;
         // The sections lie between the blocks and the trailer.
         let first = SECTIONS
             .iter()
@@ -203,23 +190,7 @@ impl FamilySummary {
             .size
             .checked_sub(end.len() as u64)
             .ok_or_else(|| bad("longer than the object"))?;
-        if end.len() < FOOTER_LEN {
-            return Err(bad("shorter than its footer"));
-        }
-        let footer_at = end.len() - FOOTER_LEN;
-        let len = trailer_len(&end[footer_at..], &location)?;
-        let Some(start) = footer_at.checked_sub(len) else {
-            return Err(bad("its trailer is longer than the object"));
-        };
-        let object_len = at + start as u64;
-        let trailer = open_trailer(
-            &end[start..footer_at],
-            sealer,
-            &part.name,
-            part.version,
-            object_len,
-            &location,
-        )?;
+        let (trailer, _) = open_end(end, at, sealer, part, &location)?;
         let section = |s: Section| -> Result<Vec<u8>> {
             let span = trailer.span(s);
             let from = span
@@ -293,6 +264,37 @@ impl FamilySummary {
         let hooks = self.hooks.len() * std::mem::size_of::<Hook>();
         (fences + packs + hooks) as u64 + self.bloom_bytes
     }
+}
+
+/// Opens the trailer at the end of `end`, the bytes of family version
+/// `part` from offset `at` to its end; with the length of the object
+/// before the trailer.
+fn open_end(
+    end: &[u8],
+    at: u64,
+    sealer: &dyn Sealer,
+    part: &Part,
+    location: &str,
+) -> Result<(Trailer, u64)> {
+    let bad = |reason: &str| Error::corrupt("index family", location, reason.to_string());
+    let footer_at = end
+        .len()
+        .checked_sub(FOOTER_LEN)
+        .ok_or_else(|| bad("shorter than its footer"))?;
+    let len = trailer_len(&end[footer_at..], location)?;
+    let start = footer_at
+        .checked_sub(len)
+        .ok_or_else(|| bad("its trailer is longer than the object"))?;
+    let object_len = at + start as u64;
+    let trailer = open_trailer(
+        &end[start..footer_at],
+        sealer,
+        &part.name,
+        part.version,
+        object_len,
+        location,
+    )?;
+    Ok((trailer, object_len))
 }
 
 /// The name a family version's summary is kept under in a cache folder.
