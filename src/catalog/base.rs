@@ -169,7 +169,10 @@ impl Index {
         batch
             .inner
             .put_cf(self.cf(META), BASE, manifest.epoch.to_be_bytes());
-        self.commit(batch).map(drop)
+        self.commit(batch)?;
+        // The summary held is an older manifest's.
+        self.set_summary(None);
+        Ok(())
     }
 }
 

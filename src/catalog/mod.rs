@@ -271,7 +271,19 @@ impl Index {
 
     /// The location of `id`, if indexed.
     pub fn chunk(&self, id: &ChunkId) -> Result<Option<Location>> {
-        Ok(self.chunks(std::slice::from_ref(id))?.pop().flatten())
+        match self
+            .db
+            .get_pinned_cf(self.cf(CHUNKS), id.as_bytes())
+            .map_err(|e| self.err(e))?
+        {
+            Some(v) if v.is_empty() => Ok(None),
+            Some(v) => Ok(Some(Location::decode(*id, &v)?)),
+            None => {
+                let mut out = [None];
+                self.locate_beneath(std::slice::from_ref(id), &[0], &mut out)?;
+                Ok(out[0])
+            }
+        }
     }
 
     /// What the index knows of `pack`, if anything.

@@ -30,22 +30,24 @@ impl Index {
 
     /// The summary of the base manifest's families (or of a newer one,
     /// read again after the base's were deleted), loaded the first time it
-    /// is needed; `None` when this index is no overlay or has no base.
+    /// is needed; `None` when this index is no overlay or has no base. A
+    /// new base drops the summary held ([`set_summary`](Self::set_summary)),
+    /// so one held is current: a lookup asks nothing more of RocksDB.
     pub(super) fn summary(&self) -> Result<Option<Arc<Summary>>> {
         if self.home.is_none() {
             return Ok(None);
         }
-        let Some(epoch) = self.base()? else {
-            return Ok(None);
-        };
         let held = self
             .summary
             .read()
             .unwrap_or_else(PoisonError::into_inner)
             .clone();
-        if let Some(summary) = held.filter(|s| s.epoch >= epoch) {
-            return Ok(Some(summary));
+        if held.is_some() {
+            return Ok(held);
         }
+        let Some(epoch) = self.base()? else {
+            return Ok(None);
+        };
         let home = self.home.as_ref().expect("checked above");
         let manifest = read_manifest(home.as_ref(), self.sealer.as_ref(), epoch)?;
         self.load_summary(&manifest).map(Some)
@@ -61,11 +63,18 @@ impl Index {
             CACHED_BLOCKS,
             Some(&self.path.with_file_name("summaries")),
         )?);
-        let replaced = self
-            .summary
-            .write()
-            .unwrap_or_else(PoisonError::into_inner)
-            .replace(summary.clone());
+        self.set_summary(Some(summary.clone()));
+        Ok(summary)
+    }
+
+    /// Holds `summary` (`None`: none until the next lookup loads the
+    /// base's); the reads of the one it replaces are kept for
+    /// [`index_reads`](Self::index_reads).
+    pub(super) fn set_summary(&self, summary: Option<Arc<Summary>>) {
+        let replaced = std::mem::replace(
+            &mut *self.summary.write().unwrap_or_else(PoisonError::into_inner),
+            summary,
+        );
         if let Some(old) = replaced {
             let mut earlier = self
                 .earlier_reads
@@ -73,7 +82,6 @@ impl Index {
                 .unwrap_or_else(PoisonError::into_inner);
             *earlier = earlier.plus(old.fetched.reads());
         }
-        Ok(summary)
     }
 
     /// The reads of the families this index made so far (summaries and

@@ -409,9 +409,10 @@ impl Summary {
 
     /// The family that holds `id`, if it holds anything.
     fn family_of(&self, id: &ChunkId) -> Option<usize> {
-        let digits: Vec<u8> = (0..MAX_DIGITS)
-            .map(|i| crate::format::family::nibble(id.as_bytes(), i))
-            .collect();
+        let mut digits = [0u8; MAX_DIGITS];
+        for (i, d) in digits.iter_mut().enumerate() {
+            *d = crate::format::family::nibble(id.as_bytes(), i);
+        }
         (0..=MAX_DIGITS).find_map(|d| self.by_digits.get(&digits[..d]).copied())
     }
 
@@ -494,20 +495,26 @@ impl Summary {
         missing.sort_unstable();
         missing.dedup();
         for batch in missing.chunks(BLOCK_READERS) {
-            let read: Vec<Result<Vec<(ChunkId, Location)>>> = std::thread::scope(|scope| {
-                let running: Vec<_> = batch
-                    .iter()
-                    .map(|&(f, n)| {
-                        let family = &self.families[f];
-                        let fetched = &self.fetched;
-                        scope.spawn(move || family.read_block(home, sealer, n, fetched))
-                    })
-                    .collect();
-                running
-                    .into_iter()
-                    .map(|h| h.join().expect("a block read does not panic"))
-                    .collect()
-            });
+            // One block (a lookup of one id, most of them) is read here;
+            // several at once, each on a thread of its own.
+            let read: Vec<Result<Vec<(ChunkId, Location)>>> = if let [(f, n)] = batch {
+                vec![self.families[*f].read_block(home, sealer, *n, &self.fetched)]
+            } else {
+                std::thread::scope(|scope| {
+                    let running: Vec<_> = batch
+                        .iter()
+                        .map(|&(f, n)| {
+                            let family = &self.families[f];
+                            let fetched = &self.fetched;
+                            scope.spawn(move || family.read_block(home, sealer, n, fetched))
+                        })
+                        .collect();
+                    running
+                        .into_iter()
+                        .map(|h| h.join().expect("a block read does not panic"))
+                        .collect()
+                })
+            };
             let mut cache = self
                 .blocks
                 .lock()
