@@ -102,6 +102,8 @@ pub struct Index {
     home: Option<Arc<dyn MetaStore>>,
     /// The summary of the base manifest's families, once loaded.
     summary: RwLock<Option<Arc<summary::Summary>>>,
+    /// Where the summaries read are kept on this machine.
+    shelf: Option<Arc<dyn summary::Shelf>>,
     /// The reads of summaries this index has replaced since.
     earlier_reads: Mutex<summary::IndexReads>,
 }
@@ -181,6 +183,7 @@ impl Index {
             sealer: Arc::new(Plain),
             home: None,
             summary: RwLock::new(None),
+            shelf: None,
             earlier_reads: Mutex::default(),
         };
         let packs = index
@@ -215,6 +218,14 @@ impl Index {
     #[must_use]
     pub fn with_home(mut self, home: Arc<dyn MetaStore>) -> Self {
         self.home = Some(home);
+        self
+    }
+
+    /// Keeps the summaries this index reads on `shelf` (its cache slot),
+    /// so a family version is read from the home once.
+    #[must_use]
+    pub fn with_shelf(mut self, shelf: Arc<dyn summary::Shelf>) -> Self {
+        self.shelf = Some(shelf);
         self
     }
 

@@ -61,7 +61,7 @@ impl Index {
             self.sealer.as_ref(),
             manifest,
             CACHED_BLOCKS,
-            Some(&self.path.with_file_name("summaries")),
+            self.shelf.as_deref(),
         )?);
         self.set_summary(Some(summary.clone()));
         Ok(summary)

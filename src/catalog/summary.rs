@@ -11,9 +11,8 @@
 //! an error its caller answers by loading the newer manifest, never "not
 //! present".
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::num::NonZeroUsize;
-use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -120,30 +119,29 @@ pub struct FamilySummary {
 
 impl FamilySummary {
     /// Reads the summary of family version `part` of `home`: the object's
-    /// last 64 KiB, then the sections that did not fit in them. With
-    /// `local` (a folder of this machine's cache), what was read is kept
-    /// there under the version's name (a version never changes) and read
-    /// from there the next time; a kept copy that does not check out is
-    /// read again from the home.
+    /// last 64 KiB, then the sections that did not fit in them. With a
+    /// `shelf` (this machine's cache), what was read is kept there under
+    /// the version's name (a version never changes) and read from there
+    /// the next time; a kept copy that does not check out is read again
+    /// from the home.
     pub fn load(
         home: &dyn MetaStore,
         sealer: &dyn Sealer,
         part: &Part,
         fetched: &Fetched,
-        local: Option<&Path>,
+        shelf: Option<&dyn Shelf>,
     ) -> Result<Self> {
         let key = part.name.key(part.version);
-        let kept = local.map(|dir| dir.join(local_name(&key)));
-        if let Some(end) = kept.as_ref().and_then(|path| std::fs::read(path).ok()) {
+        let name = shelf_name(&key);
+        if let Some(end) = shelf.and_then(|s| s.get(&name)) {
             if let Ok(summary) = Self::parse(&end, home, sealer, part) {
                 return Ok(summary);
             }
         }
         let end = Self::fetch(home, sealer, part, fetched)?;
         let summary = Self::parse(&end, home, sealer, part)?;
-        if let Some(path) = kept {
-            // Only a cache: a copy that cannot be kept is read again.
-            let _ = keep(&path, &end);
+        if let Some(shelf) = shelf {
+            shelf.put(&name, &end);
         }
         Ok(summary)
     }
@@ -297,19 +295,21 @@ fn open_end(
     Ok((trailer, object_len))
 }
 
-/// The name a family version's summary is kept under in a cache folder.
-fn local_name(key: &str) -> String {
-    key.trim_start_matches("index/").replace('/', "_")
+/// Where this machine keeps the summaries it read (its cache slot): for
+/// each family version, its bytes from its first section on, by name.
+/// Only a cache: what it loses or cannot keep is read from the home again.
+pub trait Shelf: Send + Sync {
+    /// The bytes kept under `name`, if any.
+    fn get(&self, name: &str) -> Option<Vec<u8>>;
+    /// Keeps `bytes` under `name`.
+    fn put(&self, name: &str, bytes: &[u8]);
+    /// Drops everything kept but `names`.
+    fn keep_only(&self, names: &HashSet<String>);
 }
 
-/// Writes `bytes` to `path` whole or not at all.
-fn keep(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)?;
-    }
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, bytes)?;
-    std::fs::rename(&tmp, path)
+/// The name a family version's summary is kept under on a [`Shelf`].
+fn shelf_name(key: &str) -> String {
+    key.trim_start_matches("index/").replace('/', "_")
 }
 
 /// `len` bytes of `key` from `offset`, counted.
@@ -351,16 +351,15 @@ pub struct Summary {
 impl Summary {
     /// Loads the summary of every family of `manifest` (many at a time),
     /// with room for `cached_blocks` blocks in the block cache.
-    /// With `local`, each family's summary is kept in that folder of this
-    /// machine's cache and read from there the next time (see
-    /// [`FamilySummary::load`]); what no family of `manifest` names any
-    /// more is removed from it.
+    /// With a `shelf`, each family's summary is kept there and read from
+    /// there the next time (see [`FamilySummary::load`]); what no family
+    /// of `manifest` names any more is dropped from it.
     pub fn load(
         home: &dyn MetaStore,
         sealer: &(dyn Sealer + Sync),
         manifest: &Manifest,
         cached_blocks: usize,
-        local: Option<&Path>,
+        shelf: Option<&dyn Shelf>,
     ) -> Result<Self> {
         let fetched = Fetched::default();
         let parts: Vec<&Part> = manifest.families.iter().filter(|p| p.size > 0).collect();
@@ -371,7 +370,7 @@ impl Summary {
                 let running: Vec<_> = batch
                     .iter()
                     .map(|part| {
-                        scope.spawn(move || FamilySummary::load(home, sealer, part, fetched, local))
+                        scope.spawn(move || FamilySummary::load(home, sealer, part, fetched, shelf))
                     })
                     .collect();
                 out.extend(
@@ -383,14 +382,8 @@ impl Summary {
             out
         });
         let families = loaded.into_iter().collect::<Result<Vec<_>>>()?;
-        if let Some(dir) = local {
-            let named: std::collections::HashSet<String> =
-                families.iter().map(|f| local_name(&f.key)).collect();
-            for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-                if !named.contains(entry.file_name().to_string_lossy().as_ref()) {
-                    let _ = std::fs::remove_file(entry.path());
-                }
-            }
+        if let Some(shelf) = shelf {
+            shelf.keep_only(&families.iter().map(|f| shelf_name(&f.key)).collect());
         }
         let by_digits = families
             .iter()
@@ -706,20 +699,41 @@ mod tests {
         }
     }
 
+    /// A shelf in memory.
+    #[derive(Default)]
+    struct Memory(Mutex<HashMap<String, Vec<u8>>>);
+
+    impl Shelf for Memory {
+        fn get(&self, name: &str) -> Option<Vec<u8>> {
+            self.0.lock().unwrap().get(name).cloned()
+        }
+        fn put(&self, name: &str, bytes: &[u8]) {
+            self.0
+                .lock()
+                .unwrap()
+                .insert(name.to_string(), bytes.to_vec());
+        }
+        fn keep_only(&self, names: &HashSet<String>) {
+            self.0.lock().unwrap().retain(|n, _| names.contains(n));
+        }
+    }
+
     #[test]
-    fn a_summary_kept_in_the_cache_is_read_from_there_and_a_bad_copy_again_from_the_home() {
+    fn a_summary_kept_on_a_shelf_is_read_from_there_and_a_bad_copy_again_from_the_home() {
         let dir = tempfile::tempdir().unwrap();
         let (home, all, manifest) = compacted(dir.path(), 6000, 40_000, &Plain);
-        let local = dir.path().join("summaries");
-        std::fs::create_dir_all(&local).unwrap();
-        std::fs::write(local.join("-.00000000000000ff"), b"a version no more").unwrap();
-        let first = Summary::load(&home, &Plain, &manifest, 64, Some(&local)).unwrap();
+        let shelf = Memory::default();
+        shelf.put("-.00000000000000ff", b"a version no more");
+        let first = Summary::load(&home, &Plain, &manifest, 64, Some(&shelf)).unwrap();
         let families = first.families().len();
         assert!(first.fetched.gets() >= families as u64);
-        let kept: Vec<_> = std::fs::read_dir(&local).unwrap().collect();
-        assert_eq!(kept.len(), families, "one a family, the stale one gone");
+        assert_eq!(
+            shelf.0.lock().unwrap().len(),
+            families,
+            "one a family, the stale one gone"
+        );
         // Again: nothing read from the home.
-        let second = Summary::load(&home, &Plain, &manifest, 64, Some(&local)).unwrap();
+        let second = Summary::load(&home, &Plain, &manifest, 64, Some(&shelf)).unwrap();
         assert_eq!(second.fetched.gets(), 0);
         let ids: Vec<ChunkId> = all.keys().copied().collect();
         let found = second.locate(&home, &Plain, &ids).unwrap();
@@ -728,19 +742,14 @@ mod tests {
             .zip(&found)
             .all(|(id, loc)| loc.as_ref() == all.get(id)));
         // A damaged copy is read again from the home, and kept again.
-        let victim = std::fs::read_dir(&local)
-            .unwrap()
-            .next()
-            .unwrap()
-            .unwrap()
-            .path();
-        let mut bytes = std::fs::read(&victim).unwrap();
+        let victim = shelf.0.lock().unwrap().keys().next().unwrap().clone();
+        let mut bytes = shelf.get(&victim).unwrap();
         let n = bytes.len();
         bytes[n / 2] ^= 1;
-        std::fs::write(&victim, &bytes).unwrap();
-        let third = Summary::load(&home, &Plain, &manifest, 64, Some(&local)).unwrap();
+        shelf.put(&victim, &bytes);
+        let third = Summary::load(&home, &Plain, &manifest, 64, Some(&shelf)).unwrap();
         assert!(third.fetched.gets() >= 1);
-        assert_ne!(std::fs::read(&victim).unwrap(), bytes);
+        assert_ne!(shelf.get(&victim).unwrap(), bytes);
         let found = third.locate(&home, &Plain, &ids).unwrap();
         assert!(ids
             .iter()

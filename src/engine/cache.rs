@@ -222,3 +222,28 @@ fn private_dir(dir: &Path) -> Result<()> {
     }
     std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).at(dir)
 }
+
+/// The summaries of the index families this slot keeps (its `summaries/`
+/// folder, a file a family version), written and read as its other files.
+pub(crate) struct SlotShelf(pub(crate) PathBuf);
+
+impl crate::catalog::summary::Shelf for SlotShelf {
+    fn get(&self, name: &str) -> Option<Vec<u8>> {
+        CacheSlot::read(&self.0.join(name)).ok().flatten()
+    }
+
+    fn put(&self, name: &str, bytes: &[u8]) {
+        // Only a cache: what cannot be kept is read again next time.
+        if std::fs::create_dir_all(&self.0).is_ok() {
+            let _ = CacheSlot::replace(&self.0.join(name), bytes);
+        }
+    }
+
+    fn keep_only(&self, names: &std::collections::HashSet<String>) {
+        for entry in std::fs::read_dir(&self.0).into_iter().flatten().flatten() {
+            if !names.contains(entry.file_name().to_string_lossy().as_ref()) {
+                let _ = std::fs::remove_file(entry.path());
+            }
+        }
+    }
+}

@@ -613,9 +613,11 @@ pub(crate) fn open_cache_index(
         remove_legacy_index(&legacy)?;
         files.delete(LEGACY_BLOOM)?;
     }
+    let shelf = super::cache::SlotShelf(cache.dir().join("summaries"));
     let index = index?
         .with_crash_points(fs.clone())
-        .with_home(files.clone());
+        .with_home(files.clone())
+        .with_shelf(Arc::new(shelf));
     let index = if writer {
         index.with_segments(files.clone())
     } else {
